@@ -1,0 +1,405 @@
+//! OpenVidu's JSON-RPC methods and notifications, as typed params and results (spec §3–§4).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ids::{ConnectionId, RpcSessionId, SessionId};
+
+/// Client → server method names.
+pub mod method {
+    /// Keep-alive.
+    pub const PING: &str = "ping";
+    /// Join a session with a token.
+    pub const JOIN_ROOM: &str = "joinRoom";
+    /// Leave the session.
+    pub const LEAVE_ROOM: &str = "leaveRoom";
+    /// Send a signal.
+    pub const SEND_MESSAGE: &str = "sendMessage";
+    /// Re-bind a participant to a new socket after a network blip.
+    pub const CONNECT: &str = "connect";
+    /// Evict a participant (MODERATOR only).
+    pub const FORCE_DISCONNECT: &str = "forceDisconnect";
+    /// Unpublish somebody's stream (MODERATOR only; media).
+    pub const FORCE_UNPUBLISH: &str = "forceUnpublish";
+    /// Liveness probe.
+    pub const ECHO: &str = "echo";
+    /// Media: publish.
+    pub const PUBLISH_VIDEO: &str = "publishVideo";
+    /// Media: unpublish.
+    pub const UNPUBLISH_VIDEO: &str = "unpublishVideo";
+    /// Media: stop subscribing.
+    pub const UNSUBSCRIBE_FROM_VIDEO: &str = "unsubscribeFromVideo";
+    /// Media: stream property toggles.
+    pub const STREAM_PROPERTY_CHANGED: &str = "streamPropertyChanged";
+    /// Network-quality bookkeeping.
+    pub const VIDEO_DATA: &str = "videoData";
+    /// Media: ICE candidate.
+    pub const ON_ICE_CANDIDATE: &str = "onIceCandidate";
+    /// Media methods answered with "media not supported".
+    pub const MEDIA_UNSUPPORTED: &[&str] = &[
+        "reconnectStream",
+        "prepareReceiveVideoFrom",
+        "receiveVideoFrom",
+        "applyFilter",
+        "removeFilter",
+        "execFilterMethod",
+        "addFilterEventListener",
+        "removeFilterEventListener",
+    ];
+    /// Pro services answered with "service not enabled".
+    pub const PRO_ONLY: &[&str] = &[
+        "subscribeToSpeechToText",
+        "unsubscribeFromSpeechToText",
+        "sessionStatus",
+    ];
+}
+
+/// Server → client notification names.
+pub mod notification {
+    /// A participant joined.
+    pub const PARTICIPANT_JOINED: &str = "participantJoined";
+    /// A participant left or was evicted.
+    pub const PARTICIPANT_LEFT: &str = "participantLeft";
+    /// A participant was evicted.
+    pub const PARTICIPANT_EVICTED: &str = "participantEvicted";
+    /// A signal.
+    pub const SEND_MESSAGE: &str = "sendMessage";
+    /// A property of the receiver's own connection changed.
+    pub const CONNECTION_PROPERTY_CHANGED: &str = "connectionPropertyChanged";
+}
+
+/// A participant's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    /// May only receive (and signal).
+    Subscriber,
+    /// May publish (the default).
+    #[default]
+    Publisher,
+    /// May publish and evict others.
+    Moderator,
+}
+
+impl Role {
+    /// The wire name: `SUBSCRIBER`, `PUBLISHER` or `MODERATOR`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Subscriber => "SUBSCRIBER",
+            Role::Publisher => "PUBLISHER",
+            Role::Moderator => "MODERATOR",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "SUBSCRIBER" => Some(Role::Subscriber),
+            "PUBLISHER" => Some(Role::Publisher),
+            "MODERATOR" => Some(Role::Moderator),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a participant left (OpenVidu `EndReason`). Unknown values are kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The participant called `leaveRoom`.
+    Disconnect,
+    /// A moderator evicted it (RPC `forceDisconnect`).
+    ForceDisconnectByUser,
+    /// The REST API evicted it.
+    ForceDisconnectByServer,
+    /// The session was closed through the REST API.
+    SessionClosedByServer,
+    /// Its link was lost, or it fell too far behind.
+    NetworkDisconnect,
+    /// The server is stopping.
+    OpenviduServerStopped,
+    /// Any other reason, verbatim (`""` when unknown).
+    Other(String),
+}
+
+impl EndReason {
+    /// The wire value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            EndReason::Disconnect => "disconnect",
+            EndReason::ForceDisconnectByUser => "forceDisconnectByUser",
+            EndReason::ForceDisconnectByServer => "forceDisconnectByServer",
+            EndReason::SessionClosedByServer => "sessionClosedByServer",
+            EndReason::NetworkDisconnect => "networkDisconnect",
+            EndReason::OpenviduServerStopped => "openviduServerStopped",
+            EndReason::Other(s) => s,
+        }
+    }
+
+    /// Parses a wire value.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "disconnect" => EndReason::Disconnect,
+            "forceDisconnectByUser" => EndReason::ForceDisconnectByUser,
+            "forceDisconnectByServer" => EndReason::ForceDisconnectByServer,
+            "sessionClosedByServer" => EndReason::SessionClosedByServer,
+            "networkDisconnect" => EndReason::NetworkDisconnect,
+            "openviduServerStopped" => EndReason::OpenviduServerStopped,
+            other => EndReason::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EndReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EndReason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Cow::<'de, str>::deserialize(d)?;
+        Ok(EndReason::parse(&s))
+    }
+}
+
+/// `ping` params. The first ping of a socket carries the interval; later ones none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PingParams {
+    /// Milliseconds between pings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
+}
+
+/// `joinRoom` params, as openvidu-browser 2.32.2 sends them (spec §3.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRoomParams {
+    /// The whole token string.
+    pub token: String,
+    /// The session id from the token.
+    pub session: String,
+    /// Free text describing the client.
+    #[serde(default)]
+    pub platform: String,
+    /// The client library version.
+    #[serde(default)]
+    pub sdk_version: String,
+    /// Client data; becomes the Connection's `clientData`.
+    #[serde(default)]
+    pub metadata: String,
+    /// The server secret, for ad-hoc connections (recorders); `""` normally.
+    #[serde(default)]
+    pub secret: String,
+    /// Hidden recorder participant.
+    #[serde(default)]
+    pub recorder: bool,
+    /// Hidden speech-to-text participant.
+    #[serde(default)]
+    pub stt: bool,
+}
+
+/// An existing participant in a `joinRoom` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteParticipant {
+    /// Its connection id.
+    pub id: ConnectionId,
+    /// Its join time (ms since the epoch).
+    pub created_at: u64,
+    /// Its full metadata ([`full_metadata`]).
+    pub metadata: String,
+}
+
+/// The `joinRoom` result (spec §3.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRoomResult {
+    /// The joiner's connection id.
+    pub id: ConnectionId,
+    /// Opaque "browser user" id.
+    #[serde(default)]
+    pub final_user_id: String,
+    /// Join time (ms since the epoch).
+    #[serde(default)]
+    pub created_at: u64,
+    /// The joiner's full metadata.
+    #[serde(default)]
+    pub metadata: String,
+    /// Existing participants, excluding the joiner.
+    pub value: Vec<RemoteParticipant>,
+    /// The OpenVidu session id.
+    #[serde(default)]
+    pub session: Option<SessionId>,
+    /// Server version (`2.32.2`).
+    pub version: String,
+    /// Media server kind (`kurento`).
+    #[serde(default)]
+    pub media_server: String,
+    /// Whether simulcast is on.
+    #[serde(default)]
+    pub video_simulcast: bool,
+    /// Whether the connection is recorded.
+    #[serde(default)]
+    pub record: bool,
+    /// The joiner's role.
+    pub role: Role,
+    /// The RPC session id, for reconnection.
+    pub session_id: RpcSessionId,
+}
+
+/// `sendMessage` params: the signal as a JSON string (spec §3.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendMessageParams<'a> {
+    /// The signal object, JSON-encoded.
+    #[serde(borrow)]
+    pub message: Cow<'a, str>,
+}
+
+/// `connect` (reconnection) params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectParams {
+    /// The RPC session id received in the `joinRoom` result.
+    pub session_id: RpcSessionId,
+    /// Always `true`.
+    #[serde(default)]
+    pub reconnect: bool,
+}
+
+/// `forceDisconnect` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForceDisconnectParams {
+    /// The participant to evict.
+    pub connection_id: ConnectionId,
+}
+
+/// `participantJoined` params.
+pub type ParticipantJoined = RemoteParticipant;
+
+/// `participantLeft` and `participantEvicted` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantLeft {
+    /// Who left.
+    pub connection_id: ConnectionId,
+    /// Why.
+    #[serde(default = "unknown_reason")]
+    pub reason: EndReason,
+}
+
+fn unknown_reason() -> EndReason {
+    EndReason::Other(String::new())
+}
+
+/// `sendMessage` notification params: a signal as received. Absent keys stay absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalNotification<'a> {
+    /// The data.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Cow<'a, str>>,
+    /// The wire type, e.g. `signal:chat`.
+    #[serde(default, borrow, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Cow<'a, str>>,
+    /// The sender; absent for server-sent signals.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Cow<'a, str>>,
+}
+
+/// `connectionPropertyChanged` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionPropertyChanged {
+    /// `role` or `record`.
+    pub property: String,
+    /// The new value, as a string.
+    pub new_value: String,
+}
+
+/// The "full metadata" rule: `clientData` alone, `serverData` alone, or both joined by `%/%`.
+pub fn full_metadata(client_data: &str, server_data: &str) -> String {
+    match (client_data.is_empty(), server_data.is_empty()) {
+        (_, true) => client_data.to_owned(),
+        (true, false) => server_data.to_owned(),
+        (false, false) => format!("{client_data}%/%{server_data}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn join_room_params_from_the_real_client() {
+        let p: JoinRoomParams = serde_json::from_value(json!({
+            "token":"ws://127.0.0.1:18443?sessionId=S1&token=tok_B","session":"S1",
+            "platform":"Node.js 20.20.2 on Linux 64-bit","sdkVersion":"2.32.2","metadata":"bob-data",
+            "secret":"","recorder":false,"stt":false}))
+        .unwrap();
+        assert_eq!(p.session, "S1");
+        assert_eq!(p.sdk_version, "2.32.2");
+        assert_eq!(p.metadata, "bob-data");
+    }
+
+    #[test]
+    fn join_room_result_from_real_openvidu_parses() {
+        let r: JoinRoomResult = serde_json::from_value(json!({
+            "id":"con_T2","finalUserId":"97061F3F73313C3E","createdAt":1700000001000u64,
+            "metadata":"bob-client-data%/%bob-server-data",
+            "value":[{"id":"con_T1","createdAt":1700000000000u64,"metadata":"{\"name\":\"alice\"}"}],
+            "session":"S1","version":"2.32.2","mediaServer":"kurento","videoSimulcast":false,
+            "record":true,"role":"PUBLISHER","coturnIp":"203.0.113.7","coturnPort":3478,
+            "turnUsername":"1700086400:abc","turnCredential":"xyz",
+            "customIceServers":[{"url":"turn:203.0.113.7:3478","username":"1700086400:abc","credential":"xyz"}],
+            "sessionId":"4aktv8cfkhe2ooksplqg0c8v80"}))
+        .unwrap();
+        assert_eq!(r.id, "con_T2");
+        assert_eq!(r.value[0].id, "con_T1");
+        assert_eq!(r.role, Role::Publisher);
+        assert_eq!(r.session_id, "4aktv8cfkhe2ooksplqg0c8v80");
+    }
+
+    #[test]
+    fn signal_notification_omits_absent_keys() {
+        let n = SignalNotification { data: Some("hi".into()), kind: Some("signal:chat".into()), from: None };
+        assert_eq!(serde_json::to_string(&n).unwrap(), r#"{"data":"hi","type":"signal:chat"}"#);
+    }
+
+    #[test]
+    fn end_reason_round_trips_and_keeps_unknown_values() {
+        let l: ParticipantLeft =
+            serde_json::from_str(r#"{"connectionId":"con_A","reason":"nodeCrashed"}"#).unwrap();
+        assert_eq!(l.reason, EndReason::Other("nodeCrashed".into()));
+        let l: ParticipantLeft =
+            serde_json::from_str(r#"{"connectionId":"con_A","reason":"forceDisconnectByServer"}"#).unwrap();
+        assert_eq!(l.reason, EndReason::ForceDisconnectByServer);
+        assert_eq!(
+            serde_json::to_string(&l).unwrap(),
+            r#"{"connectionId":"con_A","reason":"forceDisconnectByServer"}"#
+        );
+    }
+
+    #[test]
+    fn full_metadata_rule() {
+        assert_eq!(full_metadata("c", ""), "c");
+        assert_eq!(full_metadata("", "s"), "s");
+        assert_eq!(full_metadata("c", "s"), "c%/%s");
+        assert_eq!(full_metadata("", ""), "");
+    }
+}

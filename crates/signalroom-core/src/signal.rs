@@ -1,0 +1,296 @@
+//! Signals: the message model, validation (spec §5.1) and the routing rule (§5.2).
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::ids::ConnectionId;
+use crate::limits::{MAX_SIGNAL_RECIPIENTS, MAX_SIGNAL_TYPE_BYTES};
+
+/// The prefix openvidu-browser gives every signal type on the wire.
+pub const TYPE_PREFIX: &str = "signal:";
+
+/// A signal as a sender submits it: the inner object of `sendMessage.params.message`, or the body
+/// of `POST /openvidu/api/signal` without `session`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalMessage {
+    /// Recipients as given (may hold duplicates); empty means everybody.
+    pub to: Vec<ConnectionId>,
+    /// The data, if any. JSON numbers and booleans are stringified, as OpenVidu does.
+    pub data: Option<String>,
+    /// The wire type, if any, passed through unchanged.
+    pub kind: Option<String>,
+}
+
+impl SignalMessage {
+    /// Parses and validates the JSON text of a signal (the `message` param of `sendMessage`).
+    ///
+    /// Errors: not a JSON object, or `to` not an array → [`Error::SignalFormat`] (600);
+    /// a `null` or non-string `to` entry → [`Error::SignalRecipients`] (601); `data` or `type`
+    /// an object or array → [`Error::InvalidField`] (600); `data` too large → [`Error::DataTooLarge`].
+    pub fn parse(message: &str, max_data_bytes: usize) -> Result<Self> {
+        let value: Value = serde_json::from_str(message).map_err(|e| Error::SignalFormat {
+            message: message.to_owned(),
+            reason: format!("not JSON ({e})"),
+        })?;
+        let Value::Object(obj) = value else {
+            return Err(Error::SignalFormat {
+                message: message.to_owned(),
+                reason: "not a JSON object".to_owned(),
+            });
+        };
+        Self::from_object(&obj, message, max_data_bytes)
+    }
+
+    /// Validates a signal given as a JSON object. `original` is quoted in error messages.
+    pub fn from_object(obj: &Map<String, Value>, original: &str, max_data_bytes: usize) -> Result<Self> {
+        let to = match obj.get("to") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                if items.len() > MAX_SIGNAL_RECIPIENTS {
+                    return Err(Error::SignalRecipients {
+                        reason: format!(
+                            "{} recipients, over the limit of {MAX_SIGNAL_RECIPIENTS}",
+                            items.len()
+                        ),
+                    });
+                }
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => Ok(ConnectionId::from(s.as_str())),
+                        Value::Null => Err(Error::SignalRecipients {
+                            reason: "\"to\" contains null".to_owned(),
+                        }),
+                        other => Err(Error::SignalRecipients {
+                            reason: format!("\"to\" entry {other} is not a connection id string"),
+                        }),
+                    })
+                    .collect::<Result<_>>()?
+            }
+            Some(other) => {
+                return Err(Error::SignalFormat {
+                    message: original.to_owned(),
+                    reason: format!("\"to\" must be an array, not {}", json_kind(other)),
+                });
+            }
+        };
+        let data = scalar_as_string(obj.get("data"), "data")?;
+        if let Some(d) = &data {
+            if d.len() > max_data_bytes {
+                return Err(Error::DataTooLarge { size: d.len(), limit: max_data_bytes });
+            }
+        }
+        let kind = scalar_as_string(obj.get("type"), "type")?;
+        if let Some(k) = &kind {
+            check_type(k)?;
+        }
+        Ok(Self { to, data, kind })
+    }
+}
+
+fn scalar_as_string(value: Option<&Value>, field: &'static str) -> Result<Option<String>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
+        Some(other) => Err(Error::InvalidField {
+            field,
+            reason: format!("must be a string, not {}", json_kind(other)),
+        }),
+    }
+}
+
+/// Checks a signal type: at most [`MAX_SIGNAL_TYPE_BYTES`] bytes, no control characters.
+pub fn check_type(kind: &str) -> Result<()> {
+    if kind.len() > MAX_SIGNAL_TYPE_BYTES {
+        return Err(Error::InvalidField {
+            field: "type",
+            reason: format!("{} bytes, over the limit of {MAX_SIGNAL_TYPE_BYTES}", kind.len()),
+        });
+    }
+    if kind.chars().any(char::is_control) {
+        return Err(Error::InvalidField {
+            field: "type",
+            reason: "contains control characters".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The name of a JSON value's kind, for error messages.
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Who receives a signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    /// Every joined participant, the sender included.
+    All,
+    /// These participants, each once, in the order first named.
+    Only(Vec<ConnectionId>),
+}
+
+/// The routing rule: an empty `to` is a broadcast; otherwise every entry must be a joined
+/// participant (`is_member`), else the whole signal is refused (601) and nothing is delivered.
+/// Duplicates are collapsed.
+pub fn route(to: &[ConnectionId], is_member: impl Fn(&ConnectionId) -> bool) -> Result<Recipients> {
+    if to.is_empty() {
+        return Ok(Recipients::All);
+    }
+    let mut out: Vec<ConnectionId> = Vec::with_capacity(to.len());
+    for id in to {
+        if !is_member(id) {
+            return Err(Error::SignalRecipients {
+                reason: format!("connection {id:?} is not a participant of the session"),
+            });
+        }
+        if !out.contains(id) {
+            out.push(id.clone());
+        }
+    }
+    Ok(Recipients::Only(out))
+}
+
+/// A signal a client sends: the type is normalised as openvidu-browser does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Signal {
+    /// Recipients; empty = broadcast.
+    pub to: Vec<ConnectionId>,
+    /// The data.
+    pub data: String,
+    /// The wire type, always `signal:<x>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl Signal {
+    /// A signal of `kind` (with or without the `signal:` prefix; `None` = `signal`) to `to`
+    /// (empty = everybody). Validates the type and the data size.
+    pub fn new(
+        data: impl Into<String>,
+        kind: Option<&str>,
+        to: Vec<ConnectionId>,
+        max_data_bytes: usize,
+    ) -> Result<Self> {
+        let data = data.into();
+        if data.len() > max_data_bytes {
+            return Err(Error::DataTooLarge { size: data.len(), limit: max_data_bytes });
+        }
+        let kind = wire_type(kind.unwrap_or("signal"));
+        check_type(&kind)?;
+        if to.len() > MAX_SIGNAL_RECIPIENTS {
+            return Err(Error::SignalRecipients {
+                reason: format!("{} recipients, over the limit of {MAX_SIGNAL_RECIPIENTS}", to.len()),
+            });
+        }
+        Ok(Self { to, data, kind })
+    }
+
+    /// A broadcast signal.
+    pub fn broadcast(kind: &str, data: impl Into<String>) -> Result<Self> {
+        Self::new(data, Some(kind), Vec::new(), crate::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES)
+    }
+
+    /// The inner message JSON that `sendMessage` carries.
+    pub fn to_message_json(&self) -> String {
+        serde_json::to_string(self).expect("signals serialise")
+    }
+}
+
+/// The wire type for a user type: `chat` → `signal:chat`; `signal:chat` unchanged.
+pub fn wire_type(kind: &str) -> String {
+    if kind.starts_with(TYPE_PREFIX) {
+        kind.to_owned()
+    } else {
+        format!("{TYPE_PREFIX}{kind}")
+    }
+}
+
+/// The user type of a wire type: `signal:chat` → `chat`; `chat` unchanged.
+pub fn user_type(wire: &str) -> &str {
+    wire.strip_prefix(TYPE_PREFIX).unwrap_or(wire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 1024;
+
+    fn ids(v: &[&str]) -> Vec<ConnectionId> {
+        v.iter().map(|s| ConnectionId::from(*s)).collect()
+    }
+
+    #[test]
+    fn parses_the_real_clients_messages() {
+        // From spec/fixtures: openvidu-browser 2.32.2, scenario "basic".
+        let m = SignalMessage::parse(r#"{"to":[],"data":"hello","type":"signal:my-chat"}"#, MAX).unwrap();
+        assert_eq!(m, SignalMessage { to: vec![], data: Some("hello".into()), kind: Some("signal:my-chat".into()) });
+        let m = SignalMessage::parse(r#"{"to":["con_T2"],"data":"toB","type":"signal:my-chat"}"#, MAX).unwrap();
+        assert_eq!(m.to, ids(&["con_T2"]));
+    }
+
+    #[test]
+    fn refuses_non_objects_and_bad_to() {
+        for bad in ["not json", "[1,2]", "\"x\"", "42"] {
+            let e = SignalMessage::parse(bad, MAX).unwrap_err();
+            assert_eq!(e.rpc_code(), 600, "{bad}");
+        }
+        let e = SignalMessage::parse(r#"{"to":"con_A"}"#, MAX).unwrap_err();
+        assert_eq!(e.rpc_code(), 600);
+        assert!(e.to_string().contains("\"to\" must be an array"), "{e}");
+        let e = SignalMessage::parse(r#"{"to":[null]}"#, MAX).unwrap_err();
+        assert_eq!(e.rpc_code(), 601);
+        let e = SignalMessage::parse(r#"{"to":[7]}"#, MAX).unwrap_err();
+        assert_eq!(e.rpc_code(), 601);
+    }
+
+    #[test]
+    fn stringifies_scalars_and_refuses_objects() {
+        let m = SignalMessage::parse(r#"{"data":12,"type":true}"#, MAX).unwrap();
+        assert_eq!(m.data.as_deref(), Some("12"));
+        assert_eq!(m.kind.as_deref(), Some("true"));
+        let e = SignalMessage::parse(r#"{"data":{"a":1}}"#, MAX).unwrap_err();
+        assert!(matches!(e, Error::InvalidField { field: "data", .. }));
+    }
+
+    #[test]
+    fn enforces_the_data_limit() {
+        let big = format!(r#"{{"data":"{}"}}"#, "x".repeat(MAX + 1));
+        let e = SignalMessage::parse(&big, MAX).unwrap_err();
+        assert_eq!(e, Error::DataTooLarge { size: MAX + 1, limit: MAX });
+    }
+
+    #[test]
+    fn routing_broadcasts_targets_and_rejects_unknown() {
+        let roster = ids(&["con_A", "con_B", "con_C"]);
+        let member = |id: &ConnectionId| roster.contains(id);
+        assert_eq!(route(&[], member).unwrap(), Recipients::All);
+        assert_eq!(
+            route(&ids(&["con_B", "con_A", "con_B"]), member).unwrap(),
+            Recipients::Only(ids(&["con_B", "con_A"]))
+        );
+        let e = route(&ids(&["con_B", "con_nope"]), member).unwrap_err();
+        assert_eq!(e.rpc_code(), 601);
+        assert!(e.to_string().contains("con_nope"));
+    }
+
+    #[test]
+    fn client_signals_are_normalised_like_openvidu_browser() {
+        let s = Signal::new("hi", Some("chat"), ids(&["con_A"]), MAX).unwrap();
+        assert_eq!(s.to_message_json(), r#"{"to":["con_A"],"data":"hi","type":"signal:chat"}"#);
+        assert_eq!(Signal::new("", None, vec![], MAX).unwrap().kind, "signal:signal");
+        assert_eq!(Signal::new("", Some("signal:x"), vec![], MAX).unwrap().kind, "signal:x");
+        assert!(Signal::new("x".repeat(MAX + 1), None, vec![], MAX).is_err());
+        assert_eq!(user_type("signal:chat"), "chat");
+    }
+}
