@@ -84,10 +84,7 @@ id_type!(
 impl SessionId {
     /// Whether `s` is a valid `customSessionId`: `[a-zA-Z0-9_-]+`.
     pub fn is_valid_custom(s: &str) -> bool {
-        !s.is_empty()
-            && s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     }
 }
 

@@ -236,7 +236,8 @@ mod tests {
 
     #[test]
     fn parses_a_request_with_and_without_params() {
-        let f = Frame::parse(r#"{"jsonrpc":"2.0","method":"ping","params":{"interval":5000},"id":0}"#).unwrap();
+        let f =
+            Frame::parse(r#"{"jsonrpc":"2.0","method":"ping","params":{"interval":5000},"id":0}"#).unwrap();
         assert_eq!(f.method.as_deref(), Some("ping"));
         assert_eq!(f.typed_id(), Some(Id::Number(0)));
         let f = Frame::parse(r#"{"jsonrpc":"2.0","method":"ping","id":2}"#).unwrap();

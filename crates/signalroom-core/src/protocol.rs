@@ -49,11 +49,8 @@ pub mod method {
         "removeFilterEventListener",
     ];
     /// Pro services answered with "service not enabled".
-    pub const PRO_ONLY: &[&str] = &[
-        "subscribeToSpeechToText",
-        "unsubscribeFromSpeechToText",
-        "sessionStatus",
-    ];
+    pub const PRO_ONLY: &[&str] =
+        &["subscribeToSpeechToText", "unsubscribeFromSpeechToText", "sessionStatus"];
 }
 
 /// Server → client notification names.

@@ -177,10 +177,7 @@ pub struct SignalRequest {
 
 /// OpenVidu's `defaultRecordingProperties` defaults, merged under what the caller gave.
 pub fn default_recording_properties(given: Option<&serde_json::Map<String, Value>>) -> Value {
-    let individual = given
-        .and_then(|g| g.get("outputMode"))
-        .and_then(Value::as_str)
-        == Some("INDIVIDUAL");
+    let individual = given.and_then(|g| g.get("outputMode")).and_then(Value::as_str) == Some("INDIVIDUAL");
     let mut out = serde_json::Map::new();
     out.insert("name".into(), "".into());
     out.insert("hasAudio".into(), true.into());

@@ -59,9 +59,9 @@ impl SignalMessage {
                     .iter()
                     .map(|item| match item {
                         Value::String(s) => Ok(ConnectionId::from(s.as_str())),
-                        Value::Null => Err(Error::SignalRecipients {
-                            reason: "\"to\" contains null".to_owned(),
-                        }),
+                        Value::Null => {
+                            Err(Error::SignalRecipients { reason: "\"to\" contains null".to_owned() })
+                        }
                         other => Err(Error::SignalRecipients {
                             reason: format!("\"to\" entry {other} is not a connection id string"),
                         }),
@@ -94,10 +94,9 @@ fn scalar_as_string(value: Option<&Value>, field: &'static str) -> Result<Option
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
-        Some(other) => Err(Error::InvalidField {
-            field,
-            reason: format!("must be a string, not {}", json_kind(other)),
-        }),
+        Some(other) => {
+            Err(Error::InvalidField { field, reason: format!("must be a string, not {}", json_kind(other)) })
+        }
     }
 }
 
@@ -110,10 +109,7 @@ pub fn check_type(kind: &str) -> Result<()> {
         });
     }
     if kind.chars().any(char::is_control) {
-        return Err(Error::InvalidField {
-            field: "type",
-            reason: "contains control characters".to_owned(),
-        });
+        return Err(Error::InvalidField { field: "type", reason: "contains control characters".to_owned() });
     }
     Ok(())
 }
@@ -208,11 +204,7 @@ impl Signal {
 
 /// The wire type for a user type: `chat` → `signal:chat`; `signal:chat` unchanged.
 pub fn wire_type(kind: &str) -> String {
-    if kind.starts_with(TYPE_PREFIX) {
-        kind.to_owned()
-    } else {
-        format!("{TYPE_PREFIX}{kind}")
-    }
+    if kind.starts_with(TYPE_PREFIX) { kind.to_owned() } else { format!("{TYPE_PREFIX}{kind}") }
 }
 
 /// The user type of a wire type: `signal:chat` → `chat`; `chat` unchanged.
@@ -234,8 +226,12 @@ mod tests {
     fn parses_the_real_clients_messages() {
         // From spec/fixtures: openvidu-browser 2.32.2, scenario "basic".
         let m = SignalMessage::parse(r#"{"to":[],"data":"hello","type":"signal:my-chat"}"#, MAX).unwrap();
-        assert_eq!(m, SignalMessage { to: vec![], data: Some("hello".into()), kind: Some("signal:my-chat".into()) });
-        let m = SignalMessage::parse(r#"{"to":["con_T2"],"data":"toB","type":"signal:my-chat"}"#, MAX).unwrap();
+        assert_eq!(
+            m,
+            SignalMessage { to: vec![], data: Some("hello".into()), kind: Some("signal:my-chat".into()) }
+        );
+        let m =
+            SignalMessage::parse(r#"{"to":["con_T2"],"data":"toB","type":"signal:my-chat"}"#, MAX).unwrap();
         assert_eq!(m.to, ids(&["con_T2"]));
     }
 

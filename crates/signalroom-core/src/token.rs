@@ -36,10 +36,7 @@ impl TokenInfo {
         if authority.is_empty() || authority.contains(char::is_whitespace) {
             return Err(invalid());
         }
-        let query = rest
-            .split_once('?')
-            .map(|(_, q)| q.split('#').next().unwrap_or(""))
-            .unwrap_or("");
+        let query = rest.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or("")).unwrap_or("");
         let mut session_id = None;
         let mut token_id = None;
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -75,7 +72,8 @@ pub fn token_base(public_url: &Url) -> Result<String> {
         _ => return Err(Error::InvalidToken(public_url.to_string())),
     };
     let host = public_url.host_str().ok_or_else(|| Error::InvalidToken(public_url.to_string()))?;
-    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+    let host =
+        if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
     let default_port = if scheme == "wss" { 443 } else { 80 };
     Ok(match public_url.port() {
         Some(p) if p != default_port => format!("{scheme}://{host}:{p}"),

@@ -1,0 +1,75 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use signalroom_core::limits;
+use url::Url;
+
+/// Everything the server can be told. [`Config::local`] is a development default on a random
+/// loopback port.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The URL clients reach the server at; tokens are derived from it (`http` → `ws`,
+    /// `https` → `wss`). Default: derived from the bound address and TLS.
+    pub public_url: Option<Url>,
+    /// The REST secret (Basic auth `OPENVIDUAPP:<secret>`).
+    pub secret: String,
+    /// TLS certificate and key (PEM). Tokens become `wss://`.
+    pub tls: Option<TlsConfig>,
+    /// Maximum size of a signal's `data` in bytes.
+    pub max_signal_bytes: usize,
+    /// Maximum size of an inbound WebSocket frame; larger ones close the socket with 1009.
+    pub max_frame_bytes: usize,
+    /// Outbound frames queued per participant before it is evicted as too slow.
+    pub send_queue_capacity: usize,
+    /// How long a participant whose socket dropped is kept for a reconnection.
+    pub reconnection_grace: Duration,
+    /// How often never-joined sessions are garbage-collected; zero disables.
+    pub session_gc_interval: Duration,
+    /// Age after which a never-joined session is garbage-collected.
+    pub session_gc_threshold: Duration,
+    /// How long after `leaveRoom` or an eviction the server closes a socket the client keeps open.
+    pub linger_close: Duration,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+impl Config {
+    /// Development defaults on `127.0.0.1:0` with the secret `MY_SECRET`.
+    pub fn local() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            secret: DEFAULT_SECRET.to_owned(),
+            tls: None,
+            max_signal_bytes: limits::DEFAULT_MAX_SIGNAL_DATA_BYTES,
+            max_frame_bytes: limits::DEFAULT_MAX_FRAME_BYTES,
+            send_queue_capacity: DEFAULT_SEND_QUEUE,
+            reconnection_grace: Duration::from_secs(limits::RECONNECTION_GRACE_SECS),
+            session_gc_interval: Duration::from_secs(900),
+            session_gc_threshold: Duration::from_secs(3600),
+            linger_close: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 4443)), ..Self::local() }
+    }
+}
+
+/// The development secret, used when none is given (with a warning).
+pub const DEFAULT_SECRET: &str = "MY_SECRET";
+
+/// Default number of outbound frames queued per participant.
+pub const DEFAULT_SEND_QUEUE: usize = 4096;

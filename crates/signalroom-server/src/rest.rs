@@ -1,0 +1,629 @@
+//! The REST API under `/openvidu/api` (spec §6): statuses and JSON shapes as OpenVidu 2.32.2.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State as AxumState};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use signalroom_core::protocol::{ConnectionPropertyChanged, SignalNotification, notification};
+use signalroom_core::rest::{ErrorBody, Page, TokenObject, default_recording_properties};
+use signalroom_core::signal::{Recipients, check_type, json_kind, route};
+use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, SessionId};
+
+use crate::state::{CloseMode, Session, SessionProps, State, frame};
+use crate::util::{constant_time_eq, now_ms, random_id};
+
+type Shared = AxumState<Arc<State>>;
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// The `/openvidu/api` router (to be nested at that path).
+pub(crate) fn router(state: Arc<State>) -> Router<Arc<State>> {
+    let authenticated = Router::new()
+        .route("/sessions", post(create_session).get(list_sessions))
+        .route("/sessions/{id}", get(get_session).delete(close_session))
+        .route("/sessions/{id}/connection", post(create_connection).get(list_connections))
+        .route(
+            "/sessions/{id}/connection/{cid}",
+            get(get_connection).patch(update_connection).delete(delete_connection),
+        )
+        .route("/sessions/{id}/stream/{sid}", delete(delete_stream))
+        .route("/tokens", post(create_token))
+        .route("/signal", post(send_signal))
+        .route("/config", get(config))
+        .route("/config/openvidu-version", get(|| async { OPENVIDU_VERSION }))
+        .route("/config/openvidu-recording", get(|| async { "false" }))
+        .route("/config/openvidu-recording-path", get(|| async { "" }))
+        .route("/config/openvidu-cdr", get(|| async { "false" }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint in /openvidu/api") })
+        .route_layer(axum::middleware::from_fn_with_state(state, basic_auth));
+    Router::new()
+        .route("/config/openvidu-publicurl", get(public_url))
+        .merge(authenticated)
+        .layer(axum::middleware::from_fn(render_errors))
+}
+
+/// A REST error: a status, and a message for the JSON body (`None`: empty body, as OpenVidu).
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: Some(message.into()) }
+    }
+
+    fn empty(status: StatusCode) -> Self {
+        Self { status, message: None }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+/// Carries an error message to [`render_errors`], which knows the path.
+#[derive(Debug, Clone)]
+struct ErrorMessage(String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        if let Some(message) = self.message {
+            response.extensions_mut().insert(ErrorMessage(message));
+        }
+        response
+    }
+}
+
+/// Renders [`ApiError`] messages as OpenVidu's JSON error body.
+async fn render_errors(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    if let Some(ErrorMessage(message)) = response.extensions_mut().remove::<ErrorMessage>() {
+        let status = response.status();
+        tracing::debug!(%path, status = status.as_u16(), %message, "REST request refused");
+        let body = ErrorBody {
+            timestamp: now_ms(),
+            status: status.as_u16(),
+            error: status.canonical_reason().unwrap_or("Error").to_owned(),
+            message,
+            path,
+        };
+        let mut r = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Realm\""));
+        }
+        return r;
+    }
+    response
+}
+
+/// HTTP Basic `OPENVIDUAPP:<secret>`, compared in constant time.
+async fn basic_auth(AxumState(state): Shared, request: Request, next: Next) -> Response {
+    let ok = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| {
+            let (user, secret) = pair.split_once(':')?;
+            Some(user == "OPENVIDUAPP" && constant_time_eq(secret, &state.config.secret))
+        })
+        .unwrap_or(false);
+    if !ok {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: HTTP Basic with user OPENVIDUAPP and the server secret",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+// ---- body and query helpers ------------------------------------------------------------------
+
+/// Parses an optional JSON object body. JSON `null` values count as absent keys.
+fn object_body(body: &Bytes) -> ApiResult<Map<String, Value>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut m)) => {
+            m.retain(|_, v| !v.is_null());
+            Ok(m)
+        }
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(other) => {
+            Err(ApiError::bad(format!("request body must be a JSON object, not {}", json_kind(&other))))
+        }
+        Err(e) => Err(ApiError::bad(format!("request body is not valid JSON: {e}"))),
+    }
+}
+
+fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str) -> ApiResult<Option<&'a str>> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => {
+            Err(ApiError::bad(format!("Parameter '{key}' must be a string, not {}", json_kind(other))))
+        }
+    }
+}
+
+fn opt_bool(obj: &Map<String, Value>, key: &str) -> ApiResult<Option<bool>> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => {
+            Err(ApiError::bad(format!("Parameter '{key}' must be a boolean, not {}", json_kind(other))))
+        }
+    }
+}
+
+fn opt_enum<'a>(obj: &'a Map<String, Value>, key: &str, allowed: &[&'a str]) -> ApiResult<Option<&'a str>> {
+    match opt_str(obj, key)? {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v) => Ok(Some(v)),
+        Some(v) => Err(ApiError::bad(format!("Parameter '{key}' is wrong: {v:?} is not one of {allowed:?}"))),
+    }
+}
+
+fn opt_role(obj: &Map<String, Value>) -> ApiResult<Option<Role>> {
+    Ok(opt_enum(obj, "role", &["SUBSCRIBER", "PUBLISHER", "MODERATOR"])?.and_then(Role::parse))
+}
+
+fn opt_kurento_options(obj: &Map<String, Value>) -> ApiResult<Value> {
+    match obj.get("kurentoOptions") {
+        None => Ok(Value::Null),
+        Some(Value::Object(o)) => {
+            for (k, v) in o {
+                let ok = match k.as_str() {
+                    "videoMaxRecvBandwidth"
+                    | "videoMinRecvBandwidth"
+                    | "videoMaxSendBandwidth"
+                    | "videoMinSendBandwidth" => v.is_i64() || v.is_u64(),
+                    "allowedFilters" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(ApiError::bad(format!(
+                        "Parameter 'kurentoOptions' is wrong: bad property {k:?}"
+                    )));
+                }
+            }
+            Ok(Value::Object(o.clone()))
+        }
+        Some(other) => Err(ApiError::bad(format!(
+            "Parameter 'kurentoOptions' must be an object, not {}",
+            json_kind(other)
+        ))),
+    }
+}
+
+fn opt_ice_servers(obj: &Map<String, Value>) -> ApiResult<Value> {
+    let Some(v) = obj.get("customIceServers") else { return Ok(json!([])) };
+    let Value::Array(servers) = v else {
+        return Err(ApiError::bad(format!(
+            "Parameter 'customIceServers' must be an array, not {}",
+            json_kind(v)
+        )));
+    };
+    for (i, server) in servers.iter().enumerate() {
+        let bad =
+            |why: &str| ApiError::bad(format!("Parameter 'customIceServers' is wrong: entry {i} {why}"));
+        let s = server.as_object().ok_or_else(|| bad("is not an object"))?;
+        let url = s.get("url").and_then(Value::as_str).ok_or_else(|| bad("has no string 'url'"))?;
+        let scheme = url.split(':').next().unwrap_or("");
+        let has_credentials = s.contains_key("username") || s.contains_key("credential");
+        match scheme {
+            "turn" | "turns" => {
+                if !(s.get("username").is_some_and(Value::is_string)
+                    && s.get("credential").is_some_and(Value::is_string))
+                {
+                    return Err(bad("is a TURN server without 'username' and 'credential'"));
+                }
+            }
+            "stun" | "stuns" => {
+                if has_credentials {
+                    return Err(bad("is a STUN server with credentials"));
+                }
+            }
+            _ => return Err(bad("has a 'url' whose scheme is not stun, stuns, turn or turns")),
+        }
+    }
+    Ok(v.clone())
+}
+
+fn pending_param(q: &HashMap<String, String>, default: bool) -> bool {
+    q.get("pendingConnections").map_or(default, |v| v.eq_ignore_ascii_case("true"))
+}
+
+fn session_or(state: &State, id: &str, status: StatusCode) -> ApiResult<Arc<Session>> {
+    state.session(id).ok_or(ApiError::empty(status))
+}
+
+// ---- sessions --------------------------------------------------------------------------------
+
+async fn create_session(AxumState(state): Shared, body: Bytes) -> ApiResult {
+    let b = object_body(&body)?;
+    let media_mode = opt_enum(&b, "mediaMode", &["ROUTED", "RELAYED"])?.unwrap_or("ROUTED");
+    let recording_mode = opt_enum(&b, "recordingMode", &["MANUAL", "ALWAYS"])?.unwrap_or("MANUAL");
+    let forced_video_codec =
+        opt_enum(&b, "forcedVideoCodec", &["MEDIA_SERVER_PREFERRED", "NONE", "VP8", "VP9", "H264"])?
+            .unwrap_or("MEDIA_SERVER_PREFERRED");
+    let allow_transcoding = opt_bool(&b, "allowTranscoding")?.unwrap_or(false);
+    let recording = match b.get("defaultRecordingProperties") {
+        None => None,
+        Some(Value::Object(o)) => Some(o),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "Parameter 'defaultRecordingProperties' must be an object, not {}",
+                json_kind(other)
+            )));
+        }
+    };
+    let custom = opt_str(&b, "customSessionId")?.unwrap_or("");
+    if !custom.is_empty() && !SessionId::is_valid_custom(custom) {
+        return Err(ApiError::bad(format!(
+            "Parameter 'customSessionId' is wrong: {custom:?} must match [a-zA-Z0-9_-]+"
+        )));
+    }
+    let id = SessionId::from(if custom.is_empty() { random_id("ses_", 10) } else { custom.to_owned() });
+    let session = Arc::new(Session {
+        id: id.clone(),
+        created_at: now_ms(),
+        props: SessionProps {
+            media_mode: media_mode.to_owned(),
+            recording_mode: recording_mode.to_owned(),
+            default_recording_properties: default_recording_properties(recording),
+            custom_session_id: custom.to_owned(),
+            forced_video_codec: forced_video_codec.to_owned(),
+            allow_transcoding,
+        },
+        inner: Default::default(),
+    });
+    match state.sessions.entry(id.clone()) {
+        dashmap::Entry::Occupied(_) => return Err(ApiError::empty(StatusCode::CONFLICT)),
+        dashmap::Entry::Vacant(v) => {
+            v.insert(Arc::clone(&session));
+        }
+    }
+    tracing::info!(session = %id, "session created");
+    Ok(Json(state.session_object(&session, false)).into_response())
+}
+
+async fn list_sessions(AxumState(state): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
+    let pending = pending_param(&q, false);
+    let sessions: Vec<Arc<Session>> = state.sessions.iter().map(|s| Arc::clone(&s)).collect();
+    let mut content: Vec<_> = sessions.iter().map(|s| state.session_object(s, pending)).collect();
+    content.sort_by_key(|s| s.created_at);
+    Json(Page::new(content)).into_response()
+}
+
+async fn get_session(
+    AxumState(state): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
+    Ok(Json(state.session_object(&session, pending_param(&q, false))).into_response())
+}
+
+async fn close_session(AxumState(state): Shared, Path(id): Path<String>) -> ApiResult {
+    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
+    state.close_session(&session, EndReason::SessionClosedByServer, CloseMode::Linger);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- connections -----------------------------------------------------------------------------
+
+/// Validated properties of a new Connection.
+struct NewConnection {
+    role: Role,
+    record: bool,
+    data: String,
+    kurento_options: Value,
+    custom_ice_servers: Value,
+}
+
+fn new_connection(b: &Map<String, Value>) -> ApiResult<NewConnection> {
+    match opt_str(b, "type")? {
+        None | Some("WEBRTC") => {}
+        Some("IPCAM") => {
+            return Err(ApiError::bad(
+                "Parameter 'type' is wrong: IPCAM connections need a media server; signalroom carries signals only",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "Parameter 'type' is wrong: {other:?} is not WEBRTC or IPCAM"
+            )));
+        }
+    }
+    Ok(NewConnection {
+        role: opt_role(b)?.unwrap_or_default(),
+        record: opt_bool(b, "record")?.unwrap_or(true),
+        data: opt_str(b, "data")?.unwrap_or("").to_owned(),
+        kurento_options: opt_kurento_options(b)?,
+        custom_ice_servers: opt_ice_servers(b)?,
+    })
+}
+
+async fn create_connection(AxumState(state): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
+    let props = new_connection(&object_body(&body)?)?;
+    let mut inner = session.inner.lock();
+    if inner.closed {
+        return Err(ApiError::empty(StatusCode::NOT_FOUND));
+    }
+    let cid = state.create_connection(
+        &session,
+        &mut inner,
+        props.role,
+        props.record,
+        props.data,
+        props.kurento_options,
+        props.custom_ice_servers,
+    );
+    let object = state.connection_object_of(&session, &cid, &inner.connections[&cid]);
+    Ok(Json(object).into_response())
+}
+
+async fn list_connections(
+    AxumState(state): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
+    Ok(Json(state.session_object(&session, pending_param(&q, true)).connections).into_response())
+}
+
+async fn get_connection(AxumState(state): Shared, Path((id, cid)): Path<(String, String)>) -> ApiResult {
+    let session = session_or(&state, &id, StatusCode::BAD_REQUEST)?;
+    let inner = session.inner.lock();
+    let (cid, c) =
+        inner.connections.get_key_value(cid.as_str()).ok_or(ApiError::empty(StatusCode::NOT_FOUND))?;
+    Ok(Json(state.connection_object_of(&session, cid, c)).into_response())
+}
+
+async fn update_connection(
+    AxumState(state): Shared,
+    Path((id, cid)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let b = object_body(&body)?;
+    let role = opt_role(&b)?;
+    let record = opt_bool(&b, "record")?;
+    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
+    let mut inner = session.inner.lock();
+    let (cid, c) = inner
+        .connections
+        .get_key_value_mut(cid.as_str())
+        .map(|(k, v)| (k.clone(), v))
+        .ok_or(ApiError::empty(StatusCode::NOT_FOUND))?;
+    let mut changes = Vec::new();
+    if let Some(role) = role.filter(|r| *r != c.role) {
+        c.role = role;
+        changes.push(ConnectionPropertyChanged { property: "role".into(), new_value: role.as_str().into() });
+    }
+    if let Some(record) = record.filter(|r| *r != c.record) {
+        c.record = record;
+        changes.push(ConnectionPropertyChanged { property: "record".into(), new_value: record.to_string() });
+    }
+    let mut slow = Vec::new();
+    for change in &changes {
+        inner.send_to(&cid, &frame(notification::CONNECTION_PROPERTY_CHANGED, change), &mut slow);
+    }
+    let object = state.connection_object_of(&session, &cid, &inner.connections[&cid]);
+    let removal = state.evict_slow(&mut inner, slow);
+    drop(inner);
+    if removal.session_emptied {
+        state.forget_session(&session);
+    }
+    Ok(Json(object).into_response())
+}
+
+async fn delete_connection(AxumState(state): Shared, Path((id, cid)): Path<(String, String)>) -> ApiResult {
+    let session = session_or(&state, &id, StatusCode::BAD_REQUEST)?;
+    let cid = ConnectionId::from(cid);
+    let mut inner = session.inner.lock();
+    let Some(conn) = inner.connections.get(&cid) else {
+        return Err(ApiError::empty(StatusCode::NOT_FOUND));
+    };
+    if conn.participant.is_none() {
+        let token_id = conn.token_id.clone();
+        inner.pending_tokens.remove(&token_id);
+        inner.connections.shift_remove(&cid);
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let removal = state.remove_participants(
+        &mut inner,
+        vec![(cid, EndReason::ForceDisconnectByServer)],
+        true,
+        CloseMode::Linger,
+        None,
+    );
+    drop(inner);
+    if removal.session_emptied {
+        state.forget_session(&session);
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_stream(AxumState(state): Shared, Path((id, _sid)): Path<(String, String)>) -> ApiResult {
+    session_or(&state, &id, StatusCode::BAD_REQUEST)?;
+    Err(ApiError::empty(StatusCode::NOT_FOUND))
+}
+
+async fn create_token(AxumState(state): Shared, body: Bytes) -> ApiResult {
+    let b = object_body(&body)?;
+    let session_id = match b.get("session") {
+        Some(Value::String(s)) => s.clone(),
+        None => return Err(ApiError::bad("Parameter 'session' is mandatory")),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "Parameter 'session' must be a string, not {}",
+                json_kind(other)
+            )));
+        }
+    };
+    let role = opt_role(&b)?.unwrap_or_default();
+    let data = opt_str(&b, "data")?.unwrap_or("").to_owned();
+    let kurento_options = opt_kurento_options(&b)?;
+    let session = state
+        .session(&session_id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Session {session_id} not found")))?;
+    let mut inner = session.inner.lock();
+    if inner.closed {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("Session {session_id} not found")));
+    }
+    let cid = state.create_connection(
+        &session,
+        &mut inner,
+        role,
+        true,
+        data.clone(),
+        kurento_options.clone(),
+        json!([]),
+    );
+    let c = &inner.connections[&cid];
+    Ok(Json(TokenObject {
+        id: c.token.clone(),
+        token: c.token.clone(),
+        created_at: c.created_at,
+        connection_id: cid.clone(),
+        session: session.id.clone(),
+        data,
+        role,
+        kurento_options: (!kurento_options.is_null()).then_some(kurento_options),
+    })
+    .into_response())
+}
+
+// ---- signals ---------------------------------------------------------------------------------
+
+async fn send_signal(AxumState(state): Shared, body: Bytes) -> ApiResult {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad("request body is missing: send a JSON object with at least 'session'"));
+    }
+    let b = object_body(&body)?;
+    let session_id = match b.get("session") {
+        Some(Value::String(s)) => s.as_str(),
+        None => return Err(ApiError::bad("Parameter 'session' is mandatory")),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "Parameter 'session' must be a string, not {}",
+                json_kind(other)
+            )));
+        }
+    };
+    let mut has_null_recipient = false;
+    let to: Vec<ConnectionId> = match b.get("to") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut to = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) => to.push(ConnectionId::from(s.as_str())),
+                    Value::Null => has_null_recipient = true,
+                    other => {
+                        return Err(ApiError::bad(format!(
+                            "Parameter 'to' must be an array of connection id strings, but holds {}",
+                            json_kind(other)
+                        )));
+                    }
+                }
+            }
+            to
+        }
+        Some(other) => {
+            return Err(ApiError::bad(format!("Parameter 'to' must be an array, not {}", json_kind(other))));
+        }
+    };
+    let kind = opt_str(&b, "type")?;
+    let data = opt_str(&b, "data")?;
+    if let Some(kind) = kind {
+        check_type(kind).map_err(|e| ApiError::bad(format!("Parameter 'type' is wrong: {e}")))?;
+    }
+    if let Some(data) = data {
+        if data.len() > state.config.max_signal_bytes {
+            return Err(ApiError::bad(format!(
+                "Parameter 'data' is {} bytes, over the limit of {} bytes",
+                data.len(),
+                state.config.max_signal_bytes
+            )));
+        }
+    }
+    let session = session_or(&state, session_id, StatusCode::NOT_FOUND)?;
+    let no_valid =
+        || ApiError::new(StatusCode::NOT_ACCEPTABLE, "\"to\" array has no valid connection identifiers");
+    let notification = frame(
+        notification::SEND_MESSAGE,
+        &SignalNotification { data: data.map(Into::into), kind: kind.map(Into::into), from: None },
+    );
+    let mut inner = session.inner.lock();
+    if inner.closed {
+        return Err(ApiError::empty(StatusCode::NOT_FOUND));
+    }
+    if !inner.active {
+        return Err(ApiError::empty(StatusCode::NOT_ACCEPTABLE));
+    }
+    if has_null_recipient {
+        return Err(no_valid());
+    }
+    let mut slow = Vec::new();
+    match route(&to, |id| inner.is_participant(id)).map_err(|_| no_valid())? {
+        Recipients::All => inner.send_all(&notification, &mut slow),
+        Recipients::Only(ids) => {
+            for id in &ids {
+                inner.send_to(id, &notification, &mut slow);
+            }
+        }
+    }
+    let removal = state.evict_slow(&mut inner, slow);
+    drop(inner);
+    if removal.session_emptied {
+        state.forget_session(&session);
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+// ---- config ----------------------------------------------------------------------------------
+
+async fn config(AxumState(state): Shared) -> Response {
+    let url = url::Url::parse(&state.public_url).ok();
+    Json(json!({
+        "VERSION": OPENVIDU_VERSION,
+        "DOMAIN_OR_PUBLIC_IP": url.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
+        "HTTPS_PORT": url.as_ref().and_then(url::Url::port_or_known_default),
+        "OPENVIDU_PUBLICURL": state.public_url,
+        "OPENVIDU_CDR": false,
+        "OPENVIDU_STREAMS_VIDEO_MAX_RECV_BANDWIDTH": 1000,
+        "OPENVIDU_STREAMS_VIDEO_MIN_RECV_BANDWIDTH": 300,
+        "OPENVIDU_STREAMS_VIDEO_MAX_SEND_BANDWIDTH": 1000,
+        "OPENVIDU_STREAMS_VIDEO_MIN_SEND_BANDWIDTH": 300,
+        "OPENVIDU_WEBRTC_SIMULCAST": false,
+        "OPENVIDU_SESSIONS_GARBAGE_INTERVAL": state.config.session_gc_interval.as_secs(),
+        "OPENVIDU_SESSIONS_GARBAGE_THRESHOLD": state.config.session_gc_threshold.as_secs(),
+        "OPENVIDU_RECORDING": false,
+        "OPENVIDU_WEBHOOK": false,
+        "SIGNALROOM_MAX_SIGNAL_BYTES": state.config.max_signal_bytes,
+    }))
+    .into_response()
+}
+
+async fn public_url(AxumState(state): Shared) -> String {
+    state.public_url.clone()
+}

@@ -1,0 +1,136 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use signalroom_core::EndReason;
+use tokio::task::JoinHandle;
+use tower_http::cors::CorsLayer;
+use url::Url;
+
+use crate::config::Config;
+use crate::state::{CloseMode, State};
+
+/// How long shutdown waits for sockets to flush their last frames.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+#[derive(Debug)]
+pub struct Server {
+    state: Arc<State>,
+    local_addr: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    serve: JoinHandle<std::io::Result<()>>,
+    gc: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `config.listen` and starts serving. Returns once the socket is listening.
+    ///
+    /// Errors: the address cannot be bound, or the TLS files cannot be read.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let scheme = if config.tls.is_some() { "https" } else { "http" };
+                Url::parse(&format!("{scheme}://{local_addr}"))?
+            }
+        };
+        let token_base = signalroom_core::token::token_base(&public_url)
+            .with_context(|| format!("public URL {public_url} must be http:// or https://"))?;
+        let public = public_url.as_str().trim_end_matches('/').to_owned();
+        let state = Arc::new(State::new(config.clone(), token_base, public));
+
+        let app = router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
+        let handle = axum_server::Handle::new();
+        let serve = match &config.tls {
+            None => {
+                let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+                tokio::spawn(server.serve(app))
+            }
+            Some(tls) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                    .await
+                    .with_context(|| {
+                        format!("cannot load TLS certificate {:?} and key {:?}", tls.cert, tls.key)
+                    })?;
+                let server =
+                    axum_server::tls_rustls::from_tcp_rustls(listener, rustls)?.handle(handle.clone());
+                tokio::spawn(server.serve(app))
+            }
+        };
+        let gc = (!config.session_gc_interval.is_zero()).then(|| {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(state.config.session_gc_interval);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let n = state.collect_garbage();
+                    if n > 0 {
+                        tracing::info!(sessions = n, "garbage-collected never-joined sessions");
+                    }
+                }
+            })
+        });
+        Ok(Self { state, local_addr, handle, serve, gc })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The public URL: `http[s]://host:port`, the base of the REST API (`/openvidu/api`).
+    pub fn url(&self) -> &str {
+        &self.state.public_url
+    }
+
+    /// The start of every token this server issues: `ws[s]://host:port`.
+    pub fn token_base(&self) -> &str {
+        &self.state.token_base
+    }
+
+    /// The number of sessions open now.
+    pub fn session_count(&self) -> usize {
+        self.state.sessions.len()
+    }
+
+    /// Stops gracefully: every participant is evicted with `openviduServerStopped`, sockets are
+    /// flushed and closed, then the listener stops.
+    pub async fn shutdown(self) {
+        self.state.stopping.store(true, Ordering::SeqCst);
+        let sessions: Vec<_> = self.state.sessions.iter().map(|s| Arc::clone(&s)).collect();
+        for session in sessions {
+            self.state.close_session(&session, EndReason::OpenviduServerStopped, CloseMode::Now);
+        }
+        if let Some(gc) = self.gc {
+            gc.abort();
+        }
+        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        match tokio::time::timeout(SHUTDOWN_GRACE * 2, self.serve).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!("server did not stop in time"),
+        }
+        tracing::info!("server stopped");
+    }
+}
+
+fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/openvidu", get(crate::ws::upgrade))
+        .nest("/openvidu/api", crate::rest::router(Arc::clone(&state)))
+        .route("/", get(crate::page::index))
+        .layer(CorsLayer::very_permissive())
+        .with_state(state)
+}
