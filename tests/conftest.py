@@ -1,0 +1,189 @@
+"""Shared pytest fixtures: a running signalroom server and a tiny REST client for it.
+
+The server binary is built once per test run with ``cargo build -p signalroom-server`` (a no-op when it
+is up to date) unless ``SIGNALROOM_BIN`` names a binary to use as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_PREFIX = "signalroom ready: "
+READY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+DEFAULT_RUST_LOG = "info,signalroom=debug,signalroom_server=debug,signalroom_core=debug"
+
+# Per-phase test reports, so fixtures can tell in their teardown whether the test failed.
+phase_report_key = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Remember the setup/call/teardown reports on the item (see ``node_failed``)."""
+    report = yield
+    item.stash.setdefault(phase_report_key, {})[report.when] = report
+    return report
+
+
+def node_failed(node: pytest.Item) -> bool:
+    """True if the setup or call phase of ``node`` has failed (usable in fixture teardown)."""
+    reports = node.stash.get(phase_report_key, {})
+    return any(r.failed for r in reports.values())
+
+
+@pytest.fixture
+def failed(request: pytest.FixtureRequest) -> Callable[[], bool]:
+    """A check, for use in other fixtures' teardown, of whether the current test has failed."""
+    return lambda: node_failed(request.node)
+
+
+@dataclass
+class RestResponse:
+    """An HTTP response from the REST API."""
+
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+@dataclass
+class SignalroomServer:
+    """A running ``signalroom serve`` process and helpers to talk to it."""
+
+    url: str
+    secret: str
+    process: subprocess.Popen[bytes]
+    stderr_path: Path
+    stdout_lines: list[str] = field(default_factory=list)
+
+    def rest(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> RestResponse:
+        """Call ``/openvidu/api<path>`` with Basic auth; ``body`` is sent as JSON. Never raises on HTTP errors."""
+        data = None if body is None else json.dumps(body).encode()
+        auth = base64.b64encode(f"OPENVIDUAPP:{self.secret}".encode()).decode()
+        request = urllib.request.Request(f"{self.url}/openvidu/api{path}", data=data, method=method)
+        request.add_header("Authorization", f"Basic {auth}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return RestResponse(response.status, response.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return RestResponse(error.code, error.read())
+
+    def rest_ok(self, method: str, path: str, body: Any = None, expect: int = 200) -> RestResponse:
+        """Like ``rest`` but asserts the status is ``expect``."""
+        response = self.rest(method, path, body)
+        assert response.status == expect, (
+            f"{method} /openvidu/api{path} {body!r}: expected {expect}, got {response.status} {response.body!r}"
+        )
+        return response
+
+    def stderr_tail(self, lines: int = 60) -> str:
+        """The last ``lines`` lines the server wrote to stderr."""
+        text = self.stderr_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _server_binary() -> Path:
+    """Path of the server binary, building it first unless ``SIGNALROOM_BIN`` is set."""
+    override = os.environ.get("SIGNALROOM_BIN")
+    if override:
+        return Path(override)
+    binary = REPO_ROOT / "target" / "debug" / "signalroom"
+    if shutil.which("cargo"):
+        build = subprocess.run(
+            ["cargo", "build", "--quiet", "-p", "signalroom-server"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if build.returncode != 0:
+            pytest.fail(f"cargo build -p signalroom-server failed:\n{build.stderr[-4000:]}", pytrace=False)
+    if not binary.is_file():
+        pytest.fail(f"server binary {binary} not found", pytrace=False)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def signalroom_binary() -> Path:
+    """The server binary (built once per test run)."""
+    return _server_binary()
+
+
+def _drain_stdout(process: subprocess.Popen[bytes], sink: list[str], ready: threading.Event) -> None:
+    """Drain the server's stdout into ``sink``; set ``ready`` after the first ready line (or at EOF)."""
+    assert process.stdout is not None
+    for raw in process.stdout:
+        sink.append(raw.decode(errors="replace").rstrip("\n"))
+        if sink[-1].startswith(READY_PREFIX):
+            ready.set()
+    process.stdout.close()
+    ready.set()
+
+
+@pytest.fixture
+def signalroom_server(signalroom_binary: Path, request: pytest.FixtureRequest) -> Iterator[SignalroomServer]:
+    """A fresh server on a free loopback port with a random secret; stopped with SIGTERM afterwards.
+
+    If the test fails, the tail of the server's stderr is printed (shown in the failure report).
+    """
+    secret = "s3cr3t-" + secrets.token_hex(8)
+    with tempfile.TemporaryDirectory(prefix="signalroom-server-") as tmp:
+        stderr_path = Path(tmp) / "stderr.log"
+        with stderr_path.open("wb") as stderr_file:
+            process = subprocess.Popen(
+                [str(signalroom_binary), "serve", "--listen", "127.0.0.1:0", "--secret", secret],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr_file,
+                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", DEFAULT_RUST_LOG)},
+            )
+        lines: list[str] = []
+        ready = threading.Event()
+        drainer = threading.Thread(target=_drain_stdout, args=(process, lines, ready), daemon=True)
+        drainer.start()
+        server = SignalroomServer("", secret, process, stderr_path, lines)
+        try:
+            ready.wait(READY_TIMEOUT_S)
+            ready_lines = [line for line in lines if line.startswith(READY_PREFIX)]
+            if not ready_lines:
+                pytest.fail(
+                    f"server not ready after {READY_TIMEOUT_S}s (exit code {process.poll()}); stdout: {lines!r}\n"
+                    f"stderr tail:\n{server.stderr_tail()}",
+                    pytrace=False,
+                )
+            server.url = ready_lines[0][len(READY_PREFIX) :].strip().rstrip("/")
+            yield server
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            drainer.join(STOP_TIMEOUT_S)
+            if node_failed(request.node):
+                print(f"\n--- signalroom stderr (tail, exit code {process.returncode}) ---\n{server.stderr_tail()}")
