@@ -1,0 +1,8 @@
+//! Integration tests: a real server on 127.0.0.1:0, driven over real sockets.
+
+mod support;
+
+mod bad_input;
+mod lifecycle;
+mod rest;
+mod rpc;

@@ -1,0 +1,384 @@
+//! Every JSON-RPC method and notification of spec §3–§5.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Peer, QUIET, TestServer, WAIT};
+
+#[tokio::test]
+async fn ping_is_answered_before_and_after_join() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut p = Peer::open(&s.url, "S1").await;
+    assert_eq!(p.call("ping", Some(json!({"interval": 5000}))).await.unwrap(), json!({"value": "pong"}));
+    assert_eq!(p.call("ping", None).await.unwrap(), json!({"value": "pong"}));
+    let (token, _) = s.connection("S1", json!({})).await;
+    p.join(&token, "S1", "").await.unwrap();
+    assert_eq!(p.call("ping", None).await.unwrap(), json!({"value": "pong"}));
+}
+
+#[tokio::test]
+async fn join_room_result_has_every_field_and_announces_the_joiner_first() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut alice = s.join("S1", r#"{"name":"alice"}"#).await;
+    let (token, bob_id) =
+        s.connection("S1", json!({"data": "bob-server", "role": "MODERATOR", "record": false})).await;
+    let mut bob = Peer::open(&s.url, "S1").await;
+    let r = bob.join(&token, "S1", "bob-client").await.unwrap();
+
+    assert_eq!(r["id"], bob_id.as_str());
+    assert_eq!(r["role"], "MODERATOR");
+    assert_eq!(r["record"], false);
+    assert_eq!(r["version"], "2.32.2");
+    assert_eq!(r["session"], "S1");
+    assert_eq!(r["metadata"], "bob-client%/%bob-server");
+    assert_eq!(r["mediaServer"], "kurento");
+    assert_eq!(r["videoSimulcast"], false);
+    assert!(r["createdAt"].as_u64().unwrap() > 1_600_000_000_000);
+    assert!(!r["finalUserId"].as_str().unwrap().is_empty());
+    assert!(r["sessionId"].as_str().unwrap().len() >= 20, "RPC session id: {r}");
+    assert!(r.get("life").is_none(), "never send life: {r}");
+    let value = r["value"].as_array().unwrap();
+    assert_eq!(value.len(), 1, "existing participants, joiner excluded: {r}");
+    assert_eq!(value[0]["id"], alice.connection_id.as_str());
+    assert_eq!(value[0]["metadata"], r#"{"name":"alice"}"#);
+    assert!(value[0].get("streams").is_none());
+
+    let joined = alice.notification("participantJoined").await;
+    assert_eq!(
+        joined,
+        json!({"id": bob_id, "createdAt": r["createdAt"], "metadata": "bob-client%/%bob-server"})
+    );
+    bob.no_notification("participantJoined").await;
+}
+
+#[tokio::test]
+async fn broadcast_reaches_everybody_including_the_sender() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    let r = a.signal(&[], "hello", "signal:my-chat").await.unwrap();
+    assert_eq!(r, json!({"sessionId": a.rpc_id}));
+    let expected = json!({"data": "hello", "type": "signal:my-chat", "from": a.connection_id});
+    assert_eq!(a.notification("sendMessage").await, expected);
+    assert_eq!(b.notification("sendMessage").await, expected);
+}
+
+#[tokio::test]
+async fn targeted_signals_reach_only_their_targets_once() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    let mut c = s.join("S1", "c").await;
+    let b_id = b.connection_id.clone();
+    a.signal(&[&b_id, &b_id], "toB", "signal:chat").await.unwrap();
+    assert_eq!(b.notification("sendMessage").await["data"], "toB");
+    b.no_notification("sendMessage").await;
+    a.no_notification("sendMessage").await;
+    c.no_notification("sendMessage").await;
+}
+
+#[tokio::test]
+async fn absent_keys_stay_absent_and_scalars_are_stringified() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    a.call("sendMessage", Some(json!({"message": "{}"}))).await.unwrap();
+    assert_eq!(a.notification("sendMessage").await, json!({"from": a.connection_id}));
+    a.call("sendMessage", Some(json!({"message": r#"{"data":42,"type":"signal:n"}"#}))).await.unwrap();
+    assert_eq!(a.notification("sendMessage").await["data"], "42");
+}
+
+#[tokio::test]
+async fn an_unknown_recipient_rejects_the_whole_signal() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    let b_id = b.connection_id.clone();
+    let e = a.signal(&[&b_id, "con_nope"], "x", "signal:chat").await.unwrap_err();
+    assert_eq!(e["code"], 601);
+    assert!(e["message"].as_str().unwrap().contains("con_nope"), "{e}");
+    b.no_notification("sendMessage").await;
+    a.no_notification("sendMessage").await;
+}
+
+#[tokio::test]
+async fn a_thousand_signals_arrive_in_order() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    let b_id = b.connection_id.clone();
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let message = json!({"to": [b_id], "data": i.to_string(), "type": "signal:seq"}).to_string();
+        ids.push(a.request("sendMessage", Some(json!({"message": message}))).await);
+    }
+    for id in ids {
+        a.response(id).await.unwrap();
+    }
+    for i in 0..1000 {
+        assert_eq!(b.notification("sendMessage").await["data"], i.to_string());
+    }
+}
+
+#[tokio::test]
+async fn leave_room_tells_the_others_and_answers() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    assert_eq!(b.call("leaveRoom", Some(json!({}))).await.unwrap(), json!({"sessionId": b.rpc_id}));
+    assert_eq!(
+        a.notification("participantLeft").await,
+        json!({"connectionId": b.connection_id, "reason": "disconnect"})
+    );
+    // No longer a participant: methods other than ping/connect/joinRoom get 803.
+    assert_eq!(b.call("sendMessage", Some(json!({"message": "{}"}))).await.unwrap_err()["code"], 803);
+    let e = a.signal(&[&b.connection_id.clone()], "x", "signal:chat").await.unwrap_err();
+    assert_eq!(e["code"], 601);
+}
+
+#[tokio::test]
+async fn the_server_closes_a_left_socket_after_the_linger_delay() {
+    let s = TestServer::start_with(|c| c.linger_close = Duration::from_millis(200)).await;
+    s.create_session("S1").await;
+    let _a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    b.call("leaveRoom", Some(json!({}))).await.unwrap();
+    assert_eq!(b.close_code(WAIT).await, Some(1000));
+}
+
+#[tokio::test]
+async fn force_disconnect_follows_openvidus_order() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let (token, _) = s.connection("S1", json!({"role": "MODERATOR"})).await;
+    let mut m = Peer::open(&s.url, "S1").await;
+    m.join(&token, "S1", "mod").await.unwrap();
+    let mut target = s.join("S1", "t").await;
+    let mut other = s.join("S1", "o").await;
+    let _ = m.notification("participantJoined").await;
+
+    let t_id = target.connection_id.clone();
+    let id = m.request("forceDisconnect", Some(json!({"connectionId": t_id}))).await;
+    // The moderator sees participantLeft, then its response, then participantEvicted.
+    let f1 = m.read_frame().await.unwrap();
+    let f1 = if f1["method"] == "participantJoined" { m.read_frame().await.unwrap() } else { f1 };
+    assert_eq!(f1["method"], "participantLeft", "{f1}");
+    assert_eq!(f1["params"], json!({"connectionId": t_id, "reason": "forceDisconnectByUser"}));
+    let f2 = m.read_frame().await.unwrap();
+    assert_eq!(f2["id"], id, "{f2}");
+    assert!(f2.get("result").is_some(), "{f2}");
+    let f3 = m.read_frame().await.unwrap();
+    assert_eq!(f3["method"], "participantEvicted", "{f3}");
+
+    let evicted = json!({"connectionId": t_id, "reason": "forceDisconnectByUser"});
+    assert_eq!(target.notification("participantEvicted").await, evicted);
+    target.no_notification("participantLeft").await;
+    assert_eq!(other.notification("participantLeft").await, evicted);
+    assert_eq!(other.notification("participantEvicted").await, evicted);
+}
+
+#[tokio::test]
+async fn force_disconnect_needs_a_moderator_and_a_participant() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let b = s.join("S1", "b").await;
+    let e = a.call("forceDisconnect", Some(json!({"connectionId": b.connection_id}))).await.unwrap_err();
+    assert_eq!(e["code"], 401);
+    assert!(e["message"].as_str().unwrap().contains("MODERATOR"), "{e}");
+
+    let (token, _) = s.connection("S1", json!({"role": "MODERATOR"})).await;
+    let mut m = Peer::open(&s.url, "S1").await;
+    m.join(&token, "S1", "mod").await.unwrap();
+    let e = m.call("forceDisconnect", Some(json!({"connectionId": "con_nope"}))).await.unwrap_err();
+    assert_eq!(e["code"], 102);
+}
+
+#[tokio::test]
+async fn media_methods_get_clear_answers() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    for m in [
+        "echo",
+        "videoData",
+        "streamPropertyChanged",
+        "unpublishVideo",
+        "unsubscribeFromVideo",
+        "onIceCandidate",
+    ] {
+        assert!(a.call(m, Some(json!({}))).await.is_ok(), "{m}");
+    }
+    let e = a.call("publishVideo", Some(json!({"sdpOffer": "v=0"}))).await.unwrap_err();
+    assert_eq!(e["code"], 301);
+    for m in ["receiveVideoFrom", "prepareReceiveVideoFrom", "reconnectStream", "applyFilter"] {
+        assert_eq!(a.call(m, Some(json!({}))).await.unwrap_err()["code"], 301, "{m}");
+    }
+    assert_eq!(a.call("forceUnpublish", Some(json!({"streamId": "str_x"}))).await.unwrap_err()["code"], 401);
+    assert_eq!(a.call("subscribeToSpeechToText", Some(json!({}))).await.unwrap_err()["code"], 996);
+    let e = a.call("noSuchMethod", Some(json!({}))).await.unwrap_err();
+    assert_eq!(e["code"], -32601);
+
+    let (token, _) = s.connection("S1", json!({"role": "SUBSCRIBER"})).await;
+    let mut sub = Peer::open(&s.url, "S1").await;
+    sub.join(&token, "S1", "sub").await.unwrap();
+    assert_eq!(sub.call("publishVideo", Some(json!({}))).await.unwrap_err()["code"], 401);
+    // Any role may signal.
+    sub.signal(&[], "hi", "signal:chat").await.unwrap();
+
+    let (token, _) = s.connection("S1", json!({"role": "MODERATOR"})).await;
+    let mut m = Peer::open(&s.url, "S1").await;
+    m.join(&token, "S1", "mod").await.unwrap();
+    assert_eq!(m.call("forceUnpublish", Some(json!({"streamId": "str_x"}))).await.unwrap_err()["code"], 105);
+}
+
+#[tokio::test]
+async fn methods_before_join_room_get_803() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut p = Peer::open(&s.url, "S1").await;
+    for m in ["sendMessage", "leaveRoom", "forceDisconnect", "echo"] {
+        let e = p.call(m, Some(json!({}))).await.unwrap_err();
+        assert_eq!(e["code"], 803, "{m}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("Session.connect()"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_notification_is_handled_without_a_response() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut p = Peer::open(&s.url, "S1").await;
+    p.send_text(r#"{"jsonrpc":"2.0","method":"ping","params":{"interval":5000}}"#).await;
+    assert_eq!(p.read_frame_within(QUIET).await, Err(()), "no response to a notification");
+    assert_eq!(p.call("ping", None).await.unwrap(), json!({"value": "pong"}));
+}
+
+#[tokio::test]
+async fn reconnection_rebinds_the_participant_to_a_new_socket() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let b = s.join("S1", "b").await;
+    let (b_id, b_rpc) = (b.connection_id.clone(), b.rpc_id.clone());
+    drop(b); // the network goes away: no leaveRoom
+
+    let url = format!("{}/openvidu?sessionId=S1&reconnect=true", s.url.replacen("http", "ws", 1));
+    let mut b2 = Peer::open_url(&url).await;
+    let r = b2.call("connect", Some(json!({"sessionId": b_rpc, "reconnect": true}))).await.unwrap();
+    assert_eq!(r["value"], "reconnection successful");
+    assert_eq!(r["sessionId"], b_rpc.as_str());
+    b2.connection_id = b_id.clone();
+
+    a.signal(&[&b_id], "after", "signal:chat").await.unwrap();
+    assert_eq!(b2.notification("sendMessage").await["data"], "after");
+    b2.signal(&[], "back", "signal:chat").await.unwrap();
+    assert_eq!(a.notification("sendMessage").await["from"], b_id.as_str());
+    a.no_notification("participantLeft").await;
+}
+
+#[tokio::test]
+async fn reconnection_with_an_unknown_id_is_refused() {
+    let s = TestServer::start().await;
+    let url = format!("{}/openvidu?sessionId=S1&reconnect=true", s.url.replacen("http", "ws", 1));
+    let mut p = Peer::open_url(&url).await;
+    let e = p.call("connect", Some(json!({"sessionId": "nope", "reconnect": true}))).await.unwrap_err();
+    assert_eq!(e, json!({"code": 40007, "message": "reconnection error"}));
+}
+
+#[tokio::test]
+async fn a_participant_that_does_not_come_back_is_evicted_after_the_grace_period() {
+    let s = TestServer::start_with(|c| c.reconnection_grace = Duration::from_millis(300)).await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let b = s.join("S1", "b").await;
+    let (b_id, b_rpc) = (b.connection_id.clone(), b.rpc_id.clone());
+    drop(b);
+    let left = a.notification("participantLeft").await;
+    assert_eq!(left, json!({"connectionId": b_id, "reason": "networkDisconnect"}));
+    assert_eq!(a.notification("participantEvicted").await["connectionId"], b_id.as_str());
+
+    let url = format!("{}/openvidu?sessionId=S1&reconnect=true", s.url.replacen("http", "ws", 1));
+    let mut late = Peer::open_url(&url).await;
+    let e = late.call("connect", Some(json!({"sessionId": b_rpc, "reconnect": true}))).await.unwrap_err();
+    assert_eq!(e["code"], 40007);
+}
+
+#[tokio::test]
+async fn the_ping_watchdog_closes_a_silent_socket() {
+    let s = TestServer::start_with(|c| c.reconnection_grace = Duration::from_millis(100)).await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    // The shortest interval the server accepts is 1 s: the watchdog fires after 3 s of silence.
+    b.call("ping", Some(json!({"interval": 1000}))).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(b.close_code(Duration::from_secs(10)).await, Some(1000));
+    assert!(started.elapsed() >= Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert_eq!(a.notification("participantLeft").await["reason"], "networkDisconnect");
+}
+
+#[tokio::test]
+async fn a_receiver_that_stops_reading_is_evicted_and_others_carry_on() {
+    let s = TestServer::start_with(|c| {
+        c.send_queue_capacity = 8;
+        c.reconnection_grace = Duration::from_millis(100);
+    })
+    .await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let stalled = s.join("S1", "stalled").await; // never read again
+    let mut c = s.join("S1", "c").await;
+    let _ = a.notification("participantJoined").await;
+    let stalled_id = stalled.connection_id.clone();
+    let data = "x".repeat(40_000);
+    let mut evicted = false;
+    for _ in 0..2_000 {
+        match a.signal(&[&stalled_id], &data, "signal:big").await {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e["code"], 601, "{e}");
+                evicted = true;
+                break;
+            }
+        }
+    }
+    assert!(evicted, "the stalled receiver was never evicted");
+    let left = c.notification("participantLeft").await;
+    assert_eq!(left, json!({"connectionId": stalled_id, "reason": "networkDisconnect"}));
+    a.signal(&[], "still here", "signal:chat").await.unwrap();
+    assert_eq!(c.notification("sendMessage").await["data"], "still here");
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn connection_property_changes_reach_only_the_participant() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    let (status, body) = s
+        .rest(
+            reqwest::Method::PATCH,
+            &format!("/sessions/S1/connection/{}", a.connection_id),
+            Some(json!({"role": "MODERATOR"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        a.notification("connectionPropertyChanged").await,
+        json!({"property": "role", "newValue": "MODERATOR"})
+    );
+    b.no_notification("connectionPropertyChanged").await;
+    // The new role is in force.
+    let r = a.call("forceDisconnect", Some(json!({"connectionId": b.connection_id}))).await;
+    assert!(r.is_ok(), "{r:?}");
+}

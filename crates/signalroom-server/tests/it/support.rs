@@ -1,0 +1,255 @@
+//! A server on a random port, a REST helper and a raw JSON-RPC peer.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use signalroom_server::{Config, Server};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+pub const SECRET: &str = "test-secret";
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a test waits to be sure a frame does not come.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub http: reqwest::Client,
+    pub url: String,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config { secret: SECRET.into(), ..Config::local() };
+        tweak(&mut config);
+        let server = Server::start(config).await.expect("server starts");
+        let url = server.url().to_owned();
+        Self { server: Some(server), http: reqwest::Client::new(), url }
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/openvidu/api{}", self.url, path)
+    }
+
+    /// A request with the right credentials; returns the status and the body (JSON if any).
+    pub async fn rest(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.api(path)).basic_auth("OPENVIDUAPP", Some(SECRET));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body read");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, body)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.rest(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.rest(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.rest(reqwest::Method::DELETE, path, None).await
+    }
+
+    pub async fn create_session(&self, id: &str) {
+        let (status, body) = self.post("/sessions", json!({"customSessionId": id})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// A pending connection: (token, connection id).
+    pub async fn connection(&self, session: &str, body: Value) -> (String, String) {
+        let (status, c) = self.post(&format!("/sessions/{session}/connection"), body).await;
+        assert_eq!(status, StatusCode::OK, "{c}");
+        (c["token"].as_str().unwrap().to_owned(), c["connectionId"].as_str().unwrap().to_owned())
+    }
+
+    /// A joined participant with client metadata `metadata`.
+    pub async fn join(&self, session: &str, metadata: &str) -> Peer {
+        let (token, cid) = self.connection(session, json!({})).await;
+        let mut peer = Peer::open(&self.url, session).await;
+        let r = peer.join(&token, session, metadata).await.expect("joins");
+        assert_eq!(r["id"], cid.as_str());
+        peer
+    }
+}
+
+/// A raw JSON-RPC peer, speaking like openvidu-browser.
+pub struct Peer {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    pending: VecDeque<Value>,
+    pub connection_id: String,
+    pub rpc_id: String,
+}
+
+impl Peer {
+    pub async fn open(http_url: &str, session: &str) -> Self {
+        Self::open_url(&format!("{}/openvidu?sessionId={session}", http_url.replacen("http", "ws", 1))).await
+    }
+
+    pub async fn open_url(url: &str) -> Self {
+        let (ws, _) = connect_async(url).await.expect("websocket opens");
+        Self { ws, next_id: 0, pending: VecDeque::new(), connection_id: String::new(), rpc_id: String::new() }
+    }
+
+    pub async fn join(&mut self, token: &str, session: &str, metadata: &str) -> Result<Value, Value> {
+        self.call("ping", Some(json!({"interval": 5000}))).await.expect("pong");
+        let r = self
+            .call(
+                "joinRoom",
+                Some(json!({"token": token, "session": session, "platform": "test", "sdkVersion": "2.32.2",
+                    "metadata": metadata, "secret": "", "recorder": false, "stt": false})),
+            )
+            .await?;
+        self.connection_id = r["id"].as_str().unwrap().to_owned();
+        self.rpc_id = r["sessionId"].as_str().unwrap().to_owned();
+        Ok(r)
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws.send(Message::Text(text.into().into())).await.expect("frame sent");
+    }
+
+    pub async fn send_message(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("frame sent");
+    }
+
+    /// Sends a request and returns its id.
+    pub async fn request(&mut self, method: &str, params: Option<Value>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut frame = json!({"jsonrpc": "2.0", "method": method, "id": id});
+        if let Some(p) = params {
+            frame["params"] = p;
+        }
+        self.send_text(frame.to_string()).await;
+        id
+    }
+
+    /// Calls a method: `Ok(result)` or `Err(error object)`. Notifications meanwhile are kept.
+    pub async fn call(&mut self, method: &str, params: Option<Value>) -> Result<Value, Value> {
+        let id = self.request(method, params).await;
+        self.response(id).await
+    }
+
+    pub async fn response(&mut self, id: u64) -> Result<Value, Value> {
+        loop {
+            let f = self.read_frame().await.unwrap_or_else(|| panic!("socket closed awaiting response {id}"));
+            if f.get("method").is_some() {
+                self.pending.push_back(f);
+                continue;
+            }
+            assert_eq!(f["jsonrpc"], "2.0", "{f}");
+            assert_eq!(f["id"], id, "unexpected response {f}");
+            return match f.get("error") {
+                Some(e) => Err(e.clone()),
+                None => Ok(f["result"].clone()),
+            };
+        }
+    }
+
+    /// The next frame, or `None` when the socket closed. Panics after [`WAIT`].
+    pub async fn read_frame(&mut self) -> Option<Value> {
+        self.read_frame_within(WAIT).await.expect("a frame within the wait")
+    }
+
+    /// `Err(())` on timeout; `Ok(None)` when closed.
+    pub async fn read_frame_within(&mut self, wait: Duration) -> Result<Option<Value>, ()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.map_err(|_| ())?;
+            match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(Some(serde_json::from_str(&t).expect("server sends JSON")));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The close frame's code, waiting up to `wait`.
+    pub async fn close_code(&mut self, wait: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code.into()),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// The next notification of `method` (earlier ones of other methods are kept).
+    pub async fn notification(&mut self, method: &str) -> Value {
+        if let Some(i) = self.pending.iter().position(|f| f["method"] == method) {
+            return self.pending.remove(i).unwrap()["params"].clone();
+        }
+        loop {
+            let f = self.read_frame().await.unwrap_or_else(|| panic!("socket closed awaiting {method}"));
+            assert_eq!(f["jsonrpc"], "2.0", "{f}");
+            if f["method"] == method {
+                return f["params"].clone();
+            }
+            self.pending.push_back(f);
+        }
+    }
+
+    /// Asserts no notification of `method` arrives within [`QUIET`].
+    pub async fn no_notification(&mut self, method: &str) {
+        assert!(
+            !self.pending.iter().any(|f| f["method"] == method),
+            "unexpected {method}: {:?}",
+            self.pending
+        );
+        let deadline = tokio::time::Instant::now() + QUIET;
+        while let Ok(Some(f)) = self.read_frame_within(deadline - tokio::time::Instant::now()).await {
+            assert_ne!(f["method"], method, "unexpected {f}");
+            self.pending.push_back(f);
+        }
+    }
+
+    pub async fn signal(&mut self, to: &[&str], data: &str, kind: &str) -> Result<Value, Value> {
+        let message = json!({"to": to, "data": data, "type": kind}).to_string();
+        self.call("sendMessage", Some(json!({"message": message}))).await
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
