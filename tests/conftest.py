@@ -1,12 +1,14 @@
 """Shared pytest fixtures: a running signalroom server and a tiny REST client for it.
 
-The server binary is built once per test run with ``cargo build -p signalroom-server`` (a no-op when it
-is up to date) unless ``SIGNALROOM_BIN`` names a binary to use as is.
+The server binary is built once per test run, after collection and only if a selected test needs it,
+with ``cargo build -p signalroom-server`` (a no-op when up to date), unless ``SIGNALROOM_BIN`` names a
+binary to use as is.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -105,11 +107,11 @@ class SignalroomServer:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _server_binary() -> Path:
-    """Path of the server binary, building it first unless ``SIGNALROOM_BIN`` is set."""
+def _build_server() -> tuple[Path, str | None]:
+    """The server binary and an error text (None if usable); builds it unless ``SIGNALROOM_BIN`` is set."""
     override = os.environ.get("SIGNALROOM_BIN")
     if override:
-        return Path(override)
+        return Path(override), None
     binary = REPO_ROOT / "target" / "debug" / "signalroom"
     if shutil.which("cargo"):
         build = subprocess.run(
@@ -120,16 +122,30 @@ def _server_binary() -> Path:
             check=False,
         )
         if build.returncode != 0:
-            pytest.fail(f"cargo build -p signalroom-server failed:\n{build.stderr[-4000:]}", pytrace=False)
+            return binary, f"cargo build -p signalroom-server failed:\n{build.stderr[-4000:]}"
     if not binary.is_file():
-        pytest.fail(f"server binary {binary} not found", pytrace=False)
-    return binary
+        return binary, f"server binary {binary} not found"
+    return binary, None
+
+
+server_build_key = pytest.StashKey[tuple[Path, str | None]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Build the server once, before any test runs (so the build is not charged to a test's timeout)."""
+    if any("signalroom_binary" in getattr(item, "fixturenames", ()) for item in items):
+        config.stash[server_build_key] = _build_server()
 
 
 @pytest.fixture(scope="session")
-def signalroom_binary() -> Path:
-    """The server binary (built once per test run)."""
-    return _server_binary()
+def signalroom_binary(pytestconfig: pytest.Config) -> Path:
+    """The server binary (built once per test run, at the end of collection)."""
+    if server_build_key not in pytestconfig.stash:
+        pytestconfig.stash[server_build_key] = _build_server()
+    binary, error = pytestconfig.stash[server_build_key]
+    if error is not None:
+        pytest.fail(error, pytrace=False)
+    return binary
 
 
 def _drain_stdout(process: subprocess.Popen[bytes], sink: list[str], ready: threading.Event) -> None:
@@ -159,6 +175,7 @@ def signalroom_server(signalroom_binary: Path, request: pytest.FixtureRequest) -
                 stdout=subprocess.PIPE,
                 stderr=stderr_file,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", DEFAULT_RUST_LOG)},
+                start_new_session=True,  # its own process group: a hung server is killed with its children
             )
         lines: list[str] = []
         ready = threading.Event()
@@ -169,11 +186,13 @@ def signalroom_server(signalroom_binary: Path, request: pytest.FixtureRequest) -
             ready.wait(READY_TIMEOUT_S)
             ready_lines = [line for line in lines if line.startswith(READY_PREFIX)]
             if not ready_lines:
-                pytest.fail(
-                    f"server not ready after {READY_TIMEOUT_S}s (exit code {process.poll()}); stdout: {lines!r}\n"
-                    f"stderr tail:\n{server.stderr_tail()}",
-                    pytrace=False,
-                )
+                if drainer.is_alive():
+                    problem = f"printed no {READY_PREFIX!r} line within {READY_TIMEOUT_S}s"
+                else:  # stdout closed: the process is exiting
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(STOP_TIMEOUT_S)
+                    problem = f"exited (code {process.returncode}) without a {READY_PREFIX!r} line"
+                pytest.fail(f"server {problem}; stdout: {lines!r}\nstderr tail:\n{server.stderr_tail()}", pytrace=False)
             server.url = ready_lines[0][len(READY_PREFIX) :].strip().rstrip("/")
             yield server
         finally:
@@ -182,8 +201,12 @@ def signalroom_server(signalroom_binary: Path, request: pytest.FixtureRequest) -
                 try:
                     process.wait(STOP_TIMEOUT_S)
                 except subprocess.TimeoutExpired:
-                    process.kill()
+                    print(f"server ignored SIGTERM for {STOP_TIMEOUT_S}s; killing it")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+            with contextlib.suppress(ProcessLookupError):  # leftover children of the server, if any
+                os.killpg(process.pid, signal.SIGKILL)
             drainer.join(STOP_TIMEOUT_S)
             if node_failed(request.node):
                 print(f"\n--- signalroom stderr (tail, exit code {process.returncode}) ---\n{server.stderr_tail()}")

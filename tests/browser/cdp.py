@@ -54,7 +54,7 @@ class JsError(Exception):
     """Evaluated JavaScript threw (or its promise rejected)."""
 
 
-class WaitTimeout(AssertionError):
+class WaitTimeoutError(AssertionError):
     """A ``Page.wait_for`` condition did not become truthy in time."""
 
 
@@ -185,7 +185,7 @@ class Page:
             async with asyncio.timeout(timeout):
                 await loaded
         except TimeoutError:
-            raise WaitTimeout(f"[{self.name}] {url} did not load within {timeout}s") from None
+            raise WaitTimeoutError(f"[{self.name}] {url} did not load within {timeout}s") from None
 
     async def evaluate(self, expression: str) -> Any:
         """Evaluate a JavaScript expression (awaiting a returned promise) and return its JSON value."""
@@ -202,7 +202,7 @@ class Page:
     async def wait_for(self, condition: str, timeout: float = 10.0, interval: float = 0.05) -> Any:
         """Poll the JavaScript expression ``condition`` until it is truthy; return its value.
 
-        On timeout raise ``WaitTimeout`` with the page's recorded events (the fixtures print the console).
+        On timeout raise ``WaitTimeoutError`` with the page's recorded events (the fixtures print the console).
         """
         deadline = time.monotonic() + timeout
         value: Any = None
@@ -211,7 +211,7 @@ class Page:
             if value:
                 return value
             if time.monotonic() >= deadline:
-                raise WaitTimeout(
+                raise WaitTimeoutError(
                     f"[{self.name}] timed out after {timeout}s waiting for: {condition}\n"
                     f"last value: {value!r}\n{await self.diagnostics(console_lines=0)}"
                 )
@@ -255,8 +255,13 @@ class Chromium:
         user_data_dir.mkdir()
         with (Path(profile.name) / "chromium-stderr.log").open("wb") as stderr:
             process = subprocess.Popen(
-                [executable, *CHROMIUM_FLAGS, "--remote-debugging-port=0", f"--user-data-dir={user_data_dir}"]
-                + ["about:blank"],
+                [
+                    executable,
+                    *CHROMIUM_FLAGS,
+                    "--remote-debugging-port=0",
+                    f"--user-data-dir={user_data_dir}",
+                    "about:blank",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 
 from .cdp import Chromium
-from .harness import StaticSite, Participant
+from .harness import Participant, StaticSite
 
 OpenParticipant = Callable[[str], Awaitable[Participant]]
 

@@ -22,10 +22,10 @@ ROUTES: dict[str, tuple[Path, str]] = {
 class _Handler(BaseHTTPRequestHandler):
     """Serves the few files in ``ROUTES`` (GET/HEAD only), 404 otherwise."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         self._serve(with_body=True)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._serve(with_body=False)
 
     def _serve(self, with_body: bool) -> None:
@@ -69,10 +69,7 @@ class StaticSite:
 
 def _match_js(kind: str, fields: dict[str, Any]) -> str:
     """A JS predicate over a recorded event: ``e.kind === kind`` and every field strictly equal."""
-    return (
-        f"(e) => e.kind === {json.dumps(kind)} && "
-        f"Object.entries({json.dumps(fields)}).every(([k, v]) => e[k] === v)"
-    )
+    return f"(e) => e.kind === {json.dumps(kind)} && Object.entries({json.dumps(fields)}).every(([k, v]) => e[k] === v)"
 
 
 class Participant:
