@@ -160,7 +160,7 @@ def _drain_stdout(process: subprocess.Popen[bytes], sink: list[str], ready: thre
 
 
 @pytest.fixture
-def signalroom_server(signalroom_binary: Path, request: pytest.FixtureRequest) -> Iterator[SignalroomServer]:
+def server_process(signalroom_binary: Path, request: pytest.FixtureRequest) -> Iterator[SignalroomServer]:
     """A fresh server on a free loopback port with a random secret; stopped with SIGTERM afterwards.
 
     If the test fails, the tail of the server's stderr is printed (shown in the failure report).

@@ -60,9 +60,9 @@ async def flush(sender: Participant, receivers: list[Participant]) -> None:
 
 
 @pytest.fixture
-async def lobby(signalroom_server: SignalroomServer, open_participant: OpenParticipant) -> Lobby:
+async def lobby(server_process: SignalroomServer, open_participant: OpenParticipant) -> Lobby:
     """Create "lobby" and two connections by REST; alice and bob join from their own tabs."""
-    server = signalroom_server
+    server = server_process
     session = server.rest_ok("POST", "/sessions", {"customSessionId": SESSION_ID}).json()
     assert session["id"] == SESSION_ID, session
     connections: dict[str, dict[str, Any]] = {}
