@@ -31,6 +31,8 @@ pub(crate) enum Outbound {
     Close { code: u16, reason: &'static str },
     /// Close the socket after this delay unless the client closes it first.
     CloseAfter(Duration),
+    /// Cancel a pending [`Outbound::CloseAfter`]: the socket carries a participant again.
+    KeepOpen,
 }
 
 /// The socket currently carrying a participant.

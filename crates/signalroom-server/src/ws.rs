@@ -119,6 +119,7 @@ async fn write_loop(
                     let at = Instant::now() + delay;
                     close_at = Some(close_at.map_or(at, |c| c.min(at)));
                 }
+                Some(Outbound::KeepOpen) => close_at = None,
             }
             if written >= WRITE_BATCH {
                 break;
@@ -263,7 +264,15 @@ impl SocketConn {
             ));
         };
         match name {
-            method::SEND_MESSAGE => self.send_message(joined, params(name, frame)?),
+            method::SEND_MESSAGE => {
+                let p = frame.params().map_err(|_| {
+                    ErrorObject::new(
+                        codes::SIGNAL_FORMAT_INVALID,
+                        r#"Provided signal has not a valid format: params must be {"message":"<the signal as a JSON string>"}"#,
+                    )
+                })?;
+                self.send_message(joined, p)
+            }
             method::LEAVE_ROOM => self.leave(joined),
             method::FORCE_DISCONNECT => self.force_disconnect(joined, params(name, frame)?),
             method::FORCE_UNPUBLISH => {
@@ -403,6 +412,7 @@ impl SocketConn {
             session_id: self.rpc_id.clone(),
         };
         self.reply_result(result);
+        self.control(Outbound::KeepOpen);
         self.state.rpc_sessions.insert(self.rpc_id.clone(), (session.id.clone(), connection_id.clone()));
         tracing::info!(session = %session.id, connection = %connection_id, ip = %self.ip, "participant joined");
         let removal = self.state.evict_slow(&mut inner, slow);
@@ -531,6 +541,7 @@ impl SocketConn {
         self.rpc_id = p.session_id;
         self.joined = Some(Joined { session, connection_id });
         self.reply_result(json!({"value": "reconnection successful", "sessionId": self.rpc_id}));
+        self.control(Outbound::KeepOpen);
         Ok(())
     }
 

@@ -80,8 +80,8 @@ async fn bad_signals_get_600_or_601_and_deliver_nothing() {
         (json!({"message": r#"{"to":[null]}"#}), 601),
         (json!({"message": r#"{"to":["con_unknown"]}"#}), 601),
         (json!({"message": format!(r#"{{"data":"{}"}}"#, "x".repeat(101))}), 600),
-        (json!({"message": {"data": "an object, not a string"}}), -1),
-        (json!({}), -1),
+        (json!({"message": {"data": "an object, not a string"}}), 600),
+        (json!({}), 600),
     ];
     for (params, code) in cases {
         let e = a.call("sendMessage", Some(params.clone())).await.unwrap_err();

@@ -113,3 +113,20 @@ async fn shutdown_evicts_everybody_with_openvidu_server_stopped() {
     assert_eq!(reasons, vec![json!("openviduServerStopped")]);
     tokio::time::timeout(WAIT * 2, shutdown).await.expect("shutdown finishes").unwrap();
 }
+
+#[tokio::test]
+async fn a_socket_that_leaves_and_joins_again_stays_open() {
+    let s = TestServer::start_with(|c| c.linger_close = Duration::from_millis(100)).await;
+    s.create_session("S1").await;
+    let mut other = s.join("S1", "other").await;
+    let (t1, _) = s.connection("S1", json!({})).await;
+    let (t2, id2) = s.connection("S1", json!({})).await;
+    let mut p = Peer::open(&s.url, "S1").await;
+    p.join(&t1, "S1", "").await.unwrap();
+    p.call("leaveRoom", Some(json!({}))).await.unwrap();
+    p.join(&t2, "S1", "").await.unwrap();
+    // Past the linger delay of the first participant, the socket still carries the second.
+    assert_eq!(p.read_frame_within(Duration::from_millis(400)).await, Err(()));
+    other.signal(&[&id2], "still open", "signal:chat").await.unwrap();
+    assert_eq!(p.notification("sendMessage").await["data"], "still open");
+}
