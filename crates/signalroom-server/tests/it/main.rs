@@ -6,3 +6,4 @@ mod bad_input;
 mod lifecycle;
 mod rest;
 mod rpc;
+mod tls;
