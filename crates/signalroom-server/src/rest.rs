@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State as AxumState};
+use axum::extract::{OriginalUri, Path, Query, Request, State as AxumState};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -86,7 +86,13 @@ impl IntoResponse for ApiError {
 
 /// Renders [`ApiError`] messages as OpenVidu's JSON error body.
 async fn render_errors(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
+    // The full path (`/openvidu/api/...`), as OpenVidu reports it: this router is nested, so
+    // `request.uri()` has the prefix stripped.
+    let path = request
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or_else(|| request.uri().path(), |u| u.0.path())
+        .to_owned();
     let mut response = next.run(request).await;
     if let Some(ErrorMessage(message)) = response.extensions_mut().remove::<ErrorMessage>() {
         let status = response.status();
