@@ -1,0 +1,303 @@
+//! The driver task of a session: joins, pings, reopens a broken link (spec §2.5), and leaves.
+//! It never touches a socket itself; it talks to a link's writer through its control channel.
+
+use std::sync::Arc;
+
+use signalroom_core::protocol::{ConnectParams, JoinRoomParams, PingParams, method};
+use signalroom_core::{EndReason, OPENVIDU_VERSION};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::error::{Error, Result};
+use crate::link::{
+    CLOSE_BY_CLIENT, CLOSE_FOR_RECONNECTION, Command, DriverChannels, Inner, Link, Outgoing, PendingKind,
+    ReaderEnd, Reply, SessionState, params,
+};
+
+/// `{}`: the params openvidu-browser sends with `leaveRoom`.
+#[derive(serde::Serialize)]
+struct Empty {}
+
+type UserRx = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Outgoing>>>;
+
+/// Why the connected phase ended.
+enum Outcome {
+    Leave(Option<oneshot::Sender<()>>),
+    Evicted,
+    Lost(String),
+}
+
+/// How reconnection ended, when it did not succeed.
+enum Failed {
+    Leave(Option<oneshot::Sender<()>>),
+    Rejected,
+    GaveUp,
+}
+
+/// Runs a session from the first socket to the last event. `joined` learns whether `joinRoom`
+/// succeeded; if nobody is listening any more, the session is left at once.
+pub(crate) async fn run(inner: Arc<Inner>, channels: DriverChannels, joined: oneshot::Sender<Result<()>>) {
+    let DriverChannels { user_rx, mut cmd_rx } = channels;
+    let Some((mut link, first_ping)) = join(&inner, &user_rx, joined).await else {
+        return;
+    };
+    let mut ping = Some(first_ping);
+    loop {
+        match connected(&inner, &mut link, &mut cmd_rx, ping.take()).await {
+            Outcome::Leave(reply) => {
+                leave(&inner, link).await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+                return;
+            }
+            Outcome::Evicted => {
+                link.close(CLOSE_BY_CLIENT).await;
+                return;
+            }
+            Outcome::Lost(why) => {
+                tracing::info!(%why, "link broken, reconnecting");
+                let lost = link.id;
+                link.close(CLOSE_FOR_RECONNECTION).await;
+                inner.fail_sent_on(lost);
+                inner.set_phase(SessionState::Reconnecting);
+                inner.emit(crate::Event::Reconnecting);
+                match reconnect(&inner, &user_rx, &mut cmd_rx).await {
+                    Ok(new) => {
+                        link = new;
+                        // As openvidu-browser: pings restart with the interval after a reconnection.
+                        ping = Some(send_ping(&inner, &link, true));
+                    }
+                    Err(Failed::Leave(reply)) => {
+                        inner.finish(EndReason::Disconnect);
+                        if let Some(reply) = reply {
+                            let _ = reply.send(());
+                        }
+                        return;
+                    }
+                    Err(Failed::Rejected | Failed::GaveUp) => {
+                        inner.finish(EndReason::NetworkDisconnect);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A ping in flight: its id, its reply, and when it expires.
+struct Ping {
+    id: u64,
+    rx: oneshot::Receiver<Reply>,
+    deadline: Instant,
+    sent: Instant,
+}
+
+fn send_ping(inner: &Inner, link: &Link, with_interval: bool) -> Ping {
+    let interval = PingParams { interval: Some(inner.opts.ping_interval.as_millis() as u64) };
+    let params = with_interval.then(|| params(&interval));
+    let now = Instant::now();
+    let (id, rx) = inner.send_on(link, method::PING, params, PendingKind::Plain);
+    Ping { id, rx, deadline: now + inner.opts.ping_timeout, sent: now }
+}
+
+/// Opens the first socket, sends `ping` (id 0) and `joinRoom` (id 1), waits for the result.
+async fn join(
+    inner: &Arc<Inner>,
+    user_rx: &UserRx,
+    mut joined: oneshot::Sender<Result<()>>,
+) -> Option<(Link, Ping)> {
+    let mut link = match inner.open_link(false, user_rx).await {
+        Ok(link) => link,
+        Err(e) => {
+            inner.finish(EndReason::NetworkDisconnect);
+            let _ = joined.send(Err(e));
+            return None;
+        }
+    };
+    let first_ping = send_ping(inner, &link, true);
+    let join = JoinRoomParams {
+        token: inner.token.raw.clone(),
+        session: inner.token.session_id.clone().unwrap_or_default(),
+        platform: inner.opts.platform.clone(),
+        sdk_version: OPENVIDU_VERSION.to_owned(),
+        metadata: inner.opts.metadata.clone(),
+        secret: String::new(),
+        recorder: false,
+        stt: false,
+    };
+    let (id, rx) = inner.send_on(&link, method::JOIN_ROOM, Some(params(&join)), PendingKind::JoinRoom);
+    let result = tokio::select! {
+        r = inner.wait(method::JOIN_ROOM, rx, inner.opts.request_timeout) => r,
+        end = link.ended() => Err(match end {
+            ReaderEnd::Lost(why) => Error::Connect { url: inner.token.websocket_url(false), source: why.into() },
+            ReaderEnd::Evicted => Error::Disconnected { reason: EndReason::NetworkDisconnect },
+        }),
+        _ = joined.closed() => Err(Error::Disconnected { reason: EndReason::Disconnect }),
+    };
+    inner.forget(id);
+    match result {
+        Ok(_) => {
+            link.open_gate();
+            if joined.send(Ok(())).is_err() {
+                // The caller of `connect` went away: leave, as nobody can.
+                leave(inner, link).await;
+                return None;
+            }
+            Some((link, first_ping))
+        }
+        Err(e) => {
+            inner.forget(first_ping.id);
+            link.close(CLOSE_BY_CLIENT).await;
+            inner.finish(EndReason::NetworkDisconnect);
+            let _ = joined.send(Err(e));
+            None
+        }
+    }
+}
+
+/// Pings until the link breaks, this participant is evicted, or the application leaves.
+async fn connected(
+    inner: &Inner,
+    link: &mut Link,
+    cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
+    first: Option<Ping>,
+) -> Outcome {
+    let interval = inner.opts.ping_interval;
+    let mut next_ping = first.as_ref().map_or_else(Instant::now, |p| p.sent) + interval;
+    let mut ping = first;
+    let outcome = loop {
+        let deadline = ping.as_ref().map(|p| p.deadline);
+        tokio::select! {
+            end = link.ended() => break match end {
+                ReaderEnd::Evicted => Outcome::Evicted,
+                ReaderEnd::Lost(why) => Outcome::Lost(why),
+            },
+            cmd = cmd_rx.recv() => match cmd {
+                Some(Command::Leave(reply)) => break Outcome::Leave(reply),
+                None => break Outcome::Leave(None),
+            },
+            reply = async {
+                match ping.as_mut() {
+                    Some(p) => (&mut p.rx).await,
+                    None => std::future::pending().await,
+                }
+            }, if deadline.is_some() => {
+                let id = ping.take().map(|p| p.id);
+                match reply {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break Outcome::Lost(format!("ping {id:?} failed: {e}")),
+                    Err(_) => break Outcome::Lost("ping abandoned".to_owned()),
+                }
+            },
+            _ = sleep_until(deadline.unwrap_or(next_ping)), if deadline.is_some() => {
+                let ms = inner.opts.ping_timeout.as_millis();
+                break Outcome::Lost(format!("no pong within {ms} ms"));
+            },
+            _ = sleep_until(next_ping), if deadline.is_none() => {
+                ping = Some(send_ping(inner, link, false));
+                next_ping += interval;
+                let now = Instant::now();
+                if next_ping < now {
+                    next_ping = now + interval;
+                }
+            },
+        }
+    };
+    if let Some(p) = ping {
+        inner.forget(p.id);
+    }
+    outcome
+}
+
+/// `leaveRoom`, then close with 4102. `sessionDisconnected` (`disconnect`) is the last event.
+async fn leave(inner: &Inner, mut link: Link) {
+    if !inner.is_finished() {
+        let (id, rx) = inner.send_on(&link, method::LEAVE_ROOM, Some(params(&Empty {})), PendingKind::Plain);
+        tokio::select! {
+            r = inner.wait(method::LEAVE_ROOM, rx, inner.opts.request_timeout) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "leaveRoom failed; leaving anyway");
+                }
+            }
+            _ = link.ended() => {}
+        }
+        inner.forget(id);
+        inner.finish(EndReason::Disconnect);
+    }
+    link.close(CLOSE_BY_CLIENT).await;
+}
+
+/// Reopens the link at `…&reconnect=true` and sends `connect`, every `reconnect_interval`, at most
+/// `reconnect_attempts` times.
+async fn reconnect(
+    inner: &Arc<Inner>,
+    user_rx: &UserRx,
+    cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
+) -> Result<Link, Failed> {
+    let rpc_session_id = inner.state.lock().rpc_session_id.clone();
+    let Some(rpc_session_id) = rpc_session_id else {
+        tracing::warn!("no RPC session id from joinRoom: cannot reconnect");
+        return Err(Failed::Rejected);
+    };
+    let attempts = inner.opts.reconnect_attempts;
+    for attempt in 1..=attempts {
+        let opened = tokio::select! {
+            r = inner.open_link(true, user_rx) => r,
+            cmd = cmd_rx.recv() => return Err(Failed::Leave(leave_reply(cmd))),
+        };
+        match opened {
+            Err(e) => tracing::debug!(attempt, attempts, error = %e, "reconnection attempt failed"),
+            Ok(mut link) => {
+                let connect = ConnectParams { session_id: rpc_session_id.clone(), reconnect: true };
+                let (id, rx) =
+                    inner.send_on(&link, method::CONNECT, Some(params(&connect)), PendingKind::Reconnect);
+                let result = tokio::select! {
+                    r = inner.wait(method::CONNECT, rx, inner.opts.request_timeout) => Some(r),
+                    _ = link.ended() => None,
+                    cmd = cmd_rx.recv() => {
+                        inner.forget(id);
+                        link.close(CLOSE_BY_CLIENT).await;
+                        return Err(Failed::Leave(leave_reply(cmd)));
+                    }
+                };
+                inner.forget(id);
+                match result {
+                    Some(Ok(_)) => {
+                        tracing::info!(attempt, "reconnected");
+                        link.open_gate();
+                        return Ok(link);
+                    }
+                    Some(Err(Error::Rpc { code, message, .. })) => {
+                        tracing::info!(code, %message, "reconnection refused: this participant is gone");
+                        link.close(CLOSE_BY_CLIENT).await;
+                        return Err(Failed::Rejected);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(attempt, error = %e, "reconnection attempt failed");
+                        link.close(CLOSE_FOR_RECONNECTION).await;
+                    }
+                    None => {
+                        tracing::debug!(attempt, "socket closed during reconnection");
+                        link.close(CLOSE_FOR_RECONNECTION).await;
+                    }
+                }
+            }
+        }
+        if attempt < attempts {
+            tokio::select! {
+                _ = sleep(inner.opts.reconnect_interval) => {}
+                cmd = cmd_rx.recv() => return Err(Failed::Leave(leave_reply(cmd))),
+            }
+        }
+    }
+    tracing::info!(attempts, "giving up reconnecting");
+    Err(Failed::GaveUp)
+}
+
+fn leave_reply(cmd: Option<Command>) -> Option<oneshot::Sender<()>> {
+    match cmd {
+        Some(Command::Leave(reply)) => reply,
+        None => None,
+    }
+}

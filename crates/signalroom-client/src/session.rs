@@ -1,0 +1,207 @@
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+use signalroom_core::protocol::{ForceDisconnectParams, SendMessageParams, method};
+use signalroom_core::signal::Signal;
+use signalroom_core::token::TokenInfo;
+use signalroom_core::{ConnectionId, Role, SessionId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver;
+use crate::error::{Error, Result};
+use crate::event::{Connection, Event, SignalEvent};
+use crate::link::{Command, Inner, SessionState, params};
+use crate::options::ConnectOptions;
+
+/// The events of a session, in arrival order; closed after
+/// [`Event::SessionDisconnected`].
+///
+/// Unbounded on purpose: the reader never waits for the application, so a caller awaiting
+/// [`Session::signal`] while not draining events can never stall the link (the response it
+/// waits for sits behind those events). Memory grows only while the application does not read.
+pub type EventReceiver = mpsc::UnboundedReceiver<Event>;
+
+/// A participant's membership in an OpenVidu session: one WebSocket JSON-RPC link, kept alive
+/// and reopened when it breaks.
+///
+/// Cheap to clone (`Arc`); every clone is the same participant. When the last clone is dropped
+/// the session is left (`leaveRoom`) in the background. Every `async` method is cancel-safe:
+/// dropping its future never corrupts the link (a request not yet written is not written; the
+/// response of one already written is ignored).
+#[derive(Clone)]
+pub struct Session {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    inner: Arc<Inner>,
+    local: Connection,
+    session_id: SessionId,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.inner.cmd_tx.send(Command::Leave(None));
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("session_id", &self.handle.session_id)
+            .field("connection_id", &self.handle.local.connection_id)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Session {
+    /// Joins the session of `token` with default options. See [`Session::connect_with`].
+    pub async fn connect(token: &str) -> Result<(Session, EventReceiver)> {
+        Self::connect_with(token, ConnectOptions::default()).await
+    }
+
+    /// Joins the session of `token` (`ws[s]://host[:port]?sessionId=…&token=…`), as
+    /// openvidu-browser does: opens `<scheme>://host[:port]/openvidu?sessionId=…`, sends `ping`
+    /// then `joinRoom`, and resolves when the server accepted the token.
+    ///
+    /// The receiver's first events are [`Event::ConnectionCreated`] for this participant, then
+    /// one per participant already in the session.
+    ///
+    /// Errors: [`Error::Invalid`] for a malformed token, [`Error::Connect`] when the socket
+    /// cannot be opened, [`Error::Rpc`] when the server refuses the join (401 token invalid or
+    /// used, 202 session unknown), [`Error::Timeout`].
+    pub async fn connect_with(token: &str, options: ConnectOptions) -> Result<(Session, EventReceiver)> {
+        let info = TokenInfo::parse(token)?;
+        if info.session_id.is_none() {
+            return Err(signalroom_core::Error::InvalidToken(token.to_owned()).into());
+        }
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (inner, channels) = Inner::new(info, options, events_tx);
+        let (joined_tx, joined_rx) = oneshot::channel();
+        tokio::spawn(driver::run(inner.clone(), channels, joined_tx));
+        match joined_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(inner.closed_error()),
+        }
+        let (local, session_id) = {
+            let state = inner.state.lock();
+            let local = state.local.clone().ok_or_else(|| Error::UnexpectedResponse {
+                method: method::JOIN_ROOM,
+                reason: "no local connection".to_owned(),
+            })?;
+            let session_id = state
+                .session_id
+                .clone()
+                .or_else(|| inner.token.session_id.as_deref().map(SessionId::from))
+                .unwrap_or_else(|| SessionId::from(""));
+            (local, session_id)
+        };
+        Ok((Session { handle: Arc::new(Handle { inner, local, session_id }) }, events))
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.handle.inner
+    }
+
+    /// Sends a signal; resolves when the server accepted it (`{}`), which OpenVidu sends after
+    /// delivering it to every recipient's queue, the sender included for broadcasts.
+    ///
+    /// Errors: [`Error::Rpc`] with code 601 when a recipient is not in the session (nothing is
+    /// delivered), 600 for a malformed signal; [`Error::Timeout`]; [`Error::ConnectionLost`];
+    /// [`Error::Disconnected`]. While reconnecting, the signal waits (within its timeout).
+    pub async fn signal(&self, signal: Signal) -> Result<()> {
+        let message = SendMessageParams { message: signal.to_message_json().into() };
+        self.inner().call(method::SEND_MESSAGE, Some(params(&message))).await.map(drop)
+    }
+
+    /// A stream of the signals named `name`: `signal` for every signal, otherwise those whose wire
+    /// type is exactly `name` (e.g. `signal:chat`), as openvidu-browser's `session.on(name)`.
+    /// Receives the signals that arrive after this call; ends when the session ends.
+    pub fn subscribe(&self, name: &str) -> Subscription {
+        Subscription { rx: self.inner().state.lock().subscribe(name) }
+    }
+
+    /// Leaves the session: `leaveRoom`, then the socket is closed with 4102. Resolves when done;
+    /// the last event is [`Event::SessionDisconnected`] with reason `disconnect`. Leaving a
+    /// session that is already over does nothing.
+    pub async fn disconnect(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner().cmd_tx.send(Command::Leave(Some(tx))).is_ok() {
+            // An error means the driver ended first: the session is over either way.
+            let _ = rx.await;
+        }
+        Ok(())
+    }
+
+    /// Evicts a participant (`forceDisconnect`); needs the MODERATOR role (else 401).
+    pub async fn force_disconnect(&self, connection_id: &ConnectionId) -> Result<()> {
+        let target = ForceDisconnectParams { connection_id: connection_id.clone() };
+        self.inner().call(method::FORCE_DISCONNECT, Some(params(&target))).await.map(drop)
+    }
+
+    /// This participant.
+    pub fn connection(&self) -> Connection {
+        self.handle.local.clone()
+    }
+
+    /// This participant's connection id.
+    pub fn connection_id(&self) -> &ConnectionId {
+        &self.handle.local.connection_id
+    }
+
+    /// The other participants, in join order.
+    pub fn remote_connections(&self) -> Vec<Connection> {
+        self.inner().state.lock().remotes.clone()
+    }
+
+    /// Another participant by id.
+    pub fn remote_connection(&self, id: &ConnectionId) -> Option<Connection> {
+        self.inner().state.lock().remotes.iter().find(|c| &c.connection_id == id).cloned()
+    }
+
+    /// The OpenVidu session id.
+    pub fn session_id(&self) -> &SessionId {
+        &self.handle.session_id
+    }
+
+    /// This participant's role (updated by `connectionPropertyChanged`).
+    pub fn role(&self) -> Role {
+        self.inner().state.lock().role
+    }
+
+    /// Where the session is: connected, reconnecting, or over (and why).
+    pub fn state(&self) -> SessionState {
+        self.inner().state.lock().phase.clone()
+    }
+}
+
+/// The signals of one name, from [`Session::subscribe`]. A [`Stream`]; ends when the session
+/// ends.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::UnboundedReceiver<SignalEvent>,
+}
+
+impl Subscription {
+    /// The next signal; `None` once the session is over.
+    pub async fn recv(&mut self) -> Option<SignalEvent> {
+        self.rx.recv().await
+    }
+
+    /// Every signal already received, without waiting.
+    pub fn drain(&mut self) -> Vec<SignalEvent> {
+        std::iter::from_fn(|| self.rx.try_recv().ok()).collect()
+    }
+}
+
+impl Stream for Subscription {
+    type Item = SignalEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SignalEvent>> {
+        self.rx.poll_recv(cx)
+    }
+}
