@@ -301,7 +301,13 @@ async fn create_session(AxumState(state): Shared, body: Bytes) -> ApiResult {
         inner: Default::default(),
     });
     match state.sessions.entry(id.clone()) {
-        dashmap::Entry::Occupied(_) => return Err(ApiError::empty(StatusCode::CONFLICT)),
+        dashmap::Entry::Occupied(mut o) => {
+            // A session closed a moment ago may still be registered: it is replaced.
+            if !o.get().inner.lock().closed {
+                return Err(ApiError::empty(StatusCode::CONFLICT));
+            }
+            o.insert(Arc::clone(&session));
+        }
         dashmap::Entry::Vacant(v) => {
             v.insert(Arc::clone(&session));
         }
@@ -313,7 +319,11 @@ async fn create_session(AxumState(state): Shared, body: Bytes) -> ApiResult {
 async fn list_sessions(AxumState(state): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
     let pending = pending_param(&q, false);
     let sessions: Vec<Arc<Session>> = state.sessions.iter().map(|s| Arc::clone(&s)).collect();
-    let mut content: Vec<_> = sessions.iter().map(|s| state.session_object(s, pending)).collect();
+    let mut content: Vec<_> = sessions
+        .iter()
+        .filter(|s| !s.inner.lock().closed)
+        .map(|s| state.session_object(s, pending))
+        .collect();
     content.sort_by_key(|s| s.created_at);
     Json(Page::new(content)).into_response()
 }
@@ -631,5 +641,5 @@ async fn config(AxumState(state): Shared) -> Response {
 }
 
 async fn public_url(AxumState(state): Shared) -> String {
-    state.public_url.clone()
+    format!("{}/", state.public_url)
 }

@@ -214,8 +214,12 @@ impl State {
         self.next_socket_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The open session with this id. A session closed but not yet removed from the registry
+    /// counts as gone.
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.get(id).map(|s| Arc::clone(&s))
+        let session = self.sessions.get(id).map(|s| Arc::clone(&s))?;
+        let closed = session.inner.lock().closed;
+        (!closed).then_some(session)
     }
 
     /// Removes a closed session from the registry (only that instance: a session re-created
