@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use signalroom_core::protocol::{ConnectParams, JoinRoomParams, PingParams, method};
-use signalroom_core::{EndReason, OPENVIDU_VERSION};
+use signalroom_core::{EndReason, OPENVIDU_VERSION, SessionId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::{Error, Result};
+use crate::event::Connection;
 use crate::link::{
     CLOSE_BY_CLIENT, CLOSE_FOR_RECONNECTION, Command, DriverChannels, Inner, Link, Outgoing, PendingKind,
     ReaderEnd, Reply, SessionState, params,
@@ -20,6 +21,12 @@ struct Empty {}
 
 type UserRx = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Outgoing>>>;
 
+/// What `connect` learns from a successful `joinRoom`.
+pub(crate) struct Joined {
+    pub(crate) local: Connection,
+    pub(crate) session_id: SessionId,
+}
+
 /// Why the connected phase ended.
 enum Outcome {
     Leave(Option<oneshot::Sender<()>>),
@@ -30,13 +37,19 @@ enum Outcome {
 /// How reconnection ended, when it did not succeed.
 enum Failed {
     Leave(Option<oneshot::Sender<()>>),
+    /// Evicted on the new socket before `connect` was answered; the session is already over.
+    Evicted,
     Rejected,
     GaveUp,
 }
 
 /// Runs a session from the first socket to the last event. `joined` learns whether `joinRoom`
 /// succeeded; if nobody is listening any more, the session is left at once.
-pub(crate) async fn run(inner: Arc<Inner>, channels: DriverChannels, joined: oneshot::Sender<Result<()>>) {
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    channels: DriverChannels,
+    joined: oneshot::Sender<Result<Joined>>,
+) {
     let DriverChannels { user_rx, mut cmd_rx } = channels;
     let Some((mut link, first_ping)) = join(&inner, &user_rx, joined).await else {
         return;
@@ -60,6 +73,10 @@ pub(crate) async fn run(inner: Arc<Inner>, channels: DriverChannels, joined: one
                 let lost = link.id;
                 link.close(CLOSE_FOR_RECONNECTION).await;
                 inner.fail_sent_on(lost);
+                if inner.opts.reconnect_attempts == 0 {
+                    inner.finish(EndReason::NetworkDisconnect);
+                    return;
+                }
                 inner.set_phase(SessionState::Reconnecting);
                 inner.emit(crate::Event::Reconnecting);
                 match reconnect(&inner, &user_rx, &mut cmd_rx).await {
@@ -75,7 +92,7 @@ pub(crate) async fn run(inner: Arc<Inner>, channels: DriverChannels, joined: one
                         }
                         return;
                     }
-                    Err(Failed::Rejected | Failed::GaveUp) => {
+                    Err(Failed::Rejected | Failed::GaveUp | Failed::Evicted) => {
                         inner.finish(EndReason::NetworkDisconnect);
                         return;
                     }
@@ -105,7 +122,7 @@ fn send_ping(inner: &Inner, link: &Link, with_interval: bool) -> Ping {
 async fn join(
     inner: &Arc<Inner>,
     user_rx: &UserRx,
-    mut joined: oneshot::Sender<Result<()>>,
+    mut joined: oneshot::Sender<Result<Joined>>,
 ) -> Option<(Link, Ping)> {
     let mut link = match inner.open_link(false, user_rx).await {
         Ok(link) => link,
@@ -116,9 +133,10 @@ async fn join(
         }
     };
     let first_ping = send_ping(inner, &link, true);
+    let params_session = inner.token.session_id.clone().unwrap_or_default();
     let join = JoinRoomParams {
         token: inner.token.raw.clone(),
-        session: inner.token.session_id.clone().unwrap_or_default(),
+        session: params_session.clone(),
         platform: inner.opts.platform.clone(),
         sdk_version: OPENVIDU_VERSION.to_owned(),
         metadata: inner.opts.metadata.clone(),
@@ -136,10 +154,19 @@ async fn join(
         _ = joined.closed() => Err(Error::Disconnected { reason: EndReason::Disconnect }),
     };
     inner.forget(id);
+    let result = result.and_then(|_| {
+        let state = inner.state.lock();
+        let local = state.local.clone().ok_or_else(|| Error::UnexpectedResponse {
+            method: method::JOIN_ROOM,
+            reason: "no local connection".to_owned(),
+        })?;
+        let session_id = state.session_id.clone().unwrap_or_else(|| SessionId::from(params_session.as_str()));
+        Ok(Joined { local, session_id })
+    });
     match result {
-        Ok(_) => {
+        Ok(info) => {
             link.open_gate();
-            if joined.send(Ok(())).is_err() {
+            if joined.send(Ok(info)).is_err() {
                 // The caller of `connect` went away: leave, as nobody can.
                 leave(inner, link).await;
                 return None;
@@ -254,7 +281,14 @@ async fn reconnect(
                     inner.send_on(&link, method::CONNECT, Some(params(&connect)), PendingKind::Reconnect);
                 let result = tokio::select! {
                     r = inner.wait(method::CONNECT, rx, inner.opts.request_timeout) => Some(r),
-                    _ = link.ended() => None,
+                    end = link.ended() => {
+                        if let ReaderEnd::Evicted = end {
+                            inner.forget(id);
+                            link.close(CLOSE_BY_CLIENT).await;
+                            return Err(Failed::Evicted);
+                        }
+                        None
+                    }
                     cmd = cmd_rx.recv() => {
                         inner.forget(id);
                         link.close(CLOSE_BY_CLIENT).await;

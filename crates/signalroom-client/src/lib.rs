@@ -11,14 +11,17 @@
 //! channels, so every future is `Send + 'static`-friendly and dropping one never corrupts the
 //! link. Handles are `Arc`s: clone them freely.
 //!
-//! ```no_run
+//! ```
 //! use futures_util::StreamExt;
 //! use signalroom_client::{ConnectionOptions, Event, ServerApi, Session, Signal};
 //!
-//! # async fn demo() -> signalroom_client::Result<()> {
-//! let api = ServerApi::new("http://127.0.0.1:4443", "MY_SECRET")?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = signalroom_server::Server::start(signalroom_server::Config::local()).await?;
+//! # let url = server.url().to_owned();
+//! let api = ServerApi::new(&url, "MY_SECRET")?; // url: e.g. "http://127.0.0.1:4443"
 //! api.create_session(Some("lobby")).await?;
-//! let conn = api.create_connection("lobby", &ConnectionOptions::default()).await?;
+//! let conn = api.create_connection("lobby", &ConnectionOptions::default().with_data("bot")).await?;
 //!
 //! let (session, mut events) = Session::connect(&conn.token).await?;
 //! let mut chat = session.subscribe("signal:chat");
@@ -30,12 +33,13 @@
 //! api.signal("lobby", "from the server", Some("chat"), &[]).await?;
 //! while let Some(event) = events.recv().await {
 //!     match event {
-//!         Event::Signal(s) if s.from.is_none() => break, // server-sent
-//!         Event::ConnectionCreated(c) => println!("joined: {} {}", c.connection_id, c.data),
+//!         Event::ConnectionCreated(c) => println!("in the session: {} {}", c.connection_id, c.data),
+//!         Event::Signal(s) if s.from.is_none() => break, // sent through the REST API
 //!         _ => {}
 //!     }
 //! }
 //! session.disconnect().await?;
+//! # server.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```
@@ -63,3 +67,30 @@ pub use session::{EventReceiver, Session, Subscription};
 pub use signalroom_core::rest::{ConnectionObject, ConnectionStatus, SessionObject, SignalRequest};
 pub use signalroom_core::signal::Signal;
 pub use signalroom_core::{ConnectionId, EndReason, Role, RpcSessionId, SessionId};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    fn send_static<T: Send + 'static>(_: &T) {}
+
+    /// What the Python bindings rely on: shareable handles and futures they can move to tokio.
+    #[test]
+    fn handles_and_futures_cross_threads() {
+        send_sync_static::<Session>();
+        send_sync_static::<ServerApi>();
+        send_sync_static::<Error>();
+        send_sync_static::<Event>();
+        send_sync_static::<Subscription>();
+        send_sync_static::<EventReceiver>();
+        send_static(&Session::connect("ws://127.0.0.1:1?sessionId=S&token=t"));
+        let api = ServerApi::new("http://127.0.0.1:1", "s").unwrap();
+        send_static(&async move { api.create_session(None).await });
+        let _ = |session: Session| {
+            let other = session.clone();
+            send_static(&async move { session.signal(Signal::broadcast("chat", "x").unwrap()).await });
+            send_static(&async move { other.disconnect().await })
+        };
+    }
+}

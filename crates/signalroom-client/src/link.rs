@@ -634,6 +634,7 @@ async fn read_loop(mut stream: SplitStream<Ws>, inner: Arc<Inner>, link: u64) ->
     while let Some(message) = stream.next().await {
         match message {
             Ok(Message::Text(text)) => {
+                tracing::trace!(link, frame = text.as_str(), "received");
                 if let Some(end) = inner.handle_frame(text.as_str()) {
                     return end;
                 }
@@ -712,8 +713,10 @@ async fn feed(
     out: Outgoing,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     if !inner.mark_sent(out.id, link) {
+        tracing::trace!(link, id = out.id, "not sending a request its caller gave up");
         return Ok(());
     }
+    tracing::trace!(link, frame = out.text.as_str(), "sending");
     sink.feed(Message::text(out.text))
         .await
         .inspect_err(|e| tracing::debug!(link, error = %e, "write failed"))

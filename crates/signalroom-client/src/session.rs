@@ -9,8 +9,8 @@ use signalroom_core::token::TokenInfo;
 use signalroom_core::{ConnectionId, Role, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver;
-use crate::error::{Error, Result};
+use crate::driver::{self, Joined};
+use crate::error::Result;
 use crate::event::{Connection, Event, SignalEvent};
 use crate::link::{Command, Inner, SessionState, params};
 use crate::options::ConnectOptions;
@@ -70,9 +70,9 @@ impl Session {
     /// The receiver's first events are [`Event::ConnectionCreated`] for this participant, then
     /// one per participant already in the session.
     ///
-    /// Errors: [`Error::Invalid`] for a malformed token, [`Error::Connect`] when the socket
-    /// cannot be opened, [`Error::Rpc`] when the server refuses the join (401 token invalid or
-    /// used, 202 session unknown), [`Error::Timeout`].
+    /// Errors: [`Error::Invalid`](crate::Error::Invalid) for a malformed token, [`Error::Connect`](crate::Error::Connect) when the socket
+    /// cannot be opened, [`Error::Rpc`](crate::Error::Rpc) when the server refuses the join (401 token invalid or
+    /// used, 202 session unknown), [`Error::Timeout`](crate::Error::Timeout).
     pub async fn connect_with(token: &str, options: ConnectOptions) -> Result<(Session, EventReceiver)> {
         let info = TokenInfo::parse(token)?;
         if info.session_id.is_none() {
@@ -82,23 +82,10 @@ impl Session {
         let (inner, channels) = Inner::new(info, options, events_tx);
         let (joined_tx, joined_rx) = oneshot::channel();
         tokio::spawn(driver::run(inner.clone(), channels, joined_tx));
-        match joined_rx.await {
-            Ok(Ok(())) => {}
+        let Joined { local, session_id } = match joined_rx.await {
+            Ok(Ok(joined)) => joined,
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(inner.closed_error()),
-        }
-        let (local, session_id) = {
-            let state = inner.state.lock();
-            let local = state.local.clone().ok_or_else(|| Error::UnexpectedResponse {
-                method: method::JOIN_ROOM,
-                reason: "no local connection".to_owned(),
-            })?;
-            let session_id = state
-                .session_id
-                .clone()
-                .or_else(|| inner.token.session_id.as_deref().map(SessionId::from))
-                .unwrap_or_else(|| SessionId::from(""));
-            (local, session_id)
         };
         Ok((Session { handle: Arc::new(Handle { inner, local, session_id }) }, events))
     }
@@ -110,9 +97,9 @@ impl Session {
     /// Sends a signal; resolves when the server accepted it (`{}`), which OpenVidu sends after
     /// delivering it to every recipient's queue, the sender included for broadcasts.
     ///
-    /// Errors: [`Error::Rpc`] with code 601 when a recipient is not in the session (nothing is
-    /// delivered), 600 for a malformed signal; [`Error::Timeout`]; [`Error::ConnectionLost`];
-    /// [`Error::Disconnected`]. While reconnecting, the signal waits (within its timeout).
+    /// Errors: [`Error::Rpc`](crate::Error::Rpc) with code 601 when a recipient is not in the session (nothing is
+    /// delivered), 600 for a malformed signal; [`Error::Timeout`](crate::Error::Timeout); [`Error::ConnectionLost`](crate::Error::ConnectionLost);
+    /// [`Error::Disconnected`](crate::Error::Disconnected). While reconnecting, the signal waits (within its timeout).
     pub async fn signal(&self, signal: Signal) -> Result<()> {
         let message = SendMessageParams { message: signal.to_message_json().into() };
         self.inner().call(method::SEND_MESSAGE, Some(params(&message))).await.map(drop)

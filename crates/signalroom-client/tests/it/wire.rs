@@ -166,7 +166,14 @@ async fn reconnects_like_openvidu_browser() {
     assert!(matches!(in_flight.await.unwrap(), Err(Error::ConnectionLost { method: "sendMessage" })));
     assert_eq!(next_event(&mut events).await, Event::Reconnecting);
 
-    // A request made while reconnecting waits for the new socket.
+    // A request made while reconnecting waits for the new socket; one cancelled meanwhile is
+    // never sent.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(20),
+        session.signal(Signal::broadcast("chat", "cancelled").unwrap()),
+    )
+    .await;
+    assert!(cancelled.is_err());
     let queued = tokio::spawn({
         let session = session.clone();
         async move { session.signal(Signal::broadcast("chat", "queued").unwrap()).await }
@@ -206,6 +213,9 @@ async fn reconnects_like_openvidu_browser() {
         }
     }
     queued.await.unwrap().unwrap();
+    // Nothing else was sent (pings apart): the cancelled request stayed unsent.
+    let more = tokio::time::timeout(Duration::from_millis(200), conn.recv_request()).await;
+    assert!(more.is_err(), "unexpected {more:?}");
     // Roster kept across the reconnection.
     assert_eq!(session.remote_connections().len(), 1);
 }
@@ -310,14 +320,14 @@ async fn requests_time_out_and_late_answers_are_ignored() {
     }
     conn.reply(&slow, json!({})).await;
 
-    // A cancelled call (its future dropped) leaves the link usable.
-    let cancelled = tokio::time::timeout(
-        Duration::from_millis(20),
-        session.signal(Signal::broadcast("chat", "cancelled").unwrap()),
-    )
-    .await;
-    assert!(cancelled.is_err());
-    let dropped = conn.recv_request().await;
+    // A call cancelled (its future dropped) after it was written leaves the link usable.
+    let mut cancelled = Box::pin(session.signal(Signal::broadcast("chat", "cancelled").unwrap()));
+    let dropped = tokio::select! {
+        r = &mut cancelled => panic!("answered without an answer: {r:?}"),
+        frame = conn.recv_request() => frame,
+    };
+    drop(cancelled);
+    assert!(dropped["params"]["message"].as_str().unwrap().contains("cancelled"));
     conn.reply(&dropped, json!({})).await;
 
     let sending = tokio::spawn({
