@@ -427,6 +427,11 @@ async fn rest_sessions_and_connections() {
         Err(Error::Api { status: 400, message }) => assert!(!message.is_empty()),
         other => panic!("{other:?}"),
     }
+    // OpenVidu's statuses for an unknown session differ per endpoint (spec §6.4).
+    assert!(matches!(api.get_connection("nope", "con_x").await, Err(Error::Api { status: 400, .. })));
+    assert!(matches!(api.delete_connection("nope", "con_x").await, Err(Error::Api { status: 400, .. })));
+    assert!(matches!(api.list_connections("nope").await, Err(Error::Api { status: 404, .. })));
+    assert!(matches!(api.signal("nope", "x", None, &[]).await, Err(Error::Api { status: 404, .. })));
     let wrong = ServerApi::new(ts.server().url(), "wrong").unwrap();
     assert!(matches!(wrong.list_sessions().await, Err(Error::Api { status: 401, .. })));
 
