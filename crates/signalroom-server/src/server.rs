@@ -6,6 +6,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
+// Signals are small frames: Nagle's algorithm would hold a second one back until the first
+// is acknowledged (up to 40 ms with delayed ACKs).
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::RustlsAcceptor;
 use signalroom_core::EndReason;
 use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
@@ -52,7 +56,8 @@ impl Server {
         let handle = axum_server::Handle::new();
         let serve = match &config.tls {
             None => {
-                let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+                let server =
+                    axum_server::from_tcp(listener)?.acceptor(NoDelayAcceptor::new()).handle(handle.clone());
                 tokio::spawn(server.serve(app))
             }
             Some(tls) => {
@@ -62,8 +67,8 @@ impl Server {
                     .with_context(|| {
                         format!("cannot load TLS certificate {:?} and key {:?}", tls.cert, tls.key)
                     })?;
-                let server =
-                    axum_server::tls_rustls::from_tcp_rustls(listener, rustls)?.handle(handle.clone());
+                let acceptor = RustlsAcceptor::new(rustls).acceptor(NoDelayAcceptor::new());
+                let server = axum_server::from_tcp(listener)?.acceptor(acceptor).handle(handle.clone());
                 tokio::spawn(server.serve(app))
             }
         };
