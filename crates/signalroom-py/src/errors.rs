@@ -1,0 +1,254 @@
+//! Rust errors to Python exceptions, in one place.
+//!
+//! The exception classes are defined in Python (`python/signalroom/errors.py`, so they can
+//! subclass two built-ins each, e.g. `ConnectionLostError(SignalroomError, ConnectionError)`);
+//! they are imported from there once and cached in a [`PyOnceLock`]. Each client and core error
+//! variant is mapped in one `match` below; messages end with what to do about it.
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
+use signalroom_client::Error as ClientError;
+use signalroom_core::Error as CoreError;
+use signalroom_core::jsonrpc::codes;
+
+/// The Python module defining the exception classes.
+const MODULE: &str = "signalroom.errors";
+
+/// A client error on its way to Python (a local wrapper: orphan rule).
+#[derive(Debug)]
+pub(crate) struct PyClientError(pub(crate) ClientError);
+
+/// A core (validation) error on its way to Python.
+#[derive(Debug)]
+pub(crate) struct PyCoreError(pub(crate) CoreError);
+
+impl From<PyClientError> for PyErr {
+    fn from(err: PyClientError) -> PyErr {
+        Python::attach(|py| client_error(py, err.0))
+    }
+}
+
+impl From<PyCoreError> for PyErr {
+    fn from(err: PyCoreError) -> PyErr {
+        Python::attach(|py| core_error(py, err.0))
+    }
+}
+
+/// The exception classes of `signalroom.errors`.
+#[derive(Clone, Copy)]
+pub(crate) enum Class {
+    Signalroom,
+    InvalidSignal,
+    InvalidArgument,
+    Rpc,
+    ConnectionLost,
+    SignalTimeout,
+    ServerApi,
+}
+
+impl Class {
+    fn name(self) -> &'static str {
+        match self {
+            Class::Signalroom => "SignalroomError",
+            Class::InvalidSignal => "InvalidSignalError",
+            Class::InvalidArgument => "InvalidArgumentError",
+            Class::Rpc => "RpcError",
+            Class::ConnectionLost => "ConnectionLostError",
+            Class::SignalTimeout => "SignalTimeoutError",
+            Class::ServerApi => "ServerApiError",
+        }
+    }
+
+    fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
+        static SIGNALROOM: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static INVALID_SIGNAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static INVALID_ARGUMENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static RPC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static CONNECTION_LOST: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static SIGNAL_TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static SERVER_API: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        match self {
+            Class::Signalroom => &SIGNALROOM,
+            Class::InvalidSignal => &INVALID_SIGNAL,
+            Class::InvalidArgument => &INVALID_ARGUMENT,
+            Class::Rpc => &RPC,
+            Class::ConnectionLost => &CONNECTION_LOST,
+            Class::SignalTimeout => &SIGNAL_TIMEOUT,
+            Class::ServerApi => &SERVER_API,
+        }
+    }
+}
+
+/// A new exception of `class` with the message `text` and keyword attributes.
+pub(crate) fn new_error(py: Python<'_>, class: Class, text: String, attrs: &[(&str, Attr)]) -> PyErr {
+    let build = || -> PyResult<PyErr> {
+        let cls = class.cell().import(py, MODULE, class.name())?;
+        let kwargs = PyDict::new(py);
+        for (key, value) in attrs {
+            match value {
+                Attr::Str(s) => kwargs.set_item(key, s)?,
+                Attr::Int(i) => kwargs.set_item(key, i)?,
+                Attr::Float(f) => kwargs.set_item(key, f)?,
+                Attr::None => kwargs.set_item(key, py.None())?,
+            }
+        }
+        Ok(PyErr::from_value(cls.call((text.clone(),), Some(&kwargs))?))
+    };
+    // Only if signalroom.errors cannot be imported (a broken installation): keep the message.
+    build().unwrap_or_else(|e| PyRuntimeError::new_err(format!("{text} (and signalroom.errors failed: {e})")))
+}
+
+/// A keyword attribute of an exception.
+pub(crate) enum Attr {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    None,
+}
+
+impl From<&str> for Attr {
+    fn from(s: &str) -> Self {
+        Attr::Str(s.to_owned())
+    }
+}
+
+impl From<String> for Attr {
+    fn from(s: String) -> Self {
+        Attr::Str(s)
+    }
+}
+
+impl<T: Into<Attr>> From<Option<T>> for Attr {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Attr::None, Into::into)
+    }
+}
+
+impl From<u16> for Attr {
+    fn from(v: u16) -> Self {
+        Attr::Int(v.into())
+    }
+}
+
+/// An `InvalidArgumentError` for a bad option given from Python.
+pub(crate) fn invalid_argument(text: impl Into<String>) -> PyErr {
+    Python::attach(|py| new_error(py, Class::InvalidArgument, text.into(), &[]))
+}
+
+/// An `InvalidSignalError` for a bad signal argument given from Python.
+pub(crate) fn invalid_signal(field: &str, text: impl Into<String>) -> PyErr {
+    Python::attach(|py| new_error(py, Class::InvalidSignal, text.into(), &[("field", field.into())]))
+}
+
+/// What to do about a JSON-RPC error, by code.
+fn rpc_hint(method: &str, code: i64) -> &'static str {
+    match code {
+        codes::TOKEN_INVALID if method == "joinRoom" => {
+            "; the token is unknown or already used: create a new connection (ServerApi.create_connection) \
+             and join with its token"
+        }
+        codes::TOKEN_INVALID => {
+            "; this participant's role does not allow it (forceDisconnect needs MODERATOR)"
+        }
+        codes::ROOM_NOT_FOUND | codes::ROOM_CLOSED => {
+            "; the session does not exist (any more): create it (ServerApi.create_session) and a new token"
+        }
+        codes::SIGNAL_TO_INVALID => "; nothing was delivered: send only to connections now in the session",
+        codes::SIGNAL_FORMAT_INVALID => "; nothing was delivered: fix the signal (type, data size)",
+        codes::MEDIA_NOT_SUPPORTED => "; signalroom is signalling only: no audio or video",
+        codes::USER_NOT_FOUND => "; no such connection in the session",
+        _ => "",
+    }
+}
+
+/// Maps a client error; every variant this version knows is named.
+pub(crate) fn client_error(py: Python<'_>, err: ClientError) -> PyErr {
+    let text = err.to_string();
+    match err {
+        ClientError::Invalid(core) => core_error(py, core),
+        ClientError::Rpc { method, code, message } => {
+            let text = format!("{text}{}", rpc_hint(method, code));
+            let attrs = [("code", Attr::Int(code)), ("message", message.into()), ("method", method.into())];
+            new_error(py, Class::Rpc, text, &attrs)
+        }
+        ClientError::Timeout { method, timeout_ms } => {
+            let text = format!(
+                "{text}: the server is slow or unreachable; the request may or may not have been processed"
+            );
+            let attrs = [("timeout", Attr::Float(timeout_ms as f64 / 1000.0)), ("method", method.into())];
+            new_error(py, Class::SignalTimeout, text, &attrs)
+        }
+        ClientError::Connect { .. } => {
+            let text =
+                format!("{text}; is the server running, and is the token's address reachable from here?");
+            new_error(py, Class::ConnectionLost, text, &[])
+        }
+        ClientError::ConnectionLost { .. } => {
+            let text = format!(
+                "{text}; the session is reconnecting: the request may or may not have been processed"
+            );
+            new_error(py, Class::ConnectionLost, text, &[])
+        }
+        ClientError::Disconnected { reason } => {
+            let text = format!("{text}: this session is over; join again with a new token");
+            new_error(py, Class::ConnectionLost, text, &[("reason", reason.as_str().into())])
+        }
+        ClientError::UnexpectedResponse { .. } => {
+            let text = format!("{text}; is this an OpenVidu 2.x server?");
+            new_error(py, Class::Signalroom, text, &[])
+        }
+        ClientError::Api { status, message } => {
+            let text = format!("{text}{}", api_hint(status));
+            new_error(py, Class::ServerApi, text, &[("status", status.into()), ("message", message.into())])
+        }
+        ClientError::Http(_) => {
+            let text = format!("{text}; is the server running at that URL?");
+            let attrs = [("status", Attr::None), ("message", Attr::Str(text.clone()))];
+            new_error(py, Class::ServerApi, text, &attrs)
+        }
+        // `Error` is #[non_exhaustive]: a variant added later still becomes a SignalroomError.
+        _ => new_error(py, Class::Signalroom, text, &[]),
+    }
+}
+
+/// What to do about a REST error status.
+fn api_hint(status: u16) -> &'static str {
+    match status {
+        401 => " (wrong secret: pass the server's OPENVIDU_SECRET)",
+        404 => " (no such session or connection)",
+        406 => " (a recipient is not in the session, or nobody has joined it yet)",
+        409 => " (a session with that id exists already)",
+        _ => "",
+    }
+}
+
+/// Maps a validation error: signal problems become `InvalidSignalError`, the rest
+/// `InvalidArgumentError`.
+pub(crate) fn core_error(py: Python<'_>, err: CoreError) -> PyErr {
+    let text = err.to_string();
+    match err {
+        CoreError::DataTooLarge { .. } => {
+            let text = format!("{text}: send less data per signal, or split it");
+            new_error(py, Class::InvalidSignal, text, &[("field", "data".into())])
+        }
+        CoreError::SignalRecipients { .. } => {
+            new_error(py, Class::InvalidSignal, text, &[("field", "to".into())])
+        }
+        CoreError::SignalFormat { .. } => new_error(py, Class::InvalidSignal, text, &[("field", Attr::None)]),
+        CoreError::InvalidField { field, .. } if matches!(field, "type" | "data" | "to") => {
+            new_error(py, Class::InvalidSignal, text, &[("field", field.into())])
+        }
+        CoreError::InvalidField { .. } => new_error(py, Class::InvalidArgument, text, &[]),
+        CoreError::InvalidToken(_) => {
+            let text = format!(
+                "{text}: a token looks like ws://host:port?sessionId=...&token=...; \
+                 get one from ServerApi.create_connection(...).token"
+            );
+            new_error(py, Class::InvalidArgument, text, &[])
+        }
+        // `Error` is #[non_exhaustive].
+        _ => new_error(py, Class::InvalidArgument, text, &[]),
+    }
+}

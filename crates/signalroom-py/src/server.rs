@@ -1,0 +1,200 @@
+//! The signalroom server, embedded: runs on the extension's tokio runtime, inside the Python
+//! process.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3_async_runtimes::tokio::get_runtime;
+use signalroom_server::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, TlsConfig};
+use url::Url;
+
+use crate::bridge::future_into_py;
+use crate::errors::{Class, invalid_argument, new_error};
+use crate::session::seconds;
+
+/// Where a started server can be reached.
+#[derive(Clone)]
+struct Address {
+    url: String,
+    token_base: String,
+    port: u16,
+}
+
+/// The embedded server (native half of `signalroom.Server`).
+#[pyclass(module = "signalroom._native")]
+pub struct Server {
+    config: Config,
+    running: Arc<Running>,
+}
+
+/// The server could not start; becomes a `SignalroomError`.
+struct StartError(anyhow::Error);
+
+impl From<StartError> for PyErr {
+    fn from(StartError(e): StartError) -> PyErr {
+        Python::attach(|py| new_error(py, Class::Signalroom, format!("cannot start the server: {e:#}"), &[]))
+    }
+}
+
+fn not_running() -> PyErr {
+    Python::attach(|py| {
+        new_error(py, Class::Signalroom, "the server is not running: call start() first".to_owned(), &[])
+    })
+}
+
+type Running = Mutex<Option<(signalroom_server::Server, Address)>>;
+
+/// Keeps a started server and where it can be reached.
+fn keep(running: &Running, server: signalroom_server::Server) {
+    let address = Address {
+        url: server.url().to_owned(),
+        token_base: server.token_base().to_owned(),
+        port: server.local_addr().port(),
+    };
+    *running.lock() = Some((server, address));
+}
+
+#[pymethods]
+impl Server {
+    /// A server, not started yet.
+    #[new]
+    #[pyo3(signature = (
+        *, secret = DEFAULT_SECRET.to_owned(), host = "127.0.0.1".to_owned(), port = 0, public_url = None,
+        tls_cert = None, tls_key = None, max_signal_bytes = None, send_queue = None,
+        reconnection_grace = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        secret: String,
+        host: String,
+        port: u16,
+        public_url: Option<String>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+        max_signal_bytes: Option<usize>,
+        send_queue: Option<usize>,
+        reconnection_grace: Option<f64>,
+    ) -> PyResult<Self> {
+        let listen: SocketAddr = (host.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| invalid_argument(format!("cannot resolve host {host:?}")))?;
+        let public_url = public_url
+            .map(|u| Url::parse(&u).map_err(|e| invalid_argument(format!("public_url {u:?}: {e}"))))
+            .transpose()?;
+        let tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig { cert, key }),
+            (None, None) => None,
+            _ => return Err(invalid_argument("give both tls_cert and tls_key, or neither")),
+        };
+        let send_queue = send_queue.unwrap_or(DEFAULT_SEND_QUEUE);
+        if send_queue == 0 || max_signal_bytes == Some(0) {
+            return Err(invalid_argument("send_queue and max_signal_bytes must be at least 1"));
+        }
+        let mut config =
+            Config { listen, public_url, secret, tls, send_queue_capacity: send_queue, ..Config::local() };
+        if let Some(bytes) = max_signal_bytes {
+            config.max_signal_bytes = bytes;
+        }
+        if let Some(grace) = reconnection_grace {
+            config.reconnection_grace = seconds("reconnection_grace", grace)?;
+        }
+        Ok(Self { config, running: Arc::new(Mutex::new(None)) })
+    }
+
+    /// Starts serving; returns once the socket listens. Blocks (without the GIL).
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        if self.running.lock().is_some() {
+            return Ok(());
+        }
+        let config = self.config.clone();
+        let server = py
+            .detach(|| get_runtime().block_on(signalroom_server::Server::start(config)))
+            .map_err(StartError)?;
+        keep(&self.running, server);
+        Ok(())
+    }
+
+    /// As `start`, as a coroutine.
+    fn start_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let config = self.config.clone();
+        let running = Arc::clone(&self.running);
+        future_into_py(py, async move {
+            if running.lock().is_some() {
+                return Ok(());
+            }
+            let server = signalroom_server::Server::start(config).await.map_err(StartError)?;
+            keep(&running, server);
+            Ok::<_, StartError>(())
+        })
+    }
+
+    /// Stops: every participant gets ``sessionDisconnected`` (``openviduServerStopped``), sockets
+    /// are flushed and closed. Blocks (without the GIL). Stopping a stopped server does nothing.
+    fn stop(&self, py: Python<'_>) {
+        let taken = self.running.lock().take();
+        if let Some((server, _)) = taken {
+            py.detach(|| get_runtime().block_on(server.shutdown()));
+        }
+    }
+
+    /// As `stop`, as a coroutine.
+    fn stop_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let taken = self.running.lock().take();
+        future_into_py(py, async move {
+            if let Some((server, _)) = taken {
+                server.shutdown().await;
+            }
+            Ok::<_, PyErr>(())
+        })
+    }
+
+    /// Whether it is serving.
+    #[getter]
+    fn running(&self) -> bool {
+        self.running.lock().is_some()
+    }
+
+    /// The server's URL (``http://127.0.0.1:PORT``): give it to `ServerApi`.
+    #[getter]
+    fn url(&self) -> PyResult<String> {
+        self.address().map(|a| a.url)
+    }
+
+    /// The start of every token it issues (``ws://127.0.0.1:PORT``).
+    #[getter]
+    fn token_base(&self) -> PyResult<String> {
+        self.address().map(|a| a.token_base)
+    }
+
+    /// The port it listens on (useful with ``port=0``).
+    #[getter]
+    fn port(&self) -> PyResult<u16> {
+        self.address().map(|a| a.port)
+    }
+
+    /// The REST secret.
+    #[getter]
+    fn secret(&self) -> &str {
+        &self.config.secret
+    }
+}
+
+impl Server {
+    fn address(&self) -> PyResult<Address> {
+        self.running.lock().as_ref().map(|(_, a)| a.clone()).ok_or_else(not_running)
+    }
+}
+
+impl Drop for Server {
+    /// A server dropped while running is stopped in the background.
+    fn drop(&mut self) {
+        if let Some((server, _)) = self.running.lock().take() {
+            get_runtime().spawn(server.shutdown());
+        }
+    }
+}

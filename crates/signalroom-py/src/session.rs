@@ -1,0 +1,246 @@
+//! `connect` and the native `Session`: the Rust client's `Session`, mirrored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use signalroom_client::{ConnectOptions, ConnectionId, EventReceiver, SessionState, Signal};
+use signalroom_core::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES;
+
+use crate::bridge::future_into_py;
+use crate::errors::{PyClientError, PyCoreError, invalid_argument, invalid_signal};
+use crate::events::{Batch, Connection};
+
+/// At most this many events cross to Python in one batch, so one burst cannot hold the event
+/// loop for long; the rest follow in the next batch.
+const MAX_BATCH: usize = 4096;
+
+/// A duration in seconds from Python: finite and not negative.
+pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| invalid_argument(format!("{name} must be a finite number of seconds >= 0, not {value}")))
+}
+
+/// Joins the session of `token`; resolves to a native `Session` once the server accepted the
+/// token. See `signalroom.connect` for the documented, public form.
+#[pyfunction]
+#[pyo3(signature = (
+    token, *, data = String::new(), platform = None, timeout = 10.0, connect_timeout = 10.0,
+    ping_interval = 5.0, ping_timeout = 5.0, reconnect_interval = 3.0, reconnect_attempts = 2000,
+    accept_invalid_certs = false,
+))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn connect(
+    py: Python<'_>,
+    token: String,
+    data: String,
+    platform: Option<String>,
+    timeout: f64,
+    connect_timeout: f64,
+    ping_interval: f64,
+    ping_timeout: f64,
+    reconnect_interval: f64,
+    reconnect_attempts: u32,
+    accept_invalid_certs: bool,
+) -> PyResult<Bound<'_, PyAny>> {
+    let mut options = ConnectOptions::default()
+        .with_metadata(data)
+        .with_request_timeout(seconds("timeout", timeout)?)
+        .with_connect_timeout(seconds("connect_timeout", connect_timeout)?)
+        .with_ping(seconds("ping_interval", ping_interval)?, seconds("ping_timeout", ping_timeout)?)
+        .with_reconnect(seconds("reconnect_interval", reconnect_interval)?, reconnect_attempts)
+        .with_accept_invalid_certs(accept_invalid_certs);
+    if options.ping_interval.is_zero() {
+        return Err(invalid_argument("ping_interval must be more than 0 seconds"));
+    }
+    options = options.with_platform(
+        platform
+            .unwrap_or_else(|| format!("signalroom-py {} (Python; Rust client)", env!("CARGO_PKG_VERSION"))),
+    );
+    future_into_py(py, async move {
+        let (session, events) =
+            signalroom_client::Session::connect_with(&token, options).await.map_err(PyClientError)?;
+        Ok::<_, PyClientError>(Session { session, events: Arc::new(tokio::sync::Mutex::new(events)) })
+    })
+}
+
+/// A joined session (native half). Use `signalroom.Session`, which adds handlers, `wait_for` and
+/// streams on top of this.
+#[pyclass(frozen, module = "signalroom._native")]
+pub struct Session {
+    session: signalroom_client::Session,
+    /// Only the Python pump reads it; a tokio mutex, so a cancelled `next_events` never loses it.
+    events: Arc<tokio::sync::Mutex<EventReceiver>>,
+}
+
+/// Signal recipients from Python: connection id strings, or objects with a `connection_id`
+/// (a `Connection`, a `ConnectionObject`).
+pub(crate) fn recipients(to: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ConnectionId>> {
+    let Some(to) = to else { return Ok(Vec::new()) };
+    if to.is_none() {
+        return Ok(Vec::new());
+    }
+    if to.is_instance_of::<PyString>() {
+        return Err(invalid_signal(
+            "to",
+            format!("to must be a list of connection ids, not a string: write to=[{}]", to.repr()?),
+        ));
+    }
+    let mut ids = Vec::new();
+    for (i, item) in to.try_iter()?.enumerate() {
+        ids.push(recipient(&item?, &format!("to[{i}]"))?);
+    }
+    Ok(ids)
+}
+
+/// One recipient: a connection id string, or an object with a `connection_id`.
+pub(crate) fn recipient(item: &Bound<'_, PyAny>, what: &str) -> PyResult<ConnectionId> {
+    if let Ok(s) = item.cast::<PyString>() {
+        return Ok(ConnectionId::from(s.to_cow()?.as_ref()));
+    }
+    if let Ok(c) = item.cast::<Connection>() {
+        return Ok(ConnectionId::from(c.get().connection_id.as_str()));
+    }
+    if item.is_none() {
+        return Err(invalid_signal(
+            "to",
+            format!("{what} is None: a signal sent through the REST API has no sender to answer"),
+        ));
+    }
+    match item.getattr("connection_id").and_then(|v| v.extract::<String>()) {
+        Ok(id) => Ok(ConnectionId::from(id)),
+        Err(_) => Err(invalid_signal(
+            "to",
+            format!("{what} is {}: give connection ids or Connection objects", item.repr()?),
+        )),
+    }
+}
+
+#[pymethods]
+impl Session {
+    /// Sends a signal; resolves when the server accepted it. Bad input raises
+    /// `InvalidSignalError` now, before anything is sent.
+    #[pyo3(signature = (data, *, r#type = None, to = None))]
+    fn signal<'py>(
+        &self,
+        py: Python<'py>,
+        data: String,
+        r#type: Option<String>,
+        to: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let to = recipients(to)?;
+        let signal =
+            Signal::new(data, r#type.as_deref(), to, DEFAULT_MAX_SIGNAL_DATA_BYTES).map_err(PyCoreError)?;
+        let session = self.session.clone();
+        future_into_py(py, async move {
+            session.signal(signal).await.map_err(PyClientError)?;
+            Ok::<_, PyClientError>(())
+        })
+    }
+
+    /// Every event queued since the last call, as a list (waits for at least one); `None` once
+    /// the session is over and every event was taken.
+    fn next_events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let events = Arc::clone(&self.events);
+        future_into_py(py, async move {
+            let mut rx = events.lock().await;
+            let Some(first) = rx.recv().await else {
+                return Ok(None);
+            };
+            let mut batch = Vec::with_capacity((rx.len() + 1).min(MAX_BATCH));
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+            Ok::<_, PyClientError>(Some(Batch(batch)))
+        })
+    }
+
+    /// Leaves the session (`leaveRoom`, then the socket is closed). Resolves when done.
+    fn disconnect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let session = self.session.clone();
+        future_into_py(py, async move {
+            session.disconnect().await.map_err(PyClientError)?;
+            Ok::<_, PyClientError>(())
+        })
+    }
+
+    /// Evicts a participant (needs the MODERATOR role).
+    fn force_disconnect<'py>(
+        &self,
+        py: Python<'py>,
+        connection: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let id = recipient(connection, "connection")?;
+        let session = self.session.clone();
+        future_into_py(py, async move {
+            session.force_disconnect(&id).await.map_err(PyClientError)?;
+            Ok::<_, PyClientError>(())
+        })
+    }
+
+    /// This participant.
+    #[getter]
+    fn connection(&self) -> Connection {
+        self.session.connection().into()
+    }
+
+    /// This participant's connection id.
+    #[getter]
+    fn connection_id(&self) -> &str {
+        self.session.connection_id().as_str()
+    }
+
+    /// The OpenVidu session id.
+    #[getter]
+    fn session_id(&self) -> &str {
+        self.session.session_id().as_str()
+    }
+
+    /// The other participants, in join order.
+    #[getter]
+    fn remote_connections(&self) -> Vec<Connection> {
+        self.session.remote_connections().into_iter().map(Connection::from).collect()
+    }
+
+    /// This participant's role: ``PUBLISHER``, ``SUBSCRIBER`` or ``MODERATOR``.
+    #[getter]
+    fn role(&self) -> &'static str {
+        self.session.role().as_str()
+    }
+
+    /// ``connected``, ``reconnecting`` or ``disconnected`` (``joining`` never shows: `connect`
+    /// returns once joined).
+    #[getter]
+    fn state(&self) -> &'static str {
+        match self.session.state() {
+            SessionState::Joining => "joining",
+            SessionState::Connected => "connected",
+            SessionState::Reconnecting => "reconnecting",
+            SessionState::Disconnected(_) => "disconnected",
+            _ => "unknown",
+        }
+    }
+
+    /// Why the session ended, once it has; else ``None``.
+    #[getter]
+    fn end_reason(&self) -> Option<String> {
+        match self.session.state() {
+            SessionState::Disconnected(reason) => Some(reason.as_str().to_owned()),
+            _ => None,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Session(session_id={:?}, connection_id={:?}, state={:?})",
+            self.session.session_id().as_str(),
+            self.session.connection_id().as_str(),
+            self.state()
+        )
+    }
+}
