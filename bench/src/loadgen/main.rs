@@ -1,0 +1,333 @@
+//! `loadgen`: signalroom's load generator. `loadgen compare` starts signalroom, the raw
+//! tokio-tungstenite baseline and the Socket.IO 4 baseline one after the other, runs every
+//! scenario against each, prints a table of absolute figures and ratios, and writes the figures
+//! as JSON. `scripts/bench` builds everything and runs it; see `bench/README.md`.
+
+mod crowd;
+mod dialect;
+mod procstat;
+mod report;
+mod scenarios;
+mod sender;
+mod servers;
+mod wire;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::dialect::Dialect;
+use crate::scenarios::{Ctx, Plan};
+use crate::servers::Launch;
+
+/// The whole run stops after this long, whatever happened (a full run takes about 3 minutes).
+const RUN_LIMIT: Duration = Duration::from_secs(600);
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    about = "signalroom load generator: signalroom vs raw tokio-tungstenite vs Socket.IO"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every scenario against every server and report.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// A few seconds with tiny sizes: checks the harness works (CI), measures nothing.
+    #[arg(long)]
+    smoke: bool,
+    /// The signalroom server binary.
+    #[arg(long)]
+    signalroom: PathBuf,
+    /// The raw-server binary.
+    #[arg(long)]
+    raw: PathBuf,
+    /// bench/socketio/server.js
+    #[arg(long)]
+    socketio: PathBuf,
+    /// Node.js.
+    #[arg(long, default_value = "node")]
+    node: PathBuf,
+    /// Python with the `signalroom` and `websockets` packages (scenario 5 is pending without).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Directory of participant.py.
+    #[arg(long, default_value = "bench/python")]
+    python_dir: PathBuf,
+    /// CPU list the servers are pinned to (`taskset -c`); `none` to not pin.
+    #[arg(long, default_value = "0")]
+    server_cpu: String,
+    /// Where the JSON results go (`<stamp>.json`, `latest.json`, `latest.md`). Default:
+    /// bench/results, or target/bench-smoke for a smoke run.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where server logs go.
+    #[arg(long, default_value = "target/bench-logs")]
+    logs: PathBuf,
+    /// Name of this run's files (default: UTC time, YYYYMMDDTHHMMSSZ).
+    #[arg(long)]
+    stamp: Option<String>,
+    /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Only these servers (comma-separated: signalroom,raw,socketio).
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<String>,
+    /// Extra note stored in the JSON (e.g. the command line).
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let Cmd::Compare(args) = Cli::parse().command;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let code = runtime.block_on(async {
+        match tokio::time::timeout(RUN_LIMIT, compare(args)).await {
+            Ok(r) => r,
+            Err(_) => anyhow::bail!("the run took longer than {RUN_LIMIT:?}: stopped"),
+        }
+    })?;
+    // Child processes are killed on drop; leave without waiting for stray tasks.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    std::process::exit(code);
+}
+
+fn progress(line: &str) {
+    eprintln!("bench: {line}");
+}
+
+async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let plan = if args.smoke { Plan::smoke() } else { Plan::full() };
+    let ctx = Ctx {
+        launch: Launch {
+            signalroom: args.signalroom.clone(),
+            raw: args.raw.clone(),
+            node: args.node.clone(),
+            socketio: args.socketio.clone(),
+            server_cpu: (args.server_cpu != "none").then(|| args.server_cpu.clone()),
+            logs: args.logs.clone(),
+        },
+        http: reqwest::Client::builder().pool_max_idle_per_host(64).build()?,
+        plan: plan.clone(),
+        python: args.python.clone(),
+        python_dir: args.python_dir.clone(),
+    };
+    let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    let dialects: Vec<Dialect> = [Dialect::OpenVidu, Dialect::Raw, Dialect::SocketIo]
+        .into_iter()
+        .filter(|d| args.servers.is_empty() || args.servers.iter().any(|s| s == d.server_name()))
+        .collect();
+    let mut servers = serde_json::Map::new();
+    for d in &dialects {
+        servers.insert(d.server_name().into(), json!({}));
+    }
+    let mut failures = Vec::new();
+    let mut record = |server: &str, key: &str, value: anyhow::Result<Value>, failures: &mut Vec<String>| {
+        let v = match value {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress(&format!("  {server} {key}: FAILED: {msg}"));
+                failures.push(format!("{server} {key}: {msg}"));
+                json!({"error": msg})
+            }
+        };
+        servers[server][key] = v;
+    };
+
+    if wanted("fanout") {
+        for &n in &plan.fanout_receivers {
+            for &d in &dialects {
+                let r = scenarios::fanout(&ctx, d, n).await;
+                if let Ok(f) = &r {
+                    progress(&format!(
+                        "fan-out N={n} {}: {:.0} deliveries/s ({:.0} signals/s; server {:.2} cores, loadgen {:.2}){}",
+                        d.server_name(),
+                        f.deliveries_per_s,
+                        f.signals_per_s,
+                        f.server_cpu,
+                        f.loadgen_cpu,
+                        if f.complete { "" } else { " INCOMPLETE" }
+                    ));
+                }
+                let key = format!("fanout_{n}");
+                record(d.server_name(), &key, r.map(to_value), &mut failures);
+            }
+        }
+    }
+    if wanted("latency") {
+        for &d in &dialects {
+            let r = scenarios::latency(&ctx, d).await;
+            if let Ok(l) = &r {
+                progress(&format!(
+                    "latency {} deliveries/s {}: p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs ({} samples)",
+                    l.deliveries_per_s,
+                    d.server_name(),
+                    l.p50_us,
+                    l.p99_us,
+                    l.p999_us,
+                    l.samples
+                ));
+            }
+            record(d.server_name(), "latency", r.map(to_value), &mut failures);
+        }
+    }
+    if wanted("idle") {
+        for &d in &dialects {
+            let r = scenarios::idle(&ctx, d).await;
+            if let Ok(i) = &r {
+                for p in &i.points {
+                    progress(&format!(
+                        "idle {} {}: RSS {:.1} MiB, {:.1} KiB per participant",
+                        p.participants,
+                        d.server_name(),
+                        p.rss_bytes as f64 / 1048576.0,
+                        p.bytes_per_participant / 1024.0
+                    ));
+                }
+            }
+            record(d.server_name(), "idle", r.map(to_value), &mut failures);
+        }
+    }
+    if wanted("joins") {
+        for &d in &dialects {
+            let r = scenarios::joins(&ctx, d).await;
+            if let Ok(j) = &r {
+                progress(&format!(
+                    "joins {}: {:.0} joins/s (p50 {:.1} ms, p99 {:.1} ms)",
+                    d.server_name(),
+                    j.joins_per_s,
+                    j.p50_ms,
+                    j.p99_ms
+                ));
+            }
+            record(d.server_name(), "joins", r.map(to_value), &mut failures);
+        }
+    }
+    if wanted("isolation") {
+        for &d in &dialects {
+            let r = scenarios::isolation(&ctx, d).await;
+            if let Ok(i) = &r {
+                progress(&format!(
+                    "isolation {}: {:.0} deliveries/s ({:.0} per receiver), RSS {:.1} → max {:.1} MiB, stalled evicted: {:?}",
+                    d.server_name(),
+                    i.deliveries_per_s,
+                    i.per_receiver_signals_per_s,
+                    i.rss_start_bytes as f64 / 1048576.0,
+                    i.rss_max_bytes as f64 / 1048576.0,
+                    i.stalled_evicted
+                ));
+            }
+            record(d.server_name(), "isolation", r.map(to_value), &mut failures);
+        }
+    }
+    let mut python = Value::Null;
+    if wanted("python") && dialects.contains(&Dialect::OpenVidu) {
+        match scenarios::python(&ctx).await {
+            Ok(p) => {
+                progress(&format!(
+                    "python: {} (signalroom {:?} signals/s, websockets {:?} signals/s)",
+                    p.status,
+                    p.signalroom.as_ref().map(|r| r.signals_per_s.round()),
+                    p.websockets.as_ref().map(|r| r.signals_per_s.round())
+                ));
+                python = to_value(p);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress(&format!("  python: FAILED: {msg}"));
+                failures.push(format!("python: {msg}"));
+                python = json!({"error": msg});
+            }
+        }
+    }
+
+    let stamp = args.stamp.clone().unwrap_or_else(utc_stamp);
+    let mut results = json!({
+        "stamp": stamp,
+        "mode": if args.smoke { "smoke" } else { "full" },
+        "note": args.note,
+        "machine": machine(),
+        "server_cpu": args.server_cpu,
+        "plan": to_value(plan),
+        "servers": Value::Object(servers),
+        "python": python,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    let targets = report::targets(&results);
+    results["targets"] = to_value(&targets);
+    let mut table = report::table(&results, &targets);
+    if args.smoke {
+        table = format!("Smoke run: tiny sizes, debug builds; these figures mean nothing.\n\n{table}");
+    }
+    println!("{table}");
+
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(if args.smoke { "target/bench-smoke" } else { "bench/results" }));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {out:?}"))?;
+    let text = serde_json::to_string_pretty(&results)?;
+    let file = out.join(format!("{stamp}.json"));
+    std::fs::write(&file, &text)?;
+    std::fs::write(out.join("latest.json"), &text)?;
+    std::fs::write(out.join("latest.md"), &table)?;
+    progress(&format!("results: {} ({:.0} s)", file.display(), started.elapsed().as_secs_f64()));
+
+    if !failures.is_empty() {
+        progress(&format!("{} scenario(s) failed:", failures.len()));
+        for f in &failures {
+            progress(&format!("  {f}"));
+        }
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// What the figures were measured on.
+fn machine() -> Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split_once(':').map_or("", |(_, v)| v).trim().to_owned());
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": cpu,
+        "loadavg_at_end": read("/proc/loadavg").trim(),
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
+    })
+}
+
+/// Now as `YYYYMMDDTHHMMSSZ` (UTC).
+fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}

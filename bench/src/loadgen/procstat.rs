@@ -1,0 +1,57 @@
+//! Memory and CPU time of a process, from `/proc`.
+
+use anyhow::Context as _;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`; 100 on Linux).
+const CLK_TCK: f64 = 100.0;
+
+/// `VmRSS` of `/proc/<pid>/status`, in bytes.
+pub(crate) fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+    let kb: u64 = line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?;
+    Ok(kb * 1024)
+}
+
+/// User + system CPU time of a process (`pid` 0: this one), in seconds.
+pub(crate) fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let path = if pid == 0 { "/proc/self/stat".to_owned() } else { format!("/proc/{pid}/stat") };
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = stat.rsplit_once(')').context("bad stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    Ok((utime + stime) / CLK_TCK)
+}
+
+/// CPU use of a process between two readings, as a share of one core.
+pub(crate) struct CpuMeter {
+    pid: u32,
+    start_cpu: f64,
+    start: std::time::Instant,
+}
+
+impl CpuMeter {
+    pub(crate) fn start(pid: u32) -> Self {
+        Self { pid, start_cpu: cpu_secs(pid).unwrap_or(0.0), start: std::time::Instant::now() }
+    }
+
+    /// Cores busy on average since `start` (1.0 = one core all the time).
+    pub(crate) fn cores(&self) -> f64 {
+        let used = cpu_secs(self.pid).unwrap_or(self.start_cpu) - self.start_cpu;
+        used / self.start.elapsed().as_secs_f64().max(1e-9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        assert!(rss_bytes(std::process::id()).unwrap() > 0);
+        assert!(cpu_secs(0).unwrap() >= 0.0);
+    }
+}

@@ -1,0 +1,647 @@
+//! The six scenarios. Each starts a fresh server process, drives it, stops it, and returns its
+//! figures; every loop is bounded in count and in time.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::task::AbortHandle;
+
+use crate::crowd::{self, Progress, Tally, join_all, sum_signals};
+use crate::dialect::{Dialect, Joined};
+use crate::procstat::CpuMeter;
+use crate::sender::Blaster;
+use crate::servers::{Launch, SECRET, ServerProc};
+use crate::wire::ConnectOptions;
+
+/// Concurrent joins while setting a scenario up.
+const SETUP_CONCURRENCY: usize = 100;
+/// Signal data size (bytes) in every scenario.
+pub(crate) const SIGNAL_BYTES: usize = 64;
+/// Signals a sender may have ahead of its slowest receiver in saturation scenarios.
+const WINDOW: u64 = 1024;
+/// How long stragglers get to receive everything after a saturation run.
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+/// Time for notifications of the set-up (participantJoined...) to be read before measuring.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Sizes and durations of one run.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Plan {
+    pub fanout_receivers: Vec<usize>,
+    pub fanout_warmup_s: f64,
+    pub fanout_measure_s: f64,
+    pub latency_receivers: usize,
+    pub latency_signals_per_s: u64,
+    pub latency_warmup_s: f64,
+    pub latency_measure_s: f64,
+    pub idle_counts: Vec<usize>,
+    pub idle_warmup: usize,
+    pub room_size: usize,
+    pub joins: usize,
+    pub join_concurrency: usize,
+    pub isolation_participants: usize,
+    pub isolation_measure_s: f64,
+    pub python_signals: u64,
+    pub python_timeout_s: f64,
+}
+
+impl Plan {
+    pub(crate) fn full() -> Self {
+        Self {
+            fanout_receivers: vec![10, 100, 1000],
+            fanout_warmup_s: 0.5,
+            fanout_measure_s: 3.0,
+            latency_receivers: 100,
+            latency_signals_per_s: 100,
+            latency_warmup_s: 1.0,
+            latency_measure_s: 5.0,
+            idle_counts: vec![1000, 10_000],
+            idle_warmup: 10,
+            room_size: 100,
+            joins: 2000,
+            join_concurrency: 100,
+            isolation_participants: 1000,
+            isolation_measure_s: 5.0,
+            python_signals: 20_000,
+            python_timeout_s: 60.0,
+        }
+    }
+
+    pub(crate) fn smoke() -> Self {
+        Self {
+            fanout_receivers: vec![3, 10],
+            fanout_warmup_s: 0.1,
+            fanout_measure_s: 0.4,
+            latency_receivers: 5,
+            latency_signals_per_s: 100,
+            latency_warmup_s: 0.1,
+            latency_measure_s: 0.4,
+            idle_counts: vec![20, 50],
+            idle_warmup: 5,
+            room_size: 10,
+            joins: 40,
+            join_concurrency: 10,
+            isolation_participants: 10,
+            isolation_measure_s: 0.4,
+            python_signals: 300,
+            python_timeout_s: 30.0,
+        }
+    }
+}
+
+/// What a scenario needs.
+pub(crate) struct Ctx {
+    pub launch: Launch,
+    pub http: reqwest::Client,
+    pub plan: Plan,
+    pub python: Option<PathBuf>,
+    pub python_dir: PathBuf,
+}
+
+/// Tasks to abort when a scenario ends (their sockets close with them).
+#[derive(Clone, Default)]
+struct Tasks(Arc<Mutex<Vec<AbortHandle>>>);
+
+impl Tasks {
+    fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) {
+        let handle = tokio::spawn(f).abort_handle();
+        self.0.lock().expect("tasks lock").push(handle);
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.0) == 1 {
+            for h in self.0.lock().expect("tasks lock").drain(..) {
+                h.abort();
+            }
+        }
+    }
+}
+
+/// A joined crowd of receivers plus one sender, in one room.
+struct Crowd {
+    /// Held so the participants live as long as the crowd.
+    _tasks: Tasks,
+    receivers: Vec<Arc<Tally>>,
+    progress: Arc<Progress>,
+    blaster: Blaster,
+    /// The sender's own copies and the answers it gets.
+    echo: Arc<Tally>,
+}
+
+/// Joins a sender, then `receivers` receivers (each reading from the moment it joined).
+/// `extra` more seats are minted in the same room and returned, unused.
+async fn crowd(
+    ctx: &Ctx,
+    server: &ServerProc,
+    room: &str,
+    receivers: usize,
+    recording: bool,
+    extra: usize,
+) -> anyhow::Result<(Crowd, Vec<crate::dialect::Seat>)> {
+    let mut seats = crowd::seats(&ctx.http, server, room, receivers + 1 + extra).await?;
+    let extra_seats = seats.split_off(receivers + 1);
+    let sender_seat = seats.remove(0);
+    let dialect = server.dialect;
+    let tasks = Tasks::default();
+    let progress = Arc::new(Progress::default());
+    let Joined { reader, writer } =
+        dialect.join(server.addr, &sender_seat, ConnectOptions::default()).await?;
+    let echo = Arc::new(Tally::default());
+    tasks.spawn(crowd::receive(dialect, reader, None, Arc::clone(&echo), Arc::new(Progress::default())));
+    let tallies: Vec<Arc<Tally>> = (0..receivers)
+        .map(|_| Arc::new(if recording { Tally::recording() } else { Tally::default() }))
+        .collect();
+    let started = {
+        let (tasks, tallies, progress) = (tasks.clone(), tallies.clone(), Arc::clone(&progress));
+        move |i: usize, j: Joined| {
+            let (tally, progress) = (Arc::clone(&tallies[i]), Arc::clone(&progress));
+            tasks.spawn(crowd::receive(dialect, j.reader, Some(j.writer), tally, progress));
+        }
+    };
+    join_all(dialect, server.addr, seats, SETUP_CONCURRENCY, ConnectOptions::default(), started).await?;
+    tokio::time::sleep(SETTLE).await;
+    let blaster = Blaster::new(dialect, writer, SIGNAL_BYTES);
+    Ok((Crowd { _tasks: tasks, receivers: tallies, progress, blaster, echo }, extra_seats))
+}
+
+/// Scenario 1: one sender, `n` receivers, sending as fast as the slowest receiver keeps up.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Fanout {
+    pub receivers: usize,
+    pub seconds: f64,
+    pub signals_per_s: f64,
+    pub deliveries_per_s: f64,
+    /// Cores the server used on average while measured (1.0 = one core busy).
+    pub server_cpu: f64,
+    /// Cores the load generator used on average while measured.
+    pub loadgen_cpu: f64,
+    /// Whether every receiver got every signal sent.
+    pub complete: bool,
+    pub errors: u64,
+    pub receivers_closed: usize,
+}
+
+pub(crate) async fn fanout(ctx: &Ctx, dialect: Dialect, n: usize) -> anyhow::Result<Fanout> {
+    let server = ctx.launch.start(dialect, &format!("fanout-{n}"), &[]).await?;
+    let result = fanout_on(ctx, &server, n).await;
+    server.stop().await;
+    result
+}
+
+async fn fanout_on(ctx: &Ctx, server: &ServerProc, n: usize) -> anyhow::Result<Fanout> {
+    let plan = &ctx.plan;
+    let (mut c, _) = crowd(ctx, server, &format!("fanout{n}"), n, false, 0).await?;
+    let warm = Instant::now() + secs(plan.fanout_warmup_s);
+    c.blaster.saturate(&c.receivers, &c.progress, WINDOW, warm).await?;
+    let (server_cpu, loadgen_cpu) = (CpuMeter::start(server.pid), CpuMeter::start(0));
+    let (before, sent_before, t0) = (sum_signals(&c.receivers), c.blaster.sent, Instant::now());
+    c.blaster.saturate(&c.receivers, &c.progress, WINDOW, t0 + secs(plan.fanout_measure_s)).await?;
+    let (after, sent_after, seconds) =
+        (sum_signals(&c.receivers), c.blaster.sent, t0.elapsed().as_secs_f64());
+    let (server_cpu, loadgen_cpu) = (server_cpu.cores(), loadgen_cpu.cores());
+    let complete = c.blaster.drain(&c.receivers, &c.progress, DRAIN_LIMIT).await;
+    Ok(Fanout {
+        receivers: n,
+        seconds,
+        signals_per_s: (sent_after - sent_before) as f64 / seconds,
+        deliveries_per_s: (after - before) as f64 / seconds,
+        server_cpu,
+        loadgen_cpu,
+        complete,
+        errors: errors(&c),
+        receivers_closed: c.receivers.iter().filter(|t| t.closed.load(Ordering::Relaxed)).count(),
+    })
+}
+
+fn errors(c: &Crowd) -> u64 {
+    c.echo.errors.load(Ordering::Relaxed)
+        + c.receivers.iter().map(|t| t.errors.load(Ordering::Relaxed)).sum::<u64>()
+}
+
+/// Scenario 2: latency at a fixed load (`receivers` × `signals_per_s` deliveries/s).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Latency {
+    pub receivers: usize,
+    pub signals_per_s: u64,
+    pub deliveries_per_s: u64,
+    pub samples: usize,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+    pub server_cpu: f64,
+    pub complete: bool,
+    pub errors: u64,
+}
+
+pub(crate) async fn latency(ctx: &Ctx, dialect: Dialect) -> anyhow::Result<Latency> {
+    let server = ctx.launch.start(dialect, "latency", &[]).await?;
+    let result = latency_on(ctx, &server).await;
+    server.stop().await;
+    result
+}
+
+async fn latency_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Latency> {
+    let plan = &ctx.plan;
+    let n = plan.latency_receivers;
+    let (mut c, _) = crowd(ctx, server, "latency", n, true, 0).await?;
+    let period = Duration::from_secs_f64(1.0 / plan.latency_signals_per_s as f64);
+    let warmup = (plan.latency_warmup_s * plan.latency_signals_per_s as f64) as u64;
+    let total = warmup + (plan.latency_measure_s * plan.latency_signals_per_s as f64) as u64;
+    for t in &c.receivers {
+        t.latency_from.store(warmup, Ordering::Relaxed);
+    }
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut server_cpu = None;
+    for i in 0..total {
+        tick.tick().await;
+        if i == warmup {
+            server_cpu = Some(CpuMeter::start(server.pid));
+        }
+        c.blaster.send_one().await?;
+    }
+    let server_cpu = server_cpu.map_or(0.0, |m| m.cores());
+    let complete = c.blaster.drain(&c.receivers, &c.progress, DRAIN_LIMIT).await;
+    let mut all: Vec<u64> = Vec::new();
+    for t in &c.receivers {
+        if let Some(l) = &t.latencies {
+            all.append(&mut l.lock().expect("latency lock"));
+        }
+    }
+    if all.is_empty() {
+        bail!("no latency samples");
+    }
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    Ok(Latency {
+        receivers: n,
+        signals_per_s: plan.latency_signals_per_s,
+        deliveries_per_s: plan.latency_signals_per_s * n as u64,
+        samples: all.len(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        p999_us: pct(0.999),
+        max_us: *all.last().expect("samples") as f64 / 1000.0,
+        mean_us: all.iter().sum::<u64>() as f64 / all.len() as f64 / 1000.0,
+        server_cpu,
+        complete,
+        errors: errors(&c),
+    })
+}
+
+/// Scenario 3: memory of idle participants (joined, silent), in rooms of `room_size`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Idle {
+    /// RSS after the warm-up participants joined.
+    pub base_rss_bytes: u64,
+    pub base_participants: usize,
+    pub points: Vec<IdlePoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct IdlePoint {
+    pub participants: usize,
+    pub rss_bytes: u64,
+    /// (RSS − base RSS) / (participants − base participants).
+    pub bytes_per_participant: f64,
+}
+
+pub(crate) async fn idle(ctx: &Ctx, dialect: Dialect) -> anyhow::Result<Idle> {
+    let server = ctx.launch.start(dialect, "idle", &[]).await?;
+    let result = idle_on(ctx, &server).await;
+    server.stop().await;
+    result
+}
+
+async fn idle_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Idle> {
+    let plan = &ctx.plan;
+    let tasks = Tasks::default();
+    let mut joined = 0usize;
+    let mut base = None;
+    let mut points = Vec::new();
+    let targets: Vec<usize> =
+        std::iter::once(plan.idle_warmup).chain(plan.idle_counts.iter().copied()).collect();
+    let opts = ConnectOptions { read_buffer: 4096, recv_buffer: None };
+    for target in targets {
+        while joined < target {
+            let room_index = joined / plan.room_size;
+            let in_room = joined % plan.room_size;
+            let count = (plan.room_size - in_room).min(target - joined);
+            let seats = crowd::seats(&ctx.http, server, &format!("idle{room_index}"), count).await?;
+            let dialect = server.dialect;
+            let t = tasks.clone();
+            join_all(dialect, server.addr, seats, SETUP_CONCURRENCY, opts, move |_, j: Joined| {
+                let tally = Arc::new(Tally::default());
+                t.spawn(crowd::receive(
+                    dialect,
+                    j.reader,
+                    Some(j.writer),
+                    tally,
+                    Arc::new(Progress::default()),
+                ));
+            })
+            .await?;
+            joined += count;
+        }
+        let rss = settled_rss(server).await?;
+        match base {
+            None => base = Some((rss, joined)),
+            Some((base_rss, base_n)) => points.push(IdlePoint {
+                participants: joined,
+                rss_bytes: rss,
+                bytes_per_participant: (rss as f64 - base_rss as f64) / (joined - base_n) as f64,
+            }),
+        }
+    }
+    let (base_rss_bytes, base_participants) = base.context("no warm-up")?;
+    drop(tasks);
+    Ok(Idle { base_rss_bytes, base_participants, points })
+}
+
+/// RSS once it stopped moving (notifications of the joins delivered, allocator settled).
+async fn settled_rss(server: &ServerProc) -> anyhow::Result<u64> {
+    let mut last = server.rss()?;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = server.rss()?;
+        if now.abs_diff(last) < 64 * 1024 {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
+/// Scenario 4: joins per second, `concurrency` joiners at once, rooms of `room_size`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Joins {
+    pub joins: usize,
+    pub concurrency: usize,
+    pub seconds: f64,
+    pub joins_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// signalroom only: REST Connections (tokens) minted per second beforehand, not timed above.
+    pub tokens_per_s: Option<f64>,
+}
+
+pub(crate) async fn joins(ctx: &Ctx, dialect: Dialect) -> anyhow::Result<Joins> {
+    let server = ctx.launch.start(dialect, "joins", &[]).await?;
+    let result = joins_on(ctx, &server).await;
+    server.stop().await;
+    result
+}
+
+async fn joins_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Joins> {
+    let plan = &ctx.plan;
+    let minting = Instant::now();
+    let mut seats = Vec::with_capacity(plan.joins);
+    let mut room = 0;
+    while seats.len() < plan.joins {
+        let count = plan.room_size.min(plan.joins - seats.len());
+        seats.extend(crowd::seats(&ctx.http, server, &format!("joins{room}"), count).await?);
+        room += 1;
+    }
+    let tokens_per_s =
+        (server.dialect == Dialect::OpenVidu).then(|| plan.joins as f64 / minting.elapsed().as_secs_f64());
+    let tasks = Tasks::default();
+    let dialect = server.dialect;
+    let t = tasks.clone();
+    let opts = ConnectOptions { read_buffer: 4096, recv_buffer: None };
+    let (wall, mut took) =
+        join_all(dialect, server.addr, seats, plan.join_concurrency, opts, move |_, j: Joined| {
+            t.spawn(crowd::receive(
+                dialect,
+                j.reader,
+                Some(j.writer),
+                Arc::new(Tally::default()),
+                Arc::new(Progress::default()),
+            ));
+        })
+        .await?;
+    took.sort_unstable();
+    let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)].as_secs_f64() * 1000.0;
+    Ok(Joins {
+        joins: plan.joins,
+        concurrency: plan.join_concurrency,
+        seconds: wall.as_secs_f64(),
+        joins_per_s: plan.joins as f64 / wall.as_secs_f64(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        tokens_per_s,
+    })
+}
+
+/// Scenario 6: one participant stops reading among `participants`; the others' throughput and
+/// the server's memory.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Isolation {
+    pub participants: usize,
+    pub receivers: usize,
+    pub seconds: f64,
+    pub deliveries_per_s: f64,
+    /// Signals per second each active receiver got (deliveries/s ÷ receivers).
+    pub per_receiver_signals_per_s: f64,
+    /// Bytes the stalled participant was sent and never read, at the end (server-side queue
+    /// plus kernel buffers are not visible; this is what the server had to hold or drop).
+    pub rss_start_bytes: u64,
+    pub rss_max_bytes: u64,
+    pub rss_end_bytes: u64,
+    /// signalroom only: whether the stalled participant was removed from the session.
+    pub stalled_evicted: Option<bool>,
+    pub server_cpu: f64,
+    pub complete: bool,
+}
+
+pub(crate) async fn isolation(ctx: &Ctx, dialect: Dialect) -> anyhow::Result<Isolation> {
+    let server = ctx.launch.start(dialect, "isolation", &[]).await?;
+    let result = isolation_on(ctx, &server).await;
+    server.stop().await;
+    result
+}
+
+async fn isolation_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Isolation> {
+    let plan = &ctx.plan;
+    let participants = plan.isolation_participants;
+    let receivers = participants - 2;
+    let room = "isolation";
+    let (mut c, extra) = crowd(ctx, server, room, receivers, false, 1).await?;
+    // The stalled participant: a tiny receive buffer, reads its join answer, then never reads again.
+    let stall_opts = ConnectOptions { read_buffer: 4096, recv_buffer: Some(4096) };
+    let stalled = server.dialect.join(server.addr, &extra[0], stall_opts).await?;
+    tokio::time::sleep(SETTLE).await;
+    let warm = Instant::now() + secs(plan.fanout_warmup_s);
+    c.blaster.saturate(&c.receivers, &c.progress, WINDOW, warm).await?;
+    let rss_start = server.rss()?;
+    let rss_max = Arc::new(std::sync::atomic::AtomicU64::new(rss_start));
+    let sampler = {
+        let (pid, rss_max) = (server.pid, Arc::clone(&rss_max));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Ok(r) = crate::procstat::rss_bytes(pid) {
+                    rss_max.fetch_max(r, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let server_cpu = CpuMeter::start(server.pid);
+    let (before, t0) = (sum_signals(&c.receivers), Instant::now());
+    c.blaster.saturate(&c.receivers, &c.progress, WINDOW, t0 + secs(plan.isolation_measure_s)).await?;
+    let (after, seconds) = (sum_signals(&c.receivers), t0.elapsed().as_secs_f64());
+    let server_cpu = server_cpu.cores();
+    let complete = c.blaster.drain(&c.receivers, &c.progress, DRAIN_LIMIT).await;
+    sampler.abort();
+    let rss_end = server.rss()?;
+    let stalled_evicted = if server.dialect == Dialect::OpenVidu {
+        let s: serde_json::Value = ctx
+            .http
+            .get(format!("{}/openvidu/api/sessions/{room}", server.url))
+            .basic_auth("OPENVIDUAPP", Some(SECRET))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let active = s["connections"]["numberOfElements"].as_u64().context("no connections count")?;
+        Some(active < participants as u64)
+    } else {
+        None
+    };
+    drop(stalled);
+    let deliveries_per_s = (after - before) as f64 / seconds;
+    Ok(Isolation {
+        participants,
+        receivers,
+        seconds,
+        deliveries_per_s,
+        per_receiver_signals_per_s: deliveries_per_s / receivers as f64,
+        rss_start_bytes: rss_start,
+        rss_max_bytes: rss_max.load(Ordering::Relaxed).max(rss_end),
+        rss_end_bytes: rss_end,
+        stalled_evicted,
+        server_cpu,
+        complete,
+    })
+}
+
+/// Scenario 5: a plain Python handler of the `signalroom` package against a pure-Python
+/// participant (`websockets` + `json`), both in one signalroom session, receiving one burst.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Python {
+    /// `ok`, or `pending: <why>` when the Python package cannot be used.
+    pub status: String,
+    pub signals: u64,
+    pub signalroom: Option<PyParticipant>,
+    pub websockets: Option<PyParticipant>,
+    /// signalroom's signals/s ÷ the pure-Python participant's.
+    pub ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(crate) struct PyParticipant {
+    pub received: u64,
+    pub seconds: f64,
+    pub signals_per_s: f64,
+}
+
+/// Signals queued per participant in the Python scenario: the burst waits in the server for the
+/// slow Python receivers instead of getting them disconnected as too slow.
+const PYTHON_SEND_QUEUE: &str = "200000";
+
+pub(crate) async fn python(ctx: &Ctx) -> anyhow::Result<Python> {
+    let pending = |why: String| Python {
+        status: format!("pending: {why}"),
+        signals: ctx.plan.python_signals,
+        signalroom: None,
+        websockets: None,
+        ratio: None,
+    };
+    let Some(py) = &ctx.python else { return Ok(pending("no Python interpreter given".into())) };
+    let check =
+        Command::new(py).args(["-c", "import signalroom, websockets; signalroom.connect"]).output().await;
+    match check {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err.lines().last().unwrap_or("import failed").to_owned();
+            return Ok(pending(format!("`import signalroom` fails in {py:?}: {last}")));
+        }
+        Err(e) => return Ok(pending(format!("cannot run {py:?}: {e}"))),
+    }
+    let server = ctx.launch.start(Dialect::OpenVidu, "python", &["--send-queue", PYTHON_SEND_QUEUE]).await?;
+    let result = python_on(ctx, py, &server).await;
+    server.stop().await;
+    result
+}
+
+async fn python_on(ctx: &Ctx, py: &PathBuf, server: &ServerProc) -> anyhow::Result<Python> {
+    let plan = &ctx.plan;
+    let (mut c, seats) = crowd(ctx, server, "python", 0, false, 2).await?;
+    let script = ctx.python_dir.join("participant.py");
+    let mut procs = Vec::new();
+    for (mode, seat) in ["signalroom", "websockets"].iter().zip(&seats) {
+        let mut child = Command::new(py)
+            .arg("-u")
+            .arg(&script)
+            .args(["--mode", mode, "--count"])
+            .arg(plan.python_signals.to_string())
+            .arg("--timeout")
+            .arg(plan.python_timeout_s.to_string())
+            .arg("--token")
+            .arg(seat.token.as_deref().context("no token")?)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {script:?}"))?;
+        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+        match ready {
+            Ok(Ok(Some(line))) if line.trim() == "ready" => {}
+            other => bail!("python participant ({mode}) did not get ready: {other:?}"),
+        }
+        procs.push((*mode, child, lines));
+    }
+    c.blaster.send_burst(plan.python_signals).await?;
+    let mut results = Vec::new();
+    for (mode, mut child, mut lines) in procs {
+        let line = tokio::time::timeout(secs(plan.python_timeout_s + 10.0), lines.next_line())
+            .await
+            .with_context(|| format!("python participant ({mode}) did not finish"))??
+            .with_context(|| format!("python participant ({mode}) printed no result"))?;
+        let r: PyParticipant =
+            serde_json::from_str(&line).with_context(|| format!("bad result line {line:?}"))?;
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        results.push(r);
+    }
+    let websockets = results.pop();
+    let signalroom = results.pop();
+    let ratio = match (&signalroom, &websockets) {
+        (Some(s), Some(w)) if w.signals_per_s > 0.0 => Some(s.signals_per_s / w.signals_per_s),
+        _ => None,
+    };
+    let complete = [&signalroom, &websockets]
+        .iter()
+        .all(|r| r.as_ref().is_some_and(|r| r.received == plan.python_signals));
+    Ok(Python {
+        status: if complete { "ok".into() } else { "incomplete: a participant missed signals".into() },
+        signals: plan.python_signals,
+        signalroom,
+        websockets,
+        ratio,
+    })
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
