@@ -18,31 +18,43 @@ fn json_loads<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
 
 /// A Connection of the REST API (``/openvidu/api/sessions/{id}/connection``): a token to join
 /// with, and, once used, who joined.
-#[pyclass(frozen, get_all, module = "signalroom._native")]
+#[pyclass(frozen, module = "signalroom._native")]
 pub struct ConnectionObject {
     /// The connection id (``con_…``).
+    #[pyo3(get)]
     pub connection_id: String,
     /// The session id.
+    #[pyo3(get)]
     pub session_id: String,
     /// ``pending`` (token not used yet) or ``active``.
+    #[pyo3(get)]
     pub status: String,
     /// The token: give it to ``signalroom.connect`` or to openvidu-browser.
+    #[pyo3(get)]
     pub token: String,
     /// ``PUBLISHER``, ``SUBSCRIBER`` or ``MODERATOR``.
+    #[pyo3(get)]
     pub role: String,
     /// Whether the connection is recorded.
+    #[pyo3(get)]
     pub record: bool,
     /// The server data given at creation (``""`` when none).
+    #[pyo3(get)]
     pub server_data: String,
     /// The client data given by the participant when it joined, once active.
+    #[pyo3(get)]
     pub client_data: Option<String>,
     /// When it was created, in ms since the epoch.
+    #[pyo3(get)]
     pub created_at: u64,
     /// When its participant joined, in ms since the epoch; ``None`` while pending.
+    #[pyo3(get)]
     pub active_at: Option<u64>,
     /// The participant's platform, once active.
+    #[pyo3(get)]
     pub platform: Option<String>,
     /// The participant's IP, once active.
+    #[pyo3(get)]
     pub ip: Option<String>,
     json: String,
 }
@@ -85,15 +97,19 @@ impl ConnectionObject {
 }
 
 /// A Session of the REST API (``/openvidu/api/sessions``).
-#[pyclass(frozen, get_all, module = "signalroom._native")]
+#[pyclass(frozen, module = "signalroom._native")]
 pub struct SessionObject {
     /// The session id.
+    #[pyo3(get)]
     pub session_id: String,
     /// The custom id given at creation, or ``""``.
+    #[pyo3(get)]
     pub custom_session_id: String,
     /// When it was created, in ms since the epoch.
+    #[pyo3(get)]
     pub created_at: u64,
     /// Its connections, pending ones included.
+    #[pyo3(get)]
     pub connections: Vec<Py<ConnectionObject>>,
     json: String,
 }

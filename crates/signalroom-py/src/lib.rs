@@ -34,13 +34,13 @@ mod session;
 use pyo3::prelude::*;
 
 /// Sends the Rust logs (``tracing``) to stderr, filtered as ``RUST_LOG`` (e.g. ``info``,
-/// ``signalroom_server=debug``); `filter` is used when ``RUST_LOG`` is not set. Only the first
-/// call has an effect.
+/// ``signalroom_server=debug``); `default_filter` is used when ``RUST_LOG`` is not set. Only the
+/// first call has an effect.
 #[pyfunction]
-#[pyo3(signature = (filter = "info"))]
-fn enable_logging(filter: &str) {
+#[pyo3(signature = (default_filter = "info"))]
+fn enable_logging(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 

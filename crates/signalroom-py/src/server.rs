@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::get_runtime;
-use signalroom_server::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, TlsConfig};
+use signalroom_server::{Config, DEFAULT_SEND_QUEUE, TlsConfig};
 use url::Url;
 
 use crate::bridge::future_into_py;
@@ -59,17 +59,18 @@ fn keep(running: &Running, server: signalroom_server::Server) {
 
 #[pymethods]
 impl Server {
-    /// A server, not started yet.
+    /// A server, not started yet. (`secret` defaults to `signalroom_server::DEFAULT_SECRET`,
+    /// spelled out so that Python shows it.)
     #[new]
     #[pyo3(signature = (
-        *, secret = DEFAULT_SECRET.to_owned(), host = "127.0.0.1".to_owned(), port = 0, public_url = None,
+        *, secret = "MY_SECRET", host = "127.0.0.1", port = 0, public_url = None,
         tls_cert = None, tls_key = None, max_signal_bytes = None, send_queue = None,
         reconnection_grace = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        secret: String,
-        host: String,
+        secret: &str,
+        host: &str,
         port: u16,
         public_url: Option<String>,
         tls_cert: Option<PathBuf>,
@@ -78,7 +79,7 @@ impl Server {
         send_queue: Option<usize>,
         reconnection_grace: Option<f64>,
     ) -> PyResult<Self> {
-        let listen: SocketAddr = (host.as_str(), port)
+        let listen: SocketAddr = (host, port)
             .to_socket_addrs()
             .ok()
             .and_then(|mut addrs| addrs.next())
@@ -95,8 +96,14 @@ impl Server {
         if send_queue == 0 || max_signal_bytes == Some(0) {
             return Err(invalid_argument("send_queue and max_signal_bytes must be at least 1"));
         }
-        let mut config =
-            Config { listen, public_url, secret, tls, send_queue_capacity: send_queue, ..Config::local() };
+        let mut config = Config {
+            listen,
+            public_url,
+            secret: secret.to_owned(),
+            tls,
+            send_queue_capacity: send_queue,
+            ..Config::local()
+        };
         if let Some(bytes) = max_signal_bytes {
             config.max_signal_bytes = bytes;
         }

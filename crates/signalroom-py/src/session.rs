@@ -26,15 +26,15 @@ pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
 /// token. See `signalroom.connect` for the documented, public form.
 #[pyfunction]
 #[pyo3(signature = (
-    token, *, data = String::new(), platform = None, timeout = 10.0, connect_timeout = 10.0,
+    token, *, data = "", platform = None, timeout = 10.0, connect_timeout = 10.0,
     ping_interval = 5.0, ping_timeout = 5.0, reconnect_interval = 3.0, reconnect_attempts = 2000,
     accept_invalid_certs = false,
 ))]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn connect(
-    py: Python<'_>,
+pub(crate) fn connect<'py>(
+    py: Python<'py>,
     token: String,
-    data: String,
+    data: &str,
     platform: Option<String>,
     timeout: f64,
     connect_timeout: f64,
@@ -43,7 +43,7 @@ pub(crate) fn connect(
     reconnect_interval: f64,
     reconnect_attempts: u32,
     accept_invalid_certs: bool,
-) -> PyResult<Bound<'_, PyAny>> {
+) -> PyResult<Bound<'py, PyAny>> {
     let mut options = ConnectOptions::default()
         .with_metadata(data)
         .with_request_timeout(seconds("timeout", timeout)?)
