@@ -1,0 +1,89 @@
+"""signalroom: OpenVidu 2.x signalling for asyncio, in Rust.
+
+Join an OpenVidu session with a token, exchange signals with everyone in it (browsers running
+``openvidu-browser`` included), drive the REST API, or run the server in this process.
+
+Example::
+
+    import asyncio
+    import signalroom
+
+    async def main() -> None:
+        async with signalroom.Server(secret="s3cret") as server:
+            api = signalroom.ServerApi(server.url, "s3cret")
+            await api.create_session("lobby")
+            alice = await signalroom.connect((await api.create_connection("lobby")).token)
+            bob = await signalroom.connect((await api.create_connection("lobby")).token)
+
+            @bob.on("signal:chat")
+            async def answer(event: signalroom.SignalEvent) -> None:
+                await bob.signal(f"echo: {event.data}", type="chat", to=[event.from_])
+
+            reply = alice.wait_for("signal:chat", predicate=lambda e: e.data.startswith("echo"))
+            await alice.signal("hello", type="chat", to=[bob.connection])
+            print((await reply).data)  # echo: hello
+            await alice.disconnect()
+            await bob.disconnect()
+
+    asyncio.run(main())
+
+See :func:`connect`, :class:`Session`, :class:`ServerApi`, :class:`Server` and, for tests,
+the pytest plugin :mod:`signalroom.testing`.
+"""
+
+from __future__ import annotations
+
+from ._native import (
+    Connection,
+    ConnectionEvent,
+    ConnectionObject,
+    ConnectionPropertyChangedEvent,
+    ServerApi,
+    SessionDisconnectedEvent,
+    SessionEvent,
+    SessionObject,
+    SignalEvent,
+    __version__,
+    enable_logging,
+)
+from ._server import DEFAULT_SECRET, Server
+from ._session import DEFAULT_TIMEOUT, Connecting, Event, Recipient, Session, SignalStream, connect
+from .errors import (
+    ConnectionLostError,
+    InvalidArgumentError,
+    InvalidSignalError,
+    RpcError,
+    ServerApiError,
+    SignalroomError,
+    SignalTimeoutError,
+)
+
+__all__ = [
+    "DEFAULT_SECRET",
+    "DEFAULT_TIMEOUT",
+    "Connecting",
+    "Connection",
+    "ConnectionEvent",
+    "ConnectionLostError",
+    "ConnectionObject",
+    "ConnectionPropertyChangedEvent",
+    "Event",
+    "InvalidArgumentError",
+    "InvalidSignalError",
+    "Recipient",
+    "RpcError",
+    "Server",
+    "ServerApi",
+    "ServerApiError",
+    "Session",
+    "SessionDisconnectedEvent",
+    "SessionEvent",
+    "SessionObject",
+    "SignalEvent",
+    "SignalStream",
+    "SignalTimeoutError",
+    "SignalroomError",
+    "__version__",
+    "connect",
+    "enable_logging",
+]

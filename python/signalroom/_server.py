@@ -1,0 +1,142 @@
+"""``Server``: the signalroom server running inside this Python process."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import _native
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["DEFAULT_SECRET", "Server"]
+
+#: The development secret (OpenVidu's default); pass your own for anything reachable by others.
+DEFAULT_SECRET = "MY_SECRET"
+
+
+class Server:
+    """The Rust signalroom server, run inside this Python process (on the extension's own threads,
+    so it keeps serving while your code runs): for tests, notebooks and small deployments.
+
+    ``port=0`` picks a free port; read it back from :attr:`url` or :attr:`port`. Use it as a
+    context manager (``with`` or ``async with``), or call :meth:`start` and :meth:`stop`.
+    Stopping tells every participant (``sessionDisconnected``, reason ``openviduServerStopped``).
+
+    Example::
+
+        async with signalroom.Server(secret="s3cret") as server:
+            api = server.api()
+            await api.create_session("lobby")
+            conn = await api.create_connection("lobby")
+            session = await signalroom.connect(conn.token)
+
+    In a notebook: ``server = signalroom.Server().start()``, later ``server.stop()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str = DEFAULT_SECRET,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        public_url: str | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        max_signal_bytes: int | None = None,
+        send_queue: int | None = None,
+        reconnection_grace: float | None = None,
+    ) -> None:
+        """Configures a server (not started yet).
+
+        - ``secret``: the REST API secret (HTTP Basic ``OPENVIDUAPP:<secret>``).
+        - ``host``, ``port``: where to listen; ``port=0`` picks a free port.
+        - ``public_url``: the URL clients reach it at; tokens point there (default: from the address).
+        - ``tls_cert``, ``tls_key``: PEM files, to serve HTTPS/WSS.
+        - ``max_signal_bytes``: largest signal ``data`` accepted (default 46080).
+        - ``send_queue``: frames queued per participant before a too slow one is disconnected.
+        - ``reconnection_grace``: seconds a participant whose link dropped may reconnect (default 10).
+        """
+        self._native = _native.Server(
+            secret=secret,
+            host=host,
+            port=port,
+            public_url=public_url,
+            tls_cert=None if tls_cert is None else os.fspath(tls_cert),
+            tls_key=None if tls_key is None else os.fspath(tls_key),
+            max_signal_bytes=max_signal_bytes,
+            send_queue=send_queue,
+            reconnection_grace=reconnection_grace,
+        )
+
+    def start(self) -> Self:
+        """Starts serving and returns ``self`` once the socket listens (blocks briefly; the GIL is
+        released). Starting a running server does nothing. Raises :class:`SignalroomError` if the
+        address cannot be bound."""
+        self._native.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving: participants are told (``openviduServerStopped``), sockets flushed and
+        closed. Blocks until done (the GIL is released). Stopping a stopped server does nothing."""
+        self._native.stop()
+
+    async def astart(self) -> Self:
+        """:meth:`start`, without blocking the event loop."""
+        await self._native.start_async()
+        return self
+
+    async def astop(self) -> None:
+        """:meth:`stop`, without blocking the event loop."""
+        await self._native.stop_async()
+
+    @property
+    def running(self) -> bool:
+        """Whether it is serving."""
+        return self._native.running
+
+    @property
+    def url(self) -> str:
+        """Its URL, ``http://127.0.0.1:PORT``: the base of the REST API."""
+        return self._native.url
+
+    @property
+    def token_base(self) -> str:
+        """The start of its tokens, ``ws://127.0.0.1:PORT``."""
+        return self._native.token_base
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return self._native.port
+
+    @property
+    def secret(self) -> str:
+        """The REST API secret."""
+        return self._native.secret
+
+    def api(self, *, timeout: float = 10.0) -> _native.ServerApi:
+        """A :class:`ServerApi` for this server (its URL and secret)."""
+        return _native.ServerApi(self.url, self.secret, timeout=timeout)
+
+    def __repr__(self) -> str:
+        where = self.url if self.running else "stopped"
+        return f"<signalroom.Server {where}>"
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.astop()

@@ -1,0 +1,123 @@
+"""The exceptions of signalroom: one hierarchy, each class also a subclass of the matching built-in,
+so ``except TimeoutError`` or ``except ValueError`` work as you expect::
+
+    SignalroomError(Exception)
+    ├── InvalidSignalError(SignalroomError, ValueError)     bad signal, refused before sending
+    ├── InvalidArgumentError(SignalroomError, ValueError)   bad token, URL or option
+    ├── RpcError(SignalroomError)                           .code .message .method .data
+    ├── ConnectionLostError(SignalroomError, ConnectionError)  .reason
+    ├── SignalTimeoutError(SignalroomError, TimeoutError)   .timeout
+    └── ServerApiError(SignalroomError)                     .status .message
+
+The Rust extension (``signalroom._native``) raises these very classes: it imports them from this
+module once and caches them. Exceptions raised by your own handlers are never wrapped.
+
+Example::
+
+    try:
+        await session.signal("hi", type="chat", to=["con_gone"])
+    except signalroom.RpcError as e:
+        assert e.code == 601  # recipient not in the session; nothing was delivered
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConnectionLostError",
+    "InvalidArgumentError",
+    "InvalidSignalError",
+    "RpcError",
+    "ServerApiError",
+    "SignalTimeoutError",
+    "SignalroomError",
+]
+
+
+def _restore(cls: type[SignalroomError], text: str, attrs: dict[str, Any]) -> SignalroomError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, text)
+    error.__dict__.update(attrs)
+    return error
+
+
+class SignalroomError(Exception):
+    """Base class of every error signalroom raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        text = str(self.args[0]) if self.args else ""
+        return (_restore, (type(self), text, dict(self.__dict__)))
+
+
+class InvalidSignalError(SignalroomError, ValueError):
+    """The signal was refused before anything was sent: its ``type``, ``data`` or ``to`` is
+    malformed or over a limit. Fix the input; retrying the same signal will not help.
+
+    ``field`` names the culprit (``"type"``, ``"data"`` or ``"to"``) when known.
+    """
+
+    def __init__(self, text: str, *, field: str | None = None) -> None:
+        super().__init__(text)
+        self.field = field
+
+
+class InvalidArgumentError(SignalroomError, ValueError):
+    """An argument other than a signal was refused before anything was sent: a malformed token, a
+    server URL that is not ``http(s)://``, a negative timeout, an unknown role."""
+
+
+class RpcError(SignalroomError):
+    """The server refused a request with a JSON-RPC error; retrying will not help.
+
+    ``code`` is OpenVidu's error code (401 token invalid or used, 601 recipient not in the session,
+    600 malformed signal, 202 session unknown, ...), ``message`` the server's own words, ``method``
+    the request (``joinRoom``, ``sendMessage``, ...).
+    """
+
+    def __init__(self, text: str, *, code: int, message: str, method: str | None = None, data: Any = None) -> None:
+        super().__init__(text)
+        self.code = code
+        self.message = message
+        self.method = method
+        self.data = data
+
+
+class ConnectionLostError(SignalroomError, ConnectionError):
+    """The link to the server is gone: it could not be opened, it dropped before the server
+    answered (the request may or may not have been processed), or the session is over.
+
+    ``reason`` is the session's end reason (``networkDisconnect``, ``openviduServerStopped``,
+    ``disconnect``, ...) once the session is over, else ``None``.
+    """
+
+    def __init__(self, text: str, *, reason: str | None = None) -> None:
+        super().__init__(text)
+        self.reason = reason
+
+
+class SignalTimeoutError(SignalroomError, TimeoutError):
+    """Nothing came in time: the server did not answer a request, or
+    :meth:`Session.wait_for <signalroom.Session.wait_for>` saw no matching event.
+
+    ``timeout`` is the time waited, in seconds; ``method`` the request that timed out, if any.
+    """
+
+    def __init__(self, text: str, *, timeout: float | None = None, method: str | None = None) -> None:
+        super().__init__(text)
+        self.timeout = timeout
+        self.method = method
+
+
+class ServerApiError(SignalroomError):
+    """The REST API (``/openvidu/api``) answered with an error status, or could not be reached.
+
+    ``status`` is the HTTP status (404 unknown session, 406 recipient not in the session,
+    401 wrong secret, ...), or ``None`` when no response came (server down, TLS error, timeout);
+    ``message`` is the server's explanation.
+    """
+
+    def __init__(self, text: str, *, status: int | None = None, message: str = "") -> None:
+        super().__init__(text)
+        self.status = status
+        self.message = message

@@ -1,0 +1,212 @@
+"""``signalroom.testing``: a pytest plugin (loaded automatically once signalroom is installed) for
+testing code that talks OpenVidu signalling, with the server inside the test process.
+
+Fixtures:
+
+- ``signalroom_server``: a :class:`signalroom.Server` on a free loopback port with a random secret,
+  fresh for each test and stopped after it.
+- ``server_api``: a :class:`signalroom.ServerApi` for that server.
+- ``participant``: a factory; ``await participant("lobby", data=...)`` creates the session if needed,
+  a connection, joins with its token and returns the :class:`signalroom.Session`; every participant
+  leaves at the end of the test. Needs pytest-asyncio (``pip install 'signalroom[testing]'``).
+- ``assert_signal``: :func:`assert_signal`, as a fixture.
+
+Example::
+
+    async def test_echo(participant, assert_signal):
+        alice = await participant("lobby", data="alice")
+        bob = await participant("lobby", data="bob")
+        bob.on("signal:ping", lambda e: asyncio.ensure_future(bob.signal("pong", type="pong", to=[e.from_])))
+        await alice.signal("hi", type="ping")
+        event = await assert_signal(alice, "pong", data="pong")
+        assert event.from_ == bob.connection
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Protocol
+
+import pytest
+
+from .._native import ServerApi, SignalEvent
+from .._server import Server
+from .._session import DEFAULT_TIMEOUT, Session, connect
+
+__all__ = ["ParticipantFactory", "assert_signal", "record_signals"]
+
+_MISSING: Any = object()
+
+
+class _Recorder:
+    """Signals a session received, kept so :func:`assert_signal` also finds those that arrived
+    before it was called. Each signal satisfies at most one assertion."""
+
+    def __init__(self) -> None:
+        self.unclaimed: list[SignalEvent] = []
+
+    def __call__(self, event: SignalEvent) -> None:
+        self.unclaimed.append(event)
+
+
+_recorders: weakref.WeakKeyDictionary[Session, _Recorder] = weakref.WeakKeyDictionary()
+
+
+def record_signals(session: Session) -> None:
+    """Keeps every signal ``session`` receives from now on, so that :func:`assert_signal` finds
+    signals that arrived before it was called. Sessions from the ``participant`` fixture do this
+    from the start."""
+    if session not in _recorders:
+        recorder = _Recorder()
+        _recorders[session] = recorder
+        session.on("signal", recorder)
+
+
+async def assert_signal(
+    session: Session,
+    type: str | None = None,  # noqa: A002
+    *,
+    data: str = _MISSING,
+    sender: Any = _MISSING,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> SignalEvent:
+    """Asserts that ``session`` receives a signal of ``type`` (``"chat"`` or ``"signal:chat"``; any
+    type when ``None``), with ``data`` and from ``sender`` (a :class:`Connection`, a connection id,
+    or ``None`` for the REST API) when given, within ``timeout`` seconds; returns it.
+
+    For sessions from the ``participant`` fixture (or passed to :func:`record_signals`), a matching
+    signal that arrived earlier counts too; each signal satisfies one assertion only. On failure the
+    message lists the signals that did arrive.
+
+    Example::
+
+        await alice.signal("hi", type="chat")
+        await assert_signal(bob, "chat", data="hi", sender=alice.connection)
+    """
+    name = None if type is None else type if type.startswith("signal:") else f"signal:{type}"
+    expected_sender = (
+        sender if sender is _MISSING or sender is None or isinstance(sender, str) else sender.connection_id
+    )
+
+    def matches(event: SignalEvent) -> bool:
+        if name is not None and event.name != name:
+            return False
+        if data is not _MISSING and event.data != data:
+            return False
+        if expected_sender is not _MISSING:
+            sent_by = None if event.from_ is None else event.from_.connection_id
+            if sent_by != expected_sender:
+                return False
+        return True
+
+    recorder = _recorders.get(session)
+    if recorder is not None:
+        for i, event in enumerate(recorder.unclaimed):
+            if matches(event):
+                del recorder.unclaimed[i]
+                return event
+    seen: list[SignalEvent] = []
+
+    def check(event: SignalEvent) -> bool:
+        if matches(event):
+            return True
+        seen.append(event)
+        return False
+
+    try:
+        event = await session.wait_for("signal", predicate=check, timeout=timeout)
+    except TimeoutError:
+        wanted = [f"type {type!r}" if type else "any type"]
+        if data is not _MISSING:
+            wanted.append(f"data {data!r}")
+        if expected_sender is not _MISSING:
+            wanted.append(f"from {expected_sender!r}")
+        earlier = recorder.unclaimed if recorder is not None else []
+        got = [*earlier, *seen]
+        raise AssertionError(
+            f"{session.connection_id} received no signal with {', '.join(wanted)} within {timeout:g} s; "
+            f"it received {len(got)} other signal(s): {got[:10]!r}"
+        ) from None
+    if recorder is not None:
+        try:
+            recorder.unclaimed.remove(event)
+        except ValueError:
+            pass
+    return event
+
+
+class ParticipantFactory(Protocol):
+    """The ``participant`` fixture: joins a session as a new participant."""
+
+    def __call__(
+        self,
+        session_id: str = "lobby",
+        *,
+        data: str = "",
+        server_data: str | None = None,
+        role: str | None = None,
+        **connect_options: Any,
+    ) -> Awaitable[Session]: ...
+
+
+@pytest.fixture
+def signalroom_server() -> Iterator[Server]:
+    """A signalroom server in this process, on a free loopback port with a random secret; stopped
+    after the test."""
+    with Server(secret="test-" + secrets.token_hex(8), port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def server_api(signalroom_server: Server) -> ServerApi:
+    """A :class:`signalroom.ServerApi` for ``signalroom_server``."""
+    return signalroom_server.api()
+
+
+@pytest.fixture(name="assert_signal")
+def _assert_signal_fixture() -> Callable[..., Awaitable[SignalEvent]]:
+    """:func:`assert_signal`, as a fixture (no import needed)."""
+    return assert_signal
+
+
+async def _participant(server_api: ServerApi) -> AsyncIterator[ParticipantFactory]:
+    """A factory: ``await participant("lobby", data=...)`` creates the session if needed and a
+    connection (``server_data``, ``role``), joins with its token (client ``data`` and any
+    :func:`signalroom.connect` option) and returns the :class:`signalroom.Session`, whose
+    signals are recorded for :func:`assert_signal`. Everyone leaves after the test."""
+    sessions: list[Session] = []
+
+    async def join(
+        session_id: str = "lobby",
+        *,
+        data: str = "",
+        server_data: str | None = None,
+        role: str | None = None,
+        **connect_options: Any,
+    ) -> Session:
+        await server_api.create_session(session_id)
+        conn = await server_api.create_connection(session_id, data=server_data, role=role)
+        session = await connect(conn.token, data=data, **connect_options)
+        record_signals(session)
+        sessions.append(session)
+        return session
+
+    yield join
+    await asyncio.gather(*(s.disconnect() for s in sessions), return_exceptions=True)
+
+
+def _participant_needs_pytest_asyncio() -> ParticipantFactory:
+    """The ``participant`` fixture needs pytest-asyncio."""
+    pytest.fail("the participant fixture needs pytest-asyncio: pip install 'signalroom[testing]'", pytrace=False)
+
+
+participant: Any
+try:
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - only without pytest-asyncio
+    participant = pytest.fixture(_participant_needs_pytest_asyncio, name="participant")
+else:
+    participant = pytest_asyncio.fixture(_participant, name="participant")
