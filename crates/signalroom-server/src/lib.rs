@@ -19,6 +19,7 @@
 
 mod config;
 mod page;
+mod queue;
 mod rest;
 mod server;
 mod state;

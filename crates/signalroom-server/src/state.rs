@@ -17,9 +17,9 @@ use signalroom_core::jsonrpc::Notification;
 use signalroom_core::protocol::{ParticipantLeft, RemoteParticipant, full_metadata, notification};
 use signalroom_core::rest::{ConnectionObject, ConnectionStatus, Page, SessionObject};
 use signalroom_core::{ConnectionId, EndReason, Role, RpcSessionId, SessionId};
-use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::queue::{QueueTx, TrySendError};
 use crate::util::{now_ms, random_id};
 
 /// What a socket's writer task is asked to do.
@@ -38,7 +38,7 @@ pub(crate) enum Outbound {
 /// The socket currently carrying a participant.
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
-    pub tx: mpsc::Sender<Outbound>,
+    pub tx: QueueTx<Outbound>,
     pub socket_id: u64,
 }
 
@@ -47,9 +47,9 @@ impl Link {
     fn push(&self, frame: &Utf8Bytes) -> bool {
         match self.tx.try_send(Outbound::Frame(frame.clone())) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => false,
+            Err(TrySendError::Full(_)) => false,
             // The socket is gone; the reconnection grace period decides what happens.
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(TrySendError::Closed(_)) => true,
         }
     }
 

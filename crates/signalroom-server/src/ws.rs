@@ -25,9 +25,10 @@ use signalroom_core::protocol::{
 };
 use signalroom_core::signal::{Recipients, SignalMessage, route};
 use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, RpcSessionId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
+use crate::queue::{self, QueueRx, QueueTx, TrySendError};
 use crate::state::{CloseMode, Link, Outbound, Participant, Session, SessionInner, State, frame};
 use crate::util::{client_ip, constant_time_eq, now_ms, random_id, rpc_session_id};
 
@@ -56,7 +57,7 @@ pub(crate) async fn upgrade(
 async fn run(state: Arc<State>, socket: WebSocket, ip: String) {
     let socket_id = state.next_socket_id();
     let (sink, stream) = socket.split();
-    let (tx, rx) = mpsc::channel(state.config.send_queue_capacity);
+    let (tx, rx) = queue::channel(state.config.send_queue_capacity);
     let writer_done = Arc::new(Notify::new());
     let mut writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&writer_done)));
     tracing::debug!(socket = socket_id, %ip, "socket opened");
@@ -83,51 +84,41 @@ async fn run(state: Arc<State>, socket: WebSocket, ip: String) {
     tracing::debug!(socket = socket_id, "socket closed");
 }
 
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
-    done: Arc<Notify>,
-) {
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<Outbound>, done: Arc<Notify>) {
     let mut close_at: Option<Instant> = None;
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
     'outer: loop {
-        let first = tokio::select! {
-            out = rx.recv() => out,
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, WRITE_BATCH) => n,
             () = sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
-                Some(Outbound::Close { code: 1000, reason: "closed by server" })
+                batch.push(Outbound::Close { code: 1000, reason: "closed by server" });
+                1
             }
         };
-        let mut next = first;
+        if n == 0 {
+            // Every sender is gone and everything queued was written.
+            let _ = sink.send(Message::Close(None)).await;
+            break;
+        }
         let mut written = 0;
-        loop {
-            match next {
-                None => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    break 'outer;
-                }
-                Some(Outbound::Frame(text)) => {
+        for out in batch.drain(..) {
+            match out {
+                Outbound::Frame(text) => {
                     if sink.feed(Message::Text(text)).await.is_err() {
                         break 'outer;
                     }
                     written += 1;
                 }
-                Some(Outbound::Close { code, reason }) => {
+                Outbound::Close { code, reason } => {
                     let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
                     let _ = sink.send(Message::Close(Some(close))).await;
                     break 'outer;
                 }
-                Some(Outbound::CloseAfter(delay)) => {
+                Outbound::CloseAfter(delay) => {
                     let at = Instant::now() + delay;
                     close_at = Some(close_at.map_or(at, |c| c.min(at)));
                 }
-                Some(Outbound::KeepOpen) => close_at = None,
-            }
-            if written >= WRITE_BATCH {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(out) => next = Some(out),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => next = None,
+                Outbound::KeepOpen => close_at = None,
             }
         }
         if written > 0 && sink.flush().await.is_err() {
@@ -147,7 +138,7 @@ struct Joined {
 struct SocketConn {
     state: Arc<State>,
     socket_id: u64,
-    tx: mpsc::Sender<Outbound>,
+    tx: QueueTx<Outbound>,
     ip: String,
     rpc_id: RpcSessionId,
     joined: Option<Joined>,
@@ -680,9 +671,7 @@ impl SocketConn {
         if text.is_empty() {
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.tx.try_send(Outbound::Frame(Utf8Bytes::from(text)))
-        {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Outbound::Frame(Utf8Bytes::from(text))) {
             tracing::warn!(
                 socket = self.socket_id,
                 "own send queue full: the client does not read; dropping it"
