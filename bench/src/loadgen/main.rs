@@ -84,6 +84,12 @@ struct CompareArgs {
     /// Only these servers (comma-separated: signalroom,raw,socketio).
     #[arg(long, value_delimiter = ',')]
     servers: Vec<String>,
+    /// Override the fan-out sizes (comma-separated receivers), e.g. for profiling one size.
+    #[arg(long, value_delimiter = ',')]
+    fanout_receivers: Vec<usize>,
+    /// Override how long each saturation scenario measures, in seconds.
+    #[arg(long)]
+    measure_s: Option<f64>,
     /// Extra note stored in the JSON (e.g. the command line).
     #[arg(long, default_value = "")]
     note: String,
@@ -109,7 +115,14 @@ fn progress(line: &str) {
 
 async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let plan = if args.smoke { Plan::smoke() } else { Plan::full() };
+    let mut plan = if args.smoke { Plan::smoke() } else { Plan::full() };
+    if !args.fanout_receivers.is_empty() {
+        plan.fanout_receivers = args.fanout_receivers.clone();
+    }
+    if let Some(s) = args.measure_s {
+        plan.fanout_measure_s = s;
+        plan.isolation_measure_s = s;
+    }
     let ctx = Ctx {
         launch: Launch {
             signalroom: args.signalroom.clone(),
@@ -286,14 +299,17 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
     std::fs::write(out.join("latest.md"), &table)?;
     progress(&format!("results: {} ({:.0} s)", file.display(), started.elapsed().as_secs_f64()));
 
-    if !failures.is_empty() {
-        progress(&format!("{} scenario(s) failed:", failures.len()));
-        for f in &failures {
-            progress(&format!("  {f}"));
-        }
-        return Ok(1);
+    // Every scenario must have produced numbers (all a smoke run asserts).
+    let checks = report::checks(&results);
+    for f in &checks.failed {
+        progress(&format!("no numbers: {f}"));
     }
-    Ok(0)
+    for f in &failures {
+        progress(&format!("failed: {f}"));
+    }
+    let skipped = if checks.skipped > 0 { format!(", {} skipped", checks.skipped) } else { String::new() };
+    println!("bench: {} passed, {} failed{skipped}", checks.passed, checks.failed.len());
+    Ok(if checks.failed.is_empty() { 0 } else { 1 })
 }
 
 fn to_value<T: serde::Serialize>(v: T) -> Value {

@@ -251,3 +251,51 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
     }
     t
 }
+
+/// Whether each scenario produced numbers.
+pub(crate) struct Checks {
+    pub passed: usize,
+    pub failed: Vec<String>,
+    pub skipped: usize,
+}
+
+/// One check per scenario and server run (and one for the Python scenario; pending = skipped).
+pub(crate) fn checks(results: &Value) -> Checks {
+    let mut c = Checks { passed: 0, failed: Vec::new(), skipped: 0 };
+    let positive = |v: &Value, key: &str| v[key].as_f64().is_some_and(|x| x > 0.0);
+    for (server, runs) in results["servers"].as_object().into_iter().flatten() {
+        for (scenario, v) in runs.as_object().into_iter().flatten() {
+            let ok = if scenario.starts_with("fanout") {
+                positive(v, "deliveries_per_s")
+            } else {
+                match scenario.as_str() {
+                    "latency" => positive(v, "samples") && positive(v, "p99_us"),
+                    "idle" => v["points"]
+                        .as_array()
+                        .is_some_and(|p| !p.is_empty() && p.iter().all(|p| positive(p, "rss_bytes"))),
+                    "joins" => positive(v, "joins_per_s"),
+                    "isolation" => positive(v, "deliveries_per_s") && positive(v, "rss_max_bytes"),
+                    _ => true,
+                }
+            };
+            if ok {
+                c.passed += 1;
+            } else {
+                c.failed.push(format!("{server} {scenario}: {}", v.get("error").unwrap_or(v)));
+            }
+        }
+    }
+    let py = &results["python"];
+    match py["status"].as_str() {
+        Some(s) if s.starts_with("pending") => c.skipped += 1,
+        Some(_)
+            if positive(&py["signalroom"], "signals_per_s")
+                && positive(&py["websockets"], "signals_per_s") =>
+        {
+            c.passed += 1
+        }
+        None if py.is_null() => {}
+        _ => c.failed.push(format!("python: {py}")),
+    }
+    c
+}
