@@ -175,6 +175,7 @@ class Session:
         self._streams: weakref.WeakSet[SignalStream] = weakref.WeakSet()
         self._ended: SessionDisconnectedEvent | None = None
         self._over = False
+        self._batches = 0  # event batches received from Rust (diagnostics, tests)
         self._connection = native.connection
         self._pump = self._loop.create_task(self._run(), name=f"signalroom events of {native.connection_id}")
 
@@ -486,6 +487,7 @@ class Session:
                 batch = await next_events()
                 if batch is None:
                     return
+                self._batches += 1
                 for event in batch:
                     dispatch(event)
         except Exception:  # never expected: a bug; say so rather than go quiet

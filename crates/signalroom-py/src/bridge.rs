@@ -16,6 +16,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -40,6 +41,40 @@ where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
     E: Into<PyErr> + Send + 'static,
 {
+    let (future, target, cancelled) = asyncio_future(py)?;
+    get_runtime().spawn(run(fut, target, cancelled));
+    Ok(future)
+}
+
+/// As [`future_into_py`], but `fut` is polled once right here, on the calling thread, before this
+/// returns: whatever it does before its first `.await` (for a request: taking its place in the
+/// send queue) happens in call order. A result ready at once completes the asyncio future now.
+pub(crate) fn start_into_py<'py, F, T, E>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+    E: Into<PyErr> + Send + 'static,
+{
+    let (future, target, cancelled) = asyncio_future(py)?;
+    let mut fut = Box::pin(fut);
+    let first = {
+        let _runtime = get_runtime().enter(); // timers and I/O need the runtime's context
+        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    };
+    match first {
+        // Spawned: its first poll there registers the real waker.
+        Poll::Pending => drop(get_runtime().spawn(run(fut, target, cancelled))),
+        Poll::Ready(result) => {
+            let (ok, value) = outcome(py, result);
+            complete(&future, ok, &value.into_bound(py))?;
+        }
+    }
+    Ok(future)
+}
+
+/// A new asyncio future of the running loop, where its result goes, and a future that resolves
+/// when it is cancelled.
+fn asyncio_future(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Target, impl Future<Output = ()> + use<>)> {
     static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let event_loop = GET_RUNNING_LOOP.import(py, "asyncio", "get_running_loop")?.call0()?;
     let future = event_loop.call_method0(intern!(py, "create_future"))?;
@@ -47,21 +82,40 @@ where
     future
         .call_method1(intern!(py, "add_done_callback"), (OnDone { cancel: Mutex::new(Some(cancel_tx)) },))?;
     let target = Target { event_loop: event_loop.unbind(), future: future.clone().unbind() };
-    get_runtime().spawn(async move {
-        let cancelled = async {
-            if cancel_rx.await.is_err() {
-                // Completed normally: the callback is gone without a word.
-                std::future::pending::<()>().await;
-            }
-        };
-        let result = tokio::select! {
-            result = fut => result,
-            () = cancelled => return,
-        };
-        // Waiting for the GIL must not hold a runtime worker; nothing waits for the delivery.
-        drop(tokio::task::spawn_blocking(move || target.deliver(result)));
-    });
-    Ok(future)
+    let cancelled = async {
+        if cancel_rx.await.is_err() {
+            // Completed normally: the callback is gone without a word.
+            std::future::pending::<()>().await;
+        }
+    };
+    Ok((future, target, cancelled))
+}
+
+/// Drives `fut` to its end, unless the asyncio future is cancelled first, and delivers.
+async fn run<F, T, E>(fut: F, target: Target, cancelled: impl Future<Output = ()>)
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+    E: Into<PyErr> + Send + 'static,
+{
+    let result = tokio::select! {
+        result = fut => result,
+        () = cancelled => return,
+    };
+    // Waiting for the GIL must not hold a runtime worker; nothing waits for the delivery.
+    drop(tokio::task::spawn_blocking(move || target.deliver(result)));
+}
+
+/// A result as Python sees it: `(true, value)` or `(false, exception)`.
+fn outcome<T, E>(py: Python<'_>, result: Result<T, E>) -> (bool, Py<PyAny>)
+where
+    T: for<'a> IntoPyObject<'a>,
+    E: Into<PyErr>,
+{
+    match result.map_err(Into::into).and_then(|v| v.into_py_any(py)) {
+        Ok(value) => (true, value),
+        Err(err) => (false, err.into_value(py).into_any()),
+    }
 }
 
 /// Where a result goes.
@@ -79,10 +133,7 @@ impl Target {
         IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
         if !EXITING.load(Ordering::SeqCst) {
             Python::attach(|py| {
-                let (ok, value) = match result.map_err(Into::into).and_then(|v| v.into_py_any(py)) {
-                    Ok(value) => (true, value),
-                    Err(err) => (false, err.into_value(py).into_any()),
-                };
+                let (ok, value) = outcome(py, result);
                 let complete = match complete_fn(py) {
                     Ok(f) => f,
                     Err(_) => return,

@@ -50,13 +50,12 @@ pub struct SignalEvent {
 #[pymethods]
 impl SignalEvent {
     fn __repr__(&self, py: Python<'_>) -> String {
-        let from = self.from_.as_ref().map(|c| c.get().connection_id.clone());
-        format!(
-            "SignalEvent(type={:?}, data={:?}, from_={:?})",
-            self.r#type.bind(py),
-            self.data.bind(py),
-            from
-        )
+        let from = match &self.from_ {
+            Some(c) => format!("{:?}", c.get().connection_id),
+            None => "None".to_owned(),
+        };
+        let (ty, data) = (self.r#type.bind(py), self.data.bind(py));
+        format!("SignalEvent(type={ty:?}, data={data:?}, from_={from})")
     }
 }
 
