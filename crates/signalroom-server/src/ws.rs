@@ -4,6 +4,7 @@
 //! order), and a writer task drains a bounded queue into the socket. Only the writer touches the
 //! sink. Handlers never await while holding a session lock: they change state and `try_send`.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,7 @@ use crate::util::{client_ip, constant_time_eq, now_ms, random_id, rpc_session_id
 
 /// Close code for frames over the size limit.
 const CLOSE_TOO_BIG: u16 = 1009;
-/// Frames written per flush at most, so one busy socket cannot starve its flushes.
+/// Frames written between flushes at most, so a long queue reaches the socket in pieces.
 const WRITE_BATCH: usize = 256;
 /// How long the writer may take to flush and close once the socket is done.
 const WRITER_DRAIN: Duration = Duration::from_secs(5);
@@ -86,12 +87,12 @@ async fn run(state: Arc<State>, socket: WebSocket, ip: String) {
 
 async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<Outbound>, done: Arc<Notify>) {
     let mut close_at: Option<Instant> = None;
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut batch = VecDeque::new();
     'outer: loop {
         let n = tokio::select! {
-            n = rx.recv_many(&mut batch, WRITE_BATCH) => n,
+            n = rx.recv_all(&mut batch) => n,
             () = sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
-                batch.push(Outbound::Close { code: 1000, reason: "closed by server" });
+                batch.push_back(Outbound::Close { code: 1000, reason: "closed by server" });
                 1
             }
         };
@@ -101,13 +102,16 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<Out
             break;
         }
         let mut written = 0;
-        for out in batch.drain(..) {
+        while let Some(out) = batch.pop_front() {
             match out {
                 Outbound::Frame(text) => {
                     if sink.feed(Message::Text(text)).await.is_err() {
                         break 'outer;
                     }
                     written += 1;
+                    if written % WRITE_BATCH == 0 && sink.flush().await.is_err() {
+                        break 'outer;
+                    }
                 }
                 Outbound::Close { code, reason } => {
                     let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
@@ -121,7 +125,7 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<Out
                 Outbound::KeepOpen => close_at = None,
             }
         }
-        if written > 0 && sink.flush().await.is_err() {
+        if written % WRITE_BATCH != 0 && sink.flush().await.is_err() {
             break;
         }
     }
