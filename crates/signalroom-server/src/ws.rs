@@ -33,6 +33,10 @@ use crate::queue::{self, QueueRx, QueueTx, TrySendError};
 use crate::state::{CloseMode, Link, Outbound, Participant, Session, SessionInner, State, frame};
 use crate::util::{client_ip, constant_time_eq, now_ms, random_id, rpc_session_id};
 
+/// Initial read buffer of a socket. tungstenite zero-fills its whole read buffer before every
+/// read, so its default (128 KiB) is 128 KiB of memory per idle participant; OpenVidu requests
+/// are small, and the buffer still grows for a larger frame.
+const READ_BUFFER: usize = 8 * 1024;
 /// Close code for frames over the size limit.
 const CLOSE_TOO_BIG: u16 = 1009;
 /// Frames written between flushes at most, so a long queue reaches the socket in pieces.
@@ -52,7 +56,10 @@ pub(crate) async fn upgrade(
 ) -> HttpResponse {
     let ip = client_ip(&headers, peer);
     let max = state.config.max_frame_bytes;
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| run(state, socket, ip))
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| run(state, socket, ip))
 }
 
 async fn run(state: Arc<State>, socket: WebSocket, ip: String) {
