@@ -1,9 +1,11 @@
 """A Python participant for scenario 5 of signalroom's benchmark (driven by ``loadgen``).
 
-Joins a signalroom session with a token, prints ``ready``, counts the ``signal:bench`` signals it
-receives with a plain handler, and once it has ``--count`` of them (or ``--timeout`` passed)
-prints one JSON line: ``{"received": N, "seconds": S, "signals_per_s": R}``, the rate measured
-from the first signal to the last.
+Joins a signalroom session with a token, prints ``ready``, then blocks (on purpose, event loop
+included) until it reads ``go`` on stdin: the load generator sends its whole burst meanwhile, so
+the participant starts with every signal waiting for it and what is measured is how fast it
+handles them, not how fast they arrive. It counts the ``signal:bench`` signals with a plain
+handler, and once it has ``--count`` of them (or ``--timeout`` passed) prints one JSON line:
+``{"received": N, "seconds": S, "signals_per_s": R}``, the rate from the first signal to the last.
 
 Two ways to be that participant, doing the same user-visible job:
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -51,6 +54,12 @@ class Counter:
         return {"received": self.received, "seconds": seconds, "signals_per_s": rate}
 
 
+def hold_until_go() -> None:
+    """Blocks the whole thread (so the event loop too) until the load generator says ``go``."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
 async def wait(done: asyncio.Future[None], timeout: float) -> None:
     try:
         await asyncio.wait_for(asyncio.shield(done), timeout)
@@ -64,7 +73,7 @@ async def run_signalroom(token: str, count: int, timeout: float) -> dict[str, fl
     counter = Counter(count, asyncio.get_running_loop().create_future())
     session = await signalroom.connect(token)
     session.on(SIGNAL_TYPE, counter)
-    print("ready", flush=True)
+    hold_until_go()
     await wait(counter.done, timeout)
     await session.disconnect()
     return counter.result()
@@ -100,7 +109,7 @@ async def run_websockets(token: str, count: int, timeout: float) -> dict[str, fl
                 if "error" in answer:
                     raise RuntimeError(f"joinRoom refused: {answer['error']}")
                 break
-        print("ready", flush=True)
+        hold_until_go()
 
         async def pump() -> None:
             async for frame in ws:

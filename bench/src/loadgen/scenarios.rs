@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::task::AbortHandle;
 
@@ -599,7 +599,7 @@ async fn python_on(ctx: &Ctx, py: &PathBuf, server: &ServerProc) -> anyhow::Resu
             .arg(plan.python_timeout_s.to_string())
             .arg("--token")
             .arg(seat.token.as_deref().context("no token")?)
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -612,7 +612,21 @@ async fn python_on(ctx: &Ctx, py: &PathBuf, server: &ServerProc) -> anyhow::Resu
         }
         procs.push((*mode, child, lines));
     }
+    // The whole burst first, while both participants hold; once the sender got its own copy of
+    // every signal, the server has fanned them all out: then both start handling.
+    let burst = Instant::now();
     c.blaster.send_burst(plan.python_signals).await?;
+    while c.echo.signals.load(Ordering::Relaxed) < plan.python_signals {
+        if burst.elapsed() > secs(plan.python_timeout_s) {
+            bail!("the server did not fan the burst out in time");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for (_, child, _) in &mut procs {
+        let mut stdin = child.stdin.take().context("no stdin")?;
+        stdin.write_all(b"go\n").await?;
+        stdin.flush().await?;
+    }
     let mut results = Vec::new();
     for (mode, mut child, mut lines) in procs {
         let line = tokio::time::timeout(secs(plan.python_timeout_s + 10.0), lines.next_line())
