@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 __version__: str
+_debug_build: bool
 
 def connect(
     token: str,
@@ -182,6 +183,14 @@ class ServerApi:
     def list_connections(self, session_id: str) -> Awaitable[list[ConnectionObject]]: ...
     def get_connection(self, session_id: str, connection_id: str) -> Awaitable[ConnectionObject]: ...
     def delete_connection(self, session_id: str, connection_id: str) -> Awaitable[None]: ...
+    def send_signal(
+        self,
+        session_id: str,
+        *,
+        data: str | None = None,
+        type: str | None = None,  # noqa: A002
+        to: Iterable[_Recipient] | None = None,
+    ) -> Awaitable[None]: ...
     def signal(
         self,
         session_id: str,

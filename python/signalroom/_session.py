@@ -172,7 +172,7 @@ class Session:
         self._handlers: dict[str, tuple[_AnyHandler, ...]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: list[_Waiter] = []
-        self._streams: weakref.WeakSet[SignalStream] = weakref.WeakSet()
+        self._streams: list[weakref.ref[SignalStream]] = []  # a dropped stream stops receiving
         self._ended: SessionDisconnectedEvent | None = None
         self._over = False
         self._batches = 0  # event batches received from Rust (diagnostics, tests)
@@ -415,7 +415,7 @@ class Session:
         self._own_loop("signals")
         stream = SignalStream(name, ended=self._over)
         if not self._over:
-            self._streams.add(stream)
+            self._streams.append(weakref.ref(stream))
         return stream
 
     # -- leaving -------------------------------------------------------------------------------
@@ -521,9 +521,18 @@ class Session:
         if self._waiters:
             self._wake_waiters(event, name)
         if self._streams and type(event) is SignalEvent:
-            for stream in list(self._streams):
-                if stream.name == "signal" or stream.name == name:
-                    stream._push(event)
+            self._push_to_streams(event, name)
+
+    def _push_to_streams(self, event: SignalEvent, name: str) -> None:
+        alive = []
+        for ref in self._streams:
+            stream = ref()
+            if stream is None or stream._ended:
+                continue
+            alive.append(ref)
+            if stream.name == "signal" or stream.name == name:
+                stream._push(event)
+        self._streams = alive
 
     def _wake_waiters(self, event: Event, name: str) -> None:
         is_signal = type(event) is SignalEvent
@@ -552,9 +561,11 @@ class Session:
         for waiter in list(self._waiters):
             if not waiter.future.done():
                 waiter.future.set_exception(self._lost_error(waiter.name))
-        for stream in list(self._streams):
-            stream._push(None)
-        self._streams = weakref.WeakSet()
+        for ref in self._streams:
+            stream = ref()
+            if stream is not None:
+                stream._push(None)
+        self._streams = []
 
 
 class Connecting:

@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyAny;
-use signalroom_client::{ApiOptions, ConnectionOptions, Role};
+use signalroom_client::{ApiOptions, ConnectionOptions, Role, SessionId, SignalRequest};
 use signalroom_core::rest::{ConnectionObject as RestConnection, SessionObject as RestSession};
 
 use crate::bridge::future_into_py;
@@ -318,6 +318,28 @@ impl ServerApi {
             api.signal(&session_id, &data, r#type.as_deref(), &to).await.map_err(PyClientError)?;
             Ok::<_, PyClientError>(())
         })
+    }
+
+    /// Sends a signal request verbatim (``POST /openvidu/api/signal``): unlike `signal`, `type`
+    /// is not given the ``signal:`` prefix (openvidu-browser fires the event named exactly so).
+    #[pyo3(signature = (session_id, *, data = None, r#type = None, to = None))]
+    fn send_signal<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        data: Option<String>,
+        r#type: Option<String>,
+        to: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let to = recipients(to)?;
+        let request = SignalRequest {
+            session: SessionId::from(session_id),
+            to: (!to.is_empty()).then_some(to),
+            kind: r#type,
+            data,
+        };
+        let api = self.api.clone();
+        future_into_py(py, async move { api.send_signal(&request).await.map_err(PyClientError) })
     }
 
     fn __repr__(&self) -> String {

@@ -48,6 +48,8 @@ fn enable_logging(default_filter: &str) {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Whether this is an unoptimised build (`maturin develop` without `--release`).
+    m.setattr("_debug_build", cfg!(debug_assertions))?;
     // Before the interpreter finalizes, stop delivering results into it (see `bridge`).
     let at_exit = wrap_pyfunction!(bridge::at_exit, m)?;
     m.py().import("atexit")?.call_method1("register", (at_exit,))?;

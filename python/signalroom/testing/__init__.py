@@ -124,8 +124,8 @@ async def assert_signal(
             wanted.append(f"data {data!r}")
         if expected_sender is not _MISSING:
             wanted.append(f"from {expected_sender!r}")
-        earlier = recorder.unclaimed if recorder is not None else []
-        got = [*earlier, *seen]
+        # A recorder holds every unclaimed signal (those seen while waiting too).
+        got = recorder.unclaimed if recorder is not None else seen
         raise AssertionError(
             f"{session.connection_id} received no signal with {', '.join(wanted)} within {timeout:g} s; "
             f"it received {len(got)} other signal(s): {got[:10]!r}"
