@@ -109,6 +109,8 @@ def test_top_level_await_on_a_loop_that_is_already_running(kernel: Kernel) -> No
     kernel.run("done = session.wait_for('signal:chat')")
     kernel.run("await session.signal('and another', type='chat'); await done")
     assert kernel.namespace["got"] == ["sent in one cell", "and another"]
+    with pytest.raises(RuntimeError, match="from the event loop that connected this session"):
+        kernel.namespace["session"].wait_for("signal")  # from this thread: no loop, or another one
     kernel.run("await session.disconnect(); await server.astop()")
     assert kernel.namespace["session"].end_reason == "disconnect"
 

@@ -90,3 +90,17 @@ async def test_server_signals_reach_everyone_or_the_chosen_ones(
     assert (await only_bob).data == "just bob"
     event = await untyped
     assert (event.data, event.name) == ("no type", "signal")
+
+
+async def test_send_signal_passes_the_type_verbatim(
+    server_api: signalroom.ServerApi, participant: ParticipantFactory
+) -> None:
+    alice = await participant("lobby")
+    seen: list[tuple[str, str]] = []
+    alice.on("signal", lambda e: seen.append((e.name, e.data)))
+    last = alice.wait_for("signal", predicate=lambda e: e.data == "prefixed")
+    await server_api.send_signal("lobby", data="bare", type="chat", to=[alice.connection])
+    await server_api.send_signal("lobby", type="signal:chat")  # no data
+    await server_api.send_signal("lobby", data="prefixed", type="signal:chat")
+    await last
+    assert seen == [("chat", "bare"), ("signal:chat", ""), ("signal:chat", "prefixed")]
