@@ -18,6 +18,8 @@ use signalroom_core::protocol::{ParticipantLeft, RemoteParticipant, full_metadat
 use signalroom_core::rest::{ConnectionObject, ConnectionStatus, Page, SessionObject};
 use signalroom_core::{ConnectionId, EndReason, Role, RpcSessionId, SessionId};
 
+use tokio::sync::Notify;
+
 use crate::config::Config;
 use crate::queue::{QueueTx, TrySendError};
 use crate::util::{now_ms, random_id};
@@ -40,6 +42,8 @@ pub(crate) enum Outbound {
 pub(crate) struct Link {
     pub tx: QueueTx<Outbound>,
     pub socket_id: u64,
+    /// Ends the socket's writer at once: for a socket too far behind to take a close request.
+    pub kill: Arc<Notify>,
 }
 
 impl Link {
@@ -53,9 +57,11 @@ impl Link {
         }
     }
 
-    fn control(&self, out: Outbound) {
-        // A full queue means the writer is stuck; it will be closed when the socket is dropped.
-        let _ = self.tx.try_send(out);
+    /// Queues a close request; a socket whose queue is full cannot take one and is dropped.
+    pub(crate) fn control(&self, out: Outbound) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(out) {
+            self.kill.notify_one();
+        }
     }
 }
 

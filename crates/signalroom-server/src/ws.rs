@@ -41,6 +41,8 @@ const READ_BUFFER: usize = 8 * 1024;
 const CLOSE_TOO_BIG: u16 = 1009;
 /// Frames written between flushes at most, so a long queue reaches the socket in pieces.
 const WRITE_BATCH: usize = 256;
+/// How long a close frame may take to write.
+const CLOSE_WRITE: Duration = Duration::from_secs(1);
 /// How long the writer may take to flush and close once the socket is done.
 const WRITER_DRAIN: Duration = Duration::from_secs(5);
 /// Bounds on the interval a client may ask the ping watchdog for.
@@ -67,7 +69,8 @@ async fn run(state: Arc<State>, socket: WebSocket, ip: String) {
     let (sink, stream) = socket.split();
     let (tx, rx) = queue::channel(state.config.send_queue_capacity);
     let writer_done = Arc::new(Notify::new());
-    let mut writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&writer_done)));
+    let kill = Arc::new(Notify::new());
+    let mut writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&writer_done), Arc::clone(&kill)));
     tracing::debug!(socket = socket_id, %ip, "socket opened");
 
     let mut conn = SocketConn {
@@ -81,6 +84,7 @@ async fn run(state: Arc<State>, socket: WebSocket, ip: String) {
         ping_deadline: None,
         overflowed: false,
         request_id: None,
+        kill,
     };
     conn.read_loop(stream, &writer_done).await;
     conn.socket_closed();
@@ -92,7 +96,20 @@ async fn run(state: Arc<State>, socket: WebSocket, ip: String) {
     tracing::debug!(socket = socket_id, "socket closed");
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<Outbound>, done: Arc<Notify>) {
+async fn write_loop(
+    sink: SplitSink<WebSocket, Message>,
+    rx: QueueRx<Outbound>,
+    done: Arc<Notify>,
+    kill: Arc<Notify>,
+) {
+    tokio::select! {
+        () = write_frames(sink, rx) => {}
+        () = kill.notified() => tracing::debug!("socket too far behind to be closed politely: dropped"),
+    }
+    done.notify_one();
+}
+
+async fn write_frames(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<Outbound>) {
     let mut close_at: Option<Instant> = None;
     let mut batch = VecDeque::new();
     'outer: loop {
@@ -105,24 +122,24 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<Out
         };
         if n == 0 {
             // Every sender is gone and everything queued was written.
-            let _ = sink.send(Message::Close(None)).await;
+            let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(None))).await;
             break;
         }
         let mut written = 0;
         while let Some(out) = batch.pop_front() {
             match out {
                 Outbound::Frame(text) => {
-                    if sink.feed(Message::Text(text)).await.is_err() {
+                    if !io(close_at, sink.feed(Message::Text(text))).await {
                         break 'outer;
                     }
                     written += 1;
-                    if written % WRITE_BATCH == 0 && sink.flush().await.is_err() {
+                    if written % WRITE_BATCH == 0 && !io(close_at, sink.flush()).await {
                         break 'outer;
                     }
                 }
                 Outbound::Close { code, reason } => {
                     let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-                    let _ = sink.send(Message::Close(Some(close))).await;
+                    let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(Some(close)))).await;
                     break 'outer;
                 }
                 Outbound::CloseAfter(delay) => {
@@ -132,11 +149,19 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<Out
                 Outbound::KeepOpen => close_at = None,
             }
         }
-        if written % WRITE_BATCH != 0 && sink.flush().await.is_err() {
+        if written % WRITE_BATCH != 0 && !io(close_at, sink.flush()).await {
             break;
         }
     }
-    done.notify_one();
+}
+
+/// A socket write; once a close is due, a write that cannot finish by then (the client does not
+/// read) ends the socket.
+async fn io(close_at: Option<Instant>, write: impl Future<Output = Result<(), axum::Error>>) -> bool {
+    match close_at {
+        None => write.await.is_ok(),
+        Some(at) => matches!(tokio::time::timeout_at(at, write).await, Ok(Ok(()))),
+    }
 }
 
 /// Where this socket's participant lives.
@@ -159,6 +184,8 @@ struct SocketConn {
     overflowed: bool,
     /// The raw id of the request being handled; `None` for notifications (no reply).
     request_id: Option<Box<RawValue>>,
+    /// Ends the writer at once (see [`Link::kill`]).
+    kill: Arc<Notify>,
 }
 
 type RpcResult = Result<(), ErrorObject>;
@@ -374,7 +401,7 @@ impl SocketConn {
             }
         };
         let now = now_ms();
-        let link = Link { tx: self.tx.clone(), socket_id: self.socket_id };
+        let link = self.link();
         let fields = &mut *inner;
         let conn = fields.connections.get_mut(&connection_id).expect("the pending connection exists");
         fields.pending_tokens.remove(&conn.token_id);
@@ -532,11 +559,10 @@ impl SocketConn {
                 .ok_or_else(reconnection_error)?;
             if let Some(old) = participant.link.take() {
                 if old.socket_id != self.socket_id {
-                    let _ =
-                        old.tx.try_send(Outbound::Close { code: 1000, reason: "replaced by a reconnection" });
+                    old.control(Outbound::Close { code: 1000, reason: "replaced by a reconnection" });
                 }
             }
-            participant.link = Some(Link { tx: self.tx.clone(), socket_id: self.socket_id });
+            participant.link = Some(self.link());
             participant.link_generation += 1;
         }
         tracing::info!(session = %session.id, connection = %connection_id, "participant reconnected");
@@ -692,7 +718,11 @@ impl SocketConn {
     }
 
     fn control(&self, out: Outbound) {
-        let _ = self.tx.try_send(out);
+        self.link().control(out);
+    }
+
+    fn link(&self) -> Link {
+        Link { tx: self.tx.clone(), socket_id: self.socket_id, kill: Arc::clone(&self.kill) }
     }
 }
 
