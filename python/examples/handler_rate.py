@@ -10,6 +10,11 @@ handled. Both in release builds, the package installed as users get it::
     python3 -m venv /tmp/perf && /tmp/perf/bin/pip install .
     cargo build --release -p signalroom-py --example signal_sender
     /tmp/perf/bin/python python/examples/handler_rate.py --count 200000 --runs 3
+
+Seen on the 2-core development machine (2026-11-24, 200,000 signals of a few bytes): live, 155,000
+to 225,000 signals/s, as fast as the sender got them through the server (the sender's own time is
+printed; batches stay under 100 signals: Python waits for work); ``--queued``, 1.7 million
+signals/s (batches of 4,096, the most one crossing carries).
 """
 
 from __future__ import annotations
