@@ -242,19 +242,38 @@ impl Inner {
     /// Sends an application request, queued behind earlier ones and held while reconnecting;
     /// resolves with its result. Cancel-safe: dropping the future forgets the request.
     pub(crate) async fn call(&self, method: &'static str, params: Option<Params>) -> Result<Value> {
-        let (id, rx) = {
-            let mut state = self.state.lock();
-            if let SessionState::Disconnected(reason) = &state.phase {
-                return Err(Error::Disconnected { reason: reason.clone() });
-            }
-            let (out, rx) = self.register(&mut state, method, params, PendingKind::Plain);
-            let id = out.id;
-            if self.user_tx.send(out).is_err() {
-                state.pending.remove(&id);
-                return Err(Error::Disconnected { reason: EndReason::NetworkDisconnect });
-            }
-            (id, rx)
-        };
+        let (id, rx) = self.enqueue(method, params)?;
+        self.reply_to(method, id, rx).await
+    }
+
+    /// Registers a request and queues it for the writer now: requests go out in the order of
+    /// these calls, whenever their futures are first polled.
+    pub(crate) fn enqueue(
+        &self,
+        method: &'static str,
+        params: Option<Params>,
+    ) -> Result<(u64, oneshot::Receiver<Reply>)> {
+        let mut state = self.state.lock();
+        if let SessionState::Disconnected(reason) = &state.phase {
+            return Err(Error::Disconnected { reason: reason.clone() });
+        }
+        let (out, rx) = self.register(&mut state, method, params, PendingKind::Plain);
+        let id = out.id;
+        if self.user_tx.send(out).is_err() {
+            state.pending.remove(&id);
+            return Err(Error::Disconnected { reason: EndReason::NetworkDisconnect });
+        }
+        Ok((id, rx))
+    }
+
+    /// Waits for the reply to an [`enqueue`](Self::enqueue)d request; dropping this future
+    /// forgets the request (unwritten, it is never sent).
+    pub(crate) async fn reply_to(
+        &self,
+        method: &'static str,
+        id: u64,
+        rx: oneshot::Receiver<Reply>,
+    ) -> Result<Value> {
         let guard = ForgetOnDrop { inner: self, id };
         let reply = self.wait(method, rx, self.opts.request_timeout).await;
         drop(guard);

@@ -100,9 +100,17 @@ impl Session {
     /// Errors: [`Error::Rpc`](crate::Error::Rpc) with code 601 when a recipient is not in the session (nothing is
     /// delivered), 600 for a malformed signal; [`Error::Timeout`](crate::Error::Timeout); [`Error::ConnectionLost`](crate::Error::ConnectionLost);
     /// [`Error::Disconnected`](crate::Error::Disconnected). While reconnecting, the signal waits (within its timeout).
-    pub async fn signal(&self, signal: Signal) -> Result<()> {
+    ///
+    /// The request is queued when this is called, not when the future is first polled, so
+    /// signals go out in the order of the calls even when their futures run concurrently.
+    pub fn signal(&self, signal: Signal) -> impl Future<Output = Result<()>> + Send + 'static {
         let message = SendMessageParams { message: signal.to_message_json().into() };
-        self.inner().call(method::SEND_MESSAGE, Some(params(&message))).await.map(drop)
+        let inner = Arc::clone(&self.handle.inner);
+        let queued = inner.enqueue(method::SEND_MESSAGE, Some(params(&message)));
+        async move {
+            let (id, rx) = queued?;
+            inner.reply_to(method::SEND_MESSAGE, id, rx).await.map(drop)
+        }
     }
 
     /// A stream of the signals named `name`: `signal` for every signal, otherwise those whose wire

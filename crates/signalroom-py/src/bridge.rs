@@ -16,7 +16,6 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -43,32 +42,6 @@ where
 {
     let (future, target, cancelled) = asyncio_future(py)?;
     get_runtime().spawn(run(fut, target, cancelled));
-    Ok(future)
-}
-
-/// As [`future_into_py`], but `fut` is polled once right here, on the calling thread, before this
-/// returns: whatever it does before its first `.await` (for a request: taking its place in the
-/// send queue) happens in call order. A result ready at once completes the asyncio future now.
-pub(crate) fn start_into_py<'py, F, T, E>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
-where
-    F: Future<Output = Result<T, E>> + Send + 'static,
-    T: for<'a> IntoPyObject<'a> + Send + 'static,
-    E: Into<PyErr> + Send + 'static,
-{
-    let (future, target, cancelled) = asyncio_future(py)?;
-    let mut fut = Box::pin(fut);
-    let first = {
-        let _runtime = get_runtime().enter(); // timers and I/O need the runtime's context
-        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-    };
-    match first {
-        // Spawned: its first poll there registers the real waker.
-        Poll::Pending => drop(get_runtime().spawn(run(fut, target, cancelled))),
-        Poll::Ready(result) => {
-            let (ok, value) = outcome(py, result);
-            complete(&future, ok, &value.into_bound(py))?;
-        }
-    }
     Ok(future)
 }
 

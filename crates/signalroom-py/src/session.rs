@@ -8,7 +8,7 @@ use pyo3::types::PyString;
 use signalroom_client::{ConnectOptions, ConnectionId, EventReceiver, SessionState, Signal};
 use signalroom_core::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES;
 
-use crate::bridge::{future_into_py, start_into_py};
+use crate::bridge::future_into_py;
 use crate::errors::{PyClientError, PyCoreError, invalid_argument, invalid_signal};
 use crate::events::{Batch, Connection};
 
@@ -132,11 +132,11 @@ impl Session {
         let to = recipients(to)?;
         let signal =
             Signal::new(data, r#type.as_deref(), to, DEFAULT_MAX_SIGNAL_DATA_BYTES).map_err(PyCoreError)?;
-        let session = self.session.clone();
-        // Started here, so that signals go out in the order of the calls (even when several
-        // tasks send at once) and not in the order tokio first polls them.
-        start_into_py(py, async move {
-            session.signal(signal).await.map_err(PyClientError)?;
+        // Queued now (Session::signal queues at call time): signals go out in the order of
+        // the calls, even when several tasks send at once.
+        let sent = self.session.signal(signal);
+        future_into_py(py, async move {
+            sent.await.map_err(PyClientError)?;
             Ok::<_, PyClientError>(())
         })
     }

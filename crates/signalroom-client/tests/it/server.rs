@@ -126,6 +126,20 @@ async fn a_thousand_signals_arrive_in_order() {
 }
 
 #[tokio::test]
+async fn signals_go_out_in_call_order_whatever_order_their_futures_run_in() {
+    let ts = TestServer::start().await;
+    let (alice, _alice_events) = ts.join("room", "alice").await;
+    let (_bob, mut bob_events) = ts.join("room", "bob").await;
+    next_event(&mut bob_events).await; // alice
+    let first = alice.signal(chat("first"));
+    let second = alice.signal(chat("second"));
+    let (r2, r1) = tokio::join!(second, first);
+    assert!(r1.is_ok() && r2.is_ok());
+    assert_eq!(next_signal_event(&mut bob_events).await.data, "first");
+    assert_eq!(next_signal_event(&mut bob_events).await.data, "second");
+}
+
+#[tokio::test]
 async fn server_sent_signals_have_no_sender() {
     let ts = TestServer::start().await;
     let (alice, mut alice_events) = ts.join("room", "alice").await;
