@@ -19,3 +19,19 @@ def test_the_readme_python_example_runs() -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout == "echo: hi bob\n"
     assert run.stderr == ""
+
+
+def test_the_readme_pytest_example_passes(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    assert len(blocks) >= 2, "the README has a pytest example after the Python one"
+    (tmp_path / "test_example.py").write_text(blocks[1])
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=strict", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout, run.stdout
