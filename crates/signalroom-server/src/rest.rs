@@ -444,10 +444,7 @@ async fn update_connection(
     }
     let object = state.connection_object_of(&session, &cid, &inner.connections[&cid]);
     let removal = state.evict_slow(&mut inner, slow);
-    drop(inner);
-    if removal.session_emptied {
-        state.forget_session(&session);
-    }
+    state.settle(&session, inner, removal);
     Ok(Json(object).into_response())
 }
 
@@ -471,10 +468,7 @@ async fn delete_connection(AxumState(state): Shared, Path((id, cid)): Path<(Stri
         CloseMode::Linger,
         None,
     );
-    drop(inner);
-    if removal.session_emptied {
-        state.forget_session(&session);
-    }
+    state.settle(&session, inner, removal);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -609,10 +603,7 @@ async fn send_signal(AxumState(state): Shared, body: Bytes) -> ApiResult {
         }
     }
     let removal = state.evict_slow(&mut inner, slow);
-    drop(inner);
-    if removal.session_emptied {
-        state.forget_session(&session);
-    }
+    state.settle(&session, inner, removal);
     Ok(StatusCode::OK.into_response())
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use indexmap::IndexMap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
 use signalroom_core::jsonrpc::Notification;
 use signalroom_core::protocol::{ParticipantLeft, RemoteParticipant, full_metadata, notification};
@@ -226,6 +226,15 @@ impl State {
         let session = self.sessions.get(id).map(|s| Arc::clone(&s))?;
         let closed = session.inner.lock().closed;
         (!closed).then_some(session)
+    }
+
+    /// Releases a session's lock, then acts on `removal`: a session left empty is unregistered
+    /// (which takes the registry's lock, never taken under a session's).
+    pub fn settle(&self, session: &Arc<Session>, inner: MutexGuard<'_, SessionInner>, removal: Removal) {
+        drop(inner);
+        if removal.session_emptied {
+            self.forget_session(session);
+        }
     }
 
     /// Removes a closed session from the registry (only that instance: a session re-created

@@ -15,6 +15,7 @@ use axum::http::HeaderMap;
 use axum::response::Response as HttpResponse;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use parking_lot::MutexGuard;
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -445,10 +446,7 @@ impl SocketConn {
         self.state.rpc_sessions.insert(self.rpc_id.clone(), (session.id.clone(), connection_id.clone()));
         tracing::info!(session = %session.id, connection = %connection_id, ip = %self.ip, "participant joined");
         let removal = self.state.evict_slow(&mut inner, slow);
-        drop(inner);
-        if removal.session_emptied {
-            self.state.forget_session(&session);
-        }
+        self.state.settle(&session, inner, removal);
         self.joined = Some(Joined { session, connection_id });
         Ok(())
     }
@@ -480,10 +478,7 @@ impl SocketConn {
         }
         self.reply_ok();
         let removal = self.state.evict_slow(&mut inner, slow);
-        drop(inner);
-        if removal.session_emptied {
-            self.state.forget_session(&me.session);
-        }
+        self.state.settle(&me.session, inner, removal);
         Ok(())
     }
 
@@ -497,10 +492,7 @@ impl SocketConn {
             None,
         );
         self.reply_ok();
-        drop(inner);
-        if removal.session_emptied {
-            self.state.forget_session(&me.session);
-        }
+        self.state.settle(&me.session, inner, removal);
         self.joined = None;
         Ok(())
     }
@@ -528,10 +520,7 @@ impl SocketConn {
             CloseMode::Linger,
             Some(&mut respond),
         );
-        drop(inner);
-        if removal.session_emptied {
-            self.state.forget_session(&me.session);
-        }
+        self.state.settle(&me.session, inner, removal);
         Ok(())
     }
 
@@ -583,17 +572,7 @@ impl SocketConn {
             return;
         }
         if self.overflowed || stopping || self.state.config.reconnection_grace.is_zero() {
-            let removal = self.state.remove_participants(
-                &mut inner,
-                vec![(me.connection_id.clone(), EndReason::NetworkDisconnect)],
-                true,
-                CloseMode::Now,
-                None,
-            );
-            drop(inner);
-            if removal.session_emptied {
-                self.state.forget_session(&me.session);
-            }
+            evict_lost(&self.state, &me, inner);
             return;
         }
         let participant = inner
@@ -609,25 +588,14 @@ impl SocketConn {
         let state = Arc::clone(&self.state);
         tokio::spawn(async move {
             tokio::time::sleep(state.config.reconnection_grace).await;
-            let mut inner = me.session.inner.lock();
+            let inner = me.session.inner.lock();
             let still_away = inner
                 .connections
                 .get(&me.connection_id)
                 .and_then(|c| c.participant.as_ref())
                 .is_some_and(|p| p.link.is_none() && p.link_generation == generation);
-            if !still_away {
-                return;
-            }
-            let removal = state.remove_participants(
-                &mut inner,
-                vec![(me.connection_id.clone(), EndReason::NetworkDisconnect)],
-                true,
-                CloseMode::Now,
-                None,
-            );
-            drop(inner);
-            if removal.session_emptied {
-                state.forget_session(&me.session);
+            if still_away {
+                evict_lost(&state, &me, inner);
             }
         });
     }
@@ -724,6 +692,13 @@ impl SocketConn {
     fn link(&self) -> Link {
         Link { tx: self.tx.clone(), socket_id: self.socket_id, kill: Arc::clone(&self.kill) }
     }
+}
+
+/// Evicts a participant whose link is lost for good, with `networkDisconnect`.
+fn evict_lost(state: &State, me: &Joined, mut inner: MutexGuard<'_, SessionInner>) {
+    let lost = vec![(me.connection_id.clone(), EndReason::NetworkDisconnect)];
+    let removal = state.remove_participants(&mut inner, lost, true, CloseMode::Now, None);
+    state.settle(&me.session, inner, removal);
 }
 
 fn bound_in(inner: &SessionInner, id: &ConnectionId, socket_id: u64) -> bool {
