@@ -27,7 +27,7 @@ use signalroom_core::protocol::{
 };
 use signalroom_core::signal::{Recipients, SignalMessage, route};
 use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, RpcSessionId};
-use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::{Instant, sleep_until};
 
 use crate::queue::{self, QueueRx, QueueTx, TrySendError};
@@ -69,9 +69,7 @@ async fn run(state: Arc<State>, socket: WebSocket, ip: String) {
     let socket_id = state.next_socket_id();
     let (sink, stream) = socket.split();
     let (tx, rx) = queue::channel(state.config.send_queue_capacity);
-    let writer_done = Arc::new(Notify::new());
-    let kill = Arc::new(Notify::new());
-    let mut writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&writer_done), Arc::clone(&kill)));
+    let mut writer = tokio::spawn(write_frames(sink, rx));
     tracing::debug!(socket = socket_id, %ip, "socket opened");
 
     let mut conn = SocketConn {
@@ -85,29 +83,16 @@ async fn run(state: Arc<State>, socket: WebSocket, ip: String) {
         ping_deadline: None,
         overflowed: false,
         request_id: None,
-        kill,
+        writer: writer.abort_handle(),
     };
-    conn.read_loop(stream, &writer_done).await;
+    let writer_ended = conn.read_loop(stream, &mut writer).await;
     conn.socket_closed();
     drop(conn);
     // Every sender is gone now: the writer drains what is queued, closes, and ends.
-    if tokio::time::timeout(WRITER_DRAIN, &mut writer).await.is_err() {
+    if !writer_ended && tokio::time::timeout(WRITER_DRAIN, &mut writer).await.is_err() {
         writer.abort();
     }
     tracing::debug!(socket = socket_id, "socket closed");
-}
-
-async fn write_loop(
-    sink: SplitSink<WebSocket, Message>,
-    rx: QueueRx<Outbound>,
-    done: Arc<Notify>,
-    kill: Arc<Notify>,
-) {
-    tokio::select! {
-        () = write_frames(sink, rx) => {}
-        () = kill.notified() => tracing::debug!("socket too far behind to be closed politely: dropped"),
-    }
-    done.notify_one();
 }
 
 async fn write_frames(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<Outbound>) {
@@ -130,7 +115,12 @@ async fn write_frames(mut sink: SplitSink<WebSocket, Message>, mut rx: QueueRx<O
         while let Some(out) = batch.pop_front() {
             match out {
                 Outbound::Frame(text) => {
-                    if !io(close_at, sink.feed(Message::Text(text))).await {
+                    // The hot path: a plain `feed` unless a close is due.
+                    let fed = match close_at {
+                        None => sink.feed(Message::Text(text)).await.is_ok(),
+                        Some(_) => io(close_at, sink.feed(Message::Text(text))).await,
+                    };
+                    if !fed {
                         break 'outer;
                     }
                     written += 1;
@@ -185,18 +175,20 @@ struct SocketConn {
     overflowed: bool,
     /// The raw id of the request being handled; `None` for notifications (no reply).
     request_id: Option<Box<RawValue>>,
-    /// Ends the writer at once (see [`Link::kill`]).
-    kill: Arc<Notify>,
+    /// The writer task (see [`Link::writer`]).
+    writer: AbortHandle,
 }
 
 type RpcResult = Result<(), ErrorObject>;
 
 impl SocketConn {
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, writer_done: &Notify) {
+    /// Reads and handles requests until the socket is done; `true` when that is because the
+    /// writer ended (closed, failed or aborted).
+    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, writer: &mut JoinHandle<()>) -> bool {
         loop {
             let msg = tokio::select! {
                 msg = stream.next() => msg,
-                () = writer_done.notified() => break,
+                _ = &mut *writer => return true,
                 () = sleep_until(self.ping_deadline.unwrap_or_else(Instant::now)), if self.ping_deadline.is_some() => {
                     tracing::info!(socket = self.socket_id, "no ping within {}x the interval: closing", PING_WATCHDOG_FACTOR);
                     self.control(Outbound::Close { code: 1000, reason: "Close for not receive ping from client" });
@@ -235,6 +227,7 @@ impl SocketConn {
                 break;
             }
         }
+        false
     }
 
     fn handle_text(&mut self, text: &str) {
@@ -690,7 +683,7 @@ impl SocketConn {
     }
 
     fn link(&self) -> Link {
-        Link { tx: self.tx.clone(), socket_id: self.socket_id, kill: Arc::clone(&self.kill) }
+        Link { tx: self.tx.clone(), socket_id: self.socket_id, writer: self.writer.clone() }
     }
 }
 
