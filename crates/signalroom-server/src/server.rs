@@ -44,7 +44,15 @@ impl Server {
             Some(url) => url.clone(),
             None => {
                 let scheme = if config.tls.is_some() { "https" } else { "http" };
-                Url::parse(&format!("{scheme}://{local_addr}"))?
+                let mut reachable = local_addr;
+                if reachable.ip().is_unspecified() {
+                    // 0.0.0.0 is no address a client can dial: tokens would point nowhere.
+                    reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    tracing::warn!(
+                        "listening on {local_addr}: tokens point to {reachable}; set --public-url to the address clients reach"
+                    );
+                }
+                Url::parse(&format!("{scheme}://{reachable}"))?
             }
         };
         let token_base = signalroom_core::token::token_base(&public_url)

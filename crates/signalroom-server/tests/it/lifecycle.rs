@@ -130,3 +130,24 @@ async fn a_socket_that_leaves_and_joins_again_stays_open() {
     other.signal(&[&id2], "still open", "signal:chat").await.unwrap();
     assert_eq!(p.notification("sendMessage").await["data"], "still open");
 }
+
+#[tokio::test]
+async fn tokens_never_point_to_an_unspecified_address() {
+    let s = TestServer::start_with(|c| c.listen = "0.0.0.0:0".parse().unwrap()).await;
+    let port = s.server().local_addr().port();
+    assert_eq!(s.server().token_base(), format!("ws://127.0.0.1:{port}"));
+}
+
+#[tokio::test]
+async fn tokens_point_to_the_public_url() {
+    let mut s =
+        TestServer::start_with(|c| c.public_url = Some("https://ov.example.com/".parse().unwrap())).await;
+    assert_eq!(s.server().token_base(), "wss://ov.example.com");
+    // The REST calls of this test go to the server itself, behind its public URL.
+    s.url = format!("http://{}", s.server().local_addr());
+    s.create_session("S1").await;
+    let (token, _) = s.connection("S1", json!({})).await;
+    assert!(token.starts_with("wss://ov.example.com?sessionId=S1&token=tok_"), "{token}");
+    let (status, url) = s.get("/config/openvidu-publicurl").await;
+    assert_eq!((status.as_u16(), url), (200, json!("https://ov.example.com/")));
+}
