@@ -40,20 +40,30 @@ pub struct SessionObject {
     pub recording: bool,
     /// Always `false` (no broadcasting).
     pub broadcasting: bool,
-    /// `ROUTED` or `RELAYED`, as given.
+    /// The properties given at creation.
+    #[serde(flatten)]
+    pub properties: SessionProperties,
+    /// Active connections (plus pending ones with `?pendingConnections=true`).
+    pub connections: Page<ConnectionObject>,
+}
+
+/// A session's properties, as given to `POST /sessions` (with OpenVidu's defaults) and echoed
+/// in the Session object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionProperties {
+    /// `ROUTED` or `RELAYED`.
     pub media_mode: String,
-    /// `MANUAL` or `ALWAYS`, as given.
+    /// `MANUAL` or `ALWAYS`.
     pub recording_mode: String,
     /// As given, filled with OpenVidu's defaults.
     pub default_recording_properties: Value,
     /// The custom id given, or `""`.
     pub custom_session_id: String,
-    /// As given (default `MEDIA_SERVER_PREFERRED`).
+    /// Default `MEDIA_SERVER_PREFERRED`.
     pub forced_video_codec: String,
-    /// As given (default `false`).
+    /// Default `false`.
     pub allow_transcoding: bool,
-    /// Active connections (plus pending ones with `?pendingConnections=true`).
-    pub connections: Page<ConnectionObject>,
 }
 
 /// Whether a Connection has been used to join.

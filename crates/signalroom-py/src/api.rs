@@ -125,7 +125,7 @@ impl SessionObject {
             .collect::<PyResult<_>>()?;
         Ok(Self {
             session_id: s.session_id.as_str().to_owned(),
-            custom_session_id: s.custom_session_id,
+            custom_session_id: s.properties.custom_session_id,
             created_at: s.created_at,
             connections,
             json,

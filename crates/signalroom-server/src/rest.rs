@@ -13,11 +13,11 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use signalroom_core::protocol::{ConnectionPropertyChanged, SignalNotification, notification};
-use signalroom_core::rest::{ErrorBody, Page, TokenObject, default_recording_properties};
+use signalroom_core::rest::{ErrorBody, Page, SessionProperties, TokenObject, default_recording_properties};
 use signalroom_core::signal::{Recipients, check_type, json_kind, route};
 use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, SessionId};
 
-use crate::state::{CloseMode, Session, SessionProps, State, frame};
+use crate::state::{CloseMode, Session, State, frame};
 use crate::util::{constant_time_eq, now_ms, random_id};
 
 type Shared = AxumState<Arc<State>>;
@@ -290,7 +290,7 @@ async fn create_session(AxumState(state): Shared, body: Bytes) -> ApiResult {
     let session = Arc::new(Session {
         id: id.clone(),
         created_at: now_ms(),
-        props: SessionProps {
+        props: SessionProperties {
             media_mode: media_mode.to_owned(),
             recording_mode: recording_mode.to_owned(),
             default_recording_properties: default_recording_properties(recording),

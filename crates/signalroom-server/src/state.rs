@@ -15,7 +15,7 @@ use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
 use signalroom_core::jsonrpc::Notification;
 use signalroom_core::protocol::{ParticipantLeft, RemoteParticipant, full_metadata, notification};
-use signalroom_core::rest::{ConnectionObject, ConnectionStatus, Page, SessionObject};
+use signalroom_core::rest::{ConnectionObject, ConnectionStatus, Page, SessionObject, SessionProperties};
 use signalroom_core::{ConnectionId, EndReason, Role, RpcSessionId, SessionId};
 
 use tokio::task::AbortHandle;
@@ -104,17 +104,6 @@ impl Conn {
     }
 }
 
-/// Session properties given at creation, echoed by the REST API.
-#[derive(Debug, Clone)]
-pub(crate) struct SessionProps {
-    pub media_mode: String,
-    pub recording_mode: String,
-    pub default_recording_properties: Value,
-    pub custom_session_id: String,
-    pub forced_video_codec: String,
-    pub allow_transcoding: bool,
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct SessionInner {
     /// Set when the session is closed; it is then removed from the registry.
@@ -165,7 +154,7 @@ impl SessionInner {
 pub(crate) struct Session {
     pub id: SessionId,
     pub created_at: u64,
-    pub props: SessionProps,
+    pub props: SessionProperties,
     pub inner: Mutex<SessionInner>,
 }
 
@@ -410,12 +399,7 @@ impl State {
             created_at: session.created_at,
             recording: false,
             broadcasting: false,
-            media_mode: session.props.media_mode.clone(),
-            recording_mode: session.props.recording_mode.clone(),
-            default_recording_properties: session.props.default_recording_properties.clone(),
-            custom_session_id: session.props.custom_session_id.clone(),
-            forced_video_codec: session.props.forced_video_codec.clone(),
-            allow_transcoding: session.props.allow_transcoding,
+            properties: session.props.clone(),
             connections: Page::new(content),
         }
     }
