@@ -111,7 +111,7 @@ struct Ping {
 }
 
 fn send_ping(inner: &Inner, link: &Link, with_interval: bool) -> Ping {
-    let interval = PingParams { interval: Some(inner.opts.ping_interval.as_millis() as u64) };
+    let interval = PingParams { interval: Some(inner.opts.ping_interval.as_millis() as u64), last_seq: None };
     let params = with_interval.then(|| params(&interval));
     let now = Instant::now();
     let (id, rx) = inner.send_on(link, method::PING, params, PendingKind::Plain);
@@ -276,7 +276,8 @@ async fn reconnect(
         match opened {
             Err(e) => tracing::debug!(attempt, attempts, error = %e, "reconnection attempt failed"),
             Ok(mut link) => {
-                let connect = ConnectParams { session_id: rpc_session_id.clone(), reconnect: true };
+                let connect =
+                    ConnectParams { session_id: rpc_session_id.clone(), reconnect: true, last_seq: None };
                 let (id, rx) =
                     inner.send_on(&link, method::CONNECT, Some(params(&connect)), PendingKind::Reconnect);
                 let result = tokio::select! {

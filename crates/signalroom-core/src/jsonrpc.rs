@@ -93,6 +93,10 @@ pub struct Frame<'a> {
     /// Error of a response.
     #[serde(default)]
     pub error: Option<ErrorObject>,
+    /// signalroom's one wire extension: the sequence number of a server notification
+    /// ([`Notification::with_seq`]). Absent on every other frame, and from other servers.
+    #[serde(default)]
+    pub seq: Option<u64>,
 }
 
 impl<'a> Frame<'a> {
@@ -216,12 +220,24 @@ pub struct Notification<'a, P: Serialize> {
     pub method: &'a str,
     /// Params.
     pub params: P,
+    /// signalroom's wire extension: the notification's sequence number. Numbers increase along
+    /// the notifications one participant receives (they are the session's, so a fan-out is
+    /// serialised once, and may skip values); a client that remembers the last one it handled
+    /// resumes after it on reconnection (`lastSeq` in `connect`). A top-level member, which
+    /// openvidu-browser's JSON-RPC layer ignores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 impl<'a, P: Serialize> Notification<'a, P> {
-    /// A notification.
+    /// A notification without a sequence number.
     pub fn new(method: &'a str, params: P) -> Self {
-        Self { jsonrpc: VERSION, method, params }
+        Self { jsonrpc: VERSION, method, params, seq: None }
+    }
+
+    /// A notification with a sequence number (see [`Notification::seq`]).
+    pub fn with_seq(method: &'a str, params: P, seq: u64) -> Self {
+        Self { jsonrpc: VERSION, method, params, seq: Some(seq) }
     }
 
     /// Serialises the notification.
@@ -258,6 +274,16 @@ mod tests {
             ErrorResponse::new(None, &e).to_json(),
             r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#
         );
+    }
+
+    #[test]
+    fn a_sequence_number_is_a_trailing_member_read_back_by_the_frame() {
+        let text = Notification::with_seq("sendMessage", serde_json::json!({"data":"x"}), 7).to_json();
+        assert_eq!(text, r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"data":"x"},"seq":7}"#);
+        assert_eq!(Frame::parse(&text).unwrap().seq, Some(7));
+        let plain = Notification::new("sendMessage", serde_json::json!({})).to_json();
+        assert!(!plain.contains("seq"));
+        assert_eq!(Frame::parse(&plain).unwrap().seq, None);
     }
 
     #[test]

@@ -176,10 +176,15 @@ impl<'de> Deserialize<'de> for EndReason {
 
 /// `ping` params. The first ping of a socket carries the interval; later ones none.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PingParams {
     /// Milliseconds between pings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<u64>,
+    /// signalroom's extension: the sequence number of the last notification the client handled.
+    /// The server may then forget what it kept for a resume up to there. Other servers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
 }
 
 /// `joinRoom` params, as openvidu-browser 2.32.2 sends them (spec §3.1).
@@ -276,6 +281,31 @@ pub struct ConnectParams {
     /// Always `true`.
     #[serde(default)]
     pub reconnect: bool,
+    /// signalroom's extension: the sequence number of the last notification the client handled;
+    /// the server replays what followed it. Absent (openvidu-browser): the server replays what it
+    /// had queued and not yet written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+}
+
+/// The `connect` (reconnection) result. OpenVidu answers `value` and `sessionId`; signalroom adds
+/// `recovered` and `replayed`, which openvidu-browser ignores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconnectResult {
+    /// `"reconnection successful"`.
+    #[serde(default)]
+    pub value: String,
+    /// The RPC session id (unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<RpcSessionId>,
+    /// Whether every notification after the client's `lastSeq` was replayed: nothing was lost.
+    /// `None` from servers that do not resume (OpenVidu).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// How many notifications were replayed before the live ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<u64>,
 }
 
 /// `forceDisconnect` params.
