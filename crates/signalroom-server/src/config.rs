@@ -22,8 +22,11 @@ pub struct Config {
     pub max_signal_bytes: usize,
     /// Maximum size of an inbound WebSocket frame; larger ones close the socket with 1009.
     pub max_frame_bytes: usize,
-    /// Outbound frames queued per participant before it is evicted as too slow.
+    /// Outbound frames queued per participant before it is evicted as too slow; also the
+    /// number of written notifications kept for a resume.
     pub send_queue_capacity: usize,
+    /// The same bound in bytes.
+    pub send_queue_bytes: usize,
     /// How long a participant whose socket dropped is kept for a reconnection.
     pub reconnection_grace: Duration,
     /// How often never-joined sessions are garbage-collected; zero disables.
@@ -54,6 +57,7 @@ impl Config {
             max_signal_bytes: limits::DEFAULT_MAX_SIGNAL_DATA_BYTES,
             max_frame_bytes: limits::DEFAULT_MAX_FRAME_BYTES,
             send_queue_capacity: DEFAULT_SEND_QUEUE,
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             reconnection_grace: Duration::from_secs(limits::RECONNECTION_GRACE_SECS),
             session_gc_interval: Duration::from_secs(900),
             session_gc_threshold: Duration::from_secs(3600),
@@ -73,3 +77,6 @@ pub const DEFAULT_SECRET: &str = "MY_SECRET";
 
 /// Default number of outbound frames queued per participant.
 pub const DEFAULT_SEND_QUEUE: usize = 4096;
+
+/// Default number of bytes queued per participant (and kept for a resume).
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 16 * 1024 * 1024;

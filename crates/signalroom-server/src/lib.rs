@@ -2,7 +2,10 @@
 //!
 //! - WebSocket JSON-RPC 2.0 at `/openvidu` (what openvidu-browser speaks),
 //! - the REST API at `/openvidu/api` (sessions, connections, tokens, `POST /signal`, config),
-//! - an in-process broker: per-session state, one bounded send queue and one writer task per socket.
+//! - layers that each do one job: `room` (one session's rules, pure), `hub` (the operations both
+//!   front ends call, emitting a [`ServerEvent`] each), `broker` (what nodes share; in-process by
+//!   default), `outbox` (per participant, surviving a dropped socket for a zero-loss resume), and
+//!   the thin front ends `ws` and `rest`, whose refusals map through one table (`refusal`).
 //!
 //! Run it in-process (tests, embedding):
 //!
@@ -17,14 +20,19 @@
 //! # }
 //! ```
 
+mod broker;
 mod config;
+mod events;
+mod hub;
+mod outbox;
 mod page;
-mod queue;
+mod refusal;
 mod rest;
+mod room;
 mod server;
-mod state;
 mod util;
 mod ws;
 
-pub use config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, TlsConfig};
+pub use config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
+pub use events::ServerEvent;
 pub use server::Server;

@@ -12,19 +12,20 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use signalroom_core::protocol::{ConnectionPropertyChanged, SignalNotification, notification};
 use signalroom_core::rest::{ErrorBody, Page, SessionProperties, TokenObject, default_recording_properties};
-use signalroom_core::signal::{Recipients, check_type, json_kind, route};
+use signalroom_core::signal::{check_type, json_kind};
 use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, SessionId};
 
-use crate::state::{CloseMode, Session, State, frame};
-use crate::util::{constant_time_eq, now_ms, random_id};
+use crate::hub::Hub;
+use crate::refusal::Refusal;
+use crate::room::{CloseMode, NewConnection};
+use crate::util::{constant_time_eq, now_ms};
 
-type Shared = AxumState<Arc<State>>;
+type Shared = AxumState<Arc<Hub>>;
 type ApiResult<T = Response> = Result<T, ApiError>;
 
 /// The `/openvidu/api` router (to be nested at that path).
-pub(crate) fn router(state: Arc<State>) -> Router<Arc<State>> {
+pub(crate) fn router(state: Arc<Hub>) -> Router<Arc<Hub>> {
     let authenticated = Router::new()
         .route("/sessions", post(create_session).get(list_sessions))
         .route("/sessions/{id}", get(get_session).delete(close_session))
@@ -41,7 +42,7 @@ pub(crate) fn router(state: Arc<State>) -> Router<Arc<State>> {
         .route("/config/openvidu-recording", get(|| async { "false" }))
         .route("/config/openvidu-recording-path", get(|| async { "" }))
         .route("/config/openvidu-cdr", get(|| async { "false" }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint in /openvidu/api") })
+        .fallback(|| async { ApiError::from(Refusal::NoEndpoint) })
         .route_layer(axum::middleware::from_fn_with_state(state, basic_auth));
     Router::new()
         .route("/config/openvidu-publicurl", get(public_url))
@@ -57,16 +58,25 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: Some(message.into()) }
-    }
-
     fn empty(status: StatusCode) -> Self {
         Self { status, message: None }
     }
 
     fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Refusal::BadRequest(message.into()).into()
+    }
+
+    /// A refusal on a route where a missing session is `missing` (OpenVidu answers 400 on
+    /// some routes, 404 on others).
+    fn refused(refusal: Refusal, missing: StatusCode) -> Self {
+        let (status, message) = refusal.http(missing);
+        Self { status, message }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        Self::refused(refusal, StatusCode::NOT_FOUND)
     }
 }
 
@@ -129,11 +139,7 @@ async fn basic_auth(AxumState(state): Shared, request: Request, next: Next) -> R
         })
         .unwrap_or(false);
     if !ok {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "authentication required: HTTP Basic with user OPENVIDUAPP and the server secret",
-        )
-        .into_response();
+        return ApiError::from(Refusal::Unauthorized).into_response();
     }
     next.run(request).await
 }
@@ -256,13 +262,9 @@ fn pending_param(q: &HashMap<String, String>, default: bool) -> bool {
     q.get("pendingConnections").map_or(default, |v| v.eq_ignore_ascii_case("true"))
 }
 
-fn session_or(state: &State, id: &str, status: StatusCode) -> ApiResult<Arc<Session>> {
-    state.session(id).ok_or(ApiError::empty(status))
-}
-
 // ---- sessions --------------------------------------------------------------------------------
 
-async fn create_session(AxumState(state): Shared, body: Bytes) -> ApiResult {
+async fn create_session(AxumState(hub): Shared, body: Bytes) -> ApiResult {
     let b = object_body(&body)?;
     let media_mode = opt_enum(&b, "mediaMode", &["ROUTED", "RELAYED"])?.unwrap_or("ROUTED");
     let recording_mode = opt_enum(&b, "recordingMode", &["MANUAL", "ALWAYS"])?.unwrap_or("MANUAL");
@@ -286,73 +288,35 @@ async fn create_session(AxumState(state): Shared, body: Bytes) -> ApiResult {
             "Parameter 'customSessionId' is wrong: {custom:?} must match [a-zA-Z0-9_-]+"
         )));
     }
-    let id = SessionId::from(if custom.is_empty() { random_id("ses_", 10) } else { custom.to_owned() });
-    let session = Arc::new(Session {
-        id: id.clone(),
-        created_at: now_ms(),
-        props: SessionProperties {
-            media_mode: media_mode.to_owned(),
-            recording_mode: recording_mode.to_owned(),
-            default_recording_properties: default_recording_properties(recording),
-            custom_session_id: custom.to_owned(),
-            forced_video_codec: forced_video_codec.to_owned(),
-            allow_transcoding,
-        },
-        inner: Default::default(),
-    });
-    match state.sessions.entry(id.clone()) {
-        dashmap::Entry::Occupied(mut o) => {
-            // A session closed a moment ago may still be registered: it is replaced.
-            if !o.get().inner.lock().closed {
-                return Err(ApiError::empty(StatusCode::CONFLICT));
-            }
-            o.insert(Arc::clone(&session));
-        }
-        dashmap::Entry::Vacant(v) => {
-            v.insert(Arc::clone(&session));
-        }
-    }
-    tracing::info!(session = %id, "session created");
-    Ok(Json(state.session_object(&session, false)).into_response())
+    let props = SessionProperties {
+        media_mode: media_mode.to_owned(),
+        recording_mode: recording_mode.to_owned(),
+        default_recording_properties: default_recording_properties(recording),
+        custom_session_id: custom.to_owned(),
+        forced_video_codec: forced_video_codec.to_owned(),
+        allow_transcoding,
+    };
+    Ok(Json(hub.create_session(custom, props).await?).into_response())
 }
 
-async fn list_sessions(AxumState(state): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
-    let pending = pending_param(&q, false);
-    let sessions: Vec<Arc<Session>> = state.sessions.iter().map(|s| Arc::clone(&s)).collect();
-    let mut content: Vec<_> = sessions
-        .iter()
-        .filter(|s| !s.inner.lock().closed)
-        .map(|s| state.session_object(s, pending))
-        .collect();
-    content.sort_by_key(|s| s.created_at);
-    Json(Page::new(content)).into_response()
+async fn list_sessions(AxumState(hub): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
+    Json(Page::new(hub.sessions(pending_param(&q, false)).await)).into_response()
 }
 
 async fn get_session(
-    AxumState(state): Shared,
+    AxumState(hub): Shared,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
-    Ok(Json(state.session_object(&session, pending_param(&q, false))).into_response())
+    Ok(Json(hub.session(&id, pending_param(&q, false)).await?).into_response())
 }
 
-async fn close_session(AxumState(state): Shared, Path(id): Path<String>) -> ApiResult {
-    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
-    state.close_session(&session, EndReason::SessionClosedByServer, CloseMode::Linger);
+async fn close_session(AxumState(hub): Shared, Path(id): Path<String>) -> ApiResult {
+    hub.close_session(&id, EndReason::SessionClosedByServer, CloseMode::Linger).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---- connections -----------------------------------------------------------------------------
-
-/// Validated properties of a new Connection.
-struct NewConnection {
-    role: Role,
-    record: bool,
-    data: String,
-    kurento_options: Value,
-    custom_ice_servers: Value,
-}
 
 fn new_connection(b: &Map<String, Value>) -> ApiResult<NewConnection> {
     match opt_str(b, "type")? {
@@ -371,113 +335,55 @@ fn new_connection(b: &Map<String, Value>) -> ApiResult<NewConnection> {
     Ok(NewConnection {
         role: opt_role(b)?.unwrap_or_default(),
         record: opt_bool(b, "record")?.unwrap_or(true),
-        data: opt_str(b, "data")?.unwrap_or("").to_owned(),
+        server_data: opt_str(b, "data")?.unwrap_or("").to_owned(),
         kurento_options: opt_kurento_options(b)?,
         custom_ice_servers: opt_ice_servers(b)?,
     })
 }
 
-async fn create_connection(AxumState(state): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
-    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
+async fn create_connection(AxumState(hub): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    // A missing session is reported before a bad body, as OpenVidu does.
+    hub.session(&id, false).await?;
     let props = new_connection(&object_body(&body)?)?;
-    let mut inner = session.inner.lock();
-    if inner.closed {
-        return Err(ApiError::empty(StatusCode::NOT_FOUND));
-    }
-    let cid = state.create_connection(
-        &session,
-        &mut inner,
-        props.role,
-        props.record,
-        props.data,
-        props.kurento_options,
-        props.custom_ice_servers,
-    );
-    let object = state.connection_object_of(&session, &cid, &inner.connections[&cid]);
-    Ok(Json(object).into_response())
+    Ok(Json(hub.create_connection(&id, props).await?).into_response())
 }
 
 async fn list_connections(
-    AxumState(state): Shared,
+    AxumState(hub): Shared,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
-    Ok(Json(state.session_object(&session, pending_param(&q, true)).connections).into_response())
+    Ok(Json(hub.session(&id, pending_param(&q, true)).await?.connections).into_response())
 }
 
-async fn get_connection(AxumState(state): Shared, Path((id, cid)): Path<(String, String)>) -> ApiResult {
-    let session = session_or(&state, &id, StatusCode::BAD_REQUEST)?;
-    let inner = session.inner.lock();
-    let (cid, c) =
-        inner.connections.get_key_value(cid.as_str()).ok_or(ApiError::empty(StatusCode::NOT_FOUND))?;
-    Ok(Json(state.connection_object_of(&session, cid, c)).into_response())
+async fn get_connection(AxumState(hub): Shared, Path((id, cid)): Path<(String, String)>) -> ApiResult {
+    let object =
+        hub.connection(&id, &cid).await.map_err(|r| ApiError::refused(r, StatusCode::BAD_REQUEST))?;
+    Ok(Json(object).into_response())
 }
 
 async fn update_connection(
-    AxumState(state): Shared,
+    AxumState(hub): Shared,
     Path((id, cid)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
     let b = object_body(&body)?;
     let role = opt_role(&b)?;
     let record = opt_bool(&b, "record")?;
-    let session = session_or(&state, &id, StatusCode::NOT_FOUND)?;
-    let mut inner = session.inner.lock();
-    let (cid, c) = inner
-        .connections
-        .get_key_value_mut(cid.as_str())
-        .map(|(k, v)| (k.clone(), v))
-        .ok_or(ApiError::empty(StatusCode::NOT_FOUND))?;
-    let mut changes = Vec::new();
-    if let Some(role) = role.filter(|r| *r != c.role) {
-        c.role = role;
-        changes.push(ConnectionPropertyChanged { property: "role".into(), new_value: role.as_str().into() });
-    }
-    if let Some(record) = record.filter(|r| *r != c.record) {
-        c.record = record;
-        changes.push(ConnectionPropertyChanged { property: "record".into(), new_value: record.to_string() });
-    }
-    let mut slow = Vec::new();
-    for change in &changes {
-        inner.send_to(&cid, &frame(notification::CONNECTION_PROPERTY_CHANGED, change), &mut slow);
-    }
-    let object = state.connection_object_of(&session, &cid, &inner.connections[&cid]);
-    let removal = state.evict_slow(&mut inner, slow);
-    state.settle(&session, inner, removal);
-    Ok(Json(object).into_response())
+    Ok(Json(hub.update_connection(&id, &cid, role, record).await?).into_response())
 }
 
-async fn delete_connection(AxumState(state): Shared, Path((id, cid)): Path<(String, String)>) -> ApiResult {
-    let session = session_or(&state, &id, StatusCode::BAD_REQUEST)?;
-    let cid = ConnectionId::from(cid);
-    let mut inner = session.inner.lock();
-    let Some(conn) = inner.connections.get(&cid) else {
-        return Err(ApiError::empty(StatusCode::NOT_FOUND));
-    };
-    if conn.participant.is_none() {
-        let token_id = conn.token_id.clone();
-        inner.pending_tokens.remove(&token_id);
-        inner.connections.shift_remove(&cid);
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let removal = state.remove_participants(
-        &mut inner,
-        vec![(cid, EndReason::ForceDisconnectByServer)],
-        true,
-        CloseMode::Linger,
-        None,
-    );
-    state.settle(&session, inner, removal);
+async fn delete_connection(AxumState(hub): Shared, Path((id, cid)): Path<(String, String)>) -> ApiResult {
+    hub.delete_connection(&id, &cid).await.map_err(|r| ApiError::refused(r, StatusCode::BAD_REQUEST))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn delete_stream(AxumState(state): Shared, Path((id, _sid)): Path<(String, String)>) -> ApiResult {
-    session_or(&state, &id, StatusCode::BAD_REQUEST)?;
+async fn delete_stream(AxumState(hub): Shared, Path((id, _sid)): Path<(String, String)>) -> ApiResult {
+    hub.session(&id, false).await.map_err(|r| ApiError::refused(r, StatusCode::BAD_REQUEST))?;
     Err(ApiError::empty(StatusCode::NOT_FOUND))
 }
 
-async fn create_token(AxumState(state): Shared, body: Bytes) -> ApiResult {
+async fn create_token(AxumState(hub): Shared, body: Bytes) -> ApiResult {
     let b = object_body(&body)?;
     let session_id = match b.get("session") {
         Some(Value::String(s)) => s.clone(),
@@ -489,32 +395,25 @@ async fn create_token(AxumState(state): Shared, body: Bytes) -> ApiResult {
             )));
         }
     };
-    let role = opt_role(&b)?.unwrap_or_default();
-    let data = opt_str(&b, "data")?.unwrap_or("").to_owned();
-    let kurento_options = opt_kurento_options(&b)?;
-    let session = state
-        .session(&session_id)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Session {session_id} not found")))?;
-    let mut inner = session.inner.lock();
-    if inner.closed {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("Session {session_id} not found")));
-    }
-    let cid = state.create_connection(
-        &session,
-        &mut inner,
-        role,
-        true,
-        data.clone(),
-        kurento_options.clone(),
-        json!([]),
-    );
-    let c = &inner.connections[&cid];
+    let props = NewConnection {
+        role: opt_role(&b)?.unwrap_or_default(),
+        record: true,
+        server_data: opt_str(&b, "data")?.unwrap_or("").to_owned(),
+        kurento_options: opt_kurento_options(&b)?,
+        custom_ice_servers: json!([]),
+    };
+    let (data, role, kurento_options) =
+        (props.server_data.clone(), props.role, props.kurento_options.clone());
+    let c = hub.create_connection(&session_id, props).await.map_err(|r| match r {
+        Refusal::NoSession(s) => ApiError::from(Refusal::TokenSessionNotFound(s)),
+        other => other.into(),
+    })?;
     Ok(Json(TokenObject {
         id: c.token.clone(),
         token: c.token.clone(),
         created_at: c.created_at,
-        connection_id: cid.clone(),
-        session: session.id.clone(),
+        connection_id: c.connection_id.clone(),
+        session: c.session_id.clone(),
         data,
         role,
         kurento_options: (!kurento_options.is_null()).then_some(kurento_options),
@@ -524,7 +423,7 @@ async fn create_token(AxumState(state): Shared, body: Bytes) -> ApiResult {
 
 // ---- signals ---------------------------------------------------------------------------------
 
-async fn send_signal(AxumState(state): Shared, body: Bytes) -> ApiResult {
+async fn send_signal(AxumState(hub): Shared, body: Bytes) -> ApiResult {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad("request body is missing: send a JSON object with at least 'session'"));
     }
@@ -568,42 +467,25 @@ async fn send_signal(AxumState(state): Shared, body: Bytes) -> ApiResult {
         check_type(kind).map_err(|e| ApiError::bad(format!("Parameter 'type' is wrong: {e}")))?;
     }
     if let Some(data) = data {
-        if data.len() > state.config.max_signal_bytes {
+        if data.len() > hub.config.max_signal_bytes {
             return Err(ApiError::bad(format!(
                 "Parameter 'data' is {} bytes, over the limit of {} bytes",
                 data.len(),
-                state.config.max_signal_bytes
+                hub.config.max_signal_bytes
             )));
         }
     }
-    let session = session_or(&state, session_id, StatusCode::NOT_FOUND)?;
-    let no_valid =
-        || ApiError::new(StatusCode::NOT_ACCEPTABLE, "\"to\" array has no valid connection identifiers");
-    let notification = frame(
-        notification::SEND_MESSAGE,
-        &SignalNotification { data: data.map(Into::into), kind: kind.map(Into::into), from: None },
-    );
-    let mut inner = session.inner.lock();
-    if inner.closed {
-        return Err(ApiError::empty(StatusCode::NOT_FOUND));
-    }
-    if !inner.active {
-        return Err(ApiError::empty(StatusCode::NOT_ACCEPTABLE));
-    }
     if has_null_recipient {
-        return Err(no_valid());
-    }
-    let mut slow = Vec::new();
-    match route(&to, |id| inner.is_participant(id)).map_err(|_| no_valid())? {
-        Recipients::All => inner.send_all(&notification, &mut slow),
-        Recipients::Only(ids) => {
-            for id in &ids {
-                inner.send_to(id, &notification, &mut slow);
-            }
+        // Checked after the session: a missing session is 404, an inactive one 406.
+        let active = hub.read(session_id, |room| room.is_active()).await;
+        return Err(match active {
+            None => Refusal::NoSession(session_id.to_owned()),
+            Some(false) => Refusal::NotActive,
+            Some(true) => Refusal::NoValidRecipient,
         }
+        .into());
     }
-    let removal = state.evict_slow(&mut inner, slow);
-    state.settle(&session, inner, removal);
+    hub.signal(session_id, None, &to, data, kind, None, None).await?;
     Ok(StatusCode::OK.into_response())
 }
 

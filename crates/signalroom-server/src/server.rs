@@ -1,6 +1,5 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,13 +9,14 @@ use axum::routing::get;
 // is acknowledged (up to 40 ms with delayed ACKs).
 use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsAcceptor;
-use signalroom_core::EndReason;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 use url::Url;
 
 use crate::config::Config;
-use crate::state::{CloseMode, State};
+use crate::events::ServerEvent;
+use crate::hub::Hub;
 
 /// How long shutdown waits for sockets to flush their last frames.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -24,7 +24,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// A running server. Dropping it does not stop it; call [`Server::shutdown`].
 #[derive(Debug)]
 pub struct Server {
-    state: Arc<State>,
+    hub: Arc<Hub>,
     local_addr: SocketAddr,
     handle: axum_server::Handle<SocketAddr>,
     serve: JoinHandle<std::io::Result<()>>,
@@ -58,9 +58,9 @@ impl Server {
         let token_base = signalroom_core::token::token_base(&public_url)
             .with_context(|| format!("public URL {public_url} must be http:// or https://"))?;
         let public = public_url.as_str().trim_end_matches('/').to_owned();
-        let state = Arc::new(State::new(config.clone(), token_base, public));
+        let hub = Arc::new(Hub::new(config.clone(), token_base, public));
 
-        let app = router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
         let serve = match &config.tls {
             None => {
@@ -81,20 +81,20 @@ impl Server {
             }
         };
         let gc = (!config.session_gc_interval.is_zero()).then(|| {
-            let state = Arc::clone(&state);
+            let hub = Arc::clone(&hub);
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(state.config.session_gc_interval);
+                let mut tick = tokio::time::interval(hub.config.session_gc_interval);
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    let n = state.collect_garbage();
+                    let n = hub.collect_garbage().await;
                     if n > 0 {
                         tracing::info!(sessions = n, "garbage-collected never-joined sessions");
                     }
                 }
             })
         });
-        Ok(Self { state, local_addr, handle, serve, gc })
+        Ok(Self { hub, local_addr, handle, serve, gc })
     }
 
     /// The address the server listens on.
@@ -104,27 +104,30 @@ impl Server {
 
     /// The public URL: `http[s]://host:port`, the base of the REST API (`/openvidu/api`).
     pub fn url(&self) -> &str {
-        &self.state.public_url
+        &self.hub.public_url
     }
 
     /// The start of every token this server issues: `ws[s]://host:port`.
     pub fn token_base(&self) -> &str {
-        &self.state.token_base
+        &self.hub.token_base
     }
 
     /// The number of sessions open now.
     pub fn session_count(&self) -> usize {
-        self.state.sessions.len()
+        self.hub.session_count()
+    }
+
+    /// Every operation the server performs from now on, as [`ServerEvent`]s (for metrics,
+    /// webhooks, tests). A subscriber that falls more than 4,096 events behind misses some
+    /// (`RecvError::Lagged`); nothing is built for events while nobody subscribes.
+    pub fn events(&self) -> broadcast::Receiver<ServerEvent> {
+        self.hub.subscribe()
     }
 
     /// Stops gracefully: every participant is evicted with `openviduServerStopped`, sockets are
     /// flushed and closed, then the listener stops.
     pub async fn shutdown(self) {
-        self.state.stopping.store(true, Ordering::SeqCst);
-        let sessions: Vec<_> = self.state.sessions.iter().map(|s| Arc::clone(&s)).collect();
-        for session in sessions {
-            self.state.close_session(&session, EndReason::OpenviduServerStopped, CloseMode::Now);
-        }
+        self.hub.stop().await;
         if let Some(gc) = self.gc {
             gc.abort();
         }
@@ -139,11 +142,11 @@ impl Server {
     }
 }
 
-fn router(state: Arc<State>) -> Router {
+fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/openvidu", get(crate::ws::upgrade))
-        .nest("/openvidu/api", crate::rest::router(Arc::clone(&state)))
+        .nest("/openvidu/api", crate::rest::router(Arc::clone(&hub)))
         .route("/", get(crate::page::index))
         .layer(CorsLayer::very_permissive())
-        .with_state(state)
+        .with_state(hub)
 }

@@ -1,0 +1,343 @@
+//! What the nodes serving one set of sessions must share, behind one trait; [`LocalBroker`] keeps
+//! it in this process (one node, the default).
+//!
+//! # The contract
+//! A broker holds the session registry (every [`Room`] by id), the index from RPC session ids to
+//! participants (for reconnections), and the local roster of each session: the outbox of every
+//! participant whose socket this node holds. An implementation must guarantee:
+//! 1. **Registry.** [`Broker::create`] registers a room unless an open session has its id
+//!    ([`Refusal::SessionExists`]: the REST 409), atomically across nodes. A room that an
+//!    operation closed ([`Room::is_closed`]) is unregistered before [`Broker::apply`] returns, so
+//!    its id can be created again at once.
+//! 2. **One operation at a time per session.** [`Broker::apply`] runs `op` on the current room
+//!    exclusively with respect to every other `apply` on the same session, on every node, and
+//!    stores the room it leaves (a pending token consumed by one join is gone for every other:
+//!    tokens are single-use across nodes). `op` is pure and may be run again on a fresher room if
+//!    an implementation retries (optimistic concurrency); its effects are delivered once.
+//! 3. **Delivery in order.** The effects of one `apply` are delivered in their order, and the
+//!    effects of successive `apply`s on one session in the order those ran, to the outboxes of the
+//!    recipients wherever they are attached: [`Audience::All`] is the session's roster at that
+//!    point of the effect list, across nodes. [`Effect::Enter`] puts the caller's outbox in the
+//!    roster; [`Effect::Leave`] takes the participant out and queues its socket's close
+//!    ([`CloseMode`]); [`Effect::Reply`] queues the caller's reply. A push refused by a full
+//!    outbox is reported back ([`Applied::slow`]) so that the hub evicts that participant.
+//! 4. **RPC index.** [`Broker::bind_rpc`] makes a participant findable by its RPC session id
+//!    ([`Broker::find_rpc`], from any node); a participant leaving ([`Effect::Leave`]) unbinds it.
+//! 5. **Outboxes stay where their participant's socket is.** [`Broker::outbox`] finds the outbox
+//!    of a participant for a reconnection; a broker that can reach only local outboxes returns
+//!    `None` for one held elsewhere, and the reconnection then fails like an unknown one.
+//!
+//! The hub, the front ends and the room never depend on which broker runs: [`AnyBroker`] is the
+//! one type they hold.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use indexmap::IndexMap;
+use parking_lot::Mutex;
+use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
+
+use crate::outbox::{Out, Outbox};
+use crate::refusal::Refusal;
+use crate::room::{Audience, CloseMode, Effect, Effects, Room};
+
+/// What an operation returns to the broker: its value for the caller, its effects, and the
+/// caller's reply (queued at [`Effect::Reply`]).
+pub(crate) struct Outcome<R> {
+    pub value: R,
+    pub effects: Effects,
+    pub reply: Option<Out>,
+}
+
+impl<R> Outcome<R> {
+    pub(crate) fn new(value: R, effects: Effects, reply: Option<Out>) -> Self {
+        Self { value, effects, reply }
+    }
+}
+
+/// What happened when an operation's effects were delivered.
+#[derive(Debug)]
+pub(crate) struct Applied<R> {
+    pub value: R,
+    /// Participants whose outbox was full: too slow, to be evicted.
+    pub slow: Vec<ConnectionId>,
+    /// Participants who left the roster: who, its RPC session id, why.
+    pub left: Vec<(ConnectionId, RpcSessionId, EndReason)>,
+    /// Outbox pushes of notifications (a signal's recipients).
+    pub delivered: usize,
+    /// The operation closed the session (it is unregistered).
+    pub closed: bool,
+}
+
+/// The shared state of a set of sessions (see the module docs for the contract).
+pub(crate) trait Broker: Send + Sync + 'static {
+    /// Registers a new session; [`Refusal::SessionExists`] if an open one has its id.
+    fn create(&self, room: Room) -> impl Future<Output = Result<(), Refusal>> + Send;
+
+    /// Runs `op` on the session's room and delivers its effects; `caller` is the outbox that
+    /// gets the reply and, on [`Effect::Enter`], enters the roster. [`Refusal::NoSession`] if
+    /// there is no open session `id`.
+    fn apply<R: Send>(
+        &self,
+        id: &str,
+        caller: Option<&Arc<Outbox>>,
+        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
+    ) -> impl Future<Output = Result<Applied<R>, Refusal>> + Send;
+
+    /// Reads a session's room.
+    fn read<R: Send>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&Room) -> R + Send,
+    ) -> impl Future<Output = Option<R>> + Send;
+
+    /// The ids of every open session.
+    fn sessions(&self) -> impl Future<Output = Vec<SessionId>> + Send;
+
+    /// Makes participant `who` of `session` findable by its RPC session id.
+    fn bind_rpc(
+        &self,
+        rpc: RpcSessionId,
+        session: SessionId,
+        who: ConnectionId,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// The participant with this RPC session id.
+    fn find_rpc(&self, rpc: &RpcSessionId) -> impl Future<Output = Option<(SessionId, ConnectionId)>> + Send;
+
+    /// The outbox of a participant whose socket this node holds (or held).
+    fn outbox(&self, session: &str, who: &ConnectionId) -> impl Future<Output = Option<Arc<Outbox>>> + Send;
+
+    /// The number of open sessions.
+    fn session_count(&self) -> usize;
+}
+
+/// The broker the server runs: one type for the hub and the front ends to hold.
+#[derive(Debug)]
+pub(crate) enum AnyBroker {
+    /// Everything in this process.
+    Local(LocalBroker),
+}
+
+impl Broker for AnyBroker {
+    async fn create(&self, room: Room) -> Result<(), Refusal> {
+        match self {
+            AnyBroker::Local(b) => b.create(room).await,
+        }
+    }
+
+    async fn apply<R: Send>(
+        &self,
+        id: &str,
+        caller: Option<&Arc<Outbox>>,
+        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
+    ) -> Result<Applied<R>, Refusal> {
+        match self {
+            AnyBroker::Local(b) => b.apply(id, caller, op).await,
+        }
+    }
+
+    async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+        match self {
+            AnyBroker::Local(b) => b.read(id, f).await,
+        }
+    }
+
+    async fn sessions(&self) -> Vec<SessionId> {
+        match self {
+            AnyBroker::Local(b) => b.sessions().await,
+        }
+    }
+
+    async fn bind_rpc(&self, rpc: RpcSessionId, session: SessionId, who: ConnectionId) {
+        match self {
+            AnyBroker::Local(b) => b.bind_rpc(rpc, session, who).await,
+        }
+    }
+
+    async fn find_rpc(&self, rpc: &RpcSessionId) -> Option<(SessionId, ConnectionId)> {
+        match self {
+            AnyBroker::Local(b) => b.find_rpc(rpc).await,
+        }
+    }
+
+    async fn outbox(&self, session: &str, who: &ConnectionId) -> Option<Arc<Outbox>> {
+        match self {
+            AnyBroker::Local(b) => b.outbox(session, who).await,
+        }
+    }
+
+    fn session_count(&self) -> usize {
+        match self {
+            AnyBroker::Local(b) => b.session_count(),
+        }
+    }
+}
+
+/// One session in this process: its room and the outboxes of its participants, in join order,
+/// under one lock. The lock is held for an operation and the pushes of its effects, which never
+/// wait; never across an `.await`.
+#[derive(Debug)]
+struct Cell {
+    room: Room,
+    roster: IndexMap<ConnectionId, Arc<Outbox>>,
+}
+
+/// Everything in this process: a sharded map of sessions, each under its own lock, so busy
+/// sessions never contend.
+#[derive(Debug)]
+pub(crate) struct LocalBroker {
+    sessions: DashMap<SessionId, Arc<Mutex<Cell>>>,
+    rpc: DashMap<RpcSessionId, (SessionId, ConnectionId)>,
+    /// How long a leaving participant's socket may linger ([`CloseMode::Linger`]).
+    linger: Duration,
+}
+
+impl LocalBroker {
+    /// An empty broker; sockets of leaving participants linger `linger` at most.
+    pub(crate) fn new(linger: Duration) -> Self {
+        Self { sessions: DashMap::new(), rpc: DashMap::new(), linger }
+    }
+
+    fn cell(&self, id: &str) -> Option<Arc<Mutex<Cell>>> {
+        self.sessions.get(id).map(|c| Arc::clone(&c))
+    }
+}
+
+impl Broker for LocalBroker {
+    async fn create(&self, room: Room) -> Result<(), Refusal> {
+        let id = room.id.clone();
+        let cell = Arc::new(Mutex::new(Cell { room, roster: IndexMap::new() }));
+        match self.sessions.entry(id) {
+            dashmap::Entry::Occupied(mut o) => {
+                // A session closed a moment ago may still be registered: it is replaced.
+                if !o.get().lock().room.is_closed() {
+                    return Err(Refusal::SessionExists);
+                }
+                o.insert(cell);
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(cell);
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply<R: Send>(
+        &self,
+        id: &str,
+        caller: Option<&Arc<Outbox>>,
+        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
+    ) -> Result<Applied<R>, Refusal> {
+        let cell = self.cell(id).ok_or_else(|| Refusal::NoSession(id.to_owned()))?;
+        let mut guard = cell.lock();
+        if guard.room.is_closed() {
+            return Err(Refusal::NoSession(id.to_owned()));
+        }
+        let Outcome { value, effects, reply } = op(&mut guard.room)?;
+        let mut applied = Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false };
+        let mut reply = reply;
+        let cell_ref = &mut *guard;
+        for effect in effects {
+            deliver(&mut cell_ref.roster, effect, caller, &mut reply, self.linger, &mut applied);
+        }
+        applied.closed = cell_ref.room.is_closed();
+        let session_id = cell_ref.room.id.clone();
+        drop(guard);
+        for (who, rpc, _) in &applied.left {
+            self.rpc.remove_if(rpc, |_, (s, c)| *s == session_id && c == who);
+        }
+        if applied.closed {
+            self.sessions.remove_if(id, |_, c| Arc::ptr_eq(c, &cell));
+        }
+        Ok(applied)
+    }
+
+    async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+        let cell = self.cell(id)?;
+        let guard = cell.lock();
+        (!guard.room.is_closed()).then(|| f(&guard.room))
+    }
+
+    async fn sessions(&self) -> Vec<SessionId> {
+        self.sessions.iter().map(|e| e.key().clone()).collect()
+    }
+
+    async fn bind_rpc(&self, rpc: RpcSessionId, session: SessionId, who: ConnectionId) {
+        self.rpc.insert(rpc, (session, who));
+    }
+
+    async fn find_rpc(&self, rpc: &RpcSessionId) -> Option<(SessionId, ConnectionId)> {
+        self.rpc.get(rpc).map(|e| e.clone())
+    }
+
+    async fn outbox(&self, session: &str, who: &ConnectionId) -> Option<Arc<Outbox>> {
+        let cell = self.cell(session)?;
+        let guard = cell.lock();
+        guard.roster.get(who).cloned()
+    }
+
+    fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+/// Delivers one effect to the local roster.
+fn deliver<R>(
+    roster: &mut IndexMap<ConnectionId, Arc<Outbox>>,
+    effect: Effect,
+    caller: Option<&Arc<Outbox>>,
+    reply: &mut Option<Out>,
+    linger: Duration,
+    applied: &mut Applied<R>,
+) {
+    let push = |id: &ConnectionId, outbox: &Outbox, out: Out, applied: &mut Applied<R>| {
+        applied.delivered += 1;
+        if !outbox.push(out) && !applied.slow.contains(id) {
+            applied.slow.push(id.clone());
+        }
+    };
+    match effect {
+        Effect::Notify { to, seq, frame } => match to {
+            Audience::All => {
+                for (id, outbox) in roster.iter() {
+                    push(id, outbox, Out::Note(seq, frame.clone()), applied);
+                }
+            }
+            Audience::AllBut(but) => {
+                for (id, outbox) in roster.iter().filter(|(id, _)| **id != but) {
+                    push(id, outbox, Out::Note(seq, frame.clone()), applied);
+                }
+            }
+            Audience::Only(ids) => {
+                for id in &ids {
+                    if let Some(outbox) = roster.get(id) {
+                        push(id, outbox, Out::Note(seq, frame.clone()), applied);
+                    }
+                }
+            }
+        },
+        Effect::Enter(id) => {
+            if let Some(outbox) = caller {
+                roster.insert(id, Arc::clone(outbox));
+            }
+        }
+        Effect::Reply => {
+            if let (Some(outbox), Some(out)) = (caller, reply.take()) {
+                // The caller's own reply: a caller too slow to take it is found by its reader.
+                outbox.push(out);
+            }
+        }
+        Effect::Leave { who, rpc_id, reason, close } => {
+            if let Some(outbox) = roster.shift_remove(&who) {
+                outbox.push(match close {
+                    CloseMode::Linger => Out::CloseAfter(linger),
+                    CloseMode::Now => Out::Close { code: 1000, reason: "participant removed" },
+                });
+            }
+            applied.left.push((who, rpc_id, reason));
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! The operations both front ends call: sessions, connections, join, signal, leave, evictions,
+//! reconnection, garbage collection. The hub draws identifiers and reads the clock, runs the
+//! room's rules through the broker, evicts receivers that fall too far behind, and emits a
+//! [`ServerEvent`] for every operation. `ws` and `rest` parse, call the hub, and map the result.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use axum::extract::ws::Utf8Bytes;
+use signalroom_core::protocol::JoinRoomResult;
+use signalroom_core::rest::{ConnectionObject, SessionObject, SessionProperties};
+use signalroom_core::signal::SignalMessage;
+use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
+use tokio::sync::broadcast;
+
+use crate::broker::{AnyBroker, Applied, Broker, LocalBroker, Outcome};
+use crate::config::Config;
+use crate::events::ServerEvent;
+use crate::outbox::{Limits, Out, Outbox, Resumed};
+use crate::refusal::Refusal;
+use crate::room::{CloseMode, Effects, Joiner, Minted, NewConnection, Room};
+use crate::util::{now_ms, random_id};
+
+/// Events buffered for a slow subscriber before it misses some.
+const EVENT_BUFFER: usize = 4096;
+
+/// Who joins, from which socket.
+pub(crate) struct JoinRequest {
+    pub session: String,
+    pub token: String,
+    pub token_id: Option<String>,
+    pub secret: bool,
+    pub client_data: String,
+    pub platform: String,
+    pub ip: String,
+    pub rpc_id: RpcSessionId,
+}
+
+/// The server's operations over its broker.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub config: Config,
+    /// `ws[s]://host[:port]`: the start of every token.
+    pub token_base: String,
+    /// The public `http[s]://` URL.
+    pub public_url: String,
+    broker: AnyBroker,
+    events: broadcast::Sender<ServerEvent>,
+    stopping: AtomicBool,
+    next_socket: AtomicU64,
+}
+
+impl Hub {
+    pub(crate) fn new(config: Config, token_base: String, public_url: String) -> Self {
+        let broker = AnyBroker::Local(LocalBroker::new(config.linger_close));
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            config,
+            token_base,
+            public_url,
+            broker,
+            events,
+            stopping: AtomicBool::new(false),
+            next_socket: AtomicU64::new(1),
+        }
+    }
+
+    /// Every operation's event, from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
+        self.events.subscribe()
+    }
+
+    /// Emits an event; building it costs nothing when nobody listens.
+    fn emit(&self, event: impl FnOnce() -> ServerEvent) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(event());
+        }
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// A new socket: its id and its outbox (which becomes its participant's on join).
+    pub(crate) fn open_socket(&self) -> (u64, Arc<Outbox>) {
+        let id = self.next_socket.fetch_add(1, Ordering::Relaxed);
+        (id, Outbox::new(self.limits(), id))
+    }
+
+    fn limits(&self) -> Limits {
+        Limits { frames: self.config.send_queue_capacity, bytes: self.config.send_queue_bytes }
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.broker.session_count()
+    }
+
+    /// Runs an operation, then evicts (with `networkDisconnect`) whoever was too slow to take
+    /// its effects, and whoever was too slow for those evictions, and so on.
+    async fn apply<R: Send>(
+        &self,
+        session: &str,
+        caller: Option<&Arc<Outbox>>,
+        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
+    ) -> Result<Applied<R>, Refusal> {
+        let applied = self.broker.apply(session, caller, op).await?;
+        self.settle(session, &applied.left, applied.closed, applied.slow.clone()).await;
+        Ok(applied)
+    }
+
+    async fn settle(
+        &self,
+        session: &str,
+        left: &[(ConnectionId, RpcSessionId, EndReason)],
+        closed: bool,
+        mut slow: Vec<ConnectionId>,
+    ) {
+        self.announce_left(session, left, closed);
+        while !slow.is_empty() {
+            for s in &slow {
+                tracing::warn!(connection = %s, "send queue full: evicting slow receiver");
+            }
+            let who = slow.drain(..).map(|id| (id, EndReason::NetworkDisconnect)).collect();
+            let op = |room: &mut Room| Ok(Outcome::new((), room.evict(who, CloseMode::Linger, false), None));
+            match self.broker.apply(session, None, op).await {
+                Ok(applied) => {
+                    self.announce_left(session, &applied.left, applied.closed);
+                    slow = applied.slow;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn announce_left(&self, session: &str, left: &[(ConnectionId, RpcSessionId, EndReason)], closed: bool) {
+        for (who, _, reason) in left {
+            tracing::info!(session, connection = %who, %reason, "participant removed");
+            self.emit(|| ServerEvent::ParticipantLeft {
+                session: session.into(),
+                connection: who.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if closed {
+            tracing::info!(session, "session closed");
+            let reason = left.last().map_or(EndReason::Other(String::new()), |(_, _, r)| r.clone());
+            self.emit(|| ServerEvent::SessionDestroyed { session: session.into(), reason });
+        }
+    }
+
+    // ---- sessions -------------------------------------------------------------------------
+
+    /// Creates a session (`custom_id` empty: a random one).
+    pub(crate) async fn create_session(
+        &self,
+        custom_id: &str,
+        props: SessionProperties,
+    ) -> Result<SessionObject, Refusal> {
+        let id =
+            SessionId::from(if custom_id.is_empty() { random_id("ses_", 10) } else { custom_id.to_owned() });
+        let room = Room::new(id.clone(), props, now_ms());
+        let object = room.session_object(false);
+        self.broker.create(room).await?;
+        tracing::info!(session = %id, "session created");
+        self.emit(|| ServerEvent::SessionCreated { session: id.clone() });
+        Ok(object)
+    }
+
+    /// A session as the REST API shows it.
+    pub(crate) async fn session(&self, id: &str, pending: bool) -> Result<SessionObject, Refusal> {
+        self.broker
+            .read(id, |room| room.session_object(pending))
+            .await
+            .ok_or_else(|| Refusal::NoSession(id.into()))
+    }
+
+    /// Every open session, oldest first.
+    pub(crate) async fn sessions(&self, pending: bool) -> Vec<SessionObject> {
+        let mut out = Vec::new();
+        for id in self.broker.sessions().await {
+            if let Some(s) = self.broker.read(id.as_str(), |room| room.session_object(pending)).await {
+                out.push(s);
+            }
+        }
+        out.sort_by_key(|s| s.created_at);
+        out
+    }
+
+    /// Closes a session: evicts every participant with `reason`.
+    pub(crate) async fn close_session(
+        &self,
+        id: &str,
+        reason: EndReason,
+        close: CloseMode,
+    ) -> Result<(), Refusal> {
+        self.apply(id, None, |room| Ok(Outcome::new((), room.close(reason, close), None))).await?;
+        Ok(())
+    }
+
+    /// Stops: every session closed with `openviduServerStopped`, sockets closed at once.
+    pub(crate) async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for id in self.broker.sessions().await {
+            let _ = self.close_session(id.as_str(), EndReason::OpenviduServerStopped, CloseMode::Now).await;
+        }
+    }
+
+    /// Removes sessions nobody joined that are older than the threshold; returns how many.
+    pub(crate) async fn collect_garbage(&self) -> usize {
+        let threshold = self.config.session_gc_threshold.as_millis() as u64;
+        let now = now_ms();
+        let mut removed = 0;
+        for id in self.broker.sessions().await {
+            let op = |room: &mut Room| {
+                let stale = room.is_stale(now, threshold) && room.close_if_never_joined();
+                Ok(Outcome::new(stale, Vec::new(), None))
+            };
+            if let Ok(applied) = self.broker.apply(id.as_str(), None, op).await {
+                if applied.value {
+                    removed += 1;
+                    self.emit(|| ServerEvent::SessionDestroyed {
+                        session: id.clone(),
+                        reason: EndReason::Other("sessionGarbageCollected".into()),
+                    });
+                }
+            }
+        }
+        removed
+    }
+
+    // ---- connections ----------------------------------------------------------------------
+
+    fn mint(&self, session: &str) -> Minted {
+        let id = ConnectionId::from(random_id("con_", 10));
+        let token_id = random_id("tok_", 16);
+        let token = signalroom_core::token::build_token(&self.token_base, session, &token_id);
+        Minted { id, token_id, token }
+    }
+
+    /// Creates a pending Connection.
+    pub(crate) async fn create_connection(
+        &self,
+        session: &str,
+        props: NewConnection,
+    ) -> Result<ConnectionObject, Refusal> {
+        let minted = self.mint(session);
+        let now = now_ms();
+        let applied = self
+            .apply(session, None, |room| {
+                Ok(Outcome::new(room.create_connection(minted, props, now)?, Vec::new(), None))
+            })
+            .await?;
+        Ok(applied.value)
+    }
+
+    /// One Connection.
+    pub(crate) async fn connection(&self, session: &str, id: &str) -> Result<ConnectionObject, Refusal> {
+        self.broker
+            .read(session, |room| room.connection_object(id))
+            .await
+            .ok_or_else(|| Refusal::NoSession(session.into()))?
+            .ok_or(Refusal::NoConnection)
+    }
+
+    /// Changes a Connection's role and record.
+    pub(crate) async fn update_connection(
+        &self,
+        session: &str,
+        id: &str,
+        role: Option<signalroom_core::Role>,
+        record: Option<bool>,
+    ) -> Result<ConnectionObject, Refusal> {
+        let applied = self
+            .apply(session, None, |room| {
+                let (object, effects) = room.update_connection(id, role, record)?;
+                Ok(Outcome::new(object, effects, None))
+            })
+            .await?;
+        Ok(applied.value)
+    }
+
+    /// Deletes a pending Connection or evicts its participant.
+    pub(crate) async fn delete_connection(&self, session: &str, id: &str) -> Result<(), Refusal> {
+        self.apply(session, None, |room| Ok(Outcome::new((), room.delete_connection(id)?, None))).await?;
+        Ok(())
+    }
+
+    // ---- participants ---------------------------------------------------------------------
+
+    /// Joins; `reply` builds the joiner's reply, queued after `participantJoined` to the others.
+    pub(crate) async fn join(
+        &self,
+        req: JoinRequest,
+        outbox: &Arc<Outbox>,
+        reply: impl FnOnce(&JoinRoomResult) -> Utf8Bytes + Send,
+    ) -> Result<JoinRoomResult, Refusal> {
+        if self.is_stopping() {
+            return Err(Refusal::Stopping);
+        }
+        let with_secret = req.secret.then(|| self.mint(&req.session));
+        let rpc_id = req.rpc_id.clone();
+        let joiner = Joiner {
+            token_id: req.token_id,
+            token: req.token,
+            with_secret,
+            client_data: req.client_data,
+            platform: req.platform,
+            ip: req.ip.clone(),
+            rpc_id: rpc_id.clone(),
+            final_user_id: random_id("", 16).to_ascii_uppercase(),
+            now: now_ms(),
+        };
+        outbox.restart();
+        let applied = self
+            .apply(&req.session, Some(outbox), |room| {
+                let (result, effects) = room.join(joiner)?;
+                let frame = reply(&result);
+                Ok(Outcome::new(result, effects, Some(Out::Frame(frame))))
+            })
+            .await?;
+        let result = applied.value;
+        let session = result.session.clone().unwrap_or_else(|| req.session.as_str().into());
+        self.broker.bind_rpc(rpc_id, session.clone(), result.id.clone()).await;
+        tracing::info!(session = %session, connection = %result.id, ip = %req.ip, "participant joined");
+        self.emit(|| ServerEvent::ParticipantJoined { session, connection: result.id.clone() });
+        Ok(result)
+    }
+
+    /// A signal from participant `from` (RPC) or from the server (`None`, REST).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn signal(
+        &self,
+        session: &str,
+        from: Option<&ConnectionId>,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+        caller: Option<&Arc<Outbox>>,
+        reply: Option<Utf8Bytes>,
+    ) -> Result<(), Refusal> {
+        let applied = self
+            .apply(session, caller, |room| {
+                if let Some(f) = from {
+                    if !room.is_participant(f) {
+                        return Err(Refusal::NoLongerJoined(RpcSessionId::from("")));
+                    }
+                }
+                Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply.map(Out::Frame)))
+            })
+            .await?;
+        self.emit(|| ServerEvent::SignalSent {
+            session: session.into(),
+            from: from.cloned(),
+            kind: kind.map(str::to_owned),
+            recipients: applied.delivered,
+            bytes: data.map_or(0, str::len),
+        });
+        Ok(())
+    }
+
+    /// A signal as `sendMessage` carries it.
+    pub(crate) async fn send_message(
+        &self,
+        session: &str,
+        from: &ConnectionId,
+        message: &SignalMessage,
+        caller: &Arc<Outbox>,
+        reply: Option<Utf8Bytes>,
+    ) -> Result<(), Refusal> {
+        self.signal(
+            session,
+            Some(from),
+            &message.to,
+            message.data.as_deref(),
+            message.kind.as_deref(),
+            Some(caller),
+            reply,
+        )
+        .await
+    }
+
+    /// `leaveRoom`.
+    pub(crate) async fn leave(
+        &self,
+        session: &str,
+        who: &ConnectionId,
+        caller: &Arc<Outbox>,
+        reply: Option<Utf8Bytes>,
+    ) -> Result<(), Refusal> {
+        self.apply(session, Some(caller), |room| {
+            Ok(Outcome::new((), room.leave(who), reply.map(Out::Frame)))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// RPC `forceDisconnect`.
+    pub(crate) async fn force_disconnect(
+        &self,
+        session: &str,
+        by: &ConnectionId,
+        target: &ConnectionId,
+        caller: &Arc<Outbox>,
+        reply: Option<Utf8Bytes>,
+    ) -> Result<(), Refusal> {
+        self.apply(session, Some(caller), |room| {
+            Ok(Outcome::new((), room.force_disconnect(by, target)?, reply.map(Out::Frame)))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Reads something of a participant's room (role checks).
+    pub(crate) async fn read<R: Send>(&self, session: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+        self.broker.read(session, f).await
+    }
+
+    /// `connect`: socket `me` takes over the participant with RPC session id `rpc`; what it
+    /// missed is replayed after `reply`.
+    pub(crate) async fn reconnect(
+        &self,
+        rpc: &RpcSessionId,
+        me: u64,
+        abort: tokio::task::AbortHandle,
+        last_seq: Option<u64>,
+        reply: impl FnOnce(Resumed) -> Utf8Bytes,
+    ) -> Result<(SessionId, ConnectionId, Arc<Outbox>, Resumed), Refusal> {
+        let (session, who) = self.broker.find_rpc(rpc).await.ok_or(Refusal::Reconnection)?;
+        let joined =
+            self.broker.read(session.as_str(), |room| room.is_participant(&who)).await.unwrap_or(false);
+        let outbox = self
+            .broker
+            .outbox(session.as_str(), &who)
+            .await
+            .filter(|_| joined)
+            .ok_or(Refusal::Reconnection)?;
+        let resumed = outbox.resume(me, abort, last_seq, reply);
+        tracing::info!(session = %session, connection = %who, recovered = ?resumed.recovered, replayed = resumed.replayed, "participant reconnected");
+        self.emit(|| ServerEvent::Reconnected {
+            session: session.clone(),
+            connection: who.clone(),
+            recovered: resumed.recovered,
+            replayed: resumed.replayed,
+        });
+        Ok((session, who, outbox, resumed))
+    }
+
+    /// Socket `me` of participant `who` is gone. Unless it is gone for good (`lost`, or the
+    /// server is stopping), the participant is kept for the reconnection grace period, its
+    /// outbox collecting what it misses, then evicted with `networkDisconnect`.
+    pub(crate) fn socket_closed(
+        self: &Arc<Self>,
+        session: SessionId,
+        who: ConnectionId,
+        outbox: Arc<Outbox>,
+        me: u64,
+        lost: bool,
+    ) {
+        if !outbox.detach(me) {
+            return; // another socket carries the participant now
+        }
+        let grace = self.config.reconnection_grace;
+        let hub = Arc::clone(self);
+        if lost || self.is_stopping() || grace.is_zero() {
+            tokio::spawn(async move { hub.evict_lost(session.as_str(), who).await });
+            return;
+        }
+        tracing::info!(connection = %who, "socket lost: waiting {grace:?} for a reconnection");
+        let epoch = outbox.epoch();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if outbox.is_detached_since(epoch) {
+                hub.evict_lost(session.as_str(), who).await;
+            }
+        });
+    }
+
+    async fn evict_lost(&self, session: &str, who: ConnectionId) {
+        let op = |room: &mut Room| {
+            let effects: Effects =
+                room.evict(vec![(who, EndReason::NetworkDisconnect)], CloseMode::Now, false);
+            Ok(Outcome::new((), effects, None))
+        };
+        let _ = self.apply(session, None, op).await;
+    }
+}

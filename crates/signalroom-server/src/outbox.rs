@@ -1,0 +1,538 @@
+//! A participant's outbox: what is on its way to it, and what it may still need after a
+//! reconnection.
+//!
+//! An outbox belongs to a participant, not to a socket. A socket's writer task drains the outbox
+//! it is attached to; when the socket dies the outbox stays with the participant for the
+//! reconnection grace window, and the reconnecting socket's writer takes it over. Each
+//! notification carries its sequence number; once a client shows it acknowledges them (`lastSeq`
+//! in a ping or in `connect`), written notifications are kept until acknowledged, so a resume
+//! can replay them. Everything is bounded in frames and in bytes:
+//! - queued and not yet written: a participant whose socket is attached and which falls further
+//!   behind is too slow ([`Outbox::push`] says so, and the hub evicts it); while no socket is
+//!   attached, the oldest notifications are dropped instead, and a resume reports the loss;
+//! - written and kept: the oldest are forgotten, and a resume from before them reports the loss.
+//!
+//! Made for fan-out: a push is a short uncontended lock and a `VecDeque::push_back`, and only
+//! the push that finds the writer asleep wakes it; the writer takes everything queued in one
+//! lock. (tokio's bounded mpsc costs a semaphore permit and a waker call per frame.)
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use parking_lot::Mutex;
+use tokio::task::AbortHandle;
+
+/// A queue that grew past this many slots is shrunk back once drained.
+const SHRINK_ABOVE: usize = 1024;
+
+/// Something for a socket's writer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Out {
+    /// A notification and its sequence number (shared: a fan-out is serialised once).
+    Note(u64, Utf8Bytes),
+    /// A reply to a request of the socket it was written for.
+    Frame(Utf8Bytes),
+    /// Close the socket now with this code and reason.
+    Close { code: u16, reason: &'static str },
+    /// Close the socket after this delay unless the client closes it first.
+    CloseAfter(Duration),
+    /// Cancel a pending [`Out::CloseAfter`]: the socket carries a participant again.
+    KeepOpen,
+}
+
+impl Out {
+    fn bytes(&self) -> usize {
+        match self {
+            Out::Note(_, f) | Out::Frame(f) => f.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// How much an outbox holds, in each of its two parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub frames: usize,
+    pub bytes: usize,
+}
+
+/// What a writer's [`Outbox::take`] found.
+#[derive(Debug)]
+pub(crate) enum Take {
+    /// Items were moved to the writer's buffer.
+    Items,
+    /// Another socket (or none) carries the participant now: this writer is done.
+    Detached,
+    /// Drained, and the socket's participant lives in this outbox now (a reconnection).
+    Redirect(Arc<Outbox>),
+}
+
+/// The outcome of a resume, for the `connect` reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resumed {
+    /// Whether everything after the client's `lastSeq` is replayed; `None` when the client gave
+    /// none (openvidu-browser): it gets what was queued and not yet written.
+    pub recovered: Option<bool>,
+    /// Notifications replayed ahead of the live ones.
+    pub replayed: u64,
+}
+
+/// One participant's outbox (or, before it joins, one socket's).
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    limits: Limits,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Queued, not yet written.
+    items: VecDeque<Out>,
+    bytes: usize,
+    /// Written, kept until acknowledged (only for clients that acknowledge).
+    kept: VecDeque<(u64, Utf8Bytes)>,
+    kept_bytes: usize,
+    /// The client acknowledges notifications: keep written ones.
+    acking: bool,
+    /// The highest sequence number dropped before it was acknowledged (0: none).
+    lost_upto: u64,
+    /// The socket whose writer drains this outbox; 0 while none does.
+    writer: u64,
+    /// Where the writer goes once this outbox is drained.
+    redirect: Option<Arc<Outbox>>,
+    /// The writer's waker, set while it waits on an empty outbox.
+    waker: Option<Waker>,
+    /// Resumes so far: a grace timer started before one has nothing to do.
+    epoch: u64,
+    /// Aborts the writer: for a socket too far behind to take a close order.
+    abort: Option<AbortHandle>,
+}
+
+impl Outbox {
+    /// An empty outbox drained by the writer of socket `writer`.
+    pub(crate) fn new(limits: Limits, writer: u64) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                bytes: 0,
+                kept: VecDeque::new(),
+                kept_bytes: 0,
+                acking: false,
+                lost_upto: 0,
+                writer,
+                redirect: None,
+                waker: None,
+                epoch: 0,
+                abort: None,
+            }),
+            limits: Limits { frames: limits.frames.max(1), bytes: limits.bytes.max(1) },
+        })
+    }
+
+    /// Queues `out`. Never waits. `false`: a socket is attached and the outbox is full, the
+    /// receiver is too slow (nothing was queued). With no socket attached, the oldest
+    /// notification makes room instead, and replies and socket orders are dropped (they were
+    /// for a socket that is gone).
+    pub(crate) fn push(&self, out: Out) -> bool {
+        let mut st = self.state.lock();
+        let size = out.bytes();
+        let control = !matches!(out, Out::Note(..) | Out::Frame(_));
+        if st.writer == 0 {
+            if !matches!(out, Out::Note(..)) {
+                return true;
+            }
+            while !st.items.is_empty()
+                && (st.items.len() >= self.limits.frames || st.bytes + size > self.limits.bytes)
+            {
+                if let Some(old) = st.items.pop_front() {
+                    st.bytes -= old.bytes();
+                    if let Out::Note(seq, _) = old {
+                        st.lost_upto = st.lost_upto.max(seq);
+                    }
+                }
+            }
+        } else if st.items.len() >= self.limits.frames || (size > 0 && st.bytes + size > self.limits.bytes) {
+            if control {
+                // Too far behind to take a close order: its writer is stuck; drop the socket.
+                tracing::debug!(socket = st.writer, "too far behind to be closed politely: dropped");
+                if let Some(abort) = &st.abort {
+                    abort.abort();
+                }
+            }
+            return false;
+        }
+        st.bytes += size;
+        st.items.push_back(out);
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Moves everything queued to the back of `buf`, waiting while there is nothing, for the
+    /// writer of socket `me`. Notifications are kept for a resume if the client acknowledges.
+    /// Cancel-safe.
+    pub(crate) async fn take(&self, buf: &mut VecDeque<Out>, me: u64) -> Take {
+        poll_fn(|cx| {
+            let mut st = self.state.lock();
+            if st.writer != me {
+                return Poll::Ready(Take::Detached);
+            }
+            if !st.items.is_empty() {
+                self.drain_into(&mut st, buf);
+                return Poll::Ready(Take::Items);
+            }
+            if let Some(next) = st.redirect.take() {
+                return Poll::Ready(Take::Redirect(next));
+            }
+            match &st.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// What is queued now, for a writer finishing up; nothing if `me` no longer drains it.
+    pub(crate) fn take_now(&self, buf: &mut VecDeque<Out>, me: u64) {
+        let mut st = self.state.lock();
+        if st.writer == me && !st.items.is_empty() {
+            self.drain_into(&mut st, buf);
+        }
+    }
+
+    /// Moves the queued items to `buf`, keeping notifications for a resume if the client
+    /// acknowledges them.
+    fn drain_into(&self, st: &mut State, buf: &mut VecDeque<Out>) {
+        if st.acking {
+            for out in &st.items {
+                if let Out::Note(seq, frame) = out {
+                    st.kept_bytes += frame.len();
+                    st.kept.push_back((*seq, frame.clone()));
+                }
+            }
+            while st.kept.len() > self.limits.frames || st.kept_bytes > self.limits.bytes {
+                let Some((seq, frame)) = st.kept.pop_front() else { break };
+                st.kept_bytes -= frame.len();
+                st.lost_upto = st.lost_upto.max(seq);
+            }
+        }
+        if buf.is_empty() {
+            // Swap buffers: nothing moves, and the writer's (empty) deque is reused.
+            std::mem::swap(buf, &mut st.items);
+        } else {
+            buf.extend(st.items.drain(..));
+        }
+        st.bytes = 0;
+        if st.items.capacity() > SHRINK_ABOVE {
+            st.items.shrink_to(SHRINK_ABOVE / 4);
+        }
+    }
+
+    /// The writer of socket `me` could not write `unwritten` (the socket failed): its
+    /// notifications go back to the front, for a resume (replies and orders were for that
+    /// socket). Nothing happens if another socket drains the outbox now.
+    pub(crate) fn requeue(&self, me: u64, unwritten: VecDeque<Out>) {
+        let mut st = self.state.lock();
+        if st.writer != me && st.writer != 0 {
+            return;
+        }
+        for out in unwritten.into_iter().rev() {
+            if let Out::Note(..) = out {
+                st.bytes += out.bytes();
+                st.items.push_front(out);
+            }
+        }
+    }
+
+    /// The client has every notification up to `last_seq`: forget them, and from now on keep
+    /// written notifications until acknowledged.
+    pub(crate) fn ack(&self, last_seq: u64) {
+        let mut st = self.state.lock();
+        st.acking = true;
+        while st.kept.front().is_some_and(|(seq, _)| *seq <= last_seq) {
+            let (_, frame) = st.kept.pop_front().expect("front exists");
+            st.kept_bytes -= frame.len();
+        }
+    }
+
+    /// The socket `me` is gone: no writer drains this outbox until a resume. Returns `false`
+    /// (and does nothing) if another socket drains it.
+    pub(crate) fn detach(&self, me: u64) -> bool {
+        let mut st = self.state.lock();
+        if st.writer != me {
+            return false;
+        }
+        st.writer = 0;
+        st.items.retain(|o| matches!(o, Out::Note(..)));
+        st.bytes = st.items.iter().map(Out::bytes).sum();
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Hands the outbox to socket `me` (a reconnection): `reply` (built from the outcome) goes
+    /// first, then every notification after `last_seq` still here (written and kept, or queued),
+    /// in order, then what comes next. Without `last_seq`, what was queued and not yet written is
+    /// replayed. The previous socket's writer, if any, stops.
+    pub(crate) fn resume(
+        &self,
+        me: u64,
+        abort: AbortHandle,
+        last_seq: Option<u64>,
+        reply: impl FnOnce(Resumed) -> Utf8Bytes,
+    ) -> Resumed {
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        st.writer = me;
+        st.abort = Some(abort);
+        st.epoch += 1;
+        let after = last_seq.unwrap_or(0);
+        let kept = std::mem::take(&mut st.kept);
+        st.kept_bytes = 0;
+        let queued = std::mem::take(&mut st.items);
+        let mut items: VecDeque<Out> = VecDeque::with_capacity(kept.len() + queued.len() + 1);
+        let mut last = after;
+        if last_seq.is_some() {
+            st.acking = true;
+            for (seq, frame) in kept.into_iter().filter(|(seq, _)| *seq > after) {
+                last = seq;
+                items.push_back(Out::Note(seq, frame));
+            }
+        }
+        // Replies and socket orders were for the old socket; a notification both kept and
+        // given back unwritten goes once.
+        items.extend(queued.into_iter().filter(|o| matches!(o, Out::Note(seq, _) if *seq > last)));
+        let resumed =
+            Resumed { recovered: last_seq.map(|l| st.lost_upto <= l), replayed: items.len() as u64 };
+        items.push_front(Out::Frame(reply(resumed)));
+        items.push_back(Out::KeepOpen);
+        st.bytes = items.iter().map(Out::bytes).sum();
+        st.items = items;
+        let waker = st.waker.take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+        resumed
+    }
+
+    /// Starts over for a new participant joining on this socket.
+    pub(crate) fn restart(&self) {
+        let mut st = self.state.lock();
+        st.kept.clear();
+        st.kept_bytes = 0;
+        st.lost_upto = 0;
+        st.acking = false;
+    }
+
+    /// Once drained, the writer moves on to `next` (a reconnection resumed there).
+    pub(crate) fn redirect(&self, next: Arc<Outbox>) {
+        let mut st = self.state.lock();
+        st.redirect = Some(next);
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The writer draining this outbox, to abort if it is stuck.
+    pub(crate) fn set_abort(&self, abort: AbortHandle) {
+        self.state.lock().abort = Some(abort);
+    }
+
+    /// The number of resumes so far.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.state.lock().epoch
+    }
+
+    /// Whether no socket has drained this outbox since it was at `epoch`.
+    pub(crate) fn is_detached_since(&self, epoch: u64) -> bool {
+        let st = self.state.lock();
+        st.writer == 0 && st.epoch == epoch
+    }
+
+    /// Whether socket `me` drains this outbox.
+    pub(crate) fn is_drained_by(&self, me: u64) -> bool {
+        self.state.lock().writer == me
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { frames: 4, bytes: 1 << 20 };
+
+    fn abort() -> AbortHandle {
+        tokio::spawn(async {}).abort_handle()
+    }
+
+    fn note(seq: u64) -> Out {
+        Out::Note(seq, Utf8Bytes::from(format!("n{seq}")))
+    }
+
+    fn seqs(buf: &VecDeque<Out>) -> Vec<u64> {
+        buf.iter().filter_map(|o| if let Out::Note(s, _) = o { Some(*s) } else { None }).collect()
+    }
+
+    async fn take(o: &Outbox, me: u64) -> VecDeque<Out> {
+        let mut buf = VecDeque::new();
+        match o.take(&mut buf, me).await {
+            Take::Items => buf,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn delivers_in_order_and_refuses_past_the_limit_while_attached() {
+        let o = Outbox::new(LIMITS, 1);
+        for s in 1..=4 {
+            assert!(o.push(note(s)));
+        }
+        assert!(!o.push(note(5)), "full: the receiver is too slow");
+        assert_eq!(seqs(&take(&o, 1).await), [1, 2, 3, 4]);
+        assert!(o.push(note(5)));
+    }
+
+    #[tokio::test]
+    async fn bytes_bound_it_too() {
+        let o = Outbox::new(Limits { frames: 100, bytes: 5 }, 1);
+        assert!(o.push(note(1)) && o.push(note(2)));
+        assert!(!o.push(note(3)), "6 bytes over a 5-byte limit");
+    }
+
+    #[tokio::test]
+    async fn a_resume_replays_what_followed_the_last_acknowledged_notification() {
+        let o = Outbox::new(LIMITS, 1);
+        o.ack(0);
+        for s in [3, 5, 8] {
+            o.push(note(s));
+        }
+        take(&o, 1).await; // written on socket 1, kept
+        o.push(note(9)); // queued, not written
+        assert!(o.detach(1));
+        o.push(note(12)); // while nobody is attached
+        let r = o.resume(2, abort(), Some(5), |r| Utf8Bytes::from(format!("{r:?}")));
+        assert_eq!(r, Resumed { recovered: Some(true), replayed: 3 });
+        let buf = take(&o, 2).await;
+        assert!(
+            matches!(&buf[0], Out::Frame(f) if f.as_str().contains("replayed: 3")),
+            "the reply goes first"
+        );
+        assert_eq!(seqs(&buf), [8, 9, 12]);
+        assert_eq!(buf.back(), Some(&Out::KeepOpen));
+    }
+
+    #[tokio::test]
+    async fn the_old_writer_stops_once_another_socket_resumes() {
+        let o = Outbox::new(LIMITS, 1);
+        o.resume(2, abort(), None, |_| Utf8Bytes::from_static("ok"));
+        let mut buf = VecDeque::new();
+        assert!(matches!(o.take(&mut buf, 1).await, Take::Detached));
+        assert!(!o.detach(1), "socket 1 no longer drains it");
+    }
+
+    #[tokio::test]
+    async fn a_gap_larger_than_what_is_kept_is_reported() {
+        let o = Outbox::new(LIMITS, 1);
+        o.ack(0);
+        for s in 1..=4 {
+            o.push(note(s));
+        }
+        take(&o, 1).await;
+        for s in 5..=6 {
+            o.push(note(s));
+        }
+        take(&o, 1).await; // 1 and 2 are forgotten: 4 kept at most
+        o.detach(1);
+        let r = o.resume(2, abort(), Some(1), |_| Utf8Bytes::from_static("ok"));
+        assert_eq!(r, Resumed { recovered: Some(false), replayed: 4 });
+        let r2 = Outbox::new(LIMITS, 1);
+        r2.ack(0);
+        r2.push(note(1));
+        take(&r2, 1).await;
+        r2.ack(1);
+        r2.detach(1);
+        for s in 2..=7 {
+            r2.push(note(s)); // nobody attached: the oldest make room
+        }
+        let r = r2.resume(2, abort(), Some(1), |_| Utf8Bytes::from_static("ok"));
+        assert_eq!(r, Resumed { recovered: Some(false), replayed: 4 });
+    }
+
+    #[tokio::test]
+    async fn without_acknowledgements_what_was_not_written_is_replayed() {
+        let o = Outbox::new(LIMITS, 1);
+        o.push(note(1));
+        take(&o, 1).await;
+        o.push(note(2));
+        o.push(Out::Frame(Utf8Bytes::from_static("reply for socket 1")));
+        o.detach(1);
+        let r = o.resume(2, abort(), None, |_| Utf8Bytes::from_static("ok"));
+        assert_eq!(r, Resumed { recovered: None, replayed: 1 });
+        let buf = take(&o, 2).await;
+        assert_eq!(seqs(&buf), [2]);
+        assert_eq!(buf.len(), 3, "reply, note 2, keep-open; the old socket's reply is gone");
+    }
+
+    #[tokio::test]
+    async fn what_a_failed_writer_gives_back_is_replayed_once() {
+        for acking in [false, true] {
+            let o = Outbox::new(LIMITS, 1);
+            if acking {
+                o.ack(0);
+            }
+            o.push(note(1));
+            o.push(note(2));
+            let buf = take(&o, 1).await;
+            o.requeue(1, buf);
+            o.detach(1);
+            let r = o.resume(2, abort(), acking.then_some(0), |_| Utf8Bytes::from_static("ok"));
+            assert_eq!(r.replayed, 2, "acking: {acking}");
+            assert_eq!(seqs(&take(&o, 2).await), [1, 2]);
+        }
+    }
+
+    #[tokio::test]
+    async fn acknowledged_notifications_are_forgotten() {
+        let o = Outbox::new(LIMITS, 1);
+        o.ack(0);
+        o.push(note(1));
+        o.push(note(2));
+        take(&o, 1).await;
+        o.ack(2);
+        o.detach(1);
+        assert_eq!(o.resume(2, abort(), Some(2), |_| Utf8Bytes::from_static("ok")).replayed, 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_writer_wakes_on_a_push_and_follows_a_redirect() {
+        let o = Outbox::new(LIMITS, 1);
+        let next = Outbox::new(LIMITS, 1);
+        let waiter = {
+            let o = Arc::clone(&o);
+            tokio::spawn(async move {
+                let mut buf = VecDeque::new();
+                let first = matches!(o.take(&mut buf, 1).await, Take::Items) && buf.len() == 1;
+                let then = matches!(o.take(&mut buf, 1).await, Take::Redirect(_));
+                (first, then)
+            })
+        };
+        tokio::task::yield_now().await;
+        o.push(note(7));
+        tokio::task::yield_now().await;
+        o.redirect(next);
+        assert_eq!(waiter.await.unwrap(), (true, true));
+    }
+}

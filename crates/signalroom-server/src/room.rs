@@ -1,0 +1,772 @@
+//! One session's state and rules (spec §5, §7), with no sockets, locks or clocks inside.
+//!
+//! Every operation returns the ordered [`Effect`]s it causes: notification frames for an
+//! audience, the place of the caller's reply, a participant entering or leaving the roster. The
+//! hub delivers them in order, so OpenVidu's orders (`participantLeft` to the others, then the
+//! moderator's reply, then `participantEvicted` to everybody present before) are data here, and a
+//! test is a table: state, operation, effects.
+//!
+//! Every notification carries the next number of the session's sequence (the `seq` wire
+//! extension), so the numbers along what one participant receives increase, and a fan-out is
+//! serialised once.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::Utf8Bytes;
+use indexmap::IndexMap;
+use serde_json::Value;
+use signalroom_core::jsonrpc::Notification;
+use signalroom_core::protocol::{
+    ConnectionPropertyChanged, JoinRoomResult, ParticipantLeft, RemoteParticipant, SignalNotification,
+    full_metadata, notification,
+};
+use signalroom_core::rest::{ConnectionObject, ConnectionStatus, Page, SessionObject, SessionProperties};
+use signalroom_core::signal::{Recipients, route};
+use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, RpcSessionId, SessionId};
+
+use crate::refusal::Refusal;
+
+/// Who receives a notification, resolved against the roster at that point of the effect list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// Every participant in the roster.
+    All,
+    /// Every participant in the roster but this one.
+    AllBut(ConnectionId),
+    /// These participants (each once).
+    Only(Vec<ConnectionId>),
+}
+
+/// How a leaving participant's socket is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseMode {
+    /// After the linger delay, unless the client closes first (OpenVidu: 10 s).
+    Linger,
+    /// Right after the queued frames (server stopping, link lost for good).
+    Now,
+}
+
+/// One consequence of an operation, in the order it must happen.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Effect {
+    /// A notification (carrying sequence number `seq`) for `to`.
+    Notify { to: Audience, seq: u64, frame: Utf8Bytes },
+    /// The participant enters the roster: `All` includes it from here on.
+    Enter(ConnectionId),
+    /// The reply to the caller goes here.
+    Reply,
+    /// The participant leaves the roster; its socket is closed after what is queued for it.
+    Leave { who: ConnectionId, rpc_id: RpcSessionId, reason: EndReason, close: CloseMode },
+}
+
+/// The effects of one operation.
+pub(crate) type Effects = Vec<Effect>;
+
+/// The properties of a new Connection (REST `POST /sessions/{id}/connection`, `POST /tokens`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewConnection {
+    pub role: Role,
+    pub record: bool,
+    pub server_data: String,
+    pub kurento_options: Value,
+    pub custom_ice_servers: Value,
+}
+
+/// Fresh identifiers for a Connection, made by the caller (the room draws no random numbers).
+#[derive(Debug, Clone)]
+pub(crate) struct Minted {
+    pub id: ConnectionId,
+    pub token_id: String,
+    pub token: String,
+}
+
+/// A joined participant.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub active_at: u64,
+    pub client_data: String,
+    pub platform: String,
+    pub ip: String,
+    pub rpc_id: RpcSessionId,
+}
+
+/// A Connection: pending (created by REST), then active (its token used to join).
+#[derive(Debug, Clone)]
+pub(crate) struct Conn {
+    pub created_at: u64,
+    pub token: String,
+    pub token_id: String,
+    pub props: NewConnection,
+    pub member: Option<Member>,
+}
+
+impl Conn {
+    fn full_metadata(&self) -> String {
+        match &self.member {
+            Some(m) => full_metadata(&m.client_data, &self.props.server_data),
+            None => self.props.server_data.clone(),
+        }
+    }
+}
+
+/// What a joiner presents.
+#[derive(Debug, Clone)]
+pub(crate) struct Joiner {
+    /// The token's id (`tok_…`), or `None` when the token has none.
+    pub token_id: Option<String>,
+    /// The whole token, for error messages.
+    pub token: String,
+    /// Identifiers for an ad-hoc Connection when the joiner presented the server secret.
+    pub with_secret: Option<Minted>,
+    pub client_data: String,
+    pub platform: String,
+    pub ip: String,
+    pub rpc_id: RpcSessionId,
+    pub final_user_id: String,
+    pub now: u64,
+}
+
+/// One session.
+#[derive(Debug, Clone)]
+pub(crate) struct Room {
+    pub id: SessionId,
+    pub created_at: u64,
+    pub props: SessionProperties,
+    /// Whether anybody ever joined.
+    active: bool,
+    /// Closed: every operation refuses; the registry forgets it.
+    closed: bool,
+    connections: IndexMap<ConnectionId, Conn>,
+    /// Pending token id → its Connection.
+    pending_tokens: HashMap<String, ConnectionId>,
+    /// The last sequence number given to a notification.
+    last_seq: u64,
+}
+
+impl Room {
+    /// A new session, not active until somebody joins.
+    pub fn new(id: SessionId, props: SessionProperties, now: u64) -> Self {
+        Self {
+            id,
+            created_at: now,
+            props,
+            active: false,
+            closed: false,
+            connections: IndexMap::new(),
+            pending_tokens: HashMap::new(),
+            last_seq: 0,
+        }
+    }
+
+    /// Whether the session is closed (its last participant left, or it was deleted).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether anybody ever joined.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Whether `id` is a joined participant.
+    pub fn is_participant(&self, id: &ConnectionId) -> bool {
+        self.connections.get(id).is_some_and(|c| c.member.is_some())
+    }
+
+    /// The joined participants, in join order.
+    pub fn participants(&self) -> impl Iterator<Item = (&ConnectionId, &Conn, &Member)> {
+        self.connections.iter().filter_map(|(id, c)| c.member.as_ref().map(|m| (id, c, m)))
+    }
+
+    /// The number of joined participants.
+    pub fn participant_count(&self) -> usize {
+        self.participants().count()
+    }
+
+    /// Whether nobody ever joined and the session is at least `threshold_ms` old.
+    pub fn is_stale(&self, now: u64, threshold_ms: u64) -> bool {
+        !self.active && !self.closed && now.saturating_sub(self.created_at) >= threshold_ms
+    }
+
+    /// Serialises a notification with the next sequence number.
+    fn note<P: serde::Serialize>(&mut self, method: &str, params: &P, to: Audience) -> Effect {
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        let frame = Utf8Bytes::from(Notification::with_seq(method, params, seq).to_json());
+        Effect::Notify { to, seq, frame }
+    }
+
+    fn refuse_if_closed(&self) -> Result<(), Refusal> {
+        if self.closed { Err(Refusal::NoSession(self.id.to_string())) } else { Ok(()) }
+    }
+
+    // ---- connections ----------------------------------------------------------------------
+
+    /// Creates a pending Connection.
+    pub fn create_connection(
+        &mut self,
+        minted: Minted,
+        props: NewConnection,
+        now: u64,
+    ) -> Result<ConnectionObject, Refusal> {
+        self.refuse_if_closed()?;
+        let Minted { id, token_id, token } = minted;
+        self.pending_tokens.insert(token_id.clone(), id.clone());
+        self.connections.insert(id.clone(), Conn { created_at: now, token, token_id, props, member: None });
+        Ok(self.connection_object(id.as_str()).expect("just created"))
+    }
+
+    /// Changes a Connection's role and record; its participant (if joined) is told of each change.
+    pub fn update_connection(
+        &mut self,
+        id: &str,
+        role: Option<Role>,
+        record: Option<bool>,
+    ) -> Result<(ConnectionObject, Effects), Refusal> {
+        self.refuse_if_closed()?;
+        let (id, conn) = self
+            .connections
+            .get_key_value_mut(id)
+            .map(|(k, v)| (k.clone(), v))
+            .ok_or(Refusal::NoConnection)?;
+        let mut changes = Vec::new();
+        if let Some(role) = role.filter(|r| *r != conn.props.role) {
+            conn.props.role = role;
+            changes
+                .push(ConnectionPropertyChanged { property: "role".into(), new_value: role.as_str().into() });
+        }
+        if let Some(record) = record.filter(|r| *r != conn.props.record) {
+            conn.props.record = record;
+            changes
+                .push(ConnectionPropertyChanged { property: "record".into(), new_value: record.to_string() });
+        }
+        let joined = conn.member.is_some();
+        let mut effects = Vec::new();
+        if joined {
+            for change in &changes {
+                effects.push(self.note(
+                    notification::CONNECTION_PROPERTY_CHANGED,
+                    change,
+                    Audience::Only(vec![id.clone()]),
+                ));
+            }
+        }
+        Ok((self.connection_object(id.as_str()).expect("exists"), effects))
+    }
+
+    /// Deletes a pending Connection, or evicts its participant (`forceDisconnectByServer`).
+    pub fn delete_connection(&mut self, id: &str) -> Result<Effects, Refusal> {
+        self.refuse_if_closed()?;
+        let (id, conn) = self.connections.get_key_value(id).ok_or(Refusal::NoConnection)?;
+        let id = id.clone();
+        if conn.member.is_none() {
+            let token_id = conn.token_id.clone();
+            self.pending_tokens.remove(&token_id);
+            self.connections.shift_remove(&id);
+            return Ok(Vec::new());
+        }
+        Ok(self.evict(vec![(id, EndReason::ForceDisconnectByServer)], CloseMode::Linger, false))
+    }
+
+    // ---- participants ---------------------------------------------------------------------
+
+    /// Joins with a pending token (or the server secret): `participantJoined` to everybody
+    /// already there, then the joiner enters the roster, then its reply.
+    pub fn join(&mut self, joiner: Joiner) -> Result<(JoinRoomResult, Effects), Refusal> {
+        if self.closed {
+            return Err(Refusal::SessionClosed(self.id.clone()));
+        }
+        let id = match joiner.with_secret {
+            Some(minted) => {
+                let props = NewConnection {
+                    role: Role::Publisher,
+                    record: true,
+                    server_data: String::new(),
+                    kurento_options: Value::Null,
+                    custom_ice_servers: Value::Array(Vec::new()),
+                };
+                self.create_connection(minted.clone(), props, joiner.now)?;
+                minted.id
+            }
+            None => joiner.token_id.as_deref().and_then(|t| self.pending_tokens.get(t).cloned()).ok_or_else(
+                || Refusal::BadToken { session: self.id.to_string(), token: joiner.token.clone() },
+            )?,
+        };
+        let conn = self.connections.get_mut(&id).expect("a pending token names a connection");
+        self.pending_tokens.remove(&conn.token_id);
+        conn.member = Some(Member {
+            active_at: joiner.now,
+            client_data: joiner.client_data,
+            platform: joiner.platform,
+            ip: joiner.ip,
+            rpc_id: joiner.rpc_id.clone(),
+        });
+        let (role, record, metadata) = (conn.props.role, conn.props.record, conn.full_metadata());
+        self.active = true;
+
+        let announce =
+            RemoteParticipant { id: id.clone(), created_at: joiner.now, metadata: metadata.clone() };
+        let effects = vec![
+            self.note(notification::PARTICIPANT_JOINED, &announce, Audience::All),
+            Effect::Enter(id.clone()),
+            Effect::Reply,
+        ];
+        let result = JoinRoomResult {
+            id: id.clone(),
+            final_user_id: joiner.final_user_id,
+            created_at: joiner.now,
+            metadata,
+            value: self.remote_participants(&id),
+            session: Some(self.id.clone()),
+            version: OPENVIDU_VERSION.to_owned(),
+            media_server: "kurento".to_owned(),
+            video_simulcast: false,
+            record,
+            role,
+            session_id: joiner.rpc_id,
+        };
+        Ok((result, effects))
+    }
+
+    /// A signal from participant `from` (RPC `sendMessage`) or from the server (`None`, REST):
+    /// the notification to its recipients, then the reply. The recipients are checked all or
+    /// nothing (spec §5.1).
+    pub fn signal(
+        &mut self,
+        from: Option<&ConnectionId>,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Effects, Refusal> {
+        self.refuse_if_closed()?;
+        if from.is_none() && !self.active {
+            return Err(Refusal::NotActive);
+        }
+        let recipients = match route(to, |id| self.is_participant(id)) {
+            Ok(r) => r,
+            Err(_) if from.is_none() => return Err(Refusal::NoValidRecipient),
+            Err(e) => return Err(e.into()),
+        };
+        let audience = match recipients {
+            Recipients::All => Audience::All,
+            Recipients::Only(ids) => Audience::Only(ids),
+        };
+        let params = SignalNotification {
+            data: data.map(Into::into),
+            kind: kind.map(Into::into),
+            from: from.map(|f| f.as_str().into()),
+        };
+        Ok(vec![self.note(notification::SEND_MESSAGE, &params, audience), Effect::Reply])
+    }
+
+    /// `leaveRoom`: `participantLeft` (`disconnect`) to the others, the reply, then the socket
+    /// is closed after the linger delay.
+    pub fn leave(&mut self, who: &ConnectionId) -> Effects {
+        let Some(member) = self.remove(who) else { return vec![Effect::Reply] };
+        let params = ParticipantLeft { connection_id: who.clone(), reason: EndReason::Disconnect };
+        let effects = vec![
+            self.note(notification::PARTICIPANT_LEFT, &params, Audience::AllBut(who.clone())),
+            Effect::Reply,
+            Effect::Leave {
+                who: who.clone(),
+                rpc_id: member.rpc_id,
+                reason: EndReason::Disconnect,
+                close: CloseMode::Linger,
+            },
+        ];
+        self.close_if_empty();
+        effects
+    }
+
+    /// RPC `forceDisconnect` by `by` (a MODERATOR) of `target`.
+    pub fn force_disconnect(&mut self, by: &ConnectionId, target: &ConnectionId) -> Result<Effects, Refusal> {
+        self.require_moderator(by, "forceDisconnect")?;
+        if !self.is_participant(target) {
+            return Err(Refusal::NoParticipant(target.clone()));
+        }
+        Ok(self.evict(vec![(target.clone(), EndReason::ForceDisconnectByUser)], CloseMode::Linger, true))
+    }
+
+    /// Refuses unless `who` is a MODERATOR.
+    pub fn require_moderator(&self, who: &ConnectionId, what: &'static str) -> Result<(), Refusal> {
+        match self.connections.get(who).map(|c| c.props.role) {
+            Some(Role::Moderator) => Ok(()),
+            role => Err(Refusal::NotModerator { who: who.clone(), what, role }),
+        }
+    }
+
+    /// The participant's role.
+    pub fn role_of(&self, who: &ConnectionId) -> Option<Role> {
+        self.connections.get(who).map(|c| c.props.role)
+    }
+
+    /// Evicts participants one by one, in OpenVidu's order (spec §7.3), for each:
+    /// `participantLeft` to the remaining participants, the reply (the first only, when
+    /// `reply_between`: the moderator's), `participantEvicted` to everybody present before (the
+    /// evicted included), then its socket is closed. Who is not a participant is skipped.
+    pub fn evict(
+        &mut self,
+        who: Vec<(ConnectionId, EndReason)>,
+        close: CloseMode,
+        mut reply_between: bool,
+    ) -> Effects {
+        let mut effects = Vec::with_capacity(who.len() * 4);
+        for (id, reason) in who {
+            let Some(member) = self.remove(&id) else { continue };
+            let params = ParticipantLeft { connection_id: id.clone(), reason: reason.clone() };
+            effects.push(self.note(notification::PARTICIPANT_LEFT, &params, Audience::AllBut(id.clone())));
+            if std::mem::take(&mut reply_between) {
+                effects.push(Effect::Reply);
+            }
+            effects.push(self.note(notification::PARTICIPANT_EVICTED, &params, Audience::All));
+            effects.push(Effect::Leave { who: id, rpc_id: member.rpc_id, reason, close });
+        }
+        if reply_between {
+            effects.push(Effect::Reply);
+        }
+        self.close_if_empty();
+        effects
+    }
+
+    /// Closes the session: every participant evicted one by one with `reason`, pending
+    /// Connections dropped.
+    pub fn close(&mut self, reason: EndReason, close: CloseMode) -> Effects {
+        let ids: Vec<_> = self.participants().map(|(id, _, _)| (id.clone(), reason.clone())).collect();
+        let effects = self.evict(ids, close, false);
+        self.shut();
+        effects
+    }
+
+    /// Closes a session nobody ever joined; `false` if somebody did.
+    pub fn close_if_never_joined(&mut self) -> bool {
+        if self.active || self.closed {
+            return false;
+        }
+        self.shut();
+        true
+    }
+
+    fn remove(&mut self, id: &ConnectionId) -> Option<Member> {
+        let member = self.connections.get_mut(id)?.member.take()?;
+        self.connections.shift_remove(id);
+        Some(member)
+    }
+
+    /// "A session is deleted when its last participant leaves" (spec §7.1).
+    fn close_if_empty(&mut self) {
+        if self.active && !self.closed && self.participant_count() == 0 {
+            self.shut();
+        }
+    }
+
+    fn shut(&mut self) {
+        self.closed = true;
+        self.connections.clear();
+        self.pending_tokens.clear();
+    }
+
+    // ---- views ----------------------------------------------------------------------------
+
+    /// The participants as `joinRoom`'s `value`, excluding `except`.
+    pub fn remote_participants(&self, except: &ConnectionId) -> Vec<RemoteParticipant> {
+        self.participants()
+            .filter(|(id, _, _)| *id != except)
+            .map(|(id, c, m)| RemoteParticipant {
+                id: id.clone(),
+                created_at: m.active_at,
+                metadata: c.full_metadata(),
+            })
+            .collect()
+    }
+
+    /// The REST Session object; pending Connections too with `pending`.
+    pub fn session_object(&self, pending: bool) -> SessionObject {
+        let content = self
+            .connections
+            .keys()
+            .filter(|id| pending || self.is_participant(id))
+            .filter_map(|id| self.connection_object(id.as_str()))
+            .collect();
+        SessionObject {
+            id: self.id.clone(),
+            object: "session".into(),
+            session_id: self.id.clone(),
+            created_at: self.created_at,
+            recording: false,
+            broadcasting: false,
+            properties: self.props.clone(),
+            connections: Page::new(content),
+        }
+    }
+
+    /// The REST Connection object.
+    pub fn connection_object(&self, id: &str) -> Option<ConnectionObject> {
+        let (id, c) = self.connections.get_key_value(id)?;
+        let m = c.member.as_ref();
+        Some(ConnectionObject {
+            id: id.clone(),
+            object: "connection".into(),
+            status: if m.is_some() { ConnectionStatus::Active } else { ConnectionStatus::Pending },
+            connection_id: id.clone(),
+            session_id: self.id.clone(),
+            created_at: c.created_at,
+            kind: "WEBRTC".into(),
+            record: c.props.record,
+            role: c.props.role,
+            kurento_options: c.props.kurento_options.clone(),
+            custom_ice_servers: c.props.custom_ice_servers.clone(),
+            rtsp_uri: None,
+            adaptative_bitrate: None,
+            only_play_with_subscribers: None,
+            network_cache: None,
+            server_data: c.props.server_data.clone(),
+            token: c.token.clone(),
+            active_at: m.map(|m| m.active_at),
+            location: m.map(|_| "unknown".to_owned()),
+            ip: m.map(|m| m.ip.clone()),
+            platform: m.map(|m| m.platform.clone()),
+            client_data: m.map(|m| m.client_data.clone()),
+            publishers: m.map(|_| Vec::new()),
+            subscribers: m.map(|_| Vec::new()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn props() -> SessionProperties {
+        SessionProperties {
+            media_mode: "ROUTED".into(),
+            recording_mode: "MANUAL".into(),
+            default_recording_properties: json!({}),
+            custom_session_id: "S".into(),
+            forced_video_codec: "MEDIA_SERVER_PREFERRED".into(),
+            allow_transcoding: false,
+        }
+    }
+
+    fn pending(room: &mut Room, n: &str, role: Role) -> String {
+        let minted = Minted {
+            id: format!("con_{n}").into(),
+            token_id: format!("tok_{n}"),
+            token: format!("ws://h?sessionId=S&token=tok_{n}"),
+        };
+        let props = NewConnection {
+            role,
+            record: true,
+            server_data: String::new(),
+            kurento_options: Value::Null,
+            custom_ice_servers: json!([]),
+        };
+        room.create_connection(minted, props, 1).unwrap();
+        format!("tok_{n}")
+    }
+
+    fn joiner(token_id: &str, who: &str) -> Joiner {
+        Joiner {
+            token_id: Some(token_id.to_owned()),
+            token: token_id.to_owned(),
+            with_secret: None,
+            client_data: who.to_owned(),
+            platform: "test".into(),
+            ip: "127.0.0.1".into(),
+            rpc_id: format!("rpc_{who}").into(),
+            final_user_id: "F".into(),
+            now: 10,
+        }
+    }
+
+    /// A room with participants `A`, `B`, ... joined in order (`A` a moderator).
+    fn room_with(names: &[&str]) -> Room {
+        let mut room = Room::new("S".into(), props(), 0);
+        for (i, n) in names.iter().enumerate() {
+            let role = if i == 0 { Role::Moderator } else { Role::Publisher };
+            let tok = pending(&mut room, n, role);
+            room.join(joiner(&tok, n)).unwrap();
+        }
+        room
+    }
+
+    fn id(n: &str) -> ConnectionId {
+        format!("con_{n}").into()
+    }
+
+    /// Effects as readable lines: `notify <audience> <method> <params>`, `enter X`, `reply`,
+    /// `leave X <reason>`.
+    fn lines(effects: &[Effect]) -> Vec<String> {
+        effects
+            .iter()
+            .map(|e| match e {
+                Effect::Notify { to, frame, .. } => {
+                    let v: Value = serde_json::from_str(frame.as_str()).unwrap();
+                    let to = match to {
+                        Audience::All => "all".to_owned(),
+                        Audience::AllBut(x) => format!("all-but {x}"),
+                        Audience::Only(ids) => {
+                            format!("only {}", ids.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(","))
+                        }
+                    };
+                    format!("notify {to} {} {}", v["method"].as_str().unwrap(), v["params"])
+                }
+                Effect::Enter(x) => format!("enter {x}"),
+                Effect::Reply => "reply".to_owned(),
+                Effect::Leave { who, reason, close, .. } => format!("leave {who} {reason} {close:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn join_announces_to_the_others_then_enters_then_replies() {
+        let mut room = room_with(&["A"]);
+        let tok = pending(&mut room, "B", Role::Publisher);
+        let (result, effects) = room.join(joiner(&tok, "B")).unwrap();
+        assert_eq!(
+            lines(&effects),
+            [
+                r#"notify all participantJoined {"createdAt":10,"id":"con_B","metadata":"B"}"#,
+                "enter con_B",
+                "reply"
+            ]
+        );
+        assert_eq!(result.id, id("B"));
+        assert_eq!(result.value.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), [id("A")]);
+        assert_eq!(result.session_id, "rpc_B");
+        assert!(room.is_active());
+    }
+
+    #[test]
+    fn a_token_is_single_use_and_unknown_tokens_are_refused() {
+        let mut room = room_with(&["A"]);
+        assert!(matches!(room.join(joiner("tok_A", "again")), Err(Refusal::BadToken { .. })));
+        assert!(matches!(room.join(joiner("tok_nope", "x")), Err(Refusal::BadToken { .. })));
+    }
+
+    #[test]
+    fn a_signal_reaches_its_recipients_before_the_reply_and_is_all_or_nothing() {
+        let mut room = room_with(&["A", "B", "C"]);
+        let effects = room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat")).unwrap();
+        assert_eq!(
+            lines(&effects),
+            [r#"notify all sendMessage {"data":"hi","from":"con_A","type":"signal:chat"}"#, "reply"]
+        );
+        let effects = room.signal(Some(&id("A")), &[id("C"), id("B"), id("C")], Some("x"), None).unwrap();
+        assert_eq!(lines(&effects)[0], r#"notify only con_C,con_B sendMessage {"data":"x","from":"con_A"}"#);
+        let err = room.signal(Some(&id("A")), &[id("B"), id("Z")], Some("x"), None).unwrap_err();
+        assert_eq!(err.rpc().code, 601);
+        assert_eq!(room.signal(None, &[id("Z")], Some("x"), None).unwrap_err(), Refusal::NoValidRecipient);
+    }
+
+    #[test]
+    fn a_server_signal_needs_an_active_session() {
+        let mut room = Room::new("S".into(), props(), 0);
+        assert_eq!(room.signal(None, &[], Some("x"), None).unwrap_err(), Refusal::NotActive);
+    }
+
+    #[test]
+    fn sequence_numbers_increase_along_every_notification() {
+        let mut room = room_with(&["A", "B"]);
+        let seqs: Vec<u64> = (0..3)
+            .flat_map(|_| room.signal(Some(&id("A")), &[], Some("x"), None).unwrap())
+            .filter_map(|e| match e {
+                Effect::Notify { seq, frame, .. } => {
+                    assert!(frame.as_str().ends_with(&format!(r#","seq":{seq}}}"#)));
+                    Some(seq)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, [3, 4, 5], "1 and 2 announced the joins of A and B");
+    }
+
+    #[test]
+    fn leave_tells_the_others_replies_then_closes_after_the_linger() {
+        let mut room = room_with(&["A", "B"]);
+        assert_eq!(
+            lines(&room.leave(&id("B"))),
+            [
+                r#"notify all-but con_B participantLeft {"connectionId":"con_B","reason":"disconnect"}"#,
+                "reply",
+                "leave con_B disconnect Linger"
+            ]
+        );
+        assert!(!room.is_closed());
+        room.leave(&id("A"));
+        assert!(room.is_closed(), "the last participant leaving closes the session");
+    }
+
+    #[test]
+    fn force_disconnect_follows_openvidus_order() {
+        let mut room = room_with(&["A", "B", "C"]);
+        let effects = room.force_disconnect(&id("A"), &id("B")).unwrap();
+        assert_eq!(
+            lines(&effects),
+            [
+                r#"notify all-but con_B participantLeft {"connectionId":"con_B","reason":"forceDisconnectByUser"}"#,
+                "reply",
+                r#"notify all participantEvicted {"connectionId":"con_B","reason":"forceDisconnectByUser"}"#,
+                "leave con_B forceDisconnectByUser Linger",
+            ]
+        );
+        assert!(matches!(room.force_disconnect(&id("C"), &id("A")), Err(Refusal::NotModerator { .. })));
+        assert_eq!(room.force_disconnect(&id("A"), &id("B")).unwrap_err(), Refusal::NoParticipant(id("B")));
+    }
+
+    #[test]
+    fn closing_evicts_one_by_one() {
+        let mut room = room_with(&["A", "B"]);
+        let effects = room.close(EndReason::SessionClosedByServer, CloseMode::Linger);
+        let r = r#""reason":"sessionClosedByServer""#;
+        assert_eq!(
+            lines(&effects),
+            [
+                format!(r#"notify all-but con_A participantLeft {{"connectionId":"con_A",{r}}}"#),
+                format!(r#"notify all participantEvicted {{"connectionId":"con_A",{r}}}"#),
+                "leave con_A sessionClosedByServer Linger".to_owned(),
+                format!(r#"notify all-but con_B participantLeft {{"connectionId":"con_B",{r}}}"#),
+                format!(r#"notify all participantEvicted {{"connectionId":"con_B",{r}}}"#),
+                "leave con_B sessionClosedByServer Linger".to_owned(),
+            ]
+        );
+        assert!(room.is_closed());
+        assert!(matches!(room.signal(None, &[], None, None), Err(Refusal::NoSession(_))));
+    }
+
+    #[test]
+    fn deleting_a_connection_drops_a_pending_one_and_evicts_a_participant() {
+        let mut room = room_with(&["A", "B"]);
+        let tok = pending(&mut room, "P", Role::Publisher);
+        assert!(room.delete_connection("con_P").unwrap().is_empty());
+        assert!(matches!(room.join(joiner(&tok, "P")), Err(Refusal::BadToken { .. })));
+        let effects = room.delete_connection("con_B").unwrap();
+        assert_eq!(lines(&effects)[2], "leave con_B forceDisconnectByServer Linger");
+        assert_eq!(room.delete_connection("con_B").unwrap_err(), Refusal::NoConnection);
+    }
+
+    #[test]
+    fn a_property_change_is_told_to_its_participant_only() {
+        let mut room = room_with(&["A", "B"]);
+        let (object, effects) = room.update_connection("con_B", Some(Role::Moderator), Some(true)).unwrap();
+        assert_eq!(object.role, Role::Moderator);
+        assert_eq!(
+            lines(&effects),
+            [r#"notify only con_B connectionPropertyChanged {"newValue":"MODERATOR","property":"role"}"#]
+        );
+        pending(&mut room, "P", Role::Publisher);
+        let (_, effects) = room.update_connection("con_P", Some(Role::Subscriber), None).unwrap();
+        assert!(effects.is_empty(), "a pending connection has nobody to tell");
+    }
+
+    #[test]
+    fn never_joined_sessions_are_stale_after_the_threshold() {
+        let mut room = Room::new("S".into(), props(), 1_000);
+        assert!(!room.is_stale(1_500, 1_000));
+        assert!(room.is_stale(2_000, 1_000));
+        assert!(room.close_if_never_joined());
+        let mut joined = room_with(&["A"]);
+        assert!(!joined.is_stale(u64::MAX, 0));
+        assert!(!joined.close_if_never_joined());
+    }
+}

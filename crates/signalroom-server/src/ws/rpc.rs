@@ -1,0 +1,377 @@
+//! One socket's JSON-RPC session: parses each request, calls the hub, and answers through the
+//! socket's outbox (so a reply keeps its place among the notifications, spec §5.2, §7.3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Serialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use signalroom_core::jsonrpc::{ErrorResponse, Frame, Response};
+use signalroom_core::limits::{DEFAULT_SERVER_PING_INTERVAL_MS, PING_WATCHDOG_FACTOR};
+use signalroom_core::protocol::{
+    ConnectParams, ForceDisconnectParams, JoinRoomParams, PingParams, ReconnectResult, SendMessageParams,
+    method,
+};
+use signalroom_core::signal::SignalMessage;
+use signalroom_core::{ConnectionId, Role, RpcSessionId, SessionId};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::hub::{Hub, JoinRequest};
+use crate::outbox::{Out, Outbox};
+use crate::refusal::Refusal;
+use crate::util::constant_time_eq;
+
+/// Bounds on the interval a client may ask the ping watchdog for.
+const MIN_PING_INTERVAL_MS: u64 = 1_000;
+const MAX_PING_INTERVAL_MS: u64 = 300_000;
+
+/// Where this socket's participant is.
+#[derive(Debug, Clone)]
+struct Joined {
+    session: SessionId,
+    connection: ConnectionId,
+}
+
+/// One socket's reader: the JSON-RPC session.
+pub(crate) struct SocketConn {
+    pub(super) hub: Arc<Hub>,
+    pub(super) id: u64,
+    /// The socket's own outbox before it carries a participant; the participant's after.
+    outbox: Arc<Outbox>,
+    writer: AbortHandle,
+    ip: String,
+    rpc_id: RpcSessionId,
+    joined: Option<Joined>,
+    ping_interval_ms: Option<u64>,
+    pub(super) ping_deadline: Option<Instant>,
+    /// Our own outbox overflowed: the client does not read. The socket is dropped.
+    pub(super) overflowed: bool,
+    /// The raw id of the request being handled; `None` for notifications (no reply).
+    request_id: Option<Box<RawValue>>,
+}
+
+type RpcResult = Result<(), Refusal>;
+
+impl SocketConn {
+    pub(super) fn new(
+        hub: Arc<Hub>,
+        id: u64,
+        outbox: Arc<Outbox>,
+        ip: String,
+        rpc_id: RpcSessionId,
+        writer: AbortHandle,
+    ) -> Self {
+        Self {
+            hub,
+            id,
+            outbox,
+            writer,
+            ip,
+            rpc_id,
+            joined: None,
+            ping_interval_ms: None,
+            ping_deadline: None,
+            overflowed: false,
+            request_id: None,
+        }
+    }
+
+    pub(super) async fn handle_text(&mut self, text: &str) {
+        let frame = match Frame::parse(text) {
+            Ok(f) => f,
+            Err(e) => {
+                let refusal = if e.is_syntax() || e.is_eof() {
+                    Refusal::NotJson(e.to_string())
+                } else {
+                    Refusal::InvalidRequest(format!("frame is not a JSON-RPC request object: {e}"))
+                };
+                self.send_error(None, &refusal);
+                return;
+            }
+        };
+        let Some(method) = frame.method.as_deref() else {
+            if frame.result.is_some() || frame.error.is_some() {
+                tracing::debug!(socket = self.id, "ignoring a response from the client");
+                return;
+            }
+            self.send_error(frame.id, &Refusal::InvalidRequest("request has no \"method\"".into()));
+            return;
+        };
+        if frame.jsonrpc != Some("2.0") {
+            self.send_error(
+                frame.id,
+                &Refusal::InvalidRequest("request must have \"jsonrpc\":\"2.0\"".into()),
+            );
+            return;
+        }
+        self.request_id = frame.id.map(|id| id.to_owned());
+        if let Err(refusal) = self.dispatch(method, &frame).await {
+            let refusal = match refusal {
+                Refusal::NoLongerJoined(_) => {
+                    self.joined = None;
+                    Refusal::NoLongerJoined(self.rpc_id.clone())
+                }
+                other => other,
+            };
+            self.reply_error(&refusal);
+        }
+    }
+
+    async fn dispatch(&mut self, name: &str, frame: &Frame<'_>) -> RpcResult {
+        match name {
+            method::PING => return self.ping(params(name, frame)?),
+            method::CONNECT => return self.reconnect(params(name, frame)?).await,
+            method::JOIN_ROOM => return self.join(params(name, frame)?).await,
+            _ => {}
+        }
+        if !is_known(name) {
+            return Err(Refusal::UnknownMethod(name.to_owned()));
+        }
+        let Some(me) = self.bound() else {
+            return Err(Refusal::NotJoined(self.rpc_id.clone()));
+        };
+        match name {
+            method::SEND_MESSAGE => {
+                let p: SendMessageParams<'_> = frame.params().map_err(|_| Refusal::SignalParams)?;
+                let message = SignalMessage::parse(&p.message, self.hub.config.max_signal_bytes)?;
+                let reply = self.ok_frame();
+                self.hub
+                    .send_message(me.session.as_str(), &me.connection, &message, &self.outbox, reply)
+                    .await
+            }
+            method::LEAVE_ROOM => {
+                let reply = self.ok_frame();
+                self.hub.leave(me.session.as_str(), &me.connection, &self.outbox, reply).await?;
+                self.joined = None;
+                Ok(())
+            }
+            method::FORCE_DISCONNECT => {
+                let p: ForceDisconnectParams = params(name, frame)?;
+                let reply = self.ok_frame();
+                self.hub
+                    .force_disconnect(
+                        me.session.as_str(),
+                        &me.connection,
+                        &p.connection_id,
+                        &self.outbox,
+                        reply,
+                    )
+                    .await
+            }
+            method::FORCE_UNPUBLISH => {
+                let conn = me.connection.clone();
+                self.hub
+                    .read(me.session.as_str(), move |room| room.require_moderator(&conn, "forceUnpublish"))
+                    .await
+                    .unwrap_or(Err(Refusal::NoLongerJoined(self.rpc_id.clone())))?;
+                Err(Refusal::NoStream)
+            }
+            method::PUBLISH_VIDEO => {
+                let conn = me.connection.clone();
+                if self.hub.read(me.session.as_str(), move |room| room.role_of(&conn)).await.flatten()
+                    == Some(Role::Subscriber)
+                {
+                    return Err(Refusal::CannotPublish);
+                }
+                Err(Refusal::Media(name.to_owned()))
+            }
+            method::ECHO
+            | method::VIDEO_DATA
+            | method::STREAM_PROPERTY_CHANGED
+            | method::UNPUBLISH_VIDEO
+            | method::UNSUBSCRIBE_FROM_VIDEO
+            | method::ON_ICE_CANDIDATE => {
+                self.reply_ok();
+                Ok(())
+            }
+            m if method::MEDIA_UNSUPPORTED.contains(&m) => Err(Refusal::Media(m.to_owned())),
+            m => Err(Refusal::ProOnly(m.to_owned())),
+        }
+    }
+
+    fn ping(&mut self, p: PingParams) -> RpcResult {
+        if let Some(interval) = p.interval {
+            self.ping_interval_ms = Some(interval.clamp(MIN_PING_INTERVAL_MS, MAX_PING_INTERVAL_MS));
+        }
+        let interval = *self.ping_interval_ms.get_or_insert(DEFAULT_SERVER_PING_INTERVAL_MS);
+        self.ping_deadline = Some(Instant::now() + Duration::from_millis(interval * PING_WATCHDOG_FACTOR));
+        if let Some(last_seq) = p.last_seq {
+            if self.joined.is_some() {
+                self.outbox.ack(last_seq);
+            }
+        }
+        self.reply_result(json!({"value": "pong"}));
+        Ok(())
+    }
+
+    async fn join(&mut self, p: JoinRoomParams) -> RpcResult {
+        if let Some(j) = &self.joined {
+            return Err(Refusal::AlreadyJoined {
+                session: j.session.clone(),
+                connection: j.connection.clone(),
+            });
+        }
+        let secret = !p.secret.is_empty() && constant_time_eq(&p.secret, &self.hub.config.secret);
+        let req = JoinRequest {
+            session: p.session,
+            token_id: token_id_of(&p.token).map(str::to_owned),
+            token: p.token,
+            secret,
+            client_data: p.metadata,
+            platform: p.platform,
+            ip: self.ip.clone(),
+            rpc_id: self.rpc_id.clone(),
+        };
+        let id = self.request_id.clone();
+        let reply = move |result: &signalroom_core::protocol::JoinRoomResult| {
+            Utf8Bytes::from(id.as_deref().map(|id| Response::new(id, result).to_json()).unwrap_or_default())
+        };
+        let result = self.hub.join(req, &self.outbox, reply).await?;
+        self.push(Out::KeepOpen);
+        self.joined = Some(Joined {
+            session: result.session.clone().unwrap_or_else(|| SessionId::from("")),
+            connection: result.id,
+        });
+        Ok(())
+    }
+
+    async fn reconnect(&mut self, p: ConnectParams) -> RpcResult {
+        if self.joined.is_some() && p.session_id != self.rpc_id {
+            return Err(Refusal::CarriesAnother);
+        }
+        let id = self.request_id.clone();
+        let rpc = p.session_id.clone();
+        let reply = move |r: crate::outbox::Resumed| {
+            let result = ReconnectResult {
+                value: "reconnection successful".into(),
+                session_id: Some(rpc),
+                recovered: r.recovered,
+                replayed: Some(r.replayed),
+            };
+            Utf8Bytes::from(id.as_deref().map(|id| Response::new(id, result).to_json()).unwrap_or_default())
+        };
+        let (session, connection, outbox, _) =
+            self.hub.reconnect(&p.session_id, self.id, self.writer.clone(), p.last_seq, reply).await?;
+        if !Arc::ptr_eq(&outbox, &self.outbox) {
+            // What this socket queued before goes first, then the participant's outbox.
+            self.outbox.redirect(Arc::clone(&outbox));
+            self.outbox = outbox;
+        }
+        self.rpc_id = p.session_id;
+        self.joined = Some(Joined { session, connection });
+        Ok(())
+    }
+
+    /// The socket is gone. A participant that did not leave is kept for the reconnection grace
+    /// period, then evicted with `networkDisconnect`.
+    pub(super) fn socket_closed(&mut self) {
+        let Some(me) = self.joined.take() else { return };
+        self.hub.socket_closed(me.session, me.connection, Arc::clone(&self.outbox), self.id, self.overflowed);
+    }
+
+    /// This socket's participant, if it still carries one.
+    fn bound(&mut self) -> Option<Joined> {
+        let joined = self.joined.clone()?;
+        if !self.outbox.is_drained_by(self.id) {
+            self.joined = None;
+            return None;
+        }
+        Some(joined)
+    }
+
+    fn ok_frame(&self) -> Option<Utf8Bytes> {
+        let id = self.request_id.as_deref()?;
+        Some(Utf8Bytes::from(Response::new(id, json!({"sessionId": self.rpc_id})).to_json()))
+    }
+
+    fn reply_ok(&mut self) {
+        self.reply_result(json!({"sessionId": self.rpc_id}));
+    }
+
+    fn reply_result<R: Serialize>(&mut self, result: R) {
+        let Some(id) = &self.request_id else { return };
+        let text = Response::new(id, result).to_json();
+        self.push(Out::Frame(Utf8Bytes::from(text)));
+    }
+
+    fn reply_error(&mut self, refusal: &Refusal) {
+        let id = self.request_id.take();
+        if id.is_none() {
+            tracing::debug!(error = %refusal, "error on a notification (not answered)");
+            return;
+        }
+        self.send_error(id.as_deref(), refusal);
+    }
+
+    pub(super) fn send_error(&mut self, id: Option<&RawValue>, refusal: &Refusal) {
+        let error = refusal.rpc();
+        tracing::debug!(socket = self.id, code = error.code, message = %error.message, "request refused");
+        let text = ErrorResponse::new(id, &error).to_json();
+        self.push(Out::Frame(Utf8Bytes::from(text)));
+    }
+
+    /// Queues something for this socket; an outbox too full to take it means the client does
+    /// not read: the socket is dropped.
+    pub(super) fn push(&mut self, out: Out) {
+        if !self.outbox.push(out) {
+            tracing::warn!(socket = self.id, "own send queue full: the client does not read; dropping it");
+            self.overflowed = true;
+        }
+    }
+}
+
+fn params<'a, T: serde::Deserialize<'a>>(name: &str, frame: &Frame<'a>) -> Result<T, Refusal> {
+    frame.params().map_err(|e| Refusal::BadParams { method: name.to_owned(), reason: e.to_string() })
+}
+
+/// The token id of a joinRoom token: the `token` query parameter, or a bare `tok_…`.
+fn token_id_of(token: &str) -> Option<&str> {
+    let query = token.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(""));
+    match query {
+        Some(q) => q.split('&').find_map(|kv| kv.strip_prefix("token=")),
+        None => token.starts_with("tok_").then_some(token),
+    }
+}
+
+fn is_known(name: &str) -> bool {
+    matches!(
+        name,
+        method::SEND_MESSAGE
+            | method::LEAVE_ROOM
+            | method::FORCE_DISCONNECT
+            | method::FORCE_UNPUBLISH
+            | method::PUBLISH_VIDEO
+            | method::ECHO
+            | method::VIDEO_DATA
+            | method::STREAM_PROPERTY_CHANGED
+            | method::UNPUBLISH_VIDEO
+            | method::UNSUBSCRIBE_FROM_VIDEO
+            | method::ON_ICE_CANDIDATE
+    ) || method::MEDIA_UNSUPPORTED.contains(&name)
+        || method::PRO_ONLY.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ids_are_read_from_urls_and_bare_tokens() {
+        assert_eq!(token_id_of("ws://h:1/x?sessionId=S&token=tok_A"), Some("tok_A"));
+        assert_eq!(token_id_of("wss://h?token=tok_B&sessionId=S"), Some("tok_B"));
+        assert_eq!(token_id_of("tok_C"), Some("tok_C"));
+        assert_eq!(token_id_of("ws://h?sessionId=S"), None);
+        assert_eq!(token_id_of("garbage"), None);
+    }
+
+    #[test]
+    fn every_media_and_pro_method_is_known() {
+        for m in method::MEDIA_UNSUPPORTED.iter().chain(method::PRO_ONLY) {
+            assert!(is_known(m));
+        }
+        assert!(!is_known("nope"));
+    }
+}

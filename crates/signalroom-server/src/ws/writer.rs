@@ -1,0 +1,119 @@
+//! A socket's writer task: the only code that writes to the socket. It drains the outbox it is
+//! attached to (the socket's own, then its participant's), follows a reconnection to the
+//! participant's outbox, honours close orders, and ends when another socket takes its
+//! participant over or the reader is done.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep_until};
+
+use crate::outbox::{Out, Outbox, Take};
+
+/// Frames written between flushes at most, so a long queue reaches the socket in pieces.
+const WRITE_BATCH: usize = 256;
+/// How long a close frame may take to write.
+const CLOSE_WRITE: Duration = Duration::from_secs(1);
+
+/// Writes what socket `me`'s outbox holds until the socket is done. `reader_done` fires when the
+/// reader stopped: what is queued then is written, and the socket closed.
+pub(crate) async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut outbox: Arc<Outbox>,
+    me: u64,
+    mut reader_done: oneshot::Receiver<()>,
+) {
+    let mut close_at: Option<Instant> = None;
+    let mut batch = VecDeque::new();
+    let mut finishing = false;
+    loop {
+        let took = tokio::select! {
+            took = outbox.take(&mut batch, me) => took,
+            () = sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
+                batch.push_back(Out::Close { code: 1000, reason: "closed by server" });
+                Take::Items
+            }
+            _ = &mut reader_done, if !finishing => {
+                finishing = true;
+                outbox.take_now(&mut batch, me);
+                Take::Items
+            }
+        };
+        match took {
+            Take::Items => {}
+            Take::Redirect(next) => {
+                outbox = next;
+                continue;
+            }
+            Take::Detached => {
+                let close =
+                    CloseFrame { code: 1000, reason: Utf8Bytes::from_static("replaced by a reconnection") };
+                let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(Some(close)))).await;
+                return;
+            }
+        }
+        if !write_batch(&mut sink, &mut batch, &mut close_at).await {
+            // What this socket could not write is still owed to its participant.
+            outbox.requeue(me, std::mem::take(&mut batch));
+            return;
+        }
+        if finishing {
+            let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(None))).await;
+            return;
+        }
+    }
+}
+
+/// Writes a batch; `false` once the socket is done (closed, failed, or a close written).
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    batch: &mut VecDeque<Out>,
+    close_at: &mut Option<Instant>,
+) -> bool {
+    let mut written = 0;
+    while let Some(out) = batch.pop_front() {
+        match out {
+            Out::Note(_, ref text) | Out::Frame(ref text) => {
+                // The hot path: a plain `feed` unless a close is due.
+                let message = Message::Text(text.clone());
+                let fed = match *close_at {
+                    None => sink.feed(message).await.is_ok(),
+                    Some(_) => io(*close_at, sink.feed(message)).await,
+                };
+                if !fed {
+                    batch.push_front(out);
+                    return false;
+                }
+                written += 1;
+                if written % WRITE_BATCH == 0 && !io(*close_at, sink.flush()).await {
+                    return false;
+                }
+            }
+            Out::Close { code, reason } => {
+                let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+                let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(Some(close)))).await;
+                return false;
+            }
+            Out::CloseAfter(delay) => {
+                let at = Instant::now() + delay;
+                *close_at = Some(close_at.map_or(at, |c| c.min(at)));
+            }
+            Out::KeepOpen => *close_at = None,
+        }
+    }
+    written % WRITE_BATCH == 0 || io(*close_at, sink.flush()).await
+}
+
+/// A socket write; once a close is due, a write that cannot finish by then (the client does not
+/// read) ends the socket.
+async fn io(close_at: Option<Instant>, write: impl Future<Output = Result<(), axum::Error>>) -> bool {
+    match close_at {
+        None => write.await.is_ok(),
+        Some(at) => matches!(tokio::time::timeout_at(at, write).await, Ok(Ok(()))),
+    }
+}
