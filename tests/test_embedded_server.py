@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import socket
@@ -42,8 +43,10 @@ def test_with_block_and_a_fixed_port() -> None:
     with signalroom.Server() as first:
         assert first.secret == signalroom.DEFAULT_SECRET
         port = first.port
-        with pytest.raises(signalroom.SignalroomError, match=f"cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(signalroom.ServerStartError, match=f"cannot listen on 127.0.0.1:{port}") as taken:
             signalroom.Server(port=port).start()
+        assert isinstance(taken.value, OSError)
+        assert taken.value.errno == errno.EADDRINUSE
     assert not first.running
     with signalroom.Server(port=port) as again:  # the port is free again
         assert again.port == port

@@ -7,7 +7,7 @@
 //! Run it in-process (tests, embedding):
 //!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
+//! # async fn demo() -> signalroom_server::Result<()> {
 //! use signalroom_server::{Config, Server};
 //!
 //! let server = Server::start(Config { secret: "s3cret".into(), ..Config::local() }).await?;
@@ -18,6 +18,7 @@
 //! ```
 
 mod config;
+mod error;
 mod page;
 mod queue;
 mod rest;
@@ -27,4 +28,5 @@ mod util;
 mod ws;
 
 pub use config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, TlsConfig};
+pub use error::{Error, Result};
 pub use server::Server;

@@ -57,7 +57,7 @@ struct ServeArgs {
     session_gc_threshold_secs: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
@@ -69,9 +69,9 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     if args.max_signal_bytes == 0 || args.send_queue == 0 {
-        anyhow::bail!("--max-signal-bytes and --send-queue must be at least 1");
+        return Err("--max-signal-bytes and --send-queue must be at least 1".into());
     }
     let secret = args.secret.unwrap_or_else(|| {
         eprintln!(
