@@ -196,3 +196,13 @@ impl Drop for Server {
         }
     }
 }
+
+/// Runs the command line of `signalroom` (`argv[0]` is the program name; e.g.
+/// ``["signalroom", "serve", "--listen", ":0"]``) until SIGTERM or Ctrl-C, without the GIL;
+/// returns the exit status. The same definition as the `signalroom` binary's, so the flags and
+/// ``--help`` are the same. The server installs its own SIGINT and SIGTERM handlers: set SIGINT to
+/// ``signal.SIG_DFL`` first, or Python's handler raises ``KeyboardInterrupt`` after the stop.
+#[pyfunction]
+pub(crate) fn serve_cli(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| get_runtime().block_on(signalroom_server::cli::run(argv)))
+}

@@ -2,7 +2,8 @@
 //!
 //! - WebSocket JSON-RPC 2.0 at `/openvidu` (what openvidu-browser speaks),
 //! - the REST API at `/openvidu/api` (sessions, connections, tokens, `POST /signal`, config),
-//! - an in-process broker: per-session state, one bounded send queue and one writer task per socket.
+//! - an in-process broker: per-session state, one bounded send queue and one writer task per socket,
+//! - [`cli`]: the `signalroom serve` command line, shared by the binary and `python -m signalroom`.
 //!
 //! Run it in-process (tests, embedding):
 //!
@@ -17,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod cli;
 mod config;
 mod error;
 mod page;
