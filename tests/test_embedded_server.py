@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,8 +44,10 @@ def test_with_block_and_a_fixed_port() -> None:
     with signalroom.Server() as first:
         assert first.secret == signalroom.DEFAULT_SECRET
         port = first.port
-        with pytest.raises(signalroom.SignalroomError, match=f"cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(signalroom.ServerStartError, match=f"cannot listen on 127.0.0.1:{port}") as taken:
             signalroom.Server(port=port).start()
+        assert isinstance(taken.value, OSError)
+        assert taken.value.errno == errno.EADDRINUSE
     assert not first.running
     with signalroom.Server(port=port) as again:  # the port is free again
         assert again.port == port
@@ -152,6 +156,48 @@ def test_python_m_signalroom_serve() -> None:
         if process.stderr:
             process.stderr.close()
     assert "Traceback" not in stderr, stderr
+
+
+def test_python_m_signalroom_serve_stops_cleanly_on_ctrl_c() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "signalroom", "serve", "--listen", ":0", "--secret", "s3cret"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("signalroom ready: http://127.0.0.1:"), line
+        process.send_signal(signal.SIGINT)
+        assert process.wait(TIMEOUT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        stderr = process.stderr.read() if process.stderr else ""
+        if process.stdout:
+            process.stdout.close()
+        if process.stderr:
+            process.stderr.close()
+    assert "Traceback" not in stderr, stderr
+    assert "KeyboardInterrupt" not in stderr, stderr
+
+
+def test_python_m_signalroom_has_the_command_line_of_the_binary(signalroom_binary: Path) -> None:
+    for args in (["serve", "--help"], ["--help"], ["--version"], ["serve", "--send-queue", "0"]):
+        ours = subprocess.run(
+            [sys.executable, "-m", "signalroom", *args], capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+        theirs = subprocess.run(
+            [signalroom_binary, *args], capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+        assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr), args
+    help_text = subprocess.run(
+        [sys.executable, "-m", "signalroom", "serve", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for flag in ("--listen", "--public-url", "--secret", "OPENVIDU_SECRET", "--tls-cert", "--tls-key", "--send-queue"):
+        assert flag in help_text
 
 
 def test_python_m_signalroom_serve_says_what_is_wrong() -> None:

@@ -26,6 +26,7 @@ def test_the_hierarchy_subclasses_the_built_ins() -> None:
     assert issubclass(signalroom.InvalidArgumentError, ValueError)
     assert issubclass(signalroom.ConnectionLostError, ConnectionError)
     assert issubclass(signalroom.SignalTimeoutError, TimeoutError)
+    assert issubclass(signalroom.ServerStartError, OSError)
     for cls in (
         signalroom.InvalidSignalError,
         signalroom.InvalidArgumentError,
@@ -33,6 +34,7 @@ def test_the_hierarchy_subclasses_the_built_ins() -> None:
         signalroom.ConnectionLostError,
         signalroom.SignalTimeoutError,
         signalroom.ServerApiError,
+        signalroom.ServerStartError,
     ):
         assert issubclass(cls, signalroom.SignalroomError)
     assert not issubclass(signalroom.RpcError, ValueError)
@@ -43,6 +45,10 @@ def test_errors_survive_pickling() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is signalroom.RpcError
     assert (str(copy), copy.code, copy.message, copy.method) == (str(error), 601, "x", "sendMessage")
+    start = signalroom.ServerStartError("cannot start the server: cannot listen on 127.0.0.1:1", errno=98)
+    copy_start = pickle.loads(pickle.dumps(start))
+    assert type(copy_start) is signalroom.ServerStartError
+    assert (str(copy_start), copy_start.errno) == (str(start), 98)
 
 
 async def test_invalid_signals_are_refused_before_anything_is_sent(participant: ParticipantFactory) -> None:

@@ -54,6 +54,7 @@ from .errors import (
     InvalidSignalError,
     RpcError,
     ServerApiError,
+    ServerStartError,
     SignalroomError,
     SignalTimeoutError,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "Server",
     "ServerApi",
     "ServerApiError",
+    "ServerStartError",
     "Session",
     "SessionDisconnectedEvent",
     "SessionEvent",

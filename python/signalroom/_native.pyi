@@ -21,6 +21,7 @@ __all__ = [
     "__version__",
     "connect",
     "enable_logging",
+    "serve_cli",
 ]
 
 __version__: str
@@ -40,6 +41,7 @@ def connect(
     accept_invalid_certs: bool = False,
 ) -> Awaitable[Session]: ...
 def enable_logging(default_filter: str = "info") -> None: ...
+def serve_cli(argv: list[str]) -> int: ...
 
 _Recipient: TypeAlias = str | Connection | ConnectionObject
 

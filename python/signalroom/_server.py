@@ -73,8 +73,8 @@ class Server:
 
     def start(self) -> Self:
         """Starts serving and returns ``self`` once the socket listens (blocks briefly; the GIL is
-        released). Starting a running server does nothing. Raises :class:`SignalroomError` if the
-        address cannot be bound."""
+        released). Starting a running server does nothing. Raises :class:`ServerStartError` (an
+        ``OSError``) if the address cannot be bound or the TLS files cannot be loaded."""
         self._native.start()
         return self
 

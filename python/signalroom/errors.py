@@ -7,7 +7,8 @@ so ``except TimeoutError`` or ``except ValueError`` work as you expect::
     ├── RpcError(SignalroomError)                           .code .message .method .data
     ├── ConnectionLostError(SignalroomError, ConnectionError)  .reason
     ├── SignalTimeoutError(SignalroomError, TimeoutError)   .timeout
-    └── ServerApiError(SignalroomError)                     .status .message
+    ├── ServerApiError(SignalroomError)                     .status .message
+    └── ServerStartError(SignalroomError, OSError)          .errno
 
 The Rust extension (``signalroom._native``) raises these very classes: it imports them from this
 module once and caches them. Exceptions raised by your own handlers are never wrapped.
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidSignalError",
     "RpcError",
     "ServerApiError",
+    "ServerStartError",
     "SignalTimeoutError",
     "SignalroomError",
 ]
@@ -38,7 +40,8 @@ __all__ = [
 def _restore(cls: type[SignalroomError], text: str, attrs: dict[str, Any]) -> SignalroomError:
     error = cls.__new__(cls)
     Exception.__init__(error, text)
-    error.__dict__.update(attrs)
+    for key, value in attrs.items():
+        setattr(error, key, value)
     return error
 
 
@@ -121,3 +124,20 @@ class ServerApiError(SignalroomError):
         super().__init__(text)
         self.status = status
         self.message = message
+
+
+class ServerStartError(SignalroomError, OSError):
+    """The embedded :class:`~signalroom.Server` could not start: its address cannot be bound (in use,
+    not local, needs privileges) or its TLS files cannot be loaded. Retrying helps only once the
+    port is free; ``port=0`` picks a free one.
+
+    ``errno`` is the operating system's error number (e.g. ``errno.EADDRINUSE``), when there is one.
+    """
+
+    def __init__(self, text: str, *, errno: int | None = None) -> None:
+        super().__init__(text)
+        self.errno = errno
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        text = str(self.args[0]) if self.args else ""
+        return (_restore, (type(self), text, {**self.__dict__, "errno": self.errno}))

@@ -2,10 +2,212 @@
 //! sends is present, `null` where OpenVidu puts `null`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::ids::{ConnectionId, SessionId};
 use crate::protocol::Role;
+use crate::signal::json_kind;
+
+/// The user of the REST API's HTTP Basic authentication: `OPENVIDUAPP:<secret>`. A request
+/// without it, or with another user or secret, is answered 401.
+pub const BASIC_AUTH_USER: &str = "OPENVIDUAPP";
+
+/// The development secret, used when none is given (servers warn loudly about it).
+pub const DEFAULT_SECRET: &str = "MY_SECRET";
+
+/// A request body the REST API refuses: the server answers 400 with this message (in the
+/// `message` of its [`ErrorBody`]). Retrying the same body will not help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+/// The type of a Connection. Only WebRTC ones exist here: an IP camera needs a media server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ConnectionType {
+    /// A participant that joins with a token (the only kind signalroom creates).
+    #[default]
+    #[serde(rename = "WEBRTC")]
+    Webrtc,
+}
+
+/// The properties of a new Connection, as given to `POST /sessions/{id}/connection`, validated,
+/// with OpenVidu's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionProperties {
+    /// `type`: `WEBRTC` (the default).
+    #[serde(rename = "type")]
+    pub kind: ConnectionType,
+    /// `data`: the server data participants see (the Connection's `serverData`); default `""`.
+    pub data: String,
+    /// `record`; default `true`.
+    pub record: bool,
+    /// `role`; default `PUBLISHER`.
+    pub role: Role,
+    /// `kurentoOptions` as given, or `null`.
+    pub kurento_options: Value,
+    /// `customIceServers` as given, or `[]`.
+    pub custom_ice_servers: Value,
+}
+
+impl Default for ConnectionProperties {
+    fn default() -> Self {
+        Self {
+            kind: ConnectionType::Webrtc,
+            data: String::new(),
+            record: true,
+            role: Role::default(),
+            kurento_options: Value::Null,
+            custom_ice_servers: Value::Array(Vec::new()),
+        }
+    }
+}
+
+impl ConnectionProperties {
+    /// Validates the body of `POST /sessions/{id}/connection` (a JSON object; `null` values count
+    /// as absent). A refused body is answered 400 with the [`BadRequest`] message, e.g.
+    /// `Parameter 'type' is wrong: IPCAM connections need a media server; signalroom carries
+    /// signals only`, `Parameter 'role' is wrong: "BOSS" is not one of ["SUBSCRIBER",
+    /// "PUBLISHER", "MODERATOR"]`, `Parameter 'record' must be a boolean, not a string`.
+    pub fn from_body(body: &Map<String, Value>) -> Result<Self, BadRequest> {
+        let kind = match opt_str(body, "type")? {
+            None | Some("WEBRTC") => ConnectionType::Webrtc,
+            Some("IPCAM") => {
+                return Err(BadRequest(
+                    "Parameter 'type' is wrong: IPCAM connections need a media server; signalroom carries signals only"
+                        .to_owned(),
+                ));
+            }
+            Some(other) => {
+                return Err(BadRequest(format!(
+                    "Parameter 'type' is wrong: {other:?} is not WEBRTC or IPCAM"
+                )));
+            }
+        };
+        Ok(Self {
+            kind,
+            role: opt_role(body)?.unwrap_or_default(),
+            record: opt_bool(body, "record")?.unwrap_or(true),
+            data: opt_str(body, "data")?.unwrap_or("").to_owned(),
+            kurento_options: opt_kurento_options(body)?,
+            custom_ice_servers: opt_ice_servers(body)?,
+        })
+    }
+}
+
+/// What `PATCH /sessions/{id}/connection/{connectionId}` may change; absent = unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionUpdate {
+    /// A new role.
+    pub role: Option<Role>,
+    /// A new `record`.
+    pub record: Option<bool>,
+}
+
+impl ConnectionUpdate {
+    /// Validates a `PATCH` body, with the messages of [`ConnectionProperties::from_body`] (400).
+    pub fn from_body(body: &Map<String, Value>) -> Result<Self, BadRequest> {
+        Ok(Self { role: opt_role(body)?, record: opt_bool(body, "record")? })
+    }
+}
+
+/// A field absent or `null`.
+fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+/// An optional string field: `Parameter '<key>' must be a string, not <kind>`.
+pub(crate) fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, BadRequest> {
+    match field(obj, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => {
+            Err(BadRequest(format!("Parameter '{key}' must be a string, not {}", json_kind(other))))
+        }
+    }
+}
+
+fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, BadRequest> {
+    match field(obj, key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => {
+            Err(BadRequest(format!("Parameter '{key}' must be a boolean, not {}", json_kind(other))))
+        }
+    }
+}
+
+/// The optional `role`: `SUBSCRIBER`, `PUBLISHER` or `MODERATOR`.
+pub fn opt_role(obj: &Map<String, Value>) -> Result<Option<Role>, BadRequest> {
+    const ALLOWED: [&str; 3] = ["SUBSCRIBER", "PUBLISHER", "MODERATOR"];
+    match opt_str(obj, "role")? {
+        None => Ok(None),
+        Some(v) if ALLOWED.contains(&v) => Ok(Role::parse(v)),
+        Some(v) => Err(BadRequest(format!("Parameter 'role' is wrong: {v:?} is not one of {ALLOWED:?}"))),
+    }
+}
+
+/// The optional `kurentoOptions` (also of `POST /tokens`): an object of OpenVidu's known keys, or
+/// `null` when absent.
+pub fn opt_kurento_options(obj: &Map<String, Value>) -> Result<Value, BadRequest> {
+    match field(obj, "kurentoOptions") {
+        None => Ok(Value::Null),
+        Some(Value::Object(o)) => {
+            for (k, v) in o {
+                let ok = match k.as_str() {
+                    "videoMaxRecvBandwidth"
+                    | "videoMinRecvBandwidth"
+                    | "videoMaxSendBandwidth"
+                    | "videoMinSendBandwidth" => v.is_i64() || v.is_u64(),
+                    "allowedFilters" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(BadRequest(format!(
+                        "Parameter 'kurentoOptions' is wrong: bad property {k:?}"
+                    )));
+                }
+            }
+            Ok(Value::Object(o.clone()))
+        }
+        Some(other) => {
+            Err(BadRequest(format!("Parameter 'kurentoOptions' must be an object, not {}", json_kind(other))))
+        }
+    }
+}
+
+fn opt_ice_servers(obj: &Map<String, Value>) -> Result<Value, BadRequest> {
+    let Some(v) = field(obj, "customIceServers") else { return Ok(Value::Array(Vec::new())) };
+    let Value::Array(servers) = v else {
+        return Err(BadRequest(format!(
+            "Parameter 'customIceServers' must be an array, not {}",
+            json_kind(v)
+        )));
+    };
+    for (i, server) in servers.iter().enumerate() {
+        let bad = |why: &str| BadRequest(format!("Parameter 'customIceServers' is wrong: entry {i} {why}"));
+        let s = server.as_object().ok_or_else(|| bad("is not an object"))?;
+        let url = s.get("url").and_then(Value::as_str).ok_or_else(|| bad("has no string 'url'"))?;
+        let scheme = url.split(':').next().unwrap_or("");
+        let has_credentials = s.contains_key("username") || s.contains_key("credential");
+        match scheme {
+            "turn" | "turns" => {
+                if !(s.get("username").is_some_and(Value::is_string)
+                    && s.get("credential").is_some_and(Value::is_string))
+                {
+                    return Err(bad("is a TURN server without 'username' and 'credential'"));
+                }
+            }
+            "stun" | "stuns" => {
+                if has_credentials {
+                    return Err(bad("is a STUN server with credentials"));
+                }
+            }
+            _ => return Err(bad("has a 'url' whose scheme is not stun, stuns, turn or turns")),
+        }
+    }
+    Ok(v.clone())
+}
 
 /// A list: `{"numberOfElements":N,"content":[...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,6 +460,99 @@ mod tests {
         assert_eq!(ours, theirs);
         let back: ConnectionObject = serde_json::from_value(spec).unwrap();
         assert_eq!(back.status, ConnectionStatus::Pending);
+    }
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn refusal(v: Value) -> String {
+        ConnectionProperties::from_body(&body(v)).unwrap_err().0
+    }
+
+    #[test]
+    fn connection_properties_default_like_openvidu() {
+        let p = ConnectionProperties::from_body(&Map::new()).unwrap();
+        assert_eq!(p, ConnectionProperties::default());
+        assert_eq!((p.role, p.record, p.data.as_str()), (Role::Publisher, true, ""));
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"WEBRTC","data":"","record":true,"role":"PUBLISHER",
+                               "kurentoOptions":null,"customIceServers":[]})
+        );
+        let nulls = body(serde_json::json!({"type":null,"role":null,"record":null,"data":null}));
+        assert_eq!(ConnectionProperties::from_body(&nulls).unwrap(), p);
+    }
+
+    #[test]
+    fn connection_properties_keep_what_is_given() {
+        let ice = serde_json::json!([{"url":"turn:t.example.com","username":"u","credential":"c"},
+                                     {"url":"stun:s.example.com"}]);
+        let p = ConnectionProperties::from_body(&body(serde_json::json!({
+            "type":"WEBRTC","data":"alice","record":false,"role":"MODERATOR",
+            "kurentoOptions":{"videoMaxRecvBandwidth":1000,"allowedFilters":["GStreamerFilter"]},
+            "customIceServers": ice,
+        })))
+        .unwrap();
+        assert_eq!((p.role, p.record, p.data.as_str()), (Role::Moderator, false, "alice"));
+        assert_eq!(p.kurento_options["videoMaxRecvBandwidth"], 1000);
+        assert_eq!(p.custom_ice_servers, ice);
+    }
+
+    #[test]
+    fn connection_properties_refuse_with_the_servers_messages() {
+        use serde_json::json;
+        for (given, message) in [
+            (
+                json!({"type":"IPCAM"}),
+                "Parameter 'type' is wrong: IPCAM connections need a media server; signalroom carries signals only",
+            ),
+            (json!({"type":"SIP"}), "Parameter 'type' is wrong: \"SIP\" is not WEBRTC or IPCAM"),
+            (json!({"type":5}), "Parameter 'type' must be a string, not a number"),
+            (
+                json!({"role":"BOSS"}),
+                "Parameter 'role' is wrong: \"BOSS\" is not one of [\"SUBSCRIBER\", \"PUBLISHER\", \"MODERATOR\"]",
+            ),
+            (json!({"record":"yes"}), "Parameter 'record' must be a boolean, not a string"),
+            (json!({"data":{}}), "Parameter 'data' must be a string, not an object"),
+            (json!({"kurentoOptions":[]}), "Parameter 'kurentoOptions' must be an object, not an array"),
+            (json!({"kurentoOptions":{"x":1}}), "Parameter 'kurentoOptions' is wrong: bad property \"x\""),
+            (
+                json!({"kurentoOptions":{"videoMaxRecvBandwidth":"1"}}),
+                "Parameter 'kurentoOptions' is wrong: bad property \"videoMaxRecvBandwidth\"",
+            ),
+            (json!({"customIceServers":{}}), "Parameter 'customIceServers' must be an array, not an object"),
+            (
+                json!({"customIceServers":[1]}),
+                "Parameter 'customIceServers' is wrong: entry 0 is not an object",
+            ),
+            (
+                json!({"customIceServers":[{}]}),
+                "Parameter 'customIceServers' is wrong: entry 0 has no string 'url'",
+            ),
+            (
+                json!({"customIceServers":[{"url":"stun:s"},{"url":"turn:t"}]}),
+                "Parameter 'customIceServers' is wrong: entry 1 is a TURN server without 'username' and 'credential'",
+            ),
+            (
+                json!({"customIceServers":[{"url":"stun:s","username":"u"}]}),
+                "Parameter 'customIceServers' is wrong: entry 0 is a STUN server with credentials",
+            ),
+            (
+                json!({"customIceServers":[{"url":"http://x"}]}),
+                "Parameter 'customIceServers' is wrong: entry 0 has a 'url' whose scheme is not stun, stuns, turn or turns",
+            ),
+        ] {
+            assert_eq!(refusal(given.clone()), message, "{given}");
+        }
+    }
+
+    #[test]
+    fn connection_updates_take_role_and_record() {
+        let u = ConnectionUpdate::from_body(&body(serde_json::json!({"role":"SUBSCRIBER"}))).unwrap();
+        assert_eq!(u, ConnectionUpdate { role: Some(Role::Subscriber), record: None });
+        assert!(ConnectionUpdate::from_body(&body(serde_json::json!({"record":1}))).is_err());
     }
 
     #[test]

@@ -4,8 +4,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::ids::ConnectionId;
+use crate::ids::{ConnectionId, SessionId};
 use crate::limits::{MAX_SIGNAL_RECIPIENTS, MAX_SIGNAL_TYPE_BYTES};
+use crate::rest::{BadRequest, opt_str};
 
 /// The prefix openvidu-browser gives every signal type on the wire.
 pub const TYPE_PREFIX: &str = "signal:";
@@ -77,9 +78,7 @@ impl SignalMessage {
         };
         let data = scalar_as_string(obj.get("data"), "data")?;
         if let Some(d) = &data {
-            if d.len() > max_data_bytes {
-                return Err(Error::DataTooLarge { size: d.len(), limit: max_data_bytes });
-            }
+            check_data(d, max_data_bytes)?;
         }
         let kind = scalar_as_string(obj.get("type"), "type")?;
         if let Some(k) = &kind {
@@ -97,6 +96,111 @@ fn scalar_as_string(value: Option<&Value>, field: &'static str) -> Result<Option
         Some(other) => {
             Err(Error::InvalidField { field, reason: format!("must be a string, not {}", json_kind(other)) })
         }
+    }
+}
+
+/// Checks a signal's data: at most `max_data_bytes` bytes (UTF-8), else [`Error::DataTooLarge`].
+pub fn check_data(data: &str, max_data_bytes: usize) -> Result<()> {
+    if data.len() > max_data_bytes {
+        return Err(Error::DataTooLarge { size: data.len(), limit: max_data_bytes });
+    }
+    Ok(())
+}
+
+/// A signal sent through the REST API: the body of `POST /openvidu/api/signal`, validated (the
+/// server's side of [`crate::rest::SignalRequest`], which is what a client sends).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalRequest {
+    /// `session`: the session to signal in. The server answers 404 (empty body) when it does not
+    /// exist, 406 (empty body) when nobody has joined it yet.
+    pub session: SessionId,
+    /// `to` without its `null` entries; empty = everybody. An id that is not a joined participant
+    /// refuses the whole signal: 406 with [`SignalRequestError::NoValidRecipients`]'s message.
+    pub to: Vec<ConnectionId>,
+    /// `type`, passed through unchanged.
+    pub kind: Option<String>,
+    /// `data`.
+    pub data: Option<String>,
+    /// Whether `to` held a `null`.
+    null_recipient: bool,
+}
+
+/// Why `POST /openvidu/api/signal` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalRequestError {
+    /// The body is malformed: 400 with this message. Retrying will not help.
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
+    /// A recipient is `null` or not a joined participant: 406 with this message; nothing is
+    /// delivered. Retrying helps only once the recipients have joined.
+    #[error("\"to\" array has no valid connection identifiers")]
+    NoValidRecipients,
+}
+
+impl SignalRequest {
+    /// Validates a body object (`null` values count as absent), as OpenVidu checks it, in this
+    /// order; each refusal is a 400 [`SignalRequestError::BadRequest`]:
+    /// `Parameter 'session' is mandatory`, `Parameter 'session' must be a string, not <kind>`,
+    /// `Parameter 'to' must be an array, not <kind>`, `Parameter 'to' must be an array of
+    /// connection id strings, but holds <kind>`, `Parameter 'type' must be a string, not <kind>`,
+    /// `Parameter 'data' must be a string, not <kind>`, `Parameter 'type' is wrong: <why>`
+    /// ([`check_type`]), `Parameter 'data' is <n> bytes, over the limit of <max> bytes`
+    /// ([`check_data`]). A `null` recipient is not refused here but by [`SignalRequest::recipients`],
+    /// after the session is found, as OpenVidu does. An empty body is the server's to refuse
+    /// (`request body is missing: send a JSON object with at least 'session'`).
+    pub fn from_body(body: &Map<String, Value>, max_data_bytes: usize) -> Result<Self, SignalRequestError> {
+        let bad = |m: String| SignalRequestError::BadRequest(BadRequest(m));
+        let session = match body.get("session").filter(|v| !v.is_null()) {
+            Some(Value::String(s)) => SessionId::from(s.as_str()),
+            None => return Err(bad("Parameter 'session' is mandatory".to_owned())),
+            Some(other) => {
+                return Err(bad(format!("Parameter 'session' must be a string, not {}", json_kind(other))));
+            }
+        };
+        let mut null_recipient = false;
+        let to = match body.get("to").filter(|v| !v.is_null()) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut to = Vec::with_capacity(items.len());
+                for item in items {
+                    match item {
+                        Value::String(s) => to.push(ConnectionId::from(s.as_str())),
+                        Value::Null => null_recipient = true,
+                        other => {
+                            return Err(bad(format!(
+                                "Parameter 'to' must be an array of connection id strings, but holds {}",
+                                json_kind(other)
+                            )));
+                        }
+                    }
+                }
+                to
+            }
+            Some(other) => {
+                return Err(bad(format!("Parameter 'to' must be an array, not {}", json_kind(other))));
+            }
+        };
+        let kind = opt_str(body, "type")?;
+        let data = opt_str(body, "data")?;
+        if let Some(kind) = kind {
+            check_type(kind).map_err(|e| bad(format!("Parameter 'type' is wrong: {e}")))?;
+        }
+        if let Some(data) = data {
+            check_data(data, max_data_bytes).map_err(|_| {
+                bad(format!(
+                    "Parameter 'data' is {} bytes, over the limit of {max_data_bytes} bytes",
+                    data.len()
+                ))
+            })?;
+        }
+        Ok(Self { session, to, kind: kind.map(str::to_owned), data: data.map(str::to_owned), null_recipient })
+    }
+
+    /// The recipients to [`route`] once the session is known to exist and be active; a `null`
+    /// recipient is [`SignalRequestError::NoValidRecipients`] (406). So is a failed [`route`].
+    pub fn recipients(&self) -> std::result::Result<&[ConnectionId], SignalRequestError> {
+        if self.null_recipient { Err(SignalRequestError::NoValidRecipients) } else { Ok(&self.to) }
     }
 }
 
@@ -288,5 +392,76 @@ mod tests {
         assert_eq!(Signal::new("", Some("signal:x"), vec![], MAX).unwrap().kind, "signal:x");
         assert!(Signal::new("x".repeat(MAX + 1), None, vec![], MAX).is_err());
         assert_eq!(user_type("signal:chat"), "chat");
+    }
+
+    fn request(v: serde_json::Value) -> std::result::Result<SignalRequest, SignalRequestError> {
+        SignalRequest::from_body(v.as_object().unwrap(), 16)
+    }
+
+    fn bad_request(v: serde_json::Value) -> String {
+        match request(v.clone()) {
+            Err(SignalRequestError::BadRequest(BadRequest(m))) => m,
+            other => panic!("{v}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rest_signal_requests_parse_like_the_server() {
+        use serde_json::json;
+        let r =
+            request(json!({"session":"s1","to":["con_A","con_B"],"type":"signal:chat","data":"hi"})).unwrap();
+        assert_eq!(r.session, SessionId::from("s1"));
+        assert_eq!(r.recipients().unwrap(), ids(&["con_A", "con_B"]).as_slice());
+        assert_eq!((r.kind.as_deref(), r.data.as_deref()), (Some("signal:chat"), Some("hi")));
+        let r = request(json!({"session":"s1","to":null,"type":null,"data":null})).unwrap();
+        assert!(r.to.is_empty() && r.kind.is_none() && r.data.is_none());
+        assert_eq!(
+            request(json!({"session":"s1","data":"0123456789abcdef"})).unwrap().data.unwrap().len(),
+            16
+        );
+    }
+
+    #[test]
+    fn a_null_recipient_is_refused_as_406_after_parsing() {
+        use serde_json::json;
+        let r = request(json!({"session":"s1","to":["con_A",null]})).unwrap();
+        assert_eq!(r.recipients(), Err(SignalRequestError::NoValidRecipients));
+        assert_eq!(
+            SignalRequestError::NoValidRecipients.to_string(),
+            "\"to\" array has no valid connection identifiers"
+        );
+    }
+
+    #[test]
+    fn rest_signal_requests_refuse_with_the_servers_messages() {
+        use serde_json::json;
+        for (given, message) in [
+            (json!({}), "Parameter 'session' is mandatory"),
+            (json!({"session":null,"data":"x"}), "Parameter 'session' is mandatory"),
+            (json!({"session":5}), "Parameter 'session' must be a string, not a number"),
+            (json!({"session":["s1"]}), "Parameter 'session' must be a string, not an array"),
+            (json!({"session":"s1","to":"con_A"}), "Parameter 'to' must be an array, not a string"),
+            (json!({"session":"s1","to":{"id":"x"}}), "Parameter 'to' must be an array, not an object"),
+            (
+                json!({"session":"s1","to":["con_A",true]}),
+                "Parameter 'to' must be an array of connection id strings, but holds a boolean",
+            ),
+            (json!({"session":"s1","type":5}), "Parameter 'type' must be a string, not a number"),
+            (json!({"session":"s1","data":{"k":"v"}}), "Parameter 'data' must be a string, not an object"),
+            (
+                json!({"session":"s1","type":"new\nline"}),
+                "Parameter 'type' is wrong: invalid type: contains control characters",
+            ),
+            (
+                json!({"session":"s1","data":"0123456789abcdef!"}),
+                "Parameter 'data' is 17 bytes, over the limit of 16 bytes",
+            ),
+            (
+                json!({"session":"s1","data":"ééééééééé"}),
+                "Parameter 'data' is 18 bytes, over the limit of 16 bytes",
+            ),
+        ] {
+            assert_eq!(bad_request(given.clone()), message, "{given}");
+        }
     }
 }

@@ -13,7 +13,7 @@ pub struct TokenInfo {
     pub authority: String,
     /// The `sessionId` query parameter.
     pub session_id: Option<String>,
-    /// The `token` query parameter (`tok_…`).
+    /// The `token` query parameter (`tok_…`), as [`token_id`] finds it.
     pub token_id: Option<String>,
     /// The whole token, sent verbatim as `joinRoom.token`.
     pub raw: String,
@@ -37,15 +37,11 @@ impl TokenInfo {
             return Err(invalid());
         }
         let query = rest.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or("")).unwrap_or("");
-        let mut session_id = None;
-        let mut token_id = None;
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            match &*k {
-                "sessionId" => session_id = Some(v.into_owned()),
-                "token" => token_id = Some(v.into_owned()),
-                _ => {}
-            }
-        }
+        let session_id = url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k == "sessionId")
+            .last()
+            .map(|(_, v)| v.into_owned());
+        let token_id = self::token_id(token).map(str::to_owned);
         Ok(Self { secure, authority: authority.to_owned(), session_id, token_id, raw: token.to_owned() })
     }
 
@@ -60,6 +56,21 @@ impl TokenInfo {
             url.push_str("&reconnect=true");
         }
         url
+    }
+}
+
+/// The token id a token carries: its first `token` query parameter (`ws://h?sessionId=S&token=tok_A`
+/// → `tok_A`), or the token itself when it is a bare `tok_…` without a query. `None` otherwise.
+///
+/// The server looks the id up among its pending tokens on `joinRoom`; `None` or an unknown id is
+/// OpenVidu's 401 "Unable to join session S. Token T is not valid".
+pub fn token_id(token: &str) -> Option<&str> {
+    match token.split_once('?') {
+        Some((_, query)) => {
+            let query = query.split('#').next().unwrap_or("");
+            query.split('&').find_map(|kv| kv.strip_prefix("token="))
+        }
+        None => token.starts_with("tok_").then_some(token),
     }
 }
 
@@ -113,6 +124,20 @@ mod tests {
         for bad in ["tok_AVe8o7iltWqtijyl", "http://h?sessionId=S", "ws://", "wss://?x"] {
             assert!(TokenInfo::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn finds_the_token_id_as_the_server_does() {
+        assert_eq!(token_id("ws://h:1/x?sessionId=S&token=tok_A"), Some("tok_A"));
+        assert_eq!(token_id("wss://h?token=tok_B&sessionId=S"), Some("tok_B"));
+        assert_eq!(token_id("tok_C"), Some("tok_C"));
+        assert_eq!(token_id("ws://h?sessionId=S&token=tok_D#frag"), Some("tok_D"));
+        assert_eq!(token_id("ws://h?token=tok_E&token=tok_F"), Some("tok_E"));
+        assert_eq!(token_id("ws://h?sessionId=S"), None);
+        assert_eq!(token_id("ws://h"), None);
+        assert_eq!(token_id("garbage"), None);
+        let info = TokenInfo::parse("ws://h?sessionId=S&token=tok_A").unwrap();
+        assert_eq!(info.token_id.as_deref(), token_id(&info.raw));
     }
 
     #[test]

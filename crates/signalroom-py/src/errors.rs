@@ -2,8 +2,8 @@
 //!
 //! The exception classes are defined in Python (`python/signalroom/errors.py`, so they can
 //! subclass two built-ins each, e.g. `ConnectionLostError(SignalroomError, ConnectionError)`);
-//! they are imported from there once and cached in a [`PyOnceLock`]. Each client and core error
-//! variant is mapped in one `match` below; messages end with what to do about it.
+//! they are imported from there once and cached in a [`PyOnceLock`]. Each client, core and server
+//! error variant is mapped in one `match` below; messages end with what to do about it.
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -12,6 +12,7 @@ use pyo3::types::{PyDict, PyType};
 use signalroom_client::Error as ClientError;
 use signalroom_core::Error as CoreError;
 use signalroom_core::jsonrpc::codes;
+use signalroom_server::Error as ServerError;
 
 /// The Python module defining the exception classes.
 const MODULE: &str = "signalroom.errors";
@@ -23,6 +24,16 @@ pub(crate) struct PyClientError(pub(crate) ClientError);
 /// A core (validation) error on its way to Python.
 #[derive(Debug)]
 pub(crate) struct PyCoreError(pub(crate) CoreError);
+
+/// An embedded server's start error on its way to Python.
+#[derive(Debug)]
+pub(crate) struct PyServerError(pub(crate) ServerError);
+
+impl From<PyServerError> for PyErr {
+    fn from(err: PyServerError) -> PyErr {
+        Python::attach(|py| server_error(py, err.0))
+    }
+}
 
 impl From<PyClientError> for PyErr {
     fn from(err: PyClientError) -> PyErr {
@@ -46,6 +57,7 @@ pub(crate) enum Class {
     ConnectionLost,
     SignalTimeout,
     ServerApi,
+    ServerStart,
 }
 
 impl Class {
@@ -58,6 +70,7 @@ impl Class {
             Class::ConnectionLost => "ConnectionLostError",
             Class::SignalTimeout => "SignalTimeoutError",
             Class::ServerApi => "ServerApiError",
+            Class::ServerStart => "ServerStartError",
         }
     }
 
@@ -69,6 +82,7 @@ impl Class {
         static CONNECTION_LOST: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static SIGNAL_TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         static SERVER_API: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+        static SERVER_START: PyOnceLock<Py<PyType>> = PyOnceLock::new();
         match self {
             Class::Signalroom => &SIGNALROOM,
             Class::InvalidSignal => &INVALID_SIGNAL,
@@ -77,6 +91,7 @@ impl Class {
             Class::ConnectionLost => &CONNECTION_LOST,
             Class::SignalTimeout => &SIGNAL_TIMEOUT,
             Class::ServerApi => &SERVER_API,
+            Class::ServerStart => &SERVER_START,
         }
     }
 }
@@ -222,6 +237,31 @@ fn api_hint(status: u16) -> &'static str {
         409 => " (a session with that id exists already)",
         _ => "",
     }
+}
+
+/// Maps a server start error: what the operating system refused (the address, the TLS files)
+/// becomes `ServerStartError` (an `OSError`, with its `errno`), a bad option `InvalidArgumentError`.
+pub(crate) fn server_error(py: Python<'_>, err: ServerError) -> PyErr {
+    let text = format!("cannot start the server: {err}");
+    match err {
+        ServerError::Bind { source, .. } => {
+            let text = format!("{text}; is another server on that port? port 0 picks a free one");
+            new_error(py, Class::ServerStart, text, &[("errno", errno(&source))])
+        }
+        ServerError::Tls { source, .. } => {
+            new_error(py, Class::ServerStart, text, &[("errno", errno(&source))])
+        }
+        ServerError::PublicUrl { .. } | ServerError::Config(_) => {
+            new_error(py, Class::InvalidArgument, text, &[])
+        }
+        // `Error` is #[non_exhaustive].
+        _ => new_error(py, Class::Signalroom, text, &[]),
+    }
+}
+
+/// The operating system's error number, if any.
+fn errno(err: &std::io::Error) -> Attr {
+    err.raw_os_error().map_or(Attr::None, |n| Attr::Int(n.into()))
 }
 
 /// Maps a validation error: signal problems become `InvalidSignalError`, the rest

@@ -55,6 +55,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.py().import("atexit")?.call_method1("register", (at_exit,))?;
     m.add_function(wrap_pyfunction!(session::connect, m)?)?;
     m.add_function(wrap_pyfunction!(enable_logging, m)?)?;
+    m.add_function(wrap_pyfunction!(server::serve_cli, m)?)?;
     m.add_class::<session::Session>()?;
     m.add_class::<events::Connection>()?;
     m.add_class::<events::SignalEvent>()?;

@@ -12,7 +12,7 @@ use signalroom_server::{Config, DEFAULT_SEND_QUEUE, TlsConfig};
 use url::Url;
 
 use crate::bridge::future_into_py;
-use crate::errors::{Class, invalid_argument, new_error};
+use crate::errors::{Class, PyServerError, invalid_argument, new_error};
 use crate::session::seconds;
 
 /// Where a started server can be reached.
@@ -28,15 +28,6 @@ struct Address {
 pub struct Server {
     config: Config,
     running: Arc<Running>,
-}
-
-/// The server could not start; becomes a `SignalroomError`.
-struct StartError(anyhow::Error);
-
-impl From<StartError> for PyErr {
-    fn from(StartError(e): StartError) -> PyErr {
-        Python::attach(|py| new_error(py, Class::Signalroom, format!("cannot start the server: {e:#}"), &[]))
-    }
 }
 
 fn not_running() -> PyErr {
@@ -121,7 +112,7 @@ impl Server {
         let config = self.config.clone();
         let server = py
             .detach(|| get_runtime().block_on(signalroom_server::Server::start(config)))
-            .map_err(StartError)?;
+            .map_err(PyServerError)?;
         keep(&self.running, server);
         Ok(())
     }
@@ -134,9 +125,9 @@ impl Server {
             if running.lock().is_some() {
                 return Ok(());
             }
-            let server = signalroom_server::Server::start(config).await.map_err(StartError)?;
+            let server = signalroom_server::Server::start(config).await.map_err(PyServerError)?;
             keep(&running, server);
-            Ok::<_, StartError>(())
+            Ok::<_, PyServerError>(())
         })
     }
 
@@ -204,4 +195,14 @@ impl Drop for Server {
             get_runtime().spawn(server.shutdown());
         }
     }
+}
+
+/// Runs the command line of `signalroom` (`argv[0]` is the program name; e.g.
+/// ``["signalroom", "serve", "--listen", ":0"]``) until SIGTERM or Ctrl-C, without the GIL;
+/// returns the exit status. The same definition as the `signalroom` binary's, so the flags and
+/// ``--help`` are the same. The server installs its own SIGINT and SIGTERM handlers: set SIGINT to
+/// ``signal.SIG_DFL`` first, or Python's handler raises ``KeyboardInterrupt`` after the stop.
+#[pyfunction]
+pub(crate) fn serve_cli(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| get_runtime().block_on(signalroom_server::cli::run(argv)))
 }

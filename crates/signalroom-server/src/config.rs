@@ -72,8 +72,7 @@ impl Default for Config {
     }
 }
 
-/// The development secret, used when none is given (with a warning).
-pub const DEFAULT_SECRET: &str = "MY_SECRET";
+pub use signalroom_core::rest::DEFAULT_SECRET;
 
 /// Default number of outbound frames queued per participant.
 pub const DEFAULT_SEND_QUEUE: usize = 4096;

@@ -5,12 +5,13 @@
 //! - layers that each do one job: `room` (one session's rules, pure), `hub` (the operations both
 //!   front ends call, emitting a [`ServerEvent`] each), `broker` (what nodes share; in-process by
 //!   default), `outbox` (per participant, surviving a dropped socket for a zero-loss resume), and
-//!   the thin front ends `ws` and `rest`, whose refusals map through one table (`refusal`).
+//!   the thin front ends `ws` and `rest`, whose refusals map through one table (`refusal`),
+//! - [`cli`]: the `signalroom serve` command line, shared by the binary and `python -m signalroom`.
 //!
 //! Run it in-process (tests, embedding):
 //!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
+//! # async fn demo() -> signalroom_server::Result<()> {
 //! use signalroom_server::{Config, Server};
 //!
 //! let server = Server::start(Config { secret: "s3cret".into(), ..Config::local() }).await?;
@@ -21,7 +22,9 @@
 //! ```
 
 mod broker;
+pub mod cli;
 mod config;
+mod error;
 mod events;
 mod hub;
 mod outbox;
@@ -34,5 +37,6 @@ mod util;
 mod ws;
 
 pub use config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
+pub use error::{Error, Result};
 pub use events::ServerEvent;
 pub use server::Server;

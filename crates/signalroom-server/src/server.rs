@@ -2,7 +2,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 // Signals are small frames: Nagle's algorithm would hold a second one back until the first
@@ -15,6 +14,7 @@ use tower_http::cors::CorsLayer;
 use url::Url;
 
 use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::events::ServerEvent;
 use crate::hub::Hub;
 
@@ -34,12 +34,19 @@ pub struct Server {
 impl Server {
     /// Binds `config.listen` and starts serving. Returns once the socket is listening.
     ///
-    /// Errors: the address cannot be bound, or the TLS files cannot be read.
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind(config.listen)
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
+    /// Errors: a configuration value is out of range ([`Error::Config`]), the address cannot be
+    /// bound ([`Error::Bind`]), the public URL is not `http(s)://` ([`Error::PublicUrl`]), or the
+    /// TLS files cannot be loaded ([`Error::Tls`]).
+    pub async fn start(config: Config) -> Result<Self> {
+        if config.max_signal_bytes == 0 || config.send_queue_capacity == 0 {
+            return Err(Error::Config(
+                "the maximum signal size and the send queue must be at least 1".to_owned(),
+            ));
+        }
+        let bind = |source| Error::Bind { addr: config.listen, source };
+        let listener = std::net::TcpListener::bind(config.listen).map_err(bind)?;
+        listener.set_nonblocking(true).map_err(bind)?;
+        let local_addr = listener.local_addr().map_err(bind)?;
         let public_url = match &config.public_url {
             Some(url) => url.clone(),
             None => {
@@ -52,11 +59,14 @@ impl Server {
                         "listening on {local_addr}: tokens point to {reachable}; set --public-url to the address clients reach"
                     );
                 }
-                Url::parse(&format!("{scheme}://{reachable}"))?
+                let url = format!("{scheme}://{reachable}");
+                Url::parse(&url).map_err(|e| Error::PublicUrl { url, reason: e.to_string() })?
             }
         };
-        let token_base = signalroom_core::token::token_base(&public_url)
-            .with_context(|| format!("public URL {public_url} must be http:// or https://"))?;
+        let token_base = signalroom_core::token::token_base(&public_url).map_err(|_| Error::PublicUrl {
+            url: public_url.to_string(),
+            reason: "must be http:// or https:// with a host".to_owned(),
+        })?;
         let public = public_url.as_str().trim_end_matches('/').to_owned();
         let hub = Arc::new(Hub::new(config.clone(), token_base, public));
 
@@ -64,19 +74,20 @@ impl Server {
         let handle = axum_server::Handle::new();
         let serve = match &config.tls {
             None => {
-                let server =
-                    axum_server::from_tcp(listener)?.acceptor(NoDelayAcceptor::new()).handle(handle.clone());
+                let server = axum_server::from_tcp(listener)
+                    .map_err(bind)?
+                    .acceptor(NoDelayAcceptor::new())
+                    .handle(handle.clone());
                 tokio::spawn(server.serve(app))
             }
             Some(tls) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                     .await
-                    .with_context(|| {
-                        format!("cannot load TLS certificate {:?} and key {:?}", tls.cert, tls.key)
-                    })?;
+                    .map_err(|source| Error::Tls { cert: tls.cert.clone(), key: tls.key.clone(), source })?;
                 let acceptor = RustlsAcceptor::new(rustls).acceptor(NoDelayAcceptor::new());
-                let server = axum_server::from_tcp(listener)?.acceptor(acceptor).handle(handle.clone());
+                let server =
+                    axum_server::from_tcp(listener).map_err(bind)?.acceptor(acceptor).handle(handle.clone());
                 tokio::spawn(server.serve(app))
             }
         };

@@ -6,4 +6,5 @@ mod bad_input;
 mod lifecycle;
 mod rest;
 mod rpc;
+mod start;
 mod tls;

@@ -1,0 +1,277 @@
+//! `signalroom serve`: the command line, shared by the `signalroom` binary and
+//! `python -m signalroom serve` (through `signalroom._native.serve_cli`), so both accept the same
+//! flags and print the same `--help`.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
+use crate::server::Server;
+
+/// Exit status of a run that failed after parsing (e.g. the address is taken).
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Parser)]
+#[command(
+    name = "signalroom",
+    bin_name = "signalroom",
+    version,
+    about = "OpenVidu 2.32-compatible signalling server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; `:PORT` listens on 127.0.0.1).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:4443", value_parser = parse_listen)]
+    listen: SocketAddr,
+    /// URL clients reach this server at; tokens point there (http → ws://, https → wss://).
+    /// Default: derived from the listening address.
+    #[arg(long)]
+    public_url: Option<url::Url>,
+    /// Secret of the REST API (HTTP Basic, user OPENVIDUAPP).
+    #[arg(long, env = "OPENVIDU_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// TLS certificate chain (PEM); needs --tls-key. Tokens become wss://.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Maximum size of a signal's data, in bytes.
+    #[arg(long, default_value_t = signalroom_core::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_signal_bytes: usize,
+    /// Outbound frames queued per participant before it is disconnected as too slow; also how many
+    /// notifications are kept for a resume after a reconnection.
+    #[arg(long, default_value_t = DEFAULT_SEND_QUEUE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    send_queue: usize,
+    /// The same bound in bytes (each of the queue and what is kept for a resume).
+    #[arg(long, default_value_t = DEFAULT_SEND_QUEUE_BYTES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    send_queue_bytes: usize,
+    /// Seconds a participant whose socket dropped is kept for a reconnection.
+    #[arg(long, default_value_t = signalroom_core::limits::RECONNECTION_GRACE_SECS)]
+    reconnection_grace_secs: u64,
+    /// Seconds between garbage collections of never-joined sessions (0 disables).
+    #[arg(long, default_value_t = 900)]
+    session_gc_interval_secs: u64,
+    /// Age in seconds after which a never-joined session is garbage-collected.
+    #[arg(long, default_value_t = 3600)]
+    session_gc_threshold_secs: u64,
+    /// Log filter when RUST_LOG is not set (e.g. debug, signalroom_server=trace).
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    log: String,
+}
+
+/// `HOST:PORT`, `[V6]:PORT` or `:PORT` (on 127.0.0.1); a host name is resolved.
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    let wrong = || format!("{value:?} is not HOST:PORT (e.g. 127.0.0.1:4443, or :0 for any free port)");
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    let (host, port) = value.rsplit_once(':').ok_or_else(wrong)?;
+    let port: u16 = port.parse().map_err(|_| wrong())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "127.0.0.1" } else { host };
+    (host, port).to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).ok_or_else(wrong)
+}
+
+/// Runs `signalroom` with these arguments (the first is the program name) on a runtime of its own,
+/// until SIGTERM or Ctrl-C. The `main` of the binary.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let Some(args) = parse(args) else { return ExitCode::from(EXIT_FAILURE) };
+    let args = match args {
+        Ok(args) => args,
+        Err(code) => return ExitCode::from(code),
+    };
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => ExitCode::from(runtime.block_on(serve(args))),
+        Err(e) => {
+            eprintln!("signalroom: cannot start the runtime: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// As [`main_with_args`], on the caller's tokio runtime; returns the exit status (0 after a clean
+/// stop, 1 if the server could not start, 2 for bad arguments; `--help` and `--version` print and
+/// return 0). Logging goes to stderr unless a `tracing` subscriber is set already.
+pub async fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match parse(args) {
+        Some(Ok(args)) => serve(args).await,
+        Some(Err(code)) => code,
+        None => EXIT_FAILURE,
+    }
+}
+
+/// Parses the arguments and sets up logging; `Err(status)` when clap printed help, a version or
+/// an error; `None` when that printing failed.
+fn parse<I, T>(args: I) -> Option<Result<ServeArgs, u8>>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            e.print().ok()?;
+            return Some(Err(u8::try_from(e.exit_code()).unwrap_or(EXIT_FAILURE)));
+        }
+    };
+    let Command::Serve(args) = cli.command;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    Some(Ok(args))
+}
+
+/// Serves until SIGTERM or Ctrl-C; the exit status.
+async fn serve(args: ServeArgs) -> u8 {
+    let stop = shutdown_signal();
+    let secret = args.secret.unwrap_or_else(|| {
+        eprintln!(
+            "WARNING: no --secret or OPENVIDU_SECRET given: using the development secret {DEFAULT_SECRET:?}. \
+             Anybody who knows it can create sessions and tokens."
+        );
+        DEFAULT_SECRET.to_owned()
+    });
+    let config = Config {
+        listen: args.listen,
+        public_url: args.public_url,
+        secret,
+        tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsConfig { cert, key }),
+        max_signal_bytes: args.max_signal_bytes,
+        send_queue_capacity: args.send_queue,
+        send_queue_bytes: args.send_queue_bytes,
+        reconnection_grace: Duration::from_secs(args.reconnection_grace_secs),
+        session_gc_interval: Duration::from_secs(args.session_gc_interval_secs),
+        session_gc_threshold: Duration::from_secs(args.session_gc_threshold_secs),
+        ..Config::local()
+    };
+    let server = match Server::start(config).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("signalroom: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    tracing::info!(listen = %server.local_addr(), tokens = server.token_base(), "signalroom listening");
+    let ready = {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "signalroom ready: {}", server.url()).and_then(|()| out.flush())
+    };
+    if let Err(e) = ready {
+        // Whoever waits for the line will not see it: stop rather than serve unannounced.
+        eprintln!("signalroom: cannot write to stdout: {e}");
+        server.shutdown().await;
+        return EXIT_FAILURE;
+    }
+    stop.await;
+    tracing::info!("stopping: evicting participants with openviduServerStopped");
+    server.shutdown().await;
+    0
+}
+
+/// Listens for Ctrl-C (SIGINT) and SIGTERM now; the future resolves on the first of them. Called
+/// before the ready line, so that a signal sent as soon as it is read stops the server cleanly.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let recv = |listener: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match listener {
+                    Ok(mut listener) => {
+                        listener.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = recv(interrupt) => {},
+                () = recv(terminate) => {},
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["signalroom", "serve"].iter().chain(args))?;
+        let Command::Serve(args) = cli.command;
+        Ok(args)
+    }
+
+    #[test]
+    fn defaults_are_those_of_the_readme() {
+        let a = serve_args(&[]).unwrap();
+        assert_eq!(a.listen, "127.0.0.1:4443".parse().unwrap());
+        assert_eq!(a.max_signal_bytes, 46080);
+        assert_eq!(a.send_queue, 4096);
+        assert_eq!(a.reconnection_grace_secs, 10);
+        assert_eq!((a.session_gc_interval_secs, a.session_gc_threshold_secs), (900, 3600));
+        assert!(a.public_url.is_none() && a.tls_cert.is_none());
+    }
+
+    #[test]
+    fn listen_takes_host_port_or_a_bare_port() {
+        assert_eq!(parse_listen(":0").unwrap(), "127.0.0.1:0".parse().unwrap());
+        assert_eq!(parse_listen("0.0.0.0:80").unwrap(), "0.0.0.0:80".parse().unwrap());
+        assert_eq!(parse_listen("[::1]:5").unwrap(), "[::1]:5".parse().unwrap());
+        assert_eq!(parse_listen("localhost:7").unwrap().port(), 7);
+        for bad in ["nowhere", "1.2.3.4", "h:port", ":99999"] {
+            assert!(parse_listen(bad).unwrap_err().contains("is not HOST:PORT"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_zero_limits_and_half_tls() {
+        assert!(serve_args(&["--send-queue", "0"]).is_err());
+        assert!(serve_args(&["--max-signal-bytes", "0"]).is_err());
+        assert!(serve_args(&["--tls-cert", "c.pem"]).is_err());
+        assert!(serve_args(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_ok());
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}
