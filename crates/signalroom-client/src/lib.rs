@@ -50,15 +50,17 @@ mod api;
 mod driver;
 mod error;
 mod event;
+mod inbound;
 mod link;
 mod options;
+mod pending;
 mod session;
+mod state;
 mod tls;
 
 pub use api::{API_TIMEOUT, ApiOptions, ConnectionOptions, ServerApi};
 pub use error::{BoxError, Error, Result};
 pub use event::{Connection, Event, SIGNAL_EVENT, SignalEvent};
-pub use link::SessionState;
 pub use options::{
     CONNECT_TIMEOUT, ConnectOptions, PING_INTERVAL, PING_TIMEOUT, RECONNECT_ATTEMPTS, RECONNECT_INTERVAL,
     REQUEST_TIMEOUT, default_platform,
@@ -67,6 +69,7 @@ pub use session::{EventReceiver, Session, Subscription};
 pub use signalroom_core::rest::{ConnectionObject, ConnectionStatus, SessionObject, SignalRequest};
 pub use signalroom_core::signal::Signal;
 pub use signalroom_core::{ConnectionId, EndReason, Role, RpcSessionId, SessionId};
+pub use state::SessionState;
 
 #[cfg(test)]
 mod tests {
