@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use signalroom_core::protocol::{ConnectParams, JoinRoomParams, PingParams, method};
-use signalroom_core::{EndReason, OPENVIDU_VERSION, SessionId};
+use signalroom_core::{EndReason, OPENVIDU_VERSION, RpcSessionId, SessionId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 
@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::Connection;
 use crate::inbound::ReaderEnd;
 use crate::link::{CLOSE_BY_CLIENT, CLOSE_FOR_RECONNECTION, Link};
-use crate::pending::{Outgoing, PendingKind, Reply, params};
+use crate::pending::{Outgoing, Params, PendingKind, Reply, params};
 use crate::state::{Command, DriverChannels, SessionState, Shared};
 
 /// `{}`: the params openvidu-browser sends with `leaveRoom`.
@@ -111,12 +111,27 @@ struct Ping {
 }
 
 fn send_ping(shared: &Shared, link: &Link, with_interval: bool) -> Ping {
-    let interval =
-        PingParams { interval: Some(shared.opts.ping_interval.as_millis() as u64), last_seq: None };
-    let params = with_interval.then(|| params(&interval));
+    let params = ping_params(shared, with_interval);
     let now = Instant::now();
     let (id, rx) = shared.send_on(link, method::PING, params, PendingKind::Plain);
     Ping { id, rx, deadline: now + shared.opts.ping_timeout, sent: now }
+}
+
+/// A ping's params: the interval on a socket's first ping, as openvidu-browser; the last
+/// notification handled whenever one is known, so the server may forget what it kept up to there.
+/// Neither: no params at all (openvidu-browser's later pings).
+fn ping_params(shared: &Shared, with_interval: bool) -> Option<Params> {
+    let ping = PingParams {
+        interval: with_interval.then_some(shared.opts.ping_interval.as_millis() as u64),
+        last_seq: shared.state.lock().last_seq,
+    };
+    (ping != PingParams::default()).then(|| params(&ping))
+}
+
+/// A `connect`'s params: resume after the last notification handled, when one is known.
+fn connect_params(shared: &Shared, rpc_session_id: RpcSessionId) -> Params {
+    let last_seq = shared.state.lock().last_seq;
+    params(&ConnectParams { session_id: rpc_session_id, reconnect: true, last_seq })
 }
 
 /// Opens the first socket, sends `ping` (id 0) and `joinRoom` (id 1), waits for the result.
@@ -277,10 +292,8 @@ async fn reconnect(
         match opened {
             Err(e) => tracing::debug!(attempt, attempts, error = %e, "reconnection attempt failed"),
             Ok(mut link) => {
-                let connect =
-                    ConnectParams { session_id: rpc_session_id.clone(), reconnect: true, last_seq: None };
-                let (id, rx) =
-                    shared.send_on(&link, method::CONNECT, Some(params(&connect)), PendingKind::Reconnect);
+                let connect = connect_params(shared, rpc_session_id.clone());
+                let (id, rx) = shared.send_on(&link, method::CONNECT, Some(connect), PendingKind::Reconnect);
                 let result = tokio::select! {
                     r = shared.wait(method::CONNECT, rx, shared.opts.request_timeout) => Some(r),
                     end = link.ended() => {
@@ -335,5 +348,43 @@ fn leave_reply(cmd: Option<Command>) -> Option<oneshot::Sender<()>> {
     match cmd {
         Some(Command::Leave(reply)) => reply,
         None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use signalroom_core::token::TokenInfo;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::options::ConnectOptions;
+
+    fn shared() -> Arc<Shared> {
+        let token = TokenInfo::parse("ws://127.0.0.1:1?sessionId=S1&token=tok_A").unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Shared::new(token, ConnectOptions::default(), tx).0
+    }
+
+    fn text(params: Option<Params>) -> Option<String> {
+        params.map(|p| p.get().to_owned())
+    }
+
+    #[test]
+    fn pings_carry_the_last_seq_once_one_is_known() {
+        let shared = shared();
+        assert_eq!(text(ping_params(&shared, true)).as_deref(), Some(r#"{"interval":5000}"#));
+        assert_eq!(text(ping_params(&shared, false)), None);
+        shared.state.lock().last_seq = Some(42);
+        assert_eq!(text(ping_params(&shared, true)).as_deref(), Some(r#"{"interval":5000,"lastSeq":42}"#));
+        assert_eq!(text(ping_params(&shared, false)).as_deref(), Some(r#"{"lastSeq":42}"#));
+    }
+
+    #[test]
+    fn connect_resumes_after_the_last_seq_once_one_is_known() {
+        let shared = shared();
+        let connect = |s: &Shared| connect_params(s, RpcSessionId::from("rpc1")).get().to_owned();
+        assert_eq!(connect(&shared), r#"{"sessionId":"rpc1","reconnect":true}"#);
+        shared.state.lock().last_seq = Some(7);
+        assert_eq!(connect(&shared), r#"{"sessionId":"rpc1","reconnect":true,"lastSeq":7}"#);
     }
 }

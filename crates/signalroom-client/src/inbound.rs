@@ -4,8 +4,8 @@
 use serde_json::Value;
 use signalroom_core::jsonrpc::Frame;
 use signalroom_core::protocol::{
-    ConnectionPropertyChanged, JoinRoomResult, ParticipantLeft, RemoteParticipant, SignalNotification,
-    notification,
+    ConnectionPropertyChanged, JoinRoomResult, ParticipantLeft, ReconnectResult, RemoteParticipant,
+    SignalNotification, notification,
 };
 use signalroom_core::{ConnectionId, Role};
 
@@ -35,7 +35,17 @@ impl Shared {
             }
         };
         match (&frame.method, frame.id) {
-            (Some(method), None) => self.handle_notification(method, &frame),
+            (Some(method), None) => {
+                let mut state = self.state.lock();
+                // Remembered before handling: a notification ignored below still counts as had.
+                if !state.admit(frame.seq) {
+                    let last = state.last_seq;
+                    tracing::debug!(%method, seq = frame.seq, last, "dropping a notification already handled");
+                    return None;
+                }
+                drop(state);
+                self.handle_notification(method, &frame)
+            }
             (Some(method), Some(_)) => {
                 tracing::warn!(%method, "ignoring a request from the server (clients never answer them)");
                 None
@@ -76,9 +86,24 @@ impl Shared {
                     Err(e) => Err(Error::UnexpectedResponse { method, reason: e.to_string() }),
                 },
                 PendingKind::Reconnect => {
+                    // Any answer but an error means the server took the socket back; what it says
+                    // about the resume is a bonus (OpenVidu says nothing).
+                    let result = serde_json::from_str::<ReconnectResult>(raw).unwrap_or_else(|e| {
+                        tracing::debug!(error = %e, "connect result not understood; nothing known of a resume");
+                        ReconnectResult { value: String::new(), session_id: None, recovered: None, replayed: None }
+                    });
+                    if result.recovered == Some(false) {
+                        tracing::warn!(
+                            last_seq = state.last_seq,
+                            "reconnected, but the server no longer had every notification sent meanwhile"
+                        );
+                    }
                     if !matches!(state.phase, SessionState::Disconnected(_)) {
                         state.phase = SessionState::Connected;
-                        state.emit(Event::Reconnected);
+                        state.emit(Event::Reconnected {
+                            recovered: result.recovered,
+                            replayed: result.replayed.unwrap_or(0),
+                        });
                     }
                     Ok(Value::Null)
                 }
@@ -352,5 +377,93 @@ mod tests {
         assert_eq!(all.try_recv().unwrap().kind, "signal:other");
         shared.finish(EndReason::Disconnect);
         assert!(matches!(chat.try_recv(), Err(mpsc::error::TryRecvError::Disconnected)));
+    }
+
+    fn signal(seq: Option<u64>, data: &str) -> String {
+        let seq = seq.map(|n| format!(r#","seq":{n}"#)).unwrap_or_default();
+        format!(
+            r#"{{"jsonrpc":"2.0","method":"sendMessage","params":{{"data":"{data}","type":"signal:n"}}{seq}}}"#
+        )
+    }
+
+    fn signal_data(events: Vec<Event>) -> Vec<String> {
+        events
+            .into_iter()
+            .map(|e| match e {
+                Event::Signal(s) => s.data,
+                other => panic!("expected a signal, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn notifications_numbered_at_or_below_the_last_handled_are_dropped() {
+        let (shared, mut events) = session();
+        // Numbers are the session's: gaps are normal.
+        for (seq, data) in
+            [(3, "a"), (7, "b"), (8, "c"), (7, "b again"), (3, "a again"), (8, "c again"), (12, "d")]
+        {
+            assert!(shared.handle_frame(&signal(Some(seq), data)).is_none());
+        }
+        assert_eq!(signal_data(drain(&mut events)), ["a", "b", "c", "d"]);
+        assert_eq!(shared.state.lock().last_seq, Some(12));
+    }
+
+    #[test]
+    fn an_ignored_notification_still_counts_as_handled() {
+        let (shared, mut events) = session();
+        shared.handle_frame(r#"{"jsonrpc":"2.0","method":"iceCandidate","params":{},"seq":5}"#);
+        shared.handle_frame(r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"data":{"x":1}},"seq":6}"#);
+        assert_eq!(shared.state.lock().last_seq, Some(6));
+        shared.handle_frame(&signal(Some(6), "repeat"));
+        shared.handle_frame(&signal(Some(9), "new"));
+        assert_eq!(signal_data(drain(&mut events)), ["new"]);
+    }
+
+    #[test]
+    fn notifications_without_seq_are_handled_as_ever() {
+        let (shared, mut events) = session();
+        shared.handle_frame(&signal(None, "plain"));
+        shared.handle_frame(&signal(Some(4), "numbered"));
+        shared.handle_frame(&signal(None, "plain again"));
+        assert_eq!(signal_data(drain(&mut events)), ["plain", "numbered", "plain again"]);
+        assert_eq!(shared.state.lock().last_seq, Some(4));
+        // Responses carry no seq and leave it alone.
+        shared.handle_frame(r#"{"jsonrpc":"2.0","id":77,"result":{}}"#);
+        assert_eq!(shared.state.lock().last_seq, Some(4));
+    }
+
+    fn reconnect(shared: &Shared) -> (oneshot::Receiver<Reply>, u64) {
+        let mut state = shared.state.lock();
+        let (out, rx) = shared.register(&mut state, "connect", None, PendingKind::Reconnect);
+        (rx, out.id)
+    }
+
+    #[test]
+    fn reconnected_carries_what_the_server_said_of_the_resume() {
+        let (shared, mut events) = session();
+        let cases = [
+            (
+                r#"{"value":"reconnection successful","sessionId":"rpc1","recovered":true,"replayed":12}"#,
+                Some(true),
+                12,
+            ),
+            (
+                r#"{"value":"reconnection successful","sessionId":"rpc1","recovered":false,"replayed":3}"#,
+                Some(false),
+                3,
+            ),
+            // OpenVidu: nothing said.
+            (r#"{"value":"reconnection successful","sessionId":"rpc1"}"#, None, 0),
+            // Not even an object: the reconnection stands, the resume is unknown.
+            (r#""ok""#, None, 0),
+        ];
+        for (result, recovered, replayed) in cases {
+            let (mut rx, id) = reconnect(&shared);
+            shared.handle_frame(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#));
+            assert!(rx.try_recv().unwrap().is_ok(), "{result}");
+            assert_eq!(drain(&mut events), vec![Event::Reconnected { recovered, replayed }], "{result}");
+            assert_eq!(shared.state.lock().phase, SessionState::Connected);
+        }
     }
 }

@@ -42,6 +42,9 @@ pub(crate) struct SessionData {
     pub(crate) rpc_session_id: Option<RpcSessionId>,
     /// Remote participants in join order.
     pub(crate) remotes: Vec<Connection>,
+    /// The `seq` of the last notification handled (signalroom's resume extension): sent in pings
+    /// and in `connect`, and the bar a notification must pass to be handled at all.
+    pub(crate) last_seq: Option<u64>,
     events: Option<mpsc::UnboundedSender<Event>>,
     subscribers: Vec<(String, mpsc::UnboundedSender<SignalEvent>)>,
 }
@@ -80,6 +83,18 @@ impl SessionData {
         for (_, p) in self.pending.drain() {
             let _ = p.tx.send(Err(Error::Disconnected { reason: reason.clone() }));
         }
+    }
+
+    /// Whether a notification numbered `seq` is new, remembering it if so. A notification without
+    /// a number (servers without the extension) is always new; one numbered at or below the last
+    /// handled is a repeat (a server replayed too much) and must be dropped.
+    pub(crate) fn admit(&mut self, seq: Option<u64>) -> bool {
+        let Some(seq) = seq else { return true };
+        if self.last_seq.is_some_and(|last| seq <= last) {
+            return false;
+        }
+        self.last_seq = Some(seq);
+        true
     }
 
     pub(crate) fn connection_of(&self, id: &str) -> Option<&Connection> {
@@ -131,6 +146,7 @@ impl Shared {
             session_id: None,
             rpc_session_id: None,
             remotes: Vec::new(),
+            last_seq: None,
             events: Some(events),
             subscribers: Vec::new(),
         };

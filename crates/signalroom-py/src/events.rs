@@ -206,7 +206,7 @@ fn convert<'py>(py: Python<'py>, event: Event, reuse: &mut Reuse) -> PyResult<Bo
             Bound::new(py, SessionDisconnectedEvent { name: "sessionDisconnected", reason })?.into_any()
         }
         Event::Reconnecting => Bound::new(py, SessionEvent { name: "reconnecting" })?.into_any(),
-        Event::Reconnected => Bound::new(py, SessionEvent { name: "reconnected" })?.into_any(),
+        Event::Reconnected { .. } => Bound::new(py, SessionEvent { name: "reconnected" })?.into_any(),
         // `Event` is #[non_exhaustive]: an event added later arrives under its name.
         other => Bound::new(py, SessionEvent { name: other.name() })?.into_any(),
     })
