@@ -232,8 +232,10 @@ class Session:
         (connection ids or :class:`Connection` objects). ``type`` ``"chat"`` fires
         ``"signal:chat"`` at the receivers. Returns when the server accepted it.
 
-        Raises :class:`InvalidSignalError` before sending anything for a malformed signal,
-        :class:`RpcError` (code 601) if a recipient is not in the session (nothing is delivered),
+        Raises :class:`InvalidSignalError` before sending anything for a malformed type or ``to``,
+        :class:`RpcError` with code 600 if ``data`` is over the server's limit (``--max-signal-bytes``,
+        46080 bytes by default; the server judges) and 601 if a recipient is not in the session
+        (nothing is delivered either way),
         :class:`ConnectionLostError` once the session is over, :class:`SignalTimeoutError`.
 
         Example::

@@ -8,7 +8,6 @@ use signalroom_client::{ConnectOptions, Session};
 use signalroom_client::{
     Connection, ConnectionId, EndReason, Error, Event, SessionState, Signal, SignalEvent, default_platform,
 };
-use signalroom_core::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES as MAX;
 
 use crate::mock::{MockServer, fixture, join_result};
 use crate::support::*;
@@ -64,9 +63,9 @@ async fn sends_exactly_what_openvidu_browser_sends() {
     .await;
     let signals = [
         (Signal::broadcast("my-chat", "hello").unwrap(), 6),
-        (Signal::new("noType", None, vec![], MAX).unwrap(), 7),
-        (Signal::new("toB", Some("my-chat"), vec!["con_T2".into()], MAX).unwrap(), 8),
-        (Signal::new("x", None, vec!["con_nope".into()], MAX).unwrap(), 9),
+        (Signal::new("noType", None, vec![]).unwrap(), 7),
+        (Signal::new("toB", Some("my-chat"), vec!["con_T2".into()]).unwrap(), 8),
+        (Signal::new("x", None, vec!["con_nope".into()]).unwrap(), 9),
     ];
     for (signal, line) in signals {
         let sending = tokio::spawn({
