@@ -75,6 +75,8 @@ class TcpProxy:
         for task in list(self._later):
             task.cancel()
         await asyncio.gather(*self._later, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -96,9 +98,11 @@ class TcpProxy:
             pair.stop_forwarding()  # nothing is read any more: the kernel buffers fill and stay full
 
         async def reset_later() -> None:
-            await asyncio.sleep(seconds)
-            for pair in pairs:
-                pair.reset()
+            try:
+                await asyncio.sleep(seconds)
+            finally:  # stopping the proxy early resets them too
+                for pair in pairs:
+                    pair.reset()
 
         task = asyncio.ensure_future(reset_later())
         self._later.add(task)

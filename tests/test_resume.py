@@ -154,9 +154,12 @@ async def _stream_through(send_queue: int | None, cut: Callable[[TcpProxy], None
             reconnect_interval=0.1,
             reconnect_attempts=50,
         )
+        a_joined = b.wait_for(
+            "connectionCreated", predicate=lambda e: e.connection.connection_id != b.connection_id, timeout=TIMEOUT
+        )
         a_token = (await api.create_connection("stream")).token
         a = await signalroom.connect(a_token.replace(f"ws://127.0.0.1:{proxy.port}", direct, 1))
-        await b.wait_for("connectionCreated", predicate=lambda e: e.connection == a.connection, timeout=TIMEOUT)
+        assert (await a_joined).connection == a.connection
 
         seen = Seen()
         last = asyncio.get_running_loop().create_future()

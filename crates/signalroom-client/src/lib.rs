@@ -4,6 +4,8 @@
 //!   `openvidu-browser` 2.32 does (first `ping`, then `joinRoom`; a ping every 5 s; the link
 //!   reopened with `connect` when it breaks), sends signals, and delivers every event in arrival
 //!   order on a channel ([`EventReceiver`]) and per signal type as streams ([`Subscription`]).
+//!   With a signalroom server, a reopened link resumes after the last notification handled: nothing
+//!   sent meanwhile is lost or repeated, or [`Event::Reconnected`] says what was lost.
 //! - [`ServerApi`] drives the REST API (`/openvidu/api`): sessions, connections (tokens) and
 //!   server-sent signals.
 //!
