@@ -4,13 +4,14 @@ from collections.abc import Awaitable, Iterable
 from os import PathLike
 from typing import Any, final
 
-from typing_extensions import TypeAlias
+from typing_extensions import TypeAlias, disjoint_base
 
 __all__ = [
     "Connection",
     "ConnectionEvent",
     "ConnectionObject",
     "ConnectionPropertyChangedEvent",
+    "ReconnectedEvent",
     "Server",
     "ServerApi",
     "Session",
@@ -92,10 +93,36 @@ class SessionDisconnectedEvent:
     @property
     def reason(self) -> str: ...
 
-@final
+@disjoint_base
 class SessionEvent:
+    """``reconnecting`` (the link broke and is being reopened; requests wait) or ``reconnected``
+    (a :class:`ReconnectedEvent`)."""
+
     @property
     def name(self) -> str: ...
+
+@final
+class ReconnectedEvent(SessionEvent):
+    """``reconnected``: the link is back and the session goes on.
+
+    A signalroom server replays what it sent while the link was down and says whether that was
+    everything; other servers (OpenVidu) say nothing.
+
+    Example::
+
+        @session.on("reconnected")
+        def back(event: signalroom.ReconnectedEvent) -> None:
+            if event.recovered is False:
+                log.warning("missed events while reconnecting; resynchronising")
+    """
+
+    @property
+    def recovered(self) -> bool | None:
+        """``True``: nothing sent meanwhile was lost. ``False``: the server no longer had some of it
+        (the gap outgrew its queue), so events were missed. ``None``: the server does not say."""
+    @property
+    def replayed(self) -> int:
+        """How many notifications the server replayed (delivered as events like any other)."""
 
 _Event: TypeAlias = (
     SignalEvent | ConnectionEvent | ConnectionPropertyChangedEvent | SessionDisconnectedEvent | SessionEvent

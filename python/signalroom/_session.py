@@ -22,6 +22,7 @@ from ._native import (
     ConnectionEvent,
     ConnectionObject,
     ConnectionPropertyChangedEvent,
+    ReconnectedEvent,
     SessionDisconnectedEvent,
     SessionEvent,
     SignalEvent,
@@ -39,7 +40,14 @@ log = logging.getLogger("signalroom")
 DEFAULT_TIMEOUT = 10.0
 
 #: Any event a session delivers.
-Event = Union[SignalEvent, ConnectionEvent, ConnectionPropertyChangedEvent, SessionDisconnectedEvent, SessionEvent]
+Event = Union[
+    SignalEvent,
+    ConnectionEvent,
+    ConnectionPropertyChangedEvent,
+    SessionDisconnectedEvent,
+    SessionEvent,
+    ReconnectedEvent,
+]
 
 #: A recipient of a signal: a connection id, or anything with a ``connection_id``.
 Recipient = Union[str, Connection, ConnectionObject]
@@ -55,13 +63,14 @@ SESSION_EVENTS = (
 _SESSION_EVENTS = frozenset(SESSION_EVENTS)
 
 _ConnectionEventName = Literal["connectionCreated", "connectionDestroyed"]
-_ReconnectionEventName = Literal["reconnecting", "reconnected"]
+_ReconnectingEventName = Literal["reconnecting"]
 
 _SignalHandler = TypeVar("_SignalHandler", bound=Callable[[SignalEvent], object])
 _ConnectionHandler = TypeVar("_ConnectionHandler", bound=Callable[[ConnectionEvent], object])
 _PropertyHandler = TypeVar("_PropertyHandler", bound=Callable[[ConnectionPropertyChangedEvent], object])
 _DisconnectedHandler = TypeVar("_DisconnectedHandler", bound=Callable[[SessionDisconnectedEvent], object])
 _SessionHandler = TypeVar("_SessionHandler", bound=Callable[[SessionEvent], object])
+_ReconnectedHandler = TypeVar("_ReconnectedHandler", bound=Callable[[ReconnectedEvent], object])
 _AnyHandler = Callable[[Any], object]
 
 
@@ -232,8 +241,10 @@ class Session:
         (connection ids or :class:`Connection` objects). ``type`` ``"chat"`` fires
         ``"signal:chat"`` at the receivers. Returns when the server accepted it.
 
-        Raises :class:`InvalidSignalError` before sending anything for a malformed signal,
-        :class:`RpcError` (code 601) if a recipient is not in the session (nothing is delivered),
+        Raises :class:`InvalidSignalError` before sending anything for a malformed type or ``to``,
+        :class:`RpcError` with code 600 if ``data`` is over the server's limit (``--max-signal-bytes``,
+        46080 bytes by default; the server judges) and 601 if a recipient is not in the session
+        (nothing is delivered either way),
         :class:`ConnectionLostError` once the session is over, :class:`SignalTimeoutError`.
 
         Example::
@@ -262,9 +273,13 @@ class Session:
     @overload
     def on(self, name: Literal["sessionDisconnected"], fn: _DisconnectedHandler) -> _DisconnectedHandler: ...
     @overload
-    def on(self, name: _ReconnectionEventName) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: _ReconnectingEventName) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: _ReconnectionEventName, fn: _SessionHandler) -> _SessionHandler: ...
+    def on(self, name: _ReconnectingEventName, fn: _SessionHandler) -> _SessionHandler: ...
+    @overload
+    def on(self, name: Literal["reconnected"]) -> Callable[[_ReconnectedHandler], _ReconnectedHandler]: ...  # type: ignore[overload-overlap]
+    @overload
+    def on(self, name: Literal["reconnected"], fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
     @overload
     def on(self, name: str) -> Callable[[_SignalHandler], _SignalHandler]: ...
     @overload
@@ -274,7 +289,9 @@ class Session:
 
         Names: ``"signal"`` (every signal), ``"signal:<type>"`` (signals of that type),
         ``"connectionCreated"``, ``"connectionDestroyed"``, ``"connectionPropertyChanged"``,
-        ``"sessionDisconnected"`` (always the last event), ``"reconnecting"``, ``"reconnected"``.
+        ``"sessionDisconnected"`` (always the last event), ``"reconnecting"``, ``"reconnected"`` (a
+        :class:`ReconnectedEvent`, a :class:`SessionEvent` that also says whether anything sent while
+        the link was down was lost: ``recovered``, and how much the server replayed: ``replayed``).
 
         ``fn`` may be a plain function (runs inline: keep it short) or an ``async def`` (runs as a
         task, so it may ``await session.signal(...)``). An exception in a handler is logged with
@@ -350,11 +367,19 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: _ReconnectionEventName,
+        event: _ReconnectingEventName,
         *,
         predicate: Callable[[SessionEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> asyncio.Future[SessionEvent]: ...
+    @overload
+    def wait_for(  # type: ignore[overload-overlap]
+        self,
+        event: Literal["reconnected"],
+        *,
+        predicate: Callable[[ReconnectedEvent], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> asyncio.Future[ReconnectedEvent]: ...
     @overload
     def wait_for(
         self,

@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use signalroom_core::protocol::{ConnectParams, JoinRoomParams, PingParams, method};
-use signalroom_core::{EndReason, OPENVIDU_VERSION, SessionId};
+use signalroom_core::{EndReason, OPENVIDU_VERSION, RpcSessionId, SessionId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::{Error, Result};
 use crate::event::Connection;
-use crate::link::{
-    CLOSE_BY_CLIENT, CLOSE_FOR_RECONNECTION, Command, DriverChannels, Inner, Link, Outgoing, PendingKind,
-    ReaderEnd, Reply, SessionState, params,
-};
+use crate::inbound::ReaderEnd;
+use crate::link::{CLOSE_BY_CLIENT, CLOSE_FOR_RECONNECTION, Link};
+use crate::pending::{Outgoing, Params, PendingKind, Reply, params};
+use crate::state::{Command, DriverChannels, SessionState, Shared};
 
 /// `{}`: the params openvidu-browser sends with `leaveRoom`.
 #[derive(serde::Serialize)]
@@ -46,19 +46,19 @@ enum Failed {
 /// Runs a session from the first socket to the last event. `joined` learns whether `joinRoom`
 /// succeeded; if nobody is listening any more, the session is left at once.
 pub(crate) async fn run(
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     channels: DriverChannels,
     joined: oneshot::Sender<Result<Joined>>,
 ) {
     let DriverChannels { user_rx, mut cmd_rx } = channels;
-    let Some((mut link, first_ping)) = join(&inner, &user_rx, joined).await else {
+    let Some((mut link, first_ping)) = join(&shared, &user_rx, joined).await else {
         return;
     };
     let mut ping = Some(first_ping);
     loop {
-        match connected(&inner, &mut link, &mut cmd_rx, ping.take()).await {
+        match connected(&shared, &mut link, &mut cmd_rx, ping.take()).await {
             Outcome::Leave(reply) => {
-                leave(&inner, link).await;
+                leave(&shared, link).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(());
                 }
@@ -72,28 +72,28 @@ pub(crate) async fn run(
                 tracing::info!(%why, "link broken, reconnecting");
                 let lost = link.id;
                 link.close(CLOSE_FOR_RECONNECTION).await;
-                inner.fail_sent_on(lost);
-                if inner.opts.reconnect_attempts == 0 {
-                    inner.finish(EndReason::NetworkDisconnect);
+                shared.fail_sent_on(lost);
+                if shared.opts.reconnect_attempts == 0 {
+                    shared.finish(EndReason::NetworkDisconnect);
                     return;
                 }
-                inner.set_phase(SessionState::Reconnecting);
-                inner.emit(crate::Event::Reconnecting);
-                match reconnect(&inner, &user_rx, &mut cmd_rx).await {
+                shared.set_phase(SessionState::Reconnecting);
+                shared.emit(crate::Event::Reconnecting);
+                match reconnect(&shared, &user_rx, &mut cmd_rx).await {
                     Ok(new) => {
                         link = new;
                         // As openvidu-browser: pings restart with the interval after a reconnection.
-                        ping = Some(send_ping(&inner, &link, true));
+                        ping = Some(send_ping(&shared, &link, true));
                     }
                     Err(Failed::Leave(reply)) => {
-                        inner.finish(EndReason::Disconnect);
+                        shared.finish(EndReason::Disconnect);
                         if let Some(reply) = reply {
                             let _ = reply.send(());
                         }
                         return;
                     }
                     Err(Failed::Rejected | Failed::GaveUp | Failed::Evicted) => {
-                        inner.finish(EndReason::NetworkDisconnect);
+                        shared.finish(EndReason::NetworkDisconnect);
                         return;
                     }
                 }
@@ -110,52 +110,68 @@ struct Ping {
     sent: Instant,
 }
 
-fn send_ping(inner: &Inner, link: &Link, with_interval: bool) -> Ping {
-    let interval = PingParams { interval: Some(inner.opts.ping_interval.as_millis() as u64), last_seq: None };
-    let params = with_interval.then(|| params(&interval));
+fn send_ping(shared: &Shared, link: &Link, with_interval: bool) -> Ping {
+    let params = ping_params(shared, with_interval);
     let now = Instant::now();
-    let (id, rx) = inner.send_on(link, method::PING, params, PendingKind::Plain);
-    Ping { id, rx, deadline: now + inner.opts.ping_timeout, sent: now }
+    let (id, rx) = shared.send_on(link, method::PING, params, PendingKind::Plain);
+    Ping { id, rx, deadline: now + shared.opts.ping_timeout, sent: now }
+}
+
+/// A ping's params: the interval on a socket's first ping, as openvidu-browser; the last
+/// notification handled whenever one is known, so the server may forget what it kept up to there.
+/// Neither: no params at all (openvidu-browser's later pings).
+fn ping_params(shared: &Shared, with_interval: bool) -> Option<Params> {
+    let ping = PingParams {
+        interval: with_interval.then_some(shared.opts.ping_interval.as_millis() as u64),
+        last_seq: shared.state.lock().last_seq,
+    };
+    (ping != PingParams::default()).then(|| params(&ping))
+}
+
+/// A `connect`'s params: resume after the last notification handled, when one is known.
+fn connect_params(shared: &Shared, rpc_session_id: RpcSessionId) -> Params {
+    let last_seq = shared.state.lock().last_seq;
+    params(&ConnectParams { session_id: rpc_session_id, reconnect: true, last_seq })
 }
 
 /// Opens the first socket, sends `ping` (id 0) and `joinRoom` (id 1), waits for the result.
 async fn join(
-    inner: &Arc<Inner>,
+    shared: &Arc<Shared>,
     user_rx: &UserRx,
     mut joined: oneshot::Sender<Result<Joined>>,
 ) -> Option<(Link, Ping)> {
-    let mut link = match inner.open_link(false, user_rx).await {
+    let mut link = match shared.open_link(false, user_rx).await {
         Ok(link) => link,
         Err(e) => {
-            inner.finish(EndReason::NetworkDisconnect);
+            shared.finish(EndReason::NetworkDisconnect);
             let _ = joined.send(Err(e));
             return None;
         }
     };
-    let first_ping = send_ping(inner, &link, true);
-    let params_session = inner.token.session_id.clone().unwrap_or_default();
+    let first_ping = send_ping(shared, &link, true);
+    let params_session = shared.token.session_id.clone().unwrap_or_default();
     let join = JoinRoomParams {
-        token: inner.token.raw.clone(),
+        token: shared.token.raw.clone(),
         session: params_session.clone(),
-        platform: inner.opts.platform.clone(),
+        platform: shared.opts.platform.clone(),
         sdk_version: OPENVIDU_VERSION.to_owned(),
-        metadata: inner.opts.metadata.clone(),
+        metadata: shared.opts.metadata.clone(),
         secret: String::new(),
         recorder: false,
         stt: false,
     };
-    let (id, rx) = inner.send_on(&link, method::JOIN_ROOM, Some(params(&join)), PendingKind::JoinRoom);
+    let (id, rx) = shared.send_on(&link, method::JOIN_ROOM, Some(params(&join)), PendingKind::JoinRoom);
     let result = tokio::select! {
-        r = inner.wait(method::JOIN_ROOM, rx, inner.opts.request_timeout) => r,
+        r = shared.wait(method::JOIN_ROOM, rx, shared.opts.request_timeout) => r,
         end = link.ended() => Err(match end {
-            ReaderEnd::Lost(why) => Error::Connect { url: inner.token.websocket_url(false), source: why.into() },
+            ReaderEnd::Lost(why) => Error::Connect { url: shared.token.websocket_url(false), source: why.into() },
             ReaderEnd::Evicted => Error::Disconnected { reason: EndReason::NetworkDisconnect },
         }),
         _ = joined.closed() => Err(Error::Disconnected { reason: EndReason::Disconnect }),
     };
-    inner.forget(id);
+    shared.forget(id);
     let result = result.and_then(|_| {
-        let state = inner.state.lock();
+        let state = shared.state.lock();
         let local = state.local.clone().ok_or_else(|| Error::UnexpectedResponse {
             method: method::JOIN_ROOM,
             reason: "no local connection".to_owned(),
@@ -168,15 +184,15 @@ async fn join(
             link.open_gate();
             if joined.send(Ok(info)).is_err() {
                 // The caller of `connect` went away: leave, as nobody can.
-                leave(inner, link).await;
+                leave(shared, link).await;
                 return None;
             }
             Some((link, first_ping))
         }
         Err(e) => {
-            inner.forget(first_ping.id);
+            shared.forget(first_ping.id);
             link.close(CLOSE_BY_CLIENT).await;
-            inner.finish(EndReason::NetworkDisconnect);
+            shared.finish(EndReason::NetworkDisconnect);
             let _ = joined.send(Err(e));
             None
         }
@@ -185,12 +201,12 @@ async fn join(
 
 /// Pings until the link breaks, this participant is evicted, or the application leaves.
 async fn connected(
-    inner: &Inner,
+    shared: &Shared,
     link: &mut Link,
     cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
     first: Option<Ping>,
 ) -> Outcome {
-    let interval = inner.opts.ping_interval;
+    let interval = shared.opts.ping_interval;
     let mut next_ping = first.as_ref().map_or_else(Instant::now, |p| p.sent) + interval;
     let mut ping = first;
     let outcome = loop {
@@ -218,11 +234,11 @@ async fn connected(
                 }
             },
             _ = sleep_until(deadline.unwrap_or(next_ping)), if deadline.is_some() => {
-                let ms = inner.opts.ping_timeout.as_millis();
+                let ms = shared.opts.ping_timeout.as_millis();
                 break Outcome::Lost(format!("no pong within {ms} ms"));
             },
             _ = sleep_until(next_ping), if deadline.is_none() => {
-                ping = Some(send_ping(inner, link, false));
+                ping = Some(send_ping(shared, link, false));
                 next_ping += interval;
                 let now = Instant::now();
                 if next_ping < now {
@@ -232,25 +248,25 @@ async fn connected(
         }
     };
     if let Some(p) = ping {
-        inner.forget(p.id);
+        shared.forget(p.id);
     }
     outcome
 }
 
 /// `leaveRoom`, then close with 4102. `sessionDisconnected` (`disconnect`) is the last event.
-async fn leave(inner: &Inner, mut link: Link) {
-    if !inner.is_finished() {
-        let (id, rx) = inner.send_on(&link, method::LEAVE_ROOM, Some(params(&Empty {})), PendingKind::Plain);
+async fn leave(shared: &Shared, mut link: Link) {
+    if !shared.is_finished() {
+        let (id, rx) = shared.send_on(&link, method::LEAVE_ROOM, Some(params(&Empty {})), PendingKind::Plain);
         tokio::select! {
-            r = inner.wait(method::LEAVE_ROOM, rx, inner.opts.request_timeout) => {
+            r = shared.wait(method::LEAVE_ROOM, rx, shared.opts.request_timeout) => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "leaveRoom failed; leaving anyway");
                 }
             }
             _ = link.ended() => {}
         }
-        inner.forget(id);
-        inner.finish(EndReason::Disconnect);
+        shared.forget(id);
+        shared.finish(EndReason::Disconnect);
     }
     link.close(CLOSE_BY_CLIENT).await;
 }
@@ -258,45 +274,43 @@ async fn leave(inner: &Inner, mut link: Link) {
 /// Reopens the link at `…&reconnect=true` and sends `connect`, every `reconnect_interval`, at most
 /// `reconnect_attempts` times.
 async fn reconnect(
-    inner: &Arc<Inner>,
+    shared: &Arc<Shared>,
     user_rx: &UserRx,
     cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Result<Link, Failed> {
-    let rpc_session_id = inner.state.lock().rpc_session_id.clone();
+    let rpc_session_id = shared.state.lock().rpc_session_id.clone();
     let Some(rpc_session_id) = rpc_session_id else {
         tracing::warn!("no RPC session id from joinRoom: cannot reconnect");
         return Err(Failed::Rejected);
     };
-    let attempts = inner.opts.reconnect_attempts;
+    let attempts = shared.opts.reconnect_attempts;
     for attempt in 1..=attempts {
         let opened = tokio::select! {
-            r = inner.open_link(true, user_rx) => r,
+            r = shared.open_link(true, user_rx) => r,
             cmd = cmd_rx.recv() => return Err(Failed::Leave(leave_reply(cmd))),
         };
         match opened {
             Err(e) => tracing::debug!(attempt, attempts, error = %e, "reconnection attempt failed"),
             Ok(mut link) => {
-                let connect =
-                    ConnectParams { session_id: rpc_session_id.clone(), reconnect: true, last_seq: None };
-                let (id, rx) =
-                    inner.send_on(&link, method::CONNECT, Some(params(&connect)), PendingKind::Reconnect);
+                let connect = connect_params(shared, rpc_session_id.clone());
+                let (id, rx) = shared.send_on(&link, method::CONNECT, Some(connect), PendingKind::Reconnect);
                 let result = tokio::select! {
-                    r = inner.wait(method::CONNECT, rx, inner.opts.request_timeout) => Some(r),
+                    r = shared.wait(method::CONNECT, rx, shared.opts.request_timeout) => Some(r),
                     end = link.ended() => {
                         if let ReaderEnd::Evicted = end {
-                            inner.forget(id);
+                            shared.forget(id);
                             link.close(CLOSE_BY_CLIENT).await;
                             return Err(Failed::Evicted);
                         }
                         None
                     }
                     cmd = cmd_rx.recv() => {
-                        inner.forget(id);
+                        shared.forget(id);
                         link.close(CLOSE_BY_CLIENT).await;
                         return Err(Failed::Leave(leave_reply(cmd)));
                     }
                 };
-                inner.forget(id);
+                shared.forget(id);
                 match result {
                     Some(Ok(_)) => {
                         tracing::info!(attempt, "reconnected");
@@ -321,7 +335,7 @@ async fn reconnect(
         }
         if attempt < attempts {
             tokio::select! {
-                _ = sleep(inner.opts.reconnect_interval) => {}
+                _ = sleep(shared.opts.reconnect_interval) => {}
                 cmd = cmd_rx.recv() => return Err(Failed::Leave(leave_reply(cmd))),
             }
         }
@@ -334,5 +348,43 @@ fn leave_reply(cmd: Option<Command>) -> Option<oneshot::Sender<()>> {
     match cmd {
         Some(Command::Leave(reply)) => reply,
         None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use signalroom_core::token::TokenInfo;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::options::ConnectOptions;
+
+    fn shared() -> Arc<Shared> {
+        let token = TokenInfo::parse("ws://127.0.0.1:1?sessionId=S1&token=tok_A").unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Shared::new(token, ConnectOptions::default(), tx).0
+    }
+
+    fn text(params: Option<Params>) -> Option<String> {
+        params.map(|p| p.get().to_owned())
+    }
+
+    #[test]
+    fn pings_carry_the_last_seq_once_one_is_known() {
+        let shared = shared();
+        assert_eq!(text(ping_params(&shared, true)).as_deref(), Some(r#"{"interval":5000}"#));
+        assert_eq!(text(ping_params(&shared, false)), None);
+        shared.state.lock().last_seq = Some(42);
+        assert_eq!(text(ping_params(&shared, true)).as_deref(), Some(r#"{"interval":5000,"lastSeq":42}"#));
+        assert_eq!(text(ping_params(&shared, false)).as_deref(), Some(r#"{"lastSeq":42}"#));
+    }
+
+    #[test]
+    fn connect_resumes_after_the_last_seq_once_one_is_known() {
+        let shared = shared();
+        let connect = |s: &Shared| connect_params(s, RpcSessionId::from("rpc1")).get().to_owned();
+        assert_eq!(connect(&shared), r#"{"sessionId":"rpc1","reconnect":true}"#);
+        shared.state.lock().last_seq = Some(7);
+        assert_eq!(connect(&shared), r#"{"sessionId":"rpc1","reconnect":true,"lastSeq":7}"#);
     }
 }

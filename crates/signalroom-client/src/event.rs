@@ -80,7 +80,17 @@ pub enum Event {
     /// The link broke; the client is reopening it. Requests wait until it is back.
     Reconnecting,
     /// The link is back; the session goes on.
-    Reconnected,
+    ///
+    /// A signalroom server resumes where the client left off: it replays the notifications sent
+    /// while the link was down, and says whether that was all of them. Other servers (OpenVidu)
+    /// say nothing: `recovered` is `None` and `replayed` 0.
+    Reconnected {
+        /// `Some(true)`: nothing sent meanwhile was lost. `Some(false)`: the server no longer had
+        /// some of it (the gap outgrew its queue), so events were missed. `None`: not known.
+        recovered: Option<bool>,
+        /// How many notifications the server replayed (delivered as events like any other).
+        replayed: u64,
+    },
     /// The session is over; always the last event.
     SessionDisconnected {
         /// `disconnect` after [`Session::disconnect`](crate::Session::disconnect), the eviction
@@ -98,7 +108,7 @@ impl Event {
             Event::ConnectionDestroyed { .. } => "connectionDestroyed",
             Event::ConnectionPropertyChanged { .. } => "connectionPropertyChanged",
             Event::Reconnecting => "reconnecting",
-            Event::Reconnected => "reconnected",
+            Event::Reconnected { .. } => "reconnected",
             Event::SessionDisconnected { .. } => "sessionDisconnected",
         }
     }

@@ -4,6 +4,8 @@
 //!   `openvidu-browser` 2.32 does (first `ping`, then `joinRoom`; a ping every 5 s; the link
 //!   reopened with `connect` when it breaks), sends signals, and delivers every event in arrival
 //!   order on a channel ([`EventReceiver`]) and per signal type as streams ([`Subscription`]).
+//!   With a signalroom server, a reopened link resumes after the last notification handled: nothing
+//!   sent meanwhile is lost or repeated, or [`Event::Reconnected`] says what was lost.
 //! - [`ServerApi`] drives the REST API (`/openvidu/api`): sessions, connections (tokens) and
 //!   server-sent signals.
 //!
@@ -50,15 +52,17 @@ mod api;
 mod driver;
 mod error;
 mod event;
+mod inbound;
 mod link;
 mod options;
+mod pending;
 mod session;
+mod state;
 mod tls;
 
 pub use api::{API_TIMEOUT, ApiOptions, ConnectionOptions, ServerApi};
 pub use error::{BoxError, Error, Result};
 pub use event::{Connection, Event, SIGNAL_EVENT, SignalEvent};
-pub use link::SessionState;
 pub use options::{
     CONNECT_TIMEOUT, ConnectOptions, PING_INTERVAL, PING_TIMEOUT, RECONNECT_ATTEMPTS, RECONNECT_INTERVAL,
     REQUEST_TIMEOUT, default_platform,
@@ -67,6 +71,7 @@ pub use session::{EventReceiver, Session, Subscription};
 pub use signalroom_core::rest::{ConnectionObject, ConnectionStatus, SessionObject, SignalRequest};
 pub use signalroom_core::signal::Signal;
 pub use signalroom_core::{ConnectionId, EndReason, Role, RpcSessionId, SessionId};
+pub use state::SessionState;
 
 #[cfg(test)]
 mod tests {

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::driver::{self, Joined};
 use crate::error::Result;
 use crate::event::{Connection, Event, SignalEvent};
-use crate::link::{Command, Inner, SessionState, params};
 use crate::options::ConnectOptions;
+use crate::pending::params;
+use crate::state::{Command, SessionState, Shared};
 
 /// The events of a session, in arrival order; closed after
 /// [`Event::SessionDisconnected`].
@@ -36,14 +37,14 @@ pub struct Session {
 }
 
 struct Handle {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
     local: Connection,
     session_id: SessionId,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let _ = self.inner.cmd_tx.send(Command::Leave(None));
+        let _ = self.shared.cmd_tx.send(Command::Leave(None));
     }
 }
 
@@ -79,19 +80,19 @@ impl Session {
             return Err(signalroom_core::Error::InvalidToken(token.to_owned()).into());
         }
         let (events_tx, events) = mpsc::unbounded_channel();
-        let (inner, channels) = Inner::new(info, options, events_tx);
+        let (shared, channels) = Shared::new(info, options, events_tx);
         let (joined_tx, joined_rx) = oneshot::channel();
-        tokio::spawn(driver::run(inner.clone(), channels, joined_tx));
+        tokio::spawn(driver::run(shared.clone(), channels, joined_tx));
         let Joined { local, session_id } = match joined_rx.await {
             Ok(Ok(joined)) => joined,
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(inner.closed_error()),
+            Err(_) => return Err(shared.closed_error()),
         };
-        Ok((Session { handle: Arc::new(Handle { inner, local, session_id }) }, events))
+        Ok((Session { handle: Arc::new(Handle { shared, local, session_id }) }, events))
     }
 
-    fn inner(&self) -> &Inner {
-        &self.handle.inner
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
     }
 
     /// Sends a signal; resolves when the server accepted it (`{}`), which OpenVidu sends after
@@ -105,11 +106,11 @@ impl Session {
     /// signals go out in the order of the calls even when their futures run concurrently.
     pub fn signal(&self, signal: Signal) -> impl Future<Output = Result<()>> + Send + 'static {
         let message = SendMessageParams { message: signal.to_message_json().into() };
-        let inner = Arc::clone(&self.handle.inner);
-        let queued = inner.enqueue(method::SEND_MESSAGE, Some(params(&message)));
+        let shared = Arc::clone(&self.handle.shared);
+        let queued = shared.enqueue(method::SEND_MESSAGE, Some(params(&message)));
         async move {
             let (id, rx) = queued?;
-            inner.reply_to(method::SEND_MESSAGE, id, rx).await.map(drop)
+            shared.reply_to(method::SEND_MESSAGE, id, rx).await.map(drop)
         }
     }
 
@@ -117,7 +118,7 @@ impl Session {
     /// type is exactly `name` (e.g. `signal:chat`), as openvidu-browser's `session.on(name)`.
     /// Receives the signals that arrive after this call; ends when the session ends.
     pub fn subscribe(&self, name: &str) -> Subscription {
-        Subscription { rx: self.inner().state.lock().subscribe(name) }
+        Subscription { rx: self.shared().state.lock().subscribe(name) }
     }
 
     /// Leaves the session: `leaveRoom`, then the socket is closed with 4102. Resolves when done;
@@ -125,7 +126,7 @@ impl Session {
     /// session that is already over does nothing.
     pub async fn disconnect(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        if self.inner().cmd_tx.send(Command::Leave(Some(tx))).is_ok() {
+        if self.shared().cmd_tx.send(Command::Leave(Some(tx))).is_ok() {
             // An error means the driver ended first: the session is over either way.
             let _ = rx.await;
         }
@@ -135,7 +136,7 @@ impl Session {
     /// Evicts a participant (`forceDisconnect`); needs the MODERATOR role (else 401).
     pub async fn force_disconnect(&self, connection_id: &ConnectionId) -> Result<()> {
         let target = ForceDisconnectParams { connection_id: connection_id.clone() };
-        self.inner().call(method::FORCE_DISCONNECT, Some(params(&target))).await.map(drop)
+        self.shared().call(method::FORCE_DISCONNECT, Some(params(&target))).await.map(drop)
     }
 
     /// This participant.
@@ -150,12 +151,12 @@ impl Session {
 
     /// The other participants, in join order.
     pub fn remote_connections(&self) -> Vec<Connection> {
-        self.inner().state.lock().remotes.clone()
+        self.shared().state.lock().remotes.clone()
     }
 
     /// Another participant by id.
     pub fn remote_connection(&self, id: &ConnectionId) -> Option<Connection> {
-        self.inner().state.lock().remotes.iter().find(|c| &c.connection_id == id).cloned()
+        self.shared().state.lock().remotes.iter().find(|c| &c.connection_id == id).cloned()
     }
 
     /// The OpenVidu session id.
@@ -165,12 +166,12 @@ impl Session {
 
     /// This participant's role (updated by `connectionPropertyChanged`).
     pub fn role(&self) -> Role {
-        self.inner().state.lock().role
+        self.shared().state.lock().role
     }
 
     /// Where the session is: connected, reconnecting, or over (and why).
     pub fn state(&self) -> SessionState {
-        self.inner().state.lock().phase.clone()
+        self.shared().state.lock().phase.clone()
     }
 }
 

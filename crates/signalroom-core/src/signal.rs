@@ -274,17 +274,10 @@ pub struct Signal {
 
 impl Signal {
     /// A signal of `kind` (with or without the `signal:` prefix; `None` = `signal`) to `to`
-    /// (empty = everybody). Validates the type and the data size.
-    pub fn new(
-        data: impl Into<String>,
-        kind: Option<&str>,
-        to: Vec<ConnectionId>,
-        max_data_bytes: usize,
-    ) -> Result<Self> {
-        let data = data.into();
-        if data.len() > max_data_bytes {
-            return Err(Error::DataTooLarge { size: data.len(), limit: max_data_bytes });
-        }
+    /// (empty = everybody). Checks what every server refuses alike: the type's syntax and the
+    /// number of recipients. The data's size is left to the server, whose limit is configured
+    /// (`--max-signal-bytes`); over it, the server answers error 600.
+    pub fn new(data: impl Into<String>, kind: Option<&str>, to: Vec<ConnectionId>) -> Result<Self> {
         let kind = wire_type(kind.unwrap_or("signal"));
         check_type(&kind)?;
         if to.len() > MAX_SIGNAL_RECIPIENTS {
@@ -292,12 +285,12 @@ impl Signal {
                 reason: format!("{} recipients, over the limit of {MAX_SIGNAL_RECIPIENTS}", to.len()),
             });
         }
-        Ok(Self { to, data, kind })
+        Ok(Self { to, data: data.into(), kind })
     }
 
     /// A broadcast signal.
     pub fn broadcast(kind: &str, data: impl Into<String>) -> Result<Self> {
-        Self::new(data, Some(kind), Vec::new(), crate::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES)
+        Self::new(data, Some(kind), Vec::new())
     }
 
     /// The inner message JSON that `sendMessage` carries.
@@ -386,11 +379,13 @@ mod tests {
 
     #[test]
     fn client_signals_are_normalised_like_openvidu_browser() {
-        let s = Signal::new("hi", Some("chat"), ids(&["con_A"]), MAX).unwrap();
+        let s = Signal::new("hi", Some("chat"), ids(&["con_A"])).unwrap();
         assert_eq!(s.to_message_json(), r#"{"to":["con_A"],"data":"hi","type":"signal:chat"}"#);
-        assert_eq!(Signal::new("", None, vec![], MAX).unwrap().kind, "signal:signal");
-        assert_eq!(Signal::new("", Some("signal:x"), vec![], MAX).unwrap().kind, "signal:x");
-        assert!(Signal::new("x".repeat(MAX + 1), None, vec![], MAX).is_err());
+        assert_eq!(Signal::new("", None, vec![]).unwrap().kind, "signal:signal");
+        assert_eq!(Signal::new("", Some("signal:x"), vec![]).unwrap().kind, "signal:x");
+        assert!(Signal::new("", Some("new\nline"), vec![]).is_err());
+        // The data's size is the server's to judge.
+        assert!(Signal::new("x".repeat(MAX + 1), None, vec![]).is_ok());
         assert_eq!(user_type("signal:chat"), "chat");
     }
 

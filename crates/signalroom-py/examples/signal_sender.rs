@@ -15,7 +15,6 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use futures_util::stream;
 use signalroom_client::{ConnectionId, Session, Signal};
-use signalroom_core::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sends = stream::iter(0..count)
         .map(|i| {
             let session = session.clone();
-            let signal = Signal::new(i.to_string(), Some("perf"), to.clone(), DEFAULT_MAX_SIGNAL_DATA_BYTES);
+            let signal = Signal::new(i.to_string(), Some("perf"), to.clone());
             async move { session.signal(signal?).await }
         })
         .buffered(window);

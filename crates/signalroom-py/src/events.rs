@@ -117,8 +117,9 @@ impl SessionDisconnectedEvent {
     }
 }
 
-/// ``reconnecting`` (the link broke and is being reopened; requests wait) or ``reconnected``.
-#[pyclass(frozen, get_all, module = "signalroom._native")]
+/// ``reconnecting`` (the link broke and is being reopened; requests wait) or ``reconnected``
+/// (a [`ReconnectedEvent`]).
+#[pyclass(frozen, subclass, get_all, module = "signalroom._native")]
 pub struct SessionEvent {
     /// ``reconnecting`` or ``reconnected``.
     pub name: &'static str,
@@ -128,6 +129,30 @@ pub struct SessionEvent {
 impl SessionEvent {
     fn __repr__(&self) -> String {
         format!("SessionEvent({})", self.name)
+    }
+}
+
+/// ``reconnected``: the link is back and the session goes on. A signalroom server replays what
+/// it sent while the link was down and says whether that was everything.
+#[pyclass(frozen, extends = SessionEvent, get_all, module = "signalroom._native")]
+pub struct ReconnectedEvent {
+    /// ``True``: nothing sent meanwhile was lost. ``False``: the server no longer had some of it
+    /// (the gap outgrew its queue), so events were missed. ``None``: the server does not say
+    /// (OpenVidu).
+    pub recovered: Option<bool>,
+    /// How many notifications the server replayed (delivered as events like any other).
+    pub replayed: u64,
+}
+
+#[pymethods]
+impl ReconnectedEvent {
+    fn __repr__(&self) -> String {
+        let recovered = match self.recovered {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "None",
+        };
+        format!("ReconnectedEvent(recovered={recovered}, replayed={})", self.replayed)
     }
 }
 
@@ -206,7 +231,11 @@ fn convert<'py>(py: Python<'py>, event: Event, reuse: &mut Reuse) -> PyResult<Bo
             Bound::new(py, SessionDisconnectedEvent { name: "sessionDisconnected", reason })?.into_any()
         }
         Event::Reconnecting => Bound::new(py, SessionEvent { name: "reconnecting" })?.into_any(),
-        Event::Reconnected => Bound::new(py, SessionEvent { name: "reconnected" })?.into_any(),
+        Event::Reconnected { recovered, replayed } => {
+            let event = PyClassInitializer::from(SessionEvent { name: "reconnected" })
+                .add_subclass(ReconnectedEvent { recovered, replayed });
+            Bound::new(py, event)?.into_any()
+        }
         // `Event` is #[non_exhaustive]: an event added later arrives under its name.
         other => Bound::new(py, SessionEvent { name: other.name() })?.into_any(),
     })

@@ -63,6 +63,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<events::ConnectionPropertyChangedEvent>()?;
     m.add_class::<events::SessionDisconnectedEvent>()?;
     m.add_class::<events::SessionEvent>()?;
+    m.add_class::<events::ReconnectedEvent>()?;
     m.add_class::<api::ServerApi>()?;
     m.add_class::<api::SessionObject>()?;
     m.add_class::<api::ConnectionObject>()?;

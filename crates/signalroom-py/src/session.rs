@@ -6,7 +6,6 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use signalroom_client::{ConnectOptions, ConnectionId, EventReceiver, SessionState, Signal};
-use signalroom_core::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES;
 
 use crate::bridge::future_into_py;
 use crate::errors::{PyClientError, PyCoreError, invalid_argument, invalid_signal};
@@ -130,8 +129,8 @@ impl Session {
         to: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let to = recipients(to)?;
-        let signal =
-            Signal::new(data, r#type.as_deref(), to, DEFAULT_MAX_SIGNAL_DATA_BYTES).map_err(PyCoreError)?;
+        // The type is checked here; the data's size is the server's to judge (its limit is configured).
+        let signal = Signal::new(data, r#type.as_deref(), to).map_err(PyCoreError)?;
         // Queued now (Session::signal queues at call time): signals go out in the order of
         // the calls, even when several tasks send at once.
         let sent = self.session.signal(signal);

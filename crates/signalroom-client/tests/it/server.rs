@@ -8,7 +8,6 @@ use signalroom_client::{
     ApiOptions, ConnectOptions, ConnectionId, ConnectionOptions, ConnectionStatus, EndReason, Error, Event,
     Role, ServerApi, Session, SessionState, Signal, SignalEvent,
 };
-use signalroom_core::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES as MAX;
 
 use crate::support::*;
 
@@ -17,7 +16,7 @@ fn chat(data: &str) -> Signal {
 }
 
 fn to(ids: &[&ConnectionId], data: &str) -> Signal {
-    Signal::new(data, Some("chat"), ids.iter().map(|id| (*id).clone()).collect(), MAX).unwrap()
+    Signal::new(data, Some("chat"), ids.iter().map(|id| (*id).clone()).collect()).unwrap()
 }
 
 async fn next_signal_event(events: &mut signalroom_client::EventReceiver) -> SignalEvent {
@@ -84,7 +83,7 @@ async fn broadcast_and_targeted_signals() {
     expect_no_event(&mut alice_events, Duration::from_millis(100)).await;
 
     // No type: openvidu-browser's `signal:signal`.
-    alice.signal(Signal::new("untyped", None, vec![], MAX).unwrap()).await.unwrap();
+    alice.signal(Signal::new("untyped", None, vec![]).unwrap()).await.unwrap();
     let s = next_signal_event(&mut bob_events).await;
     assert_eq!((s.kind.as_str(), s.user_type()), ("signal:signal", "signal"));
 }
@@ -172,6 +171,25 @@ async fn server_sent_signals_have_no_sender() {
     ts.api.send_signal(&request).await.unwrap();
     assert_eq!(next_signal_event(&mut alice_events).await.kind, "bare");
     assert!(alice_chat.drain().is_empty());
+}
+
+#[tokio::test]
+async fn the_server_judges_the_data_size() {
+    // A server configured above the protocol's default takes what the default would refuse.
+    let ts = TestServer::start_with(|c| c.max_signal_bytes = 64 * 1024).await;
+    let (alice, mut alice_events) = ts.join("room", "alice").await;
+    let big = "x".repeat(50 * 1024);
+    alice.signal(chat(&big)).await.unwrap();
+    assert_eq!(next_signal_event(&mut alice_events).await.data.len(), big.len());
+    // Over its limit, the server refuses with 600 and delivers nothing.
+    match alice.signal(chat(&"x".repeat(64 * 1024 + 1))).await {
+        Err(e @ Error::Rpc { method: "sendMessage", code: 600, .. }) => {
+            assert!(e.to_string().contains("over the limit of 65536 bytes"), "{e}");
+            assert!(!e.is_transient());
+        }
+        other => panic!("{other:?}"),
+    }
+    expect_no_event(&mut alice_events, Duration::from_millis(100)).await;
 }
 
 #[tokio::test]
@@ -327,8 +345,8 @@ async fn reconnects_through_a_network_blip() {
     });
     tokio::time::sleep(Duration::from_millis(250)).await;
     proxy.restore().await;
-    assert_eq!(next_event(&mut alice_events).await, Event::Reconnected);
-    assert_eq!(next_event(&mut bob_events).await, Event::Reconnected);
+    assert!(matches!(next_event(&mut alice_events).await, Event::Reconnected { .. }));
+    assert!(matches!(next_event(&mut bob_events).await, Event::Reconnected { .. }));
     waiting.await.unwrap().unwrap();
     // (Bob may have missed it: notifications that fall while his link is down are dropped, as
     // OpenVidu does, and alice's link may come back first.)

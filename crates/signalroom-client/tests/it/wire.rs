@@ -8,7 +8,6 @@ use signalroom_client::{ConnectOptions, Session};
 use signalroom_client::{
     Connection, ConnectionId, EndReason, Error, Event, SessionState, Signal, SignalEvent, default_platform,
 };
-use signalroom_core::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES as MAX;
 
 use crate::mock::{MockServer, fixture, join_result};
 use crate::support::*;
@@ -64,9 +63,9 @@ async fn sends_exactly_what_openvidu_browser_sends() {
     .await;
     let signals = [
         (Signal::broadcast("my-chat", "hello").unwrap(), 6),
-        (Signal::new("noType", None, vec![], MAX).unwrap(), 7),
-        (Signal::new("toB", Some("my-chat"), vec!["con_T2".into()], MAX).unwrap(), 8),
-        (Signal::new("x", None, vec!["con_nope".into()], MAX).unwrap(), 9),
+        (Signal::new("noType", None, vec![]).unwrap(), 7),
+        (Signal::new("toB", Some("my-chat"), vec!["con_T2".into()]).unwrap(), 8),
+        (Signal::new("x", None, vec!["con_nope".into()]).unwrap(), 9),
     ];
     for (signal, line) in signals {
         let sending = tokio::spawn({
@@ -190,7 +189,7 @@ async fn reconnects_like_openvidu_browser() {
     assert_eq!(connect, want);
     assert!(connect["id"].as_u64().unwrap() > 2);
     conn.reply(&connect, json!({"value":"reconnection successful","sessionId":"rpc1x"})).await;
-    assert_eq!(next_event(&mut events).await, Event::Reconnected);
+    assert_eq!(next_event(&mut events).await, Event::Reconnected { recovered: None, replayed: 0 });
     assert_eq!(session.state(), SessionState::Connected);
 
     // Then pings restart with the interval, and the queued signal goes out.
@@ -295,7 +294,7 @@ async fn a_missing_pong_breaks_the_link() {
     let connect = conn.recv().await;
     assert_eq!(connect["method"], "connect");
     conn.reply(&connect, json!({"value":"reconnection successful"})).await;
-    assert_eq!(next_event(&mut events).await, Event::Reconnected);
+    assert_eq!(next_event(&mut events).await, Event::Reconnected { recovered: None, replayed: 0 });
 }
 
 #[tokio::test]
@@ -485,4 +484,58 @@ async fn a_dropped_connect_leaves_the_session() {
     connecting.abort();
     // Nobody waits for the result any more: the socket is closed without joining.
     assert_eq!(conn.expect_close().await, 4102);
+}
+
+#[tokio::test]
+async fn numbered_notifications_resume_after_the_last_handled() {
+    init_tracing();
+    let mut mock = MockServer::start().await;
+    let token = mock.token("S1", "tok_A");
+    let opts = fast().with_ping(Duration::from_millis(100), Duration::from_secs(5));
+    let connecting = tokio::spawn(async move { Session::connect_with(&token, opts).await });
+    let mut conn = mock.next().await;
+    conn.accept_join("con_T1", json!([])).await;
+    let (_session, mut events) = connecting.await.unwrap().unwrap();
+    next_event(&mut events).await;
+    let signal = |data: &str, seq: u64| json!({"jsonrpc":"2.0","method":"sendMessage","params":{"data":data,"type":"signal:n"},"seq":seq});
+    conn.send(signal("a", 3)).await;
+    conn.send(signal("b", 7)).await;
+    let data = |ev: Event| match ev {
+        Event::Signal(s) => s.data,
+        other => panic!("expected a signal, got {other:?}"),
+    };
+    assert_eq!(data(next_event(&mut events).await), "a");
+    assert_eq!(data(next_event(&mut events).await), "b");
+    // Pings say what the client has.
+    let ping = loop {
+        let frame = conn.recv().await;
+        if frame["method"] == "ping" && frame["params"].get("lastSeq").is_some() {
+            break frame;
+        }
+        conn.pong(&frame).await;
+    };
+    assert_eq!(ping["params"], json!({"lastSeq":7}));
+    conn.pong(&ping).await;
+
+    conn.kill();
+    assert_eq!(next_event(&mut events).await, Event::Reconnecting);
+    let mut conn = mock.next().await;
+    let connect = conn.recv().await;
+    assert_eq!(connect["method"], "connect");
+    assert_eq!(connect["params"]["lastSeq"], 7);
+    // A server that replays too much: what was handled is not handled twice.
+    conn.send(signal("b", 7)).await;
+    conn.send(signal("c", 9)).await;
+    conn.reply(
+        &connect,
+        json!({"value":"reconnection successful","sessionId":"rpc1","recovered":true,"replayed":2}),
+    )
+    .await;
+    conn.send(signal("d", 10)).await;
+    assert_eq!(data(next_event(&mut events).await), "c");
+    assert_eq!(next_event(&mut events).await, Event::Reconnected { recovered: Some(true), replayed: 2 });
+    assert_eq!(data(next_event(&mut events).await), "d");
+    // The first ping of the new socket carries both the interval and the last seq.
+    let ping = conn.recv().await;
+    assert_eq!(ping["params"], json!({"interval":100,"lastSeq":10}));
 }
