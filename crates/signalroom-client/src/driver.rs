@@ -117,20 +117,20 @@ fn send_ping(shared: &Shared, link: &Link, with_interval: bool) -> Ping {
     Ping { id, rx, deadline: now + shared.opts.ping_timeout, sent: now }
 }
 
-/// A ping's params: the interval on a socket's first ping, as openvidu-browser; the last
-/// notification handled whenever one is known, so the server may forget what it kept up to there.
-/// Neither: no params at all (openvidu-browser's later pings).
+/// A ping's params: the interval on a socket's first ping, as openvidu-browser, and always the
+/// last notification handled (0 before any): the server then forgets what it kept up to there, and
+/// from a socket's first ping on (before `joinRoom`) knows to keep what it writes for a resume.
 fn ping_params(shared: &Shared, with_interval: bool) -> Option<Params> {
     let ping = PingParams {
         interval: with_interval.then_some(shared.opts.ping_interval.as_millis() as u64),
-        last_seq: shared.state.lock().last_seq,
+        last_seq: Some(shared.state.lock().last_seq.unwrap_or(0)),
     };
-    (ping != PingParams::default()).then(|| params(&ping))
+    Some(params(&ping))
 }
 
-/// A `connect`'s params: resume after the last notification handled, when one is known.
+/// A `connect`'s params: resume after the last notification handled (0 before any: everything).
 fn connect_params(shared: &Shared, rpc_session_id: RpcSessionId) -> Params {
-    let last_seq = shared.state.lock().last_seq;
+    let last_seq = Some(shared.state.lock().last_seq.unwrap_or(0));
     params(&ConnectParams { session_id: rpc_session_id, reconnect: true, last_seq })
 }
 
@@ -370,20 +370,20 @@ mod tests {
     }
 
     #[test]
-    fn pings_carry_the_last_seq_once_one_is_known() {
+    fn pings_carry_the_last_seq() {
         let shared = shared();
-        assert_eq!(text(ping_params(&shared, true)).as_deref(), Some(r#"{"interval":5000}"#));
-        assert_eq!(text(ping_params(&shared, false)), None);
+        assert_eq!(text(ping_params(&shared, true)).as_deref(), Some(r#"{"interval":5000,"lastSeq":0}"#));
+        assert_eq!(text(ping_params(&shared, false)).as_deref(), Some(r#"{"lastSeq":0}"#));
         shared.state.lock().last_seq = Some(42);
         assert_eq!(text(ping_params(&shared, true)).as_deref(), Some(r#"{"interval":5000,"lastSeq":42}"#));
         assert_eq!(text(ping_params(&shared, false)).as_deref(), Some(r#"{"lastSeq":42}"#));
     }
 
     #[test]
-    fn connect_resumes_after_the_last_seq_once_one_is_known() {
+    fn connect_resumes_after_the_last_seq() {
         let shared = shared();
         let connect = |s: &Shared| connect_params(s, RpcSessionId::from("rpc1")).get().to_owned();
-        assert_eq!(connect(&shared), r#"{"sessionId":"rpc1","reconnect":true}"#);
+        assert_eq!(connect(&shared), r#"{"sessionId":"rpc1","reconnect":true,"lastSeq":0}"#);
         shared.state.lock().last_seq = Some(7);
         assert_eq!(connect(&shared), r#"{"sessionId":"rpc1","reconnect":true,"lastSeq":7}"#);
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 use signalroom_core::protocol::JoinRoomResult;
-use signalroom_core::rest::{ConnectionObject, SessionObject, SessionProperties};
+use signalroom_core::rest::{ConnectionObject, ConnectionProperties, SessionObject, SessionProperties};
 use signalroom_core::signal::SignalMessage;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::broadcast;
@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::events::ServerEvent;
 use crate::outbox::{Limits, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
-use crate::room::{CloseMode, Effects, Joiner, Minted, NewConnection, Room};
+use crate::room::{CloseMode, Effects, Joiner, Minted, Room};
 use crate::util::{now_ms, random_id};
 
 /// Events buffered for a slow subscriber before it misses some.
@@ -34,6 +34,8 @@ pub(crate) struct JoinRequest {
     pub platform: String,
     pub ip: String,
     pub rpc_id: RpcSessionId,
+    /// The client acknowledges notifications: keep what is written for a resume from the start.
+    pub acks: bool,
 }
 
 /// The server's operations over its broker.
@@ -241,7 +243,7 @@ impl Hub {
     pub(crate) async fn create_connection(
         &self,
         session: &str,
-        props: NewConnection,
+        props: ConnectionProperties,
     ) -> Result<ConnectionObject, Refusal> {
         let minted = self.mint(session);
         let now = now_ms();
@@ -311,6 +313,9 @@ impl Hub {
             now: now_ms(),
         };
         outbox.restart();
+        if req.acks {
+            outbox.ack(0);
+        }
         let applied = self
             .apply(&req.session, Some(outbox), |room| {
                 let (result, effects) = room.join(joiner)?;

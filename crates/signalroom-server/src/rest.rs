@@ -12,13 +12,16 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use signalroom_core::rest::{ErrorBody, Page, SessionProperties, TokenObject, default_recording_properties};
-use signalroom_core::signal::{check_type, json_kind};
-use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, SessionId};
+use signalroom_core::rest::{
+    self, ConnectionProperties, ConnectionUpdate, ErrorBody, Page, SessionProperties, TokenObject,
+    default_recording_properties,
+};
+use signalroom_core::signal::{SignalRequest, SignalRequestError, json_kind};
+use signalroom_core::{EndReason, OPENVIDU_VERSION, SessionId};
 
 use crate::hub::Hub;
 use crate::refusal::Refusal;
-use crate::room::{CloseMode, NewConnection};
+use crate::room::CloseMode;
 use crate::util::{constant_time_eq, now_ms};
 
 type Shared = AxumState<Arc<Hub>>;
@@ -71,6 +74,21 @@ impl ApiError {
     fn refused(refusal: Refusal, missing: StatusCode) -> Self {
         let (status, message) = refusal.http(missing);
         Self { status, message }
+    }
+}
+
+impl From<rest::BadRequest> for ApiError {
+    fn from(bad: rest::BadRequest) -> Self {
+        Refusal::BadRequest(bad.0).into()
+    }
+}
+
+impl From<SignalRequestError> for ApiError {
+    fn from(e: SignalRequestError) -> Self {
+        match e {
+            SignalRequestError::BadRequest(bad) => bad.into(),
+            _ => Refusal::NoValidRecipient.into(),
+        }
     }
 }
 
@@ -135,7 +153,7 @@ async fn basic_auth(AxumState(state): Shared, request: Request, next: Next) -> R
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|pair| {
             let (user, secret) = pair.split_once(':')?;
-            Some(user == "OPENVIDUAPP" && constant_time_eq(secret, &state.config.secret))
+            Some(user == rest::BASIC_AUTH_USER && constant_time_eq(secret, &state.config.secret))
         })
         .unwrap_or(false);
     if !ok {
@@ -190,72 +208,6 @@ fn opt_enum<'a>(obj: &'a Map<String, Value>, key: &str, allowed: &[&'a str]) -> 
         Some(v) if allowed.contains(&v) => Ok(Some(v)),
         Some(v) => Err(ApiError::bad(format!("Parameter '{key}' is wrong: {v:?} is not one of {allowed:?}"))),
     }
-}
-
-fn opt_role(obj: &Map<String, Value>) -> ApiResult<Option<Role>> {
-    Ok(opt_enum(obj, "role", &["SUBSCRIBER", "PUBLISHER", "MODERATOR"])?.and_then(Role::parse))
-}
-
-fn opt_kurento_options(obj: &Map<String, Value>) -> ApiResult<Value> {
-    match obj.get("kurentoOptions") {
-        None => Ok(Value::Null),
-        Some(Value::Object(o)) => {
-            for (k, v) in o {
-                let ok = match k.as_str() {
-                    "videoMaxRecvBandwidth"
-                    | "videoMinRecvBandwidth"
-                    | "videoMaxSendBandwidth"
-                    | "videoMinSendBandwidth" => v.is_i64() || v.is_u64(),
-                    "allowedFilters" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-                    _ => false,
-                };
-                if !ok {
-                    return Err(ApiError::bad(format!(
-                        "Parameter 'kurentoOptions' is wrong: bad property {k:?}"
-                    )));
-                }
-            }
-            Ok(Value::Object(o.clone()))
-        }
-        Some(other) => Err(ApiError::bad(format!(
-            "Parameter 'kurentoOptions' must be an object, not {}",
-            json_kind(other)
-        ))),
-    }
-}
-
-fn opt_ice_servers(obj: &Map<String, Value>) -> ApiResult<Value> {
-    let Some(v) = obj.get("customIceServers") else { return Ok(json!([])) };
-    let Value::Array(servers) = v else {
-        return Err(ApiError::bad(format!(
-            "Parameter 'customIceServers' must be an array, not {}",
-            json_kind(v)
-        )));
-    };
-    for (i, server) in servers.iter().enumerate() {
-        let bad =
-            |why: &str| ApiError::bad(format!("Parameter 'customIceServers' is wrong: entry {i} {why}"));
-        let s = server.as_object().ok_or_else(|| bad("is not an object"))?;
-        let url = s.get("url").and_then(Value::as_str).ok_or_else(|| bad("has no string 'url'"))?;
-        let scheme = url.split(':').next().unwrap_or("");
-        let has_credentials = s.contains_key("username") || s.contains_key("credential");
-        match scheme {
-            "turn" | "turns" => {
-                if !(s.get("username").is_some_and(Value::is_string)
-                    && s.get("credential").is_some_and(Value::is_string))
-                {
-                    return Err(bad("is a TURN server without 'username' and 'credential'"));
-                }
-            }
-            "stun" | "stuns" => {
-                if has_credentials {
-                    return Err(bad("is a STUN server with credentials"));
-                }
-            }
-            _ => return Err(bad("has a 'url' whose scheme is not stun, stuns, turn or turns")),
-        }
-    }
-    Ok(v.clone())
 }
 
 fn pending_param(q: &HashMap<String, String>, default: bool) -> bool {
@@ -318,33 +270,10 @@ async fn close_session(AxumState(hub): Shared, Path(id): Path<String>) -> ApiRes
 
 // ---- connections -----------------------------------------------------------------------------
 
-fn new_connection(b: &Map<String, Value>) -> ApiResult<NewConnection> {
-    match opt_str(b, "type")? {
-        None | Some("WEBRTC") => {}
-        Some("IPCAM") => {
-            return Err(ApiError::bad(
-                "Parameter 'type' is wrong: IPCAM connections need a media server; signalroom carries signals only",
-            ));
-        }
-        Some(other) => {
-            return Err(ApiError::bad(format!(
-                "Parameter 'type' is wrong: {other:?} is not WEBRTC or IPCAM"
-            )));
-        }
-    }
-    Ok(NewConnection {
-        role: opt_role(b)?.unwrap_or_default(),
-        record: opt_bool(b, "record")?.unwrap_or(true),
-        server_data: opt_str(b, "data")?.unwrap_or("").to_owned(),
-        kurento_options: opt_kurento_options(b)?,
-        custom_ice_servers: opt_ice_servers(b)?,
-    })
-}
-
 async fn create_connection(AxumState(hub): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
     // A missing session is reported before a bad body, as OpenVidu does.
     hub.session(&id, false).await?;
-    let props = new_connection(&object_body(&body)?)?;
+    let props = ConnectionProperties::from_body(&object_body(&body)?)?;
     Ok(Json(hub.create_connection(&id, props).await?).into_response())
 }
 
@@ -367,10 +296,8 @@ async fn update_connection(
     Path((id, cid)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let b = object_body(&body)?;
-    let role = opt_role(&b)?;
-    let record = opt_bool(&b, "record")?;
-    Ok(Json(hub.update_connection(&id, &cid, role, record).await?).into_response())
+    let update = ConnectionUpdate::from_body(&object_body(&body)?)?;
+    Ok(Json(hub.update_connection(&id, &cid, update.role, update.record).await?).into_response())
 }
 
 async fn delete_connection(AxumState(hub): Shared, Path((id, cid)): Path<(String, String)>) -> ApiResult {
@@ -395,15 +322,13 @@ async fn create_token(AxumState(hub): Shared, body: Bytes) -> ApiResult {
             )));
         }
     };
-    let props = NewConnection {
-        role: opt_role(&b)?.unwrap_or_default(),
-        record: true,
-        server_data: opt_str(&b, "data")?.unwrap_or("").to_owned(),
-        kurento_options: opt_kurento_options(&b)?,
-        custom_ice_servers: json!([]),
+    let props = ConnectionProperties {
+        role: rest::opt_role(&b)?.unwrap_or_default(),
+        data: rest::opt_str(&b, "data")?.unwrap_or("").to_owned(),
+        kurento_options: rest::opt_kurento_options(&b)?,
+        ..ConnectionProperties::default()
     };
-    let (data, role, kurento_options) =
-        (props.server_data.clone(), props.role, props.kurento_options.clone());
+    let (data, role, kurento_options) = (props.data.clone(), props.role, props.kurento_options.clone());
     let c = hub.create_connection(&session_id, props).await.map_err(|r| match r {
         Refusal::NoSession(s) => ApiError::from(Refusal::TokenSessionNotFound(s)),
         other => other.into(),
@@ -427,65 +352,23 @@ async fn send_signal(AxumState(hub): Shared, body: Bytes) -> ApiResult {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad("request body is missing: send a JSON object with at least 'session'"));
     }
-    let b = object_body(&body)?;
-    let session_id = match b.get("session") {
-        Some(Value::String(s)) => s.as_str(),
-        None => return Err(ApiError::bad("Parameter 'session' is mandatory")),
-        Some(other) => {
-            return Err(ApiError::bad(format!(
-                "Parameter 'session' must be a string, not {}",
-                json_kind(other)
-            )));
-        }
-    };
-    let mut has_null_recipient = false;
-    let to: Vec<ConnectionId> = match b.get("to") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut to = Vec::with_capacity(items.len());
-            for item in items {
-                match item {
-                    Value::String(s) => to.push(ConnectionId::from(s.as_str())),
-                    Value::Null => has_null_recipient = true,
-                    other => {
-                        return Err(ApiError::bad(format!(
-                            "Parameter 'to' must be an array of connection id strings, but holds {}",
-                            json_kind(other)
-                        )));
-                    }
-                }
+    let req = SignalRequest::from_body(&object_body(&body)?, hub.config.max_signal_bytes)?;
+    let session_id = req.session.as_str();
+    let to = match req.recipients() {
+        Ok(to) => to,
+        Err(_) => {
+            // Checked after the session: a missing session is 404, an inactive one 406.
+            let active = hub.read(session_id, |room| room.is_active()).await;
+            return Err(match active {
+                None => Refusal::NoSession(session_id.to_owned()),
+                Some(false) => Refusal::NotActive,
+                Some(true) => Refusal::NoValidRecipient,
             }
-            to
-        }
-        Some(other) => {
-            return Err(ApiError::bad(format!("Parameter 'to' must be an array, not {}", json_kind(other))));
+            .into());
         }
     };
-    let kind = opt_str(&b, "type")?;
-    let data = opt_str(&b, "data")?;
-    if let Some(kind) = kind {
-        check_type(kind).map_err(|e| ApiError::bad(format!("Parameter 'type' is wrong: {e}")))?;
-    }
-    if let Some(data) = data {
-        if data.len() > hub.config.max_signal_bytes {
-            return Err(ApiError::bad(format!(
-                "Parameter 'data' is {} bytes, over the limit of {} bytes",
-                data.len(),
-                hub.config.max_signal_bytes
-            )));
-        }
-    }
-    if has_null_recipient {
-        // Checked after the session: a missing session is 404, an inactive one 406.
-        let active = hub.read(session_id, |room| room.is_active()).await;
-        return Err(match active {
-            None => Refusal::NoSession(session_id.to_owned()),
-            Some(false) => Refusal::NotActive,
-            Some(true) => Refusal::NoValidRecipient,
-        }
-        .into());
-    }
-    hub.signal(session_id, None, &to, data, kind, None, None).await?;
+    let (data, kind) = (req.data.as_deref(), req.kind.as_deref());
+    hub.signal(session_id, None, to, data, kind, None, None).await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -14,13 +14,14 @@ use std::collections::HashMap;
 
 use axum::extract::ws::Utf8Bytes;
 use indexmap::IndexMap;
-use serde_json::Value;
 use signalroom_core::jsonrpc::Notification;
 use signalroom_core::protocol::{
     ConnectionPropertyChanged, JoinRoomResult, ParticipantLeft, RemoteParticipant, SignalNotification,
     full_metadata, notification,
 };
-use signalroom_core::rest::{ConnectionObject, ConnectionStatus, Page, SessionObject, SessionProperties};
+use signalroom_core::rest::{
+    ConnectionObject, ConnectionProperties, ConnectionStatus, Page, SessionObject, SessionProperties,
+};
 use signalroom_core::signal::{Recipients, route};
 use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, RpcSessionId, SessionId};
 
@@ -62,16 +63,6 @@ pub(crate) enum Effect {
 /// The effects of one operation.
 pub(crate) type Effects = Vec<Effect>;
 
-/// The properties of a new Connection (REST `POST /sessions/{id}/connection`, `POST /tokens`).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct NewConnection {
-    pub role: Role,
-    pub record: bool,
-    pub server_data: String,
-    pub kurento_options: Value,
-    pub custom_ice_servers: Value,
-}
-
 /// Fresh identifiers for a Connection, made by the caller (the room draws no random numbers).
 #[derive(Debug, Clone)]
 pub(crate) struct Minted {
@@ -96,15 +87,15 @@ pub(crate) struct Conn {
     pub created_at: u64,
     pub token: String,
     pub token_id: String,
-    pub props: NewConnection,
+    pub props: ConnectionProperties,
     pub member: Option<Member>,
 }
 
 impl Conn {
     fn full_metadata(&self) -> String {
         match &self.member {
-            Some(m) => full_metadata(&m.client_data, &self.props.server_data),
-            None => self.props.server_data.clone(),
+            Some(m) => full_metadata(&m.client_data, &self.props.data),
+            None => self.props.data.clone(),
         }
     }
 }
@@ -206,7 +197,7 @@ impl Room {
     pub fn create_connection(
         &mut self,
         minted: Minted,
-        props: NewConnection,
+        props: ConnectionProperties,
         now: u64,
     ) -> Result<ConnectionObject, Refusal> {
         self.refuse_if_closed()?;
@@ -278,13 +269,7 @@ impl Room {
         }
         let id = match joiner.with_secret {
             Some(minted) => {
-                let props = NewConnection {
-                    role: Role::Publisher,
-                    record: true,
-                    server_data: String::new(),
-                    kurento_options: Value::Null,
-                    custom_ice_servers: Value::Array(Vec::new()),
-                };
+                let props = ConnectionProperties::default();
                 self.create_connection(minted.clone(), props, joiner.now)?;
                 minted.id
             }
@@ -519,7 +504,7 @@ impl Room {
             adaptative_bitrate: None,
             only_play_with_subscribers: None,
             network_cache: None,
-            server_data: c.props.server_data.clone(),
+            server_data: c.props.data.clone(),
             token: c.token.clone(),
             active_at: m.map(|m| m.active_at),
             location: m.map(|_| "unknown".to_owned()),
@@ -554,13 +539,7 @@ mod tests {
             token_id: format!("tok_{n}"),
             token: format!("ws://h?sessionId=S&token=tok_{n}"),
         };
-        let props = NewConnection {
-            role,
-            record: true,
-            server_data: String::new(),
-            kurento_options: Value::Null,
-            custom_ice_servers: json!([]),
-        };
+        let props = ConnectionProperties { role, ..ConnectionProperties::default() };
         room.create_connection(minted, props, 1).unwrap();
         format!("tok_{n}")
     }
@@ -601,7 +580,7 @@ mod tests {
             .iter()
             .map(|e| match e {
                 Effect::Notify { to, frame, .. } => {
-                    let v: Value = serde_json::from_str(frame.as_str()).unwrap();
+                    let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
                     let to = match to {
                         Audience::All => "all".to_owned(),
                         Audience::AllBut(x) => format!("all-but {x}"),

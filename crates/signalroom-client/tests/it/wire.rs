@@ -12,12 +12,16 @@ use signalroom_client::{
 use crate::mock::{MockServer, fixture, join_result};
 use crate::support::*;
 
-/// The fixture frame with the values that differ between runs replaced by ours.
+/// The fixture frame with the values that differ between runs replaced by ours, plus
+/// signalroom's one extension: `lastSeq` (0 before any notification) in pings and `connect`.
 fn expected(fixture_frame: &Value, token: &str) -> Value {
     let mut msg = fixture_frame["msg"].clone();
     if msg["method"] == "joinRoom" {
         msg["params"]["platform"] = default_platform().into();
         msg["params"]["token"] = token.into();
+    }
+    if msg["method"] == "ping" || msg["method"] == "connect" {
+        msg["params"]["lastSeq"] = 0.into();
     }
     msg
 }
@@ -119,7 +123,7 @@ async fn sends_exactly_what_openvidu_browser_sends() {
 }
 
 #[tokio::test]
-async fn pings_every_interval_without_params() {
+async fn pings_every_interval_with_only_the_last_seq() {
     init_tracing();
     let mut mock = MockServer::start().await;
     let token = mock.token("S1", "tok_A");
@@ -127,16 +131,16 @@ async fn pings_every_interval_without_params() {
     let connecting = tokio::spawn(async move { Session::connect_with(&token, opts).await });
     let mut conn = mock.next().await;
     let ping = conn.recv().await;
-    // The first ping carries the configured interval.
-    assert_eq!(ping, json!({"jsonrpc":"2.0","method":"ping","params":{"interval":100},"id":0}));
+    // The first ping carries the configured interval (and lastSeq, signalroom's extension).
+    assert_eq!(ping, json!({"jsonrpc":"2.0","method":"ping","params":{"interval":100,"lastSeq":0},"id":0}));
     conn.pong(&ping).await;
     let join = conn.recv().await;
     conn.reply(&join, join_result("con_T1", json!([]))).await;
     let (_session, _events) = connecting.await.unwrap().unwrap();
     for id in 2..5 {
         let ping = conn.recv().await;
-        // Exactly as the fixture: no params at all.
-        assert_eq!(ping, json!({"jsonrpc":"2.0","method":"ping","id":id}));
+        // openvidu-browser sends no params; signalroom's extension adds only lastSeq.
+        assert_eq!(ping, json!({"jsonrpc":"2.0","method":"ping","params":{"lastSeq":0},"id":id}));
         conn.pong(&ping).await;
     }
 }
@@ -184,7 +188,7 @@ async fn reconnects_like_openvidu_browser() {
     assert_eq!(conn.path, upgrade.unwrap()["url"]);
     // No ping before `connect`; ids continue across sockets.
     let connect = conn.recv().await;
-    let mut want = frames.iter().find(|f| f["msg"]["method"] == "connect").unwrap()["msg"].clone();
+    let mut want = expected(frames.iter().find(|f| f["msg"]["method"] == "connect").unwrap(), "");
     want["id"] = connect["id"].clone();
     assert_eq!(connect, want);
     assert!(connect["id"].as_u64().unwrap() > 2);
@@ -199,7 +203,7 @@ async fn reconnects_like_openvidu_browser() {
         let frame = conn.recv().await;
         match frame["method"].as_str().unwrap() {
             "ping" => {
-                assert_eq!(frame["params"], json!({"interval":5000}));
+                assert_eq!(frame["params"], json!({"interval":5000,"lastSeq":0}));
                 conn.pong(&frame).await;
                 saw_ping = true;
             }

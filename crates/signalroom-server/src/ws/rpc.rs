@@ -49,6 +49,9 @@ pub(crate) struct SocketConn {
     pub(super) ping_deadline: Option<Instant>,
     /// Our own outbox overflowed: the client does not read. The socket is dropped.
     pub(super) overflowed: bool,
+    /// The client acknowledges notifications (`lastSeq` in a ping): what is written to its
+    /// participant is kept for a resume from the join on.
+    acks: bool,
     /// The raw id of the request being handled; `None` for notifications (no reply).
     request_id: Option<Box<RawValue>>,
 }
@@ -75,6 +78,7 @@ impl SocketConn {
             ping_interval_ms: None,
             ping_deadline: None,
             overflowed: false,
+            acks: false,
             request_id: None,
         }
     }
@@ -199,6 +203,7 @@ impl SocketConn {
         let interval = *self.ping_interval_ms.get_or_insert(DEFAULT_SERVER_PING_INTERVAL_MS);
         self.ping_deadline = Some(Instant::now() + Duration::from_millis(interval * PING_WATCHDOG_FACTOR));
         if let Some(last_seq) = p.last_seq {
+            self.acks = true;
             if self.joined.is_some() {
                 self.outbox.ack(last_seq);
             }
@@ -217,13 +222,14 @@ impl SocketConn {
         let secret = !p.secret.is_empty() && constant_time_eq(&p.secret, &self.hub.config.secret);
         let req = JoinRequest {
             session: p.session,
-            token_id: token_id_of(&p.token).map(str::to_owned),
+            token_id: signalroom_core::token::token_id(&p.token).map(str::to_owned),
             token: p.token,
             secret,
             client_data: p.metadata,
             platform: p.platform,
             ip: self.ip.clone(),
             rpc_id: self.rpc_id.clone(),
+            acks: self.acks,
         };
         let id = self.request_id.clone();
         let reply = move |result: &signalroom_core::protocol::JoinRoomResult| {
@@ -327,15 +333,6 @@ fn params<'a, T: serde::Deserialize<'a>>(name: &str, frame: &Frame<'a>) -> Resul
     frame.params().map_err(|e| Refusal::BadParams { method: name.to_owned(), reason: e.to_string() })
 }
 
-/// The token id of a joinRoom token: the `token` query parameter, or a bare `tok_…`.
-fn token_id_of(token: &str) -> Option<&str> {
-    let query = token.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(""));
-    match query {
-        Some(q) => q.split('&').find_map(|kv| kv.strip_prefix("token=")),
-        None => token.starts_with("tok_").then_some(token),
-    }
-}
-
 fn is_known(name: &str) -> bool {
     matches!(
         name,
@@ -357,15 +354,6 @@ fn is_known(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_ids_are_read_from_urls_and_bare_tokens() {
-        assert_eq!(token_id_of("ws://h:1/x?sessionId=S&token=tok_A"), Some("tok_A"));
-        assert_eq!(token_id_of("wss://h?token=tok_B&sessionId=S"), Some("tok_B"));
-        assert_eq!(token_id_of("tok_C"), Some("tok_C"));
-        assert_eq!(token_id_of("ws://h?sessionId=S"), None);
-        assert_eq!(token_id_of("garbage"), None);
-    }
 
     #[test]
     fn every_media_and_pro_method_is_known() {
