@@ -34,6 +34,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use indexmap::IndexMap;
 use parking_lot::Mutex;
@@ -293,30 +294,12 @@ fn deliver<R>(
     linger: Duration,
     applied: &mut Applied<R>,
 ) {
-    let push = |id: &ConnectionId, outbox: &Outbox, out: Out, applied: &mut Applied<R>| {
-        applied.delivered += 1;
-        if !outbox.push(out) && !applied.slow.contains(id) {
-            applied.slow.push(id.clone());
-        }
-    };
     match effect {
-        Effect::Notify { to, seq, frame } => match to {
-            Audience::All => {
-                for (id, outbox) in roster.iter() {
-                    push(id, outbox, Out::Note(seq, frame.clone()), applied);
-                }
-            }
-            Audience::AllBut(but) => {
-                for (id, outbox) in roster.iter().filter(|(id, _)| **id != but) {
-                    push(id, outbox, Out::Note(seq, frame.clone()), applied);
-                }
-            }
+        Effect::Notify { to, frame, .. } => match to {
+            Audience::All => notify(roster.iter(), &frame, applied),
+            Audience::AllBut(but) => notify(roster.iter().filter(|(id, _)| **id != but), &frame, applied),
             Audience::Only(ids) => {
-                for id in &ids {
-                    if let Some(outbox) = roster.get(id) {
-                        push(id, outbox, Out::Note(seq, frame.clone()), applied);
-                    }
-                }
+                notify(ids.iter().filter_map(|id| roster.get_key_value(id)), &frame, applied)
             }
         },
         Effect::Enter(id) => {
@@ -338,6 +321,20 @@ fn deliver<R>(
                 });
             }
             applied.left.push((who, rpc_id, reason));
+        }
+    }
+}
+
+/// The fan-out: a refcount and a push per receiver, nothing else.
+fn notify<'a, R>(
+    to: impl Iterator<Item = (&'a ConnectionId, &'a Arc<Outbox>)>,
+    frame: &Utf8Bytes,
+    applied: &mut Applied<R>,
+) {
+    for (id, outbox) in to {
+        applied.delivered += 1;
+        if !outbox.push(Out::Note(frame.clone())) && !applied.slow.contains(id) {
+            applied.slow.push(id.clone());
         }
     }
 }

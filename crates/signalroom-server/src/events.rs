@@ -50,6 +50,14 @@ pub enum ServerEvent {
         /// The size of its data.
         bytes: usize,
     },
+    /// A participant's socket is gone; it stays for the reconnection grace period, its outbox
+    /// collecting what it misses.
+    LinkLost {
+        /// The session.
+        session: SessionId,
+        /// Its connection.
+        connection: ConnectionId,
+    },
     /// A participant's new socket took over (a reconnection).
     Reconnected {
         /// The session.

@@ -471,6 +471,7 @@ impl Hub {
             return;
         }
         tracing::info!(connection = %who, "socket lost: waiting {grace:?} for a reconnection");
+        self.emit(|| ServerEvent::LinkLost { session: session.clone(), connection: who.clone() });
         let epoch = outbox.epoch();
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;

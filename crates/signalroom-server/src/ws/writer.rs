@@ -78,15 +78,14 @@ async fn write_batch(
     let mut written = 0;
     while let Some(out) = batch.pop_front() {
         match out {
-            Out::Note(_, ref text) | Out::Frame(ref text) => {
-                // The hot path: a plain `feed` unless a close is due.
-                let message = Message::Text(text.clone());
+            Out::Note(text) | Out::Frame(text) => {
+                // The hot path: a plain `feed` unless a close is due. (What was being fed when
+                // the socket failed is gone with it; the rest of the batch is given back.)
                 let fed = match *close_at {
-                    None => sink.feed(message).await.is_ok(),
-                    Some(_) => io(*close_at, sink.feed(message)).await,
+                    None => sink.feed(Message::Text(text)).await.is_ok(),
+                    Some(_) => io(*close_at, sink.feed(Message::Text(text))).await,
                 };
                 if !fed {
-                    batch.push_front(out);
                     return false;
                 }
                 written += 1;

@@ -5,6 +5,7 @@ mod support;
 mod bad_input;
 mod lifecycle;
 mod rest;
+mod resume;
 mod rpc;
 mod start;
 mod tls;

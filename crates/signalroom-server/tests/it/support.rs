@@ -215,16 +215,21 @@ impl Peer {
         }
     }
 
-    /// The next notification of `method` (earlier ones of other methods are kept).
+    /// The params of the next notification of `method` (earlier ones of other methods are kept).
     pub async fn notification(&mut self, method: &str) -> Value {
+        self.notification_frame(method).await["params"].clone()
+    }
+
+    /// The whole next notification of `method` (earlier ones of other methods are kept).
+    pub async fn notification_frame(&mut self, method: &str) -> Value {
         if let Some(i) = self.pending.iter().position(|f| f["method"] == method) {
-            return self.pending.remove(i).unwrap()["params"].clone();
+            return self.pending.remove(i).unwrap();
         }
         loop {
             let f = self.read_frame().await.unwrap_or_else(|| panic!("socket closed awaiting {method}"));
             assert_eq!(f["jsonrpc"], "2.0", "{f}");
             if f["method"] == method {
-                return f["params"].clone();
+                return f;
             }
             self.pending.push_back(f);
         }
