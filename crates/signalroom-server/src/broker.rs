@@ -40,7 +40,7 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 
-use crate::outbox::{Out, Outbox};
+use crate::outbox::{Order, Out, Outbox};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Effects, Room};
 
@@ -316,8 +316,8 @@ fn deliver<R>(
         Effect::Leave { who, rpc_id, reason, close } => {
             if let Some(outbox) = roster.shift_remove(&who) {
                 outbox.push(match close {
-                    CloseMode::Linger => Out::CloseAfter(linger),
-                    CloseMode::Now => Out::Close { code: 1000, reason: "participant removed" },
+                    CloseMode::Linger => Out::Order(Order::CloseAfter(linger)),
+                    CloseMode::Now => Out::Order(Order::Close { code: 1000, reason: "participant removed" }),
                 });
             }
             applied.left.push((who, rpc_id, reason));
@@ -333,7 +333,7 @@ fn notify<'a, R>(
 ) {
     for (id, outbox) in to {
         applied.delivered += 1;
-        if !outbox.push(Out::Note(frame.clone())) && !applied.slow.contains(id) {
+        if !outbox.push(Out::Frame(frame.clone())) && !applied.slow.contains(id) {
             applied.slow.push(id.clone());
         }
     }

@@ -32,18 +32,28 @@ const SHRINK_ABOVE: usize = 1024;
 /// Something for a socket's writer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Out {
-    /// A notification (shared: a fan-out is serialised once). Its sequence number ends the frame
-    /// ([`seq_of`]), which keeps the queue's slots small: they are the fan-out's cache misses.
-    Note(Utf8Bytes),
-    /// A reply to a request of the socket it was written for.
+    /// A text frame: a notification (shared: a fan-out is serialised once), or a reply to a
+    /// request of the socket it was written for. Which one, and a notification's sequence number,
+    /// are read from the frame ([`Out::note`], [`seq_of`]): one variant keeps the queue's slots at
+    /// 32 bytes, and they are the fan-out's cache misses.
     Frame(Utf8Bytes),
+    /// An order about the socket itself.
+    Order(Order),
+}
+
+/// An order about a socket (kept apart from frames so that an [`Out`] is 32 bytes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Order {
     /// Close the socket now with this code and reason.
     Close { code: u16, reason: &'static str },
     /// Close the socket after this delay unless the client closes it first.
     CloseAfter(Duration),
-    /// Cancel a pending [`Out::CloseAfter`]: the socket carries a participant again.
+    /// Cancel a pending [`Order::CloseAfter`]: the socket carries a participant again.
     KeepOpen,
 }
+
+/// How every notification frame starts (replies have an `id` there).
+const NOTE_PREFIX: &str = r#"{"jsonrpc":"2.0","method":"#;
 
 /// The sequence number a notification frame ends with (`…,"seq":N}`, as the room serialises it).
 pub(crate) fn seq_of(frame: &str) -> u64 {
@@ -54,8 +64,16 @@ pub(crate) fn seq_of(frame: &str) -> u64 {
 impl Out {
     fn bytes(&self) -> usize {
         match self {
-            Out::Note(f) | Out::Frame(f) => f.len(),
+            Out::Frame(f) => f.len(),
             _ => 0,
+        }
+    }
+
+    /// The frame, if this is a notification (replayable on a resume).
+    fn note(&self) -> Option<&Utf8Bytes> {
+        match self {
+            Out::Frame(f) if f.as_str().starts_with(NOTE_PREFIX) => Some(f),
+            _ => None,
         }
     }
 }
@@ -90,9 +108,10 @@ pub(crate) struct Resumed {
 
 /// One participant's outbox (or, before it joins, one socket's).
 ///
-/// Laid out for fan-out, which touches thousands of these, rarely in cache: what a push reads
-/// and writes (lock, queue, waker, writer, then size and limits) fills the first two cache lines of
-/// a 128-byte block, which processors fetch together.
+/// Laid out for fan-out, which touches thousands of these, rarely in cache: what a push writes
+/// (lock, queue, waker, size) fills one cache line, and what a push or a writer's wake-up reads
+/// (writer, limits, redirect, acking) the next, in one 128-byte block, which processors fetch
+/// together; what only resumes use comes after.
 #[derive(Debug)]
 #[repr(C, align(128))]
 pub(crate) struct Outbox {
@@ -102,24 +121,27 @@ pub(crate) struct Outbox {
 #[derive(Debug)]
 #[repr(C)]
 struct State {
+    // What a push writes, in the cache line of the lock:
     /// Queued, not yet written.
     items: VecDeque<Out>,
     /// The writer's waker, set while it waits on an empty outbox.
     waker: Option<Waker>,
-    /// The socket whose writer drains this outbox; 0 while none does.
-    writer: u64,
     /// Bytes of frames in `items`.
     bytes: usize,
+    // What a push or the writer only reads, in the next line:
+    /// The socket whose writer drains this outbox; 0 while none does.
+    writer: u64,
     limits: Limits,
+    /// Where the writer goes once this outbox is drained.
+    redirect: Option<Arc<Outbox>>,
+    /// The client acknowledges notifications: keep written ones.
+    acking: bool,
+    // The rest, for resumes:
     /// Written, kept until acknowledged (only for clients that acknowledge).
     kept: VecDeque<Utf8Bytes>,
     kept_bytes: usize,
-    /// The client acknowledges notifications: keep written ones.
-    acking: bool,
     /// The highest sequence number dropped before it was acknowledged (0: none).
     lost_upto: u64,
-    /// Where the writer goes once this outbox is drained.
-    redirect: Option<Arc<Outbox>>,
     /// Resumes so far: a grace timer started before one has nothing to do.
     epoch: u64,
     /// Aborts the writer: for a socket too far behind to take a close order.
@@ -160,15 +182,15 @@ impl Outbox {
                 return self.refuse(&st, &out);
             }
         } else {
-            if !matches!(out, Out::Note(..)) {
+            if out.note().is_none() {
                 return true;
             }
             while !st.items.is_empty() && (st.items.len() >= limits.frames || st.bytes + size > limits.bytes)
             {
                 if let Some(old) = st.items.pop_front() {
                     st.bytes -= old.bytes();
-                    if let Out::Note(frame) = old {
-                        st.lost_upto = st.lost_upto.max(seq_of(&frame));
+                    if let Some(frame) = old.note() {
+                        st.lost_upto = st.lost_upto.max(seq_of(frame));
                     }
                 }
             }
@@ -187,7 +209,7 @@ impl Outbox {
     /// the writer is stuck behind a client that does not read: the socket is dropped.
     #[cold]
     fn refuse(&self, st: &State, out: &Out) -> bool {
-        if !matches!(out, Out::Note(..) | Out::Frame(_)) {
+        if !matches!(out, Out::Frame(_)) {
             tracing::debug!(socket = st.writer, "too far behind to be closed politely: dropped");
             if let Some(abort) = &st.abort {
                 abort.abort();
@@ -234,7 +256,7 @@ impl Outbox {
     fn drain_into(&self, st: &mut State, buf: &mut VecDeque<Out>) {
         if st.acking {
             for out in &st.items {
-                if let Out::Note(frame) = out {
+                if let Some(frame) = out.note() {
                     st.kept_bytes += frame.len();
                     st.kept.push_back(frame.clone());
                 }
@@ -266,7 +288,7 @@ impl Outbox {
             return;
         }
         for out in unwritten.into_iter().rev() {
-            if let Out::Note(..) = out {
+            if out.note().is_some() {
                 st.bytes += out.bytes();
                 st.items.push_front(out);
             }
@@ -292,7 +314,7 @@ impl Outbox {
             return false;
         }
         st.writer = 0;
-        st.items.retain(|o| matches!(o, Out::Note(..)));
+        st.items.retain(|o| o.note().is_some());
         st.bytes = st.items.iter().map(Out::bytes).sum();
         let waker = st.waker.take();
         drop(st);
@@ -328,16 +350,16 @@ impl Outbox {
             st.acking = true;
             for frame in kept.into_iter().filter(|frame| seq_of(frame) > after) {
                 last = seq_of(&frame);
-                items.push_back(Out::Note(frame));
+                items.push_back(Out::Frame(frame));
             }
         }
         // Replies and socket orders were for the old socket; a notification both kept and
         // given back unwritten goes once.
-        items.extend(queued.into_iter().filter(|o| matches!(o, Out::Note(frame) if seq_of(frame) > last)));
+        items.extend(queued.into_iter().filter(|o| o.note().is_some_and(|frame| seq_of(frame) > last)));
         let resumed =
             Resumed { recovered: last_seq.map(|l| st.lost_upto <= l), replayed: items.len() as u64 };
         items.push_front(Out::Frame(reply(resumed)));
-        items.push_back(Out::KeepOpen);
+        items.push_back(Out::Order(Order::KeepOpen));
         st.bytes = items.iter().map(Out::bytes).sum();
         st.items = items;
         let waker = st.waker.take();
@@ -400,11 +422,11 @@ mod tests {
     }
 
     fn note(seq: u64) -> Out {
-        Out::Note(Utf8Bytes::from(format!(r#"{{"n":{seq},"seq":{seq}}}"#)))
+        Out::Frame(Utf8Bytes::from(format!(r#"{{"jsonrpc":"2.0","method":"n","params":{{}},"seq":{seq}}}"#)))
     }
 
     fn seqs(buf: &VecDeque<Out>) -> Vec<u64> {
-        buf.iter().filter_map(|o| if let Out::Note(f) = o { Some(seq_of(f)) } else { None }).collect()
+        buf.iter().filter_map(|o| o.note().map(|f| seq_of(f))).collect()
     }
 
     async fn take(o: &Outbox, me: u64) -> VecDeque<Out> {
@@ -428,9 +450,23 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_bound_it_too() {
-        let o = Outbox::new(Limits { frames: 100, bytes: 30 }, 1);
-        assert!(o.push(note(1)) && o.push(note(2)), "15 bytes each");
-        assert!(!o.push(note(3)), "45 bytes over a 30-byte limit");
+        let size = note(1).bytes();
+        let o = Outbox::new(Limits { frames: 100, bytes: 2 * size }, 1);
+        assert!(o.push(note(1)) && o.push(note(2)));
+        assert!(!o.push(note(3)), "three notifications are over the limit of two in bytes");
+    }
+
+    #[test]
+    fn a_slot_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Out>(), 32);
+    }
+
+    #[test]
+    fn notifications_are_told_from_replies() {
+        assert!(note(1).note().is_some());
+        assert!(
+            Out::Frame(Utf8Bytes::from_static(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)).note().is_none()
+        );
     }
 
     #[test]
@@ -461,7 +497,7 @@ mod tests {
             "the reply goes first"
         );
         assert_eq!(seqs(&buf), [8, 9, 12]);
-        assert_eq!(buf.back(), Some(&Out::KeepOpen));
+        assert_eq!(buf.back(), Some(&Out::Order(Order::KeepOpen)));
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::hub::Hub;
-use crate::outbox::Out;
+use crate::outbox::{Order, Out};
 use crate::refusal::Refusal;
 use crate::util::{client_ip, rpc_session_id};
 
@@ -87,7 +87,7 @@ async fn read_loop(
             _ = &mut *writer => return true,
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 tracing::info!(socket = conn.id, "no ping within {}x the interval: closing", PING_WATCHDOG_FACTOR);
-                conn.push(Out::Close { code: 1000, reason: "Close for not receive ping from client" });
+                conn.push(Out::Order(Order::Close { code: 1000, reason: "Close for not receive ping from client" }));
                 break;
             }
         };
@@ -108,7 +108,7 @@ async fn read_loop(
                         "frame over {} bytes: closing",
                         conn.hub.config.max_frame_bytes
                     );
-                    conn.push(Out::Close { code: CLOSE_TOO_BIG, reason: "message too big" });
+                    conn.push(Out::Order(Order::Close { code: CLOSE_TOO_BIG, reason: "message too big" }));
                 } else {
                     tracing::debug!(socket = conn.id, error = %e, "socket error");
                 }

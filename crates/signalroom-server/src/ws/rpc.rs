@@ -20,7 +20,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::hub::{Hub, JoinRequest};
-use crate::outbox::{Out, Outbox};
+use crate::outbox::{Order, Out, Outbox};
 use crate::refusal::Refusal;
 use crate::util::constant_time_eq;
 
@@ -236,7 +236,7 @@ impl SocketConn {
             Utf8Bytes::from(id.as_deref().map(|id| Response::new(id, result).to_json()).unwrap_or_default())
         };
         let result = self.hub.join(req, &self.outbox, reply).await?;
-        self.push(Out::KeepOpen);
+        self.push(Out::Order(Order::KeepOpen));
         self.joined = Some(Joined {
             session: result.session.clone().unwrap_or_else(|| SessionId::from("")),
             connection: result.id,

@@ -13,7 +13,7 @@ use futures_util::stream::SplitSink;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 
-use crate::outbox::{Out, Outbox, Take};
+use crate::outbox::{Order, Out, Outbox, Take};
 
 /// Frames written between flushes at most, so a long queue reaches the socket in pieces.
 const WRITE_BATCH: usize = 256;
@@ -35,7 +35,7 @@ pub(crate) async fn write_frames(
         let took = tokio::select! {
             took = outbox.take(&mut batch, me) => took,
             () = sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
-                batch.push_back(Out::Close { code: 1000, reason: "closed by server" });
+                batch.push_back(Out::Order(Order::Close { code: 1000, reason: "closed by server" }));
                 Take::Items
             }
             _ = &mut reader_done, if !finishing => {
@@ -78,7 +78,7 @@ async fn write_batch(
     let mut written = 0;
     while let Some(out) = batch.pop_front() {
         match out {
-            Out::Note(text) | Out::Frame(text) => {
+            Out::Frame(text) => {
                 // The hot path: a plain `feed` unless a close is due. (What was being fed when
                 // the socket failed is gone with it; the rest of the batch is given back.)
                 let fed = match *close_at {
@@ -93,16 +93,16 @@ async fn write_batch(
                     return false;
                 }
             }
-            Out::Close { code, reason } => {
+            Out::Order(Order::Close { code, reason }) => {
                 let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
                 let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(Some(close)))).await;
                 return false;
             }
-            Out::CloseAfter(delay) => {
+            Out::Order(Order::CloseAfter(delay)) => {
                 let at = Instant::now() + delay;
                 *close_at = Some(close_at.map_or(at, |c| c.min(at)));
             }
-            Out::KeepOpen => *close_at = None,
+            Out::Order(Order::KeepOpen) => *close_at = None,
         }
     }
     written % WRITE_BATCH == 0 || io(*close_at, sink.flush()).await
