@@ -127,13 +127,67 @@ pub fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a 
     }
 }
 
-fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, BadRequest> {
+/// An optional boolean field: `Parameter '<key>' must be a boolean, not <kind>`.
+pub fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, BadRequest> {
     match field(obj, key) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(other) => {
             Err(BadRequest(format!("Parameter '{key}' must be a boolean, not {}", json_kind(other))))
         }
+    }
+}
+
+/// An optional string field with a closed set of values:
+/// `Parameter '<key>' is wrong: "<v>" is not one of [...]`.
+pub fn opt_enum<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    allowed: &[&'a str],
+) -> Result<Option<&'a str>, BadRequest> {
+    match opt_str(obj, key)? {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v) => Ok(Some(v)),
+        Some(v) => Err(BadRequest(format!("Parameter '{key}' is wrong: {v:?} is not one of {allowed:?}"))),
+    }
+}
+
+impl SessionProperties {
+    /// Validates the body of `POST /sessions` (a JSON object; `null` values count as absent),
+    /// with OpenVidu's defaults. A refused body is answered 400 with the [`BadRequest`] message,
+    /// e.g. `Parameter 'mediaMode' is wrong: "X" is not one of ["ROUTED", "RELAYED"]`,
+    /// `Parameter 'customSessionId' is wrong: "a b" must match [a-zA-Z0-9_-]+`.
+    pub fn from_body(body: &Map<String, Value>) -> Result<Self, BadRequest> {
+        let media_mode = opt_enum(body, "mediaMode", &["ROUTED", "RELAYED"])?.unwrap_or("ROUTED");
+        let recording_mode = opt_enum(body, "recordingMode", &["MANUAL", "ALWAYS"])?.unwrap_or("MANUAL");
+        let forced_video_codec =
+            opt_enum(body, "forcedVideoCodec", &["MEDIA_SERVER_PREFERRED", "NONE", "VP8", "VP9", "H264"])?
+                .unwrap_or("MEDIA_SERVER_PREFERRED");
+        let allow_transcoding = opt_bool(body, "allowTranscoding")?.unwrap_or(false);
+        let recording = match field(body, "defaultRecordingProperties") {
+            None => None,
+            Some(Value::Object(o)) => Some(o),
+            Some(other) => {
+                return Err(BadRequest(format!(
+                    "Parameter 'defaultRecordingProperties' must be an object, not {}",
+                    json_kind(other)
+                )));
+            }
+        };
+        let custom = opt_str(body, "customSessionId")?.unwrap_or("");
+        if !custom.is_empty() && !crate::SessionId::is_valid_custom(custom) {
+            return Err(BadRequest(format!(
+                "Parameter 'customSessionId' is wrong: {custom:?} must match [a-zA-Z0-9_-]+"
+            )));
+        }
+        Ok(Self {
+            media_mode: media_mode.to_owned(),
+            recording_mode: recording_mode.to_owned(),
+            default_recording_properties: default_recording_properties(recording),
+            custom_session_id: custom.to_owned(),
+            forced_video_codec: forced_video_codec.to_owned(),
+            allow_transcoding,
+        })
     }
 }
 
@@ -468,6 +522,26 @@ mod tests {
 
     fn refusal(v: Value) -> String {
         ConnectionProperties::from_body(&body(v)).unwrap_err().0
+    }
+
+    #[test]
+    fn session_properties_default_like_openvidu_and_refuse_bad_values() {
+        let body = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let p = SessionProperties::from_body(&body(serde_json::json!({}))).unwrap();
+        assert_eq!((p.media_mode.as_str(), p.recording_mode.as_str()), ("ROUTED", "MANUAL"));
+        assert_eq!(p.forced_video_codec, "MEDIA_SERVER_PREFERRED");
+        assert_eq!(p.custom_session_id, "");
+        let p =
+            SessionProperties::from_body(&body(serde_json::json!({"customSessionId": "lobby-1"}))).unwrap();
+        assert_eq!(p.custom_session_id, "lobby-1");
+        let e = SessionProperties::from_body(&body(serde_json::json!({"mediaMode": "X"}))).unwrap_err();
+        assert_eq!(e.0, r#"Parameter 'mediaMode' is wrong: "X" is not one of ["ROUTED", "RELAYED"]"#);
+        let e =
+            SessionProperties::from_body(&body(serde_json::json!({"customSessionId": "a b"}))).unwrap_err();
+        assert_eq!(e.0, r#"Parameter 'customSessionId' is wrong: "a b" must match [a-zA-Z0-9_-]+"#);
+        let e =
+            SessionProperties::from_body(&body(serde_json::json!({"allowTranscoding": "yes"}))).unwrap_err();
+        assert_eq!(e.0, "Parameter 'allowTranscoding' must be a boolean, not a string");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use signalroom_core::signal::SignalMessage;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::broadcast;
 
-use crate::broker::{AnyBroker, Applied, Broker, LocalBroker, Outcome};
+use crate::broker::{AnyBroker, Applied, Broker, Outcome};
 use crate::config::Config;
 use crate::events::ServerEvent;
 use crate::outbox::{Limits, Out, Outbox, Resumed};
@@ -53,8 +53,8 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(config: Config, token_base: String, public_url: String) -> Self {
-        let broker = AnyBroker::Local(LocalBroker::new(config.linger_close));
+    /// The hub over `broker` (which the server chose from its configuration).
+    pub(crate) fn new(config: Config, token_base: String, public_url: String, broker: AnyBroker) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             config,

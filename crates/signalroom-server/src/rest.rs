@@ -14,10 +14,9 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use signalroom_core::rest::{
     self, ConnectionProperties, ConnectionUpdate, ErrorBody, Page, SessionProperties, TokenObject,
-    default_recording_properties,
 };
 use signalroom_core::signal::{SignalRequest, SignalRequestError, json_kind};
-use signalroom_core::{EndReason, OPENVIDU_VERSION, SessionId};
+use signalroom_core::{EndReason, OPENVIDU_VERSION};
 
 use crate::hub::Hub;
 use crate::refusal::Refusal;
@@ -182,34 +181,6 @@ fn object_body(body: &Bytes) -> ApiResult<Map<String, Value>> {
     }
 }
 
-fn opt_str<'a>(obj: &'a Map<String, Value>, key: &str) -> ApiResult<Option<&'a str>> {
-    match obj.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => {
-            Err(ApiError::bad(format!("Parameter '{key}' must be a string, not {}", json_kind(other))))
-        }
-    }
-}
-
-fn opt_bool(obj: &Map<String, Value>, key: &str) -> ApiResult<Option<bool>> {
-    match obj.get(key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => {
-            Err(ApiError::bad(format!("Parameter '{key}' must be a boolean, not {}", json_kind(other))))
-        }
-    }
-}
-
-fn opt_enum<'a>(obj: &'a Map<String, Value>, key: &str, allowed: &[&'a str]) -> ApiResult<Option<&'a str>> {
-    match opt_str(obj, key)? {
-        None => Ok(None),
-        Some(v) if allowed.contains(&v) => Ok(Some(v)),
-        Some(v) => Err(ApiError::bad(format!("Parameter '{key}' is wrong: {v:?} is not one of {allowed:?}"))),
-    }
-}
-
 fn pending_param(q: &HashMap<String, String>, default: bool) -> bool {
     q.get("pendingConnections").map_or(default, |v| v.eq_ignore_ascii_case("true"))
 }
@@ -217,38 +188,9 @@ fn pending_param(q: &HashMap<String, String>, default: bool) -> bool {
 // ---- sessions --------------------------------------------------------------------------------
 
 async fn create_session(AxumState(hub): Shared, body: Bytes) -> ApiResult {
-    let b = object_body(&body)?;
-    let media_mode = opt_enum(&b, "mediaMode", &["ROUTED", "RELAYED"])?.unwrap_or("ROUTED");
-    let recording_mode = opt_enum(&b, "recordingMode", &["MANUAL", "ALWAYS"])?.unwrap_or("MANUAL");
-    let forced_video_codec =
-        opt_enum(&b, "forcedVideoCodec", &["MEDIA_SERVER_PREFERRED", "NONE", "VP8", "VP9", "H264"])?
-            .unwrap_or("MEDIA_SERVER_PREFERRED");
-    let allow_transcoding = opt_bool(&b, "allowTranscoding")?.unwrap_or(false);
-    let recording = match b.get("defaultRecordingProperties") {
-        None => None,
-        Some(Value::Object(o)) => Some(o),
-        Some(other) => {
-            return Err(ApiError::bad(format!(
-                "Parameter 'defaultRecordingProperties' must be an object, not {}",
-                json_kind(other)
-            )));
-        }
-    };
-    let custom = opt_str(&b, "customSessionId")?.unwrap_or("");
-    if !custom.is_empty() && !SessionId::is_valid_custom(custom) {
-        return Err(ApiError::bad(format!(
-            "Parameter 'customSessionId' is wrong: {custom:?} must match [a-zA-Z0-9_-]+"
-        )));
-    }
-    let props = SessionProperties {
-        media_mode: media_mode.to_owned(),
-        recording_mode: recording_mode.to_owned(),
-        default_recording_properties: default_recording_properties(recording),
-        custom_session_id: custom.to_owned(),
-        forced_video_codec: forced_video_codec.to_owned(),
-        allow_transcoding,
-    };
-    Ok(Json(hub.create_session(custom, props).await?).into_response())
+    let props = SessionProperties::from_body(&object_body(&body)?)?;
+    let custom = props.custom_session_id.clone();
+    Ok(Json(hub.create_session(&custom, props).await?).into_response())
 }
 
 async fn list_sessions(AxumState(hub): Shared, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -312,16 +254,9 @@ async fn delete_stream(AxumState(hub): Shared, Path((id, _sid)): Path<(String, S
 
 async fn create_token(AxumState(hub): Shared, body: Bytes) -> ApiResult {
     let b = object_body(&body)?;
-    let session_id = match b.get("session") {
-        Some(Value::String(s)) => s.clone(),
-        None => return Err(ApiError::bad("Parameter 'session' is mandatory")),
-        Some(other) => {
-            return Err(ApiError::bad(format!(
-                "Parameter 'session' must be a string, not {}",
-                json_kind(other)
-            )));
-        }
-    };
+    let session_id = rest::opt_str(&b, "session")?
+        .ok_or_else(|| rest::BadRequest("Parameter 'session' is mandatory".into()))?
+        .to_owned();
     let props = ConnectionProperties {
         role: rest::opt_role(&b)?.unwrap_or_default(),
         data: rest::opt_str(&b, "data")?.unwrap_or("").to_owned(),

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 use url::Url;
 
+use crate::broker::{AnyBroker, LocalBroker};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::ServerEvent;
@@ -68,7 +69,8 @@ impl Server {
             reason: "must be http:// or https:// with a host".to_owned(),
         })?;
         let public = public_url.as_str().trim_end_matches('/').to_owned();
-        let hub = Arc::new(Hub::new(config.clone(), token_base, public));
+        let broker = AnyBroker::Local(LocalBroker::new(config.linger_close));
+        let hub = Arc::new(Hub::new(config.clone(), token_base, public, broker));
 
         let app = router(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
