@@ -93,8 +93,8 @@ impl Hub {
         Limits { frames: self.config.send_queue_capacity, bytes: self.config.send_queue_bytes }
     }
 
-    pub(crate) fn session_count(&self) -> usize {
-        self.broker.session_count()
+    pub(crate) async fn session_count(&self) -> usize {
+        self.broker.session_count().await
     }
 
     /// Runs an operation, then evicts (with `networkDisconnect`) whoever was too slow to take

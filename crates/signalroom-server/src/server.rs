@@ -126,8 +126,8 @@ impl Server {
     }
 
     /// The number of sessions open now.
-    pub fn session_count(&self) -> usize {
-        self.hub.session_count()
+    pub async fn session_count(&self) -> usize {
+        self.hub.session_count().await
     }
 
     /// Every operation the server performs from now on, as [`ServerEvent`]s (for metrics,
