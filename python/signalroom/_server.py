@@ -48,6 +48,7 @@ class Server:
         max_signal_bytes: int | None = None,
         send_queue: int | None = None,
         reconnection_grace: float | None = None,
+        broker: str | None = None,
     ) -> None:
         """Configures a server (not started yet).
 
@@ -58,6 +59,8 @@ class Server:
         - ``max_signal_bytes``: largest signal ``data`` accepted (default 46080).
         - ``send_queue``: frames queued per participant before a too slow one is disconnected.
         - ``reconnection_grace``: seconds a participant whose link dropped may reconnect (default 10).
+        - ``broker``: ``redis://HOST:PORT[/DB]`` to share sessions with other servers through Redis
+          (default: sessions live in this server).
         """
         self._native = _native.Server(
             secret=secret,
@@ -69,6 +72,7 @@ class Server:
             max_signal_bytes=max_signal_bytes,
             send_queue=send_queue,
             reconnection_grace=reconnection_grace,
+            broker=broker,
         )
 
     def start(self) -> Self:

@@ -56,7 +56,7 @@ impl Server {
     #[pyo3(signature = (
         *, secret = "MY_SECRET", host = "127.0.0.1", port = 0, public_url = None,
         tls_cert = None, tls_key = None, max_signal_bytes = None, send_queue = None,
-        reconnection_grace = None,
+        reconnection_grace = None, broker = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -69,6 +69,7 @@ impl Server {
         max_signal_bytes: Option<usize>,
         send_queue: Option<usize>,
         reconnection_grace: Option<f64>,
+        broker: Option<String>,
     ) -> PyResult<Self> {
         let listen: SocketAddr = (host, port)
             .to_socket_addrs()
@@ -93,6 +94,7 @@ impl Server {
             secret: secret.to_owned(),
             tls,
             send_queue_capacity: send_queue,
+            broker,
             ..Config::local()
         };
         if let Some(bytes) = max_signal_bytes {

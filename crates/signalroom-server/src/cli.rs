@@ -67,6 +67,10 @@ struct ServeArgs {
     #[arg(long, default_value_t = DEFAULT_SEND_QUEUE_BYTES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     send_queue_bytes: usize,
+    /// Share sessions with other nodes through Redis: redis://HOST:PORT[/DB] (rediss:// for TLS;
+    /// a password in the URL). Default: sessions live in this process.
+    #[arg(long, env = "SIGNALROOM_BROKER")]
+    broker: Option<String>,
     /// Seconds a participant whose socket dropped is kept for a reconnection.
     #[arg(long, default_value_t = signalroom_core::limits::RECONNECTION_GRACE_SECS)]
     reconnection_grace_secs: u64,
@@ -175,6 +179,7 @@ async fn serve(args: ServeArgs) -> u8 {
         reconnection_grace: Duration::from_secs(args.reconnection_grace_secs),
         session_gc_interval: Duration::from_secs(args.session_gc_interval_secs),
         session_gc_threshold: Duration::from_secs(args.session_gc_threshold_secs),
+        broker: args.broker,
         ..Config::local()
     };
     let server = match Server::start(config).await {

@@ -35,6 +35,9 @@ pub struct Config {
     pub session_gc_threshold: Duration,
     /// How long after `leaveRoom` or an eviction the server closes a socket the client keeps open.
     pub linger_close: Duration,
+    /// Where the sessions live: `None` in this process (one node); `redis://HOST:PORT[/DB]` (or
+    /// `rediss://`, with a password in the URL if needed) to share them with other nodes.
+    pub broker: Option<String>,
 }
 
 /// PEM files for TLS.
@@ -62,6 +65,7 @@ impl Config {
             session_gc_interval: Duration::from_secs(900),
             session_gc_threshold: Duration::from_secs(3600),
             linger_close: Duration::from_secs(10),
+            broker: None,
         }
     }
 }

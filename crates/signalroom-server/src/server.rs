@@ -69,7 +69,14 @@ impl Server {
             reason: "must be http:// or https:// with a host".to_owned(),
         })?;
         let public = public_url.as_str().trim_end_matches('/').to_owned();
-        let broker = AnyBroker::Local(LocalBroker::new(config.linger_close));
+        let broker = match &config.broker {
+            None => AnyBroker::Local(LocalBroker::new(config.linger_close)),
+            Some(url) => {
+                return Err(Error::Config(format!(
+                    "broker {url}: only the in-process broker is built in so far"
+                )));
+            }
+        };
         let hub = Arc::new(Hub::new(config.clone(), token_base, public, broker));
 
         let app = router(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>();
