@@ -39,6 +39,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The broker (Redis) cannot be reached or the URL is not valid. Retrying helps once Redis is
+    /// up, if the URL is right.
+    #[error("cannot use the broker at {url}: {reason}")]
+    Broker {
+        /// The broker URL (without its password).
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A configuration value is out of range (e.g. a zero queue size). Retrying will not help.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -13,7 +13,7 @@ use signalroom_core::signal::SignalMessage;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::broadcast;
 
-use crate::broker::{AnyBroker, Applied, Broker, Outcome};
+use crate::broker::{AnyBroker, Applied, Broker, Notice, Outcome};
 use crate::config::Config;
 use crate::events::ServerEvent;
 use crate::outbox::{Limits, Out, Outbox, Resumed};
@@ -65,6 +65,19 @@ impl Hub {
             stopping: AtomicBool::new(false),
             next_socket: AtomicU64::new(1),
         }
+    }
+
+    /// Evicts (with `networkDisconnect`) whoever the broker finds lost on its own: receivers too
+    /// slow on another node's delivery, participants of a node that stopped.
+    pub(crate) fn watch_notices(self: &Arc<Self>) {
+        let Some(mut notices) = self.broker.notices() else { return };
+        let hub = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(Notice::Lost { session, who }) = notices.recv().await {
+                let Some(hub) = hub.upgrade() else { return };
+                hub.evict_lost(session.as_str(), who).await;
+            }
+        });
     }
 
     /// Every operation's event, from now on.
@@ -309,6 +322,7 @@ impl Hub {
             platform: req.platform,
             ip: req.ip.clone(),
             rpc_id: rpc_id.clone(),
+            node: self.broker.node().to_owned(),
             final_user_id: random_id("", 16).to_ascii_uppercase(),
             now: now_ms(),
         };

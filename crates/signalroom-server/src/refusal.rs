@@ -101,6 +101,12 @@ pub(crate) enum Refusal {
     /// REST credentials missing or wrong (401).
     #[error("authentication required: HTTP Basic with user OPENVIDUAPP and the server secret")]
     Unauthorized,
+    /// The shared session store could not be reached (retry).
+    #[error("the shared session store is unreachable ({0}); retry")]
+    BrokerDown(String),
+    /// The session stayed locked by other operations too long (retry).
+    #[error("session {0} is busy; retry")]
+    Busy(String),
     /// REST: no such endpoint (404).
     #[error("no such endpoint in /openvidu/api")]
     NoEndpoint,
@@ -136,7 +142,9 @@ impl Refusal {
             | Refusal::SessionExists
             | Refusal::NotActive
             | Refusal::TokenSessionNotFound(_)
-            | Refusal::NoEndpoint => codes::GENERIC_ERROR,
+            | Refusal::NoEndpoint
+            | Refusal::BrokerDown(_)
+            | Refusal::Busy(_) => codes::GENERIC_ERROR,
         };
         ErrorObject::new(code, self.to_string())
     }
@@ -158,7 +166,9 @@ impl Refusal {
             Refusal::TokenSessionNotFound(_) | Refusal::NoEndpoint => {
                 (StatusCode::NOT_FOUND, Some(self.to_string()))
             }
-            Refusal::Stopping => (StatusCode::SERVICE_UNAVAILABLE, Some(self.to_string())),
+            Refusal::Stopping | Refusal::BrokerDown(_) | Refusal::Busy(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, Some(self.to_string()))
+            }
             Refusal::NotJson(_)
             | Refusal::InvalidRequest(_)
             | Refusal::UnknownMethod(_)

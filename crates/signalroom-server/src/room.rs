@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use axum::extract::ws::Utf8Bytes;
 use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
 use signalroom_core::jsonrpc::Notification;
 use signalroom_core::protocol::{
     ConnectionPropertyChanged, JoinRoomResult, ParticipantLeft, RemoteParticipant, SignalNotification,
@@ -28,7 +29,7 @@ use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, RpcSessio
 use crate::refusal::Refusal;
 
 /// Who receives a notification, resolved against the roster at that point of the effect list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Audience {
     /// Every participant in the roster.
     All,
@@ -39,7 +40,7 @@ pub(crate) enum Audience {
 }
 
 /// How a leaving participant's socket is closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum CloseMode {
     /// After the linger delay, unless the client closes first (OpenVidu: 10 s).
     Linger,
@@ -72,17 +73,20 @@ pub(crate) struct Minted {
 }
 
 /// A joined participant.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Member {
     pub active_at: u64,
     pub client_data: String,
     pub platform: String,
     pub ip: String,
     pub rpc_id: RpcSessionId,
+    /// The node holding its socket (a broker's node id).
+    #[serde(default)]
+    pub node: String,
 }
 
 /// A Connection: pending (created by REST), then active (its token used to join).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Conn {
     pub created_at: u64,
     pub token: String,
@@ -113,12 +117,14 @@ pub(crate) struct Joiner {
     pub platform: String,
     pub ip: String,
     pub rpc_id: RpcSessionId,
+    /// The node holding the joiner's socket.
+    pub node: String,
     pub final_user_id: String,
     pub now: u64,
 }
 
-/// One session.
-#[derive(Debug, Clone)]
+/// One session. Serialisable: a shared broker stores it between operations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Room {
     pub id: SessionId,
     pub created_at: u64,
@@ -172,6 +178,11 @@ impl Room {
     /// The number of joined participants.
     pub fn participant_count(&self) -> usize {
         self.participants().count()
+    }
+
+    /// Participants whose socket is held by a node for which `gone` says yes.
+    pub fn members_on(&self, mut gone: impl FnMut(&str) -> bool) -> Vec<ConnectionId> {
+        self.participants().filter(|(_, _, m)| gone(&m.node)).map(|(id, _, _)| id.clone()).collect()
     }
 
     /// Whether nobody ever joined and the session is at least `threshold_ms` old.
@@ -285,6 +296,7 @@ impl Room {
             platform: joiner.platform,
             ip: joiner.ip,
             rpc_id: joiner.rpc_id.clone(),
+            node: joiner.node,
         });
         let (role, record, metadata) = (conn.props.role, conn.props.record, conn.full_metadata());
         self.active = true;
@@ -553,6 +565,7 @@ mod tests {
             platform: "test".into(),
             ip: "127.0.0.1".into(),
             rpc_id: format!("rpc_{who}").into(),
+            node: "n1".into(),
             final_user_id: "F".into(),
             now: 10,
         }

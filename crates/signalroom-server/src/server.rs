@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 use url::Url;
 
-use crate::broker::{AnyBroker, LocalBroker};
+use crate::broker::{AnyBroker, LocalBroker, RedisBroker};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::ServerEvent;
@@ -71,13 +71,15 @@ impl Server {
         let public = public_url.as_str().trim_end_matches('/').to_owned();
         let broker = match &config.broker {
             None => AnyBroker::Local(LocalBroker::new(config.linger_close)),
-            Some(url) => {
-                return Err(Error::Config(format!(
-                    "broker {url}: only the in-process broker is built in so far"
-                )));
-            }
+            Some(url) => AnyBroker::Redis(
+                RedisBroker::connect(url, config.linger_close)
+                    .await
+                    .map_err(|e| Error::Broker { url: redact(url), reason: e.to_string() })?,
+            ),
         };
         let hub = Arc::new(Hub::new(config.clone(), token_base, public, broker));
+        hub.watch_notices();
+        hub.watch_notices();
 
         let app = router(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
@@ -169,4 +171,15 @@ fn router(hub: Arc<Hub>) -> Router {
         .route("/", get(crate::page::index))
         .layer(CorsLayer::very_permissive())
         .with_state(hub)
+}
+
+/// A broker URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }

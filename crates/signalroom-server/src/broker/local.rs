@@ -119,4 +119,12 @@ impl Broker for LocalBroker {
     async fn session_count(&self) -> usize {
         self.sessions.len()
     }
+
+    fn node(&self) -> &str {
+        "local"
+    }
+
+    fn notices(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::Notice>> {
+        None
+    }
 }

@@ -31,8 +31,10 @@
 //! one type they hold.
 
 mod local;
+mod redis;
 
 pub(crate) use local::LocalBroker;
+pub(crate) use redis::RedisBroker;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use indexmap::IndexMap;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
+use tokio::sync::mpsc;
 
 use crate::outbox::{Order, Out, Outbox};
 use crate::refusal::Refusal;
@@ -115,6 +118,21 @@ pub(crate) trait Broker: Send + Sync + 'static {
 
     /// The number of open sessions.
     fn session_count(&self) -> impl Future<Output = usize> + Send;
+
+    /// This node's id, recorded with each participant whose socket it holds.
+    fn node(&self) -> &str;
+
+    /// Participants the broker found lost (too slow on another delivery path, or held by a node
+    /// that stopped beating): the hub evicts them with `networkDisconnect`. `None` for a broker that
+    /// reports everything through [`Applied`]. Taken once.
+    fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>>;
+}
+
+/// Something a broker found on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// This participant is gone for good: evict it with `networkDisconnect`.
+    Lost { session: SessionId, who: ConnectionId },
 }
 
 /// The broker the server runs: one type for the hub and the front ends to hold.
@@ -122,13 +140,23 @@ pub(crate) trait Broker: Send + Sync + 'static {
 pub(crate) enum AnyBroker {
     /// Everything in this process.
     Local(LocalBroker),
+    /// Sessions shared with other nodes through Redis.
+    Redis(RedisBroker),
+}
+
+/// Calls the same method on whichever broker runs.
+macro_rules! each {
+    ($self:ident, $b:ident => $e:expr) => {
+        match $self {
+            AnyBroker::Local($b) => $e,
+            AnyBroker::Redis($b) => $e,
+        }
+    };
 }
 
 impl Broker for AnyBroker {
     async fn create(&self, room: Room) -> Result<(), Refusal> {
-        match self {
-            AnyBroker::Local(b) => b.create(room).await,
-        }
+        each!(self, b => b.create(room).await)
     }
 
     async fn apply<R: Send>(
@@ -137,45 +165,39 @@ impl Broker for AnyBroker {
         caller: Option<&Arc<Outbox>>,
         op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
     ) -> Result<Applied<R>, Refusal> {
-        match self {
-            AnyBroker::Local(b) => b.apply(id, caller, op).await,
-        }
+        each!(self, b => b.apply(id, caller, op).await)
     }
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
-        match self {
-            AnyBroker::Local(b) => b.read(id, f).await,
-        }
+        each!(self, b => b.read(id, f).await)
     }
 
     async fn sessions(&self) -> Vec<SessionId> {
-        match self {
-            AnyBroker::Local(b) => b.sessions().await,
-        }
+        each!(self, b => b.sessions().await)
     }
 
     async fn bind_rpc(&self, rpc: RpcSessionId, session: SessionId, who: ConnectionId) {
-        match self {
-            AnyBroker::Local(b) => b.bind_rpc(rpc, session, who).await,
-        }
+        each!(self, b => b.bind_rpc(rpc, session, who).await)
     }
 
     async fn find_rpc(&self, rpc: &RpcSessionId) -> Option<(SessionId, ConnectionId)> {
-        match self {
-            AnyBroker::Local(b) => b.find_rpc(rpc).await,
-        }
+        each!(self, b => b.find_rpc(rpc).await)
     }
 
     async fn outbox(&self, session: &str, who: &ConnectionId) -> Option<Arc<Outbox>> {
-        match self {
-            AnyBroker::Local(b) => b.outbox(session, who).await,
-        }
+        each!(self, b => b.outbox(session, who).await)
     }
 
     async fn session_count(&self) -> usize {
-        match self {
-            AnyBroker::Local(b) => b.session_count().await,
-        }
+        each!(self, b => b.session_count().await)
+    }
+
+    fn node(&self) -> &str {
+        each!(self, b => b.node())
+    }
+
+    fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {
+        each!(self, b => b.notices())
     }
 }
 

@@ -1,0 +1,549 @@
+//! [`RedisBroker`]: sessions shared by every node given the same Redis, so that any number of
+//! nodes behind a balancer behave as one server.
+//!
+//! What lives in Redis (the `sr:` prefix):
+//! - `sr:sessions`: a set of the open sessions' ids;
+//! - `sr:room:{id}`: the session's [`Room`] (JSON): connections, tokens, roster, sequence;
+//! - `sr:lock:{id}`: held (a random token, 5 s expiry) while one node runs an operation on it;
+//! - `sr:rpc:{rpc id}`: the session and connection of a participant, for reconnections;
+//! - `sr:node:{node id}`: a node's heartbeat, refreshed every [`HEARTBEAT`], expiring after
+//!   [`NODE_TTL`]; participants of a node whose heartbeat expired are evicted by the others;
+//! - channel `sr:fx:{id}`: one message per operation on the session: its effects, in order.
+//!
+//! An operation takes the session's lock, reads the room, runs the pure room operation, and in
+//! one transaction stores the room and publishes the effects; then it unlocks. Every node holding
+//! participants of the session subscribes to its channel and delivers each message to its own
+//! participants' outboxes, in publish order: the node that ran the operation too, which delivers
+//! its caller's reply (and, for a join, puts the caller's outbox in the roster) when its own
+//! message comes back, so a reply keeps its place after the notifications. A signal is one
+//! publish per session, serialised once by the node that sent it.
+//!
+//! Outboxes stay on the node that holds the participant's socket: a reconnection that lands on
+//! another node is refused (40007), and the client rejoins.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use indexmap::IndexMap;
+use parking_lot::Mutex;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use serde::{Deserialize, Serialize};
+use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Applied, Broker, Notice, Outcome, deliver};
+use crate::outbox::{Out, Outbox};
+use crate::refusal::Refusal;
+use crate::room::{Audience, CloseMode, Effect, Room};
+use crate::util::random_id;
+
+/// How often a node says it is alive.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long a node counts as alive after its last heartbeat.
+pub(crate) const NODE_TTL: Duration = Duration::from_secs(6);
+/// How often a node looks for participants of nodes that stopped beating.
+pub(crate) const REAP_EVERY: Duration = Duration::from_secs(3);
+/// How long a session lock lives if its holder dies.
+const LOCK_TTL_MS: u64 = 5_000;
+/// How long an operation waits for a session's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+/// How long a node waits before reconnecting its subscriptions after Redis went away.
+const RESUBSCRIBE_BACKOFF: [Duration; 4] =
+    [Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)];
+
+/// Releases a lock only if it is still ours.
+const UNLOCK: &str =
+    r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
+
+fn room_key(id: &str) -> String {
+    format!("sr:room:{id}")
+}
+
+fn lock_key(id: &str) -> String {
+    format!("sr:lock:{id}")
+}
+
+fn rpc_key(rpc: &str) -> String {
+    format!("sr:rpc:{rpc}")
+}
+
+fn node_key(node: &str) -> String {
+    format!("sr:node:{node}")
+}
+
+fn channel(id: &str) -> String {
+    format!("sr:fx:{id}")
+}
+
+const SESSIONS: &str = "sr:sessions";
+const CHANNEL_PREFIX: &str = "sr:fx:";
+
+/// One operation's effects as published.
+#[derive(Debug, Serialize, Deserialize)]
+struct Published {
+    /// The node that ran it.
+    node: String,
+    /// Its number on that node (finds the caller's reply there).
+    op: u64,
+    effects: Vec<WireEffect>,
+    /// The operation closed the session.
+    closed: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum WireEffect {
+    Notify { to: Audience, seq: u64, frame: String },
+    Enter(ConnectionId),
+    Reply,
+    Leave { who: ConnectionId, rpc_id: RpcSessionId, reason: EndReason, close: CloseMode },
+}
+
+impl From<&Effect> for WireEffect {
+    fn from(e: &Effect) -> Self {
+        match e {
+            Effect::Notify { to, seq, frame } => {
+                WireEffect::Notify { to: to.clone(), seq: *seq, frame: frame.as_str().to_owned() }
+            }
+            Effect::Enter(id) => WireEffect::Enter(id.clone()),
+            Effect::Reply => WireEffect::Reply,
+            Effect::Leave { who, rpc_id, reason, close } => WireEffect::Leave {
+                who: who.clone(),
+                rpc_id: rpc_id.clone(),
+                reason: reason.clone(),
+                close: *close,
+            },
+        }
+    }
+}
+
+impl From<WireEffect> for Effect {
+    fn from(e: WireEffect) -> Self {
+        match e {
+            WireEffect::Notify { to, seq, frame } => {
+                Effect::Notify { to, seq, frame: Utf8Bytes::from(frame) }
+            }
+            WireEffect::Enter(id) => Effect::Enter(id),
+            WireEffect::Reply => Effect::Reply,
+            WireEffect::Leave { who, rpc_id, reason, close } => Effect::Leave { who, rpc_id, reason, close },
+        }
+    }
+}
+
+/// The outboxes of a session's participants this node holds, in join order.
+type Roster = IndexMap<ConnectionId, Arc<Outbox>>;
+
+/// A caller waiting for its operation's message to come back.
+struct Pending {
+    caller: Arc<Outbox>,
+    reply: Option<Out>,
+}
+
+/// What this node holds of the sessions it has participants in.
+struct Shared {
+    node: String,
+    linger: Duration,
+    /// Session → its participants whose sockets this node holds, in join order.
+    rosters: DashMap<SessionId, Arc<Mutex<Roster>>>,
+    /// This node's operations whose message has not come back yet.
+    pending: DashMap<u64, Pending>,
+    /// Sessions whose channel this node subscribes to.
+    subscribed: Mutex<std::collections::HashSet<String>>,
+    sink: Mutex<Option<PubSubSink>>,
+    notices: mpsc::UnboundedSender<Notice>,
+}
+
+/// Sessions shared through Redis (see the module docs).
+pub(crate) struct RedisBroker {
+    shared: Arc<Shared>,
+    conn: ConnectionManager,
+    next_op: AtomicU64,
+    notices_rx: Mutex<Option<mpsc::UnboundedReceiver<Notice>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker").field("node", &self.shared.node).finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn down(e: redis::RedisError) -> Refusal {
+    Refusal::BrokerDown(e.to_string())
+}
+
+impl RedisBroker {
+    /// Connects to Redis at `url` and starts this node's heartbeat, its subscription reader and
+    /// its reaper of dead nodes' participants.
+    pub(crate) async fn connect(url: &str, linger: Duration) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let conn = client.get_connection_manager().await?;
+        let (sink, stream) = client.get_async_pubsub().await?.split();
+        let (notices, notices_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            node: random_id("node_", 12),
+            linger,
+            rosters: DashMap::new(),
+            pending: DashMap::new(),
+            subscribed: Mutex::new(Default::default()),
+            sink: Mutex::new(Some(sink)),
+            notices,
+        });
+        let mut beat = conn.clone();
+        let _: () = beat.set_ex(node_key(&shared.node), 1, NODE_TTL.as_secs()).await?;
+        tracing::info!(node = %shared.node, %url, "sharing sessions through Redis");
+        let tasks = vec![
+            tokio::spawn(heartbeat(beat, shared.node.clone())),
+            tokio::spawn(read_messages(client, stream, Arc::clone(&shared))),
+            tokio::spawn(reap(conn.clone(), Arc::clone(&shared))),
+        ];
+        Ok(Self { shared, conn, next_op: AtomicU64::new(1), notices_rx: Mutex::new(Some(notices_rx)), tasks })
+    }
+
+    /// Subscribes to a session's channel unless this node already does.
+    async fn subscribe(&self, id: &str) -> Result<(), Refusal> {
+        let name = channel(id);
+        if self.shared.subscribed.lock().contains(&name) {
+            return Ok(());
+        }
+        let sink = self.shared.sink.lock().clone();
+        let Some(mut sink) = sink else { return Err(Refusal::BrokerDown("not subscribed".into())) };
+        sink.subscribe(&name).await.map_err(down)?;
+        self.shared.subscribed.lock().insert(name);
+        Ok(())
+    }
+
+    /// Takes the session's lock; `Err(Busy)` after [`LOCK_WAIT`].
+    async fn lock(&self, id: &str) -> Result<String, Refusal> {
+        let token = random_id("", 16);
+        let key = lock_key(id);
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let mut conn = self.conn.clone();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let got: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&token)
+                .arg("NX")
+                .arg("PX")
+                .arg(LOCK_TTL_MS)
+                .query_async(&mut conn)
+                .await
+                .map_err(down)?;
+            if got.is_some() {
+                return Ok(token);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Refusal::Busy(id.to_owned()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    async fn unlock(&self, id: &str, token: &str) {
+        let mut conn = self.conn.clone();
+        let released: redis::RedisResult<i64> =
+            redis::Script::new(UNLOCK).key(lock_key(id)).arg(token).invoke_async(&mut conn).await;
+        if let Err(e) = released {
+            tracing::warn!(session = id, error = %e, "could not release a session lock (it expires by itself)");
+        }
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<Room>, Refusal> {
+        let mut conn = self.conn.clone();
+        let text: Option<String> = conn.get(room_key(id)).await.map_err(down)?;
+        text.map(|t| {
+            serde_json::from_str::<Room>(&t)
+                .map_err(|e| Refusal::BrokerDown(format!("session {id} unreadable: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn apply_locked<R: Send>(
+        &self,
+        id: &str,
+        caller: Option<&Arc<Outbox>>,
+        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
+    ) -> Result<Applied<R>, Refusal> {
+        let mut room = self.load(id).await?.ok_or_else(|| Refusal::NoSession(id.to_owned()))?;
+        if room.is_closed() {
+            return Err(Refusal::NoSession(id.to_owned()));
+        }
+        let before = room.participant_count();
+        let Outcome { value, effects, reply } = op(&mut room)?;
+        let closed = room.is_closed();
+        let mut applied = Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed };
+        let mut present = before;
+        for effect in &effects {
+            match effect {
+                Effect::Notify { to, .. } => {
+                    applied.delivered += match to {
+                        Audience::All => present,
+                        Audience::AllBut(_) => present.saturating_sub(1),
+                        Audience::Only(ids) => ids.len(),
+                    }
+                }
+                Effect::Enter(_) => present += 1,
+                Effect::Leave { who, rpc_id, reason, .. } => {
+                    present = present.saturating_sub(1);
+                    applied.left.push((who.clone(), rpc_id.clone(), reason.clone()));
+                }
+                Effect::Reply => {}
+            }
+        }
+        let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
+        if let Some(caller) = caller {
+            self.shared.pending.insert(op_id, Pending { caller: Arc::clone(caller), reply });
+        }
+        let message = Published {
+            node: self.shared.node.clone(),
+            op: op_id,
+            effects: effects.iter().map(WireEffect::from).collect(),
+            closed,
+        };
+        let message = serde_json::to_string(&message).expect("effects serialise");
+        let mut tx = redis::pipe();
+        tx.atomic();
+        if closed {
+            tx.del(room_key(id)).srem(SESSIONS, id);
+        } else {
+            tx.set(room_key(id), serde_json::to_string(&room).expect("rooms serialise"));
+        }
+        for (_, rpc, _) in &applied.left {
+            tx.del(rpc_key(rpc.as_str()));
+        }
+        tx.publish(channel(id), message);
+        let mut conn = self.conn.clone();
+        if let Err(e) = tx.query_async::<()>(&mut conn).await {
+            self.shared.pending.remove(&op_id);
+            return Err(down(e));
+        }
+        Ok(applied)
+    }
+}
+
+impl Broker for RedisBroker {
+    async fn create(&self, room: Room) -> Result<(), Refusal> {
+        let id = room.id.clone();
+        let text = serde_json::to_string(&room).expect("rooms serialise");
+        let mut conn = self.conn.clone();
+        let created: Option<String> = redis::cmd("SET")
+            .arg(room_key(id.as_str()))
+            .arg(text)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(down)?;
+        if created.is_none() {
+            return Err(Refusal::SessionExists);
+        }
+        let _: () = conn.sadd(SESSIONS, id.as_str()).await.map_err(down)?;
+        Ok(())
+    }
+
+    async fn apply<R: Send>(
+        &self,
+        id: &str,
+        caller: Option<&Arc<Outbox>>,
+        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
+    ) -> Result<Applied<R>, Refusal> {
+        if caller.is_some() {
+            // The caller's reply (and, for a join, its place in the roster) comes back through
+            // the session's channel, in order with everything else.
+            self.subscribe(id).await?;
+        }
+        let token = self.lock(id).await?;
+        let result = self.apply_locked(id, caller, op).await;
+        self.unlock(id, &token).await;
+        result
+    }
+
+    async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+        match self.load(id).await {
+            Ok(Some(room)) if !room.is_closed() => Some(f(&room)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(session = id, error = %e, "cannot read a session");
+                None
+            }
+        }
+    }
+
+    async fn sessions(&self) -> Vec<SessionId> {
+        let mut conn = self.conn.clone();
+        let ids: redis::RedisResult<Vec<String>> = conn.smembers(SESSIONS).await;
+        match ids {
+            Ok(ids) => ids.into_iter().map(SessionId::from).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list sessions");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn bind_rpc(&self, rpc: RpcSessionId, session: SessionId, who: ConnectionId) {
+        let mut conn = self.conn.clone();
+        let value = serde_json::to_string(&(session, who)).expect("ids serialise");
+        let set: redis::RedisResult<()> = conn.set(rpc_key(rpc.as_str()), value).await;
+        if let Err(e) = set {
+            tracing::warn!(error = %e, "cannot record a participant for reconnection");
+        }
+    }
+
+    async fn find_rpc(&self, rpc: &RpcSessionId) -> Option<(SessionId, ConnectionId)> {
+        let mut conn = self.conn.clone();
+        let value: Option<String> = conn.get(rpc_key(rpc.as_str())).await.ok()?;
+        serde_json::from_str(&value?).ok()
+    }
+
+    async fn outbox(&self, session: &str, who: &ConnectionId) -> Option<Arc<Outbox>> {
+        let roster = self.shared.rosters.get(session).map(|r| Arc::clone(&r))?;
+        roster.lock().get(who).cloned()
+    }
+
+    async fn session_count(&self) -> usize {
+        let mut conn = self.conn.clone();
+        conn.scard(SESSIONS).await.unwrap_or(0)
+    }
+
+    fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {
+        self.notices_rx.lock().take()
+    }
+}
+
+/// Keeps this node's heartbeat alive.
+async fn heartbeat(mut conn: ConnectionManager, node: String) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut was_down = false;
+    loop {
+        tick.tick().await;
+        let beat: redis::RedisResult<()> = conn.set_ex(node_key(&node), 1, NODE_TTL.as_secs()).await;
+        match beat {
+            Ok(()) if was_down => {
+                tracing::info!(%node, "Redis is back");
+                was_down = false;
+            }
+            Ok(()) => {}
+            Err(e) if !was_down => {
+                tracing::error!(%node, error = %e, "Redis is unreachable: retrying");
+                was_down = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Delivers every message of the subscribed sessions to this node's participants, in order;
+/// reconnects (with backoff) and resubscribes when Redis goes away.
+async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: Arc<Shared>) {
+    loop {
+        while let Some(msg) = stream.next().await {
+            let Some(session) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else { continue };
+            match msg.get_payload::<String>().map(|p| serde_json::from_str::<Published>(&p)) {
+                Ok(Ok(published)) => on_message(&shared, SessionId::from(session), published),
+                Ok(Err(e)) => tracing::warn!(session, error = %e, "ignoring an unreadable session message"),
+                Err(e) => tracing::warn!(session, error = %e, "ignoring a session message"),
+            }
+        }
+        tracing::error!(node = %shared.node, "lost the Redis subscription: reconnecting");
+        *shared.sink.lock() = None;
+        let mut attempt = 0;
+        stream = loop {
+            tokio::time::sleep(RESUBSCRIBE_BACKOFF[attempt.min(RESUBSCRIBE_BACKOFF.len() - 1)]).await;
+            attempt += 1;
+            match client.get_async_pubsub().await {
+                Ok(pubsub) => {
+                    let (mut sink, stream) = pubsub.split();
+                    let channels: Vec<String> = shared.subscribed.lock().iter().cloned().collect();
+                    if channels.is_empty() || sink.subscribe(&channels).await.is_ok() {
+                        *shared.sink.lock() = Some(sink);
+                        tracing::info!(node = %shared.node, sessions = channels.len(), "Redis subscription back");
+                        break stream;
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, attempt, "Redis still unreachable"),
+            }
+        };
+    }
+}
+
+/// Delivers one operation's effects to this node's participants.
+fn on_message(shared: &Shared, session: SessionId, published: Published) {
+    let pending = if published.node == shared.node { shared.pending.remove(&published.op) } else { None };
+    let (caller, mut reply) = match pending {
+        Some((_, p)) => (Some(p.caller), p.reply),
+        None => (None, None),
+    };
+    let roster = shared.rosters.entry(session.clone()).or_default().clone();
+    let mut applied = Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false };
+    {
+        let mut roster = roster.lock();
+        for effect in published.effects {
+            deliver(&mut roster, effect.into(), caller.as_ref(), &mut reply, shared.linger, &mut applied);
+        }
+    }
+    for who in applied.slow {
+        let _ = shared.notices.send(Notice::Lost { session: session.clone(), who });
+    }
+    if published.closed {
+        shared.rosters.remove(&session);
+        let name = channel(session.as_str());
+        shared.subscribed.lock().remove(&name);
+        if let Some(mut sink) = shared.sink.lock().clone() {
+            tokio::spawn(async move {
+                let _ = sink.unsubscribe(name).await;
+            });
+        }
+    }
+}
+
+/// Finds participants held by nodes whose heartbeat expired, for the hub to evict.
+async fn reap(mut conn: ConnectionManager, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(REAP_EVERY);
+    loop {
+        tick.tick().await;
+        let Ok(ids): redis::RedisResult<Vec<String>> = conn.smembers(SESSIONS).await else { continue };
+        let mut alive: HashMap<String, bool> = HashMap::new();
+        for id in ids {
+            let Ok(Some(text)): redis::RedisResult<Option<String>> = conn.get(room_key(&id)).await else {
+                continue;
+            };
+            let Ok(room) = serde_json::from_str::<Room>(&text) else { continue };
+            let mut nodes: Vec<String> = room.participants().map(|(_, _, m)| m.node.clone()).collect();
+            nodes.sort();
+            nodes.dedup();
+            for node in nodes {
+                if node == shared.node || alive.contains_key(&node) {
+                    continue;
+                }
+                let exists: bool = conn.exists(node_key(&node)).await.unwrap_or(true);
+                alive.insert(node, exists);
+            }
+            for who in
+                room.members_on(|node| node != shared.node && !alive.get(node).copied().unwrap_or(true))
+            {
+                tracing::info!(session = %id, connection = %who, "its node stopped: evicting");
+                let _ = shared.notices.send(Notice::Lost { session: SessionId::from(id.as_str()), who });
+            }
+        }
+    }
+}
