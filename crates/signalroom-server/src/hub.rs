@@ -73,9 +73,9 @@ impl Hub {
         let Some(mut notices) = self.broker.notices() else { return };
         let hub = Arc::downgrade(self);
         tokio::spawn(async move {
-            while let Some(Notice::Lost { session, who }) = notices.recv().await {
+            while let Some(Notice::Lost { session, who, node }) = notices.recv().await {
                 let Some(hub) = hub.upgrade() else { return };
-                hub.evict_lost(session.as_str(), who).await;
+                hub.evict_lost(session.as_str(), who, &node).await;
             }
         });
     }
@@ -440,20 +440,29 @@ impl Hub {
         &self,
         rpc: &RpcSessionId,
         me: u64,
+        own: &Arc<Outbox>,
         abort: tokio::task::AbortHandle,
         last_seq: Option<u64>,
-        reply: impl FnOnce(Resumed) -> Utf8Bytes,
+        reply: impl FnOnce(Resumed) -> Utf8Bytes + Send + 'static,
     ) -> Result<(SessionId, ConnectionId, Arc<Outbox>, Resumed), Refusal> {
         let (session, who) = self.broker.find_rpc(rpc).await.ok_or(Refusal::Reconnection)?;
         let joined =
             self.broker.read(session.as_str(), |room| room.is_participant(&who)).await.unwrap_or(false);
-        let outbox = self
-            .broker
-            .outbox(session.as_str(), &who)
-            .await
-            .filter(|_| joined)
-            .ok_or(Refusal::Reconnection)?;
-        let resumed = outbox.resume(me, abort, last_seq, reply);
+        if !joined {
+            return Err(Refusal::Reconnection);
+        }
+        let (outbox, resumed) = match self.broker.outbox(session.as_str(), &who).await {
+            Some(outbox) => {
+                let resumed = outbox.resume(me, abort, last_seq, reply);
+                (outbox, resumed)
+            }
+            // Its outbox is on another node: this socket's own takes over.
+            None => {
+                let resumed =
+                    self.broker.adopt(session.as_str(), &who, own, last_seq, Box::new(reply)).await?;
+                (Arc::clone(own), resumed)
+            }
+        };
         tracing::info!(session = %session, connection = %who, recovered = ?resumed.recovered, replayed = resumed.replayed, "participant reconnected");
         self.emit(|| ServerEvent::Reconnected {
             session: session.clone(),
@@ -481,7 +490,10 @@ impl Hub {
         let grace = self.config.reconnection_grace;
         let hub = Arc::clone(self);
         if lost || self.is_stopping() || grace.is_zero() {
-            tokio::spawn(async move { hub.evict_lost(session.as_str(), who).await });
+            tokio::spawn(async move {
+                let node = hub.broker.node().to_owned();
+                hub.evict_lost(session.as_str(), who, &node).await;
+            });
             return;
         }
         tracing::info!(connection = %who, "socket lost: waiting {grace:?} for a reconnection");
@@ -490,13 +502,19 @@ impl Hub {
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             if outbox.is_detached_since(epoch) {
-                hub.evict_lost(session.as_str(), who).await;
+                let node = hub.broker.node().to_owned();
+                hub.evict_lost(session.as_str(), who, &node).await;
             }
         });
     }
 
-    async fn evict_lost(&self, session: &str, who: ConnectionId) {
+    /// Evicts `who` with `networkDisconnect` if its socket is still held by `node` (a
+    /// reconnection on another node in the meantime keeps it).
+    async fn evict_lost(&self, session: &str, who: ConnectionId, node: &str) {
         let op = |room: &mut Room| {
+            if room.node_of(&who) != Some(node) {
+                return Ok(Outcome::new((), Vec::new(), None));
+            }
             let effects: Effects =
                 room.evict(vec![(who, EndReason::NetworkDisconnect)], CloseMode::Now, false);
             Ok(Outcome::new((), effects, None))

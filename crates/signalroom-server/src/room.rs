@@ -59,6 +59,10 @@ pub(crate) enum Effect {
     Reply,
     /// The participant leaves the roster; its socket is closed after what is queued for it.
     Leave { who: ConnectionId, rpc_id: RpcSessionId, reason: EndReason, close: CloseMode },
+    /// The participant's socket is now held by `node` (a reconnection that landed on another
+    /// node of a shared broker): that node's caller outbox takes its place in the roster, and
+    /// the node that held it before closes the old socket.
+    Moved { who: ConnectionId, node: String },
 }
 
 /// The effects of one operation.
@@ -180,9 +184,23 @@ impl Room {
         self.participants().count()
     }
 
-    /// Participants whose socket is held by a node for which `gone` says yes.
-    pub fn members_on(&self, mut gone: impl FnMut(&str) -> bool) -> Vec<ConnectionId> {
-        self.participants().filter(|(_, _, m)| gone(&m.node)).map(|(id, _, _)| id.clone()).collect()
+    /// The node holding the participant's socket.
+    pub fn node_of(&self, who: &ConnectionId) -> Option<&str> {
+        self.connections.get(who)?.member.as_ref().map(|m| m.node.as_str())
+    }
+
+    /// The last sequence number given to a notification.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// A reconnection of `who` on `node`: its socket is held there from now on.
+    pub fn relocate(&mut self, who: &ConnectionId, node: &str) -> Result<Effects, Refusal> {
+        self.refuse_if_closed().map_err(|_| Refusal::Reconnection)?;
+        let member =
+            self.connections.get_mut(who).and_then(|c| c.member.as_mut()).ok_or(Refusal::Reconnection)?;
+        member.node = node.to_owned();
+        Ok(vec![Effect::Moved { who: who.clone(), node: node.to_owned() }])
     }
 
     /// Whether nobody ever joined and the session is at least `threshold_ms` old.
@@ -606,6 +624,7 @@ mod tests {
                 Effect::Enter(x) => format!("enter {x}"),
                 Effect::Reply => "reply".to_owned(),
                 Effect::Leave { who, reason, close, .. } => format!("leave {who} {reason} {close:?}"),
+                Effect::Moved { who, node } => format!("moved {who} {node}"),
             })
             .collect()
     }
@@ -749,6 +768,15 @@ mod tests {
         pending(&mut room, "P", Role::Publisher);
         let (_, effects) = room.update_connection("con_P", Some(Role::Subscriber), None).unwrap();
         assert!(effects.is_empty(), "a pending connection has nobody to tell");
+    }
+
+    #[test]
+    fn a_participant_relocates_to_another_node() {
+        let mut room = room_with(&["A", "B"]);
+        assert_eq!(room.node_of(&id("B")), Some("n1"));
+        assert_eq!(lines(&room.relocate(&id("B"), "n2").unwrap()), ["moved con_B n2"]);
+        assert_eq!(room.node_of(&id("B")), Some("n2"));
+        assert_eq!(room.relocate(&id("Z"), "n2").unwrap_err(), Refusal::Reconnection);
     }
 
     #[test]

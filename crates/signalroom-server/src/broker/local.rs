@@ -124,6 +124,18 @@ impl Broker for LocalBroker {
         "local"
     }
 
+    async fn adopt(
+        &self,
+        _session: &str,
+        _who: &ConnectionId,
+        _outbox: &Arc<Outbox>,
+        _last_seq: Option<u64>,
+        _reply: Box<dyn FnOnce(crate::outbox::Resumed) -> axum::extract::ws::Utf8Bytes + Send>,
+    ) -> Result<crate::outbox::Resumed, Refusal> {
+        // Every outbox is in this process: `outbox()` finds it.
+        Err(Refusal::Reconnection)
+    }
+
     fn notices(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::Notice>> {
         None
     }

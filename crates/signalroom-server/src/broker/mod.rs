@@ -45,7 +45,7 @@ use indexmap::IndexMap;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::mpsc;
 
-use crate::outbox::{Order, Out, Outbox};
+use crate::outbox::{Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Effects, Room};
 
@@ -116,6 +116,19 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// The outbox of a participant whose socket this node holds (or held).
     fn outbox(&self, session: &str, who: &ConnectionId) -> impl Future<Output = Option<Arc<Outbox>>> + Send;
 
+    /// A reconnection of `who` landed on this node while its outbox is on another: `outbox` (the
+    /// new socket's) takes its place, gets `reply` then every notification for `who` after
+    /// `last_seq` that the broker still has, and the other node closes the old socket.
+    /// [`Refusal::Reconnection`] when the broker cannot (one node: never needed).
+    fn adopt(
+        &self,
+        session: &str,
+        who: &ConnectionId,
+        outbox: &Arc<Outbox>,
+        last_seq: Option<u64>,
+        reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
+    ) -> impl Future<Output = Result<Resumed, Refusal>> + Send;
+
     /// The number of open sessions.
     fn session_count(&self) -> impl Future<Output = usize> + Send;
 
@@ -131,8 +144,9 @@ pub(crate) trait Broker: Send + Sync + 'static {
 /// Something a broker found on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Notice {
-    /// This participant is gone for good: evict it with `networkDisconnect`.
-    Lost { session: SessionId, who: ConnectionId },
+    /// This participant is gone for good: evict it with `networkDisconnect`, if its socket is
+    /// still held by `node`.
+    Lost { session: SessionId, who: ConnectionId, node: String },
 }
 
 /// The broker the server runs: one type for the hub and the front ends to hold.
@@ -192,6 +206,17 @@ impl Broker for AnyBroker {
         each!(self, b => b.session_count().await)
     }
 
+    async fn adopt(
+        &self,
+        session: &str,
+        who: &ConnectionId,
+        outbox: &Arc<Outbox>,
+        last_seq: Option<u64>,
+        reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
+    ) -> Result<Resumed, Refusal> {
+        each!(self, b => b.adopt(session, who, outbox, last_seq, reply).await)
+    }
+
     fn node(&self) -> &str {
         each!(self, b => b.node())
     }
@@ -218,7 +243,7 @@ pub(crate) fn deliver<R>(
                 notify(ids.iter().filter_map(|id| roster.get_key_value(id)), &frame, applied)
             }
         },
-        Effect::Enter(id) => {
+        Effect::Enter(id) | Effect::Moved { who: id, .. } => {
             if let Some(outbox) = caller {
                 roster.insert(id, Arc::clone(outbox));
             }

@@ -8,7 +8,9 @@
 //! - `sr:rpc:{rpc id}`: the session and connection of a participant, for reconnections;
 //! - `sr:node:{node id}`: a node's heartbeat, refreshed every [`HEARTBEAT`], expiring after
 //!   [`NODE_TTL`]; participants of a node whose heartbeat expired are evicted by the others;
-//! - channel `sr:fx:{id}`: one message per operation on the session: its effects, in order.
+//! - channel `sr:fx:{id}`: one message per operation on the session: its effects, in order;
+//! - `sr:log:{id}`: the same messages in a stream capped near [`LOG_LENGTH`] entries, from which
+//!   a reconnection that lands on another node replays what the participant missed.
 //!
 //! An operation takes the session's lock, reads the room, runs the pure room operation, and in
 //! one transaction stores the room and publishes the effects; then it unlocks. Every node holding
@@ -18,8 +20,11 @@
 //! message comes back, so a reply keeps its place after the notifications. A signal is one
 //! publish per session, serialised once by the node that sent it.
 //!
-//! Outboxes stay on the node that holds the participant's socket: a reconnection that lands on
-//! another node is refused (40007), and the client rejoins.
+//! Outboxes stay on the node that holds the participant's socket. A reconnection that lands on
+//! another node moves the participant there: that node replays, from the session's log, every
+//! notification for it after the client's `lastSeq` (the client is told whether the log still
+//! reached back that far), and the old node closes the old socket. A client that sends no
+//! `lastSeq` (openvidu-browser) gets nothing replayed on another node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,7 +44,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Applied, Broker, Notice, Outcome, deliver};
-use crate::outbox::{Out, Outbox};
+use crate::outbox::{Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Room};
 use crate::util::random_id;
@@ -50,6 +55,8 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
 pub(crate) const NODE_TTL: Duration = Duration::from_secs(6);
 /// How often a node looks for participants of nodes that stopped beating.
 pub(crate) const REAP_EVERY: Duration = Duration::from_secs(3);
+/// About how many operations each session's log keeps for reconnections on another node.
+pub(crate) const LOG_LENGTH: usize = 4096;
 /// How long a session lock lives if its holder dies.
 const LOCK_TTL_MS: u64 = 5_000;
 /// How long an operation waits for a session's lock.
@@ -72,6 +79,10 @@ fn lock_key(id: &str) -> String {
 
 fn rpc_key(rpc: &str) -> String {
     format!("sr:rpc:{rpc}")
+}
+
+fn log_key(id: &str) -> String {
+    format!("sr:log:{id}")
 }
 
 fn node_key(node: &str) -> String {
@@ -103,6 +114,7 @@ enum WireEffect {
     Enter(ConnectionId),
     Reply,
     Leave { who: ConnectionId, rpc_id: RpcSessionId, reason: EndReason, close: CloseMode },
+    Moved { who: ConnectionId, node: String },
 }
 
 impl From<&Effect> for WireEffect {
@@ -119,6 +131,7 @@ impl From<&Effect> for WireEffect {
                 reason: reason.clone(),
                 close: *close,
             },
+            Effect::Moved { who, node } => WireEffect::Moved { who: who.clone(), node: node.clone() },
         }
     }
 }
@@ -132,6 +145,7 @@ impl From<WireEffect> for Effect {
             WireEffect::Enter(id) => Effect::Enter(id),
             WireEffect::Reply => Effect::Reply,
             WireEffect::Leave { who, rpc_id, reason, close } => Effect::Leave { who, rpc_id, reason, close },
+            WireEffect::Moved { who, node } => Effect::Moved { who, node },
         }
     }
 }
@@ -303,9 +317,24 @@ impl RedisBroker {
                     present = present.saturating_sub(1);
                     applied.left.push((who.clone(), rpc_id.clone(), reason.clone()));
                 }
-                Effect::Reply => {}
+                Effect::Reply | Effect::Moved { .. } => {}
             }
         }
+        self.commit(id, &room, &effects, caller, reply).await?;
+        Ok(applied)
+    }
+
+    /// Stores the room, logs and publishes the effects, in one transaction; the caller's reply
+    /// waits for the message to come back.
+    async fn commit(
+        &self,
+        id: &str,
+        room: &Room,
+        effects: &[Effect],
+        caller: Option<&Arc<Outbox>>,
+        reply: Option<Out>,
+    ) -> Result<(), Refusal> {
+        let closed = room.is_closed();
         let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
         if let Some(caller) = caller {
             self.shared.pending.insert(op_id, Pending { caller: Arc::clone(caller), reply });
@@ -320,12 +349,22 @@ impl RedisBroker {
         let mut tx = redis::pipe();
         tx.atomic();
         if closed {
-            tx.del(room_key(id)).srem(SESSIONS, id);
+            tx.del(room_key(id)).del(log_key(id)).srem(SESSIONS, id);
         } else {
-            tx.set(room_key(id), serde_json::to_string(&room).expect("rooms serialise"));
+            tx.set(room_key(id), serde_json::to_string(room).expect("rooms serialise"));
+            tx.cmd("XADD")
+                .arg(log_key(id))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(LOG_LENGTH)
+                .arg("*")
+                .arg("m")
+                .arg(&message);
         }
-        for (_, rpc, _) in &applied.left {
-            tx.del(rpc_key(rpc.as_str()));
+        for effect in effects {
+            if let Effect::Leave { rpc_id, .. } = effect {
+                tx.del(rpc_key(rpc_id.as_str()));
+            }
         }
         tx.publish(channel(id), message);
         let mut conn = self.conn.clone();
@@ -333,7 +372,89 @@ impl RedisBroker {
             self.shared.pending.remove(&op_id);
             return Err(down(e));
         }
-        Ok(applied)
+        Ok(())
+    }
+
+    /// The notifications for `who` after `last_seq` in the session's log, and whether the log
+    /// reaches back that far.
+    async fn missed(
+        &self,
+        id: &str,
+        room: &Room,
+        who: &ConnectionId,
+        last_seq: u64,
+    ) -> Result<(bool, Vec<String>), Refusal> {
+        let mut conn = self.conn.clone();
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(log_key(id))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .map_err(down)?;
+        let messages: Vec<Published> = entries
+            .into_iter()
+            .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "m"))
+            .filter_map(|(_, m)| serde_json::from_str(&m).ok())
+            .collect();
+        // Only what followed its (last) entry into the roster was for it.
+        let entered = messages
+            .iter()
+            .rposition(|m| m.effects.iter().any(|e| matches!(e, WireEffect::Enter(x) if x == who)))
+            .unwrap_or(0);
+        let mut oldest = None;
+        let mut frames = Vec::new();
+        for message in &messages[entered..] {
+            for effect in &message.effects {
+                let WireEffect::Notify { to, seq, frame } = effect else { continue };
+                oldest = Some(oldest.map_or(*seq, |o: u64| o.min(*seq)));
+                let for_who = match to {
+                    Audience::All => true,
+                    Audience::AllBut(but) => but != who,
+                    Audience::Only(ids) => ids.contains(who),
+                };
+                if for_who && *seq > last_seq {
+                    frames.push(frame.clone());
+                }
+            }
+        }
+        let recovered =
+            room.last_seq() <= last_seq || oldest.is_some_and(|o| o <= last_seq + 1) || entered > 0;
+        Ok((recovered, frames))
+    }
+
+    async fn adopt_locked(
+        &self,
+        id: &str,
+        who: &ConnectionId,
+        outbox: &Arc<Outbox>,
+        last_seq: Option<u64>,
+        reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
+    ) -> Result<Resumed, Refusal> {
+        let mut room = self.load(id).await?.ok_or(Refusal::Reconnection)?;
+        if room.is_closed() || !room.is_participant(who) {
+            return Err(Refusal::Reconnection);
+        }
+        let (recovered, frames) = match last_seq {
+            Some(last) => {
+                let (recovered, frames) = self.missed(id, &room, who, last).await?;
+                (Some(recovered), frames)
+            }
+            None => (None, Vec::new()),
+        };
+        let effects = room.relocate(who, &self.shared.node)?;
+        let resumed = Resumed { recovered, replayed: frames.len() as u64 };
+        // This socket's own outbox: the reply, then the replay, then (once the move comes back
+        // through the channel) everything live.
+        outbox.push(Out::Frame(reply(resumed)));
+        for frame in frames {
+            outbox.push(Out::Frame(Utf8Bytes::from(frame)));
+        }
+        if let Some(last) = last_seq {
+            outbox.ack(last);
+        }
+        self.commit(id, &room, &effects, Some(outbox), None).await?;
+        Ok(resumed)
     }
 }
 
@@ -425,6 +546,24 @@ impl Broker for RedisBroker {
         &self.shared.node
     }
 
+    async fn adopt(
+        &self,
+        session: &str,
+        who: &ConnectionId,
+        outbox: &Arc<Outbox>,
+        last_seq: Option<u64>,
+        reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
+    ) -> Result<Resumed, Refusal> {
+        self.subscribe(session).await?;
+        let token = self.lock(session).await?;
+        let result = self.adopt_locked(session, who, outbox, last_seq, reply).await;
+        self.unlock(session, &token).await;
+        if let Ok(r) = &result {
+            tracing::info!(session, connection = %who, recovered = ?r.recovered, replayed = r.replayed, "participant moved to this node");
+        }
+        result
+    }
+
     fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {
         self.notices_rx.lock().take()
     }
@@ -498,11 +637,24 @@ fn on_message(shared: &Shared, session: SessionId, published: Published) {
     {
         let mut roster = roster.lock();
         for effect in published.effects {
+            if let WireEffect::Moved { who, node } = &effect {
+                if *node != shared.node {
+                    // Its new socket is on another node: this one's is closed.
+                    if let Some(old) = roster.shift_remove(who) {
+                        old.push(Out::Order(Order::Close {
+                            code: 1000,
+                            reason: "replaced by a reconnection",
+                        }));
+                    }
+                    continue;
+                }
+            }
             deliver(&mut roster, effect.into(), caller.as_ref(), &mut reply, shared.linger, &mut applied);
         }
     }
     for who in applied.slow {
-        let _ = shared.notices.send(Notice::Lost { session: session.clone(), who });
+        let _ =
+            shared.notices.send(Notice::Lost { session: session.clone(), who, node: shared.node.clone() });
     }
     if published.closed {
         shared.rosters.remove(&session);
@@ -538,11 +690,17 @@ async fn reap(mut conn: ConnectionManager, shared: Arc<Shared>) {
                 let exists: bool = conn.exists(node_key(&node)).await.unwrap_or(true);
                 alive.insert(node, exists);
             }
-            for who in
-                room.members_on(|node| node != shared.node && !alive.get(node).copied().unwrap_or(true))
-            {
-                tracing::info!(session = %id, connection = %who, "its node stopped: evicting");
-                let _ = shared.notices.send(Notice::Lost { session: SessionId::from(id.as_str()), who });
+            for (who, _, member) in room.participants() {
+                if member.node == shared.node || alive.get(&member.node).copied().unwrap_or(true) {
+                    continue;
+                }
+                tracing::info!(session = %id, connection = %who, node = %member.node, "its node stopped: evicting");
+                let lost = Notice::Lost {
+                    session: SessionId::from(id.as_str()),
+                    who: who.clone(),
+                    node: member.node.clone(),
+                };
+                let _ = shared.notices.send(lost);
             }
         }
     }

@@ -259,8 +259,10 @@ impl SocketConn {
             };
             Utf8Bytes::from(id.as_deref().map(|id| Response::new(id, result).to_json()).unwrap_or_default())
         };
-        let (session, connection, outbox, _) =
-            self.hub.reconnect(&p.session_id, self.id, self.writer.clone(), p.last_seq, reply).await?;
+        let (session, connection, outbox, _) = self
+            .hub
+            .reconnect(&p.session_id, self.id, &self.outbox, self.writer.clone(), p.last_seq, reply)
+            .await?;
         if !Arc::ptr_eq(&outbox, &self.outbox) {
             // What this socket queued before goes first, then the participant's outbox.
             self.outbox.redirect(Arc::clone(&outbox));
