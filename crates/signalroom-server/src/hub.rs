@@ -357,16 +357,9 @@ impl Hub {
         caller: Option<&Arc<Outbox>>,
         reply: Option<Utf8Bytes>,
     ) -> Result<(), Refusal> {
-        let applied = self
-            .apply(session, caller, |room| {
-                if let Some(f) = from {
-                    if !room.is_participant(f) {
-                        return Err(Refusal::NoLongerJoined(RpcSessionId::from("")));
-                    }
-                }
-                Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply.map(Out::Frame)))
-            })
-            .await?;
+        let applied =
+            self.broker.signal(session, from, to, data, kind, caller, reply.map(Out::Frame)).await?;
+        self.settle(session, &applied.left, applied.closed, applied.slow.clone()).await;
         self.emit(|| ServerEvent::SignalSent {
             session: session.into(),
             from: from.cloned(),

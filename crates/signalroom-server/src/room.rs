@@ -39,6 +39,21 @@ pub(crate) enum Audience {
     Only(Vec<ConnectionId>),
 }
 
+/// A `sendMessage` notification without its sequence number: its JSON up to `"seq":`, to which a
+/// broker that numbers it elsewhere appends the number and the closing brace. The same bytes as
+/// [`Room::signal`] makes.
+pub(crate) fn signal_prefix(from: Option<&ConnectionId>, data: Option<&str>, kind: Option<&str>) -> String {
+    let params = SignalNotification {
+        data: data.map(Into::into),
+        kind: kind.map(Into::into),
+        from: from.map(|f| f.as_str().into()),
+    };
+    let mut text = Notification::new(notification::SEND_MESSAGE, &params).to_json();
+    text.pop(); // the closing brace
+    text.push_str(r#","seq":"#);
+    text
+}
+
 /// How a leaving participant's socket is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum CloseMode {
@@ -192,6 +207,11 @@ impl Room {
     /// The last sequence number given to a notification.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// Continues numbering after `seq` (a broker that numbers signals without the room).
+    pub fn set_last_seq(&mut self, seq: u64) {
+        self.last_seq = seq;
     }
 
     /// A reconnection of `who` on `node`: its socket is held there from now on.
@@ -356,6 +376,9 @@ impl Room {
         self.refuse_if_closed()?;
         if from.is_none() && !self.active {
             return Err(Refusal::NotActive);
+        }
+        if from.is_some_and(|f| !self.is_participant(f)) {
+            return Err(Refusal::NoLongerJoined(RpcSessionId::from("")));
         }
         let recipients = match route(to, |id| self.is_participant(id)) {
             Ok(r) => r,
@@ -668,6 +691,21 @@ mod tests {
         let err = room.signal(Some(&id("A")), &[id("B"), id("Z")], Some("x"), None).unwrap_err();
         assert_eq!(err.rpc().code, 601);
         assert_eq!(room.signal(None, &[id("Z")], Some("x"), None).unwrap_err(), Refusal::NoValidRecipient);
+    }
+
+    #[test]
+    fn a_signal_prefix_and_a_number_make_the_rooms_frame() {
+        let mut room = room_with(&["A"]);
+        let effects = room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat")).unwrap();
+        let Effect::Notify { seq, frame, .. } = &effects[0] else { panic!() };
+        let made = format!("{}{seq}}}", signal_prefix(Some(&id("A")), Some("hi"), Some("signal:chat")));
+        assert_eq!(made, frame.as_str());
+    }
+
+    #[test]
+    fn a_signal_from_somebody_gone_is_refused() {
+        let mut room = room_with(&["A"]);
+        assert!(matches!(room.signal(Some(&id("Z")), &[], Some("x"), None), Err(Refusal::NoLongerJoined(_))));
     }
 
     #[test]

@@ -92,6 +92,19 @@ impl Broker for LocalBroker {
         Ok(applied)
     }
 
+    async fn signal(
+        &self,
+        id: &str,
+        from: Option<&ConnectionId>,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+        caller: Option<&Arc<Outbox>>,
+        reply: Option<crate::outbox::Out>,
+    ) -> Result<Applied<()>, Refusal> {
+        self.apply(id, caller, |room| Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply))).await
+    }
+
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
         let cell = self.cell(id)?;
         let guard = cell.lock();

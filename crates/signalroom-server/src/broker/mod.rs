@@ -92,6 +92,20 @@ pub(crate) trait Broker: Send + Sync + 'static {
         op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
     ) -> impl Future<Output = Result<Applied<R>, Refusal>> + Send;
 
+    /// A signal: what `apply` with [`Room::signal`] does, which a broker may do without the
+    /// whole room (a signal changes nothing but the session's sequence).
+    #[allow(clippy::too_many_arguments)]
+    fn signal(
+        &self,
+        id: &str,
+        from: Option<&ConnectionId>,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+        caller: Option<&Arc<Outbox>>,
+        reply: Option<Out>,
+    ) -> impl Future<Output = Result<Applied<()>, Refusal>> + Send;
+
     /// Reads a session's room.
     fn read<R: Send>(
         &self,
@@ -180,6 +194,19 @@ impl Broker for AnyBroker {
         op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
     ) -> Result<Applied<R>, Refusal> {
         each!(self, b => b.apply(id, caller, op).await)
+    }
+
+    async fn signal(
+        &self,
+        id: &str,
+        from: Option<&ConnectionId>,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+        caller: Option<&Arc<Outbox>>,
+        reply: Option<Out>,
+    ) -> Result<Applied<()>, Refusal> {
+        each!(self, b => b.signal(id, from, to, data, kind, caller, reply).await)
     }
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {

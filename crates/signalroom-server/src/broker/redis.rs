@@ -5,6 +5,8 @@
 //! - `sr:sessions`: a set of the open sessions' ids;
 //! - `sr:room:{id}`: the session's [`Room`] (JSON): connections, tokens, roster, sequence;
 //! - `sr:lock:{id}`: held (a random token, 5 s expiry) while one node runs an operation on it;
+//! - `sr:members:{id}`: the set of its participants, and `sr:seq:{id}`: its last notification's
+//!   sequence number, which a signal needs without the whole room;
 //! - `sr:rpc:{rpc id}`: the session and connection of a participant, for reconnections;
 //! - `sr:node:{node id}`: a node's heartbeat, refreshed every [`HEARTBEAT`], expiring after
 //!   [`NODE_TTL`]; participants of a node whose heartbeat expired are evicted by the others;
@@ -17,8 +19,12 @@
 //! participants of the session subscribes to its channel and delivers each message to its own
 //! participants' outboxes, in publish order: the node that ran the operation too, which delivers
 //! its caller's reply (and, for a join, puts the caller's outbox in the roster) when its own
-//! message comes back, so a reply keeps its place after the notifications. A signal is one
-//! publish per session, serialised once by the node that sent it.
+//! message comes back, so a reply keeps its place after the notifications.
+//!
+//! A signal, the hot path, does not read the room: one script checks the sender and the
+//! recipients against `sr:members:{id}`, takes the next number of `sr:seq:{id}`, appends it to
+//! the frame the sending node serialised, logs and publishes it (one publish per signal per
+//! session); while an operation holds the session's lock it falls back to the locked path.
 //!
 //! Outboxes stay on the node that holds the participant's socket. A reconnection that lands on
 //! another node moves the participant there: that node replays, from the session's log, every
@@ -65,6 +71,30 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 const RESUBSCRIBE_BACKOFF: [Duration; 4] =
     [Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)];
 
+/// A signal without the room (see the module docs). KEYS: members, seq, lock, log, channel.
+/// ARGV: sender (or ""), message head, frame prefix, log length, recipients... Returns
+/// `{1, recipients}`, `{0, 0}` to take the locked path (locked, or nobody joined), `{-1, 0}` if
+/// the sender is not a participant, `{-2, i}` if recipient `i` is not.
+const SIGNAL: &str = r#"
+if redis.call("EXISTS", KEYS[3]) == 1 or redis.call("SCARD", KEYS[1]) == 0 then return {0, 0} end
+if ARGV[1] ~= "" and redis.call("SISMEMBER", KEYS[1], ARGV[1]) == 0 then return {-1, 0} end
+local n = 0
+for i = 5, #ARGV do
+  if redis.call("SISMEMBER", KEYS[1], ARGV[i]) == 0 then return {-2, i - 5} end
+  n = n + 1
+end
+if #ARGV < 5 then n = redis.call("SCARD", KEYS[1]) end
+local seq = redis.call("INCR", KEYS[2])
+local message = ARGV[2] .. seq .. "\n" .. ARGV[3] .. seq .. "}"
+redis.call("XADD", KEYS[4], "MAXLEN", "~", ARGV[4], "*", "m", message)
+redis.call("PUBLISH", KEYS[5], message)
+return {1, n}
+"#;
+
+/// [`SIGNAL`], hashed once (it runs by its hash, loaded when Redis does not know it).
+static SIGNAL_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(SIGNAL));
+
 /// Releases a lock only if it is still ours.
 const UNLOCK: &str =
     r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
@@ -79,6 +109,14 @@ fn lock_key(id: &str) -> String {
 
 fn rpc_key(rpc: &str) -> String {
     format!("sr:rpc:{rpc}")
+}
+
+fn members_key(id: &str) -> String {
+    format!("sr:members:{id}")
+}
+
+fn seq_key(id: &str) -> String {
+    format!("sr:seq:{id}")
 }
 
 fn log_key(id: &str) -> String {
@@ -280,12 +318,14 @@ impl RedisBroker {
 
     async fn load(&self, id: &str) -> Result<Option<Room>, Refusal> {
         let mut conn = self.conn.clone();
-        let text: Option<String> = conn.get(room_key(id)).await.map_err(down)?;
-        text.map(|t| {
-            serde_json::from_str::<Room>(&t)
-                .map_err(|e| Refusal::BrokerDown(format!("session {id} unreadable: {e}")))
-        })
-        .transpose()
+        let (text, seq): (Option<String>, Option<u64>) =
+            redis::pipe().get(room_key(id)).get(seq_key(id)).query_async(&mut conn).await.map_err(down)?;
+        let Some(text) = text else { return Ok(None) };
+        let mut room = serde_json::from_str::<Room>(&text)
+            .map_err(|e| Refusal::BrokerDown(format!("session {id} unreadable: {e}")))?;
+        // Signals number notifications without the room: the counter is the truth.
+        room.set_last_seq(room.last_seq().max(seq.unwrap_or(0)));
+        Ok(Some(room))
     }
 
     async fn apply_locked<R: Send>(
@@ -349,9 +389,10 @@ impl RedisBroker {
         let mut tx = redis::pipe();
         tx.atomic();
         if closed {
-            tx.del(room_key(id)).del(log_key(id)).srem(SESSIONS, id);
+            tx.del(room_key(id)).del(log_key(id)).del(members_key(id)).del(seq_key(id)).srem(SESSIONS, id);
         } else {
             tx.set(room_key(id), serde_json::to_string(room).expect("rooms serialise"));
+            tx.set(seq_key(id), room.last_seq());
             tx.cmd("XADD")
                 .arg(log_key(id))
                 .arg("MAXLEN")
@@ -362,8 +403,17 @@ impl RedisBroker {
                 .arg(&message);
         }
         for effect in effects {
-            if let Effect::Leave { rpc_id, .. } = effect {
-                tx.del(rpc_key(rpc_id.as_str()));
+            match effect {
+                Effect::Leave { who, rpc_id, .. } => {
+                    tx.del(rpc_key(rpc_id.as_str()));
+                    if !closed {
+                        tx.srem(members_key(id), who.as_str());
+                    }
+                }
+                Effect::Enter(who) if !closed => {
+                    tx.sadd(members_key(id), who.as_str());
+                }
+                _ => {}
             }
         }
         tx.publish(channel(id), message);
@@ -395,7 +445,7 @@ impl RedisBroker {
         let messages: Vec<Published> = entries
             .into_iter()
             .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "m"))
-            .filter_map(|(_, m)| serde_json::from_str(&m).ok())
+            .filter_map(|(_, m)| parse_message(&m))
             .collect();
         // Only what followed its (last) entry into the roster was for it.
         let entered = messages
@@ -492,6 +542,84 @@ impl Broker for RedisBroker {
         let result = self.apply_locked(id, caller, op).await;
         self.unlock(id, &token).await;
         result
+    }
+
+    async fn signal(
+        &self,
+        id: &str,
+        from: Option<&ConnectionId>,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+        caller: Option<&Arc<Outbox>>,
+        reply: Option<Out>,
+    ) -> Result<Applied<()>, Refusal> {
+        if caller.is_some() {
+            self.subscribe(id).await?;
+        }
+        let mut ids: Vec<&ConnectionId> = Vec::with_capacity(to.len());
+        for c in to {
+            if !ids.contains(&c) {
+                ids.push(c);
+            }
+        }
+        let audience = if ids.is_empty() {
+            Audience::All
+        } else {
+            Audience::Only(ids.iter().map(|c| (*c).clone()).collect())
+        };
+        let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
+        let head = format!(
+            "S\n{}\n{op_id}\n{}\n",
+            self.shared.node,
+            serde_json::to_string(&audience).expect("audiences serialise")
+        );
+        let prefix = crate::room::signal_prefix(from, data, kind);
+        if let Some(caller) = caller {
+            self.shared.pending.insert(op_id, Pending { caller: Arc::clone(caller), reply: reply.clone() });
+        }
+        let mut script = SIGNAL_SCRIPT.prepare_invoke();
+        script
+            .key(members_key(id))
+            .key(seq_key(id))
+            .key(lock_key(id))
+            .key(log_key(id))
+            .key(channel(id))
+            .arg(from.map_or("", ConnectionId::as_str))
+            .arg(head)
+            .arg(prefix)
+            .arg(LOG_LENGTH);
+        for c in &ids {
+            script.arg(c.as_str());
+        }
+        let mut conn = self.conn.clone();
+        let outcome: redis::RedisResult<(i64, i64)> = script.invoke_async(&mut conn).await;
+        let applied =
+            |delivered| Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered, closed: false };
+        match outcome {
+            Ok((1, n)) => Ok(applied(n as usize)),
+            other => {
+                self.shared.pending.remove(&op_id);
+                match other {
+                    Err(e) => Err(down(e)),
+                    Ok((-1, _)) => Err(Refusal::NoLongerJoined(RpcSessionId::from(""))),
+                    Ok((-2, i)) if from.is_some() => {
+                        let who = ids.get(i as usize).map_or_else(String::new, |c| c.to_string());
+                        Err(Refusal::Signal(signalroom_core::Error::SignalRecipients {
+                            reason: format!("connection {who:?} is not a participant of the session"),
+                        }))
+                    }
+                    Ok((-2, _)) => Err(Refusal::NoValidRecipient),
+                    // Locked, or nobody joined: the room decides.
+                    Ok(_) => {
+                        self.apply(id, caller, |room| {
+                            Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply))
+                        })
+                        .await
+                    }
+                }
+            }
+        }
     }
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
@@ -597,9 +725,9 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
     loop {
         while let Some(msg) = stream.next().await {
             let Some(session) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else { continue };
-            match msg.get_payload::<String>().map(|p| serde_json::from_str::<Published>(&p)) {
-                Ok(Ok(published)) => on_message(&shared, SessionId::from(session), published),
-                Ok(Err(e)) => tracing::warn!(session, error = %e, "ignoring an unreadable session message"),
+            match msg.get_payload::<String>().map(|p| parse_message(&p)) {
+                Ok(Some(published)) => on_message(&shared, SessionId::from(session), published),
+                Ok(None) => tracing::warn!(session, "ignoring an unreadable session message"),
                 Err(e) => tracing::warn!(session, error = %e, "ignoring a session message"),
             }
         }
@@ -623,6 +751,26 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
             }
         };
     }
+}
+
+/// A session message: an operation's JSON, or a signal from the script
+/// (`S\n<node>\n<op>\n<audience>\n<seq>\n<frame>`).
+fn parse_message(text: &str) -> Option<Published> {
+    if !text.starts_with("S\n") {
+        return serde_json::from_str(text).ok();
+    }
+    let mut parts = text.splitn(6, '\n').skip(1);
+    let node = parts.next()?.to_owned();
+    let op = parts.next()?.parse().ok()?;
+    let to = serde_json::from_str(parts.next()?).ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let frame = parts.next()?.to_owned();
+    Some(Published {
+        node,
+        op,
+        effects: vec![WireEffect::Notify { to, seq, frame }, WireEffect::Reply],
+        closed: false,
+    })
 }
 
 /// Delivers one operation's effects to this node's participants.
