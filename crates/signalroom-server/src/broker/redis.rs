@@ -238,6 +238,27 @@ fn down(e: redis::RedisError) -> Refusal {
     Refusal::BrokerDown(e.to_string())
 }
 
+/// The connection dropped or is being re-established: the same command may succeed shortly.
+fn transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
+
+/// Runs a command that is safe to repeat, once more after a short pause if the connection was
+/// being re-established.
+async fn again<T, F, Fut>(conn: &ConnectionManager, mut run: F) -> redis::RedisResult<T>
+where
+    F: FnMut(ConnectionManager) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    match run(conn.clone()).await {
+        Err(e) if transient(&e) => {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            run(conn.clone()).await
+        }
+        done => done,
+    }
+}
+
 impl RedisBroker {
     /// Connects to Redis at `url` and starts this node's heartbeat, its subscription reader and
     /// its reaper of dead nodes' participants.
@@ -287,17 +308,20 @@ impl RedisBroker {
         let mut conn = self.conn.clone();
         let mut pause = Duration::from_micros(200);
         loop {
-            let got: Option<String> = redis::cmd("SET")
+            let got: redis::RedisResult<Option<String>> = redis::cmd("SET")
                 .arg(&key)
                 .arg(&token)
                 .arg("NX")
                 .arg("PX")
                 .arg(LOCK_TTL_MS)
                 .query_async(&mut conn)
-                .await
-                .map_err(down)?;
-            if got.is_some() {
-                return Ok(token);
+                .await;
+            match got {
+                Ok(Some(_)) => return Ok(token),
+                // Redis is reconnecting: keep trying until the deadline.
+                Err(e) if transient(&e) && tokio::time::Instant::now() < deadline => {}
+                Err(e) => return Err(down(e)),
+                Ok(None) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Refusal::Busy(id.to_owned()));
@@ -317,9 +341,11 @@ impl RedisBroker {
     }
 
     async fn load(&self, id: &str) -> Result<Option<Room>, Refusal> {
-        let mut conn = self.conn.clone();
-        let (text, seq): (Option<String>, Option<u64>) =
-            redis::pipe().get(room_key(id)).get(seq_key(id)).query_async(&mut conn).await.map_err(down)?;
+        let (text, seq): (Option<String>, Option<u64>) = again(&self.conn, |mut conn| async move {
+            redis::pipe().get(room_key(id)).get(seq_key(id)).query_async(&mut conn).await
+        })
+        .await
+        .map_err(down)?;
         let Some(text) = text else { return Ok(None) };
         let mut room = serde_json::from_str::<Room>(&text)
             .map_err(|e| Refusal::BrokerDown(format!("session {id} unreadable: {e}")))?;
@@ -512,18 +538,28 @@ impl Broker for RedisBroker {
     async fn create(&self, room: Room) -> Result<(), Refusal> {
         let id = room.id.clone();
         let text = serde_json::to_string(&room).expect("rooms serialise");
-        let mut conn = self.conn.clone();
-        let created: Option<String> = redis::cmd("SET")
-            .arg(room_key(id.as_str()))
-            .arg(text)
-            .arg("NX")
-            .query_async(&mut conn)
-            .await
-            .map_err(down)?;
+        // A session and its listing in one transaction; repeated if the connection was being
+        // re-established (nothing was stored then).
+        let key = room_key(id.as_str());
+        let (created, _): (Option<String>, i64) = again(&self.conn, |mut conn| {
+            let (key, text, id) = (key.clone(), text.clone(), id.clone());
+            async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(&text)
+                    .arg("NX")
+                    .sadd(SESSIONS, id.as_str())
+                    .query_async(&mut conn)
+                    .await
+            }
+        })
+        .await
+        .map_err(down)?;
         if created.is_none() {
             return Err(Refusal::SessionExists);
         }
-        let _: () = conn.sadd(SESSIONS, id.as_str()).await.map_err(down)?;
         Ok(())
     }
 
@@ -634,8 +670,8 @@ impl Broker for RedisBroker {
     }
 
     async fn sessions(&self) -> Vec<SessionId> {
-        let mut conn = self.conn.clone();
-        let ids: redis::RedisResult<Vec<String>> = conn.smembers(SESSIONS).await;
+        let ids: redis::RedisResult<Vec<String>> =
+            again(&self.conn, |mut conn| async move { conn.smembers(SESSIONS).await }).await;
         match ids {
             Ok(ids) => ids.into_iter().map(SessionId::from).collect(),
             Err(e) => {
@@ -655,8 +691,13 @@ impl Broker for RedisBroker {
     }
 
     async fn find_rpc(&self, rpc: &RpcSessionId) -> Option<(SessionId, ConnectionId)> {
-        let mut conn = self.conn.clone();
-        let value: Option<String> = conn.get(rpc_key(rpc.as_str())).await.ok()?;
+        let key = rpc_key(rpc.as_str());
+        let value: Option<String> = again(&self.conn, |mut conn| {
+            let key = key.clone();
+            async move { conn.get(key).await }
+        })
+        .await
+        .ok()?;
         serde_json::from_str(&value?).ok()
     }
 
@@ -666,8 +707,7 @@ impl Broker for RedisBroker {
     }
 
     async fn session_count(&self) -> usize {
-        let mut conn = self.conn.clone();
-        conn.scard(SESSIONS).await.unwrap_or(0)
+        again(&self.conn, |mut conn| async move { conn.scard(SESSIONS).await }).await.unwrap_or(0)
     }
 
     fn node(&self) -> &str {
@@ -744,12 +784,43 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
                     if channels.is_empty() || sink.subscribe(&channels).await.is_ok() {
                         *shared.sink.lock() = Some(sink);
                         tracing::info!(node = %shared.node, sessions = channels.len(), "Redis subscription back");
+                        drop_forgotten_sessions(&client, &shared).await;
                         break stream;
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, attempt, "Redis still unreachable"),
             }
         };
+    }
+}
+
+/// After Redis came back: the sessions it no longer has (it restarted without its data) are
+/// over. Their participants on this node are told they were evicted (`networkDisconnect`) and
+/// their sockets closed, so that clients rejoin with new tokens instead of talking to nothing.
+async fn drop_forgotten_sessions(client: &redis::Client, shared: &Shared) {
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let sessions: Vec<SessionId> = shared.rosters.iter().map(|e| e.key().clone()).collect();
+    for session in sessions {
+        let exists: bool = conn.exists(room_key(session.as_str())).await.unwrap_or(true);
+        if exists {
+            continue;
+        }
+        tracing::warn!(%session, "Redis no longer has this session: disconnecting its participants");
+        let Some((_, roster)) = shared.rosters.remove(&session) else { continue };
+        let name = channel(session.as_str());
+        shared.subscribed.lock().remove(&name);
+        for (who, outbox) in roster.lock().drain(..) {
+            let params = signalroom_core::protocol::ParticipantLeft {
+                connection_id: who,
+                reason: EndReason::NetworkDisconnect,
+            };
+            let evicted = signalroom_core::jsonrpc::Notification::new(
+                signalroom_core::protocol::notification::PARTICIPANT_EVICTED,
+                &params,
+            );
+            outbox.push(Out::Frame(Utf8Bytes::from(evicted.to_json())));
+            outbox.push(Out::Order(Order::Close { code: 1000, reason: "session lost by the broker" }));
+        }
     }
 }
 
