@@ -10,6 +10,10 @@ Fixtures:
   a connection, joins with its token and returns the :class:`signalroom.Session`; every participant
   leaves at the end of the test. Needs pytest-asyncio (``pip install 'signalroom[testing]'``).
 - ``assert_signal``: :func:`assert_signal`, as a fixture.
+- ``signalroom_cluster``: a :class:`SignalroomCluster`, two servers in this process sharing their
+  sessions through a ``redis-server`` of the test's own (started on a free loopback port, without
+  persistence, and stopped after the test; ``redis-server`` must be installed). A token minted by
+  ``nodes[i].api()`` joins on node ``i``, so participants land on the node you choose.
 
 Example::
 
@@ -25,7 +29,13 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol
@@ -36,7 +46,7 @@ from .._native import ServerApi, SignalEvent
 from .._server import Server
 from .._session import DEFAULT_TIMEOUT, Session, connect
 
-__all__ = ["ParticipantFactory", "assert_signal", "record_signals"]
+__all__ = ["ParticipantFactory", "SignalroomCluster", "assert_signal", "record_signals"]
 
 _MISSING: Any = object()
 
@@ -158,6 +168,86 @@ def signalroom_server() -> Iterator[Server]:
     after the test."""
     with Server(secret="test-" + secrets.token_hex(8), port=0) as server:
         yield server
+
+
+#: How long a fresh ``redis-server`` has to answer ``PING``.
+REDIS_START_TIMEOUT = 10.0
+
+
+class SignalroomCluster:
+    """Two :class:`signalroom.Server` nodes sharing one ``redis-server`` (the ``signalroom_cluster``
+    fixture): they behave as one server, whichever node a REST call or a participant uses.
+
+    Example::
+
+        async def test_across_nodes(signalroom_cluster):
+            a, b = (node.api() for node in signalroom_cluster.nodes)
+            await a.create_session("lobby")
+            alice = await signalroom.connect((await a.create_connection("lobby")).token)  # on node 0
+            bob = await signalroom.connect((await b.create_connection("lobby")).token)  # on node 1
+    """
+
+    def __init__(self, nodes: tuple[Server, Server], broker: str) -> None:
+        #: The servers; tokens minted by ``nodes[i].api()`` point to node ``i``.
+        self.nodes = nodes
+        #: The ``redis://`` URL the nodes share.
+        self.broker = broker
+
+    def api(self, node: int) -> ServerApi:
+        """A :class:`signalroom.ServerApi` for ``nodes[node]``."""
+        return self.nodes[node].api()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(7) == b"+PONG\r\n"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def signalroom_cluster() -> Iterator[SignalroomCluster]:
+    """Two signalroom servers in this process on free loopback ports, with one random secret,
+    sharing their sessions through a ``redis-server`` started for the test (free port, no
+    persistence); all stopped after the test. Fails the test when ``redis-server`` is not installed
+    (Debian: ``apt-get install redis-server``)."""
+    program = shutil.which("redis-server")
+    if program is None:
+        pytest.fail("signalroom_cluster needs redis-server: apt-get install redis-server", pytrace=False)
+    with tempfile.TemporaryDirectory(prefix="signalroom-redis-") as tmp:
+        port = _free_port()
+        log_path = os.path.join(tmp, "redis.log")
+        with open(log_path, "wb") as log_file:
+            redis = subprocess.Popen(
+                [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + REDIS_START_TIMEOUT
+            while not _redis_answers(port):
+                if redis.poll() is not None or time.monotonic() > deadline:
+                    with open(log_path, encoding="utf-8", errors="replace") as f:
+                        pytest.fail(f"redis-server on port {port} did not start:\n{f.read()}", pytrace=False)
+                time.sleep(0.01)
+            broker = f"redis://127.0.0.1:{port}/0"
+            secret = "test-" + secrets.token_hex(8)
+            with Server(secret=secret, port=0, broker=broker) as a, Server(secret=secret, port=0, broker=broker) as b:
+                yield SignalroomCluster((a, b), broker)
+        finally:
+            redis.kill()
+            redis.wait()
 
 
 @pytest.fixture

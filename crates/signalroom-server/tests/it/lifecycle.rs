@@ -133,7 +133,7 @@ async fn a_socket_that_leaves_and_joins_again_stays_open() {
 
 #[tokio::test]
 async fn tokens_never_point_to_an_unspecified_address() {
-    let s = TestServer::start_with(|c| c.listen = "0.0.0.0:0".parse().unwrap()).await;
+    let s = TestServer::single_with(|c| c.listen = "0.0.0.0:0".parse().unwrap()).await;
     let port = s.server().local_addr().port();
     assert_eq!(s.server().token_base(), format!("ws://127.0.0.1:{port}"));
 }

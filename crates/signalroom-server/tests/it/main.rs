@@ -1,8 +1,10 @@
 //! Integration tests: a real server on 127.0.0.1:0, driven over real sockets.
 
+mod redis_support;
 mod support;
 
 mod bad_input;
+mod cluster;
 mod lifecycle;
 mod rest;
 mod resume;

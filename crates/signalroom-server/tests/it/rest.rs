@@ -159,7 +159,7 @@ fn assert_id_shape(id: &str, prefix: &str, len: usize) {
 }
 
 fn port(ts: &TestServer) -> u16 {
-    ts.server().local_addr().port()
+    ts.port()
 }
 
 /// Asserts the token format `ws://127.0.0.1:<port>?sessionId=<session>&token=tok_<16>`.

@@ -37,7 +37,7 @@ fn data(seen: &[(u64, String)]) -> Vec<&str> {
 
 #[tokio::test]
 async fn notifications_carry_increasing_sequence_numbers() {
-    let s = TestServer::start().await;
+    let s = TestServer::single().await;
     s.create_session("S1").await;
     let mut a = s.join("S1", "a").await;
     let _b = s.join("S1", "b").await;
@@ -53,7 +53,7 @@ async fn notifications_carry_increasing_sequence_numbers() {
 
 #[tokio::test]
 async fn connect_with_last_seq_replays_what_followed_exactly_once() {
-    let s = TestServer::start().await;
+    let s = TestServer::single().await;
     s.create_session("S1").await;
     let mut sender = s.join("S1", "sender").await;
     let (token, _) = s.connection("S1", json!({})).await;
@@ -89,7 +89,7 @@ async fn connect_with_last_seq_replays_what_followed_exactly_once() {
 
 #[tokio::test]
 async fn without_last_seq_what_was_sent_while_away_is_replayed() {
-    let s = TestServer::start().await;
+    let s = TestServer::single().await;
     let mut events = s.server().events();
     s.create_session("S1").await;
     let mut sender = s.join("S1", "sender").await;
@@ -111,7 +111,7 @@ async fn without_last_seq_what_was_sent_while_away_is_replayed() {
 
 #[tokio::test]
 async fn a_gap_larger_than_the_outbox_still_reconnects_and_says_so() {
-    let s = TestServer::start_with(|c| c.send_queue_capacity = 4).await;
+    let s = TestServer::single_with(|c| c.send_queue_capacity = 4).await;
     let mut events = s.server().events();
     s.create_session("S1").await;
     let mut sender = s.join("S1", "sender").await;
@@ -139,7 +139,7 @@ async fn a_gap_larger_than_the_outbox_still_reconnects_and_says_so() {
 
 #[tokio::test]
 async fn every_operation_is_a_server_event() {
-    let s = TestServer::start().await;
+    let s = TestServer::single().await;
     let mut events = s.server().events();
     s.create_session("S1").await;
     let mut a = s.join("S1", "a").await;

@@ -12,16 +12,29 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
+use crate::redis_support::{Balancer, RedisProcess, free_port};
+
 pub const SECRET: &str = "test-secret";
 /// How long a test waits for a frame it expects.
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a test waits to be sure a frame does not come.
 pub const QUIET: Duration = Duration::from_millis(300);
 
+/// The server a test talks to: one node on a random port, or, with `SIGNALROOM_TEST_NODES=N`
+/// (1 or 2), N nodes behind HAProxy (`deploy/haproxy.cfg`), sharing a `redis-server` when N = 2.
+/// Behind the balancer `url` is the balancer's, every node's public URL points there, and every
+/// REST request and every socket is balanced on its own: a test's calls alternate nodes. N = 1
+/// checks the balancer's part alone (one node, the in-process broker).
 pub struct TestServer {
+    /// The first node.
     pub server: Option<Server>,
+    /// The other nodes behind the balancer.
+    pub others: Vec<Server>,
     pub http: reqwest::Client,
     pub url: String,
+    /// Kept alive for the test: the balancer first, then Redis (dropped in this order).
+    balancer: Option<Balancer>,
+    redis: Option<RedisProcess>,
 }
 
 impl TestServer {
@@ -29,22 +42,76 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+    /// A server with `tweak` applied to the configuration of each of its nodes.
+    pub async fn start_with(tweak: impl Fn(&mut Config)) -> Self {
+        match test_nodes() {
+            None => Self::single_with(tweak).await,
+            Some(n) => Self::behind_balancer(n, tweak).await,
+        }
+    }
+
+    /// One node reached directly, whatever `SIGNALROOM_TEST_NODES` says: for tests of one node's
+    /// own behaviour (its address, its events).
+    pub async fn single() -> Self {
+        Self::single_with(|_| {}).await
+    }
+
+    pub async fn single_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config { secret: SECRET.into(), ..Config::local() };
         tweak(&mut config);
         let server = Server::start(config).await.expect("server starts");
         let url = server.url().to_owned();
-        Self { server: Some(server), http: reqwest::Client::new(), url }
+        Self {
+            server: Some(server),
+            others: Vec::new(),
+            http: reqwest::Client::new(),
+            url,
+            balancer: None,
+            redis: None,
+        }
+    }
+
+    async fn behind_balancer(n: usize, tweak: impl Fn(&mut Config)) -> Self {
+        let redis = (n > 1).then(RedisProcess::start);
+        let port = free_port();
+        let public = format!("http://127.0.0.1:{port}/");
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut config = Config { secret: SECRET.into(), ..Config::local() };
+            config.public_url = Some(public.parse().expect("public URL"));
+            config.broker = redis.as_ref().map(RedisProcess::url);
+            tweak(&mut config);
+            nodes.push(Server::start(config).await.expect("node starts"));
+        }
+        let addrs: Vec<_> = nodes.iter().map(Server::local_addr).collect();
+        let balancer = Balancer::start(port, &addrs).await;
+        let mut nodes = nodes.into_iter();
+        Self {
+            server: nodes.next(),
+            others: nodes.collect(),
+            http: reqwest::Client::new(),
+            url: balancer.url(),
+            balancer: Some(balancer),
+            redis,
+        }
     }
 
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("running")
     }
 
+    /// Shuts every node down, all at once.
     pub async fn shutdown(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
+        let nodes = self.server.take().into_iter().chain(self.others.drain(..));
+        futures_util::future::join_all(nodes.map(Server::shutdown)).await;
+    }
+
+    /// The port of `url` (the node's, or the balancer's).
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
+            .expect("url with a port")
     }
 
     pub fn api(&self, path: &str) -> String {
@@ -256,5 +323,14 @@ impl Peer {
 
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
+    }
+}
+
+/// `SIGNALROOM_TEST_NODES`: unset for one node reached directly; 1 or 2 for nodes behind HAProxy.
+pub fn test_nodes() -> Option<usize> {
+    let v = std::env::var("SIGNALROOM_TEST_NODES").ok().filter(|v| !v.is_empty())?;
+    match v.parse() {
+        Ok(n @ (1 | 2)) => Some(n),
+        _ => panic!("SIGNALROOM_TEST_NODES={v:?}: 1 or 2 nodes behind the balancer (unset: one node)"),
     }
 }

@@ -1,0 +1,609 @@
+//! Several nodes sharing one `redis-server` behave as one server (issue 8 §2): each test says
+//! which node serves each REST call and each socket.
+//!
+//! Run with `SIGNALROOM_TEST_CLUSTER_SELFCHECK=1`, the in-process tests use one server for every
+//! "node": a check of their own mechanics (the process and Redis tests then fail by design).
+
+use std::io::BufRead as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::redis_support::{RedisProcess, TestCluster};
+use crate::support::{Peer, SECRET, TestServer, WAIT};
+
+/// A node that dies must be gone for everybody within this bound (heartbeat TTL 6 s, reaper
+/// every 3 s: at most about 9 s, plus margin for a loaded machine).
+const NODE_DEATH_BOUND: Duration = Duration::from_secs(15);
+/// How long nodes may take to serve again after Redis came back (reconnection with backoff).
+const BROKER_RECOVERY: Duration = Duration::from_secs(20);
+
+/// A participant of `session` joined on `node` with a token minted by `minter`.
+async fn join_on(node: &TestServer, minter: &TestServer, session: &str, metadata: &str) -> Peer {
+    let (token, cid) = minter.connection(session, json!({})).await;
+    let mut peer = Peer::open(&node.url, session).await;
+    let r = peer.join(&token, session, metadata).await.expect("joins");
+    assert_eq!(r["id"], cid.as_str());
+    peer
+}
+
+fn ids(session: &Value) -> Vec<&str> {
+    let mut ids: Vec<&str> = session["connections"]["content"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no connections in {session}"))
+        .iter()
+        .map(|c| c["id"].as_str().expect("string id"))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// Polls `GET path` on `node` until it answers `status`, for at most `wait`.
+async fn eventually_status(node: &TestServer, path: &str, status: StatusCode, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let (s, _) = node.get(path).await;
+        if s == status {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "GET {path} still answers {s}, never {status}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+// ---- REST ------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_session_created_on_one_node_is_read_patched_and_deleted_on_another() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    let (status, created) = a.post("/sessions", json!({"customSessionId": "S1"})).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+
+    let (status, got) = b.get("/sessions/S1").await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert_eq!(got["createdAt"], created["createdAt"]);
+    let (_, list) = b.get("/sessions").await;
+    assert_eq!(list["numberOfElements"], 1, "{list}");
+    assert_eq!(list["content"][0]["id"], "S1");
+
+    // A connection made on B is seen, changed and deleted on A.
+    let (token, cid) = b.connection("S1", json!({"data": "srv", "role": "SUBSCRIBER"})).await;
+    let path = format!("/sessions/S1/connection/{cid}");
+    let (status, conn) = a.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{conn}");
+    assert_eq!(
+        (conn["token"].as_str(), &conn["role"], &conn["status"]),
+        (Some(token.as_str()), &json!("SUBSCRIBER"), &json!("pending"))
+    );
+    let (status, patched) = a.rest(Method::PATCH, &path, Some(json!({"role": "MODERATOR"}))).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(b.get(&path).await.1["role"], "MODERATOR");
+    assert_eq!(a.delete(&path).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(b.get(&path).await.0, StatusCode::NOT_FOUND);
+    let mut p = Peer::open(&b.url, "S1").await;
+    assert_eq!(p.join(&token, "S1", "").await.unwrap_err()["code"], 401, "a deleted connection's token");
+
+    assert_eq!(b.delete("/sessions/S1").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(a.get("/sessions/S1").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(a.get("/sessions").await.1["numberOfElements"], 0);
+    a.create_session("S1").await;
+}
+
+#[tokio::test]
+async fn a_custom_session_id_taken_on_one_node_is_409_on_another() {
+    let c = TestCluster::start(2).await;
+    c.node(0).create_session("S1").await;
+    let (status, body) = c.node(1).post("/sessions", json!({"customSessionId": "S1"})).await;
+    assert_eq!((status, body), (StatusCode::CONFLICT, Value::Null));
+}
+
+#[tokio::test]
+async fn two_nodes_creating_one_custom_id_at_once_exactly_one_succeeds() {
+    let c = TestCluster::start(2).await;
+    for round in 0..10 {
+        let id = format!("race{round}");
+        let body = json!({"customSessionId": id});
+        let (x, y) =
+            tokio::join!(c.node(0).post("/sessions", body.clone()), c.node(1).post("/sessions", body));
+        let mut statuses = [x.0, y.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "round {round}");
+    }
+}
+
+// ---- tokens and joinRoom ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_token_minted_on_one_node_joins_on_another_and_join_room_lists_every_node() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let mut alice = join_on(a, a, "S1", "alice").await;
+    let (token, bob_id) = a.connection("S1", json!({"data": "srv"})).await;
+    let mut bob = Peer::open(&b.url, "S1").await;
+    let r = bob.join(&token, "S1", "bob").await.unwrap();
+    assert_eq!(r["id"], bob_id.as_str());
+    assert_eq!(r["metadata"], "bob%/%srv");
+    let value = r["value"].as_array().unwrap();
+    assert_eq!(value.len(), 1, "alice, on the other node: {r}");
+    assert_eq!(value[0]["id"], alice.connection_id.as_str());
+    assert_eq!(value[0]["metadata"], "alice");
+
+    let joined = alice.notification("participantJoined").await;
+    assert_eq!(joined, json!({"id": bob_id, "createdAt": r["createdAt"], "metadata": "bob%/%srv"}));
+    // Both nodes list both participants as active.
+    for node in [a, b] {
+        let (_, s) = node.get("/sessions/S1").await;
+        let mut want = vec![alice.connection_id.as_str(), bob_id.as_str()];
+        want.sort_unstable();
+        assert_eq!(ids(&s), want, "{s}");
+        assert!(
+            s["connections"]["content"].as_array().unwrap().iter().all(|c| c["status"] == "active"),
+            "{s}"
+        );
+    }
+    // A third, minted on B and joined on A, sees both.
+    let mut carol = Peer::open(&a.url, "S1").await;
+    let (token, _) = b.connection("S1", json!({})).await;
+    assert_eq!(carol.join(&token, "S1", "carol").await.unwrap()["value"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_token_is_single_use_across_nodes() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let _stay = join_on(a, a, "S1", "stay").await;
+    let (token, _) = a.connection("S1", json!({})).await;
+    let mut first = Peer::open(&a.url, "S1").await;
+    first.join(&token, "S1", "").await.unwrap();
+    let mut again = Peer::open(&b.url, "S1").await;
+    let e = again.join(&token, "S1", "").await.unwrap_err();
+    assert_eq!(e["code"], 401, "{e}");
+    // Still refused after the first one left.
+    first.call("leaveRoom", Some(json!({}))).await.unwrap();
+    let mut later = Peer::open(&b.url, "S1").await;
+    assert_eq!(later.join(&token, "S1", "").await.unwrap_err()["code"], 401);
+}
+
+#[tokio::test]
+async fn two_nodes_racing_to_consume_one_token_exactly_one_joins() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let _stay = join_on(a, a, "S1", "stay").await;
+    let mut winners = Vec::new();
+    for round in 0..10 {
+        let (token, cid) = a.connection("S1", json!({})).await;
+        let mut on_a = Peer::open(&a.url, "S1").await;
+        let mut on_b = Peer::open(&b.url, "S1").await;
+        let (x, y) = tokio::join!(on_a.join(&token, "S1", "a"), on_b.join(&token, "S1", "b"));
+        match (x, y) {
+            (Ok(r), Err(e)) | (Err(e), Ok(r)) => {
+                assert_eq!(r["id"], cid.as_str(), "round {round}");
+                assert_eq!(e["code"], 401, "round {round}: {e}");
+            }
+            (x, y) => panic!("round {round}: exactly one join must succeed: {x:?} {y:?}"),
+        }
+        winners.push((on_a, on_b));
+    }
+    let (_, s) = b.get("/sessions/S1").await;
+    assert_eq!(s["connections"]["numberOfElements"], 11, "{s}");
+}
+
+// ---- notifications ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn leaving_evicting_and_patching_are_told_on_every_node() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let mut alice = join_on(a, a, "S1", "alice").await;
+    let mut bob = join_on(b, a, "S1", "bob").await;
+    let mut carol = join_on(b, b, "S1", "carol").await;
+    assert_eq!(alice.notification("participantJoined").await["id"], bob.connection_id.as_str());
+    assert_eq!(alice.notification("participantJoined").await["id"], carol.connection_id.as_str());
+
+    // PATCH on A of a participant on B: told to that participant only.
+    let path = format!("/sessions/S1/connection/{}", bob.connection_id);
+    let (status, body) = a.rest(Method::PATCH, &path, Some(json!({"role": "MODERATOR"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        bob.notification("connectionPropertyChanged").await,
+        json!({"property": "role", "newValue": "MODERATOR"})
+    );
+    alice.no_notification("connectionPropertyChanged").await;
+    carol.no_notification("connectionPropertyChanged").await;
+
+    // DELETE on A of a participant on B: evicted, and everybody is told.
+    assert_eq!(a.delete(&path).await.0, StatusCode::NO_CONTENT);
+    let ev = json!({"connectionId": bob.connection_id, "reason": "forceDisconnectByServer"});
+    assert_eq!(bob.notification("participantEvicted").await, ev);
+    for p in [&mut alice, &mut carol] {
+        assert_eq!(p.notification("participantLeft").await, ev);
+        assert_eq!(p.notification("participantEvicted").await, ev);
+    }
+
+    // leaveRoom on B: told on A.
+    carol.call("leaveRoom", Some(json!({}))).await.unwrap();
+    assert_eq!(
+        alice.notification("participantLeft").await,
+        json!({"connectionId": carol.connection_id, "reason": "disconnect"})
+    );
+    let (_, s) = b.get("/sessions/S1").await;
+    assert_eq!(ids(&s), [alice.connection_id.as_str()], "{s}");
+}
+
+#[tokio::test]
+async fn deleting_a_session_on_one_node_evicts_participants_of_every_node() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let mut alice = join_on(a, a, "S1", "alice").await;
+    let mut bob = join_on(b, a, "S1", "bob").await;
+    assert_eq!(alice.notification("participantJoined").await["id"], bob.connection_id.as_str());
+    assert_eq!(b.delete("/sessions/S1").await.0, StatusCode::NO_CONTENT);
+    // Evicted one by one in join order, as on one node.
+    let ev_alice = json!({"connectionId": alice.connection_id, "reason": "sessionClosedByServer"});
+    let ev_bob = json!({"connectionId": bob.connection_id, "reason": "sessionClosedByServer"});
+    assert_eq!(alice.notification("participantEvicted").await, ev_alice);
+    assert_eq!(bob.notification("participantLeft").await, ev_alice);
+    assert_eq!(bob.notification("participantEvicted").await, ev_alice);
+    assert_eq!(bob.notification("participantEvicted").await, ev_bob);
+    alice.no_notification("participantEvicted").await;
+    assert_eq!(a.get("/sessions/S1").await.0, StatusCode::NOT_FOUND);
+}
+
+// ---- signals ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_broadcast_reaches_every_node_including_the_sender() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let mut x = join_on(a, a, "S1", "x").await;
+    let mut y = join_on(b, a, "S1", "y").await;
+    let mut z = join_on(b, b, "S1", "z").await;
+    for sender in 0..3 {
+        let from = [&x, &y, &z][sender].connection_id.clone();
+        let data = format!("from {sender}");
+        let p = [&mut x, &mut y, &mut z].into_iter().nth(sender).unwrap();
+        assert_eq!(p.signal(&[], &data, "signal:chat").await.unwrap(), json!({"sessionId": p.rpc_id}));
+        let expected = json!({"data": data, "type": "signal:chat", "from": from});
+        for p in [&mut x, &mut y, &mut z] {
+            assert_eq!(p.notification("sendMessage").await, expected);
+        }
+    }
+    for p in [&mut x, &mut y, &mut z] {
+        p.no_notification("sendMessage").await;
+    }
+    // POST /signal on B reaches A's participant too, without `from`.
+    let (status, _) = b.post("/signal", json!({"session": "S1", "data": "rest", "type": "note"})).await;
+    assert_eq!(status, StatusCode::OK);
+    for p in [&mut x, &mut y, &mut z] {
+        assert_eq!(p.notification("sendMessage").await, json!({"data": "rest", "type": "note"}));
+    }
+}
+
+#[tokio::test]
+async fn targeted_signals_cross_nodes_and_reach_only_their_targets() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let mut x = join_on(a, a, "S1", "x").await;
+    let mut y = join_on(b, a, "S1", "y").await;
+    let mut z = join_on(b, b, "S1", "z").await;
+    let (xid, yid, zid) = (x.connection_id.clone(), y.connection_id.clone(), z.connection_id.clone());
+
+    x.signal(&[&zid], "x to z", "signal:chat").await.unwrap();
+    assert_eq!(
+        z.notification("sendMessage").await,
+        json!({"data": "x to z", "type": "signal:chat", "from": xid})
+    );
+    z.signal(&[&xid], "z to x", "signal:chat").await.unwrap();
+    assert_eq!(
+        x.notification("sendMessage").await,
+        json!({"data": "z to x", "type": "signal:chat", "from": zid})
+    );
+    // One on each node: each exactly once.
+    y.signal(&[&xid, &zid, &xid], "y to x and z", "signal:chat").await.unwrap();
+    assert_eq!(x.notification("sendMessage").await["data"], "y to x and z");
+    assert_eq!(z.notification("sendMessage").await["data"], "y to x and z");
+    let (status, _) = a.post("/signal", json!({"session": "S1", "to": [yid], "data": "rest to y"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(y.notification("sendMessage").await["data"], "rest to y");
+    for p in [&mut x, &mut y, &mut z] {
+        p.no_notification("sendMessage").await;
+    }
+}
+
+#[tokio::test]
+async fn the_to_check_sees_participants_of_every_node() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let mut x = join_on(a, a, "S1", "x").await;
+    let mut y = join_on(b, a, "S1", "y").await;
+    let yid = y.connection_id.clone();
+    // Known on the other node only: accepted.
+    x.signal(&[&yid], "ok", "signal:chat").await.unwrap();
+    assert_eq!(y.notification("sendMessage").await["data"], "ok");
+    // One unknown: the whole signal is refused, nobody gets it.
+    let e = x.signal(&[&yid, "con_nope"], "no", "signal:chat").await.unwrap_err();
+    assert_eq!(e["code"], 601, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("con_nope"), "{e}");
+    // The same through REST on the other node.
+    let (status, _) =
+        b.post("/signal", json!({"session": "S1", "to": [x.connection_id, "con_nope"], "data": "no"})).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    // A participant who left is unknown everywhere.
+    y.call("leaveRoom", Some(json!({}))).await.unwrap();
+    assert_eq!(x.notification("participantLeft").await["connectionId"], yid.as_str());
+    assert_eq!(x.signal(&[&yid], "gone", "signal:chat").await.unwrap_err()["code"], 601);
+    x.no_notification("sendMessage").await;
+    y.no_notification("sendMessage").await;
+}
+
+#[tokio::test]
+async fn signals_keep_their_order_per_sender_across_nodes() {
+    const N: usize = 200;
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let mut x = join_on(a, a, "S1", "x").await;
+    let mut y = join_on(b, a, "S1", "y").await;
+    let mut r = join_on(a, b, "S1", "r-on-a").await;
+    let mut s = join_on(b, b, "S1", "s-on-b").await;
+    let (xid, yid) = (x.connection_id.clone(), y.connection_id.clone());
+    // x on A and y on B each pipeline N broadcasts, at the same time.
+    tokio::join!(pipeline_broadcasts(&mut x, "x", N), pipeline_broadcasts(&mut y, "y", N));
+    for p in [&mut r, &mut s, &mut x, &mut y] {
+        let (mut from_x, mut from_y) = (Vec::new(), Vec::new());
+        while from_x.len() + from_y.len() < 2 * N {
+            let m = p.notification("sendMessage").await;
+            let data = m["data"].as_str().unwrap().to_owned();
+            if m["from"] == xid.as_str() {
+                from_x.push(data);
+            } else {
+                assert_eq!(m["from"], yid.as_str(), "{m}");
+                from_y.push(data);
+            }
+        }
+        assert_eq!(from_x, (0..N).map(|i| format!("x{i}")).collect::<Vec<_>>());
+        assert_eq!(from_y, (0..N).map(|i| format!("y{i}")).collect::<Vec<_>>());
+    }
+}
+
+/// Sends `n` broadcasts `{tag}0`… without waiting for replies, then checks every reply.
+async fn pipeline_broadcasts(p: &mut Peer, tag: &str, n: usize) {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let message = json!({"data": format!("{tag}{i}"), "type": "signal:seq"}).to_string();
+        ids.push(p.request("sendMessage", Some(json!({"message": message}))).await);
+    }
+    for id in ids {
+        p.response(id).await.unwrap();
+    }
+}
+
+// ---- session lifetime ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_last_participant_leaving_on_one_node_closes_the_session_for_all() {
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let (pending_token, _) = a.connection("S1", json!({})).await;
+    let mut x = join_on(a, a, "S1", "x").await;
+    let mut y = join_on(b, a, "S1", "y").await;
+    x.call("leaveRoom", Some(json!({}))).await.unwrap();
+    assert_eq!(b.get("/sessions/S1").await.0, StatusCode::OK, "y is still in");
+    y.call("leaveRoom", Some(json!({}))).await.unwrap();
+    assert_eq!(a.get("/sessions/S1").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(b.get("/sessions/S1").await.0, StatusCode::NOT_FOUND);
+    let mut p = Peer::open(&a.url, "S1").await;
+    assert_eq!(p.join(&pending_token, "S1", "").await.unwrap_err()["code"], 202);
+    // The id is free again, on either node.
+    b.create_session("S1").await;
+}
+
+#[tokio::test]
+async fn a_dropped_last_participant_closes_the_session_for_all_after_the_grace_period() {
+    let c = TestCluster::start_with(2, |c| c.reconnection_grace = Duration::from_millis(200)).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let y = join_on(b, a, "S1", "y").await;
+    drop(y);
+    eventually_status(a, "/sessions/S1", StatusCode::NOT_FOUND, WAIT).await;
+}
+
+#[tokio::test]
+async fn never_joined_sessions_are_collected_across_nodes() {
+    let c = TestCluster::start_with(2, |c| {
+        c.session_gc_interval = Duration::from_millis(100);
+        c.session_gc_threshold = Duration::from_millis(300);
+    })
+    .await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("idle").await;
+    b.create_session("busy").await;
+    // Joined on A, created on B: B's collector must not take it.
+    let mut x = join_on(a, b, "busy", "x").await;
+    eventually_status(b, "/sessions/idle", StatusCode::NOT_FOUND, WAIT).await;
+    assert_eq!(a.get("/sessions/idle").await.0, StatusCode::NOT_FOUND);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for node in [a, b] {
+        let (_, list) = node.get("/sessions").await;
+        assert_eq!(list["numberOfElements"], 1, "{list}");
+        assert_eq!(list["content"][0]["id"], "busy");
+    }
+    let (status, _) = b.post("/signal", json!({"session": "busy", "data": "alive"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(x.notification("sendMessage").await, json!({"data": "alive"}));
+    b.create_session("idle").await;
+}
+
+// ---- a node dies, Redis restarts ---------------------------------------------------------------
+
+/// The `signalroom` binary serving with a broker, killed on drop.
+struct NodeProcess {
+    child: Child,
+    url: String,
+}
+
+impl NodeProcess {
+    async fn start(broker: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_signalroom"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--broker",
+                broker,
+                "--secret",
+                SECRET,
+                "--log",
+                "warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the signalroom binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            line
+        });
+        let line = match tokio::time::timeout(WAIT, line).await {
+            Ok(Ok(line)) => line,
+            _ => String::new(),
+        };
+        let Some(url) = line.trim().strip_prefix("signalroom ready: ") else {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            panic!("signalroom serve --broker {broker} did not announce itself ({status}); stdout: {line:?}");
+        };
+        Self { url: url.to_owned(), child }
+    }
+
+    /// SIGKILL: no goodbye to Redis, its heartbeat just stops.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_s_participants_leave_for_everybody_within_the_bound() {
+    let c = TestCluster::start(1).await;
+    let a = c.node(0);
+    let mut doomed = NodeProcess::start(&c.broker_url()).await;
+    a.create_session("S1").await;
+    let mut alice = join_on(a, a, "S1", "alice").await;
+    let (token, bob_id) = a.connection("S1", json!({})).await;
+    let mut bob = Peer::open(&doomed.url, "S1").await;
+    bob.join(&token, "S1", "bob").await.unwrap();
+    assert_eq!(alice.notification("participantJoined").await["id"], bob_id.as_str());
+
+    doomed.kill();
+    let killed = Instant::now();
+    let left = loop {
+        let remaining = NODE_DEATH_BOUND.saturating_sub(killed.elapsed());
+        match alice.read_frame_within(remaining).await {
+            Err(()) => panic!("no participantLeft for {bob_id} within {NODE_DEATH_BOUND:?} of the SIGKILL"),
+            Ok(None) => panic!("alice's socket closed"),
+            Ok(Some(f)) if f["method"] == "participantLeft" => break f["params"].clone(),
+            Ok(Some(_)) => {}
+        }
+    };
+    let took = killed.elapsed();
+    eprintln!("node death: participantLeft {:.2} s after the SIGKILL", took.as_secs_f64());
+    assert_eq!(left, json!({"connectionId": bob_id, "reason": "networkDisconnect"}));
+    let (_, s) = a.get("/sessions/S1").await;
+    assert_eq!(ids(&s), [alice.connection_id.as_str()], "{s}");
+    assert_eq!(a.get(&format!("/sessions/S1/connection/{bob_id}")).await.0, StatusCode::NOT_FOUND);
+
+    // A node started anew on the same Redis joins cleanly.
+    let reborn = NodeProcess::start(&c.broker_url()).await;
+    let (token, carol_id) = a.connection("S1", json!({})).await;
+    let mut carol = Peer::open(&reborn.url, "S1").await;
+    let r = carol.join(&token, "S1", "carol").await.unwrap();
+    assert_eq!(r["value"].as_array().unwrap().len(), 1, "alice only: {r}");
+    assert_eq!(alice.notification("participantJoined").await["id"], carol_id.as_str());
+    carol.signal(&[], "hi", "signal:chat").await.unwrap();
+    assert_eq!(alice.notification("sendMessage").await["data"], "hi");
+}
+
+/// What a Redis restart loses: everything in it (it runs without persistence here): the sessions,
+/// their pending tokens, the participant lists and the node heartbeats. What this test asks is
+/// that nodes recover: once Redis is back, new sessions work on every node and across nodes. What
+/// happens to the participants of the sessions lost is the broker's documented choice, not
+/// asserted here.
+#[tokio::test]
+async fn after_a_redis_restart_new_sessions_work_on_every_node() {
+    let mut c = TestCluster::start(2).await;
+    c.node(0).create_session("before").await;
+    let mut x = join_on(c.node(0), c.node(0), "before", "x").await;
+    let mut y = join_on(c.node(1), c.node(0), "before", "y").await;
+    x.signal(&[], "before", "signal:chat").await.unwrap();
+    assert_eq!(y.notification("sendMessage").await["data"], "before");
+
+    c.redis().restart();
+
+    // Each node serves REST again within the recovery bound (retrying with backoff).
+    let deadline = Instant::now() + BROKER_RECOVERY;
+    for (i, id) in [(0, "after0"), (1, "after1")] {
+        loop {
+            let (status, body) = c.node(i).post("/sessions", json!({"customSessionId": id})).await;
+            if status == StatusCode::OK {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} still answers {status} {body} after Redis came back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (a, b) = (c.node(0), c.node(1));
+    for (session, first, second) in [("after0", a, b), ("after1", b, a)] {
+        let mut p = join_on(first, second, session, "p").await;
+        let mut q = join_on(second, first, session, "q").await;
+        assert_eq!(p.notification("participantJoined").await["id"], q.connection_id.as_str());
+        let pid = p.connection_id.clone();
+        q.signal(&[&pid], "q to p", "signal:chat").await.unwrap();
+        assert_eq!(p.notification("sendMessage").await["data"], "q to p");
+        p.signal(&[], "p to all", "signal:chat").await.unwrap();
+        assert_eq!(q.notification("sendMessage").await["data"], "p to all");
+        assert_eq!(p.notification("sendMessage").await["data"], "p to all");
+    }
+    let (_, list) = a.get("/sessions").await;
+    let mut listed: Vec<&str> =
+        list["content"].as_array().unwrap().iter().filter_map(|s| s["id"].as_str()).collect();
+    listed.sort_unstable();
+    assert!(listed.starts_with(&["after0", "after1"]), "{list}");
+}
+
+#[tokio::test]
+async fn redis_process_helper_answers_ping_and_restarts_empty() {
+    // The helper itself (no server): a started Redis answers, a stopped one does not.
+    let mut redis = RedisProcess::start();
+    assert!(crate::redis_support::ping(redis.port()));
+    redis.stop();
+    assert!(!crate::redis_support::ping(redis.port()));
+    redis.start_again();
+    assert!(crate::redis_support::ping(redis.port()));
+    assert!(redis.url().starts_with("redis://127.0.0.1:"));
+}

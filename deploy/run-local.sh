@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Starts, on this machine, what a multi-node deployment runs on several: a redis-server, two
+# `signalroom serve --broker` nodes and HAProxy (deploy/haproxy.cfg) in front of them; prints the
+# balancer's URL and runs until Ctrl-C or SIGTERM, then stops all of them.
+#
+#   deploy/run-local.sh [--port LB_PORT] [--secret SECRET] [--signalroom PATH]
+#
+# Ports: the balancer on LB_PORT (default 4443; 0 = any free port), Redis and the nodes on free
+# loopback ports. Tokens point to the balancer (--public-url), so every client goes through it.
+# Needs redis-server, haproxy and a signalroom binary (default: `signalroom` on PATH, else
+# target/release/signalroom or target/debug/signalroom of this checkout).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+export PATH="$PATH:/usr/sbin"
+
+lb_port=4443
+secret=${OPENVIDU_SECRET:-MY_SECRET}
+signalroom=${SIGNALROOM_BIN:-}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --port) lb_port=$2; shift 2 ;;
+    --secret) secret=$2; shift 2 ;;
+    --signalroom) signalroom=$2; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run-local.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$signalroom" ]; then
+  target=${CARGO_TARGET_DIR:-$here/../target}
+  for candidate in "$(command -v signalroom || true)" "$target/release/signalroom" "$target/debug/signalroom"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then signalroom=$candidate; break; fi
+  done
+fi
+for program in redis-server haproxy "${signalroom:-signalroom}"; do
+  command -v "$program" >/dev/null || { echo "run-local.sh: $program not found" >&2; exit 1; }
+done
+
+log() { printf 'run-local: %s\n' "$*" >&2; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/signalroom-deploy.XXXXXX")
+pids=()
+stop() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+[ "$lb_port" = 0 ] && lb_port=$(free_port)
+public="http://127.0.0.1:$lb_port"
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+  >"$work/redis.log" 2>&1 &
+pids+=($!)
+redis_ping() {
+  local reply=
+  { exec 3<>"/dev/tcp/127.0.0.1/$redis_port"; } 2>/dev/null || return 1
+  printf 'PING\r\n' >&3 && read -r -t 1 reply <&3
+  exec 3<&-
+  [ "${reply%$'\r'}" = +PONG ]
+}
+for _ in $(seq 100); do
+  redis_ping && break
+  sleep 0.1
+done
+redis_ping || { log "redis-server did not start:"; cat "$work/redis.log" >&2; exit 1; }
+broker="redis://127.0.0.1:$redis_port/0"
+log "redis-server at $broker"
+
+node_addrs=()
+for n in 1 2; do
+  # The ready line shows the public URL (the balancer's): the node's own address is chosen here.
+  addr=127.0.0.1:$(free_port)
+  OPENVIDU_SECRET=$secret "$signalroom" serve --listen "$addr" --broker "$broker" --public-url "$public" \
+    --log warn >"$work/node$n.out" 2>"$work/node$n.log" &
+  pids+=($!)
+  line=
+  for _ in $(seq 200); do
+    line=$(sed -n 's/^signalroom ready: //p' "$work/node$n.out")
+    [ -n "$line" ] && break
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$line" ]; then
+    log "node $n did not start:"; cat "$work/node$n.log" >&2; exit 1
+  fi
+  node_addrs+=("$addr")
+  log "node $n at http://$addr"
+done
+
+LB_ADDR="127.0.0.1:$lb_port" NODE1_ADDR=${node_addrs[0]} NODE2_ADDR=${node_addrs[1]} \
+  haproxy -db -f "$here/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+  curl -fsS "$public/openvidu/api/config/openvidu-publicurl" >/dev/null 2>&1 && break
+  kill -0 "${pids[-1]}" 2>/dev/null || { log "haproxy exited:"; cat "$work/haproxy.log" >&2; exit 1; }
+  sleep 0.1
+done
+log "haproxy at $public, round robin over ${node_addrs[*]}"
+echo "signalroom cluster ready: $public"
+wait -n "${pids[@]}" || true
+log "a process exited; stopping everything"
+exit 1
