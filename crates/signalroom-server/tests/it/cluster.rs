@@ -562,6 +562,15 @@ async fn after_a_redis_restart_new_sessions_work_on_every_node() {
 
     c.redis().restart();
 
+    // Redis lost the session: its participants on every node are told, and their sockets closed,
+    // so that clients rejoin instead of talking to nothing.
+    for p in [&mut x, &mut y] {
+        let evicted = tokio::time::timeout(BROKER_RECOVERY, p.notification("participantEvicted")).await;
+        let evicted = evicted.expect("participantEvicted once Redis is back without the session");
+        assert_eq!(evicted["reason"], "networkDisconnect");
+        assert_eq!(evicted["connectionId"], p.connection_id.as_str());
+    }
+
     // Each node serves REST again within the recovery bound (retrying with backoff).
     let deadline = Instant::now() + BROKER_RECOVERY;
     for (i, id) in [(0, "after0"), (1, "after1")] {
@@ -594,6 +603,55 @@ async fn after_a_redis_restart_new_sessions_work_on_every_node() {
         list["content"].as_array().unwrap().iter().filter_map(|s| s["id"].as_str()).collect();
     listed.sort_unstable();
     assert!(listed.starts_with(&["after0", "after1"]), "{list}");
+}
+
+#[tokio::test]
+async fn a_reconnection_on_another_node_resumes_without_loss() {
+    let grace = Duration::from_millis(500);
+    let c = TestCluster::start_with(2, |c| c.reconnection_grace = grace).await;
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S").await;
+    let mut sender = join_on(a, a, "S", "sender").await;
+    let (token, _) = a.connection("S", json!({})).await;
+    let mut moving = Peer::open(&a.url, "S").await;
+    moving.call("ping", Some(json!({"interval": 5000, "lastSeq": 0}))).await.unwrap();
+    moving.join(&token, "S", "moving").await.unwrap();
+    let to = [moving.connection_id.clone()];
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    let mut seen = Vec::new();
+    for i in 0..5 {
+        sender.signal(&to, &format!("m{i}"), "signal:chat").await.unwrap();
+    }
+    for _ in 0..5 {
+        let n = moving.notification_frame("sendMessage").await;
+        seen.push((n["seq"].as_u64().unwrap(), n["params"]["data"].as_str().unwrap().to_owned()));
+    }
+    let handled = seen[2].0; // the client handled m0..m2 only
+    let rpc = moving.rpc_id.clone();
+    let cid = moving.connection_id.clone();
+    moving.close().await;
+    for i in 5..8 {
+        sender.signal(&to, &format!("m{i}"), "signal:chat").await.unwrap();
+    }
+    // The balancer sends the new socket to the other node.
+    let mut again = Peer::open(&b.url, "S").await;
+    let r =
+        again.call("connect", Some(json!({"sessionId": rpc, "reconnect": true, "lastSeq": handled}))).await;
+    let r = r.expect("a reconnection on another node is accepted");
+    assert_eq!(r["recovered"], true, "{r}");
+    assert_eq!(r["replayed"], 5, "{r}");
+    let mut data = Vec::new();
+    for _ in 0..5 {
+        data.push(again.notification("sendMessage").await["data"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(data, ["m3", "m4", "m5", "m6", "m7"]);
+    // Live from node B now, nothing twice; and the participant stays past node A's grace period.
+    sender.signal(&to, "live", "signal:chat").await.unwrap();
+    assert_eq!(again.notification("sendMessage").await["data"], "live");
+    again.no_notification("sendMessage").await;
+    tokio::time::sleep(grace * 2).await; // node A's grace timer for the old socket has run out
+    let (_, session) = a.get("/sessions/S").await;
+    assert!(ids(&session).contains(&cid.as_str()), "{session}");
 }
 
 #[tokio::test]
