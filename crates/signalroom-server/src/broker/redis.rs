@@ -193,8 +193,28 @@ type Roster = IndexMap<ConnectionId, Arc<Outbox>>;
 
 /// A caller waiting for its operation's message to come back.
 struct Pending {
+    session: SessionId,
     caller: Arc<Outbox>,
     reply: Option<Out>,
+}
+
+/// An operation of this node in progress on a session.
+struct Interest {
+    shared: Arc<Shared>,
+    session: SessionId,
+}
+
+impl Drop for Interest {
+    fn drop(&mut self) {
+        if let Some(mut n) = self.shared.interest.get_mut(&self.session) {
+            *n = n.saturating_sub(1);
+        }
+        if self.shared.interest.remove_if(&self.session, |_, n| *n == 0).is_some() {
+            // The last operation here may have ended after its message was delivered.
+            let (shared, session) = (Arc::clone(&self.shared), self.session.clone());
+            tokio::spawn(async move { release_if_idle(&shared, &session).await });
+        }
+    }
 }
 
 /// What this node holds of the sessions it has participants in.
@@ -207,6 +227,10 @@ struct Shared {
     pending: DashMap<u64, Pending>,
     /// Sessions whose channel this node subscribes to.
     subscribed: Mutex<std::collections::HashSet<String>>,
+    /// Operations of this node in progress on each session (they need its channel).
+    interest: DashMap<SessionId, usize>,
+    /// Orders subscribing and unsubscribing (held across their round trip).
+    gate: tokio::sync::Mutex<()>,
     sink: Mutex<Option<PubSubSink>>,
     notices: mpsc::UnboundedSender<Notice>,
 }
@@ -273,6 +297,8 @@ impl RedisBroker {
             rosters: DashMap::new(),
             pending: DashMap::new(),
             subscribed: Mutex::new(Default::default()),
+            interest: DashMap::new(),
+            gate: tokio::sync::Mutex::new(()),
             sink: Mutex::new(Some(sink)),
             notices,
         });
@@ -287,17 +313,23 @@ impl RedisBroker {
         Ok(Self { shared, conn, next_op: AtomicU64::new(1), notices_rx: Mutex::new(Some(notices_rx)), tasks })
     }
 
-    /// Subscribes to a session's channel unless this node already does.
-    async fn subscribe(&self, id: &str) -> Result<(), Refusal> {
+    /// Subscribes to a session's channel unless this node already does; the channel is kept
+    /// while the returned interest lives (and while this node has participants or replies
+    /// pending there).
+    async fn subscribe(&self, id: &str) -> Result<Interest, Refusal> {
+        let session = SessionId::from(id);
+        *self.shared.interest.entry(session.clone()).or_default() += 1;
+        let interest = Interest { shared: Arc::clone(&self.shared), session };
         let name = channel(id);
+        let _gate = self.shared.gate.lock().await;
         if self.shared.subscribed.lock().contains(&name) {
-            return Ok(());
+            return Ok(interest);
         }
         let sink = self.shared.sink.lock().clone();
         let Some(mut sink) = sink else { return Err(Refusal::BrokerDown("not subscribed".into())) };
         sink.subscribe(&name).await.map_err(down)?;
         self.shared.subscribed.lock().insert(name);
-        Ok(())
+        Ok(interest)
     }
 
     /// Takes the session's lock; `Err(Busy)` after [`LOCK_WAIT`].
@@ -403,7 +435,9 @@ impl RedisBroker {
         let closed = room.is_closed();
         let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
         if let Some(caller) = caller {
-            self.shared.pending.insert(op_id, Pending { caller: Arc::clone(caller), reply });
+            self.shared
+                .pending
+                .insert(op_id, Pending { session: SessionId::from(id), caller: Arc::clone(caller), reply });
         }
         let message = Published {
             node: self.shared.node.clone(),
@@ -569,11 +603,9 @@ impl Broker for RedisBroker {
         caller: Option<&Arc<Outbox>>,
         op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
     ) -> Result<Applied<R>, Refusal> {
-        if caller.is_some() {
-            // The caller's reply (and, for a join, its place in the roster) comes back through
-            // the session's channel, in order with everything else.
-            self.subscribe(id).await?;
-        }
+        // The caller's reply (and, for a join, its place in the roster) comes back through the
+        // session's channel, in order with everything else.
+        let _interest = if caller.is_some() { Some(self.subscribe(id).await?) } else { None };
         let token = self.lock(id).await?;
         let result = self.apply_locked(id, caller, op).await;
         self.unlock(id, &token).await;
@@ -590,9 +622,7 @@ impl Broker for RedisBroker {
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
     ) -> Result<Applied<()>, Refusal> {
-        if caller.is_some() {
-            self.subscribe(id).await?;
-        }
+        let _interest = if caller.is_some() { Some(self.subscribe(id).await?) } else { None };
         let mut ids: Vec<&ConnectionId> = Vec::with_capacity(to.len());
         for c in to {
             if !ids.contains(&c) {
@@ -612,7 +642,9 @@ impl Broker for RedisBroker {
         );
         let prefix = crate::room::signal_prefix(from, data, kind);
         if let Some(caller) = caller {
-            self.shared.pending.insert(op_id, Pending { caller: Arc::clone(caller), reply: reply.clone() });
+            let pending =
+                Pending { session: SessionId::from(id), caller: Arc::clone(caller), reply: reply.clone() };
+            self.shared.pending.insert(op_id, pending);
         }
         let mut script = SIGNAL_SCRIPT.prepare_invoke();
         script
@@ -722,7 +754,7 @@ impl Broker for RedisBroker {
         last_seq: Option<u64>,
         reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
     ) -> Result<Resumed, Refusal> {
-        self.subscribe(session).await?;
+        let _interest = self.subscribe(session).await?;
         let token = self.lock(session).await?;
         let result = self.adopt_locked(session, who, outbox, last_seq, reply).await;
         self.unlock(session, &token).await;
@@ -766,7 +798,11 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
         while let Some(msg) = stream.next().await {
             let Some(session) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else { continue };
             match msg.get_payload::<String>().map(|p| parse_message(&p)) {
-                Ok(Some(published)) => on_message(&shared, SessionId::from(session), published),
+                Ok(Some(published)) => {
+                    let session = SessionId::from(session);
+                    on_message(&shared, session.clone(), published);
+                    release_if_idle(&shared, &session).await;
+                }
                 Ok(None) => tracing::warn!(session, "ignoring an unreadable session message"),
                 Err(e) => tracing::warn!(session, error = %e, "ignoring a session message"),
             }
@@ -876,13 +912,34 @@ fn on_message(shared: &Shared, session: SessionId, published: Published) {
             shared.notices.send(Notice::Lost { session: session.clone(), who, node: shared.node.clone() });
     }
     if published.closed {
-        shared.rosters.remove(&session);
-        let name = channel(session.as_str());
-        shared.subscribed.lock().remove(&name);
-        if let Some(mut sink) = shared.sink.lock().clone() {
-            tokio::spawn(async move {
-                let _ = sink.unsubscribe(name).await;
-            });
+        roster.lock().clear();
+    }
+}
+
+/// Whether this node has nothing more to do with a session: no participant, no operation in
+/// progress, no reply pending.
+fn idle(shared: &Shared, session: &SessionId) -> bool {
+    shared.rosters.get(session).is_none_or(|r| r.lock().is_empty())
+        && !shared.interest.contains_key(session)
+        && !shared.pending.iter().any(|p| p.session == *session)
+}
+
+/// Unsubscribes from a session this node has nothing more to do with (its last participant here
+/// left): a node only hears the sessions it holds participants of.
+async fn release_if_idle(shared: &Shared, session: &SessionId) {
+    if !idle(shared, session) {
+        return;
+    }
+    let _gate = shared.gate.lock().await;
+    let name = channel(session.as_str());
+    if !idle(shared, session) || !shared.subscribed.lock().remove(&name) {
+        return;
+    }
+    shared.rosters.remove(session);
+    let sink = shared.sink.lock().clone();
+    if let Some(mut sink) = sink {
+        if let Err(e) = sink.unsubscribe(&name).await {
+            tracing::debug!(%session, error = %e, "unsubscribing failed (the reconnection resubscribes only what is left)");
         }
     }
 }

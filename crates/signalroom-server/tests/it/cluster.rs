@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::redis_support::{RedisProcess, TestCluster};
+use crate::redis_support::{RedisProcess, TestCluster, subscribers};
 use crate::support::{Peer, SECRET, TestServer, WAIT};
 
 /// A node that dies must be gone for everybody within this bound (heartbeat TTL 6 s, reaper
@@ -652,6 +652,30 @@ async fn a_reconnection_on_another_node_resumes_without_loss() {
     tokio::time::sleep(grace * 2).await; // node A's grace timer for the old socket has run out
     let (_, session) = a.get("/sessions/S").await;
     assert!(ids(&session).contains(&cid.as_str()), "{session}");
+}
+
+#[tokio::test]
+async fn a_node_hears_a_session_only_while_it_holds_participants_of_it() {
+    let mut c = TestCluster::start(2).await;
+    let port = c.redis().port();
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S").await;
+    let mut on_a = join_on(a, a, "S", "a").await;
+    assert_eq!(subscribers(port, "sr:fx:S"), 1, "only node A holds a participant");
+    let mut on_b = join_on(b, a, "S", "b").await;
+    assert_eq!(subscribers(port, "sr:fx:S"), 2);
+    on_b.call("leaveRoom", Some(json!({}))).await.unwrap();
+    on_a.notification("participantLeft").await;
+    let deadline = Instant::now() + WAIT;
+    while subscribers(port, "sr:fx:S") != 1 {
+        assert!(Instant::now() < deadline, "node B still subscribes after its last participant left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Signals still flow on node A, and node B hears the session again once somebody joins there.
+    let mut again = join_on(b, b, "S", "again").await;
+    assert_eq!(subscribers(port, "sr:fx:S"), 2);
+    on_a.signal(&[], "hello", "signal:chat").await.unwrap();
+    assert_eq!(again.notification("sendMessage").await["data"], "hello");
 }
 
 #[tokio::test]

@@ -170,6 +170,25 @@ pub fn ping(port: u16) -> bool {
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// How many connections subscribe to `channel` (`PUBSUB NUMSUB`, read from the raw reply).
+pub fn subscribers(port: u16, channel: &str) -> i64 {
+    let mut s = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1))
+        .expect("redis answers");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    s.write_all(format!("PUBSUB NUMSUB {channel}\r\n").as_bytes()).expect("redis takes the command");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 256];
+    // *2 $len channel :count
+    while !reply.ends_with(b"\r\n") || reply.iter().filter(|b| **b == b':').count() == 0 {
+        let n = s.read(&mut buf).expect("redis replies");
+        assert!(n > 0, "redis closed the connection");
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&reply);
+    let count = text.rsplit(':').next().expect("a count").trim();
+    count.parse().unwrap_or_else(|_| panic!("PUBSUB NUMSUB reply {text:?}"))
+}
+
 /// HAProxy with `deploy/haproxy.cfg`: round robin over two nodes, each request and each
 /// WebSocket on its own.
 pub struct Balancer {
