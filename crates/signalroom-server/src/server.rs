@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 use url::Url;
 
-use crate::broker::{AnyBroker, LocalBroker, RedisBroker};
+use crate::broker::{AnyBroker, LocalBroker, RedisBroker, redact};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::ServerEvent;
@@ -171,15 +171,4 @@ fn router(hub: Arc<Hub>) -> Router {
         .route("/", get(crate::page::index))
         .layer(CorsLayer::very_permissive())
         .with_state(hub)
-}
-
-/// A broker URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }

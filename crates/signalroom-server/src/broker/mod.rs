@@ -34,7 +34,7 @@ mod local;
 mod redis;
 
 pub(crate) use local::LocalBroker;
-pub(crate) use redis::RedisBroker;
+pub(crate) use redis::{RedisBroker, redact};
 
 use std::future::Future;
 use std::sync::Arc;

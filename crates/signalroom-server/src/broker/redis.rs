@@ -258,6 +258,17 @@ impl Drop for RedisBroker {
     }
 }
 
+/// A broker URL without its password, for logs and messages.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 fn down(e: redis::RedisError) -> Refusal {
     Refusal::BrokerDown(e.to_string())
 }
@@ -287,6 +298,10 @@ impl RedisBroker {
     /// Connects to Redis at `url` and starts this node's heartbeat, its subscription reader and
     /// its reaper of dead nodes' participants.
     pub(crate) async fn connect(url: &str, linger: Duration) -> Result<Self, redis::RedisError> {
+        if url.starts_with("rediss:") {
+            // rediss:// runs on rustls, which needs a process-wide crypto provider.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = redis::Client::open(url)?;
         let conn = client.get_connection_manager().await?;
         let (sink, stream) = client.get_async_pubsub().await?.split();
@@ -304,7 +319,7 @@ impl RedisBroker {
         });
         let mut beat = conn.clone();
         let _: () = beat.set_ex(node_key(&shared.node), 1, NODE_TTL.as_secs()).await?;
-        tracing::info!(node = %shared.node, %url, "sharing sessions through Redis");
+        tracing::info!(node = %shared.node, url = %redact(url), "sharing sessions through Redis");
         let tasks = vec![
             tokio::spawn(heartbeat(beat, shared.node.clone())),
             tokio::spawn(read_messages(client, stream, Arc::clone(&shared))),
@@ -979,5 +994,31 @@ async fn reap(mut conn: ConnectionManager, shared: Arc<Shared>) {
                 let _ = shared.notices.send(lost);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_a_log() {
+        assert_eq!(redact("rediss://:s3cret@127.0.0.1:6400/0"), "rediss://:***@127.0.0.1:6400/0");
+        assert_eq!(redact("redis://user:pw@h:1"), "redis://user:***@h:1");
+        assert_eq!(redact("redis://127.0.0.1:6379/2"), "redis://127.0.0.1:6379/2");
+    }
+
+    #[test]
+    fn a_signal_message_reads_back_as_its_effects() {
+        let text = "S\nnode_A\n7\n\"All\"\n42\n{\"jsonrpc\":\"2.0\",\"method\":\"sendMessage\",\"params\":{\"data\":\"a\\nb\"},\"seq\":42}";
+        let m = parse_message(text).expect("parses");
+        assert_eq!((m.node.as_str(), m.op), ("node_A", 7));
+        match &m.effects[..] {
+            [WireEffect::Notify { to: Audience::All, seq: 42, frame }, WireEffect::Reply] => {
+                assert!(frame.ends_with(r#""seq":42}"#))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_message("S\nbroken").is_none());
     }
 }
