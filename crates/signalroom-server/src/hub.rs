@@ -212,11 +212,22 @@ impl Hub {
         Ok(())
     }
 
-    /// Stops: every session closed with `openviduServerStopped`, sockets closed at once.
+    /// Stops: every participant of this node evicted with `openviduServerStopped`, sockets closed
+    /// at once (a session left empty closes).
     pub(crate) async fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        let node = self.broker.node().to_owned();
         for id in self.broker.sessions().await {
-            let _ = self.close_session(id.as_str(), EndReason::OpenviduServerStopped, CloseMode::Now).await;
+            // This node's participants only: with a shared broker, the sessions go on elsewhere.
+            let op = |room: &mut Room| {
+                let mine: Vec<_> = room
+                    .participants()
+                    .filter(|(_, _, m)| m.node == node)
+                    .map(|(who, _, _)| (who.clone(), EndReason::OpenviduServerStopped))
+                    .collect();
+                Ok(Outcome::new((), room.evict(mine, CloseMode::Now, false), None))
+            };
+            let _ = self.apply(id.as_str(), None, op).await;
         }
     }
 

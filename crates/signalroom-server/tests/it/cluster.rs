@@ -679,6 +679,28 @@ async fn a_node_hears_a_session_only_while_it_holds_participants_of_it() {
 }
 
 #[tokio::test]
+async fn stopping_one_node_evicts_only_its_participants() {
+    let mut c = TestCluster::start(2).await;
+    c.node(0).create_session("S").await;
+    let mut stays = join_on(c.node(0), c.node(0), "S", "stays").await;
+    let mut goes = join_on(c.node(1), c.node(0), "S", "goes").await;
+    stays.notification("participantJoined").await;
+    c.nodes[1].shutdown().await;
+    let evicted = goes.notification("participantEvicted").await;
+    assert_eq!(evicted["reason"], "openviduServerStopped");
+    let left = stays.notification("participantLeft").await;
+    assert_eq!(
+        (left["connectionId"].as_str(), left["reason"].as_str()),
+        (Some(goes.connection_id.as_str()), Some("openviduServerStopped"))
+    );
+    // The session goes on on node A.
+    stays.signal(&[], "still here", "signal:chat").await.unwrap();
+    assert_eq!(stays.notification("sendMessage").await["data"], "still here");
+    let (_, session) = c.node(0).get("/sessions/S").await;
+    assert_eq!(ids(&session), [stays.connection_id.as_str()]);
+}
+
+#[tokio::test]
 async fn redis_process_helper_answers_ping_and_restarts_empty() {
     // The helper itself (no server): a started Redis answers, a stopped one does not.
     let mut redis = RedisProcess::start();
