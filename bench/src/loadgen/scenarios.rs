@@ -22,6 +22,9 @@ use crate::wire::ConnectOptions;
 
 /// Concurrent joins while setting a scenario up.
 const SETUP_CONCURRENCY: usize = 100;
+/// Concurrent joins into one session shared by several nodes: its joins take the session's lock
+/// in Redis one after the other, so more at once would only wait for it.
+const SHARED_SETUP_CONCURRENCY: usize = 10;
 /// Signal data size (bytes) in every scenario.
 pub(crate) const SIGNAL_BYTES: usize = 64;
 /// Signals a sender may have ahead of its slowest receiver in saturation scenarios.
@@ -169,6 +172,7 @@ async fn crowd(
         .map(|_| Arc::new(if recording { Tally::recording() } else { Tally::default() }))
         .collect();
     let node_of: Vec<usize> = (0..receivers).map(|i| i % nodes.len()).collect();
+    let concurrency = if nodes.len() > 1 { SHARED_SETUP_CONCURRENCY } else { SETUP_CONCURRENCY };
     for (k, node) in nodes.iter().enumerate() {
         // This node's receivers, by their index among all receivers.
         let mine: Arc<Vec<usize>> = Arc::new((0..receivers).filter(|&i| node_of[i] == k).collect());
@@ -183,7 +187,7 @@ async fn crowd(
                 tasks.spawn(crowd::receive(dialect, j.reader, Some(j.writer), tally, progress));
             }
         };
-        join_all(dialect, node.addr, seats, SETUP_CONCURRENCY, ConnectOptions::default(), started).await?;
+        join_all(dialect, node.addr, seats, concurrency, ConnectOptions::default(), started).await?;
     }
     tokio::time::sleep(SETTLE).await;
     let blaster = Blaster::new(dialect, writer, SIGNAL_BYTES);
