@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::dialect::Dialect;
 use crate::scenarios::{Ctx, Plan};
-use crate::servers::Launch;
+use crate::servers::{Launch, Topology};
 
 /// The whole run stops after this long, whatever happened (a full run takes about 3 minutes).
 const RUN_LIMIT: Duration = Duration::from_secs(600);
@@ -163,7 +163,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
     if wanted("fanout") {
         for &n in &plan.fanout_receivers {
             for &d in &dialects {
-                let r = scenarios::fanout(&ctx, d, n, 1).await;
+                let r = scenarios::fanout(&ctx, d, n, Topology::Single).await;
                 if let Ok(f) = &r {
                     progress(&format!(
                         "fan-out N={n} {}: {:.0} deliveries/s ({:.0} signals/s; server {:.2} cores, loadgen {:.2}){}",
@@ -182,7 +182,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
     }
     if wanted("latency") {
         for &d in &dialects {
-            let r = scenarios::latency(&ctx, d, 1).await;
+            let r = scenarios::latency(&ctx, d, Topology::Single).await;
             if let Ok(l) = &r {
                 progress(&format!(
                     "latency {} deliveries/s {}: p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs ({} samples)",
@@ -272,6 +272,12 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         match scenarios::twonode(&ctx).await {
             Ok(t) => {
                 let (one, two) = (&t.one_node_fanout, &t.two_node_fanout);
+                progress(&format!(
+                    "one node with the Redis broker, fan-out N={}: {:.0} deliveries/s (server side {:.2} cores)",
+                    t.one_node_redis_fanout.receivers,
+                    t.one_node_redis_fanout.deliveries_per_s,
+                    t.one_node_redis_fanout.server_cpu
+                ));
                 progress(&format!(
                     "two nodes, fan-out N={}: {:.0} deliveries/s ({:.0} across nodes; server side {:.2} cores: {}) \
                      vs one node {:.0} ({:.2} cores): {:.2}×{}",

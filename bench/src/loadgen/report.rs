@@ -294,6 +294,13 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
             fmt_rate(two),
             fmt_ratio(ratio(two, one))
         );
+        let redis = f("one_node_redis_fanout", "deliveries_per_s");
+        let _ = writeln!(
+            t,
+            "| … one node with the Redis broker (reference) | {} | | {} |",
+            fmt_rate(redis),
+            fmt_ratio(ratio(redis, one))
+        );
         let _ = writeln!(
             t,
             "| … of which to the other node | — | {} | |",
@@ -380,6 +387,7 @@ pub(crate) fn checks(results: &Value) -> Checks {
         let fan = |run: &str| positive(&tn[run], "deliveries_per_s");
         let lat = |run: &str| positive(&tn[run], "samples") && positive(&tn[run], "p99_us");
         if fan("one_node_fanout")
+            && fan("one_node_redis_fanout")
             && fan("two_node_fanout")
             && positive(&tn["two_node_fanout"], "cross_node_deliveries_per_s")
             && lat("one_node_latency")

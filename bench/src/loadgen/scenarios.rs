@@ -17,7 +17,7 @@ use crate::crowd::{self, Progress, Tally, join_all, sum_signals};
 use crate::dialect::{Dialect, Joined};
 use crate::procstat::CpuMeter;
 use crate::sender::Blaster;
-use crate::servers::{Deployment, Launch, SECRET, ServerProc};
+use crate::servers::{Deployment, Launch, SECRET, ServerProc, Topology};
 use crate::wire::ConnectOptions;
 
 /// Concurrent joins while setting a scenario up.
@@ -227,9 +227,13 @@ pub(crate) struct Fanout {
     pub receivers_closed: usize,
 }
 
-pub(crate) async fn fanout(ctx: &Ctx, dialect: Dialect, n: usize, nodes: usize) -> anyhow::Result<Fanout> {
-    let label = if nodes > 1 { format!("fanout-{n}-{nodes}nodes") } else { format!("fanout-{n}") };
-    let deployment = ctx.launch.deploy(dialect, &label, nodes, &[]).await?;
+pub(crate) async fn fanout(
+    ctx: &Ctx,
+    dialect: Dialect,
+    n: usize,
+    topology: Topology,
+) -> anyhow::Result<Fanout> {
+    let deployment = ctx.launch.deploy(dialect, &format!("fanout-{n}"), topology, &[]).await?;
     let result = fanout_on(ctx, &deployment, n).await;
     deployment.stop().await;
     result
@@ -295,9 +299,8 @@ pub(crate) struct Latency {
     pub errors: u64,
 }
 
-pub(crate) async fn latency(ctx: &Ctx, dialect: Dialect, nodes: usize) -> anyhow::Result<Latency> {
-    let label = if nodes > 1 { format!("latency-{nodes}nodes") } else { "latency".to_owned() };
-    let deployment = ctx.launch.deploy(dialect, &label, nodes, &[]).await?;
+pub(crate) async fn latency(ctx: &Ctx, dialect: Dialect, topology: Topology) -> anyhow::Result<Latency> {
+    let deployment = ctx.launch.deploy(dialect, "latency", topology, &[]).await?;
     let result = latency_on(ctx, &deployment).await;
     deployment.stop().await;
     result
@@ -380,10 +383,12 @@ async fn latency_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<Latenc
 
 /// Scenario 7: the fan-out and the latency scenarios against one signalroom node and against two
 /// nodes sharing a `redis-server` (receivers spread over both, the sender on the first), in one
-/// run, so the ratios compare figures taken side by side.
+/// run, so the ratios compare figures taken side by side. The fan-out also runs against one node
+/// with the Redis broker, which tells the cost of the broker from the cost of crossing nodes.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct TwoNode {
     pub one_node_fanout: Fanout,
+    pub one_node_redis_fanout: Fanout,
     pub two_node_fanout: Fanout,
     pub one_node_latency: Latency,
     pub two_node_latency: Latency,
@@ -391,11 +396,25 @@ pub(crate) struct TwoNode {
 
 pub(crate) async fn twonode(ctx: &Ctx) -> anyhow::Result<TwoNode> {
     let n = ctx.plan.twonode_receivers;
-    let one_node_fanout = fanout(ctx, Dialect::OpenVidu, n, 1).await.context("one node, fan-out")?;
-    let two_node_fanout = fanout(ctx, Dialect::OpenVidu, n, 2).await.context("two nodes, fan-out")?;
-    let one_node_latency = latency(ctx, Dialect::OpenVidu, 1).await.context("one node, latency")?;
-    let two_node_latency = latency(ctx, Dialect::OpenVidu, 2).await.context("two nodes, latency")?;
-    Ok(TwoNode { one_node_fanout, two_node_fanout, one_node_latency, two_node_latency })
+    let d = Dialect::OpenVidu;
+    let fan = |t: Topology| async move {
+        fanout(ctx, d, n, t).await.with_context(|| format!("{}, fan-out", t.describe()))
+    };
+    let lat = |t: Topology| async move {
+        latency(ctx, d, t).await.with_context(|| format!("{}, latency", t.describe()))
+    };
+    let one_node_fanout = fan(Topology::Single).await?;
+    let one_node_redis_fanout = fan(Topology::Redis(1)).await?;
+    let two_node_fanout = fan(Topology::Redis(2)).await?;
+    let one_node_latency = lat(Topology::Single).await?;
+    let two_node_latency = lat(Topology::Redis(2)).await?;
+    Ok(TwoNode {
+        one_node_fanout,
+        one_node_redis_fanout,
+        two_node_fanout,
+        one_node_latency,
+        two_node_latency,
+    })
 }
 
 /// Scenario 3: memory of idle participants (joined, silent), in rooms of `room_size`.

@@ -35,6 +35,34 @@ pub(crate) struct Launch {
     pub logs: PathBuf,
 }
 
+/// How a scenario's server side is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Topology {
+    /// One server process, sessions in it.
+    Single,
+    /// This many signalroom nodes sharing a fresh `redis-server` (1: one node with the Redis broker).
+    Redis(usize),
+}
+
+impl Topology {
+    /// For labels and progress lines: `1 node`, `2 nodes + Redis`.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Topology::Single => "1 node".to_owned(),
+            Topology::Redis(1) => "1 node + Redis".to_owned(),
+            Topology::Redis(n) => format!("{n} nodes + Redis"),
+        }
+    }
+
+    /// For log file names: empty, `-redis1`, `-redis2`.
+    fn suffix(self) -> String {
+        match self {
+            Topology::Single => String::new(),
+            Topology::Redis(n) => format!("-redis{n}"),
+        }
+    }
+}
+
 /// A running server.
 pub(crate) struct ServerProc {
     pub dialect: Dialect,
@@ -58,23 +86,27 @@ impl Launch {
         }
     }
 
-    /// Starts the deployment under test: one server, or (`nodes` > 1, signalroom only) a fresh
-    /// `redis-server` and `nodes` signalroom nodes sharing it (`--broker`), all on the servers' CPU.
+    /// Starts the deployment under test, all on the servers' CPU: one server, or a fresh
+    /// `redis-server` and signalroom nodes sharing it (`--broker`).
     pub(crate) async fn deploy(
         &self,
         dialect: Dialect,
         label: &str,
-        nodes: usize,
+        topology: Topology,
         extra: &[&str],
     ) -> anyhow::Result<Deployment> {
-        if nodes <= 1 {
-            let node = self.start(dialect, label, extra).await?;
-            return Ok(Deployment { nodes: vec![node], redis: None });
-        }
+        let nodes = match topology {
+            Topology::Single => {
+                let node = self.start(dialect, label, extra).await?;
+                return Ok(Deployment { nodes: vec![node], redis: None });
+            }
+            Topology::Redis(nodes) => nodes.max(1),
+        };
         if dialect != Dialect::OpenVidu {
-            bail!("only signalroom runs as several nodes");
+            bail!("only signalroom shares sessions through Redis");
         }
-        let redis = self.start_redis(label).await?;
+        let label = format!("{label}{}", topology.suffix());
+        let redis = self.start_redis(&label).await?;
         let broker = redis.url();
         let mut args = vec!["--broker", broker.as_str()];
         args.extend_from_slice(extra);
