@@ -1,7 +1,7 @@
 //! `loadgen`: signalroom's load generator. `loadgen compare` starts signalroom, the raw
 //! tokio-tungstenite baseline and the Socket.IO 4 baseline one after the other, runs every
-//! scenario against each, prints a table of absolute figures and ratios, and writes the figures
-//! as JSON. `scripts/bench` builds everything and runs it; see `bench/README.md`.
+//! scenario against each (and signalroom as two nodes sharing a `redis-server` against one node),
+//! prints a table of absolute figures and ratios, and writes the figures as JSON. `scripts/bench` builds everything and runs it; see `bench/README.md`.
 
 mod crowd;
 mod dialect;
@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::dialect::Dialect;
 use crate::scenarios::{Ctx, Plan};
-use crate::servers::Launch;
+use crate::servers::{Launch, Topology};
 
 /// The whole run stops after this long, whatever happened (a full run takes about 3 minutes).
 const RUN_LIMIT: Duration = Duration::from_secs(600);
@@ -78,7 +78,7 @@ struct CompareArgs {
     /// Name of this run's files (default: UTC time, YYYYMMDDTHHMMSSZ).
     #[arg(long)]
     stamp: Option<String>,
-    /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation).
+    /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation,twonode).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these servers (comma-separated: signalroom,raw,socketio).
@@ -163,7 +163,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
     if wanted("fanout") {
         for &n in &plan.fanout_receivers {
             for &d in &dialects {
-                let r = scenarios::fanout(&ctx, d, n).await;
+                let r = scenarios::fanout(&ctx, d, n, Topology::Single).await;
                 if let Ok(f) = &r {
                     progress(&format!(
                         "fan-out N={n} {}: {:.0} deliveries/s ({:.0} signals/s; server {:.2} cores, loadgen {:.2}){}",
@@ -182,7 +182,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
     }
     if wanted("latency") {
         for &d in &dialects {
-            let r = scenarios::latency(&ctx, d).await;
+            let r = scenarios::latency(&ctx, d, Topology::Single).await;
             if let Ok(l) = &r {
                 progress(&format!(
                     "latency {} deliveries/s {}: p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs ({} samples)",
@@ -267,6 +267,52 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         }
     }
 
+    let mut twonode = Value::Null;
+    if wanted("twonode") && dialects.contains(&Dialect::OpenVidu) {
+        match scenarios::twonode(&ctx).await {
+            Ok(t) => {
+                let (one, two) = (&t.one_node_fanout, &t.two_node_fanout);
+                progress(&format!(
+                    "one node with the Redis broker, fan-out N={}: {:.0} deliveries/s (server side {:.2} cores)",
+                    t.one_node_redis_fanout.receivers,
+                    t.one_node_redis_fanout.deliveries_per_s,
+                    t.one_node_redis_fanout.server_cpu
+                ));
+                progress(&format!(
+                    "two nodes, fan-out N={}: {:.0} deliveries/s ({:.0} across nodes; server side {:.2} cores: {}) \
+                     vs one node {:.0} ({:.2} cores): {:.2}×{}",
+                    two.receivers,
+                    two.deliveries_per_s,
+                    two.cross_node_deliveries_per_s,
+                    two.server_cpu,
+                    two.server_cpu_each.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(" + "),
+                    one.deliveries_per_s,
+                    one.server_cpu,
+                    two.deliveries_per_s / one.deliveries_per_s.max(1e-9),
+                    if two.complete { "" } else { " INCOMPLETE" }
+                ));
+                let (one, two) = (&t.one_node_latency, &t.two_node_latency);
+                progress(&format!(
+                    "two nodes, latency at {} deliveries/s: p99 {:.0} µs (across nodes {:.0} µs), p50 {:.0} µs \
+                     vs one node p99 {:.0} µs, p50 {:.0} µs",
+                    two.deliveries_per_s,
+                    two.p99_us,
+                    two.cross_node_p99_us.unwrap_or(f64::NAN),
+                    two.p50_us,
+                    one.p99_us,
+                    one.p50_us
+                ));
+                twonode = to_value(t);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress(&format!("  twonode: FAILED: {msg}"));
+                failures.push(format!("twonode: {msg}"));
+                twonode = json!({"error": msg});
+            }
+        }
+    }
+
     let stamp = args.stamp.clone().unwrap_or_else(utc_stamp);
     let mut results = json!({
         "stamp": stamp,
@@ -277,6 +323,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         "plan": to_value(plan),
         "servers": Value::Object(servers),
         "python": python,
+        "twonode": twonode,
         "seconds": started.elapsed().as_secs_f64(),
     });
     let targets = report::targets(&results);

@@ -26,22 +26,38 @@ pub(crate) fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
     Ok((utime + stime) / CLK_TCK)
 }
 
-/// CPU use of a process between two readings, as a share of one core.
+/// CPU use of processes between two readings, as a share of one core.
 pub(crate) struct CpuMeter {
-    pid: u32,
-    start_cpu: f64,
+    /// Each process and its CPU time at the start.
+    start_cpu: Vec<(u32, f64)>,
     start: std::time::Instant,
 }
 
 impl CpuMeter {
     pub(crate) fn start(pid: u32) -> Self {
-        Self { pid, start_cpu: cpu_secs(pid).unwrap_or(0.0), start: std::time::Instant::now() }
+        Self::start_all(&[pid])
     }
 
-    /// Cores busy on average since `start` (1.0 = one core all the time).
+    /// Measures every process of `pids` (`cores` is their sum, `cores_each` each one).
+    pub(crate) fn start_all(pids: &[u32]) -> Self {
+        Self {
+            start_cpu: pids.iter().map(|&p| (p, cpu_secs(p).unwrap_or(0.0))).collect(),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Cores busy on average since `start` (1.0 = one core all the time), all processes together.
     pub(crate) fn cores(&self) -> f64 {
-        let used = cpu_secs(self.pid).unwrap_or(self.start_cpu) - self.start_cpu;
-        used / self.start.elapsed().as_secs_f64().max(1e-9)
+        self.cores_each().iter().sum()
+    }
+
+    /// Cores busy on average since `start`, per process, in the order given.
+    pub(crate) fn cores_each(&self) -> Vec<f64> {
+        let elapsed = self.start.elapsed().as_secs_f64().max(1e-9);
+        self.start_cpu
+            .iter()
+            .map(|&(pid, start)| (cpu_secs(pid).unwrap_or(start) - start) / elapsed)
+            .collect()
     }
 }
 

@@ -53,6 +53,30 @@ fn isolation_growth(results: &Value, server: &str) -> Option<f64> {
     )
 }
 
+/// A figure of the two-node scenario: `run` is e.g. `two_node_fanout`.
+fn twonode(results: &Value, run: &str, key: &str) -> Option<f64> {
+    results["twonode"][run][key].as_f64()
+}
+
+/// Two nodes' fan-out deliveries/s (every receiver, half of them across nodes) ÷ one node's.
+fn twonode_deliveries_ratio(results: &Value) -> Option<f64> {
+    ratio(
+        twonode(results, "two_node_fanout", "deliveries_per_s"),
+        twonode(results, "one_node_fanout", "deliveries_per_s"),
+    )
+}
+
+/// p99 latency of the receivers on the other node than the sender's − one node's p99, in µs.
+fn twonode_p99_added(results: &Value) -> Option<f64> {
+    Some(
+        twonode(results, "two_node_latency", "cross_node_p99_us")?
+            - twonode(results, "one_node_latency", "p99_us")?,
+    )
+}
+
+/// What two nodes may add to one node's p99 at fixed load, in µs.
+const TWONODE_P99_ALLOWANCE_US: f64 = 2000.0;
+
 /// RSS growth under a stalled participant that still counts as bounded: a full send queue
 /// (4,096 frames of ~150 bytes) is under 1 MiB; 32 MiB leaves room for allocator noise.
 const BOUNDED_GROWTH: f64 = 32.0 * 1024.0 * 1024.0;
@@ -118,6 +142,20 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
         goal: "bounded (< 32 MiB)",
         measured: m,
         pass: isolation_growth(results, "signalroom").map(|b| b < BOUNDED_GROWTH),
+    });
+    let m = twonode_deliveries_ratio(results);
+    out.push(Target {
+        name: "two nodes + Redis: fan-out deliveries/s ÷ one node",
+        goal: "≥ 0.5",
+        measured: m,
+        pass: check(m, |x| x >= 0.5),
+    });
+    let m = twonode_p99_added(results).map(|us| us / 1000.0);
+    out.push(Target {
+        name: "two nodes + Redis: p99 across nodes at fixed load − one node's p99 (ms)",
+        goal: "≤ 2",
+        measured: m,
+        pass: twonode_p99_added(results).map(|us| us <= TWONODE_P99_ALLOWANCE_US),
     });
     out
 }
@@ -238,6 +276,53 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
             let _ = writeln!(t, "5. Python: {}", py.get("error").map_or("not run".into(), |e| e.to_string()));
         }
     }
+    let tn = &results["twonode"];
+    if let Some(err) = tn.get("error") {
+        let _ = writeln!(t, "\n7. two nodes + Redis: failed: {err}");
+    } else if !tn.is_null() {
+        let f = |run: &str, key: &str| twonode(results, run, key);
+        let _ = writeln!(t);
+        let _ =
+            writeln!(t, "| 7. signalroom, two nodes + Redis vs one node | one node | two nodes | ratio |");
+        let _ = writeln!(t, "|---|---:|---:|---:|");
+        let n = tn["two_node_fanout"]["receivers"].as_u64().unwrap_or(0);
+        let (one, two) = (f("one_node_fanout", "deliveries_per_s"), f("two_node_fanout", "deliveries_per_s"));
+        let _ = writeln!(
+            t,
+            "| fan-out N = {n}, deliveries/s | {} | {} | {} |",
+            fmt_rate(one),
+            fmt_rate(two),
+            fmt_ratio(ratio(two, one))
+        );
+        let redis = f("one_node_redis_fanout", "deliveries_per_s");
+        let _ = writeln!(
+            t,
+            "| … one node with the Redis broker (reference) | {} | | {} |",
+            fmt_rate(redis),
+            fmt_ratio(ratio(redis, one))
+        );
+        let _ = writeln!(
+            t,
+            "| … of which to the other node | — | {} | |",
+            fmt_rate(f("two_node_fanout", "cross_node_deliveries_per_s"))
+        );
+        let (one, two) = (f("one_node_fanout", "server_cpu"), f("two_node_fanout", "server_cpu"));
+        let _ = writeln!(t, "| … server side CPU, cores | {} | {} | |", fmt_num(one, 2), fmt_num(two, 2));
+        let load = fmt_rate(f("two_node_latency", "deliveries_per_s"));
+        for (metric, key) in [("p50 µs", "p50"), ("p99 µs", "p99"), ("p99.9 µs", "p999")] {
+            let one = f("one_node_latency", &format!("{key}_us"));
+            let two = f("two_node_latency", &format!("{key}_us"));
+            let far = f("two_node_latency", &format!("cross_node_{key}_us"));
+            let _ = writeln!(
+                t,
+                "| latency at {load} deliveries/s, {metric} (across nodes) | {} | {} ({}) | {} |",
+                fmt_num(one, 0),
+                fmt_num(two, 0),
+                fmt_num(far, 0),
+                fmt_ratio(ratio(far, one))
+            );
+        }
+    }
     let _ = writeln!(t);
     let _ = writeln!(t, "| target | goal | measured | |");
     let _ = writeln!(t, "|---|---|---:|---|");
@@ -296,6 +381,23 @@ pub(crate) fn checks(results: &Value) -> Checks {
         }
         None if py.is_null() => {}
         _ => c.failed.push(format!("python: {py}")),
+    }
+    let tn = &results["twonode"];
+    if !tn.is_null() {
+        let fan = |run: &str| positive(&tn[run], "deliveries_per_s");
+        let lat = |run: &str| positive(&tn[run], "samples") && positive(&tn[run], "p99_us");
+        if fan("one_node_fanout")
+            && fan("one_node_redis_fanout")
+            && fan("two_node_fanout")
+            && positive(&tn["two_node_fanout"], "cross_node_deliveries_per_s")
+            && lat("one_node_latency")
+            && lat("two_node_latency")
+            && positive(&tn["two_node_latency"], "cross_node_p99_us")
+        {
+            c.passed += 1;
+        } else {
+            c.failed.push(format!("twonode: {}", tn.get("error").unwrap_or(tn)));
+        }
     }
     c
 }

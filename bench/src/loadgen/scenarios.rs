@@ -1,5 +1,6 @@
-//! The six scenarios. Each starts a fresh server process, drives it, stops it, and returns its
-//! figures; every loop is bounded in count and in time.
+//! The seven scenarios. Each starts fresh server processes, drives them, stops them, and returns
+//! their figures; every loop is bounded in count and in time. Fan-out and latency also run
+//! against several signalroom nodes sharing a `redis-server` (scenario 7, two nodes).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -16,11 +17,14 @@ use crate::crowd::{self, Progress, Tally, join_all, sum_signals};
 use crate::dialect::{Dialect, Joined};
 use crate::procstat::CpuMeter;
 use crate::sender::Blaster;
-use crate::servers::{Launch, SECRET, ServerProc};
+use crate::servers::{Deployment, Launch, SECRET, ServerProc, Topology};
 use crate::wire::ConnectOptions;
 
 /// Concurrent joins while setting a scenario up.
 const SETUP_CONCURRENCY: usize = 100;
+/// Concurrent joins into one session shared by several nodes: its joins take the session's lock
+/// in Redis one after the other, so more at once would only wait for it.
+const SHARED_SETUP_CONCURRENCY: usize = 10;
 /// Signal data size (bytes) in every scenario.
 pub(crate) const SIGNAL_BYTES: usize = 64;
 /// Signals a sender may have ahead of its slowest receiver in saturation scenarios.
@@ -49,6 +53,8 @@ pub(crate) struct Plan {
     pub isolation_measure_s: f64,
     pub python_signals: u64,
     pub python_timeout_s: f64,
+    /// Receivers of the two-node fan-out (and of its one-node reference).
+    pub twonode_receivers: usize,
 }
 
 impl Plan {
@@ -70,6 +76,7 @@ impl Plan {
             isolation_measure_s: 5.0,
             python_signals: 20_000,
             python_timeout_s: 60.0,
+            twonode_receivers: 1000,
         }
     }
 
@@ -91,6 +98,7 @@ impl Plan {
             isolation_measure_s: 0.4,
             python_signals: 300,
             python_timeout_s: 30.0,
+            twonode_receivers: 10,
         }
     }
 }
@@ -130,57 +138,87 @@ struct Crowd {
     /// Held so the participants live as long as the crowd.
     _tasks: Tasks,
     receivers: Vec<Arc<Tally>>,
+    /// The node each receiver joined (index into the deployment's nodes; the sender is on 0).
+    node_of: Vec<usize>,
     progress: Arc<Progress>,
     blaster: Blaster,
     /// The sender's own copies and the answers it gets.
     echo: Arc<Tally>,
 }
 
-/// Joins a sender, then `receivers` receivers (each reading from the moment it joined).
-/// `extra` more seats are minted in the same room and returned, unused.
+/// Joins a sender on the first of `nodes`, then `receivers` receivers spread over `nodes` in
+/// turn (receiver `i` on node `i % nodes.len()`, with a token minted there), each reading from
+/// the moment it joined. `extra` more seats are minted in the same room on the first node and
+/// returned, unused.
 async fn crowd(
     ctx: &Ctx,
-    server: &ServerProc,
+    nodes: &[ServerProc],
     room: &str,
     receivers: usize,
     recording: bool,
     extra: usize,
 ) -> anyhow::Result<(Crowd, Vec<crate::dialect::Seat>)> {
-    let mut seats = crowd::seats(&ctx.http, server, room, receivers + 1 + extra).await?;
-    let extra_seats = seats.split_off(receivers + 1);
+    let home = nodes.first().context("no server")?;
+    let mut seats = crowd::seats(&ctx.http, home, room, 1 + extra).await?;
+    let extra_seats = seats.split_off(1);
     let sender_seat = seats.remove(0);
-    let dialect = server.dialect;
+    let dialect = home.dialect;
     let tasks = Tasks::default();
     let progress = Arc::new(Progress::default());
-    let Joined { reader, writer } =
-        dialect.join(server.addr, &sender_seat, ConnectOptions::default()).await?;
+    let Joined { reader, writer } = dialect.join(home.addr, &sender_seat, ConnectOptions::default()).await?;
     let echo = Arc::new(Tally::default());
     tasks.spawn(crowd::receive(dialect, reader, None, Arc::clone(&echo), Arc::new(Progress::default())));
     let tallies: Vec<Arc<Tally>> = (0..receivers)
         .map(|_| Arc::new(if recording { Tally::recording() } else { Tally::default() }))
         .collect();
-    let started = {
-        let (tasks, tallies, progress) = (tasks.clone(), tallies.clone(), Arc::clone(&progress));
-        move |i: usize, j: Joined| {
-            let (tally, progress) = (Arc::clone(&tallies[i]), Arc::clone(&progress));
-            tasks.spawn(crowd::receive(dialect, j.reader, Some(j.writer), tally, progress));
+    let node_of: Vec<usize> = (0..receivers).map(|i| i % nodes.len()).collect();
+    let concurrency = if nodes.len() > 1 { SHARED_SETUP_CONCURRENCY } else { SETUP_CONCURRENCY };
+    for (k, node) in nodes.iter().enumerate() {
+        // This node's receivers, by their index among all receivers.
+        let mine: Arc<Vec<usize>> = Arc::new((0..receivers).filter(|&i| node_of[i] == k).collect());
+        if mine.is_empty() {
+            continue;
         }
-    };
-    join_all(dialect, server.addr, seats, SETUP_CONCURRENCY, ConnectOptions::default(), started).await?;
+        let seats = crowd::seats(&ctx.http, node, room, mine.len()).await?;
+        let started = {
+            let (tasks, tallies, progress) = (tasks.clone(), tallies.clone(), Arc::clone(&progress));
+            move |i: usize, j: Joined| {
+                let (tally, progress) = (Arc::clone(&tallies[mine[i]]), Arc::clone(&progress));
+                tasks.spawn(crowd::receive(dialect, j.reader, Some(j.writer), tally, progress));
+            }
+        };
+        join_all(dialect, node.addr, seats, concurrency, ConnectOptions::default(), started).await?;
+    }
     tokio::time::sleep(SETTLE).await;
     let blaster = Blaster::new(dialect, writer, SIGNAL_BYTES);
-    Ok((Crowd { _tasks: tasks, receivers: tallies, progress, blaster, echo }, extra_seats))
+    Ok((Crowd { _tasks: tasks, receivers: tallies, node_of, progress, blaster, echo }, extra_seats))
+}
+
+impl Crowd {
+    /// Signals received by the receivers on another node than the sender's.
+    fn cross_node_signals(&self) -> u64 {
+        let far = self.receivers.iter().zip(&self.node_of).filter(|&(_, &node)| node != 0);
+        far.map(|(t, _)| t.signals.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// Scenario 1: one sender, `n` receivers, sending as fast as the slowest receiver keeps up.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Fanout {
     pub receivers: usize,
+    /// Server nodes (more than one: signalroom nodes sharing a `redis-server`).
+    pub nodes: usize,
     pub seconds: f64,
     pub signals_per_s: f64,
+    /// At every receiver, wherever it joined.
     pub deliveries_per_s: f64,
-    /// Cores the server used on average while measured (1.0 = one core busy).
+    /// At the receivers on another node than the sender's (none with one node).
+    pub cross_node_deliveries_per_s: f64,
+    /// Cores the server side used on average while measured (1.0 = one core busy): every node
+    /// and Redis together.
     pub server_cpu: f64,
+    /// The same, per process: each node in turn, then Redis.
+    pub server_cpu_each: Vec<f64>,
     /// Cores the load generator used on average while measured.
     pub loadgen_cpu: f64,
     /// Whether every receiver got every signal sent.
@@ -189,31 +227,40 @@ pub(crate) struct Fanout {
     pub receivers_closed: usize,
 }
 
-pub(crate) async fn fanout(ctx: &Ctx, dialect: Dialect, n: usize) -> anyhow::Result<Fanout> {
-    let server = ctx.launch.start(dialect, &format!("fanout-{n}"), &[]).await?;
-    let result = fanout_on(ctx, &server, n).await;
-    server.stop().await;
+pub(crate) async fn fanout(
+    ctx: &Ctx,
+    dialect: Dialect,
+    n: usize,
+    topology: Topology,
+) -> anyhow::Result<Fanout> {
+    let deployment = ctx.launch.deploy(dialect, &format!("fanout-{n}"), topology, &[]).await?;
+    let result = fanout_on(ctx, &deployment, n).await;
+    deployment.stop().await;
     result
 }
 
-async fn fanout_on(ctx: &Ctx, server: &ServerProc, n: usize) -> anyhow::Result<Fanout> {
+async fn fanout_on(ctx: &Ctx, deployment: &Deployment, n: usize) -> anyhow::Result<Fanout> {
     let plan = &ctx.plan;
-    let (mut c, _) = crowd(ctx, server, &format!("fanout{n}"), n, false, 0).await?;
+    let (mut c, _) = crowd(ctx, &deployment.nodes, &format!("fanout{n}"), n, false, 0).await?;
     let warm = Instant::now() + secs(plan.fanout_warmup_s);
     c.blaster.saturate(&c.receivers, &c.progress, WINDOW, warm).await?;
-    let (server_cpu, loadgen_cpu) = (CpuMeter::start(server.pid), CpuMeter::start(0));
-    let (before, sent_before, t0) = (sum_signals(&c.receivers), c.blaster.sent, Instant::now());
+    let (server_cpu, loadgen_cpu) = (CpuMeter::start_all(&deployment.pids()), CpuMeter::start(0));
+    let (before, far_before, sent_before, t0) =
+        (sum_signals(&c.receivers), c.cross_node_signals(), c.blaster.sent, Instant::now());
     c.blaster.saturate(&c.receivers, &c.progress, WINDOW, t0 + secs(plan.fanout_measure_s)).await?;
-    let (after, sent_after, seconds) =
-        (sum_signals(&c.receivers), c.blaster.sent, t0.elapsed().as_secs_f64());
-    let (server_cpu, loadgen_cpu) = (server_cpu.cores(), loadgen_cpu.cores());
+    let (after, far_after, sent_after, seconds) =
+        (sum_signals(&c.receivers), c.cross_node_signals(), c.blaster.sent, t0.elapsed().as_secs_f64());
+    let (server_cpu_each, loadgen_cpu) = (server_cpu.cores_each(), loadgen_cpu.cores());
     let complete = c.blaster.drain(&c.receivers, &c.progress, DRAIN_LIMIT).await;
     Ok(Fanout {
         receivers: n,
+        nodes: deployment.nodes.len(),
         seconds,
         signals_per_s: (sent_after - sent_before) as f64 / seconds,
         deliveries_per_s: (after - before) as f64 / seconds,
-        server_cpu,
+        cross_node_deliveries_per_s: (far_after - far_before) as f64 / seconds,
+        server_cpu: server_cpu_each.iter().sum(),
+        server_cpu_each,
         loadgen_cpu,
         complete,
         errors: errors(&c),
@@ -230,6 +277,8 @@ fn errors(c: &Crowd) -> u64 {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Latency {
     pub receivers: usize,
+    /// Server nodes (more than one: signalroom nodes sharing a `redis-server`).
+    pub nodes: usize,
     pub signals_per_s: u64,
     pub deliveries_per_s: u64,
     pub samples: usize,
@@ -238,22 +287,44 @@ pub(crate) struct Latency {
     pub p999_us: f64,
     pub max_us: f64,
     pub mean_us: f64,
+    /// Of the receivers on another node than the sender's only (with several nodes).
+    pub cross_node_samples: usize,
+    pub cross_node_p50_us: Option<f64>,
+    pub cross_node_p99_us: Option<f64>,
+    pub cross_node_p999_us: Option<f64>,
+    /// Every node and Redis together, then per process.
     pub server_cpu: f64,
+    pub server_cpu_each: Vec<f64>,
     pub complete: bool,
     pub errors: u64,
 }
 
-pub(crate) async fn latency(ctx: &Ctx, dialect: Dialect) -> anyhow::Result<Latency> {
-    let server = ctx.launch.start(dialect, "latency", &[]).await?;
-    let result = latency_on(ctx, &server).await;
-    server.stop().await;
+pub(crate) async fn latency(ctx: &Ctx, dialect: Dialect, topology: Topology) -> anyhow::Result<Latency> {
+    let deployment = ctx.launch.deploy(dialect, "latency", topology, &[]).await?;
+    let result = latency_on(ctx, &deployment).await;
+    deployment.stop().await;
     result
 }
 
-async fn latency_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Latency> {
+/// Latencies sorted, and their percentiles in µs.
+struct Samples(Vec<u64>);
+
+impl Samples {
+    fn new(mut all: Vec<u64>) -> Self {
+        all.sort_unstable();
+        Self(all)
+    }
+
+    fn pct(&self, p: f64) -> Option<f64> {
+        let i = ((self.0.len() as f64 * p) as usize).min(self.0.len().checked_sub(1)?);
+        Some(self.0[i] as f64 / 1000.0)
+    }
+}
+
+async fn latency_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<Latency> {
     let plan = &ctx.plan;
     let n = plan.latency_receivers;
-    let (mut c, _) = crowd(ctx, server, "latency", n, true, 0).await?;
+    let (mut c, _) = crowd(ctx, &deployment.nodes, "latency", n, true, 0).await?;
     let period = Duration::from_secs_f64(1.0 / plan.latency_signals_per_s as f64);
     let warmup = (plan.latency_warmup_s * plan.latency_signals_per_s as f64) as u64;
     let total = warmup + (plan.latency_measure_s * plan.latency_signals_per_s as f64) as u64;
@@ -266,36 +337,83 @@ async fn latency_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Latency> {
     for i in 0..total {
         tick.tick().await;
         if i == warmup {
-            server_cpu = Some(CpuMeter::start(server.pid));
+            server_cpu = Some(CpuMeter::start_all(&deployment.pids()));
         }
         c.blaster.send_one().await?;
     }
-    let server_cpu = server_cpu.map_or(0.0, |m| m.cores());
+    let server_cpu_each = server_cpu.map_or_else(Vec::new, |m| m.cores_each());
     let complete = c.blaster.drain(&c.receivers, &c.progress, DRAIN_LIMIT).await;
-    let mut all: Vec<u64> = Vec::new();
-    for t in &c.receivers {
+    let (mut all, mut far): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+    for (t, &node) in c.receivers.iter().zip(&c.node_of) {
         if let Some(l) = &t.latencies {
-            all.append(&mut l.lock().expect("latency lock"));
+            let mut l = l.lock().expect("latency lock");
+            if node != 0 {
+                far.extend_from_slice(&l);
+            }
+            all.append(&mut l);
         }
     }
-    if all.is_empty() {
+    let (all, far) = (Samples::new(all), Samples::new(far));
+    let (Some(p50_us), Some(p99_us), Some(p999_us), Some(max_us)) =
+        (all.pct(0.50), all.pct(0.99), all.pct(0.999), all.pct(1.0))
+    else {
         bail!("no latency samples");
-    }
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    };
     Ok(Latency {
         receivers: n,
+        nodes: deployment.nodes.len(),
         signals_per_s: plan.latency_signals_per_s,
         deliveries_per_s: plan.latency_signals_per_s * n as u64,
-        samples: all.len(),
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-        p999_us: pct(0.999),
-        max_us: *all.last().expect("samples") as f64 / 1000.0,
-        mean_us: all.iter().sum::<u64>() as f64 / all.len() as f64 / 1000.0,
-        server_cpu,
+        samples: all.0.len(),
+        p50_us,
+        p99_us,
+        p999_us,
+        max_us,
+        mean_us: all.0.iter().sum::<u64>() as f64 / all.0.len() as f64 / 1000.0,
+        cross_node_samples: far.0.len(),
+        cross_node_p50_us: far.pct(0.50),
+        cross_node_p99_us: far.pct(0.99),
+        cross_node_p999_us: far.pct(0.999),
+        server_cpu: server_cpu_each.iter().sum(),
+        server_cpu_each,
         complete,
         errors: errors(&c),
+    })
+}
+
+/// Scenario 7: the fan-out and the latency scenarios against one signalroom node and against two
+/// nodes sharing a `redis-server` (receivers spread over both, the sender on the first), in one
+/// run, so the ratios compare figures taken side by side. The fan-out also runs against one node
+/// with the Redis broker, which tells the cost of the broker from the cost of crossing nodes.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TwoNode {
+    pub one_node_fanout: Fanout,
+    pub one_node_redis_fanout: Fanout,
+    pub two_node_fanout: Fanout,
+    pub one_node_latency: Latency,
+    pub two_node_latency: Latency,
+}
+
+pub(crate) async fn twonode(ctx: &Ctx) -> anyhow::Result<TwoNode> {
+    let n = ctx.plan.twonode_receivers;
+    let d = Dialect::OpenVidu;
+    let fan = |t: Topology| async move {
+        fanout(ctx, d, n, t).await.with_context(|| format!("{}, fan-out", t.describe()))
+    };
+    let lat = |t: Topology| async move {
+        latency(ctx, d, t).await.with_context(|| format!("{}, latency", t.describe()))
+    };
+    let one_node_fanout = fan(Topology::Single).await?;
+    let one_node_redis_fanout = fan(Topology::Redis(1)).await?;
+    let two_node_fanout = fan(Topology::Redis(2)).await?;
+    let one_node_latency = lat(Topology::Single).await?;
+    let two_node_latency = lat(Topology::Redis(2)).await?;
+    Ok(TwoNode {
+        one_node_fanout,
+        one_node_redis_fanout,
+        two_node_fanout,
+        one_node_latency,
+        two_node_latency,
     })
 }
 
@@ -475,7 +593,7 @@ async fn isolation_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Isolatio
     let participants = plan.isolation_participants;
     let receivers = participants - 2;
     let room = "isolation";
-    let (mut c, extra) = crowd(ctx, server, room, receivers, false, 1).await?;
+    let (mut c, extra) = crowd(ctx, std::slice::from_ref(server), room, receivers, false, 1).await?;
     // The stalled participant: a tiny receive buffer, reads its join answer, then never reads again.
     let stall_opts = ConnectOptions { read_buffer: 4096, recv_buffer: Some(4096) };
     let stalled = server.dialect.join(server.addr, &extra[0], stall_opts).await?;
@@ -586,7 +704,7 @@ pub(crate) async fn python(ctx: &Ctx) -> anyhow::Result<Python> {
 
 async fn python_on(ctx: &Ctx, py: &PathBuf, server: &ServerProc) -> anyhow::Result<Python> {
     let plan = &ctx.plan;
-    let (mut c, seats) = crowd(ctx, server, "python", 0, false, 2).await?;
+    let (mut c, seats) = crowd(ctx, std::slice::from_ref(server), "python", 0, false, 2).await?;
     let script = ctx.python_dir.join("participant.py");
     let mut procs = Vec::new();
     for (mode, seat) in ["signalroom", "websockets"].iter().zip(&seats) {

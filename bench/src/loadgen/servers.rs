@@ -1,5 +1,6 @@
 //! The servers under test, each a separate process (so its memory and CPU time can be read from
-//! `/proc/<pid>`), started fresh for every scenario and killed after it.
+//! `/proc/<pid>`), started fresh for every scenario and killed after it. Several signalroom nodes
+//! share their sessions through a `redis-server` of the scenario's own.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,10 @@ use crate::dialect::Dialect;
 
 /// How long a server may take to print its ready line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a fresh `redis-server` may take to answer `PING`.
+const REDIS_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts at starting `redis-server` on a free port (another process may take it meanwhile).
+const REDIS_PORT_ATTEMPTS: usize = 5;
 /// The REST secret of the signalroom servers we start.
 pub(crate) const SECRET: &str = "bench-secret";
 
@@ -30,6 +35,34 @@ pub(crate) struct Launch {
     pub logs: PathBuf,
 }
 
+/// How a scenario's server side is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Topology {
+    /// One server process, sessions in it.
+    Single,
+    /// This many signalroom nodes sharing a fresh `redis-server` (1: one node with the Redis broker).
+    Redis(usize),
+}
+
+impl Topology {
+    /// For labels and progress lines: `1 node`, `2 nodes + Redis`.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Topology::Single => "1 node".to_owned(),
+            Topology::Redis(1) => "1 node + Redis".to_owned(),
+            Topology::Redis(n) => format!("{n} nodes + Redis"),
+        }
+    }
+
+    /// For log file names: empty, `-redis1`, `-redis2`.
+    fn suffix(self) -> String {
+        match self {
+            Topology::Single => String::new(),
+            Topology::Redis(n) => format!("-redis{n}"),
+        }
+    }
+}
+
 /// A running server.
 pub(crate) struct ServerProc {
     pub dialect: Dialect,
@@ -41,6 +74,96 @@ pub(crate) struct ServerProc {
 }
 
 impl Launch {
+    /// A command running `program`, pinned to the servers' CPU when pinning.
+    fn command(&self, program: &std::path::Path) -> Command {
+        match &self.server_cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Starts the deployment under test, all on the servers' CPU: one server, or a fresh
+    /// `redis-server` and signalroom nodes sharing it (`--broker`).
+    pub(crate) async fn deploy(
+        &self,
+        dialect: Dialect,
+        label: &str,
+        topology: Topology,
+        extra: &[&str],
+    ) -> anyhow::Result<Deployment> {
+        let nodes = match topology {
+            Topology::Single => {
+                let node = self.start(dialect, label, extra).await?;
+                return Ok(Deployment { nodes: vec![node], redis: None });
+            }
+            Topology::Redis(nodes) => nodes.max(1),
+        };
+        if dialect != Dialect::OpenVidu {
+            bail!("only signalroom shares sessions through Redis");
+        }
+        let label = format!("{label}{}", topology.suffix());
+        let redis = self.start_redis(&label).await?;
+        let broker = redis.url();
+        let mut args = vec!["--broker", broker.as_str()];
+        args.extend_from_slice(extra);
+        let mut started = Vec::with_capacity(nodes);
+        for i in 0..nodes {
+            started.push(self.start(dialect, &format!("{label}-node{i}"), &args).await?);
+        }
+        Ok(Deployment { nodes: started, redis: Some(redis) })
+    }
+
+    /// Starts `redis-server` on a free loopback port without persistence (`--save "" --appendonly
+    /// no`), and waits until it answers `PING`.
+    async fn start_redis(&self, label: &str) -> anyhow::Result<RedisProc> {
+        std::fs::create_dir_all(&self.logs)?;
+        let log_path = self.logs.join(format!("redis-{label}.log"));
+        for _ in 0..REDIS_PORT_ATTEMPTS {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let log =
+                std::fs::File::create(&log_path).with_context(|| format!("cannot create {log_path:?}"))?;
+            let mut command = self.command(std::path::Path::new("redis-server"));
+            command
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .current_dir(&self.logs)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true);
+            let mut child = command
+                .spawn()
+                .context("cannot start redis-server (Debian: apt-get install redis-server)")?;
+            let pid = child.id().context("redis-server exited at once")?;
+            let deadline = tokio::time::Instant::now() + REDIS_START_TIMEOUT;
+            loop {
+                if redis_ping(port).await {
+                    return Ok(RedisProc { port, pid, child });
+                }
+                if child.try_wait()?.is_some() {
+                    break; // its port was taken: try another
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!("redis-server on port {port} never answered PING (log: {log_path:?})");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        bail!("redis-server did not start in {REDIS_PORT_ATTEMPTS} attempts (log: {log_path:?})")
+    }
+
     /// Starts the server speaking `dialect`; `extra` are extra signalroom flags.
     pub(crate) async fn start(
         &self,
@@ -58,18 +181,8 @@ impl Launch {
             Dialect::Raw => (self.raw.clone(), vec!["--listen".into(), "127.0.0.1:0".into()]),
             Dialect::SocketIo => (self.node.clone(), vec![self.socketio.display().to_string()]),
         };
-        let mut command = match &self.server_cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu).arg(&program).args(&args);
-                c
-            }
-            None => {
-                let mut c = Command::new(&program);
-                c.args(&args);
-                c
-            }
-        };
+        let mut command = self.command(&program);
+        command.args(&args);
         std::fs::create_dir_all(&self.logs)?;
         let log_path = self.logs.join(format!("{}-{label}.log", dialect.server_name()));
         let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {log_path:?}"))?;
@@ -108,5 +221,56 @@ impl ServerProc {
     /// Stops the server (SIGKILL: nothing to flush in a benchmark) and reaps it.
     pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+/// `PING` answered by `+PONG` on `127.0.0.1:port`.
+async fn redis_ping(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(b"PING\r\n").await?;
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).await?;
+        std::io::Result::Ok(&buf == b"+PONG\r\n")
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(1), attempt).await, Ok(Ok(true)))
+}
+
+/// A `redis-server` of one scenario.
+pub(crate) struct RedisProc {
+    port: u16,
+    pub pid: u32,
+    child: Child,
+}
+
+impl RedisProc {
+    /// The URL the nodes are given (`--broker`).
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+/// What one scenario runs against: one server, or signalroom nodes sharing a `redis-server`.
+pub(crate) struct Deployment {
+    /// The nodes; the first is where senders join.
+    pub nodes: Vec<ServerProc>,
+    pub redis: Option<RedisProc>,
+}
+
+impl Deployment {
+    /// Every process of the deployment: the nodes, then Redis.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.pid).chain(self.redis.as_ref().map(|r| r.pid)).collect()
+    }
+
+    /// Stops every process (SIGKILL) and reaps it.
+    pub(crate) async fn stop(self) {
+        for node in self.nodes {
+            node.stop().await;
+        }
+        if let Some(mut redis) = self.redis {
+            let _ = redis.child.kill().await;
+        }
     }
 }
