@@ -547,10 +547,9 @@ async fn a_killed_node_s_participants_leave_for_everybody_within_the_bound() {
 }
 
 /// What a Redis restart loses: everything in it (it runs without persistence here): the sessions,
-/// their pending tokens, the participant lists and the node heartbeats. What this test asks is
-/// that nodes recover: once Redis is back, new sessions work on every node and across nodes. What
-/// happens to the participants of the sessions lost is the broker's documented choice, not
-/// asserted here.
+/// their pending tokens, the participant lists and the node heartbeats. The participants of the
+/// sessions lost are evicted (`networkDisconnect`) on every node, and once Redis is back new
+/// sessions work on every node and across nodes.
 #[tokio::test]
 async fn after_a_redis_restart_new_sessions_work_on_every_node() {
     let mut c = TestCluster::start(2).await;
