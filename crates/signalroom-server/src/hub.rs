@@ -118,19 +118,16 @@ impl Hub {
         caller: Option<&Arc<Outbox>>,
         op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
     ) -> Result<Applied<R>, Refusal> {
-        let applied = self.broker.apply(session, caller, op).await?;
-        self.settle(session, &applied.left, applied.closed, applied.slow.clone()).await;
+        let mut applied = self.broker.apply(session, caller, op).await?;
+        self.settle(session, &mut applied).await;
         Ok(applied)
     }
 
-    async fn settle(
-        &self,
-        session: &str,
-        left: &[(ConnectionId, RpcSessionId, EndReason)],
-        closed: bool,
-        mut slow: Vec<ConnectionId>,
-    ) {
-        self.announce_left(session, left, closed);
+    /// Announces who left, then evicts the slow receivers an operation found (and those the
+    /// evictions find, and so on).
+    async fn settle<R>(&self, session: &str, applied: &mut Applied<R>) {
+        self.announce_left(session, &applied.left, applied.closed);
+        let mut slow = std::mem::take(&mut applied.slow);
         while !slow.is_empty() {
             for s in &slow {
                 tracing::warn!(connection = %s, "send queue full: evicting slow receiver");
@@ -368,9 +365,9 @@ impl Hub {
         caller: Option<&Arc<Outbox>>,
         reply: Option<Utf8Bytes>,
     ) -> Result<(), Refusal> {
-        let applied =
+        let mut applied =
             self.broker.signal(session, from, to, data, kind, caller, reply.map(Out::Frame)).await?;
-        self.settle(session, &applied.left, applied.closed, applied.slow.clone()).await;
+        self.settle(session, &mut applied).await;
         self.emit(|| ServerEvent::SignalSent {
             session: session.into(),
             from: from.cloned(),
