@@ -232,9 +232,7 @@ impl SocketConn {
             acks: self.acks,
         };
         let id = self.request_id.clone();
-        let reply = move |result: &signalroom_core::protocol::JoinRoomResult| {
-            Utf8Bytes::from(id.as_deref().map(|id| Response::new(id, result).to_json()).unwrap_or_default())
-        };
+        let reply = move |result: &signalroom_core::protocol::JoinRoomResult| response(id.as_deref(), result);
         let result = self.hub.join(req, &self.outbox, reply).await?;
         self.push(Out::Order(Order::KeepOpen));
         self.joined = Some(Joined {
@@ -257,7 +255,7 @@ impl SocketConn {
                 recovered: r.recovered,
                 replayed: Some(r.replayed),
             };
-            Utf8Bytes::from(id.as_deref().map(|id| Response::new(id, result).to_json()).unwrap_or_default())
+            response(id.as_deref(), result)
         };
         let (session, connection, outbox, _) = self
             .hub
@@ -290,13 +288,16 @@ impl SocketConn {
         Some(joined)
     }
 
+    /// The `{"sessionId": …}` reply to the request being handled (`None` for a notification).
     fn ok_frame(&self) -> Option<Utf8Bytes> {
         let id = self.request_id.as_deref()?;
-        Some(Utf8Bytes::from(Response::new(id, json!({"sessionId": self.rpc_id})).to_json()))
+        Some(response(Some(id), json!({"sessionId": self.rpc_id})))
     }
 
     fn reply_ok(&mut self) {
-        self.reply_result(json!({"sessionId": self.rpc_id}));
+        if let Some(frame) = self.ok_frame() {
+            self.push(Out::Frame(frame));
+        }
     }
 
     fn reply_result<R: Serialize>(&mut self, result: R) {
@@ -329,6 +330,11 @@ impl SocketConn {
             self.overflowed = true;
         }
     }
+}
+
+/// A success response frame; empty without an id (a notification gets no answer).
+fn response<R: Serialize>(id: Option<&RawValue>, result: R) -> Utf8Bytes {
+    Utf8Bytes::from(id.map(|id| Response::new(id, result).to_json()).unwrap_or_default())
 }
 
 fn params<'a, T: serde::Deserialize<'a>>(name: &str, frame: &Frame<'a>) -> Result<T, Refusal> {
