@@ -342,7 +342,8 @@ impl Hub {
             .apply(&req.session, Some(outbox), |room| {
                 let (result, effects) = room.join(joiner)?;
                 let frame = reply(&result);
-                Ok(Outcome::new(result, effects, Some(Out::Frame(frame))))
+                // An empty frame: the join came as a notification, which gets no answer.
+                Ok(Outcome::new(result, effects, (!frame.is_empty()).then_some(Out::Frame(frame))))
             })
             .await?;
         let result = applied.value;

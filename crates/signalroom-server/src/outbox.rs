@@ -358,7 +358,11 @@ impl Outbox {
         items.extend(queued.into_iter().filter(|o| o.note().is_some_and(|frame| seq_of(frame) > last)));
         let resumed =
             Resumed { recovered: last_seq.map(|l| st.lost_upto <= l), replayed: items.len() as u64 };
-        items.push_front(Out::Frame(reply(resumed)));
+        let reply = reply(resumed);
+        if !reply.is_empty() {
+            // (empty: the connect came as a notification, which gets no answer)
+            items.push_front(Out::Frame(reply));
+        }
         items.push_back(Out::Order(Order::KeepOpen));
         st.bytes = items.iter().map(Out::bytes).sum();
         st.items = items;
