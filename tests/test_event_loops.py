@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,7 +107,11 @@ def test_top_level_await_on_a_loop_that_is_already_running(kernel: Kernel) -> No
         """
     )
     # Between cells the loop keeps running: the signal is handled with no cell awaiting anything.
-    kernel.run("done = session.wait_for('signal:chat')")
+    deadline = time.monotonic() + TIMEOUT
+    while kernel.namespace["got"] != ["sent in one cell"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert kernel.namespace["got"] == ["sent in one cell"]
+    kernel.run("done = session.wait_for('signal:chat', predicate=lambda e: e.data == 'and another')")
     kernel.run("await session.signal('and another', type='chat'); await done")
     assert kernel.namespace["got"] == ["sent in one cell", "and another"]
     with pytest.raises(RuntimeError, match="from the event loop that connected this session"):
