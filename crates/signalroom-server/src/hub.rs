@@ -13,7 +13,7 @@ use signalroom_core::signal::SignalMessage;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::broadcast;
 
-use crate::broker::{AnyBroker, Applied, Broker, Notice, Outcome};
+use crate::broker::{AnyBroker, Applied, Broker, Notice, Outcome, Ticket};
 use crate::config::Config;
 use crate::events::ServerEvent;
 use crate::outbox::{Limits, Out, Outbox, Resumed};
@@ -366,8 +366,22 @@ impl Hub {
         caller: Option<&Arc<Outbox>>,
         reply: Option<Utf8Bytes>,
     ) -> Result<(), Refusal> {
-        let mut applied =
+        let applied =
             self.broker.signal(session, from, to, data, kind, caller, reply.map(Out::Frame)).await?;
+        self.signal_applied(session, from, data, kind, applied).await;
+        Ok(())
+    }
+
+    /// What follows a signal the broker applied: evictions of the receivers too slow for it, and
+    /// its event.
+    async fn signal_applied(
+        &self,
+        session: &str,
+        from: Option<&ConnectionId>,
+        data: Option<&str>,
+        kind: Option<&str>,
+        mut applied: Applied<()>,
+    ) {
         self.settle(session, &mut applied).await;
         self.emit(|| ServerEvent::SignalSent {
             session: session.into(),
@@ -376,7 +390,59 @@ impl Hub {
             recipients: applied.delivered,
             bytes: data.map_or(0, str::len),
         });
+    }
+
+    /// A signal as `sendMessage` carries it, handed to the broker without waiting for it: the
+    /// caller finishes it with [`Hub::message_done`] (or [`Hub::send_message_locked`]), in
+    /// order. `None`: the broker applies signals at once; call [`Hub::send_message`].
+    pub(crate) fn start_message(
+        &self,
+        session: &str,
+        from: &ConnectionId,
+        message: &SignalMessage,
+        caller: &Arc<Outbox>,
+        reply: Option<Utf8Bytes>,
+    ) -> Option<Ticket> {
+        let (data, kind) = (message.data.as_deref(), message.kind.as_deref());
+        self.broker.start_signal(session, from, &message.to, data, kind, caller, reply.map(Out::Frame))
+    }
+
+    /// A signal handed over with [`Hub::start_message`] was applied.
+    pub(crate) async fn message_done(
+        &self,
+        session: &str,
+        from: &ConnectionId,
+        message: &SignalMessage,
+        applied: Applied<()>,
+    ) {
+        let (data, kind) = (message.data.as_deref(), message.kind.as_deref());
+        self.signal_applied(session, Some(from), data, kind, applied).await;
+    }
+
+    /// A signal handed over met a busy session ([`Step::Locked`](crate::broker::Step::Locked)): applied under the session's
+    /// lock. The caller calls [`Hub::unfence`] once none of its signals is on its way.
+    pub(crate) async fn send_message_locked(
+        &self,
+        session: &str,
+        from: &ConnectionId,
+        message: &SignalMessage,
+        caller: &Arc<Outbox>,
+        reply: Option<Utf8Bytes>,
+    ) -> Result<(), Refusal> {
+        let (to, data, kind) = (&message.to, message.data.as_deref(), message.kind.as_deref());
+        let applied = self
+            .broker
+            .apply(session, Some(caller), |room| {
+                Ok(Outcome::new((), room.signal(Some(from), to, data, kind)?, reply.map(Out::Frame)))
+            })
+            .await?;
+        self.signal_applied(session, Some(from), data, kind, applied).await;
         Ok(())
+    }
+
+    /// `from`'s signals go the fast way again (see [`Broker::start_signal`]).
+    pub(crate) fn unfence(&self, session: &str, from: &ConnectionId) {
+        self.broker.unfence(session, from);
     }
 
     /// A signal as `sendMessage` carries it.

@@ -105,6 +105,22 @@ impl Broker for LocalBroker {
         self.apply(id, caller, |room| Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply))).await
     }
 
+    fn start_signal(
+        &self,
+        _id: &str,
+        _from: &ConnectionId,
+        _to: &[ConnectionId],
+        _data: Option<&str>,
+        _kind: Option<&str>,
+        _caller: &Arc<Outbox>,
+        _reply: Option<crate::outbox::Out>,
+    ) -> Option<super::Ticket> {
+        // A signal is applied at once, under the session's lock.
+        None
+    }
+
+    fn unfence(&self, _id: &str, _from: &ConnectionId) {}
+
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
         let cell = self.cell(id)?;
         let guard = cell.lock();

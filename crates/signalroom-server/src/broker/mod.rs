@@ -106,6 +106,28 @@ pub(crate) trait Broker: Send + Sync + 'static {
         reply: Option<Out>,
     ) -> impl Future<Output = Result<Applied<()>, Refusal>> + Send;
 
+    /// Hands a participant's signal over without waiting for it. Signals handed over one after
+    /// another are applied in that order, each as [`Broker::signal`] would apply it; the ticket
+    /// tells the outcome, or [`Step::Locked`]: the session was busy, and the caller applies the
+    /// signal itself ([`Broker::apply`] with [`Room::signal`]), in order with the rest: every
+    /// signal of `from` handed over after a locked one is locked out too, until the caller calls
+    /// [`Broker::unfence`] with none of its signals on their way. `None`: this broker does not
+    /// hand signals over (it applies them at once): call [`Broker::signal`].
+    #[allow(clippy::too_many_arguments)]
+    fn start_signal(
+        &self,
+        id: &str,
+        from: &ConnectionId,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+        caller: &Arc<Outbox>,
+        reply: Option<Out>,
+    ) -> Option<Ticket>;
+
+    /// Lets `from`'s signals be applied as they come again, after [`Step::Locked`].
+    fn unfence(&self, id: &str, from: &ConnectionId);
+
     /// Reads a session's room.
     fn read<R: Send>(
         &self,
@@ -154,6 +176,18 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// reports everything through [`Applied`]. Taken once.
     fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>>;
 }
+
+/// How a signal handed over with [`Broker::start_signal`] went.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Applied, or refused, as [`Broker::signal`] would have answered.
+    Done(Result<Applied<()>, Refusal>),
+    /// The session was busy: the caller applies the signal itself, in order.
+    Locked,
+}
+
+/// The outcome of a signal handed over, on its way.
+pub(crate) type Ticket = std::pin::Pin<Box<dyn Future<Output = Step> + Send>>;
 
 /// Something a broker found on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +241,23 @@ impl Broker for AnyBroker {
         reply: Option<Out>,
     ) -> Result<Applied<()>, Refusal> {
         each!(self, b => b.signal(id, from, to, data, kind, caller, reply).await)
+    }
+
+    fn start_signal(
+        &self,
+        id: &str,
+        from: &ConnectionId,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+        caller: &Arc<Outbox>,
+        reply: Option<Out>,
+    ) -> Option<Ticket> {
+        each!(self, b => b.start_signal(id, from, to, data, kind, caller, reply))
+    }
+
+    fn unfence(&self, id: &str, from: &ConnectionId) {
+        each!(self, b => b.unfence(id, from))
     }
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {

@@ -7,6 +7,8 @@
 //! - `sr:lock:{id}`: held (a random token, 5 s expiry) while one node runs an operation on it;
 //! - `sr:members:{id}`: the set of its participants, and `sr:seq:{id}`: its last notification's
 //!   sequence number, which a signal needs without the whole room;
+//! - `sr:fence:{id}:{connection}`: raised while a participant's signals take the locked path (see
+//!   below), 60 s expiry;
 //! - `sr:rpc:{rpc id}`: the session and connection of a participant, for reconnections;
 //! - `sr:node:{node id}`: a node's heartbeat, refreshed every [`HEARTBEAT`], expiring after
 //!   [`NODE_TTL`]; participants of a node whose heartbeat expired are evicted by the others;
@@ -25,6 +27,12 @@
 //! recipients against `sr:members:{id}`, takes the next number of `sr:seq:{id}`, appends it to
 //! the frame the sending node serialised, logs and publishes it (one publish per signal per
 //! session); while an operation holds the session's lock it falls back to the locked path.
+//! A socket does not wait for its signal's script before it reads the next request: a node's
+//! signal writer sends whatever signals wait, from every socket, in one pipeline per round trip,
+//! in the order handed over, so one sender's signals reach Redis, and every node, in batches.
+//! Order per sender survives the locked path: a signal that meets the lock raises its sender's
+//! fence, the sender's later signals already on their way meet the fence and take the locked
+//! path too, and the socket runs them there one by one, in order, then lowers the fence.
 //!
 //! Outboxes stay on the node that holds the participant's socket. A reconnection that lands on
 //! another node moves the participant there: that node replays, from the session's log, every
@@ -46,10 +54,10 @@ use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
 use serde::{Deserialize, Serialize};
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{Applied, Broker, Notice, Outcome, deliver};
+use super::{Applied, Broker, Notice, Outcome, Step, Ticket, deliver};
 use crate::outbox::{Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Room};
@@ -63,6 +71,8 @@ pub(crate) const NODE_TTL: Duration = Duration::from_secs(6);
 pub(crate) const REAP_EVERY: Duration = Duration::from_secs(3);
 /// About how many operations each session's log keeps for reconnections on another node.
 pub(crate) const LOG_LENGTH: usize = 4096;
+/// At most this many signals go to Redis in one pipeline.
+const SIGNAL_BATCH: usize = 512;
 /// How long a session lock lives if its holder dies.
 const LOCK_TTL_MS: u64 = 5_000;
 /// How long an operation waits for a session's lock.
@@ -71,12 +81,18 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 const RESUBSCRIBE_BACKOFF: [Duration; 4] =
     [Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)];
 
-/// A signal without the room (see the module docs). KEYS: members, seq, lock, log, channel.
-/// ARGV: sender (or ""), message head, frame prefix, log length, recipients... Returns
-/// `{1, recipients}`, `{0, 0}` to take the locked path (locked, or nobody joined), `{-1, 0}` if
-/// the sender is not a participant, `{-2, i}` if recipient `i` is not.
+/// A signal without the room (see the module docs). KEYS: members, seq, lock, log, channel,
+/// fence. ARGV: sender (or ""), message head, frame prefix, log length, recipients... Returns
+/// `{1, recipients}`, `{0, 0}` to take the locked path (locked, fenced, or nobody joined), `{-1, 0}`
+/// if the sender is not a participant, `{-2, i}` if recipient `i` is not. A participant's signal
+/// sent to the locked path raises its fence, so that its later signals, sent before the node learnt
+/// of this, follow it there in order instead of overtaking it; the node lowers the fence when the
+/// locked path has taken them all.
 const SIGNAL: &str = r#"
-if redis.call("EXISTS", KEYS[3]) == 1 or redis.call("SCARD", KEYS[1]) == 0 then return {0, 0} end
+if redis.call("EXISTS", KEYS[3], KEYS[6]) > 0 or redis.call("SCARD", KEYS[1]) == 0 then
+  if ARGV[1] ~= "" then redis.call("SET", KEYS[6], "1", "PX", 60000) end
+  return {0, 0}
+end
 if ARGV[1] ~= "" and redis.call("SISMEMBER", KEYS[1], ARGV[1]) == 0 then return {-1, 0} end
 local n = 0
 for i = 5, #ARGV do
@@ -90,10 +106,6 @@ redis.call("XADD", KEYS[4], "MAXLEN", "~", ARGV[4], "*", "m", message)
 redis.call("PUBLISH", KEYS[5], message)
 return {1, n}
 "#;
-
-/// [`SIGNAL`], hashed once (it runs by its hash, loaded when Redis does not know it).
-static SIGNAL_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(SIGNAL));
 
 /// Releases a lock only if it is still ours.
 const UNLOCK: &str =
@@ -121,6 +133,10 @@ fn seq_key(id: &str) -> String {
 
 fn log_key(id: &str) -> String {
     format!("sr:log:{id}")
+}
+
+fn fence_key(id: &str, sender: &str) -> String {
+    format!("sr:fence:{id}:{sender}")
 }
 
 fn node_key(node: &str) -> String {
@@ -240,6 +256,8 @@ pub(crate) struct RedisBroker {
     shared: Arc<Shared>,
     conn: ConnectionManager,
     next_op: AtomicU64,
+    /// The signal writer's queue ([`write_signals`]).
+    jobs: mpsc::UnboundedSender<Job>,
     notices_rx: Mutex<Option<mpsc::UnboundedReceiver<Notice>>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -320,12 +338,21 @@ impl RedisBroker {
         let mut beat = conn.clone();
         let _: () = beat.set_ex(node_key(&shared.node), 1, NODE_TTL.as_secs()).await?;
         tracing::info!(node = %shared.node, url = %redact(url), "sharing sessions through Redis");
+        let (jobs, jobs_rx) = mpsc::unbounded_channel();
         let tasks = vec![
+            tokio::spawn(write_signals(conn.clone(), jobs_rx)),
             tokio::spawn(heartbeat(beat, shared.node.clone())),
             tokio::spawn(read_messages(client, stream, Arc::clone(&shared))),
             tokio::spawn(reap(conn.clone(), Arc::clone(&shared))),
         ];
-        Ok(Self { shared, conn, next_op: AtomicU64::new(1), notices_rx: Mutex::new(Some(notices_rx)), tasks })
+        Ok(Self {
+            shared,
+            conn,
+            next_op: AtomicU64::new(1),
+            jobs,
+            notices_rx: Mutex::new(Some(notices_rx)),
+            tasks,
+        })
     }
 
     /// Subscribes to a session's channel unless this node already does; the channel is kept
@@ -581,6 +608,84 @@ impl RedisBroker {
         self.commit(id, &room, &effects, Some(outbox), None).await?;
         Ok(resumed)
     }
+    /// Hands a signal to this node's signal writer, which sends signals to Redis in the order
+    /// handed over, many per round trip ([`write_signals`]).
+    #[allow(clippy::too_many_arguments)]
+    fn hand_over(
+        &self,
+        id: &str,
+        from: Option<&ConnectionId>,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+        caller: Option<&Arc<Outbox>>,
+        reply: Option<Out>,
+    ) -> Ticket {
+        let mut ids: Vec<ConnectionId> = Vec::with_capacity(to.len());
+        for c in to {
+            if !ids.contains(c) {
+                ids.push(c.clone());
+            }
+        }
+        let audience = if ids.is_empty() { Audience::All } else { Audience::Only(ids.clone()) };
+        let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
+        let head = format!(
+            "S\n{}\n{op_id}\n{}\n",
+            self.shared.node,
+            serde_json::to_string(&audience).expect("audiences serialise")
+        );
+        let prefix = crate::room::signal_prefix(from, data, kind);
+        if let Some(caller) = caller {
+            let pending = Pending { session: SessionId::from(id), caller: Arc::clone(caller), reply };
+            self.shared.pending.insert(op_id, pending);
+        }
+        let sender = from.map_or("", ConnectionId::as_str);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SIGNAL)
+            .arg(6)
+            .arg(members_key(id))
+            .arg(seq_key(id))
+            .arg(lock_key(id))
+            .arg(log_key(id))
+            .arg(channel(id))
+            .arg(fence_key(id, sender))
+            .arg(sender)
+            .arg(head)
+            .arg(prefix)
+            .arg(LOG_LENGTH);
+        for c in &ids {
+            cmd.arg(c.as_str());
+        }
+        let (done, outcome) = oneshot::channel();
+        let _ = self.jobs.send(Job { cmd, done: Some(done) });
+        let shared = Arc::clone(&self.shared);
+        let signed = from.is_some();
+        Box::pin(async move {
+            let outcome = outcome.await.unwrap_or_else(|_| Err("the signal writer stopped".into()));
+            if !matches!(outcome, Ok((1, _))) {
+                shared.pending.remove(&op_id);
+            }
+            Step::Done(match outcome {
+                Ok((1, n)) => Ok(Applied {
+                    value: (),
+                    slow: Vec::new(),
+                    left: Vec::new(),
+                    delivered: n as usize,
+                    closed: false,
+                }),
+                Ok((-1, _)) => Err(Refusal::NoLongerJoined(RpcSessionId::from(""))),
+                Ok((-2, i)) if signed => {
+                    let who = ids.get(i as usize).map_or_else(String::new, |c| c.to_string());
+                    Err(Refusal::Signal(signalroom_core::Error::SignalRecipients {
+                        reason: format!("connection {who:?} is not a participant of the session"),
+                    }))
+                }
+                Ok((-2, _)) => Err(Refusal::NoValidRecipient),
+                Ok(_) => return Step::Locked,
+                Err(e) => Err(Refusal::BrokerDown(e)),
+            })
+        })
+    }
 }
 
 impl Broker for RedisBroker {
@@ -638,71 +743,43 @@ impl Broker for RedisBroker {
         reply: Option<Out>,
     ) -> Result<Applied<()>, Refusal> {
         let _interest = if caller.is_some() { Some(self.subscribe(id).await?) } else { None };
-        let mut ids: Vec<&ConnectionId> = Vec::with_capacity(to.len());
-        for c in to {
-            if !ids.contains(&c) {
-                ids.push(c);
-            }
-        }
-        let audience = if ids.is_empty() {
-            Audience::All
-        } else {
-            Audience::Only(ids.iter().map(|c| (*c).clone()).collect())
-        };
-        let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
-        let head = format!(
-            "S\n{}\n{op_id}\n{}\n",
-            self.shared.node,
-            serde_json::to_string(&audience).expect("audiences serialise")
-        );
-        let prefix = crate::room::signal_prefix(from, data, kind);
-        if let Some(caller) = caller {
-            let pending =
-                Pending { session: SessionId::from(id), caller: Arc::clone(caller), reply: reply.clone() };
-            self.shared.pending.insert(op_id, pending);
-        }
-        let mut script = SIGNAL_SCRIPT.prepare_invoke();
-        script
-            .key(members_key(id))
-            .key(seq_key(id))
-            .key(lock_key(id))
-            .key(log_key(id))
-            .key(channel(id))
-            .arg(from.map_or("", ConnectionId::as_str))
-            .arg(head)
-            .arg(prefix)
-            .arg(LOG_LENGTH);
-        for c in &ids {
-            script.arg(c.as_str());
-        }
-        let mut conn = self.conn.clone();
-        let outcome: redis::RedisResult<(i64, i64)> = script.invoke_async(&mut conn).await;
-        let applied =
-            |delivered| Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered, closed: false };
-        match outcome {
-            Ok((1, n)) => Ok(applied(n as usize)),
-            other => {
-                self.shared.pending.remove(&op_id);
-                match other {
-                    Err(e) => Err(down(e)),
-                    Ok((-1, _)) => Err(Refusal::NoLongerJoined(RpcSessionId::from(""))),
-                    Ok((-2, i)) if from.is_some() => {
-                        let who = ids.get(i as usize).map_or_else(String::new, |c| c.to_string());
-                        Err(Refusal::Signal(signalroom_core::Error::SignalRecipients {
-                            reason: format!("connection {who:?} is not a participant of the session"),
-                        }))
-                    }
-                    Ok((-2, _)) => Err(Refusal::NoValidRecipient),
-                    // Locked, or nobody joined: the room decides.
-                    Ok(_) => {
-                        self.apply(id, caller, |room| {
-                            Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply))
-                        })
-                        .await
-                    }
+        match self.hand_over(id, from, to, data, kind, caller, reply.clone()).await {
+            Step::Done(result) => result,
+            // Locked, or nobody joined: the room decides.
+            Step::Locked => {
+                let result = self
+                    .apply(id, caller, |room| Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply)))
+                    .await;
+                if let Some(from) = from {
+                    self.unfence(id, from);
                 }
+                result
             }
         }
+    }
+
+    fn start_signal(
+        &self,
+        id: &str,
+        from: &ConnectionId,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+        caller: &Arc<Outbox>,
+        reply: Option<Out>,
+    ) -> Option<Ticket> {
+        // The reply comes back through the session's channel, which this node hears while it
+        // holds a participant there (the sender) and has a reply pending.
+        if !self.shared.subscribed.lock().contains(&channel(id)) {
+            return None;
+        }
+        Some(self.hand_over(id, Some(from), to, data, kind, Some(caller), reply))
+    }
+
+    fn unfence(&self, id: &str, from: &ConnectionId) {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(fence_key(id, from.as_str()));
+        let _ = self.jobs.send(Job { cmd, done: None });
     }
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
@@ -781,6 +858,49 @@ impl Broker for RedisBroker {
 
     fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {
         self.notices_rx.lock().take()
+    }
+}
+
+/// A command for the signal writer; `done` gets a signal script's answer.
+struct Job {
+    cmd: redis::Cmd,
+    done: Option<oneshot::Sender<Result<(i64, i64), String>>>,
+}
+
+/// Sends the signals handed over ([`RedisBroker::hand_over`]) to Redis in the order handed
+/// over: whatever waits when a round trip ends goes in the next pipeline, so a sender with many
+/// signals on their way, or many senders, cost one round trip per batch instead of one each.
+async fn write_signals(mut conn: ConnectionManager, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut batch = Vec::with_capacity(SIGNAL_BATCH);
+    let mut waiting = Vec::with_capacity(SIGNAL_BATCH);
+    while jobs.recv_many(&mut batch, SIGNAL_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for job in batch.drain(..) {
+            pipe.add_command(job.cmd);
+            waiting.push(job.done);
+        }
+        match pipe.query_async::<Vec<redis::Value>>(&mut conn).await {
+            Ok(answers) => {
+                let mut answers = answers.into_iter();
+                for done in waiting.drain(..) {
+                    let answer = match answers.next() {
+                        Some(redis::Value::ServerError(e)) => Err(e.to_string()),
+                        Some(v) => redis::from_redis_value::<(i64, i64)>(v).map_err(|e| e.to_string()),
+                        None => Err("no answer from Redis".to_owned()),
+                    };
+                    if let Some(done) = done {
+                        let _ = done.send(answer);
+                    }
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                for done in waiting.drain(..).flatten() {
+                    let _ = done.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -1006,6 +1126,90 @@ mod tests {
         assert_eq!(redact("rediss://:s3cret@127.0.0.1:6400/0"), "rediss://:***@127.0.0.1:6400/0");
         assert_eq!(redact("redis://user:pw@h:1"), "redis://user:***@h:1");
         assert_eq!(redact("redis://127.0.0.1:6379/2"), "redis://127.0.0.1:6379/2");
+    }
+
+    /// A `redis-server` of its own, on a free port, killed on drop.
+    struct Scratch(std::process::Child, u16);
+
+    impl Scratch {
+        fn start() -> Self {
+            for _ in 0..20 {
+                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                let mut child = std::process::Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &port.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("redis-server runs (scripts/setup-test-env installs it)");
+                for _ in 0..200 {
+                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                        return Self(child, port);
+                    }
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = child.kill();
+            }
+            panic!("redis-server did not start");
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Once a participant's signal met the lock, its later ones take the locked path too, even
+    /// with the lock gone, until the node lowers the fence: none overtakes the locked one.
+    #[tokio::test]
+    async fn a_signal_after_a_locked_one_waits_behind_the_fence() {
+        let redis = Scratch::start();
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.1)).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = conn.sadd(members_key("S"), &["x", "r"]).await.unwrap();
+        let mut conn2 = conn.clone();
+        let mut signal = async move |sender: &str| -> (i64, i64) {
+            redis::cmd("EVAL")
+                .arg(SIGNAL)
+                .arg(6)
+                .arg(members_key("S"))
+                .arg(seq_key("S"))
+                .arg(lock_key("S"))
+                .arg(log_key("S"))
+                .arg(channel("S"))
+                .arg(fence_key("S", sender))
+                .arg(sender)
+                .arg("S\nnode\n1\n\"All\"\n")
+                .arg("{\"jsonrpc\":\"2.0\",\"method\":\"sendMessage\",\"params\":{},\"seq\":")
+                .arg(LOG_LENGTH)
+                .query_async(&mut conn2)
+                .await
+                .unwrap()
+        };
+        assert_eq!(signal("x").await, (1, 2));
+        let _: () = conn.set(lock_key("S"), "op").await.unwrap();
+        assert_eq!(signal("x").await, (0, 0), "the session is locked");
+        assert_eq!(signal("").await, (0, 0), "a signal from the server too");
+        let _: () = conn.del(lock_key("S")).await.unwrap();
+        assert_eq!(signal("x").await, (0, 0), "x's fence holds it behind its locked signal");
+        assert_eq!(signal("r").await, (1, 2), "another sender has no fence");
+        assert_eq!(signal("").await, (1, 2), "nor has the server");
+        let _: () = conn.del(fence_key("S", "x")).await.unwrap();
+        assert_eq!(signal("x").await, (1, 2));
+        let seq: u64 = conn.get(seq_key("S")).await.unwrap();
+        assert_eq!(seq, 4, "only the applied signals took numbers");
     }
 
     #[test]

@@ -63,6 +63,8 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: String) {
     let mut conn =
         SocketConn::new(hub, id, outbox, ip, RpcSessionId::from(rpc_session_id()), writer.abort_handle());
     let writer_ended = read_loop(&mut conn, stream, &mut writer).await;
+    // Signals still on their way through the broker are finished (a busy session's included).
+    conn.drain().await;
     // The writer writes what is queued (a close frame the reader asked for included), then ends;
     // only then is the participant's outbox left for a reconnection.
     let _ = done_tx.send(());
@@ -83,7 +85,11 @@ async fn read_loop(
     loop {
         let deadline = conn.ping_deadline;
         let msg = tokio::select! {
-            msg = stream.next() => msg,
+            msg = stream.next(), if conn.can_read() => msg,
+            Some(step) = conn.tickets.next(), if !conn.tickets.is_empty() => {
+                conn.finish(step).await;
+                continue;
+            }
             _ = &mut *writer => return true,
             () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 tracing::info!(socket = conn.id, "no ping within {}x the interval: closing", PING_WATCHDOG_FACTOR);

@@ -1,10 +1,13 @@
 //! One socket's JSON-RPC session: parses each request, calls the hub, and answers through the
 //! socket's outbox (so a reply keeps its place among the notifications, spec §5.2, §7.3).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -19,6 +22,7 @@ use signalroom_core::{ConnectionId, Role, RpcSessionId, SessionId};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::broker::{Step, Ticket};
 use crate::hub::{Hub, JoinRequest};
 use crate::outbox::{Order, Out, Outbox};
 use crate::refusal::Refusal;
@@ -27,6 +31,21 @@ use crate::util::constant_time_eq;
 /// Bounds on the interval a client may ask the ping watchdog for.
 const MIN_PING_INTERVAL_MS: u64 = 1_000;
 const MAX_PING_INTERVAL_MS: u64 = 300_000;
+
+/// At most this many of a socket's signals are on their way through the broker at once...
+const MAX_ON_WAY: usize = 256;
+/// ...holding at most this many bytes of data; then the socket is not read until some are done.
+const MAX_ON_WAY_BYTES: usize = 1 << 20;
+
+/// A signal handed to the broker, waiting for its outcome.
+struct OnWay {
+    /// The request's id (`None`: a notification, not answered).
+    id: Option<Box<RawValue>>,
+    joined: Joined,
+    message: SignalMessage,
+    reply: Option<Utf8Bytes>,
+    bytes: usize,
+}
 
 /// Where this socket's participant is.
 #[derive(Debug, Clone)]
@@ -54,6 +73,13 @@ pub(crate) struct SocketConn {
     acks: bool,
     /// The raw id of the request being handled; `None` for notifications (no reply).
     request_id: Option<Box<RawValue>>,
+    /// Signals handed to the broker ([`Hub::start_message`]), their outcomes in order...
+    pub(super) tickets: FuturesOrdered<Ticket>,
+    /// ...and what each needs to be finished.
+    on_way: VecDeque<OnWay>,
+    on_way_bytes: usize,
+    /// One of them met a busy session: the broker holds the rest back until all are taken.
+    fenced: bool,
 }
 
 type RpcResult = Result<(), Refusal>;
@@ -80,6 +106,64 @@ impl SocketConn {
             overflowed: false,
             acks: false,
             request_id: None,
+            tickets: FuturesOrdered::new(),
+            on_way: VecDeque::new(),
+            on_way_bytes: 0,
+            fenced: false,
+        }
+    }
+
+    /// Whether the socket may be read: not too many signals on their way.
+    pub(super) fn can_read(&self) -> bool {
+        self.on_way.len() < MAX_ON_WAY && self.on_way_bytes < MAX_ON_WAY_BYTES
+    }
+
+    /// Finishes every signal on its way, in order.
+    pub(super) async fn drain(&mut self) {
+        while let Some(step) = self.tickets.next().await {
+            self.finish(step).await;
+        }
+    }
+
+    /// Finishes the oldest signal on its way: its event, its error reply, or, if it met a busy
+    /// session, the signal itself under the session's lock.
+    pub(super) async fn finish(&mut self, step: Step) {
+        let Some(signal) = self.on_way.pop_front() else { return };
+        self.on_way_bytes -= signal.bytes;
+        let (session, from) = (signal.joined.session.as_str(), &signal.joined.connection);
+        let result = match step {
+            Step::Done(Ok(applied)) => {
+                self.hub.message_done(session, from, &signal.message, applied).await;
+                Ok(())
+            }
+            Step::Done(Err(refusal)) => Err(refusal),
+            Step::Locked => {
+                self.fenced = true;
+                let outbox = Arc::clone(&self.outbox);
+                self.hub.send_message_locked(session, from, &signal.message, &outbox, signal.reply).await
+            }
+        };
+        if let Err(refusal) = result {
+            let refusal = self.for_client(refusal);
+            match signal.id {
+                Some(id) => self.send_error(Some(&id), &refusal),
+                None => tracing::debug!(error = %refusal, "error on a notification (not answered)"),
+            }
+        }
+        if self.fenced && self.on_way.is_empty() {
+            self.hub.unfence(session, from);
+            self.fenced = false;
+        }
+    }
+
+    /// A refusal as this socket's client is told it.
+    fn for_client(&mut self, refusal: Refusal) -> Refusal {
+        match refusal {
+            Refusal::NoLongerJoined(_) => {
+                self.joined = None;
+                Refusal::NoLongerJoined(self.rpc_id.clone())
+            }
+            other => other,
         }
     }
 
@@ -112,14 +196,12 @@ impl SocketConn {
             return;
         }
         self.request_id = frame.id.map(|id| id.to_owned());
+        if method != method::SEND_MESSAGE && !self.on_way.is_empty() {
+            // Whatever else the client asks comes after its signals.
+            self.drain().await;
+        }
         if let Err(refusal) = self.dispatch(method, &frame).await {
-            let refusal = match refusal {
-                Refusal::NoLongerJoined(_) => {
-                    self.joined = None;
-                    Refusal::NoLongerJoined(self.rpc_id.clone())
-                }
-                other => other,
-            };
+            let refusal = self.for_client(refusal);
             self.reply_error(&refusal);
         }
     }
@@ -142,9 +224,27 @@ impl SocketConn {
                 let p: SendMessageParams<'_> = frame.params().map_err(|_| Refusal::SignalParams)?;
                 let message = SignalMessage::parse(&p.message, self.hub.config.max_signal_bytes)?;
                 let reply = self.ok_frame();
-                self.hub
-                    .send_message(me.session.as_str(), &me.connection, &message, &self.outbox, reply)
-                    .await
+                let (session, from) = (me.session.as_str(), &me.connection);
+                if let Some(ticket) =
+                    self.hub.start_message(session, from, &message, &self.outbox, reply.clone())
+                {
+                    // On its way: the next request is read meanwhile; the outcome comes in order.
+                    let bytes = p.message.len();
+                    self.on_way_bytes += bytes;
+                    self.tickets.push_back(ticket);
+                    self.on_way.push_back(OnWay {
+                        id: self.request_id.take(),
+                        joined: me,
+                        message,
+                        reply,
+                        bytes,
+                    });
+                    return Ok(());
+                }
+                if !self.on_way.is_empty() {
+                    self.drain().await;
+                }
+                self.hub.send_message(session, from, &message, &self.outbox, reply).await
             }
             method::LEAVE_ROOM => {
                 let reply = self.ok_frame();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::redis_support::{RedisProcess, TestCluster, subscribers};
+use crate::redis_support::{RedisProcess, TestCluster, redis_command, subscribers};
 use crate::support::{Peer, SECRET, TestServer, WAIT};
 
 /// A node that dies must be gone for everybody within this bound (heartbeat TTL 6 s, reaper
@@ -374,6 +374,58 @@ async fn signals_keep_their_order_per_sender_across_nodes() {
         }
         assert_eq!(from_x, (0..N).map(|i| format!("x{i}")).collect::<Vec<_>>());
         assert_eq!(from_y, (0..N).map(|i| format!("y{i}")).collect::<Vec<_>>());
+    }
+}
+
+/// Signals sent one after another without waiting are handed to Redis many at a time; those that
+/// meet the session's lock (held here by hand, as an operation of another node holds it) take the
+/// locked path, and the later ones, which Redis would otherwise apply at once, wait behind them.
+#[tokio::test]
+async fn signals_that_meet_a_busy_session_keep_their_order() {
+    const N: usize = 100;
+    let mut c = TestCluster::start(2).await;
+    let port = c.redis().port();
+    let (a, b) = (c.node(0), c.node(1));
+    a.create_session("S1").await;
+    let mut x = join_on(a, a, "S1", "x").await;
+    let mut r = join_on(b, a, "S1", "r").await;
+    let xid = x.connection_id.clone();
+    let fence = format!("sr:fence:S1:{xid}");
+    let numbered = |range: std::ops::Range<usize>| {
+        range.map(|i| json!({"message": json!({"data": format!("x{i}"), "type": "signal:seq"}).to_string()}))
+    };
+    for id in x.requests("sendMessage", numbered(0..N)).await {
+        x.response(id).await.unwrap();
+    }
+    assert_eq!(redis_command(port, &["SET", "sr:lock:S1", "held-by-the-test", "PX", "10000"]), "+OK");
+    // One burst: the node hands many over before it learns that the first met the lock.
+    let mut ids = x.requests("sendMessage", numbered(N..3 * N)).await;
+    let deadline = Instant::now() + WAIT;
+    while redis_command(port, &["EXISTS", &fence]) != ":1" {
+        assert!(Instant::now() < deadline, "a signal that met the lock raises its sender's fence");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(redis_command(port, &["DEL", "sr:lock:S1"]), ":1", "nobody took the lock meanwhile");
+    // Sent while the node works through the locked ones: they must not overtake them.
+    ids.extend(x.requests("sendMessage", numbered(3 * N..4 * N)).await);
+    for id in ids {
+        x.response(id).await.unwrap();
+    }
+    for p in [&mut r, &mut x] {
+        let mut got = Vec::new();
+        while got.len() < 4 * N {
+            let m = p.notification("sendMessage").await;
+            assert_eq!(m["from"], xid.as_str(), "{m}");
+            got.push(m["data"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(got, (0..4 * N).map(|i| format!("x{i}")).collect::<Vec<_>>());
+    }
+    // Once they were all taken, the fence came down: the next signal goes the fast way.
+    let deadline = Instant::now() + WAIT;
+    while redis_command(port, &["EXISTS", &fence]) != ":0" {
+        assert!(Instant::now() < deadline, "the fence comes down");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

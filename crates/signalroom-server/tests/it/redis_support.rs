@@ -170,6 +170,26 @@ pub fn ping(port: u16) -> bool {
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// Runs one command whose reply is one line (`+OK`, `:1`, `$-1`, `-ERR …`) and returns that line.
+pub fn redis_command(port: u16, args: &[&str]) -> String {
+    let mut s = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1))
+        .expect("redis answers");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut command = format!("*{}\r\n", args.len());
+    for a in args {
+        command += &format!("${}\r\n{a}\r\n", a.len());
+    }
+    s.write_all(command.as_bytes()).expect("redis takes the command");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 256];
+    while !reply.ends_with(b"\r\n") {
+        let n = s.read(&mut buf).expect("redis replies");
+        assert!(n > 0, "redis closed the connection");
+        reply.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&reply).trim_end().to_owned()
+}
+
 /// How many connections subscribe to `channel` (`PUBSUB NUMSUB`, read from the raw reply).
 pub fn subscribers(port: u16, channel: &str) -> i64 {
     let mut s = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1))

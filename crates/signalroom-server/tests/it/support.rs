@@ -227,6 +227,20 @@ impl Peer {
         id
     }
 
+    /// Sends requests of `method` with each of `params` in one write, and returns their ids.
+    pub async fn requests(&mut self, method: &str, params: impl IntoIterator<Item = Value>) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for p in params {
+            let id = self.next_id;
+            self.next_id += 1;
+            let frame = json!({"jsonrpc": "2.0", "method": method, "id": id, "params": p});
+            self.ws.feed(Message::Text(frame.to_string().into())).await.expect("frame queued");
+            ids.push(id);
+        }
+        self.ws.flush().await.expect("frames sent");
+        ids
+    }
+
     /// Calls a method: `Ok(result)` or `Err(error object)`. Notifications meanwhile are kept.
     pub async fn call(&mut self, method: &str, params: Option<Value>) -> Result<Value, Value> {
         let id = self.request(method, params).await;
