@@ -10,6 +10,11 @@
 //! receiver), a writer per client that drains everything ready and flushes once, `TCP_NODELAY`.
 //! No protocol, no ids, no validation, no per-client queue bound beyond the ring: a client that
 //! falls a whole ring behind silently skips frames. Any path is accepted.
+//!
+//! Sockets get the leanest configuration tungstenite allows: a 4 KiB read buffer (tungstenite
+//! allocates its whole read buffer per socket, 128 KiB by default; it still grows for a larger
+//! frame), and the same write batching as signalroom (tungstenite's default write buffer,
+//! flushed once per batch).
 
 use std::net::SocketAddr;
 
@@ -17,12 +22,15 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Frames kept in the shared ring (the same depth as signalroom's default per-client queue).
 const RING: usize = 4096;
 /// Frames written per flush at most (as signalroom's writer).
 const WRITE_BATCH: usize = 256;
+/// Initial read buffer of a socket (tungstenite's default is 128 KiB).
+const READ_BUFFER: usize = 4 * 1024;
 
 #[derive(Parser)]
 #[command(name = "raw-server", about = "Minimal tokio-tungstenite broadcast server (benchmark baseline)")]
@@ -54,7 +62,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn client(stream: TcpStream, room: broadcast::Sender<Utf8Bytes>) {
     let _ = stream.set_nodelay(true);
-    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else { return };
     let (mut sink, mut source) = ws.split();
     let mut rx = room.subscribe();
     let write = async move {

@@ -78,7 +78,8 @@ struct CompareArgs {
     /// Name of this run's files (default: UTC time, YYYYMMDDTHHMMSSZ).
     #[arg(long)]
     stamp: Option<String>,
-    /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation,twonode).
+    /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation,twonode,
+    /// bigsession).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these servers (comma-separated: signalroom,raw,socketio).
@@ -244,6 +245,30 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
                 ));
             }
             record(d.server_name(), "isolation", r.map(to_value), &mut failures);
+        }
+    }
+    if wanted("bigsession") {
+        for &d in dialects.iter().filter(|d| **d != Dialect::SocketIo) {
+            let r = scenarios::big_session(&ctx, d).await;
+            if let Ok(b) = &r {
+                progress(&format!(
+                    "big session {} {}: filled in {:.1} s ({:.0} joins/s, p99 {:.0} ms), {:.2} GB sent, \
+                     RSS {:.0} MiB filled, {:.0} MiB after {:.0} s idle ({:.1} / {:.1} KiB per participant), {} closed",
+                    b.participants,
+                    d.server_name(),
+                    b.fill_seconds,
+                    b.joins_per_s,
+                    b.p99_join_ms,
+                    b.bytes_sent as f64 / 1e9,
+                    b.rss_filled_bytes as f64 / 1048576.0,
+                    b.rss_idle_bytes as f64 / 1048576.0,
+                    b.idle_s,
+                    b.filled_bytes_per_participant / 1024.0,
+                    b.idle_bytes_per_participant / 1024.0,
+                    b.closed
+                ));
+            }
+            record(d.server_name(), "bigsession", r.map(to_value), &mut failures);
         }
     }
     let mut python = Value::Null;

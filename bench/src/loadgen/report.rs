@@ -74,6 +74,9 @@ fn twonode_p99_added(results: &Value) -> Option<f64> {
     )
 }
 
+/// The big session must fill within this many seconds.
+const BIG_FILL_S: f64 = 15.0;
+
 /// What two nodes may add to one node's p99 at fixed load, in µs.
 const TWONODE_P99_ALLOWANCE_US: f64 = 2000.0;
 
@@ -142,6 +145,28 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
         goal: "bounded (< 32 MiB)",
         measured: m,
         pass: isolation_growth(results, "signalroom").map(|b| b < BOUNDED_GROWTH),
+    });
+    let big = |k: &str| num(results, "signalroom", &["bigsession", k]);
+    let m = big("fill_seconds");
+    out.push(Target {
+        name: "big session: seconds to fill",
+        goal: "≤ 15",
+        measured: m,
+        pass: check(m, |x| x <= BIG_FILL_S),
+    });
+    let m = ratio(big("filled_bytes_per_participant"), idle_per(results, "signalroom"));
+    out.push(Target {
+        name: "big session: RSS per participant once filled ÷ idle per participant (3)",
+        goal: "≤ 2",
+        measured: m,
+        pass: check(m, |x| x <= 2.0),
+    });
+    let m = big("closed");
+    out.push(Target {
+        name: "big session: participants evicted while reading as fast as they can",
+        goal: "0",
+        measured: m,
+        pass: check(m, |x| x == 0.0),
     });
     let m = twonode_deliveries_ratio(results);
     out.push(Target {
@@ -256,6 +281,21 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
     row(&iso, "server RSS growth MiB", &|s| isolation_growth(results, s).map(|b| b / 1048576.0), &|v| {
         fmt_num(v, 1)
     });
+    let big = format!("8. big session, {} participants", plan["big_participants"]);
+    let b = |s: &str, k: &str| num(results, s, &["bigsession", k]);
+    row(&big, "seconds to fill", &|s| b(s, "fill_seconds"), &|v| fmt_num(v, 1));
+    row(&big, "joins/s", &|s| b(s, "joins_per_s"), &fmt_rate);
+    row(&big, "GB sent", &|s| b(s, "bytes_sent").map(|v| v / 1e9), &|v| fmt_num(v, 2));
+    row(
+        &big,
+        "RSS KiB per participant, filled",
+        &|s| b(s, "filled_bytes_per_participant").map(|v| v / 1024.0),
+        &|v| fmt_num(v, 1),
+    );
+    row(&big, "… after idle", &|s| b(s, "idle_bytes_per_participant").map(|v| v / 1024.0), &|v| {
+        fmt_num(v, 1)
+    });
+    row(&big, "sockets closed by the server", &|s| b(s, "closed"), &|v| fmt_num(v, 0));
 
     let py = &results["python"];
     let _ = writeln!(t);

@@ -55,6 +55,11 @@ pub(crate) struct Plan {
     pub python_timeout_s: f64,
     /// Receivers of the two-node fan-out (and of its one-node reference).
     pub twonode_receivers: usize,
+    /// Participants of the big session, and how many join at once.
+    pub big_participants: usize,
+    pub big_concurrency: usize,
+    /// How long the big session sits idle before its memory is read again.
+    pub big_idle_s: f64,
 }
 
 impl Plan {
@@ -77,6 +82,9 @@ impl Plan {
             python_signals: 20_000,
             python_timeout_s: 60.0,
             twonode_receivers: 1000,
+            big_participants: 10_000,
+            big_concurrency: 100,
+            big_idle_s: 5.0,
         }
     }
 
@@ -99,6 +107,9 @@ impl Plan {
             python_signals: 300,
             python_timeout_s: 30.0,
             twonode_receivers: 10,
+            big_participants: 40,
+            big_concurrency: 10,
+            big_idle_s: 0.2,
         }
     }
 }
@@ -414,6 +425,88 @@ pub(crate) async fn twonode(ctx: &Ctx) -> anyhow::Result<TwoNode> {
         two_node_fanout,
         one_node_latency,
         two_node_latency,
+    })
+}
+
+/// Scenario 8: one big session (a webinar's chat): `participants` join one session,
+/// `concurrency` at a time, and everybody reads as fast as it can. OpenVidu's protocol makes
+/// filling it O(n²) bytes: each join answer lists everyone already in, and everyone already in
+/// is told of each join.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BigSession {
+    pub participants: usize,
+    pub concurrency: usize,
+    /// From the first join to the last join's answer.
+    pub fill_seconds: f64,
+    pub joins_per_s: f64,
+    pub p50_join_ms: f64,
+    pub p99_join_ms: f64,
+    /// What the participants read meanwhile (the server's answers and notifications).
+    pub bytes_sent: u64,
+    /// RSS before the first join, once filled, and after sitting idle `idle_s`.
+    pub rss_base_bytes: u64,
+    pub rss_filled_bytes: u64,
+    pub rss_idle_bytes: u64,
+    pub idle_s: f64,
+    /// (RSS − base) ÷ participants, once filled and after the idle time.
+    pub filled_bytes_per_participant: f64,
+    pub idle_bytes_per_participant: f64,
+    /// Participants whose socket the server closed (evicted as too slow, or refused).
+    pub closed: usize,
+    pub server_cpu: f64,
+}
+
+pub(crate) async fn big_session(ctx: &Ctx, dialect: Dialect) -> anyhow::Result<BigSession> {
+    let server = ctx.launch.start(dialect, "bigsession", &[]).await?;
+    let result = big_session_on(ctx, &server).await;
+    server.stop().await;
+    result
+}
+
+async fn big_session_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<BigSession> {
+    let plan = &ctx.plan;
+    let n = plan.big_participants;
+    let seats = crowd::seats(&ctx.http, server, "big", n).await?;
+    let rss_base_bytes = settled_rss(server).await?;
+    let read_before = crate::wire::BYTES_READ.load(Ordering::Relaxed);
+    let tasks = Tasks::default();
+    let tallies = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let (t, all, dialect) = (tasks.clone(), Arc::clone(&tallies), server.dialect);
+    let cpu = CpuMeter::start(server.pid);
+    let opts = ConnectOptions { read_buffer: 64 * 1024, recv_buffer: None };
+    let (wall, mut took) =
+        join_all(server.dialect, server.addr, seats, plan.big_concurrency, opts, move |_, j: Joined| {
+            let tally = Arc::new(Tally::default());
+            all.lock().expect("tallies").push(Arc::clone(&tally));
+            t.spawn(crowd::receive(dialect, j.reader, Some(j.writer), tally, Arc::new(Progress::default())));
+        })
+        .await?;
+    let rss_filled_bytes = server.rss()?;
+    let server_cpu = cpu.cores();
+    let bytes_sent = crate::wire::BYTES_READ.load(Ordering::Relaxed) - read_before;
+    tokio::time::sleep(Duration::from_secs_f64(plan.big_idle_s)).await;
+    let rss_idle_bytes = server.rss()?;
+    let closed = tallies.lock().expect("tallies").iter().filter(|t| t.closed.load(Ordering::Relaxed)).count();
+    drop(tasks);
+    took.sort_unstable();
+    let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)].as_secs_f64() * 1000.0;
+    let per = |rss: u64| (rss as f64 - rss_base_bytes as f64) / n as f64;
+    Ok(BigSession {
+        participants: n,
+        concurrency: plan.big_concurrency,
+        fill_seconds: wall.as_secs_f64(),
+        joins_per_s: n as f64 / wall.as_secs_f64(),
+        p50_join_ms: pct(0.5),
+        p99_join_ms: pct(0.99),
+        bytes_sent,
+        rss_base_bytes,
+        rss_filled_bytes,
+        rss_idle_bytes,
+        idle_s: plan.big_idle_s,
+        filled_bytes_per_participant: per(rss_filled_bytes),
+        idle_bytes_per_participant: per(rss_idle_bytes),
+        closed,
+        server_cpu,
     })
 }
 

@@ -17,6 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+/// Bytes every [`Reader`] of this process read from its socket (handshakes included).
+pub(crate) static BYTES_READ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Text frame opcode.
 pub(crate) const OP_TEXT: u8 = 0x1;
 /// Close frame opcode.
@@ -181,6 +184,7 @@ impl Reader {
             self.buf.resize(len, 0);
         }
         let n = self.half.read(&mut self.buf[self.end..]).await?;
+        BYTES_READ.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         self.end += n;
         Ok(n > 0)
     }
