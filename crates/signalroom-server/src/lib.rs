@@ -26,6 +26,8 @@ pub mod cli;
 mod config;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzz;
 mod hub;
 mod limit;
 mod outbox;

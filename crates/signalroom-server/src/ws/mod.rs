@@ -219,3 +219,21 @@ fn close_for(e: &axum::Error) -> Option<(u16, &'static str)> {
     }
     None
 }
+
+/// Handles `frames` as the reader of one socket would, without a socket (what it would be sent
+/// is dropped), then closes it: the fuzz target's way into the dispatch.
+pub(crate) async fn handle_frames<'a>(hub: Arc<Hub>, frames: impl IntoIterator<Item = &'a str>) {
+    let (id, outbox) = hub.open_socket();
+    let writer = tokio::spawn(async {}).abort_handle();
+    let mut conn = SocketConn::new(hub, id, outbox, "127.0.0.1".into(), RpcSessionId::from("rpc"), writer);
+    let mut sent = std::collections::VecDeque::new();
+    for frame in frames {
+        conn.handle_text(frame).await;
+        conn.take_sent(&mut sent);
+        sent.clear();
+        if conn.overflowed {
+            break;
+        }
+    }
+    conn.socket_closed();
+}

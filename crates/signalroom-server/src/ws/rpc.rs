@@ -339,6 +339,11 @@ impl SocketConn {
         self.push(Out::Frame(Utf8Bytes::from(text)));
     }
 
+    /// Takes what is queued for this socket, as its writer would (for [`super::handle_frames`]).
+    pub(super) fn take_sent(&self, buf: &mut std::collections::VecDeque<Out>) {
+        self.outbox.take_now(buf, self.id);
+    }
+
     /// Queues something for this socket; an outbox too full to take it means the client does
     /// not read: the socket is dropped.
     pub(super) fn push(&mut self, out: Out) {
