@@ -56,7 +56,7 @@ class Server:
         - ``host``, ``port``: where to listen; ``port=0`` picks a free port.
         - ``public_url``: the URL clients reach it at; tokens point there (default: from the address).
         - ``tls_cert``, ``tls_key``: PEM files, to serve HTTPS/WSS.
-        - ``max_signal_bytes``: largest signal ``data`` accepted (default 46080).
+        - ``max_signal_bytes``: largest signal ``data`` accepted (default 2 MiB: a signal is bounded by the 50 KiB frame and the REST body limit).
         - ``send_queue``: frames queued per participant before a too slow one is disconnected.
         - ``reconnection_grace``: seconds a participant whose link dropped may reconnect (default 10).
         - ``broker``: ``redis://HOST:PORT[/DB]`` to share sessions with other servers through Redis

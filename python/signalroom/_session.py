@@ -243,7 +243,7 @@ class Session:
 
         Raises :class:`InvalidSignalError` before sending anything for a malformed type or ``to``,
         :class:`RpcError` with code 600 if ``data`` is over the server's limit (``--max-signal-bytes``,
-        46080 bytes by default; the server judges) and 601 if a recipient is not in the session
+        2 MiB by default, and a signal must fit in a 50 KiB frame; the server judges) and 601 if a recipient is not in the session
         (nothing is delivered either way),
         :class:`ConnectionLostError` once the session is over, :class:`SignalTimeoutError`.
 

@@ -52,6 +52,8 @@ mod api;
 mod driver;
 mod error;
 mod event;
+#[doc(hidden)]
+pub mod fuzz;
 mod inbound;
 mod link;
 mod options;

@@ -78,8 +78,9 @@ pub struct Frame<'a> {
     /// Must be `"2.0"` on a request.
     #[serde(default, borrow)]
     pub jsonrpc: Option<&'a str>,
-    /// Raw id; `None` for notifications.
-    #[serde(default, borrow)]
+    /// Raw id; `None` for notifications (an explicit `"id":null` is kept, as `null`: JSON-RPC 2.0
+    /// makes that an invalid request, not a notification).
+    #[serde(default, borrow, deserialize_with = "present")]
     pub id: Option<&'a RawValue>,
     /// The method of a request or notification.
     #[serde(default, borrow)]
@@ -97,6 +98,11 @@ pub struct Frame<'a> {
     /// ([`Notification::with_seq`]). Absent on every other frame, and from other servers.
     #[serde(default)]
     pub seq: Option<u64>,
+}
+
+/// A member that is present, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
 impl<'a> Frame<'a> {

@@ -19,6 +19,8 @@
 //! ```
 
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod ids;
 pub mod jsonrpc;
 pub mod limits;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use signalroom_core::limits;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
@@ -54,19 +55,62 @@ struct ServeArgs {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Maximum size of a signal's data, in bytes.
-    #[arg(long, default_value_t = signalroom_core::limits::DEFAULT_MAX_SIGNAL_DATA_BYTES,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    /// Maximum size of a signal's data, in bytes (a sendMessage is bounded by the frame too, a
+    /// POST /signal by the request body).
+    #[arg(long, env = "SIGNALROOM_MAX_SIGNAL_BYTES", default_value_t = limits::DEFAULT_MAX_SIGNAL_DATA_BYTES,
+          value_parser = at_least(1))]
     max_signal_bytes: usize,
+    /// Maximum size of an inbound WebSocket frame, in bytes (OpenVidu's 50 KiB); larger frames close
+    /// the socket with 1009.
+    #[arg(long, env = "SIGNALROOM_MAX_FRAME_BYTES", default_value_t = limits::DEFAULT_MAX_FRAME_BYTES,
+          value_parser = at_least(1024))]
+    max_frame_bytes: usize,
+    /// Maximum size of a REST request body, in bytes; larger bodies get a 413.
+    #[arg(long, env = "SIGNALROOM_MAX_REST_BODY_BYTES", default_value_t = limits::DEFAULT_MAX_REST_BODY_BYTES,
+          value_parser = at_least(1024))]
+    max_rest_body_bytes: usize,
+    /// Maximum size of a connection's metadata (joinRoom's metadata, REST's data), in bytes.
+    #[arg(long, env = "SIGNALROOM_MAX_METADATA_BYTES", default_value_t = limits::DEFAULT_MAX_METADATA_BYTES)]
+    max_metadata_bytes: usize,
     /// Outbound frames queued per participant before it is disconnected as too slow; also how many
     /// notifications are kept for a resume after a reconnection.
-    #[arg(long, default_value_t = DEFAULT_SEND_QUEUE,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "SIGNALROOM_SEND_QUEUE", default_value_t = DEFAULT_SEND_QUEUE, value_parser = at_least(1))]
     send_queue: usize,
     /// The same bound in bytes (each of the queue and what is kept for a resume).
-    #[arg(long, default_value_t = DEFAULT_SEND_QUEUE_BYTES,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "SIGNALROOM_SEND_QUEUE_BYTES", default_value_t = DEFAULT_SEND_QUEUE_BYTES,
+          value_parser = at_least(1))]
     send_queue_bytes: usize,
+    /// Bound of a socket's write buffer, in bytes, beyond its send queue (pongs included); at least
+    /// twice --max-frame-bytes.
+    #[arg(long, env = "SIGNALROOM_MAX_WRITE_BUFFER_BYTES",
+          default_value_t = limits::DEFAULT_MAX_WRITE_BUFFER_BYTES, value_parser = at_least(2048))]
+    max_write_buffer_bytes: usize,
+    /// Seconds a write may stay blocked (the client does not read) before the participant is
+    /// evicted with networkDisconnect.
+    #[arg(long, env = "SIGNALROOM_WRITE_TIMEOUT_SECS", default_value_t = limits::DEFAULT_WRITE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout_secs: u64,
+    /// Seconds a new connection has to send a complete first request (the WebSocket upgrade
+    /// included), and a keep-alive one the headers of its next.
+    #[arg(long, env = "SIGNALROOM_HEADER_TIMEOUT_SECS", default_value_t = limits::DEFAULT_HEADER_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
+    /// Seconds an upgraded socket has to send its first frame.
+    #[arg(long, env = "SIGNALROOM_FIRST_FRAME_TIMEOUT_SECS",
+          default_value_t = limits::DEFAULT_FIRST_FRAME_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    first_frame_timeout_secs: u64,
+    /// Seconds a socket has to join (joinRoom, or connect for a reconnection) once open; 0 keeps
+    /// it for as long as it pings, as OpenVidu does.
+    #[arg(long, env = "SIGNALROOM_JOIN_TIMEOUT_SECS", default_value_t = limits::DEFAULT_JOIN_TIMEOUT_SECS)]
+    join_timeout_secs: u64,
+    /// Maximum number of TCP connections open at once; more are closed at once, with a log line.
+    #[arg(long, env = "SIGNALROOM_MAX_CONNECTIONS", default_value_t = limits::DEFAULT_MAX_CONNECTIONS,
+          value_parser = at_least(1))]
+    max_connections: usize,
+    /// Maximum number of sessions; creating more is refused with a 503.
+    #[arg(long, env = "SIGNALROOM_MAX_SESSIONS", default_value_t = limits::DEFAULT_MAX_SESSIONS,
+          value_parser = at_least(1))]
+    max_sessions: usize,
     /// Share sessions with other nodes through Redis: redis://HOST:PORT[/DB] (rediss:// for TLS;
     /// a password in the URL). Default: sessions live in this process.
     #[arg(long, env = "SIGNALROOM_BROKER")]
@@ -83,6 +127,11 @@ struct ServeArgs {
     /// Log filter when RUST_LOG is not set (e.g. debug, signalroom_server=trace).
     #[arg(long, value_name = "FILTER", default_value = "info")]
     log: String,
+}
+
+/// A size of at least `min`.
+fn at_least(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(min..)
 }
 
 /// `HOST:PORT`, `[V6]:PORT` or `:PORT` (on 127.0.0.1); a host name is resolved.
@@ -174,8 +223,18 @@ async fn serve(args: ServeArgs) -> u8 {
         secret,
         tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsConfig { cert, key }),
         max_signal_bytes: args.max_signal_bytes,
+        max_frame_bytes: args.max_frame_bytes,
+        max_rest_body_bytes: args.max_rest_body_bytes,
+        max_metadata_bytes: args.max_metadata_bytes,
         send_queue_capacity: args.send_queue,
         send_queue_bytes: args.send_queue_bytes,
+        max_write_buffer_bytes: args.max_write_buffer_bytes,
+        write_timeout: Duration::from_secs(args.write_timeout_secs),
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        first_frame_timeout: Duration::from_secs(args.first_frame_timeout_secs),
+        join_timeout: Duration::from_secs(args.join_timeout_secs),
+        max_connections: args.max_connections,
+        max_sessions: args.max_sessions,
         reconnection_grace: Duration::from_secs(args.reconnection_grace_secs),
         session_gc_interval: Duration::from_secs(args.session_gc_interval_secs),
         session_gc_threshold: Duration::from_secs(args.session_gc_threshold_secs),
@@ -249,7 +308,10 @@ mod tests {
     fn defaults_are_those_of_the_readme() {
         let a = serve_args(&[]).unwrap();
         assert_eq!(a.listen, "127.0.0.1:4443".parse().unwrap());
-        assert_eq!(a.max_signal_bytes, 46080);
+        assert_eq!(a.max_signal_bytes, 2 * 1024 * 1024);
+        assert_eq!((a.max_frame_bytes, a.max_metadata_bytes), (51_200, 10_240));
+        assert_eq!((a.write_timeout_secs, a.header_timeout_secs, a.join_timeout_secs), (15, 10, 60));
+        assert_eq!((a.max_connections, a.max_sessions), (20_000, 10_000));
         assert_eq!(a.send_queue, 4096);
         assert_eq!(a.reconnection_grace_secs, 10);
         assert_eq!((a.session_gc_interval_secs, a.session_gc_threshold_secs), (900, 3600));
@@ -271,6 +333,9 @@ mod tests {
     fn refuses_zero_limits_and_half_tls() {
         assert!(serve_args(&["--send-queue", "0"]).is_err());
         assert!(serve_args(&["--max-signal-bytes", "0"]).is_err());
+        assert!(serve_args(&["--max-frame-bytes", "100"]).is_err());
+        assert!(serve_args(&["--write-timeout-secs", "0"]).is_err());
+        assert!(serve_args(&["--max-connections", "0"]).is_err());
         assert!(serve_args(&["--tls-cert", "c.pem"]).is_err());
         assert!(serve_args(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_ok());
     }

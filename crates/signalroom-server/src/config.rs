@@ -22,6 +22,26 @@ pub struct Config {
     pub max_signal_bytes: usize,
     /// Maximum size of an inbound WebSocket frame; larger ones close the socket with 1009.
     pub max_frame_bytes: usize,
+    /// Maximum size of a REST request body; larger ones get a 413.
+    pub max_rest_body_bytes: usize,
+    /// Maximum size of a connection's metadata (`joinRoom`'s `metadata`, REST's `data`).
+    pub max_metadata_bytes: usize,
+    /// Bound of a socket's write buffer, beyond its send queue (automatic pongs included).
+    pub max_write_buffer_bytes: usize,
+    /// How long a write may stay blocked (the client does not read) before the participant is
+    /// evicted with `networkDisconnect`.
+    pub write_timeout: Duration,
+    /// How long a new TCP connection has to send a complete first request (and a keep-alive one
+    /// the headers of its next).
+    pub header_timeout: Duration,
+    /// How long an upgraded socket has to send its first frame.
+    pub first_frame_timeout: Duration,
+    /// How long a socket has to join (or reconnect) after it opened; zero: for ever, as OpenVidu.
+    pub join_timeout: Duration,
+    /// Maximum number of TCP connections open at once; more are closed at once, with a log line.
+    pub max_connections: usize,
+    /// Maximum number of sessions; creating more is refused.
+    pub max_sessions: usize,
     /// Outbound frames queued per participant before it is evicted as too slow; also the
     /// number of written notifications kept for a resume.
     pub send_queue_capacity: usize,
@@ -59,6 +79,15 @@ impl Config {
             tls: None,
             max_signal_bytes: limits::DEFAULT_MAX_SIGNAL_DATA_BYTES,
             max_frame_bytes: limits::DEFAULT_MAX_FRAME_BYTES,
+            max_rest_body_bytes: limits::DEFAULT_MAX_REST_BODY_BYTES,
+            max_metadata_bytes: limits::DEFAULT_MAX_METADATA_BYTES,
+            max_write_buffer_bytes: limits::DEFAULT_MAX_WRITE_BUFFER_BYTES,
+            write_timeout: Duration::from_secs(limits::DEFAULT_WRITE_TIMEOUT_SECS),
+            header_timeout: Duration::from_secs(limits::DEFAULT_HEADER_TIMEOUT_SECS),
+            first_frame_timeout: Duration::from_secs(limits::DEFAULT_FIRST_FRAME_TIMEOUT_SECS),
+            join_timeout: Duration::from_secs(limits::DEFAULT_JOIN_TIMEOUT_SECS),
+            max_connections: limits::DEFAULT_MAX_CONNECTIONS,
+            max_sessions: limits::DEFAULT_MAX_SESSIONS,
             send_queue_capacity: DEFAULT_SEND_QUEUE,
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             reconnection_grace: Duration::from_secs(limits::RECONNECTION_GRACE_SECS),

@@ -168,6 +168,11 @@ impl Hub {
         custom_id: &str,
         props: SessionProperties,
     ) -> Result<SessionObject, Refusal> {
+        let max = self.config.max_sessions;
+        if self.broker.session_count().await >= max {
+            tracing::warn!("session limit of {max} reached: refusing to create another session");
+            return Err(Refusal::TooManySessions(max));
+        }
         let id =
             SessionId::from(if custom_id.is_empty() { random_id("ses_", 10) } else { custom_id.to_owned() });
         let room = Room::new(id.clone(), props, now_ms());
@@ -184,6 +189,15 @@ impl Hub {
             .read(id, |room| room.session_object(pending))
             .await
             .ok_or_else(|| Refusal::NoSession(id.into()))
+    }
+
+    /// Refuses connection metadata over the configured limit.
+    fn check_metadata(&self, metadata: &str) -> Result<(), Refusal> {
+        let limit = self.config.max_metadata_bytes;
+        if metadata.len() > limit {
+            return Err(Refusal::MetadataTooLarge { size: metadata.len(), limit });
+        }
+        Ok(())
     }
 
     /// Every open session, oldest first.
@@ -266,6 +280,7 @@ impl Hub {
         session: &str,
         props: ConnectionProperties,
     ) -> Result<ConnectionObject, Refusal> {
+        self.check_metadata(&props.data)?;
         let minted = self.mint(session);
         let now = now_ms();
         let applied = self
@@ -320,6 +335,7 @@ impl Hub {
         if self.is_stopping() {
             return Err(Refusal::Stopping);
         }
+        self.check_metadata(&req.client_data)?;
         let with_secret = req.secret.then(|| self.mint(&req.session));
         let rpc_id = req.rpc_id.clone();
         let joiner = Joiner {

@@ -26,7 +26,10 @@ pub mod cli;
 mod config;
 mod error;
 mod events;
+#[doc(hidden)]
+pub mod fuzz;
 mod hub;
+mod limit;
 mod outbox;
 mod page;
 mod refusal;
@@ -39,4 +42,5 @@ mod ws;
 pub use config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
 pub use error::{Error, Result};
 pub use events::ServerEvent;
+pub use limit::ConnectionCounts;
 pub use server::Server;

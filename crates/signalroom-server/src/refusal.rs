@@ -110,6 +110,16 @@ pub(crate) enum Refusal {
     /// REST: no such endpoint (404).
     #[error("no such endpoint in /openvidu/api")]
     NoEndpoint,
+    /// A connection's metadata is over the configured limit (`joinRoom`: 803, as OpenVidu's
+    /// "user metadata format invalid"; REST: 400).
+    #[error("connection metadata of {size} bytes is over the limit of {limit} bytes")]
+    MetadataTooLarge { size: usize, limit: usize },
+    /// The server holds its maximum number of sessions (REST: 503).
+    #[error("the server holds its maximum of {0} sessions: close some before creating more")]
+    TooManySessions(usize),
+    /// REST: a request body over the configured limit (413).
+    #[error("request body is over the limit of {0} bytes")]
+    BodyTooLarge(usize),
 }
 
 impl Refusal {
@@ -129,13 +139,14 @@ impl Refusal {
             | Refusal::NotModerator { .. }
             | Refusal::CannotPublish
             | Refusal::Unauthorized => codes::TOKEN_INVALID,
-            Refusal::NotJoined(_) | Refusal::NoLongerJoined(_) => {
+            Refusal::NotJoined(_) | Refusal::NoLongerJoined(_) | Refusal::MetadataTooLarge { .. } => {
                 codes::USER_METADATA_FORMAT_INVALID_OR_NOT_JOINED
             }
             Refusal::NoParticipant(_) | Refusal::NoConnection => codes::USER_NOT_FOUND,
             Refusal::NoStream => codes::USER_NOT_STREAMING,
             Refusal::Media(_) => codes::MEDIA_NOT_SUPPORTED,
             Refusal::ProOnly(_) => codes::SERVICE_NOT_ENABLED,
+            Refusal::TooManySessions(_) => codes::ROOM_CANNOT_BE_CREATED,
             Refusal::Reconnection => codes::RECONNECTION_ERROR,
             Refusal::NoValidRecipient => codes::SIGNAL_TO_INVALID,
             Refusal::BadRequest(_)
@@ -144,7 +155,8 @@ impl Refusal {
             | Refusal::TokenSessionNotFound(_)
             | Refusal::NoEndpoint
             | Refusal::BrokerDown(_)
-            | Refusal::Busy(_) => codes::GENERIC_ERROR,
+            | Refusal::Busy(_)
+            | Refusal::BodyTooLarge(_) => codes::GENERIC_ERROR,
         };
         ErrorObject::new(code, self.to_string())
     }
@@ -166,7 +178,8 @@ impl Refusal {
             Refusal::TokenSessionNotFound(_) | Refusal::NoEndpoint => {
                 (StatusCode::NOT_FOUND, Some(self.to_string()))
             }
-            Refusal::Stopping | Refusal::BrokerDown(_) | Refusal::Busy(_) => {
+            Refusal::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Some(self.to_string())),
+            Refusal::Stopping | Refusal::BrokerDown(_) | Refusal::Busy(_) | Refusal::TooManySessions(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, Some(self.to_string()))
             }
             Refusal::NotJson(_)
@@ -186,6 +199,7 @@ impl Refusal {
             | Refusal::NoStream
             | Refusal::Media(_)
             | Refusal::ProOnly(_)
+            | Refusal::MetadataTooLarge { .. }
             | Refusal::Reconnection => (StatusCode::BAD_REQUEST, Some(self.to_string())),
         }
     }
@@ -206,6 +220,9 @@ mod tests {
             (Refusal::Reconnection, 40007, StatusCode::BAD_REQUEST),
             (Refusal::Media("publishVideo".into()), 301, StatusCode::BAD_REQUEST),
             (Refusal::SessionExists, 999, StatusCode::CONFLICT),
+            (Refusal::MetadataTooLarge { size: 2, limit: 1 }, 803, StatusCode::BAD_REQUEST),
+            (Refusal::TooManySessions(1), 204, StatusCode::SERVICE_UNAVAILABLE),
+            (Refusal::BodyTooLarge(1), 999, StatusCode::PAYLOAD_TOO_LARGE),
             (Refusal::NotActive, 999, StatusCode::NOT_ACCEPTABLE),
             (
                 Refusal::Signal(signalroom_core::Error::SignalRecipients { reason: "x".into() }),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, Query, Request, State as AxumState};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State as AxumState};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -45,11 +45,13 @@ pub(crate) fn router(state: Arc<Hub>) -> Router<Arc<Hub>> {
         .route("/config/openvidu-recording-path", get(|| async { "" }))
         .route("/config/openvidu-cdr", get(|| async { "false" }))
         .fallback(|| async { ApiError::from(Refusal::NoEndpoint) })
-        .route_layer(axum::middleware::from_fn_with_state(state, basic_auth));
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), basic_auth));
+    let body_limit = state.config.max_rest_body_bytes;
     Router::new()
         .route("/config/openvidu-publicurl", get(public_url))
         .merge(authenticated)
-        .layer(axum::middleware::from_fn(render_errors))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state, render_errors))
 }
 
 /// A REST error: a status, and a message for the JSON body (`None`: empty body, as OpenVidu).
@@ -111,8 +113,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Renders [`ApiError`] messages as OpenVidu's JSON error body.
-async fn render_errors(request: Request, next: Next) -> Response {
+/// Renders [`ApiError`] messages as OpenVidu's JSON error body; so too the 413 of a body over the
+/// limit (axum's own is plain text).
+async fn render_errors(AxumState(hub): Shared, request: Request, next: Next) -> Response {
     // The full path (`/openvidu/api/...`), as OpenVidu reports it: this router is nested, so
     // `request.uri()` has the prefix stripped.
     let path = request
@@ -121,6 +124,14 @@ async fn render_errors(request: Request, next: Next) -> Response {
         .map_or_else(|| request.uri().path(), |u| u.0.path())
         .to_owned();
     let mut response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response.extensions().get::<ErrorMessage>().is_none()
+    {
+        let (_, message) = Refusal::BodyTooLarge(hub.config.max_rest_body_bytes).http(StatusCode::NOT_FOUND);
+        if let Some(message) = message {
+            response.extensions_mut().insert(ErrorMessage(message));
+        }
+    }
     if let Some(ErrorMessage(message)) = response.extensions_mut().remove::<ErrorMessage>() {
         let status = response.status();
         tracing::debug!(%path, status = status.as_u16(), %message, "REST request refused");

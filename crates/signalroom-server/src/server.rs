@@ -4,9 +4,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-// Signals are small frames: Nagle's algorithm would hold a second one back until the first
-// is acknowledged (up to 40 ms with delayed ACKs).
-use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsAcceptor;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -18,6 +15,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::ServerEvent;
 use crate::hub::Hub;
+use crate::limit::{ConnectionCounts, Gate, Limited};
 
 /// How long shutdown waits for sockets to flush their last frames.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -30,6 +28,7 @@ pub struct Server {
     handle: axum_server::Handle<SocketAddr>,
     serve: JoinHandle<std::io::Result<()>>,
     gc: Option<JoinHandle<()>>,
+    gate: Arc<Gate>,
 }
 
 impl Server {
@@ -42,6 +41,17 @@ impl Server {
         if config.max_signal_bytes == 0 || config.send_queue_capacity == 0 {
             return Err(Error::Config(
                 "the maximum signal size and the send queue must be at least 1".to_owned(),
+            ));
+        }
+        if config.max_frame_bytes < 1024 || config.max_write_buffer_bytes < 2 * config.max_frame_bytes {
+            return Err(Error::Config(
+                "the maximum frame must be at least 1024 bytes, and the write buffer at least twice that"
+                    .to_owned(),
+            ));
+        }
+        if config.max_connections == 0 || config.max_sessions == 0 || config.write_timeout.is_zero() {
+            return Err(Error::Config(
+                "the connection and session limits and the write timeout must be at least 1".to_owned(),
             ));
         }
         let bind = |source| Error::Bind { addr: config.listen, source };
@@ -83,12 +93,18 @@ impl Server {
 
         let app = router(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
+        let gate = Gate::new(config.max_connections);
+        let limited = Limited::new(Arc::clone(&gate));
+        // A connection has `header_timeout` to send a complete first request (slow headers, or
+        // nothing at all), and a keep-alive one as long for the headers of its next.
         let serve = match &config.tls {
             None => {
-                let server = axum_server::from_tcp(listener)
+                let mut server = axum_server::from_tcp(listener)
                     .map_err(bind)?
-                    .acceptor(NoDelayAcceptor::new())
+                    .acceptor(limited)
+                    .first_request_timeout(config.header_timeout)
                     .handle(handle.clone());
+                server.http_builder().http1().header_read_timeout(config.header_timeout);
                 tokio::spawn(server.serve(app))
             }
             Some(tls) => {
@@ -96,9 +112,14 @@ impl Server {
                 let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                     .await
                     .map_err(|source| Error::Tls { cert: tls.cert.clone(), key: tls.key.clone(), source })?;
-                let acceptor = RustlsAcceptor::new(rustls).acceptor(NoDelayAcceptor::new());
-                let server =
-                    axum_server::from_tcp(listener).map_err(bind)?.acceptor(acceptor).handle(handle.clone());
+                let acceptor =
+                    RustlsAcceptor::new(rustls).handshake_timeout(config.header_timeout).acceptor(limited);
+                let mut server = axum_server::from_tcp(listener)
+                    .map_err(bind)?
+                    .acceptor(acceptor)
+                    .first_request_timeout(config.header_timeout)
+                    .handle(handle.clone());
+                server.http_builder().http1().header_read_timeout(config.header_timeout);
                 tokio::spawn(server.serve(app))
             }
         };
@@ -116,7 +137,7 @@ impl Server {
                 }
             })
         });
-        Ok(Self { hub, local_addr, handle, serve, gc })
+        Ok(Self { hub, local_addr, handle, serve, gc, gate })
     }
 
     /// The address the server listens on.
@@ -137,6 +158,11 @@ impl Server {
     /// The number of sessions open now.
     pub async fn session_count(&self) -> usize {
         self.hub.session_count().await
+    }
+
+    /// TCP connections open now, and those closed at once because `max_connections` was reached.
+    pub fn connections(&self) -> ConnectionCounts {
+        self.gate.counts()
     }
 
     /// Every operation the server performs from now on, as [`ServerEvent`]s (for metrics,

@@ -175,8 +175,12 @@ async fn server_sent_signals_have_no_sender() {
 
 #[tokio::test]
 async fn the_server_judges_the_data_size() {
-    // A server configured above the protocol's default takes what the default would refuse.
-    let ts = TestServer::start_with(|c| c.max_signal_bytes = 64 * 1024).await;
+    // A server configured with a larger frame and a signal limit: it judges the size.
+    let ts = TestServer::start_with(|c| {
+        c.max_signal_bytes = 64 * 1024;
+        c.max_frame_bytes = 128 * 1024;
+    })
+    .await;
     let (alice, mut alice_events) = ts.join("room", "alice").await;
     let big = "x".repeat(50 * 1024);
     alice.signal(chat(&big)).await.unwrap();

@@ -9,6 +9,7 @@ mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State as AxumState};
@@ -34,8 +35,19 @@ pub(crate) use rpc::SocketConn;
 const READ_BUFFER: usize = 8 * 1024;
 /// Close code for frames over the size limit.
 const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a protocol error (RFC 6455 §7.4.1).
+const CLOSE_PROTOCOL: u16 = 1002;
+/// Close code for a text frame that is not UTF-8.
+const CLOSE_BAD_DATA: u16 = 1007;
 /// How long the writer may take to flush and close once the socket is done.
-const WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+const WRITER_DRAIN: Duration = Duration::from_secs(5);
+/// How long a closed socket is given to take the server's answer to its close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+/// How long a socket closed for a bad frame is held open, unread, after the close frame: a client
+/// still sending the rest of that frame would otherwise get a reset, and lose the close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// The write buffer flushes to the socket past this size.
+const WRITE_BUFFER: usize = 128 * 1024;
 
 /// `GET /openvidu`: accepts any query and any Origin; problems are reported as JSON-RPC errors.
 pub(crate) async fn upgrade(
@@ -46,9 +58,14 @@ pub(crate) async fn upgrade(
 ) -> HttpResponse {
     let ip = client_ip(&headers, peer);
     let max = hub.config.max_frame_bytes;
+    // A client that does not read (pongs to a ping flood included) can fill the write buffer up
+    // to its bound, then the socket's writer waits, and is evicted after the write timeout.
+    let max_write = hub.config.max_write_buffer_bytes.max(2);
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER.min(max_write / 2))
+        .max_write_buffer_size(max_write)
         .on_upgrade(move |socket| run(hub, socket, ip))
 }
 
@@ -56,13 +73,15 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: String) {
     let (id, outbox) = hub.open_socket();
     let (sink, stream) = socket.split();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let mut writer = tokio::spawn(writer::write_frames(sink, Arc::clone(&outbox), id, done_rx));
+    let write_timeout = hub.config.write_timeout;
+    let mut writer =
+        tokio::spawn(writer::write_frames(sink, Arc::clone(&outbox), id, done_rx, write_timeout));
     outbox.set_abort(writer.abort_handle());
     tracing::debug!(socket = id, %ip, "socket opened");
 
     let mut conn =
         SocketConn::new(hub, id, outbox, ip, RpcSessionId::from(rpc_session_id()), writer.abort_handle());
-    let writer_ended = read_loop(&mut conn, stream, &mut writer).await;
+    let (writer_ended, stream) = read_loop(&mut conn, stream, &mut writer).await;
     // Signals still on their way through the broker are finished (a busy session's included).
     conn.drain().await;
     // The writer writes what is queued (a close frame the reader asked for included), then ends;
@@ -72,33 +91,87 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: String) {
         writer.abort();
     }
     conn.socket_closed();
+    if let Some(stream) = stream {
+        tokio::time::sleep(CLOSE_LINGER).await;
+        drop(stream);
+    }
     tracing::debug!(socket = id, "socket closed");
 }
 
+/// Why the reader stops waiting for a frame.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// No ping within the watchdog's time.
+    Ping,
+    /// No frame at all since the socket opened.
+    FirstFrame,
+    /// No `joinRoom` (or `connect`) since the socket opened.
+    Join,
+}
+
 /// Reads and handles requests until the socket is done; `true` when that is because the writer
-/// ended (closed, failed or aborted).
+/// ended (closed, failed, stalled or aborted). The stream comes back when the socket closed for a
+/// bad frame: it is held open a moment, unread (see [`CLOSE_LINGER`]).
 async fn read_loop(
     conn: &mut SocketConn,
     mut stream: SplitStream<WebSocket>,
-    writer: &mut JoinHandle<()>,
-) -> bool {
+    writer: &mut JoinHandle<bool>,
+) -> (bool, Option<SplitStream<WebSocket>>) {
+    let opened = Instant::now();
+    let first_frame = opened + conn.hub.config.first_frame_timeout;
+    let join_timeout = conn.hub.config.join_timeout;
+    let join_by = (!join_timeout.is_zero()).then(|| opened + join_timeout);
+    let mut framed = false;
     loop {
-        let deadline = conn.ping_deadline;
+        let deadline = [
+            conn.ping_deadline.map(|at| (at, Deadline::Ping)),
+            (!framed).then_some((first_frame, Deadline::FirstFrame)),
+            join_by.filter(|_| !conn.joined_once).map(|at| (at, Deadline::Join)),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(at, _)| *at);
         let msg = tokio::select! {
             msg = stream.next(), if conn.can_read() => msg,
             Some(step) = conn.tickets.next(), if !conn.tickets.is_empty() => {
                 conn.finish(step).await;
                 continue;
             }
-            _ = &mut *writer => return true,
-            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                tracing::info!(socket = conn.id, "no ping within {}x the interval: closing", PING_WATCHDOG_FACTOR);
-                conn.push(Out::Order(Order::Close { code: 1000, reason: "Close for not receive ping from client" }));
+            stalled = &mut *writer => {
+                // A writer blocked past the write timeout: the client does not read.
+                conn.overflowed |= matches!(stalled, Ok(true));
+                return (true, None);
+            }
+            () = sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
+                let reason = match deadline.map(|(_, why)| why) {
+                    Some(Deadline::FirstFrame) => {
+                        tracing::info!(socket = conn.id, "no frame within {:?} of the upgrade: closing", conn.hub.config.first_frame_timeout);
+                        "no frame received"
+                    }
+                    Some(Deadline::Join) => {
+                        tracing::info!(socket = conn.id, "no joinRoom within {join_timeout:?}: closing");
+                        "no joinRoom received"
+                    }
+                    _ => {
+                        tracing::info!(socket = conn.id, "no ping within {}x the interval: closing", PING_WATCHDOG_FACTOR);
+                        "Close for not receive ping from client"
+                    }
+                };
+                conn.push(Out::Order(Order::Close { code: 1000, reason }));
                 break;
             }
         };
+        framed = true;
         match msg {
-            None | Some(Ok(Message::Close(_))) => break,
+            None => break,
+            Some(Ok(Message::Close(_))) => {
+                // tungstenite queued the answer (the client's code echoed, or 1002 for a code
+                // that is not allowed); reading on sends it and sees the end of the socket.
+                let _ =
+                    tokio::time::timeout(CLOSE_HANDSHAKE, async { while stream.next().await.is_some() {} })
+                        .await;
+                break;
+            }
             Some(Ok(Message::Text(text))) => conn.handle_text(&text).await,
             Some(Ok(Message::Binary(_))) => conn.send_error(
                 None,
@@ -108,34 +181,65 @@ async fn read_loop(
             ),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             Some(Err(e)) => {
-                if is_too_big(&e) {
+                let Some((code, reason)) = close_for(&e) else {
+                    tracing::debug!(socket = conn.id, error = %e, "socket error");
+                    break;
+                };
+                if code == CLOSE_TOO_BIG {
                     tracing::info!(
                         socket = conn.id,
                         "frame over {} bytes: closing",
                         conn.hub.config.max_frame_bytes
                     );
-                    conn.push(Out::Order(Order::Close { code: CLOSE_TOO_BIG, reason: "message too big" }));
                 } else {
-                    tracing::debug!(socket = conn.id, error = %e, "socket error");
+                    tracing::info!(socket = conn.id, error = %e, "bad frame: closing with {code}");
                 }
-                break;
+                conn.push(Out::Order(Order::Close { code, reason }));
+                return (false, Some(stream));
             }
         }
         if conn.overflowed {
             break;
         }
     }
-    false
+    (false, None)
 }
 
-fn is_too_big(e: &axum::Error) -> bool {
+/// The close frame a read error calls for: 1009 for a frame over the limit, 1007 for a text frame
+/// that is not UTF-8, 1002 for any other breach of the protocol; `None` when the socket failed
+/// (nothing can be written to it).
+fn close_for(e: &axum::Error) -> Option<(u16, &'static str)> {
     use std::error::Error as _;
+    use tokio_tungstenite::tungstenite::Error as WsError;
     let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
     while let Some(s) = source {
-        if let Some(t) = s.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
-            return matches!(t, tokio_tungstenite::tungstenite::Error::Capacity(_));
+        if let Some(t) = s.downcast_ref::<WsError>() {
+            return match t {
+                WsError::Capacity(_) => Some((CLOSE_TOO_BIG, "message too big")),
+                WsError::Utf8(_) => Some((CLOSE_BAD_DATA, "text frame is not UTF-8")),
+                WsError::Protocol(_) => Some((CLOSE_PROTOCOL, "protocol error")),
+                _ => None,
+            };
         }
         source = s.source();
     }
-    false
+    None
+}
+
+/// Handles `frames` as the reader of one socket would, without a socket (what it would be sent
+/// is dropped), then closes it: the fuzz target's way into the dispatch.
+pub(crate) async fn handle_frames<'a>(hub: Arc<Hub>, frames: impl IntoIterator<Item = &'a str>) {
+    let (id, outbox) = hub.open_socket();
+    let writer = tokio::spawn(async {}).abort_handle();
+    let mut conn = SocketConn::new(hub, id, outbox, "127.0.0.1".into(), RpcSessionId::from("rpc"), writer);
+    let mut sent = std::collections::VecDeque::new();
+    for frame in frames {
+        conn.handle_text(frame).await;
+        conn.take_sent(&mut sent);
+        sent.clear();
+        if conn.overflowed {
+            break;
+        }
+    }
+    conn.socket_closed();
 }

@@ -66,8 +66,11 @@ pub(crate) struct SocketConn {
     joined: Option<Joined>,
     ping_interval_ms: Option<u64>,
     pub(super) ping_deadline: Option<Instant>,
-    /// Our own outbox overflowed: the client does not read. The socket is dropped.
+    /// Our own outbox overflowed, or a write stalled: the client does not read. The socket is
+    /// dropped, and its participant evicted at once.
     pub(super) overflowed: bool,
+    /// A `joinRoom` or `connect` succeeded on this socket (the join deadline is met).
+    pub(super) joined_once: bool,
     /// The client acknowledges notifications (`lastSeq` in a ping): what is written to its
     /// participant is kept for a resume from the join on.
     acks: bool,
@@ -104,6 +107,7 @@ impl SocketConn {
             ping_interval_ms: None,
             ping_deadline: None,
             overflowed: false,
+            joined_once: false,
             acks: false,
             request_id: None,
             tickets: FuturesOrdered::new(),
@@ -180,6 +184,17 @@ impl SocketConn {
                 return;
             }
         };
+        if frame.id.is_some_and(|id| !is_valid_id(id)) {
+            // JSON-RPC 2.0 §4: an id is a string or a number; a request with another id is an
+            // Invalid Request, answered with a null id (a response's id is left alone: ignored).
+            if frame.method.is_some() {
+                self.send_error(
+                    None,
+                    &Refusal::InvalidRequest("request \"id\" must be a number or a string".into()),
+                );
+            }
+            return;
+        }
         let Some(method) = frame.method.as_deref() else {
             if frame.result.is_some() || frame.error.is_some() {
                 tracing::debug!(socket = self.id, "ignoring a response from the client");
@@ -335,6 +350,7 @@ impl SocketConn {
         let reply = move |result: &signalroom_core::protocol::JoinRoomResult| response(id.as_deref(), result);
         let result = self.hub.join(req, &self.outbox, reply).await?;
         self.push(Out::Order(Order::KeepOpen));
+        self.joined_once = true;
         self.joined = Some(Joined {
             session: result.session.clone().unwrap_or_else(|| SessionId::from("")),
             connection: result.id,
@@ -367,6 +383,7 @@ impl SocketConn {
             self.outbox = outbox;
         }
         self.rpc_id = p.session_id;
+        self.joined_once = true;
         self.joined = Some(Joined { session, connection });
         Ok(())
     }
@@ -422,6 +439,11 @@ impl SocketConn {
         self.push(Out::Frame(Utf8Bytes::from(text)));
     }
 
+    /// Takes what is queued for this socket, as its writer would (for [`super::handle_frames`]).
+    pub(super) fn take_sent(&self, buf: &mut std::collections::VecDeque<Out>) {
+        self.outbox.take_now(buf, self.id);
+    }
+
     /// Queues something for this socket; an outbox too full to take it means the client does
     /// not read: the socket is dropped.
     pub(super) fn push(&mut self, out: Out) {
@@ -439,6 +461,12 @@ fn response<R: Serialize>(id: Option<&RawValue>, result: R) -> Utf8Bytes {
 
 fn params<'a, T: serde::Deserialize<'a>>(name: &str, frame: &Frame<'a>) -> Result<T, Refusal> {
     frame.params().map_err(|e| Refusal::BadParams { method: name.to_owned(), reason: e.to_string() })
+}
+
+/// Whether a request id is a number or a string (JSON-RPC 2.0 §4; `null` is reserved for the
+/// answers to requests whose id could not be read).
+fn is_valid_id(id: &RawValue) -> bool {
+    matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
 }
 
 fn is_known(name: &str) -> bool {
@@ -462,6 +490,16 @@ fn is_known(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_numbers_or_strings() {
+        for ok in ["0", "-3", "1.5", r#""abc""#] {
+            assert!(is_valid_id(&RawValue::from_string(ok.into()).unwrap()), "{ok}");
+        }
+        for bad in ["null", "true", "false", "{}", "[1]"] {
+            assert!(!is_valid_id(&RawValue::from_string(bad.into()).unwrap()), "{bad}");
+        }
+    }
 
     #[test]
     fn every_media_and_pro_method_is_known() {

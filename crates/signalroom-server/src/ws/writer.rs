@@ -20,14 +20,26 @@ const WRITE_BATCH: usize = 256;
 /// How long a close frame may take to write.
 const CLOSE_WRITE: Duration = Duration::from_secs(1);
 
+/// How a batch went.
+enum Wrote {
+    /// Written; the socket goes on.
+    All,
+    /// The socket is done (closed, failed, or a close written).
+    Done,
+    /// A write stayed blocked past the write timeout: the client does not read.
+    Stalled,
+}
+
 /// Writes what socket `me`'s outbox holds until the socket is done. `reader_done` fires when the
-/// reader stopped: what is queued then is written, and the socket closed.
+/// reader stopped: what is queued then is written, and the socket closed. Returns `true` when a
+/// write stayed blocked for `timeout` (the client does not read): its participant is to be evicted.
 pub(crate) async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
     mut outbox: Arc<Outbox>,
     me: u64,
     mut reader_done: oneshot::Receiver<()>,
-) {
+    timeout: Duration,
+) -> bool {
     let mut close_at: Option<Instant> = None;
     let mut batch = VecDeque::new();
     let mut finishing = false;
@@ -54,49 +66,59 @@ pub(crate) async fn write_frames(
                 let close =
                     CloseFrame { code: 1000, reason: Utf8Bytes::from_static("replaced by a reconnection") };
                 let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(Some(close)))).await;
-                return;
+                return false;
             }
         }
-        if !write_batch(&mut sink, &mut batch, &mut close_at).await {
-            // What this socket could not write is still owed to its participant.
+        let wrote = write_batch(&mut sink, &mut batch, &mut close_at, timeout).await;
+        if !matches!(wrote, Wrote::All) {
+            // What this socket could not write is still owed to its participant (or, stalled,
+            // goes with it when it is evicted).
             outbox.requeue(me, std::mem::take(&mut batch));
-            return;
+            if matches!(wrote, Wrote::Stalled) {
+                tracing::warn!(
+                    socket = me,
+                    "a write stayed blocked for {timeout:?}: the client does not read"
+                );
+                return true;
+            }
+            return false;
         }
         if finishing {
             let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(None))).await;
-            return;
+            return false;
         }
     }
 }
 
-/// Writes a batch; `false` once the socket is done (closed, failed, or a close written).
+/// Writes a batch, each write within `timeout`.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
     batch: &mut VecDeque<Out>,
     close_at: &mut Option<Instant>,
-) -> bool {
+    timeout: Duration,
+) -> Wrote {
     let mut written = 0;
     while let Some(out) = batch.pop_front() {
         match out {
             Out::Frame(text) => {
-                // The hot path: a plain `feed` unless a close is due. (What was being fed when
-                // the socket failed is gone with it; the rest of the batch is given back.)
-                let fed = match *close_at {
-                    None => sink.feed(Message::Text(text)).await.is_ok(),
-                    Some(_) => io(*close_at, sink.feed(Message::Text(text))).await,
-                };
-                if !fed {
-                    return false;
+                // (What was being fed when the socket failed is gone with it; the rest of the
+                // batch is given back.)
+                match io(*close_at, timeout, sink.feed(Message::Text(text))).await {
+                    Wrote::All => {}
+                    other => return other,
                 }
                 written += 1;
-                if written % WRITE_BATCH == 0 && !io(*close_at, sink.flush()).await {
-                    return false;
+                if written % WRITE_BATCH == 0 {
+                    match io(*close_at, timeout, sink.flush()).await {
+                        Wrote::All => {}
+                        other => return other,
+                    }
                 }
             }
             Out::Order(Order::Close { code, reason }) => {
                 let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
                 let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(Some(close)))).await;
-                return false;
+                return Wrote::Done;
             }
             Out::Order(Order::CloseAfter(delay)) => {
                 let at = Instant::now() + delay;
@@ -105,14 +127,26 @@ async fn write_batch(
             Out::Order(Order::KeepOpen) => *close_at = None,
         }
     }
-    written % WRITE_BATCH == 0 || io(*close_at, sink.flush()).await
+    if written % WRITE_BATCH == 0 { Wrote::All } else { io(*close_at, timeout, sink.flush()).await }
 }
 
-/// A socket write; once a close is due, a write that cannot finish by then (the client does not
-/// read) ends the socket.
-async fn io(close_at: Option<Instant>, write: impl Future<Output = Result<(), axum::Error>>) -> bool {
+/// A socket write, which may block while the client does not read: past `timeout` the socket is
+/// stalled; once a close is due, a write that cannot finish by then ends the socket.
+async fn io(
+    close_at: Option<Instant>,
+    timeout: Duration,
+    write: impl Future<Output = Result<(), axum::Error>>,
+) -> Wrote {
+    let stall = Instant::now() + timeout;
     match close_at {
-        None => write.await.is_ok(),
-        Some(at) => matches!(tokio::time::timeout_at(at, write).await, Ok(Ok(()))),
+        Some(at) if at < stall => match tokio::time::timeout_at(at, write).await {
+            Ok(Ok(())) => Wrote::All,
+            _ => Wrote::Done,
+        },
+        _ => match tokio::time::timeout_at(stall, write).await {
+            Ok(Ok(())) => Wrote::All,
+            Ok(Err(_)) => Wrote::Done,
+            Err(_) => Wrote::Stalled,
+        },
     }
 }

@@ -3,6 +3,7 @@
 mod redis_support;
 mod support;
 
+mod attack;
 mod bad_input;
 mod cluster;
 mod lifecycle;

@@ -1,0 +1,47 @@
+//! Entry point for the fuzz target in `fuzz/` and for the test that replays its corpus on the
+//! stable toolchain: takes arbitrary bytes, and must not panic.
+
+use std::sync::Arc;
+
+use signalroom_core::rest::SessionProperties;
+
+use crate::broker::{AnyBroker, LocalBroker};
+use crate::config::Config;
+use crate::hub::Hub;
+
+/// Inbound frames (one a line) handled by one socket of a fresh server, which holds the session
+/// `S1` (join it with the secret `MY_SECRET`: a token cannot be guessed).
+pub fn rpc_dispatch(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_time().build() else { return };
+    runtime.block_on(async {
+        let config = Config::local();
+        let broker = AnyBroker::Local(LocalBroker::new(config.linger_close));
+        let hub = Arc::new(Hub::new(config, "ws://127.0.0.1:1".into(), "http://127.0.0.1:1".into(), broker));
+        let props = SessionProperties::from_body(&serde_json::Map::new()).expect("defaults are valid");
+        hub.create_session("S1", props).await.expect("a fresh server creates S1");
+        crate::ws::handle_frames(Arc::clone(&hub), text.lines()).await;
+        tokio::task::yield_now().await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every input of a fuzz target's corpus (`fuzz/corpus/<target>`), at least `min` of them.
+    pub(crate) fn corpus(target: &str, min: usize) -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
+        let inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+            .collect();
+        assert!(inputs.len() >= min, "{}: {} inputs, expected at least {min}", dir.display(), inputs.len());
+        inputs
+    }
+
+    #[test]
+    fn the_corpus_replays_without_a_panic() {
+        for input in corpus("rpc_dispatch", 5) {
+            super::rpc_dispatch(&input);
+        }
+    }
+}
