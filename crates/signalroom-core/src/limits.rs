@@ -9,7 +9,7 @@ pub const DEFAULT_MAX_SIGNAL_DATA_BYTES: usize = 45 * 1024;
 /// larger so that a `data` of the configured maximum always fits after JSON escaping.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
 
-/// Maximum length in bytes of a signal `type`.
+/// Maximum length in bytes of a signal `type`, not counting its `signal:` prefix.
 pub const MAX_SIGNAL_TYPE_BYTES: usize = 256;
 
 /// Maximum number of entries in a signal's `to` array.
