@@ -38,7 +38,7 @@ async def test_connect_returns_a_session_that_knows_itself(
         assert other.remote_connections == [session.connection]
     finally:
         await session.disconnect()
-    assert session.state == "disconnected"
+    assert str(session.state) == "disconnected"
     assert session.end_reason == "disconnect"
 
 
@@ -65,7 +65,7 @@ async def test_async_with_connect_leaves_at_the_end(
     gone = watcher.wait_for("connectionDestroyed", predicate=lambda e: e.connection.connection_id == conn.connection_id)
     async with signalroom.connect(conn.token) as session:
         assert session.state == "connected"
-    assert session.state == "disconnected"
+    assert str(session.state) == "disconnected"
     event = await gone
     assert event.reason == "disconnect"
     assert event.name == "connectionDestroyed"

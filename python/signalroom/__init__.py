@@ -33,13 +33,13 @@ the pytest plugin :mod:`signalroom.testing`.
 
 from __future__ import annotations
 
+from ._api import ServerApi
 from ._native import (
     Connection,
     ConnectionEvent,
     ConnectionObject,
     ConnectionPropertyChangedEvent,
     ReconnectedEvent,
-    ServerApi,
     SessionDisconnectedEvent,
     SessionEvent,
     SessionObject,
@@ -48,7 +48,27 @@ from ._native import (
     enable_logging,
 )
 from ._server import DEFAULT_SECRET, Server
-from ._session import DEFAULT_TIMEOUT, Connecting, Event, Recipient, Session, SignalStream, connect
+from ._session import (
+    DEFAULT_TIMEOUT,
+    REJOIN_REASONS,
+    Connecting,
+    EndReason,
+    Event,
+    EventName,
+    HandlerErrorHook,
+    Recipient,
+    Recipients,
+    Recorder,
+    RejoinedEvent,
+    Role,
+    Session,
+    SignalStream,
+    State,
+    TokenFactory,
+    WhileReconnecting,
+    connect,
+)
+from ._transcript import TranscriptRecord, read_transcript
 from .errors import (
     ConnectionLostError,
     InvalidArgumentError,
@@ -63,17 +83,25 @@ from .errors import (
 __all__ = [
     "DEFAULT_SECRET",
     "DEFAULT_TIMEOUT",
+    "REJOIN_REASONS",
     "Connecting",
     "Connection",
     "ConnectionEvent",
     "ConnectionLostError",
     "ConnectionObject",
     "ConnectionPropertyChangedEvent",
+    "EndReason",
     "Event",
+    "EventName",
+    "HandlerErrorHook",
     "InvalidArgumentError",
     "InvalidSignalError",
     "Recipient",
+    "Recipients",
     "ReconnectedEvent",
+    "Recorder",
+    "RejoinedEvent",
+    "Role",
     "RpcError",
     "Server",
     "ServerApi",
@@ -87,7 +115,15 @@ __all__ = [
     "SignalStream",
     "SignalTimeoutError",
     "SignalroomError",
+    "State",
+    "TokenFactory",
+    "TranscriptRecord",
+    "WhileReconnecting",
     "__version__",
     "connect",
     "enable_logging",
+    "read_transcript",
+    "sync",
 ]
+
+from . import sync
