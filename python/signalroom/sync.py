@@ -294,6 +294,11 @@ class Session:
             session.signal("ping", type="ping")
             reply = session.receive("signal:pong", timeout=2)
         """
+        if _runner.on_loop_thread():
+            raise RuntimeError(
+                "receive() from a handler would wait for itself: events are delivered on the thread "
+                "that runs handlers; register a handler for the event instead"
+            )
         wanted = None if name is None else _session._check_name(name)
 
         def matches(event: Event) -> bool:
