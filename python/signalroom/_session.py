@@ -899,6 +899,7 @@ class Session:
         if error is not None:
             log.warning("signalroom: %r could not rejoin: %s", self.session_id, error)
         self._held_end = None
+        self._rejoin = None  # given up: this end is final
         self._link_up.set()
         self._dispatch(lost)
         return False
