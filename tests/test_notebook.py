@@ -60,7 +60,8 @@ def test_a_notebook_with_top_level_await_and_a_cell_run_again() -> None:
     handler_cell = next(c for c in readme_cells if "@me.on(" in c)
     # The README's cells, its handler cell run again, then the test's own cells.
     cells = [*readme_cells, handler_cell, *CELLS_AFTER_THE_README]
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    code_cells = [nbformat.v4.new_code_cell(c) for c in cells]  # type: ignore[no-untyped-call]
+    notebook = nbformat.v4.new_notebook(cells=code_cells)  # type: ignore[no-untyped-call]
     client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=60, allow_errors=False)
     client.execute()
     outputs = [_outputs(c) for c in notebook.cells]

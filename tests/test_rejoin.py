@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -82,7 +82,7 @@ async def server(signalroom_binary: Path, tmp_path: Path) -> AsyncIterator[Serve
         await asyncio.to_thread(server.stop)
 
 
-def _token_factory(server: ServerProcess, session_id: str = "lobby", data: str = "bot") -> signalroom.TokenFactory:
+def _token_factory(server: ServerProcess, session_id: str = "lobby", data: str = "bot") -> Callable[[], Awaitable[str]]:
     api = signalroom.ServerApi(server.url, server.secret, timeout=2.0)
 
     async def fresh_token() -> str:

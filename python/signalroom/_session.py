@@ -1074,14 +1074,17 @@ class Connecting(Coroutine[Any, Any, "Session"]):
         return self._started().__await__()
 
     def send(self, value: Any) -> Any:
+        """Coroutine protocol: resumes the connection attempt (as ``coroutine.send``)."""
         return self._started().send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Coroutine protocol: raises an exception inside the connection attempt."""
         if val is None and tb is None:
             return self._started().throw(typ)
         return self._started().throw(typ, val, tb)
 
     def close(self) -> None:
+        """Coroutine protocol: abandons the connection attempt (nothing happens if never started)."""
         if self._coroutine is not None:
             self._coroutine.close()
 
