@@ -86,6 +86,35 @@ def test_the_four_line_script_runs_as_a_program(server: signalroom.sync.Server) 
     assert run.stdout == "pong\n"
 
 
+# The same with asyncio, for comparison (the closing figures: 7 lines against 4).
+ASYNC_ONE_SIGNAL_ONE_REPLY = """\
+import asyncio, signalroom, sys; token = sys.argv[1]
+async def main() -> None:
+    async with signalroom.connect(token) as s:
+        reply = s.wait_for("signal:pong", timeout=5)
+        await s.signal("hi", type="ping")
+        print((await reply).data)
+asyncio.run(main())
+"""
+
+
+def test_the_same_with_asyncio_takes_seven_lines(server: signalroom.sync.Server) -> None:
+    assert len(ASYNC_ONE_SIGNAL_ONE_REPLY.splitlines()) == 7
+    api = server.api()
+    api.create_session("lobby")
+    with signalroom.sync.connect(api.create_connection("lobby").token) as bot:
+        bot.on("signal:ping", lambda e: bot.reply(e, "pong", type="pong"))
+        run = subprocess.run(
+            [sys.executable, "-c", ASYNC_ONE_SIGNAL_ONE_REPLY, api.create_connection("lobby").token],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "pong\n"
+
+
 def test_receive_keeps_events_that_arrived_before_the_call_and_times_out(server: signalroom.sync.Server) -> None:
     api = server.api()
     api.create_session("lobby")

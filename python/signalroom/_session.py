@@ -889,6 +889,9 @@ class Session:
                 except asyncio.TimeoutError:
                     pass
                 continue
+            if self._leaving.is_set():  # disconnect() was called meanwhile: leave this one too
+                await native.disconnect()
+                break
             self._native = native
             self._connection = native.connection
             self._held_end = None
