@@ -30,11 +30,31 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _api, _server, _session
-from ._native import Connection, ConnectionObject, SessionDisconnectedEvent, SessionObject, SignalEvent
-from ._session import DEFAULT_TIMEOUT, Event, HandlerErrorHook, Recipients, Recorder, Role, State
+from ._native import (
+    Connection,
+    ConnectionEvent,
+    ConnectionObject,
+    ConnectionPropertyChangedEvent,
+    ReconnectedEvent,
+    SessionDisconnectedEvent,
+    SessionEvent,
+    SessionObject,
+    SignalEvent,
+)
+from ._session import (
+    DEFAULT_TIMEOUT,
+    Event,
+    HandlerErrorHook,
+    Recipients,
+    Recorder,
+    RejoinedEvent,
+    Role,
+    State,
+    _ConnectionEventName,
+)
 from .errors import ConnectionLostError, SignalTimeoutError
 
 if TYPE_CHECKING:
@@ -274,6 +294,70 @@ class Session:
     def _over(self) -> bool:
         return self._session._over or self._session._ended is not None
 
+    @overload
+    def receive(  # type: ignore[overload-overlap]
+        self,
+        name: _ConnectionEventName,
+        *,
+        predicate: Callable[[ConnectionEvent], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> ConnectionEvent: ...
+    @overload
+    def receive(  # type: ignore[overload-overlap]
+        self,
+        name: Literal["connectionPropertyChanged"],
+        *,
+        predicate: Callable[[ConnectionPropertyChangedEvent], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> ConnectionPropertyChangedEvent: ...
+    @overload
+    def receive(  # type: ignore[overload-overlap]
+        self,
+        name: Literal["sessionDisconnected"],
+        *,
+        predicate: Callable[[SessionDisconnectedEvent], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> SessionDisconnectedEvent: ...
+    @overload
+    def receive(  # type: ignore[overload-overlap]
+        self,
+        name: Literal["reconnecting"],
+        *,
+        predicate: Callable[[SessionEvent], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> SessionEvent: ...
+    @overload
+    def receive(  # type: ignore[overload-overlap]
+        self,
+        name: Literal["reconnected"],
+        *,
+        predicate: Callable[[ReconnectedEvent], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> ReconnectedEvent: ...
+    @overload
+    def receive(  # type: ignore[overload-overlap]
+        self,
+        name: Literal["rejoined"],
+        *,
+        predicate: Callable[[RejoinedEvent], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> RejoinedEvent: ...
+    @overload
+    def receive(
+        self,
+        name: None = None,
+        *,
+        predicate: Callable[[Event], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Event: ...
+    @overload
+    def receive(
+        self,
+        name: str,
+        *,
+        predicate: Callable[[SignalEvent], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> SignalEvent: ...
     def receive(
         self,
         name: str | None = None,

@@ -31,3 +31,10 @@ async def mistakes(session: signalroom.Session, api: signalroom.ServerApi, event
     role: signalroom.Role = session.role  # right
     print(role, event.reason)  # E: "SignalEvent" has no attribute "reason"
     signalroom.connect("ws://x", while_reconnecting="retry")  # E: Argument "while_reconnecting" to "connect"
+
+
+def sync_mistakes(s: signalroom.sync.Session) -> None:
+    print(s.receive("connectionCreated").connection.data)  # right
+    print(s.receive("signal:chat").data)  # right
+    print(s.receive("connectionCreated").data)  # E: "ConnectionEvent" has no attribute "data"
+    s.signal("hi", to="con_x")  # E: Argument "to" to "signal" of "Session"
