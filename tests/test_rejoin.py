@@ -1,5 +1,6 @@
 """Bots that survive: the ``rejoin`` policy across a restart of the server process, what signal()
-does meanwhile (``while_reconnecting``), and ``wait_closed``."""
+does while the link is down (``while_reconnecting``: rejoining, or reopening the link through a
+proxy that breaks it), and ``wait_closed``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from tcpproxy import TcpProxy
 
 import signalroom
 
@@ -213,3 +215,45 @@ async def test_rejoin_gives_up_after_its_attempts_and_ends_the_session(server: S
     assert ended.reason == "openviduServerStopped"
     assert attempts == 3
     assert bot.state == "disconnected"
+
+
+async def test_signal_while_the_link_is_reopened_waits_or_fails_at_once() -> None:
+    async with TcpProxy() as proxy, signalroom.Server(public_url=proxy.url) as server:
+        proxy.target = ("127.0.0.1", server.port)
+        api = server.api()
+        await api.create_session("lobby")
+
+        async def join(while_reconnecting: signalroom.WhileReconnecting) -> signalroom.Session:
+            token = (await api.create_connection("lobby")).token
+            return await signalroom.connect(
+                token,
+                timeout=TIMEOUT,
+                reconnect_interval=0.1,
+                ping_interval=0.2,
+                ping_timeout=0.5,
+                while_reconnecting=while_reconnecting,
+            )
+
+        waiting, failing = await join("wait"), await join("fail")
+        try:
+            back = [s.wait_for("reconnected", timeout=TIMEOUT) for s in (waiting, failing)]
+            heard = failing.wait_for("signal:chat", predicate=lambda e: e.data == "meanwhile", timeout=TIMEOUT)
+            proxy.target = None  # new connections are refused...
+            proxy.reset()  # ...and the open ones broken
+            await _until(lambda: waiting.state == failing.state == "reconnecting", "both to lose the link")
+
+            started = time.monotonic()
+            with pytest.raises(signalroom.ConnectionLostError, match="reconnecting: the signal was not sent"):
+                await failing.signal("now", type="chat")
+            assert time.monotonic() - started < 1.0
+
+            sent = asyncio.ensure_future(waiting.signal("meanwhile", type="chat"))
+            await asyncio.sleep(0.3)
+            assert not sent.done()
+            proxy.target = ("127.0.0.1", server.port)
+            await asyncio.wait_for(sent, TIMEOUT)
+            await asyncio.gather(*back)
+            assert (await heard).from_ == waiting.connection
+        finally:
+            await waiting.disconnect()
+            await failing.disconnect()
