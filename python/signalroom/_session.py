@@ -386,7 +386,7 @@ class Session:
     def state(self) -> State:
         """``connected``, ``reconnecting`` (the link is being reopened, or the session rejoined)
         or ``disconnected``."""
-        if self._held_end is not None and not self._over:
+        if self._rejoining():
             return "reconnecting"
         state = self._native.state
         return "connected" if state == "joining" else state
@@ -395,9 +395,18 @@ class Session:
     def end_reason(self) -> str | None:
         """Why the session ended (an :data:`EndReason`: ``disconnect``, ``networkDisconnect``, ...),
         or ``None`` while on (rejoining included)."""
-        if self._held_end is not None and not self._over:
+        if self._rejoining():
             return None
         return self._native.end_reason
+
+    def _rejoining(self) -> bool:
+        """Whether the session was lost and will rejoin (the end may still be on its way from Rust:
+        the pump holds it when it comes)."""
+        if self._over:
+            return False
+        if self._held_end is not None:
+            return True
+        return self._rejoin is not None and not self._leaving.is_set() and self._native.end_reason in REJOIN_REASONS
 
     def __repr__(self) -> str:
         return f"<signalroom.Session {self.session_id!r} as {self.connection_id!r} ({self.state})>"
@@ -435,7 +444,8 @@ class Session:
             raise InvalidSignalError(
                 f"to must be a list of connection ids, not a string: write to=[{to!r}]", field="to"
             )
-        if self._held_end is not None or self._native.state == "reconnecting":
+        rejoining = self._rejoining()
+        if rejoining or self._native.state == "reconnecting":
             if self._while_reconnecting == "fail":
                 raise ConnectionLostError(
                     f"session {self.session_id!r} is reconnecting: the signal was not sent; send it again "
@@ -443,7 +453,9 @@ class Session:
                     "while_reconnecting='wait'",
                     reason=None,
                 )
-            if self._held_end is not None:
+            if rejoining:
+                if self._held_end is None:
+                    self._link_up.clear()  # the pump is about to hold the end and rejoin; it sets it again
                 try:
                     await asyncio.wait_for(self._link_up.wait(), self._timeout)
                 except asyncio.TimeoutError:
