@@ -187,11 +187,11 @@ async def test_off_removes_one_handler_or_all(participant: ParticipantFactory) -
 async def test_unknown_event_names_are_refused_with_a_hint(participant: ParticipantFactory) -> None:
     alice = await participant("lobby")
     with pytest.raises(signalroom.InvalidArgumentError, match="'signal:chat'"):
-        alice.on("chat", print)
+        alice.on("chat", print)  # type: ignore[signalroom-event]
     with pytest.raises(ValueError, match="signalling only"):
-        alice.on("streamCreated", print)
+        alice.on("streamCreated", print)  # type: ignore[signalroom-event]
     with pytest.raises(ValueError, match="unknown event"):
-        alice.wait_for("connectioncreated")
+        alice.wait_for("connectioncreated")  # type: ignore[signalroom-event]
     with pytest.raises(TypeError, match="callable"):
         alice.on("signal", "not a function")  # type: ignore[call-overload]
 

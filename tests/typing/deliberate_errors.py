@@ -1,6 +1,6 @@
-"""Mistakes that mypy --strict must catch (tests/test_typing.py): each line marked with an E
-comment must get an error containing the comment's text, and no other line may get one. Not run,
-only type-checked."""
+"""Mistakes that mypy --strict must catch (tests/test_typing.py), with signalroom's mypy plugin
+(pyproject.toml) for event names: each line marked with an E comment must get an error containing
+the comment's text, and no other line may get one. Not run, only type-checked."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ async def mistakes(session: signalroom.Session, api: signalroom.ServerApi, event
 
     session.on("connectionCreated", on_created)  # right: the name gives the event class
     session.on("conectionCreated", on_created)  # E: Value of type variable "_SignalHandler" of "on"
-    joined = await session.wait_for("conectionCreated")
+    session.on("conectionCreated", lambda e: None)  # E: unknown signalroom event "conectionCreated"
+    joined = await session.wait_for("conectionCreated")  # E: unknown signalroom event
     print(joined.connection)  # E: "SignalEvent" has no attribute "connection"
     rejoined = await session.wait_for("rejoined")
     print(rejoined.previous.connection_id)  # right
@@ -37,4 +38,6 @@ def sync_mistakes(s: signalroom.sync.Session) -> None:
     print(s.receive("connectionCreated").connection.data)  # right
     print(s.receive("signal:chat").data)  # right
     print(s.receive("connectionCreated").data)  # E: "ConnectionEvent" has no attribute "data"
+    s.receive("signl")  # E: unknown signalroom event "signl"
+    s.on("signal:", print)  # E: empty signal type
     s.signal("hi", to="con_x")  # E: Argument "to" to "signal" of "Session"
