@@ -17,7 +17,7 @@ Example::
 
             @bob.on("signal:chat")
             async def answer(event: signalroom.SignalEvent) -> None:
-                await bob.signal(f"echo: {event.data}", type="chat", to=[event.from_])
+                await bob.reply(event, f"echo: {event.data}")
 
             reply = alice.wait_for("signal:chat", predicate=lambda e: e.data.startswith("echo"))
             await alice.signal("hello", type="chat", to=[bob.connection])
@@ -27,8 +27,10 @@ Example::
 
     asyncio.run(main())
 
-See :func:`connect`, :class:`Session`, :class:`ServerApi`, :class:`Server` and, for tests,
-the pytest plugin :mod:`signalroom.testing`.
+See :func:`connect`, :class:`Session`, :class:`ServerApi`, :class:`Server`; for plain scripts
+(no asyncio) :mod:`signalroom.sync`; for analysis :meth:`Session.record` and
+:func:`read_transcript`; for tests the pytest plugin :mod:`signalroom.testing`; for type checking
+the mypy plugin :mod:`signalroom.mypy_plugin`; from a terminal ``python -m signalroom``.
 """
 
 from __future__ import annotations

@@ -313,7 +313,7 @@ class Session:
         @session.on("signal:chat")
         async def echo(event: signalroom.SignalEvent) -> None:
             if event.from_ != session.connection:
-                await session.signal(f"echo: {event.data}", type="chat", to=[event.from_])
+                await session.reply(event, f"echo: {event.data}")
 
         await session.signal("hello everyone", type="chat")
         await session.disconnect()

@@ -23,7 +23,7 @@ Example::
     async def test_echo(participant, assert_signal):
         alice = await participant("lobby", data="alice")
         bob = await participant("lobby", data="bob")
-        bob.on("signal:ping", lambda e: asyncio.ensure_future(bob.signal("pong", type="pong", to=[e.from_])))
+        bob.on("signal:ping", lambda e: asyncio.ensure_future(bob.reply(e, "pong", type="pong")))
         await alice.signal("hi", type="ping")
         event = await assert_signal(alice, "pong", data="pong")
         assert event.from_ == bob.connection
