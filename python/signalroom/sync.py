@@ -54,6 +54,13 @@ from ._session import (
     Role,
     State,
     _ConnectionEventName,
+    _ConnectionHandler,
+    _DisconnectedHandler,
+    _PropertyHandler,
+    _ReconnectedHandler,
+    _RejoinedHandler,
+    _SessionHandler,
+    _SignalHandler,
 )
 from .errors import ConnectionLostError, SignalTimeoutError
 
@@ -68,7 +75,6 @@ log = logging.getLogger("signalroom")
 DEFAULT_BUFFER = 10_000
 
 _T = TypeVar("_T")
-_Handler = TypeVar("_Handler", bound=Callable[..., object])
 
 
 class _Runner:
@@ -252,10 +258,54 @@ class Session:
 
     # -- handlers ------------------------------------------------------------------------------
 
-    def on(self, name: str, fn: _Handler) -> _Handler:
-        """Registers ``fn`` for the event ``name`` (see :meth:`signalroom.Session.on`); it runs on
-        the package's background thread. Returns ``fn``."""
-        return _runner.call(lambda: self._session.on(name, fn))
+    @overload
+    def on(self, name: _ConnectionEventName) -> Callable[[_ConnectionHandler], _ConnectionHandler]: ...  # type: ignore[overload-overlap]
+    @overload
+    def on(self, name: _ConnectionEventName, fn: _ConnectionHandler) -> _ConnectionHandler: ...
+    @overload
+    def on(self, name: Literal["connectionPropertyChanged"]) -> Callable[[_PropertyHandler], _PropertyHandler]: ...  # type: ignore[overload-overlap]
+    @overload
+    def on(self, name: Literal["connectionPropertyChanged"], fn: _PropertyHandler) -> _PropertyHandler: ...
+    @overload
+    def on(self, name: Literal["sessionDisconnected"]) -> Callable[[_DisconnectedHandler], _DisconnectedHandler]: ...  # type: ignore[overload-overlap]
+    @overload
+    def on(self, name: Literal["sessionDisconnected"], fn: _DisconnectedHandler) -> _DisconnectedHandler: ...
+    @overload
+    def on(self, name: Literal["reconnecting"]) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
+    @overload
+    def on(self, name: Literal["reconnecting"], fn: _SessionHandler) -> _SessionHandler: ...
+    @overload
+    def on(self, name: Literal["reconnected"]) -> Callable[[_ReconnectedHandler], _ReconnectedHandler]: ...  # type: ignore[overload-overlap]
+    @overload
+    def on(self, name: Literal["reconnected"], fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
+    @overload
+    def on(self, name: Literal["rejoined"]) -> Callable[[_RejoinedHandler], _RejoinedHandler]: ...  # type: ignore[overload-overlap]
+    @overload
+    def on(self, name: Literal["rejoined"], fn: _RejoinedHandler) -> _RejoinedHandler: ...
+    @overload
+    def on(self, name: str) -> Callable[[_SignalHandler], _SignalHandler]: ...
+    @overload
+    def on(self, name: str, fn: _SignalHandler) -> _SignalHandler: ...
+    def on(self, name: str, fn: Callable[[Any], object] | None = None) -> Any:
+        """Registers ``fn`` for the event ``name`` (see :meth:`signalroom.Session.on`: the same
+        names, event classes and rules); it runs on the package's background thread. Returns
+        ``fn``; without ``fn``, a decorator.
+
+        Example::
+
+            @session.on("signal:ping")
+            def ping(event: signalroom.SignalEvent) -> None:
+                session.reply(event, "pong", type="pong")
+        """
+        if fn is None:
+
+            def register(f: Callable[[Any], object]) -> Callable[[Any], object]:
+                self.on(name, f)
+                return f
+
+            return register
+        handler = fn
+        return _runner.call(lambda: self._session.on(name, handler))
 
     def off(self, name: str, fn: Callable[..., object] | None = None) -> None:
         """Unregisters ``fn`` from ``name`` (every handler of ``name`` when ``fn`` is omitted)."""

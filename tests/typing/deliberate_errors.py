@@ -41,3 +41,9 @@ def sync_mistakes(s: signalroom.sync.Session) -> None:
     s.receive("signl")  # E: unknown signalroom event "signl"
     s.on("signal:", print)  # E: empty signal type
     s.signal("hi", to="con_x")  # E: Argument "to" to "signal" of "Session"
+
+    @s.on("sessionDisconnected")  # E: Value of type variable
+    def wrong(e: signalroom.SignalEvent) -> None: ...
+
+    @s.on("sessionDisconnected")  # right
+    def right(e: signalroom.SessionDisconnectedEvent) -> None: ...
