@@ -32,6 +32,15 @@ _debug_build: bool
 
 _Role: TypeAlias = Literal["PUBLISHER", "SUBSCRIBER", "MODERATOR"]
 _State: TypeAlias = Literal["joining", "connected", "reconnecting", "disconnected"]
+# The reasons signalroom and OpenVidu send; other servers may send others (hence ``| str``).
+_EndReason: TypeAlias = Literal[
+    "disconnect",
+    "forceDisconnectByUser",
+    "forceDisconnectByServer",
+    "sessionClosedByServer",
+    "networkDisconnect",
+    "openviduServerStopped",
+]
 
 def connect(
     token: str,
@@ -106,7 +115,7 @@ class ConnectionEvent:
     def connection(self) -> Connection:
         """Who joined or left."""
     @property
-    def reason(self) -> str | None:
+    def reason(self) -> _EndReason | str | None:
         """Why it left (``disconnect``, ``forceDisconnectByServer``, ``networkDisconnect``, ...);
         ``None`` for ``connectionCreated``."""
 
@@ -132,7 +141,7 @@ class SessionDisconnectedEvent:
     def name(self) -> Literal["sessionDisconnected"]:
         """``sessionDisconnected``."""
     @property
-    def reason(self) -> str:
+    def reason(self) -> _EndReason | str:
         """``disconnect`` (you left), ``forceDisconnectByServer``, ``sessionClosedByServer``,
         ``openviduServerStopped``, ``networkDisconnect`` (reconnection failed), ... (see
         :data:`signalroom.EndReason`)."""
@@ -213,7 +222,7 @@ class Session:
     def state(self) -> _State:
         """``connected``, ``reconnecting`` or ``disconnected``."""
     @property
-    def end_reason(self) -> str | None:
+    def end_reason(self) -> _EndReason | str | None:
         """Why the session ended, once it has; else ``None``."""
 
 @final

@@ -392,7 +392,7 @@ class Session:
         return "connected" if state == "joining" else state
 
     @property
-    def end_reason(self) -> str | None:
+    def end_reason(self) -> EndReason | str | None:
         """Why the session ended (an :data:`EndReason`: ``disconnect``, ``networkDisconnect``, ...),
         or ``None`` while on (rejoining included)."""
         if self._rejoining():

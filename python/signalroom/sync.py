@@ -46,6 +46,7 @@ from ._native import (
 )
 from ._session import (
     DEFAULT_TIMEOUT,
+    EndReason,
     Event,
     HandlerErrorHook,
     Recipients,
@@ -214,7 +215,7 @@ class Session:
         return self._session.state
 
     @property
-    def end_reason(self) -> str | None:
+    def end_reason(self) -> EndReason | str | None:
         """Why the session ended, or ``None`` while on."""
         return self._session.end_reason
 
