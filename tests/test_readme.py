@@ -92,3 +92,12 @@ def test_one_signal_one_reply_takes_four_lines_with_the_sync_api() -> None:
             )
     assert run.returncode == 0, run.stderr
     assert run.stdout == "pong\n"
+
+
+def test_the_readme_names_its_prerequisites_and_no_file_outside_the_repository() -> None:
+    text = README.read_text()
+    assert "Rust ≥ 1.85" in text and "CPython ≥ 3.9" in text
+    assert "shared/" not in text  # the protocol is described, not pointed to outside the repository
+    for link in re.findall(r"\]\(([^)#]+)\)", text):
+        if not link.startswith(("http://", "https://")):
+            assert (README.parent / link).exists(), link
