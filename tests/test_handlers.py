@@ -102,6 +102,7 @@ async def test_handlers_run_in_registration_order_and_coroutines_start_in_arriva
     assert [x for x in order if x.startswith("async")] == ["async start 0", "async start 1", "async start 2"]
 
 
+@pytest.mark.signalroom_handler_errors_ok
 async def test_a_failing_handler_is_logged_with_its_traceback_and_delivery_goes_on(
     participant: ParticipantFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,17 +1,32 @@
-"""The Python example at the top of the README runs as shown."""
+"""The README's Python examples run as shown, type-check with ``mypy --strict``, and its pytest
+configuration runs the pytest example without a warning."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+import signalroom
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+def _blocks(language: str) -> list[str]:
+    found = re.findall(rf"^( *)```{language}\n(.*?)^ *```", README.read_text(), flags=re.DOTALL | re.MULTILINE)
+    return [textwrap.dedent(block) for _, block in found]
+
+
+def _sync_example() -> str:
+    found = [b for b in _blocks("python") if "signalroom.sync.connect(token)" in b]
+    assert len(found) == 1, "the README has one sync example"
+    return found[0]
+
+
 def test_the_readme_python_example_runs() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    blocks = _blocks("python")
     assert blocks, "the README has a Python example"
     example = blocks[0]
     assert "asyncio.run(main())" in example
@@ -21,12 +36,15 @@ def test_the_readme_python_example_runs() -> None:
     assert run.stderr == ""
 
 
-def test_the_readme_pytest_example_passes(tmp_path: Path) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+def test_the_readme_pytest_example_passes_without_warnings(tmp_path: Path) -> None:
+    blocks = _blocks("python")
     assert len(blocks) >= 2, "the README has a pytest example after the Python one"
     (tmp_path / "test_example.py").write_text(blocks[1])
+    config = [b for b in _blocks("toml") if "[tool.pytest.ini_options]" in b]
+    assert len(config) == 1, "the README has a pytest configuration"
+    (tmp_path / "pyproject.toml").write_text(config[0])
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=strict", str(tmp_path)],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rw", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -35,3 +53,51 @@ def test_the_readme_pytest_example_passes(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout, run.stdout
+    assert "warning" not in run.stdout.lower(), run.stdout
+
+
+def test_the_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    main_example = tmp_path / "readme_example.py"
+    main_example.write_text(_blocks("python")[0])
+    sync_example = tmp_path / "readme_sync.py"
+    sync_example.write_text("import sys\ntoken = sys.argv[1]\n" + _sync_example())
+    run = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(main_example), str(sync_example)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Success: no issues found in 2 source files" in run.stdout
+
+
+def test_one_signal_one_reply_takes_four_lines_with_the_sync_api() -> None:
+    example = _sync_example()
+    lines = [line for line in example.splitlines() if line.strip()]
+    assert len(lines) <= 4, lines
+    with signalroom.sync.Server() as server:
+        api = server.api()
+        api.create_session("lobby")
+        with signalroom.sync.connect(api.create_connection("lobby").token) as bot:
+            bot.on("signal:ping", lambda e: bot.reply(e, "pong", type="pong"))
+            token = api.create_connection("lobby").token
+            run = subprocess.run(
+                [sys.executable, "-c", "import sys\ntoken = sys.argv[1]\n" + example, token],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "pong\n"
+
+
+def test_the_readme_names_its_prerequisites_and_no_file_outside_the_repository() -> None:
+    text = README.read_text()
+    assert "Rust ≥ 1.85" in text and "CPython ≥ 3.9" in text
+    assert "shared/" not in text  # the protocol is described, not pointed to outside the repository
+    for link in re.findall(r"\]\(([^)#]+)\)", text):
+        if not link.startswith(("http://", "https://")):
+            assert (README.parent / link).exists(), link

@@ -17,7 +17,7 @@ Example::
 
             @bob.on("signal:chat")
             async def answer(event: signalroom.SignalEvent) -> None:
-                await bob.signal(f"echo: {event.data}", type="chat", to=[event.from_])
+                await bob.reply(event, f"echo: {event.data}")
 
             reply = alice.wait_for("signal:chat", predicate=lambda e: e.data.startswith("echo"))
             await alice.signal("hello", type="chat", to=[bob.connection])
@@ -27,19 +27,21 @@ Example::
 
     asyncio.run(main())
 
-See :func:`connect`, :class:`Session`, :class:`ServerApi`, :class:`Server` and, for tests,
-the pytest plugin :mod:`signalroom.testing`.
+See :func:`connect`, :class:`Session`, :class:`ServerApi`, :class:`Server`; for plain scripts
+(no asyncio) :mod:`signalroom.sync`; for analysis :meth:`Session.record` and
+:func:`read_transcript`; for tests the pytest plugin :mod:`signalroom.testing`; for type checking
+the mypy plugin :mod:`signalroom.mypy_plugin`; from a terminal ``python -m signalroom``.
 """
 
 from __future__ import annotations
 
+from ._api import ServerApi
 from ._native import (
     Connection,
     ConnectionEvent,
     ConnectionObject,
     ConnectionPropertyChangedEvent,
     ReconnectedEvent,
-    ServerApi,
     SessionDisconnectedEvent,
     SessionEvent,
     SessionObject,
@@ -48,7 +50,27 @@ from ._native import (
     enable_logging,
 )
 from ._server import DEFAULT_SECRET, Server
-from ._session import DEFAULT_TIMEOUT, Connecting, Event, Recipient, Session, SignalStream, connect
+from ._session import (
+    DEFAULT_TIMEOUT,
+    REJOIN_REASONS,
+    Connecting,
+    EndReason,
+    Event,
+    EventName,
+    HandlerErrorHook,
+    Recipient,
+    Recipients,
+    Recorder,
+    RejoinedEvent,
+    Role,
+    Session,
+    SignalStream,
+    State,
+    TokenFactory,
+    WhileReconnecting,
+    connect,
+)
+from ._transcript import TranscriptRecord, read_transcript
 from .errors import (
     ConnectionLostError,
     InvalidArgumentError,
@@ -63,17 +85,25 @@ from .errors import (
 __all__ = [
     "DEFAULT_SECRET",
     "DEFAULT_TIMEOUT",
+    "REJOIN_REASONS",
     "Connecting",
     "Connection",
     "ConnectionEvent",
     "ConnectionLostError",
     "ConnectionObject",
     "ConnectionPropertyChangedEvent",
+    "EndReason",
     "Event",
+    "EventName",
+    "HandlerErrorHook",
     "InvalidArgumentError",
     "InvalidSignalError",
     "Recipient",
+    "Recipients",
     "ReconnectedEvent",
+    "Recorder",
+    "RejoinedEvent",
+    "Role",
     "RpcError",
     "Server",
     "ServerApi",
@@ -87,7 +117,15 @@ __all__ = [
     "SignalStream",
     "SignalTimeoutError",
     "SignalroomError",
+    "State",
+    "TokenFactory",
+    "TranscriptRecord",
+    "WhileReconnecting",
     "__version__",
     "connect",
     "enable_logging",
+    "read_transcript",
+    "sync",
 ]
+
+from . import sync

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import _native
+from ._api import ServerApi
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -121,9 +122,9 @@ class Server:
         """The REST API secret."""
         return self._native.secret
 
-    def api(self, *, timeout: float = 10.0) -> _native.ServerApi:
+    def api(self, *, timeout: float = 10.0) -> ServerApi:
         """A :class:`ServerApi` for this server (its URL and secret)."""
-        return _native.ServerApi(self.url, self.secret, timeout=timeout)
+        return ServerApi(self.url, self.secret, timeout=timeout)
 
     def __repr__(self) -> str:
         where = self.url if self.running else "stopped"

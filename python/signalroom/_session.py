@@ -2,7 +2,8 @@
 
 Events are queued by Rust and cross to asyncio in batches: one pump task per session, on the event
 loop that connected it, awaits ``_native.Session.next_events()`` (everything queued since its last
-call) and dispatches each event here, in arrival order.
+call) and dispatches each event here, in arrival order. With a ``rejoin`` policy the pump also
+rejoins, with a fresh token, when the session was lost to the network or a server restart.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
+import os
+import time
+import warnings
 import weakref
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, overload
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
 
 from . import _native
 from ._native import (
@@ -27,17 +32,107 @@ from ._native import (
     SessionEvent,
     SignalEvent,
 )
-from .errors import ConnectionLostError, InvalidArgumentError, SignalTimeoutError
+from .errors import ConnectionLostError, InvalidArgumentError, InvalidSignalError, SignalTimeoutError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["DEFAULT_TIMEOUT", "Connecting", "Event", "Session", "SignalStream", "connect"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "REJOIN_REASONS",
+    "Connecting",
+    "EndReason",
+    "Event",
+    "EventName",
+    "HandlerErrorHook",
+    "Recipient",
+    "Recipients",
+    "Recorder",
+    "RejoinedEvent",
+    "Role",
+    "Session",
+    "SignalStream",
+    "State",
+    "TokenFactory",
+    "WhileReconnecting",
+    "connect",
+]
 
 log = logging.getLogger("signalroom")
 
 #: Default timeout of :meth:`Session.wait_for`, in seconds.
 DEFAULT_TIMEOUT = 10.0
+
+#: A participant's role.
+Role = Literal["PUBLISHER", "SUBSCRIBER", "MODERATOR"]
+
+#: A session's state (:attr:`Session.state`).
+State = Literal["connected", "reconnecting", "disconnected"]
+
+#: Why a session ended (:attr:`SessionDisconnectedEvent.reason`) or a participant left
+#: (:attr:`ConnectionEvent.reason`). Other servers may send other values.
+EndReason = Literal[
+    "disconnect",
+    "forceDisconnectByUser",
+    "forceDisconnectByServer",
+    "sessionClosedByServer",
+    "networkDisconnect",
+    "openviduServerStopped",
+]
+
+#: The names of the events a session fires besides ``"signal"`` and ``"signal:<type>"``.
+EventName = Literal[
+    "connectionCreated",
+    "connectionDestroyed",
+    "connectionPropertyChanged",
+    "sessionDisconnected",
+    "reconnecting",
+    "reconnected",
+    "rejoined",
+]
+
+#: How :meth:`Session.signal` behaves while the link is down: ``"wait"`` for it (at most the
+#: session's ``timeout``) or ``"fail"`` at once with :class:`ConnectionLostError`.
+WhileReconnecting = Literal["wait", "fail"]
+
+#: Session end reasons after which a session with a ``rejoin`` policy rejoins: its link was lost
+#: for good, or its server stopped (a restart).
+REJOIN_REASONS: frozenset[str] = frozenset({"networkDisconnect", "openviduServerStopped"})
+
+
+class RejoinedEvent:
+    """``rejoined``: a session with a ``rejoin`` policy lost its place (network, server restart)
+    and joined again with a fresh token. It is a new participant for the others: ``connection``
+    is new, ``previous`` is the one it had; signals sent meanwhile were not received.
+
+    Example::
+
+        @session.on("rejoined")
+        def back(event: signalroom.RejoinedEvent) -> None:
+            print("rejoined as", event.connection.connection_id, "after", event.reason)
+    """
+
+    __slots__ = ("attempts", "connection", "previous", "reason")
+
+    #: Always ``"rejoined"``.
+    name: Literal["rejoined"] = "rejoined"
+
+    def __init__(self, connection: Connection, previous: Connection, reason: str, attempts: int) -> None:
+        #: This participant now.
+        self.connection = connection
+        #: This participant before it was lost.
+        self.previous = previous
+        #: Why the previous participation ended (``networkDisconnect``, ``openviduServerStopped``).
+        self.reason = reason
+        #: How many tries it took (1: the first).
+        self.attempts = attempts
+
+    def __repr__(self) -> str:
+        return (
+            f"RejoinedEvent({self.previous.connection_id!r} -> {self.connection.connection_id!r}, "
+            f"reason={self.reason!r}, attempts={self.attempts})"
+        )
+
 
 #: Any event a session delivers.
 Event = Union[
@@ -47,10 +142,32 @@ Event = Union[
     SessionDisconnectedEvent,
     SessionEvent,
     ReconnectedEvent,
+    RejoinedEvent,
 ]
 
 #: A recipient of a signal: a connection id, or anything with a ``connection_id``.
 Recipient = Union[str, Connection, ConnectionObject]
+
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class _CollectionNotStr(Protocol[_T_co]):
+    """A list, tuple or set (anything iterable that tests membership of any object), but not a
+    ``str``, whose ``__contains__`` takes only strings: ``to="con_x"`` is a type error."""
+
+    def __contains__(self, value: object, /) -> bool: ...
+    def __iter__(self) -> Iterator[_T_co]: ...
+
+
+#: The recipients of a signal: a list (tuple, set) of connection ids and :class:`Connection`
+#: objects; never a bare ``str``.
+Recipients = _CollectionNotStr[Recipient]
+
+#: Gives a fresh token for a ``rejoin``: an ``async def`` (or plain function) of no argument.
+TokenFactory = Callable[[], Union[Awaitable[str], str]]
+
+#: Called with the handler that raised, the event and the exception (see :attr:`Session.on_error`).
+HandlerErrorHook = Callable[[Callable[..., object], Event, BaseException], object]
 
 SESSION_EVENTS = (
     "connectionCreated",
@@ -59,8 +176,21 @@ SESSION_EVENTS = (
     "sessionDisconnected",
     "reconnecting",
     "reconnected",
+    "rejoined",
 )
 _SESSION_EVENTS = frozenset(SESSION_EVENTS)
+
+# Who hears of handler errors that reached the default hook (the pytest plugin, per test).
+_handler_error_listeners: list[Callable[[Callable[..., object], Any, BaseException], None]] = []
+
+
+def _default_on_error(fn: Callable[..., object], event: Any, error: BaseException) -> None:
+    """The default :attr:`Session.on_error`: logs the error with its traceback (logger
+    ``signalroom``) and tells the pytest plugin, which fails the running test."""
+    log.error("signalroom: handler %s failed on %r", _name_of(fn), event, exc_info=error)
+    for listener in _handler_error_listeners:
+        listener(fn, event, error)
+
 
 _ConnectionEventName = Literal["connectionCreated", "connectionDestroyed"]
 _ReconnectingEventName = Literal["reconnecting"]
@@ -71,6 +201,7 @@ _PropertyHandler = TypeVar("_PropertyHandler", bound=Callable[[ConnectionPropert
 _DisconnectedHandler = TypeVar("_DisconnectedHandler", bound=Callable[[SessionDisconnectedEvent], object])
 _SessionHandler = TypeVar("_SessionHandler", bound=Callable[[SessionEvent], object])
 _ReconnectedHandler = TypeVar("_ReconnectedHandler", bound=Callable[[ReconnectedEvent], object])
+_RejoinedHandler = TypeVar("_RejoinedHandler", bound=Callable[[RejoinedEvent], object])
 _AnyHandler = Callable[[Any], object]
 
 
@@ -90,6 +221,19 @@ def _check_name(name: str) -> str:
 
 def _name_of(fn: object) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _same_definition(a: object, b: object) -> bool:
+    """Whether ``a`` and ``b`` are two versions of one module-level function (a notebook cell or
+    a module run again defines a new function object under the same name)."""
+    if not (inspect.isfunction(a) and inspect.isfunction(b)):
+        return False
+    qualname = a.__qualname__
+    return (
+        qualname == b.__qualname__
+        and a.__module__ == b.__module__
+        and "<" not in qualname  # not a lambda, not a function defined inside another one
+    )
 
 
 class _Waiter:
@@ -169,16 +313,39 @@ class Session:
         @session.on("signal:chat")
         async def echo(event: signalroom.SignalEvent) -> None:
             if event.from_ != session.connection:
-                await session.signal(f"echo: {event.data}", type="chat", to=[event.from_])
+                await session.reply(event, f"echo: {event.data}")
 
         await session.signal("hello everyone", type="chat")
         await session.disconnect()
     """
 
-    def __init__(self, native: _native.Session) -> None:
+    def __init__(
+        self,
+        native: _native.Session,
+        *,
+        options: dict[str, Any] | None = None,
+        rejoin: TokenFactory | None = None,
+        rejoin_attempts: int = 30,
+        rejoin_interval: float = 1.0,
+        while_reconnecting: WhileReconnecting = "wait",
+    ) -> None:
+        if while_reconnecting not in ("wait", "fail"):
+            raise InvalidArgumentError(f"while_reconnecting must be 'wait' or 'fail', not {while_reconnecting!r}")
         self._native = native
         self._loop = asyncio.get_running_loop()
+        self._options = dict(options or {})
+        self._timeout: float = self._options.get("timeout", DEFAULT_TIMEOUT)
+        self._rejoin = rejoin
+        self._rejoin_attempts = rejoin_attempts
+        self._rejoin_interval = rejoin_interval
+        self._while_reconnecting: WhileReconnecting = while_reconnecting
+        self._held_end: SessionDisconnectedEvent | None = None  # lost, rejoining
+        self._link_up = asyncio.Event()
+        self._link_up.set()
+        self._leaving = asyncio.Event()
         self._handlers: dict[str, tuple[_AnyHandler, ...]] = {}
+        self._on_error: HandlerErrorHook | None = None
+        self._observers: list[Callable[[Event], None]] = []  # recorders, sync buffers: not handlers
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: list[_Waiter] = []
         self._streams: list[weakref.ref[SignalStream]] = []  # a dropped stream stops receiving
@@ -211,19 +378,35 @@ class Session:
         return self._native.remote_connections
 
     @property
-    def role(self) -> str:
+    def role(self) -> Role:
         """This participant's role: ``PUBLISHER``, ``SUBSCRIBER`` or ``MODERATOR``."""
         return self._native.role
 
     @property
-    def state(self) -> str:
-        """``connected``, ``reconnecting`` or ``disconnected``."""
-        return self._native.state
+    def state(self) -> State:
+        """``connected``, ``reconnecting`` (the link is being reopened, or the session rejoined)
+        or ``disconnected``."""
+        if self._rejoining():
+            return "reconnecting"
+        state = self._native.state
+        return "connected" if state == "joining" else state
 
     @property
-    def end_reason(self) -> str | None:
-        """Why the session ended (``disconnect``, ``networkDisconnect``, ...), or ``None`` while on."""
+    def end_reason(self) -> EndReason | str | None:
+        """Why the session ended (an :data:`EndReason`: ``disconnect``, ``networkDisconnect``, ...),
+        or ``None`` while on (rejoining included)."""
+        if self._rejoining():
+            return None
         return self._native.end_reason
+
+    def _rejoining(self) -> bool:
+        """Whether the session was lost and will rejoin (the end may still be on its way from Rust:
+        the pump holds it when it comes)."""
+        if self._over:
+            return False
+        if self._held_end is not None:
+            return True
+        return self._rejoin is not None and not self._leaving.is_set() and self._native.end_reason in REJOIN_REASONS
 
     def __repr__(self) -> str:
         return f"<signalroom.Session {self.session_id!r} as {self.connection_id!r} ({self.state})>"
@@ -235,11 +418,16 @@ class Session:
         data: str,
         *,
         type: str | None = None,  # noqa: A002 (as openvidu-browser)
-        to: Iterable[Recipient] | None = None,
+        to: Recipients | None = None,
     ) -> None:
         """Sends a signal to everybody in the session (this participant included), or only to ``to``
-        (connection ids or :class:`Connection` objects). ``type`` ``"chat"`` fires
-        ``"signal:chat"`` at the receivers. Returns when the server accepted it.
+        (a list of connection ids and :class:`Connection` objects; not a bare string). ``type``
+        ``"chat"`` fires ``"signal:chat"`` at the receivers. Returns when the server accepted it.
+
+        While the link is down (state ``reconnecting``: reopening it, or rejoining), it waits for
+        the link, at most the session's ``timeout``, then sends; with
+        ``connect(..., while_reconnecting="fail")`` it raises :class:`ConnectionLostError` at once
+        instead (nothing is sent; send again after ``reconnected`` or ``rejoined``).
 
         Raises :class:`InvalidSignalError` before sending anything for a malformed type or ``to``,
         :class:`RpcError` with code 600 if ``data`` is over the server's limit (``--max-signal-bytes``,
@@ -250,9 +438,48 @@ class Session:
         Example::
 
             await session.signal("hi all", type="chat")
-            await session.signal("psst", type="chat", to=[event.from_])
+            await session.signal("psst", type="chat", to=[bob.connection])
         """
+        if isinstance(to, str):
+            raise InvalidSignalError(
+                f"to must be a list of connection ids, not a string: write to=[{to!r}]", field="to"
+            )
+        rejoining = self._rejoining()
+        if rejoining or self._native.state == "reconnecting":
+            if self._while_reconnecting == "fail":
+                raise ConnectionLostError(
+                    f"session {self.session_id!r} is reconnecting: the signal was not sent; send it again "
+                    "once the session is back ('reconnected' or 'rejoined' event), or use "
+                    "while_reconnecting='wait'",
+                    reason=None,
+                )
+            if rejoining:
+                if self._held_end is None:
+                    self._link_up.clear()  # the pump is about to hold the end and rejoin; it sets it again
+                try:
+                    await asyncio.wait_for(self._link_up.wait(), self._timeout)
+                except asyncio.TimeoutError:
+                    raise SignalTimeoutError(
+                        f"session {self.session_id!r} was still rejoining after {self._timeout:g} s; "
+                        "the signal was not sent",
+                        timeout=self._timeout,
+                    ) from None
         await self._native.signal(data, type=type, to=to)
+
+    async def reply(self, event: SignalEvent, data: str, *, type: str | None = None) -> None:  # noqa: A002
+        """Answers a signal: sends ``data`` to its sender only, with the same type unless ``type``
+        is given. Raises :class:`InvalidSignalError` for a signal sent through the REST API (it has
+        no sender to answer).
+
+        Example::
+
+            @session.on("signal:question")
+            async def answer(event: signalroom.SignalEvent) -> None:
+                await session.reply(event, "42")
+        """
+        if event.from_ is None:
+            raise InvalidSignalError(f"{event!r} came through the REST API: it has no sender to reply to", field="to")
+        await self.signal(data, type=event.type if type is None else type, to=[event.from_])
 
     async def force_disconnect(self, connection: Recipient) -> None:
         """Evicts a participant (needs the ``MODERATOR`` role; else :class:`RpcError` 401)."""
@@ -281,6 +508,10 @@ class Session:
     @overload
     def on(self, name: Literal["reconnected"], fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
     @overload
+    def on(self, name: Literal["rejoined"]) -> Callable[[_RejoinedHandler], _RejoinedHandler]: ...  # type: ignore[overload-overlap]
+    @overload
+    def on(self, name: Literal["rejoined"], fn: _RejoinedHandler) -> _RejoinedHandler: ...
+    @overload
     def on(self, name: str) -> Callable[[_SignalHandler], _SignalHandler]: ...
     @overload
     def on(self, name: str, fn: _SignalHandler) -> _SignalHandler: ...
@@ -294,14 +525,22 @@ class Session:
         the link was down was lost: ``recovered``, and how much the server replayed: ``replayed``).
 
         ``fn`` may be a plain function (runs inline: keep it short) or an ``async def`` (runs as a
-        task, so it may ``await session.signal(...)``). An exception in a handler is logged with
-        its traceback (logger ``signalroom``) and never stops delivery.
+        task, so it may ``await session.signal(...)``). An exception in a handler goes to
+        :attr:`on_error` (by default: logged with its traceback, logger ``signalroom``; under pytest
+        the plugin fails the test) and never stops delivery.
+
+        Registering a handler already registered for ``name`` does nothing; a module-level function
+        defined again under the same name (a notebook cell run again, a module reloaded) replaces
+        the previous version instead of being added next to it. :meth:`handlers` lists them.
+
+        Raises ``RuntimeError`` once the event loop that connected the session is closed (nothing
+        could run the handler): connect again on the new loop.
 
         Example::
 
             @session.on("signal:chat")
             async def reply(event: signalroom.SignalEvent) -> None:
-                await session.signal(f"echo: {event.data}", type="chat", to=[event.from_])
+                await session.reply(event, f"echo: {event.data}")
 
             session.on("connectionCreated", lambda e: print("joined:", e.connection.data))
         """
@@ -315,7 +554,22 @@ class Session:
             return register
         if not callable(fn):
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
-        self._handlers[name] = (*self._handlers.get(name, ()), fn)
+        if self._loop.is_closed():
+            raise RuntimeError(
+                f"the event loop that connected {self!r} is closed: no handler of it can run any more; "
+                "connect a new session on the running loop"
+            )
+        handlers = list(self._handlers.get(name, ()))
+        for i, registered in enumerate(handlers):
+            if registered == fn:
+                return fn
+            if _same_definition(registered, fn):
+                log.info("signalroom: %s for %r replaced by its new definition", _name_of(fn), name)
+                handlers[i] = fn
+                break
+        else:
+            handlers.append(fn)
+        self._handlers[name] = tuple(handlers)
         return fn
 
     def off(self, name: str, fn: _AnyHandler | None = None) -> None:
@@ -337,6 +591,44 @@ class Session:
             self._handlers[name] = tuple(handlers)
         else:
             self._handlers.pop(name, None)
+
+    def handlers(self, name: str | None = None) -> list[Callable[..., object]]:
+        """The handlers registered for ``name``, in the order they run (every handler of every
+        name, name by name, when ``name`` is ``None``).
+
+        Example::
+
+            assert session.handlers("signal:chat") == [reply]
+        """
+        if name is not None:
+            return list(self._handlers.get(_check_name(name), ()))
+        return [fn for fns in self._handlers.values() for fn in fns]
+
+    @property
+    def on_error(self) -> HandlerErrorHook:
+        """Called as ``on_error(handler, event, exception)`` when a handler raises (a plain one at
+        once, an ``async`` one when its task ends). The default logs the exception with its
+        traceback (logger ``signalroom``) and, under pytest, makes the plugin fail the test. Set
+        your own to report errors elsewhere (``None`` restores the default); an exception raised by
+        the hook itself is logged.
+
+        Example::
+
+            session.on_error = lambda handler, event, error: sentry_sdk.capture_exception(error)
+        """
+        return self._on_error or _default_on_error
+
+    @on_error.setter
+    def on_error(self, hook: HandlerErrorHook | None) -> None:
+        if hook is not None and not callable(hook):
+            raise TypeError(f"on_error must be callable or None, not {type(hook).__name__}")
+        self._on_error = hook
+
+    def _handler_failed(self, fn: Callable[..., object], event: Event, error: BaseException) -> None:
+        try:
+            self.on_error(fn, event, error)
+        except Exception:
+            log.exception("signalroom: the on_error hook failed on %r", error)
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -380,6 +672,14 @@ class Session:
         predicate: Callable[[ReconnectedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> asyncio.Future[ReconnectedEvent]: ...
+    @overload
+    def wait_for(  # type: ignore[overload-overlap]
+        self,
+        event: Literal["rejoined"],
+        *,
+        predicate: Callable[[RejoinedEvent], object] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> asyncio.Future[RejoinedEvent]: ...
     @overload
     def wait_for(
         self,
@@ -447,11 +747,51 @@ class Session:
 
     async def disconnect(self) -> None:
         """Leaves the session. Returns once the server acknowledged and ``sessionDisconnected``
-        (reason ``disconnect``) was delivered to the handlers. Leaving twice does nothing."""
+        (reason ``disconnect``) was delivered to the handlers. Leaving twice does nothing; leaving
+        while rejoining stops rejoining."""
+        self._leaving.set()
+        self._link_up.set()
         await self._native.disconnect()
         pump = self._pump
         if not pump.done() and asyncio.current_task() is not pump and asyncio.get_running_loop() is self._loop:
             await asyncio.wait([pump])
+
+    async def wait_closed(self) -> SessionDisconnectedEvent:
+        """Waits until the session is over (for good: a session with a ``rejoin`` policy first
+        tries to rejoin) and returns its ``sessionDisconnected`` event: "run until it ends".
+
+        Example::
+
+            session.on("signal:job", run_job)
+            ended = await session.wait_closed()
+            print("session over:", ended.reason)
+        """
+        self._own_loop("wait_closed")
+        if not self._pump.done():
+            await asyncio.wait([self._pump])
+        if self._ended is None:
+            raise ConnectionLostError(
+                f"the event pump of {self!r} stopped before the session ended", reason=self.end_reason
+            )
+        return self._ended
+
+    def record(self, path: str | os.PathLike[str]) -> Recorder:
+        """Writes every event this session sees from now on to ``path``, one JSON object a line
+        (appending): ``time`` (seconds since the epoch), ``event`` (its name), ``type`` (of a
+        signal), ``data``, ``from`` (a connection id), ``to`` (this participant's connection id),
+        ``reason``; absent values are ``null``. Read it back with :func:`signalroom.read_transcript`.
+        Returns a :class:`Recorder`: ``close()`` it (or use ``with``) to stop; it stops by itself
+        when the session is over.
+
+        Example::
+
+            with session.record("chat.jsonl"):
+                await session.wait_closed()
+            frame = signalroom.read_transcript("chat.jsonl", frame=True)
+        """
+        recorder = Recorder(self, path)
+        self._observers.append(recorder._write)
+        return recorder
 
     async def __aenter__(self) -> Self:
         return self
@@ -504,21 +844,80 @@ class Session:
             future.exception()  # retrieved: an unawaited wait_for() that timed out logs nothing
 
     async def _run(self) -> None:
-        """The pump: takes the events Rust queued, batch by batch, and dispatches them."""
-        next_events = self._native.next_events
+        """The pump: takes the events Rust queued, batch by batch, and dispatches them; rejoins
+        when the session was lost and a ``rejoin`` policy is set."""
         dispatch = self._dispatch
         try:
             while True:
-                batch = await next_events()
+                batch = await self._native.next_events()
                 if batch is None:
+                    if self._held_end is not None and await self._rejoin_now(self._held_end):
+                        continue
                     return
                 self._batches += 1
                 for event in batch:
                     dispatch(event)
+        except asyncio.CancelledError:
+            self._abandoned()
+            raise
         except Exception:  # never expected: a bug; say so rather than go quiet
             log.exception("signalroom: the event pump of %r failed", self)
         finally:
             self._finish()
+
+    def _abandoned(self) -> None:
+        """The pump was cancelled: its event loop is shutting down (``asyncio.run`` returning)
+        with the session still on. Leave, so the server does not keep a ghost participant."""
+        if self._over or self._native.state == "disconnected":
+            return
+        self._native.close()
+        warnings.warn(
+            f"{self!r} was still connected when its event loop shut down; it was disconnected. "
+            "Leave explicitly with 'await session.disconnect()' or 'async with signalroom.connect(...)'",
+            ResourceWarning,
+            stacklevel=1,
+        )
+
+    async def _rejoin_now(self, lost: SessionDisconnectedEvent) -> bool:
+        """Joins again with fresh tokens, up to ``rejoin_attempts`` times; True once rejoined.
+        Otherwise delivers ``lost`` (the held ``sessionDisconnected``)."""
+        assert self._rejoin is not None
+        self._link_up.clear()
+        previous = self._connection
+        error: BaseException | None = None
+        for attempt in range(1, self._rejoin_attempts + 1):
+            if self._leaving.is_set():
+                break
+            try:
+                token = self._rejoin()
+                if inspect.isawaitable(token):
+                    token = await token
+                native = await _native.connect(token, **self._options)
+            except Exception as e:  # noqa: BLE001 (retried; the last one is logged)
+                error = e
+                log.info("signalroom: rejoin attempt %d of %r failed: %s", attempt, self.session_id, e)
+                try:
+                    await asyncio.wait_for(self._leaving.wait(), self._rejoin_interval)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            if self._leaving.is_set():  # disconnect() was called meanwhile: leave this one too
+                await native.disconnect()
+                break
+            self._native = native
+            self._connection = native.connection
+            self._held_end = None
+            self._link_up.set()
+            log.info("signalroom: %r rejoined after %s (attempt %d)", self, lost.reason, attempt)
+            self._dispatch(RejoinedEvent(native.connection, previous, lost.reason, attempt))
+            return True
+        if error is not None:
+            log.warning("signalroom: %r could not rejoin: %s", self.session_id, error)
+        self._held_end = None
+        self._rejoin = None  # given up: this end is final
+        self._link_up.set()
+        self._dispatch(lost)
+        return False
 
     def _dispatch(self, event: Event) -> None:
         handlers = self._handlers
@@ -530,14 +929,24 @@ class Session:
                 if specific:
                     fns = fns + specific if fns else specific
         else:
-            fns = handlers.get(name, ())
             if type(event) is SessionDisconnectedEvent:
+                if (
+                    self._rejoin is not None
+                    and event.reason in REJOIN_REASONS
+                    and not self._leaving.is_set()
+                    and self._held_end is None
+                ):
+                    self._held_end = event  # not over yet: the pump rejoins once Rust is done
+                    return
                 self._ended = event
+            fns = handlers.get(name, ())
+        for observer in self._observers:
+            observer(event)
         for fn in fns:
             try:
                 result = fn(event)
-            except Exception:
-                log.exception("signalroom: handler %s failed on %r", _name_of(fn), event)
+            except Exception as error:  # noqa: BLE001 (reported to on_error)
+                self._handler_failed(fn, event, error)
                 continue
             if result is not None and inspect.isawaitable(result):
                 task = asyncio.ensure_future(result, loop=self._loop)
@@ -573,16 +982,18 @@ class Session:
                     continue
             waiter.future.set_result(event)
 
-    def _on_task_done(self, fn: object, event: Event, task: asyncio.Task[Any]) -> None:
+    def _on_task_done(self, fn: Callable[..., object], event: Event, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if task.cancelled():
             return
         error = task.exception()
         if error is not None:
-            log.error("signalroom: handler %s failed on %r", _name_of(fn), event, exc_info=error)
+            self._handler_failed(fn, event, error)
 
     def _finish(self) -> None:
         self._over = True
+        self._link_up.set()
+        self._observers = []
         for waiter in list(self._waiters):
             if not waiter.future.done():
                 waiter.future.set_exception(self._lost_error(waiter.name))
@@ -593,21 +1004,108 @@ class Session:
         self._streams = []
 
 
-class Connecting:
-    """What :func:`connect` returns: await it for a :class:`Session`, or use it with ``async with``
-    to leave the session at the end of the block."""
+class Recorder:
+    """Writes a session's events to a JSON Lines file (made by :meth:`Session.record`). Each line
+    is flushed as it is written, so a crash loses nothing already seen."""
 
-    def __init__(self, token: str, options: dict[str, Any]) -> None:
+    def __init__(self, session: Session, path: str | os.PathLike[str]) -> None:
+        self._session: Session | None = session
+        #: The file written to.
+        self.path = os.fspath(path)
+        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+
+    @property
+    def closed(self) -> bool:
+        """Whether it stopped writing."""
+        return self._file is None
+
+    def close(self) -> None:
+        """Stops writing and closes the file. Closing twice does nothing."""
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                session._observers.remove(self._write)
+            except ValueError:
+                pass
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, event: Event) -> None:
+        file, session = self._file, self._session
+        if file is None or session is None:
+            return
+        record: dict[str, Any] = {
+            "time": time.time(),
+            "event": event.name,
+            "type": None,
+            "data": None,
+            "from": None,
+            "to": session.connection_id,
+            "reason": None,
+        }
+        if isinstance(event, SignalEvent):
+            record["type"] = event.type
+            record["data"] = event.data
+            record["from"] = None if event.from_ is None else event.from_.connection_id
+        elif isinstance(event, (ConnectionEvent, RejoinedEvent)):
+            record["from"] = event.connection.connection_id
+            record["data"] = event.connection.data
+            record["reason"] = event.reason
+        elif isinstance(event, ConnectionPropertyChangedEvent):
+            record["type"] = event.property
+            record["data"] = event.new_value
+        elif isinstance(event, SessionDisconnectedEvent):
+            record["reason"] = event.reason
+        file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if isinstance(event, SessionDisconnectedEvent):
+            self.close()
+
+
+class Connecting(Coroutine[Any, Any, "Session"]):
+    """What :func:`connect` returns: a coroutine (``await`` it, or give it to ``asyncio.run``,
+    ``asyncio.create_task`` or ``asyncio.ensure_future``) for a :class:`Session`, or use it with
+    ``async with`` to leave the session at the end of the block."""
+
+    def __init__(self, token: str, options: dict[str, Any], policy: dict[str, Any]) -> None:
         self._token = token
         self._options = options
+        self._policy = policy
+        self._coroutine: Coroutine[Any, Any, Session] | None = None
         self._session: Session | None = None
 
+    def _started(self) -> Coroutine[Any, Any, Session]:
+        if self._coroutine is None:
+            self._coroutine = self._connect()
+        return self._coroutine
+
     def __await__(self) -> Generator[Any, None, Session]:
-        return self._connect().__await__()
+        return self._started().__await__()
+
+    def send(self, value: Any) -> Any:
+        """Coroutine protocol: resumes the connection attempt (as ``coroutine.send``)."""
+        return self._started().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Coroutine protocol: raises an exception inside the connection attempt."""
+        if val is None and tb is None:
+            return self._started().throw(typ)
+        return self._started().throw(typ, val, tb)
+
+    def close(self) -> None:
+        """Coroutine protocol: abandons the connection attempt (nothing happens if never started)."""
+        if self._coroutine is not None:
+            self._coroutine.close()
 
     async def _connect(self) -> Session:
         native = await _native.connect(self._token, **self._options)
-        return Session(native)
+        return Session(native, options=self._options, **self._policy)
 
     async def __aenter__(self) -> Session:
         self._session = await self._connect()
@@ -632,6 +1130,10 @@ def connect(
     reconnect_interval: float = 3.0,
     reconnect_attempts: int = 2000,
     accept_invalid_certs: bool = False,
+    rejoin: TokenFactory | None = None,
+    rejoin_attempts: int = 30,
+    rejoin_interval: float = 1.0,
+    while_reconnecting: WhileReconnecting = "wait",
 ) -> Connecting:
     """Joins the session of ``token`` (from :meth:`ServerApi.create_connection`), as openvidu-browser
     does; ``await`` it for a :class:`Session`, or use ``async with``.
@@ -642,6 +1144,15 @@ def connect(
     - ``reconnect_interval``/``reconnect_attempts``: how a broken link is reopened (0 attempts: never);
       when all fail the session ends with ``sessionDisconnected`` (``networkDisconnect``).
     - ``accept_invalid_certs``: accept any TLS certificate (development only).
+    - ``rejoin``: opt-in; a function of no argument (``async def`` or plain) giving a fresh token.
+      When the session is lost for good (reason ``networkDisconnect`` or
+      ``openviduServerStopped``: a server restart), the session joins again with a new token, up to
+      ``rejoin_attempts`` times ``rejoin_interval`` seconds apart (an exception from ``rejoin`` counts
+      as a failed attempt), fires ``rejoined`` (a :class:`RejoinedEvent`) and goes on: same
+      :class:`Session` object, handlers and waiters kept, a new connection id. ``sessionDisconnected``
+      fires only if every attempt failed.
+    - ``while_reconnecting``: what :meth:`Session.signal` does while the link is down: ``"wait"``
+      (default; at most ``timeout`` seconds) or ``"fail"`` (raise :class:`ConnectionLostError` at once).
 
     Raises :class:`RpcError` (401) for an unknown or used token, :class:`ConnectionLostError` when
     the server cannot be reached, :class:`InvalidArgumentError` for a malformed token.
@@ -652,7 +1163,20 @@ def connect(
 
         async with signalroom.connect(conn.token) as session:
             await session.signal("hi", type="chat")
+
+        async def fresh_token() -> str:
+            return (await api.create_connection("lobby")).token
+
+        bot = await signalroom.connect(await fresh_token(), rejoin=fresh_token)
     """
+    if rejoin is not None and not callable(rejoin):
+        raise TypeError(f"rejoin must be a function giving a token, not {type(rejoin).__name__}")
+    if rejoin_attempts < 1:
+        raise InvalidArgumentError(f"rejoin_attempts must be at least 1, not {rejoin_attempts}")
+    if not rejoin_interval >= 0:
+        raise InvalidArgumentError(f"rejoin_interval must be a number of seconds >= 0, not {rejoin_interval!r}")
+    if while_reconnecting not in ("wait", "fail"):
+        raise InvalidArgumentError(f"while_reconnecting must be 'wait' or 'fail', not {while_reconnecting!r}")
     options: dict[str, Any] = {
         "data": data,
         "platform": platform,
@@ -664,4 +1188,10 @@ def connect(
         "reconnect_attempts": reconnect_attempts,
         "accept_invalid_certs": accept_invalid_certs,
     }
-    return Connecting(token, options)
+    policy: dict[str, Any] = {
+        "rejoin": rejoin,
+        "rejoin_attempts": rejoin_attempts,
+        "rejoin_interval": rejoin_interval,
+        "while_reconnecting": while_reconnecting,
+    }
+    return Connecting(token, options, policy)

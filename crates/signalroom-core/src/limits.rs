@@ -46,7 +46,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// bounded by it).
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 
-/// Maximum length in bytes of a signal `type`.
+/// Maximum length in bytes of a signal `type`, not counting its `signal:` prefix.
 pub const MAX_SIGNAL_TYPE_BYTES: usize = 256;
 
 /// Maximum number of entries in a signal's `to` array.

@@ -204,12 +204,15 @@ impl SignalRequest {
     }
 }
 
-/// Checks a signal type: at most [`MAX_SIGNAL_TYPE_BYTES`] bytes, no control characters.
+/// Checks a signal type: at most [`MAX_SIGNAL_TYPE_BYTES`] bytes not counting the `signal:`
+/// prefix (the type a sender writes, `chat`, may be as long with or without it), no control
+/// characters.
 pub fn check_type(kind: &str) -> Result<()> {
-    if kind.len() > MAX_SIGNAL_TYPE_BYTES {
+    let size = user_type(kind).len();
+    if size > MAX_SIGNAL_TYPE_BYTES {
         return Err(Error::InvalidField {
             field: "type",
-            reason: format!("{} bytes, over the limit of {MAX_SIGNAL_TYPE_BYTES}", kind.len()),
+            reason: format!("{size} bytes, over the limit of {MAX_SIGNAL_TYPE_BYTES}"),
         });
     }
     if kind.chars().any(char::is_control) {
@@ -457,6 +460,20 @@ mod tests {
             ),
         ] {
             assert_eq!(bad_request(given.clone()), message, "{given}");
+        }
+    }
+
+    #[test]
+    fn a_type_may_be_256_bytes_without_its_prefix_whichever_way_it_is_written() {
+        let longest = "t".repeat(MAX_SIGNAL_TYPE_BYTES);
+        for kind in [longest.clone(), format!("{TYPE_PREFIX}{longest}")] {
+            assert!(check_type(&kind).is_ok(), "{} bytes with the prefix", kind.len());
+            assert_eq!(Signal::new("", Some(&kind), vec![]).unwrap().kind, format!("signal:{longest}"));
+        }
+        let over = format!("{longest}t");
+        for kind in [over.clone(), format!("{TYPE_PREFIX}{over}")] {
+            let error = Signal::new("", Some(&kind), vec![]).unwrap_err().to_string();
+            assert!(error.contains("257 bytes, over the limit of 256"), "{error}");
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;
+use pyo3_async_runtimes::tokio::get_runtime;
 use signalroom_client::{ConnectOptions, ConnectionId, EventReceiver, SessionState, Signal};
 
 use crate::bridge::future_into_py;
@@ -168,6 +169,15 @@ impl Session {
             session.disconnect().await.map_err(PyClientError)?;
             Ok::<_, PyClientError>(())
         })
+    }
+
+    /// Starts leaving the session without waiting (for when no event loop is left to await
+    /// `disconnect`): `leaveRoom` is sent and the socket closed on the runtime's threads.
+    fn close(&self) {
+        let session = self.session.clone();
+        get_runtime().spawn(async move {
+            let _ = session.disconnect().await;
+        });
     }
 
     /// Evicts a participant (needs the MODERATOR role).

@@ -10,6 +10,9 @@ Fixtures:
   a connection, joins with its token and returns the :class:`signalroom.Session`; every participant
   leaves at the end of the test. Needs pytest-asyncio (``pip install 'signalroom[testing]'``).
 - ``assert_signal``: :func:`assert_signal`, as a fixture.
+- Handler errors: a test during which a signalroom handler raised (an exception that reached the
+  default :attr:`signalroom.Session.on_error`) fails, with that exception. Mark a test
+  ``@pytest.mark.signalroom_handler_errors_ok`` when handler errors are expected.
 - ``signalroom_cluster``: a :class:`SignalroomCluster`, two servers in this process sharing their
   sessions through a ``redis-server`` of the test's own (started on a free loopback port, without
   persistence, and stopped after the test; ``redis-server`` must be installed). A token minted by
@@ -20,7 +23,7 @@ Example::
     async def test_echo(participant, assert_signal):
         alice = await participant("lobby", data="alice")
         bob = await participant("lobby", data="bob")
-        bob.on("signal:ping", lambda e: asyncio.ensure_future(bob.signal("pong", type="pong", to=[e.from_])))
+        bob.on("signal:ping", lambda e: asyncio.ensure_future(bob.reply(e, "pong", type="pong")))
         await alice.signal("hi", type="ping")
         event = await assert_signal(alice, "pong", data="pong")
         assert event.from_ == bob.connection
@@ -37,16 +40,57 @@ import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any, Protocol
 
 import pytest
 
-from .._native import ServerApi, SignalEvent
+from .. import _session
+from .._api import ServerApi
+from .._native import SignalEvent
 from .._server import Server
-from .._session import DEFAULT_TIMEOUT, Session, connect
+from .._session import DEFAULT_TIMEOUT, Role, Session, connect
 
-__all__ = ["ParticipantFactory", "SignalroomCluster", "assert_signal", "record_signals"]
+__all__ = ["HandlerError", "ParticipantFactory", "SignalroomCluster", "assert_signal", "record_signals"]
+
+#: The marker that lets a test pass although a signalroom handler raised during it.
+HANDLER_ERRORS_OK = "signalroom_handler_errors_ok"
+
+
+class HandlerError(AssertionError):
+    """A signalroom handler raised during the test (the exception is chained as its cause)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{HANDLER_ERRORS_OK}: a signalroom handler may raise in this test without failing it",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Fails the test if a signalroom handler raised while it ran (unless it is marked
+    ``signalroom_handler_errors_ok``)."""
+    errors: list[tuple[Callable[..., object], Any, BaseException]] = []
+
+    def listener(fn: Callable[..., object], event: Any, error: BaseException) -> None:
+        errors.append((fn, event, error))
+
+    _session._handler_error_listeners.append(listener)
+    try:
+        result = yield
+    finally:
+        _session._handler_error_listeners.remove(listener)
+    if errors and item.get_closest_marker(HANDLER_ERRORS_OK) is None:
+        fn, event, error = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise HandlerError(
+            f"signalroom handler {_session._name_of(fn)} raised {type(error).__name__}: {error} on {event!r}{more}; "
+            f"mark the test @pytest.mark.{HANDLER_ERRORS_OK} if that is expected"
+        ) from error
+    return result
+
 
 _MISSING: Any = object()
 
@@ -58,8 +102,9 @@ class _Recorder:
     def __init__(self) -> None:
         self.unclaimed: list[SignalEvent] = []
 
-    def __call__(self, event: SignalEvent) -> None:
-        self.unclaimed.append(event)
+    def __call__(self, event: object) -> None:
+        if isinstance(event, SignalEvent):
+            self.unclaimed.append(event)
 
 
 _recorders: weakref.WeakKeyDictionary[Session, _Recorder] = weakref.WeakKeyDictionary()
@@ -72,7 +117,7 @@ def record_signals(session: Session) -> None:
     if session not in _recorders:
         recorder = _Recorder()
         _recorders[session] = recorder
-        session.on("signal", recorder)
+        session._observers.append(recorder)  # not a handler: session.handlers() shows only yours
 
 
 async def assert_signal(
@@ -157,7 +202,7 @@ class ParticipantFactory(Protocol):
         *,
         data: str = "",
         server_data: str | None = None,
-        role: str | None = None,
+        role: Role | None = None,
         **connect_options: Any,
     ) -> Awaitable[Session]: ...
 
@@ -274,7 +319,7 @@ async def _participant(server_api: ServerApi) -> AsyncIterator[ParticipantFactor
         *,
         data: str = "",
         server_data: str | None = None,
-        role: str | None = None,
+        role: Role | None = None,
         **connect_options: Any,
     ) -> Session:
         await server_api.create_session(session_id)
