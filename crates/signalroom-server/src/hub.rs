@@ -38,6 +38,16 @@ pub(crate) struct JoinRequest {
     pub acks: bool,
 }
 
+/// An open socket, counted by the hub while it lives.
+pub(crate) struct LiveSocket(Arc<Hub>);
+
+impl Drop for LiveSocket {
+    fn drop(&mut self) {
+        self.0.live_sockets.fetch_sub(1, Ordering::SeqCst);
+        self.0.socket_closed.notify_waiters();
+    }
+}
+
 /// The server's operations over its broker.
 #[derive(Debug)]
 pub(crate) struct Hub {
@@ -50,6 +60,12 @@ pub(crate) struct Hub {
     events: broadcast::Sender<ServerEvent>,
     stopping: AtomicBool,
     next_socket: AtomicU64,
+    /// Sockets open now, and a wake-up each time one closes (a stopping server waits for them).
+    live_sockets: AtomicU64,
+    socket_closed: tokio::sync::Notify,
+    /// Set once a stopping server has evicted its participants: every socket closes then.
+    closing: AtomicBool,
+    close_sockets: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -64,6 +80,10 @@ impl Hub {
             events,
             stopping: AtomicBool::new(false),
             next_socket: AtomicU64::new(1),
+            live_sockets: AtomicU64::new(0),
+            socket_closed: tokio::sync::Notify::new(),
+            closing: AtomicBool::new(false),
+            close_sockets: tokio::sync::Notify::new(),
         }
     }
 
@@ -94,6 +114,26 @@ impl Hub {
 
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Counts a socket as open until the guard is dropped.
+    pub(crate) fn live_socket(self: &Arc<Self>) -> LiveSocket {
+        self.live_sockets.fetch_add(1, Ordering::SeqCst);
+        LiveSocket(Arc::clone(self))
+    }
+
+    /// Waits until every socket is closed, or `limit` passed; `false` if some are still open.
+    pub(crate) async fn sockets_closed(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let closed = self.socket_closed.notified();
+            if self.live_sockets.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return self.live_sockets.load(Ordering::SeqCst) == 0;
+            }
+        }
     }
 
     /// A new socket: its id and its outbox (which becomes its participant's on join).
@@ -239,6 +279,20 @@ impl Hub {
                 Ok(Outcome::new((), room.evict(mine, CloseMode::Now, false), None))
             };
             let _ = self.apply(id.as_str(), None, op).await;
+        }
+        self.closing.store(true, Ordering::SeqCst);
+        self.close_sockets.notify_waiters();
+    }
+
+    /// Resolves once the server is stopping and its participants were evicted: every socket
+    /// then closes.
+    pub(crate) async fn sockets_must_close(&self) {
+        loop {
+            let told = self.close_sockets.notified();
+            if self.closing.load(Ordering::SeqCst) {
+                return;
+            }
+            told.await;
         }
     }
 

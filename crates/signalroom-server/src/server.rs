@@ -179,6 +179,10 @@ impl Server {
         if let Some(gc) = self.gc {
             gc.abort();
         }
+        // The evicted participants' sockets take their last frames and close.
+        if !self.hub.sockets_closed(SHUTDOWN_GRACE).await {
+            tracing::warn!("some sockets did not close in time");
+        }
         self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         match tokio::time::timeout(SHUTDOWN_GRACE * 2, self.serve).await {
             Ok(Ok(Ok(()))) => {}

@@ -1,26 +1,35 @@
 //! The WebSocket JSON-RPC endpoint at `/openvidu` (spec §2–§5).
 //!
 //! Per socket: a reader (this task) handles requests in order, so one sender's signals keep their
-//! order ([`rpc`]); a writer task ([`writer`]) drains the outbox into the socket. Only the writer
-//! touches the sink.
+//! order ([`rpc`]); a writer task ([`writer`]) drains the outbox into the socket. tungstenite
+//! reads and checks the client's frames; the writer alone writes to the socket: the server's
+//! frames, framed by [`frame`] straight from the queued payloads, and the control frames
+//! tungstenite answers with ([`transport`]).
 
+mod frame;
 mod rpc;
+mod transport;
 mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State as AxumState};
-use axum::http::HeaderMap;
-use axum::response::Response as HttpResponse;
-use futures_util::StreamExt;
-use futures_util::stream::SplitStream;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State as AxumState};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use signalroom_core::RpcSessionId;
 use signalroom_core::limits::PING_WATCHDOG_FACTOR;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::hub::Hub;
 use crate::outbox::{Order, Out};
@@ -32,7 +41,7 @@ pub(crate) use rpc::SocketConn;
 /// Initial read buffer of a socket. tungstenite zero-fills its whole read buffer before every
 /// read, so its default (128 KiB) is 128 KiB of memory per idle participant; OpenVidu requests
 /// are small, and the buffer still grows for a larger frame.
-const READ_BUFFER: usize = 8 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 /// Close code for frames over the size limit.
 const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code for a protocol error (RFC 6455 §7.4.1).
@@ -41,41 +50,98 @@ const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_BAD_DATA: u16 = 1007;
 /// How long the writer may take to flush and close once the socket is done.
 const WRITER_DRAIN: Duration = Duration::from_secs(5);
-/// How long a closed socket is given to take the server's answer to its close frame.
-const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 /// How long a socket closed for a bad frame is held open, unread, after the close frame: a client
 /// still sending the rest of that frame would otherwise get a reset, and lose the close frame.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
-/// The write buffer flushes to the socket past this size.
-const WRITE_BUFFER: usize = 128 * 1024;
+
+/// The socket as the reader sees it: tungstenite over its read half.
+type Reader = WebSocketStream<transport::Duplex<ReadHalf<TokioIo<hyper::upgrade::Upgraded>>>>;
+/// The socket as the writer sees it.
+type Writer = WriteHalf<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// `GET /openvidu`: accepts any query and any Origin; problems are reported as JSON-RPC errors.
+/// The upgrade is checked as RFC 6455 §4.2.1 says (no subprotocol, no extension).
 pub(crate) async fn upgrade(
     AxumState(hub): AxumState<Arc<Hub>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut req: Request,
 ) -> HttpResponse {
-    let ip = client_ip(&headers, peer);
-    let max = hub.config.max_frame_bytes;
-    // A client that does not read (pongs to a ping flood included) can fill the write buffer up
-    // to its bound, then the socket's writer waits, and is evicted after the write timeout.
-    let max_write = hub.config.max_write_buffer_bytes.max(2);
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER.min(max_write / 2))
-        .max_write_buffer_size(max_write)
-        .on_upgrade(move |socket| run(hub, socket, ip))
+    let accept = match accept_key(req.method(), req.headers()) {
+        Ok(accept) => accept,
+        Err((status, why)) => return (status, why).into_response(),
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (StatusCode::UPGRADE_REQUIRED, "WebSocket request couldn't be upgraded").into_response();
+    };
+    let ip = client_ip(req.headers(), peer);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run(hub, TokioIo::new(upgraded), ip).await,
+            Err(e) => tracing::debug!(error = %e, %ip, "upgrade failed"),
+        }
+    });
+    HttpResponse::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .expect("a valid response")
 }
 
-async fn run(hub: Arc<Hub>, socket: WebSocket, ip: String) {
+/// The `Sec-WebSocket-Accept` for a valid upgrade request, or the refusal's status and reason.
+fn accept_key(method: &Method, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
+    let refuse = |status: StatusCode, why: &'static str| Err((status, why));
+    let has = |name: HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    };
+    if method != Method::GET {
+        return refuse(StatusCode::METHOD_NOT_ALLOWED, "a WebSocket upgrade is a GET request");
+    }
+    if !has(header::CONNECTION, "upgrade") {
+        return refuse(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'");
+    }
+    if !has(header::UPGRADE, "websocket") {
+        return refuse(StatusCode::BAD_REQUEST, "`Upgrade` header did not include 'websocket'");
+    }
+    if !has(header::SEC_WEBSOCKET_VERSION, "13") {
+        return refuse(StatusCode::BAD_REQUEST, "`Sec-WebSocket-Version` header did not include '13'");
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return refuse(StatusCode::BAD_REQUEST, "`Sec-WebSocket-Key` header missing");
+    };
+    Ok(derive_accept_key(key.as_bytes()))
+}
+
+async fn run(hub: Arc<Hub>, io: TokioIo<hyper::upgrade::Upgraded>, ip: String) {
+    let _live = hub.live_socket();
+    let (read, write) = tokio::io::split(io);
+    let max = hub.config.max_frame_bytes;
+    // What tungstenite answers while it reads (pongs to a ping flood included) waits for the
+    // writer up to this bound; a client that sends pings and never reads is cut off past it.
+    let control = Arc::new(transport::Control::new(hub.config.max_write_buffer_bytes.max(1024)));
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .write_buffer_size(0);
+    let duplex = transport::Duplex { read, control: Arc::clone(&control) };
+    let stream = WebSocketStream::from_raw_socket(duplex, Role::Server, Some(config)).await;
+
     let (id, outbox) = hub.open_socket();
-    let (sink, stream) = socket.split();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let write_timeout = hub.config.write_timeout;
-    let mut writer =
-        tokio::spawn(writer::write_frames(sink, Arc::clone(&outbox), id, done_rx, write_timeout));
+    let mut writer = tokio::spawn(writer::write_frames::<Writer>(
+        write,
+        Arc::clone(&outbox),
+        control,
+        id,
+        done_rx,
+        write_timeout,
+    ));
     outbox.set_abort(writer.abort_handle());
     tracing::debug!(socket = id, %ip, "socket opened");
 
@@ -114,14 +180,17 @@ enum Deadline {
 /// bad frame: it is held open a moment, unread (see [`CLOSE_LINGER`]).
 async fn read_loop(
     conn: &mut SocketConn,
-    mut stream: SplitStream<WebSocket>,
+    mut stream: Reader,
     writer: &mut JoinHandle<bool>,
-) -> (bool, Option<SplitStream<WebSocket>>) {
+) -> (bool, Option<Reader>) {
     let opened = Instant::now();
     let first_frame = opened + conn.hub.config.first_frame_timeout;
     let join_timeout = conn.hub.config.join_timeout;
     let join_by = (!join_timeout.is_zero()).then(|| opened + join_timeout);
     let mut framed = false;
+    let hub = Arc::clone(&conn.hub);
+    let must_close = hub.sockets_must_close();
+    tokio::pin!(must_close);
     loop {
         let deadline = [
             conn.ping_deadline.map(|at| (at, Deadline::Ping)),
@@ -136,6 +205,10 @@ async fn read_loop(
             Some(step) = conn.tickets.next(), if !conn.tickets.is_empty() => {
                 conn.finish(step).await;
                 continue;
+            }
+            () = &mut must_close => {
+                conn.push(Out::Order(Order::Close { code: 1001, reason: "server stopping" }));
+                break;
             }
             stalled = &mut *writer => {
                 // A writer blocked past the write timeout: the client does not read.
@@ -165,11 +238,9 @@ async fn read_loop(
         match msg {
             None => break,
             Some(Ok(Message::Close(_))) => {
-                // tungstenite queued the answer (the client's code echoed, or 1002 for a code
-                // that is not allowed); reading on sends it and sees the end of the socket.
-                let _ =
-                    tokio::time::timeout(CLOSE_HANDSHAKE, async { while stream.next().await.is_some() {} })
-                        .await;
+                // tungstenite made the answer (the client's code echoed, or 1002 for a code that
+                // is not allowed); flushed, it is the writer's last frame once the reader is done.
+                let _ = stream.flush().await;
                 break;
             }
             Some(Ok(Message::Text(text))) => conn.handle_text(&text).await,
@@ -179,7 +250,7 @@ async fn read_loop(
                     "binary frames are not supported: send JSON-RPC requests as text frames".into(),
                 ),
             ),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             Some(Err(e)) => {
                 let Some((code, reason)) = close_for(&e) else {
                     tracing::debug!(socket = conn.id, error = %e, "socket error");
@@ -208,22 +279,13 @@ async fn read_loop(
 /// The close frame a read error calls for: 1009 for a frame over the limit, 1007 for a text frame
 /// that is not UTF-8, 1002 for any other breach of the protocol; `None` when the socket failed
 /// (nothing can be written to it).
-fn close_for(e: &axum::Error) -> Option<(u16, &'static str)> {
-    use std::error::Error as _;
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(s) = source {
-        if let Some(t) = s.downcast_ref::<WsError>() {
-            return match t {
-                WsError::Capacity(_) => Some((CLOSE_TOO_BIG, "message too big")),
-                WsError::Utf8(_) => Some((CLOSE_BAD_DATA, "text frame is not UTF-8")),
-                WsError::Protocol(_) => Some((CLOSE_PROTOCOL, "protocol error")),
-                _ => None,
-            };
-        }
-        source = s.source();
+fn close_for(e: &WsError) -> Option<(u16, &'static str)> {
+    match e {
+        WsError::Capacity(_) => Some((CLOSE_TOO_BIG, "message too big")),
+        WsError::Utf8(_) => Some((CLOSE_BAD_DATA, "text frame is not UTF-8")),
+        WsError::Protocol(_) => Some((CLOSE_PROTOCOL, "protocol error")),
+        _ => None,
     }
-    None
 }
 
 /// Handles `frames` as the reader of one socket would, without a socket (what it would be sent

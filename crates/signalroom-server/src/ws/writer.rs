@@ -7,12 +7,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
+use axum::extract::ws::Utf8Bytes;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 
+use super::frame::{self, CLOSE, TEXT};
+use super::transport::Control;
 use crate::outbox::{Order, Out, Outbox, Take};
 
 /// Frames written between flushes at most, so a long queue reaches the socket in pieces.
@@ -30,12 +31,15 @@ enum Wrote {
     Stalled,
 }
 
-/// Writes what socket `me`'s outbox holds until the socket is done. `reader_done` fires when the
-/// reader stopped: what is queued then is written, and the socket closed. Returns `true` when a
-/// write stayed blocked for `timeout` (the client does not read): its participant is to be evicted.
-pub(crate) async fn write_frames(
-    mut sink: SplitSink<WebSocket, Message>,
+/// Writes what socket `me`'s outbox holds, and the control frames its reader answers with
+/// (`control`: pongs, the answer to a close), until the socket is done. `reader_done` fires when
+/// the reader stopped: what is queued then is written, and the socket closed. Returns `true` when
+/// a write stayed blocked for `timeout` (the client does not read): its participant is to be
+/// evicted.
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
+    mut socket: W,
     mut outbox: Arc<Outbox>,
+    control: Arc<Control>,
     me: u64,
     mut reader_done: oneshot::Receiver<()>,
     timeout: Duration,
@@ -46,6 +50,7 @@ pub(crate) async fn write_frames(
     loop {
         let took = tokio::select! {
             took = outbox.take(&mut batch, me) => took,
+            () = control.ready() => Take::Items,
             () = sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
                 batch.push_back(Out::Order(Order::Close { code: 1000, reason: "closed by server" }));
                 Take::Items
@@ -63,13 +68,14 @@ pub(crate) async fn write_frames(
                 continue;
             }
             Take::Detached => {
-                let close =
-                    CloseFrame { code: 1000, reason: Utf8Bytes::from_static("replaced by a reconnection") };
-                let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(Some(close)))).await;
+                let _ = write_close(&mut socket, Some((1000, "replaced by a reconnection"))).await;
                 return false;
             }
         }
-        let wrote = write_batch(&mut sink, &mut batch, &mut close_at, timeout).await;
+        let mut wrote = write_control(&mut socket, &control, false, close_at, timeout).await;
+        if matches!(wrote, Wrote::All) {
+            wrote = write_batch(&mut socket, &mut batch, &mut close_at, timeout).await;
+        }
         if !matches!(wrote, Wrote::All) {
             // What this socket could not write is still owed to its participant (or, stalled,
             // goes with it when it is evicted).
@@ -84,50 +90,95 @@ pub(crate) async fn write_frames(
             return false;
         }
         if finishing {
-            let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(None))).await;
+            // The reader is done: its answer to the client's close, if it made one, goes last;
+            // else a close frame of our own.
+            let _ = write_control(&mut socket, &control, true, None, CLOSE_WRITE).await;
+            if !control.wrote_close() {
+                let _ = write_close(&mut socket, None).await;
+            }
             return false;
         }
     }
 }
 
-/// Writes a batch, each write within `timeout`.
-async fn write_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
+/// Writes a batch, each piece within `timeout`.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    socket: &mut W,
     batch: &mut VecDeque<Out>,
     close_at: &mut Option<Instant>,
     timeout: Duration,
 ) -> Wrote {
-    let mut written = 0;
-    while let Some(out) = batch.pop_front() {
-        match out {
-            Out::Frame(text) => {
-                // (What was being fed when the socket failed is gone with it; the rest of the
-                // batch is given back.)
-                match io(*close_at, timeout, sink.feed(Message::Text(text))).await {
-                    Wrote::All => {}
-                    other => return other,
+    let mut frames: Vec<Utf8Bytes> = Vec::new();
+    loop {
+        // The next run of frames (up to a flush's worth), then the order that ends it, if any.
+        while frames.len() < WRITE_BATCH {
+            match batch.front() {
+                Some(Out::Frame(_)) => {
+                    let Some(Out::Frame(text)) = batch.pop_front() else { unreachable!() };
+                    frames.push(text);
                 }
-                written += 1;
-                if written % WRITE_BATCH == 0 {
-                    match io(*close_at, timeout, sink.flush()).await {
-                        Wrote::All => {}
-                        other => return other,
-                    }
-                }
+                _ => break,
             }
-            Out::Order(Order::Close { code, reason }) => {
-                let close = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-                let _ = tokio::time::timeout(CLOSE_WRITE, sink.send(Message::Close(Some(close)))).await;
+        }
+        if !frames.is_empty() {
+            // (What was being written when the socket failed is gone with it; the rest of the
+            // batch is given back.)
+            let payloads: Vec<&[u8]> = frames.iter().map(|f| f.as_str().as_bytes()).collect();
+            let write = async {
+                frame::write_frames(socket, TEXT, &payloads).await?;
+                socket.flush().await
+            };
+            match io(*close_at, timeout, write).await {
+                Wrote::All => {}
+                other => return other,
+            }
+            frames.clear();
+            continue;
+        }
+        match batch.pop_front() {
+            None => return Wrote::All,
+            Some(Out::Frame(_)) => unreachable!("frames were taken above"),
+            Some(Out::Order(Order::Close { code, reason })) => {
+                let _ = write_close(socket, Some((code, reason))).await;
                 return Wrote::Done;
             }
-            Out::Order(Order::CloseAfter(delay)) => {
+            Some(Out::Order(Order::CloseAfter(delay))) => {
                 let at = Instant::now() + delay;
                 *close_at = Some(close_at.map_or(at, |c| c.min(at)));
             }
-            Out::Order(Order::KeepOpen) => *close_at = None,
+            Some(Out::Order(Order::KeepOpen)) => *close_at = None,
         }
     }
-    if written % WRITE_BATCH == 0 { Wrote::All } else { io(*close_at, timeout, sink.flush()).await }
+}
+
+/// Writes the control frames the reader produced (framed by tungstenite): those before an answer
+/// to a close, or with `all` everything.
+async fn write_control<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    control: &Control,
+    all: bool,
+    close_at: Option<Instant>,
+    timeout: Duration,
+) -> Wrote {
+    let Some(bytes) = control.take(all) else { return Wrote::All };
+    let write = async {
+        socket.write_all(&bytes).await?;
+        socket.flush().await
+    };
+    io(close_at, timeout, write).await
+}
+
+/// Writes a close frame (the server's last frame), with a code and reason or without, and
+/// flushes it, within [`CLOSE_WRITE`].
+async fn write_close<W: AsyncWrite + Unpin>(socket: &mut W, why: Option<(u16, &str)>) -> std::io::Result<()> {
+    let payload = why.map_or_else(Vec::new, |(code, reason)| frame::close_payload(code, reason));
+    let write = async {
+        frame::write_frames(socket, CLOSE, &[payload]).await?;
+        socket.flush().await
+    };
+    tokio::time::timeout(CLOSE_WRITE, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// A socket write, which may block while the client does not read: past `timeout` the socket is
@@ -135,7 +186,7 @@ async fn write_batch(
 async fn io(
     close_at: Option<Instant>,
     timeout: Duration,
-    write: impl Future<Output = Result<(), axum::Error>>,
+    write: impl Future<Output = std::io::Result<()>>,
 ) -> Wrote {
     let stall = Instant::now() + timeout;
     match close_at {

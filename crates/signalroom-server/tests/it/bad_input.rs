@@ -112,3 +112,38 @@ async fn an_oversized_frame_closes_only_that_socket_with_1009() {
     a.signal(&[], "ok", "signal:chat").await.unwrap();
     assert_eq!(a.notification("sendMessage").await["data"], "ok");
 }
+
+/// `/openvidu` takes only a WebSocket upgrade (RFC 6455 §4.2.1); anything else is refused with
+/// what is missing, and a good upgrade gets the accept key of its own key.
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_upgrade_is_refused_with_what_is_missing() {
+    let s = TestServer::start().await;
+    let url = format!("{}/openvidu", s.url);
+    let upgrade = |r: reqwest::RequestBuilder| {
+        r.header("Connection", "keep-alive, Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+    };
+    let r = s.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("upgrade"));
+    let r = upgrade(s.http.post(&url)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = s
+        .http
+        .get(&url)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "8")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("Sec-WebSocket-Version"));
+    let r = upgrade(s.http.get(&url)).send().await.unwrap();
+    assert_eq!(r.status(), 101);
+    // RFC 6455 §1.3's example key and its accept key.
+    assert_eq!(r.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}

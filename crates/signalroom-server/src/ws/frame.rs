@@ -1,0 +1,213 @@
+//! Server frames, framed here and written straight from the queued payloads.
+//!
+//! A server's frames are not masked (RFC 6455 §5.1), so a frame is a 2 to 10 byte header followed
+//! by its payload, byte for byte. A fan-out's payload is one shared buffer: the writer of each
+//! receiver sends a header of its own and that buffer, with one vectored write per batch, so no
+//! frame is copied into a per-socket buffer and no socket keeps a buffer the size of the largest
+//! frame it ever sent.
+
+use std::io::{self, IoSlice};
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Opcodes of the frames the server writes itself.
+pub(crate) const TEXT: u8 = 0x1;
+pub(crate) const CLOSE: u8 = 0x8;
+
+/// At most this many buffers go to one write call (Linux's `IOV_MAX` is 1,024).
+const MAX_SLICES: usize = 1024;
+
+/// A frame header: final, unmasked, of one opcode and payload length.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header {
+    bytes: [u8; 10],
+    len: u8,
+}
+
+impl Header {
+    pub(crate) fn new(opcode: u8, payload: usize) -> Self {
+        let mut bytes = [0u8; 10];
+        bytes[0] = 0x80 | opcode;
+        let len = match payload {
+            0..=125 => {
+                bytes[1] = payload as u8;
+                2
+            }
+            126..=0xFFFF => {
+                bytes[1] = 126;
+                bytes[2..4].copy_from_slice(&(payload as u16).to_be_bytes());
+                4
+            }
+            _ => {
+                bytes[1] = 127;
+                bytes[2..10].copy_from_slice(&(payload as u64).to_be_bytes());
+                10
+            }
+        };
+        Self { bytes, len }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// The payload of a close frame: its code, then its reason (at most 123 bytes of it, cut on a
+/// character boundary).
+pub(crate) fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + end);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    payload
+}
+
+/// Writes `frames` (payloads of one opcode), each behind its header, with as few write calls as
+/// the kernel takes.
+pub(crate) async fn write_frames<W, P>(w: &mut W, opcode: u8, frames: &[P]) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    P: AsRef<[u8]>,
+{
+    let headers: Vec<Header> = frames.iter().map(|p| Header::new(opcode, p.as_ref().len())).collect();
+    for (headers, frames) in headers.chunks(MAX_SLICES / 2).zip(frames.chunks(MAX_SLICES / 2)) {
+        let mut slices = Vec::with_capacity(2 * frames.len());
+        for (h, p) in headers.iter().zip(frames) {
+            slices.push(IoSlice::new(h.as_bytes()));
+            slices.push(IoSlice::new(p.as_ref()));
+        }
+        write_all_vectored(w, &mut slices).await?;
+    }
+    Ok(())
+}
+
+/// Writes every byte of `slices`, however the kernel splits them.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let n = w.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+
+    use super::*;
+
+    /// What tungstenite writes for the same frame.
+    fn tungstenite_bytes(frame: Frame) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame.format(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn headers_match_tungstenite_at_every_length_boundary() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 200_000] {
+            let payload = vec![b'x'; len];
+            let mut ours = Header::new(TEXT, len).as_bytes().to_vec();
+            ours.extend_from_slice(&payload);
+            let theirs = tungstenite_bytes(Frame::message(payload, OpCode::Data(coding_text()), true));
+            assert_eq!(ours, theirs, "payload of {len} bytes");
+        }
+    }
+
+    fn coding_text() -> tokio_tungstenite::tungstenite::protocol::frame::coding::Data {
+        tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text
+    }
+
+    #[test]
+    fn a_close_frame_matches_tungstenite_and_its_reason_is_cut_on_a_character() {
+        let payload = close_payload(4104, "bye");
+        let mut ours = Header::new(CLOSE, payload.len()).as_bytes().to_vec();
+        ours.extend_from_slice(&payload);
+        let close = CloseFrame { code: CloseCode::from(4104), reason: "bye".into() };
+        assert_eq!(ours, tungstenite_bytes(Frame::close(Some(close))));
+        let long = "é".repeat(100); // 200 bytes
+        let cut = close_payload(1000, &long);
+        assert_eq!(cut.len(), 2 + 122, "123 would split a character");
+        assert!(std::str::from_utf8(&cut[2..]).is_ok());
+    }
+
+    /// A writer that takes at most `step` bytes per call, as a busy socket does.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.step);
+            self.out.extend_from_slice(&buf[..n]);
+            self.calls += 1;
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut left = self.step;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(left);
+                self.out.extend_from_slice(&b[..take]);
+                left -= take;
+                n += take;
+                if left == 0 {
+                    break;
+                }
+            }
+            self.calls += 1;
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_written_whole_however_the_writes_are_split() {
+        let frames: Vec<String> = (0..700).map(|i| format!("frame {i} {}", "y".repeat(i % 300))).collect();
+        let mut expected = Vec::new();
+        for f in &frames {
+            expected.extend_from_slice(Header::new(TEXT, f.len()).as_bytes());
+            expected.extend_from_slice(f.as_bytes());
+        }
+        for step in [1, 7, 4096, usize::MAX] {
+            let mut w = Trickle { out: Vec::new(), step, calls: 0 };
+            write_frames(&mut w, TEXT, &frames).await.unwrap();
+            assert_eq!(w.out, expected, "writes of at most {step} bytes");
+            if step == usize::MAX {
+                assert_eq!(w.calls, 2, "700 frames: two writes of at most 512 slices");
+            }
+        }
+    }
+}
