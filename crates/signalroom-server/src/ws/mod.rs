@@ -70,6 +70,7 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: String) {
         writer.abort();
     }
     conn.socket_closed();
+    conn.hub.close_socket(id);
     tracing::debug!(socket = id, "socket closed");
 }
 
