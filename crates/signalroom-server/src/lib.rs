@@ -21,22 +21,28 @@
 //! # }
 //! ```
 
+mod admin;
 mod broker;
 pub mod cli;
 mod config;
 mod error;
 mod events;
 mod hub;
+mod metrics;
 mod outbox;
 mod page;
 mod refusal;
 mod rest;
 mod room;
 mod server;
+mod tls;
 mod util;
+mod webhook;
 mod ws;
 
-pub use config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
+pub use config::{
+    Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig, WebhookConfig,
+};
 pub use error::{Error, Result};
 pub use events::ServerEvent;
 pub use server::Server;
