@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod cluster;
 mod lifecycle;
+mod operations;
 mod rest;
 mod resume;
 mod rpc;
