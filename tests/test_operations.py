@@ -311,6 +311,10 @@ async def test_webhook_takes_openvidus_environment_and_default_events(
         "OPENVIDU_WEBHOOK_HEADERS": '["X-Env: yes"]',
     }
     with start_server(env=env) as server:
+        config = server.rest_ok("GET", "/config").json()
+        assert (config["OPENVIDU_WEBHOOK"], config["OPENVIDU_WEBHOOK_ENDPOINT"]) == (True, receiver.url)
+        assert "signalSent" not in config["OPENVIDU_WEBHOOK_EVENTS"]
+        assert "OPENVIDU_WEBHOOK_HEADERS" not in config
         api = signalroom.ServerApi(server.url, server.secret)
         await api.create_session("env")
         alice = await signalroom.connect((await api.create_connection("env")).token)

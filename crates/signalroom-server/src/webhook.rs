@@ -364,6 +364,8 @@ async fn post(
     metrics: WebhookMetrics,
     pending: Arc<AtomicUsize>,
 ) {
+    // For logs: without a password the URL may carry.
+    let shown = crate::broker::redact(endpoint.as_str());
     while let Some((name, body)) = queue.recv().await {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
@@ -372,7 +374,7 @@ async fn post(
             let problem = match sent {
                 Ok(response) if response.status().is_success() => None,
                 Ok(response) => Some(format!("status {}", response.status())),
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(e.without_url().to_string()),
             };
             let Some(problem) = problem else {
                 tracing::debug!(event = name, "webhook: posted");
@@ -382,10 +384,10 @@ async fn post(
             metrics.failures.inc();
             if attempt == ATTEMPTS {
                 metrics.dropped("retries_exhausted", 1);
-                tracing::warn!(event = name, %endpoint, "webhook: {problem}; dropped after {ATTEMPTS} attempts");
+                tracing::warn!(event = name, endpoint = %shown, "webhook: {problem}; dropped after {ATTEMPTS} attempts");
                 break;
             }
-            tracing::info!(event = name, %endpoint, "webhook: {problem}; retrying in {backoff:?}");
+            tracing::info!(event = name, endpoint = %shown, "webhook: {problem}; retrying in {backoff:?}");
             tokio::time::sleep(backoff).await;
             backoff *= 2;
             attempt += 1;
