@@ -53,7 +53,8 @@ pub enum ServerEvent {
         /// Why.
         reason: EndReason,
     },
-    /// A signal was delivered.
+    /// A signal was delivered. One per signal: emitted only once somebody asked for them
+    /// ([`crate::Server::events`], a webhook posting `signalSent`).
     SignalSent {
         /// The session.
         session: SessionId,

@@ -52,6 +52,12 @@ pub(crate) struct Hub {
     next_socket: AtomicU64,
     /// Open sockets' outboxes, for the metrics (read at scrape time).
     sockets: dashmap::DashMap<u64, Weak<Outbox>>,
+    /// Signals counted where they happen (a few relaxed additions), for the metrics: an event per
+    /// signal, built, sent and handled by a task, costs far more.
+    pub signal_counts: crate::metrics::SignalCounts,
+    /// Whether anybody wants [`ServerEvent::SignalSent`] (one per signal): [`Hub::subscribe`]
+    /// alone does not ask for them.
+    wants_signals: AtomicBool,
 }
 
 impl Hub {
@@ -67,6 +73,8 @@ impl Hub {
             stopping: AtomicBool::new(false),
             next_socket: AtomicU64::new(1),
             sockets: dashmap::DashMap::new(),
+            signal_counts: crate::metrics::SignalCounts::default(),
+            wants_signals: AtomicBool::new(false),
         }
     }
 
@@ -83,9 +91,15 @@ impl Hub {
         });
     }
 
-    /// Every operation's event, from now on.
+    /// Every operation's event from now on; signals' only once somebody asked for them
+    /// ([`Hub::want_signals`]).
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
         self.events.subscribe()
+    }
+
+    /// Emits [`ServerEvent::SignalSent`] from now on.
+    pub(crate) fn want_signals(&self) {
+        self.wants_signals.store(true, Ordering::Relaxed);
     }
 
     /// Emits an event; building it costs nothing when nobody listens.
@@ -413,6 +427,10 @@ impl Hub {
         let mut applied =
             self.broker.signal(session, from, to, data, kind, caller, reply.map(Out::Frame)).await?;
         self.settle(session, &mut applied).await;
+        self.signal_counts.record(from.is_some(), data.map_or(0, str::len), applied.delivered);
+        if !self.wants_signals.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         self.emit(|| ServerEvent::SignalSent {
             session: session.into(),
             from: from.cloned(),

@@ -2,10 +2,14 @@
 //! format.
 //!
 //! Nothing here runs on the hot path: counters are updated by one task that follows the
-//! [`ServerEvent`] stream, REST requests are counted by a layer of the router, and gauges
-//! (sessions, participants, sockets, send queues, the broker) are read when Prometheus scrapes.
+//! [`ServerEvent`] stream (which then carries no per-signal events), signals are counted by the
+//! hub with a few relaxed additions ([`SignalCounts`]), REST requests by a layer of the router,
+//! and gauges (sessions, participants, sockets, send queues, the broker) are read when Prometheus
+//! scrapes.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -54,6 +58,29 @@ struct HttpRequest {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BrokerKind {
     broker: &'static str,
+}
+
+/// Signals, counted by the hub where they happen: a few relaxed additions per signal.
+#[derive(Debug, Default)]
+pub(crate) struct SignalCounts {
+    rpc: AtomicU64,
+    rpc_bytes: AtomicU64,
+    rest: AtomicU64,
+    rest_bytes: AtomicU64,
+    deliveries: AtomicU64,
+    delivered_bytes: AtomicU64,
+}
+
+impl SignalCounts {
+    /// One signal of `bytes` of data, from a participant (`rpc`) or the REST API, queued for
+    /// `recipients`.
+    pub(crate) fn record(&self, rpc: bool, bytes: usize, recipients: usize) {
+        let (n, b) = if rpc { (&self.rpc, &self.rpc_bytes) } else { (&self.rest, &self.rest_bytes) };
+        n.fetch_add(1, Relaxed);
+        b.fetch_add(bytes as u64, Relaxed);
+        self.deliveries.fetch_add(recipients as u64, Relaxed);
+        self.delivered_bytes.fetch_add((bytes * recipients) as u64, Relaxed);
+    }
 }
 
 /// Every metric of one server, in its own registry.
@@ -236,13 +263,8 @@ impl Metrics {
             ServerEvent::SlowReceiver { .. } => {
                 self.slow_receivers.inc();
             }
-            ServerEvent::SignalSent { from, recipients, bytes, .. } => {
-                let origin = Origin { origin: if from.is_some() { "rpc" } else { "rest" } };
-                self.signals.get_or_create(&origin).inc();
-                self.signal_bytes.get_or_create(&origin).inc_by(*bytes as u64);
-                self.deliveries.inc_by(*recipients as u64);
-                self.delivered_bytes.inc_by((*bytes * *recipients) as u64);
-            }
+            // Counted where they happen (SignalCounts).
+            ServerEvent::SignalSent { .. } => {}
             ServerEvent::LinkLost { .. } => {
                 self.links_lost.inc();
             }
@@ -281,6 +303,16 @@ impl Metrics {
         let (sessions, participants) = hub.census().await;
         self.sessions.set(sessions as i64);
         self.participants.set(participants as i64);
+        let counts = &hub.signal_counts;
+        for (origin, n, bytes) in
+            [("rpc", &counts.rpc, &counts.rpc_bytes), ("rest", &counts.rest, &counts.rest_bytes)]
+        {
+            let origin = Origin { origin };
+            self.signals.get_or_create(&origin).inner().store(n.load(Relaxed), Relaxed);
+            self.signal_bytes.get_or_create(&origin).inner().store(bytes.load(Relaxed), Relaxed);
+        }
+        self.deliveries.inner().store(counts.deliveries.load(Relaxed), Relaxed);
+        self.delivered_bytes.inner().store(counts.delivered_bytes.load(Relaxed), Relaxed);
         let depths = hub.queue_depths();
         self.sockets.set(depths.len() as i64);
         for depth in depths {

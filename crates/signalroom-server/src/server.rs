@@ -214,6 +214,7 @@ impl Server {
     /// webhooks, tests). A subscriber that falls more than 4,096 events behind misses some
     /// (`RecvError::Lagged`); nothing is built for events while nobody subscribes.
     pub fn events(&self) -> broadcast::Receiver<ServerEvent> {
+        self.hub.want_signals();
         self.hub.subscribe()
     }
 

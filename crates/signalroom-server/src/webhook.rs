@@ -153,6 +153,9 @@ impl Webhook {
             .timeout(POST_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the webhook client: {e}"))?;
+        if config.events.iter().any(|e| e == "signalSent") {
+            hub.want_signals();
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         let pending = Arc::new(AtomicUsize::new(0));
         let follow = tokio::spawn(follow(
