@@ -95,6 +95,7 @@ async fn run(hub: Arc<Hub>, socket: WebSocket, ip: String) {
         tokio::time::sleep(CLOSE_LINGER).await;
         drop(stream);
     }
+    conn.hub.close_socket(id);
     tracing::debug!(socket = id, "socket closed");
 }
 
