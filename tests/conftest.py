@@ -19,7 +19,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,22 +159,22 @@ def _drain_stdout(process: subprocess.Popen[bytes], sink: list[str], ready: thre
     ready.set()
 
 
-@pytest.fixture
-def server_process(signalroom_binary: Path, request: pytest.FixtureRequest) -> Iterator[SignalroomServer]:
-    """A fresh server on a free loopback port with a random secret; stopped with SIGTERM afterwards.
-
-    If the test fails, the tail of the server's stderr is printed (shown in the failure report).
-    """
+@contextlib.contextmanager
+def run_server(
+    binary: Path, node: pytest.Item, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> Iterator[SignalroomServer]:
+    """A ``signalroom serve`` process on a free loopback port with a random secret and ``args``;
+    stopped with SIGTERM afterwards. If the test fails, the tail of its stderr is printed."""
     secret = "s3cr3t-" + secrets.token_hex(8)
     with tempfile.TemporaryDirectory(prefix="signalroom-server-") as tmp:
         stderr_path = Path(tmp) / "stderr.log"
         with stderr_path.open("wb") as stderr_file:
             process = subprocess.Popen(
-                [str(signalroom_binary), "serve", "--listen", "127.0.0.1:0", "--secret", secret],
+                [str(binary), "serve", "--listen", "127.0.0.1:0", "--secret", secret, *args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr_file,
-                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", DEFAULT_RUST_LOG)},
+                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", DEFAULT_RUST_LOG), **(env or {})},
                 start_new_session=True,  # its own process group: a hung server is killed with its children
             )
         lines: list[str] = []
@@ -208,5 +208,28 @@ def server_process(signalroom_binary: Path, request: pytest.FixtureRequest) -> I
             with contextlib.suppress(ProcessLookupError):  # leftover children of the server, if any
                 os.killpg(process.pid, signal.SIGKILL)
             drainer.join(STOP_TIMEOUT_S)
-            if node_failed(request.node):
+            if node_failed(node):
                 print(f"\n--- signalroom stderr (tail, exit code {process.returncode}) ---\n{server.stderr_tail()}")
+
+
+@pytest.fixture
+def server_process(signalroom_binary: Path, request: pytest.FixtureRequest) -> Iterator[SignalroomServer]:
+    """A fresh server on a free loopback port with a random secret; stopped with SIGTERM afterwards.
+
+    If the test fails, the tail of the server's stderr is printed (shown in the failure report).
+    """
+    with run_server(signalroom_binary, request.node) as server:
+        yield server
+
+
+StartServer = Callable[..., contextlib.AbstractContextManager[SignalroomServer]]
+
+
+@pytest.fixture
+def start_server(signalroom_binary: Path, request: pytest.FixtureRequest) -> StartServer:
+    """Factory: ``with start_server("--flag", env={...}) as server:`` runs a server with more arguments."""
+
+    def start(*args: str, env: Mapping[str, str] | None = None) -> contextlib.AbstractContextManager[SignalroomServer]:
+        return run_server(signalroom_binary, request.node, args, env)
+
+    return start

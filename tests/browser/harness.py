@@ -12,10 +12,14 @@ from .cdp import Page
 
 HERE = Path(__file__).resolve().parent
 OPENVIDU_BUNDLE = HERE / "node_modules" / "openvidu-browser" / "static" / "js" / "openvidu-browser-2.32.2.js"
+# openvidu-browser 2.22.0 (npm alias openvidu-browser-2.22), which always opens wss://.
+OPENVIDU_BUNDLE_2_22 = HERE / "node_modules" / "openvidu-browser-2.22" / "static" / "js" / "openvidu-browser-2.22.0.js"
 ROUTES: dict[str, tuple[Path, str]] = {
     "/": (HERE / "static" / "index.html", "text/html; charset=utf-8"),
+    "/2.22": (HERE / "static" / "index-2.22.html", "text/html; charset=utf-8"),
     "/harness.js": (HERE / "static" / "harness.js", "text/javascript; charset=utf-8"),
     "/openvidu-browser.js": (OPENVIDU_BUNDLE, "text/javascript; charset=utf-8"),
+    "/openvidu-browser-2.22.js": (OPENVIDU_BUNDLE_2_22, "text/javascript; charset=utf-8"),
 }
 
 

@@ -1,6 +1,7 @@
-//! `signalroom serve`: the command line, shared by the `signalroom` binary and
-//! `python -m signalroom serve` (through `signalroom._native.serve_cli`), so both accept the same
-//! flags and print the same `--help`.
+//! The `signalroom` command line (`serve`, and the admin commands `sessions`, `signal`, `kick`,
+//! `token`), shared by the `signalroom` binary and `python -m signalroom` (through
+//! `signalroom._native.serve_cli`), so both accept the same flags and print the same `--help`.
+//! Every flag can also be set by an environment variable (shown in `--help`).
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -9,15 +10,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use signalroom_core::limits;
 use tracing_subscriber::EnvFilter;
 
+use crate::admin::{Admin, RoleArg, Target};
 use crate::config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
 use crate::server::Server;
+use crate::webhook::WebhookConfig;
 
 /// Exit status of a run that failed after parsing (e.g. the address is taken).
 const EXIT_FAILURE: u8 = 1;
+/// Exit status of bad arguments (as clap's).
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -34,27 +39,83 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server until SIGTERM or Ctrl-C.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// List the sessions of a server and their participants.
+    Sessions {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Send a signal from the server to a session (everyone, or --to some participants).
+    Signal {
+        /// The session.
+        session: String,
+        /// The signal's data.
+        data: String,
+        /// The signal's type (`chat` arrives as `signal:chat`).
+        #[arg(long = "type", value_name = "T")]
+        kind: Option<String>,
+        /// A recipient's connection id (repeat for more; none: everyone).
+        #[arg(long, value_name = "CONNECTION")]
+        to: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a participant from a session (it leaves with forceDisconnectByServer).
+    Kick {
+        /// The session.
+        session: String,
+        /// The participant's connection id.
+        connection: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make a token to join a session (the session is created if missing); prints the token.
+    Token {
+        /// The session.
+        session: String,
+        /// The participant's role.
+        #[arg(long, value_enum, ignore_case = true)]
+        role: Option<RoleArg>,
+        /// Server data given to everyone in the participant's metadata.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One line per event for people (coloured on a terminal).
+    Pretty,
+    /// One JSON object per line for machines.
+    Json,
 }
 
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; `:PORT` listens on 127.0.0.1).
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:4443", value_parser = parse_listen)]
+    #[arg(long, env = "SIGNALROOM_LISTEN", value_name = "HOST:PORT", default_value = "127.0.0.1:4443",
+          value_parser = parse_listen)]
     listen: SocketAddr,
     /// URL clients reach this server at; tokens point there (http → ws://, https → wss://).
     /// Default: derived from the listening address.
-    #[arg(long)]
+    #[arg(long, env = "SIGNALROOM_PUBLIC_URL")]
     public_url: Option<url::Url>,
     /// Secret of the REST API (HTTP Basic, user OPENVIDUAPP).
     #[arg(long, env = "OPENVIDU_SECRET", hide_env_values = true)]
     secret: Option<String>,
     /// TLS certificate chain (PEM); needs --tls-key. Tokens become wss://.
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, env = "SIGNALROOM_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// TLS private key (PEM); needs --tls-cert.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "SIGNALROOM_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve https/wss with a certificate made at start for the public URL's host (and
+    /// localhost); prints its SHA-256 fingerprint. For development: browsers warn about it.
+    #[arg(long, env = "SIGNALROOM_TLS_SELF_SIGNED", conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
     /// Maximum size of a signal's data, in bytes (a sendMessage is bounded by the frame too, a
     /// POST /signal by the request body).
     #[arg(long, env = "SIGNALROOM_MAX_SIGNAL_BYTES", default_value_t = limits::DEFAULT_MAX_SIGNAL_DATA_BYTES,
@@ -116,18 +177,51 @@ struct ServeArgs {
     #[arg(long, env = "SIGNALROOM_BROKER")]
     broker: Option<String>,
     /// Seconds a participant whose socket dropped is kept for a reconnection.
-    #[arg(long, default_value_t = signalroom_core::limits::RECONNECTION_GRACE_SECS)]
+    #[arg(long, env = "SIGNALROOM_RECONNECTION_GRACE_SECS",
+          default_value_t = signalroom_core::limits::RECONNECTION_GRACE_SECS)]
     reconnection_grace_secs: u64,
     /// Seconds between garbage collections of never-joined sessions (0 disables).
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, env = "OPENVIDU_SESSIONS_GARBAGE_INTERVAL", default_value_t = 900)]
     session_gc_interval_secs: u64,
     /// Age in seconds after which a never-joined session is garbage-collected.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, env = "OPENVIDU_SESSIONS_GARBAGE_THRESHOLD", default_value_t = 3600)]
     session_gc_threshold_secs: u64,
     /// Log filter when RUST_LOG is not set (e.g. debug, signalroom_server=trace).
-    #[arg(long, value_name = "FILTER", default_value = "info")]
+    #[arg(long, env = "SIGNALROOM_LOG", value_name = "FILTER", default_value = "info")]
     log: String,
+    /// Log lines for people (`pretty`, no colours unless stderr is a terminal) or machines
+    /// (`json`, one object per line).
+    #[arg(long, env = "SIGNALROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    /// Count nothing and serve no /metrics (on by default).
+    #[arg(long, env = "SIGNALROOM_NO_METRICS")]
+    no_metrics: bool,
+    /// Serve the metrics on this address (e.g. a private one) rather than at /metrics of the
+    /// main listener.
+    #[arg(long, env = "SIGNALROOM_METRICS_LISTEN", value_name = "HOST:PORT", value_parser = parse_listen,
+          conflicts_with = "no_metrics")]
+    metrics_listen: Option<SocketAddr>,
+    /// Post OpenVidu's webhook events to this URL.
+    #[arg(long = "webhook", env = "OPENVIDU_WEBHOOK_ENDPOINT", value_name = "URL")]
+    webhook: Option<url::Url>,
+    /// Whether to post webhook events (OpenVidu's switch; `false` turns off a configured endpoint).
+    #[arg(long, env = "OPENVIDU_WEBHOOK", value_name = "BOOL", action = clap::ArgAction::Set)]
+    webhook_enabled: Option<bool>,
+    /// Headers of every webhook post, as OpenVidu takes them: a JSON array of "Name: value"
+    /// strings.
+    #[arg(long, env = "OPENVIDU_WEBHOOK_HEADERS", value_name = "JSON",
+          value_parser = WebhookConfig::parse_headers)]
+    webhook_headers: Option<Headers>,
+    /// The webhook events to post: a JSON array of OpenVidu event names (default: OpenVidu's
+    /// default list, which leaves out signalSent).
+    #[arg(long, env = "OPENVIDU_WEBHOOK_EVENTS", value_name = "JSON",
+          value_parser = WebhookConfig::parse_events)]
+    webhook_events: Option<EventNames>,
 }
+
+// Aliases, so that clap takes each list as one value (its derive reads `Vec` as "repeatable").
+type Headers = Vec<(String, String)>;
+type EventNames = Vec<String>;
 
 /// A size of at least `min`.
 fn at_least(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
@@ -154,13 +248,13 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let Some(args) = parse(args) else { return ExitCode::from(EXIT_FAILURE) };
-    let args = match args {
-        Ok(args) => args,
+    let Some(command) = parse(args) else { return ExitCode::from(EXIT_FAILURE) };
+    let command = match command {
+        Ok(command) => command,
         Err(code) => return ExitCode::from(code),
     };
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => ExitCode::from(runtime.block_on(serve(args))),
+        Ok(runtime) => ExitCode::from(runtime.block_on(execute(command))),
         Err(e) => {
             eprintln!("signalroom: cannot start the runtime: {e}");
             ExitCode::from(EXIT_FAILURE)
@@ -177,15 +271,32 @@ where
     T: Into<OsString> + Clone,
 {
     match parse(args) {
-        Some(Ok(args)) => serve(args).await,
+        Some(Ok(command)) => execute(command).await,
         Some(Err(code)) => code,
         None => EXIT_FAILURE,
     }
 }
 
-/// Parses the arguments and sets up logging; `Err(status)` when clap printed help, a version or
-/// an error; `None` when that printing failed.
-fn parse<I, T>(args: I) -> Option<Result<ServeArgs, u8>>
+/// Runs a parsed command.
+async fn execute(command: Command) -> u8 {
+    match command {
+        Command::Serve(args) => serve(*args).await,
+        Command::Sessions { target } => crate::admin::run(target, Admin::Sessions).await,
+        Command::Signal { session, data, kind, to, target } => {
+            crate::admin::run(target, Admin::Signal { session, data, kind, to }).await
+        }
+        Command::Kick { session, connection, target } => {
+            crate::admin::run(target, Admin::Kick { session, connection }).await
+        }
+        Command::Token { session, role, data, target } => {
+            crate::admin::run(target, Admin::Token { session, role, data }).await
+        }
+    }
+}
+
+/// Parses the arguments and, for `serve`, sets up logging; `Err(status)` when clap printed help,
+/// a version or an error; `None` when that printing failed.
+fn parse<I, T>(args: I) -> Option<Result<Command, u8>>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -197,18 +308,52 @@ where
             return Some(Err(u8::try_from(e.exit_code()).unwrap_or(EXIT_FAILURE)));
         }
     };
-    let Command::Serve(args) = cli.command;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-    Some(Ok(args))
+    if let Command::Serve(args) = &cli.command {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log));
+        let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        let _ = match args.log_format {
+            LogFormat::Json => logs.json().with_ansi(false).try_init(),
+            LogFormat::Pretty => {
+                logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+            }
+        };
+    }
+    Some(Ok(cli.command))
+}
+
+/// The webhook the arguments ask for; `Err` for OpenVidu's switch on without an endpoint.
+fn webhook(args: &mut ServeArgs) -> Result<Option<WebhookConfig>, String> {
+    match (args.webhook.take(), args.webhook_enabled) {
+        (_, Some(false)) | (None, None) => Ok(None),
+        (None, Some(true)) => {
+            Err("OPENVIDU_WEBHOOK is true but no endpoint is given (--webhook or OPENVIDU_WEBHOOK_ENDPOINT)"
+                .to_owned())
+        }
+        (Some(endpoint), _) => {
+            if !matches!(endpoint.scheme(), "http" | "https") {
+                return Err(format!("the webhook endpoint {endpoint} is not http:// or https://"));
+            }
+            let mut config = WebhookConfig::new(endpoint);
+            if let Some(headers) = args.webhook_headers.take() {
+                config.headers = headers;
+            }
+            if let Some(events) = args.webhook_events.take() {
+                config.events = events;
+            }
+            Ok(Some(config))
+        }
+    }
 }
 
 /// Serves until SIGTERM or Ctrl-C; the exit status.
-async fn serve(args: ServeArgs) -> u8 {
+async fn serve(mut args: ServeArgs) -> u8 {
+    let webhook = match webhook(&mut args) {
+        Ok(webhook) => webhook,
+        Err(e) => {
+            eprintln!("signalroom: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let stop = shutdown_signal();
     let secret = args.secret.unwrap_or_else(|| {
         eprintln!(
@@ -239,6 +384,10 @@ async fn serve(args: ServeArgs) -> u8 {
         session_gc_interval: Duration::from_secs(args.session_gc_interval_secs),
         session_gc_threshold: Duration::from_secs(args.session_gc_threshold_secs),
         broker: args.broker,
+        tls_self_signed: args.tls_self_signed,
+        metrics: !args.no_metrics,
+        metrics_listen: args.metrics_listen,
+        webhook,
         ..Config::local()
     };
     let server = match Server::start(config).await {
@@ -249,6 +398,12 @@ async fn serve(args: ServeArgs) -> u8 {
         }
     };
     tracing::info!(listen = %server.local_addr(), tokens = server.token_base(), "signalroom listening");
+    if let Some(fingerprint) = server.tls_fingerprint() {
+        eprintln!("signalroom: self-signed certificate, SHA-256 fingerprint {fingerprint}");
+    }
+    if let Some(addr) = server.metrics_addr() {
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
     let ready = {
         let mut out = std::io::stdout().lock();
         writeln!(out, "signalroom ready: {}", server.url()).and_then(|()| out.flush())
@@ -300,8 +455,8 @@ mod tests {
 
     fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
         let cli = Cli::try_parse_from(["signalroom", "serve"].iter().chain(args))?;
-        let Command::Serve(args) = cli.command;
-        Ok(args)
+        let Command::Serve(args) = cli.command else { unreachable!("serve parses as serve") };
+        Ok(*args)
     }
 
     #[test]
@@ -338,6 +493,27 @@ mod tests {
         assert!(serve_args(&["--max-connections", "0"]).is_err());
         assert!(serve_args(&["--tls-cert", "c.pem"]).is_err());
         assert!(serve_args(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_ok());
+    }
+
+    #[test]
+    fn takes_webhooks_as_openvidu() {
+        let mut a = serve_args(&[
+            "--webhook",
+            "http://127.0.0.1:9/hook",
+            "--webhook-headers",
+            r#"["Authorization: Basic x"]"#,
+            "--webhook-events",
+            r#"["signalSent"]"#,
+        ])
+        .unwrap();
+        let hook = webhook(&mut a).unwrap().unwrap();
+        assert_eq!(hook.endpoint.as_str(), "http://127.0.0.1:9/hook");
+        assert_eq!(hook.headers, [("Authorization".to_owned(), "Basic x".to_owned())]);
+        assert_eq!(hook.events, ["signalSent"]);
+        let mut off = serve_args(&["--webhook", "http://h/", "--webhook-enabled", "false"]).unwrap();
+        assert!(webhook(&mut off).unwrap().is_none());
+        assert!(serve_args(&["--webhook-events", r#"["nope"]"#]).is_err());
+        assert!(serve_args(&["--log-format", "json", "--no-metrics", "--tls-self-signed"]).is_ok());
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::time::Duration;
 use signalroom_core::limits;
 use url::Url;
 
+pub use crate::webhook::WebhookConfig;
+
 /// Everything the server can be told. [`Config::local`] is a development default on a random
 /// loopback port.
 #[derive(Debug, Clone)]
@@ -58,6 +60,15 @@ pub struct Config {
     /// Where the sessions live: `None` in this process (one node); `redis://HOST:PORT[/DB]` (or
     /// `rediss://`, with a password in the URL if needed) to share them with other nodes.
     pub broker: Option<String>,
+    /// Make a self-signed certificate at start (for the public URL's host) and serve TLS with it;
+    /// ignored when `tls` is given.
+    pub tls_self_signed: bool,
+    /// Count and serve Prometheus metrics.
+    pub metrics: bool,
+    /// Serve the metrics on this address rather than at `/metrics` of the main listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Post OpenVidu's webhook events.
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// PEM files for TLS.
@@ -95,6 +106,10 @@ impl Config {
             session_gc_threshold: Duration::from_secs(3600),
             linger_close: Duration::from_secs(10),
             broker: None,
+            tls_self_signed: false,
+            metrics: true,
+            metrics_listen: None,
+            webhook: None,
         }
     }
 }

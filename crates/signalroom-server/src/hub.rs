@@ -3,8 +3,8 @@
 //! room's rules through the broker, evicts receivers that fall too far behind, and emits a
 //! [`ServerEvent`] for every operation. `ws` and `rest` parse, call the hub, and map the result.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use axum::extract::ws::Utf8Bytes;
 use signalroom_core::protocol::JoinRoomResult;
@@ -66,6 +66,14 @@ pub(crate) struct Hub {
     /// Set once a stopping server has evicted its participants: every socket closes then.
     closing: AtomicBool,
     close_sockets: tokio::sync::Notify,
+    /// Open sockets' outboxes, for the metrics (read at scrape time).
+    sockets: dashmap::DashMap<u64, Weak<Outbox>>,
+    /// Signals counted where they happen (a few relaxed additions), for the metrics: an event per
+    /// signal, built, sent and handled by a task, costs far more.
+    pub signal_counts: crate::metrics::SignalCounts,
+    /// Whether anybody wants [`ServerEvent::SignalSent`] (one per signal): [`Hub::subscribe`]
+    /// alone does not ask for them.
+    wants_signals: AtomicBool,
 }
 
 impl Hub {
@@ -84,6 +92,9 @@ impl Hub {
             socket_closed: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
             close_sockets: tokio::sync::Notify::new(),
+            sockets: dashmap::DashMap::new(),
+            signal_counts: crate::metrics::SignalCounts::default(),
+            wants_signals: AtomicBool::new(false),
         }
     }
 
@@ -100,9 +111,15 @@ impl Hub {
         });
     }
 
-    /// Every operation's event, from now on.
+    /// Every operation's event from now on; signals' only once somebody asked for them
+    /// ([`Hub::want_signals`]).
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<ServerEvent> {
         self.events.subscribe()
+    }
+
+    /// Emits [`ServerEvent::SignalSent`] from now on.
+    pub(crate) fn want_signals(&self) {
+        self.wants_signals.store(true, Ordering::Relaxed);
     }
 
     /// Emits an event; building it costs nothing when nobody listens.
@@ -139,7 +156,25 @@ impl Hub {
     /// A new socket: its id and its outbox (which becomes its participant's on join).
     pub(crate) fn open_socket(&self) -> (u64, Arc<Outbox>) {
         let id = self.next_socket.fetch_add(1, Ordering::Relaxed);
-        (id, Outbox::new(self.limits(), id))
+        let outbox = Outbox::new(self.limits(), id);
+        self.sockets.insert(id, Arc::downgrade(&outbox));
+        (id, outbox)
+    }
+
+    /// Socket `id` is closed.
+    pub(crate) fn close_socket(&self, id: u64) {
+        self.sockets.remove(&id);
+    }
+
+    /// The number of items queued for each open socket, now.
+    pub(crate) fn queue_depths(&self) -> Vec<usize> {
+        let outboxes: Vec<_> = self.sockets.iter().filter_map(|s| s.value().upgrade()).collect();
+        outboxes.iter().map(|o| o.depth()).collect()
+    }
+
+    /// The broker's round trip (`None` without Redis).
+    pub(crate) async fn broker_ping(&self) -> Option<Result<std::time::Duration, String>> {
+        self.broker.ping().await
     }
 
     fn limits(&self) -> Limits {
@@ -148,6 +183,17 @@ impl Hub {
 
     pub(crate) async fn session_count(&self) -> usize {
         self.broker.session_count().await
+    }
+
+    /// Sessions open, and participants joined in them, now (for the metrics, at scrape time).
+    pub(crate) async fn census(&self) -> (usize, usize) {
+        let ids = self.broker.sessions().await;
+        let mut participants = 0;
+        for id in &ids {
+            participants +=
+                self.broker.read(id.as_str(), |room| room.participants().count()).await.unwrap_or(0);
+        }
+        (ids.len(), participants)
     }
 
     /// Runs an operation, then evicts (with `networkDisconnect`) whoever was too slow to take
@@ -171,6 +217,7 @@ impl Hub {
         while !slow.is_empty() {
             for s in &slow {
                 tracing::warn!(connection = %s, "send queue full: evicting slow receiver");
+                self.emit(|| ServerEvent::SlowReceiver { session: session.into(), connection: s.clone() });
             }
             let who = slow.drain(..).map(|id| (id, EndReason::NetworkDisconnect)).collect();
             let op = |room: &mut Room| Ok(Outcome::new((), room.evict(who, CloseMode::Linger, false), None));
@@ -219,7 +266,7 @@ impl Hub {
         let object = room.session_object(false);
         self.broker.create(room).await?;
         tracing::info!(session = %id, "session created");
-        self.emit(|| ServerEvent::SessionCreated { session: id.clone() });
+        self.emit(|| ServerEvent::SessionCreated { session: id.clone(), at: object.created_at });
         Ok(object)
     }
 
@@ -390,8 +437,10 @@ impl Hub {
             return Err(Refusal::Stopping);
         }
         self.check_metadata(&req.client_data)?;
+        let started = std::time::Instant::now();
         let with_secret = req.secret.then(|| self.mint(&req.session));
         let rpc_id = req.rpc_id.clone();
+        let (platform, client_data) = (req.platform.clone(), req.client_data.clone());
         let joiner = Joiner {
             token_id: req.token_id,
             token: req.token,
@@ -420,7 +469,16 @@ impl Hub {
         let session = result.session.clone().unwrap_or_else(|| req.session.as_str().into());
         self.broker.bind_rpc(rpc_id, session.clone(), result.id.clone()).await;
         tracing::info!(session = %session, connection = %result.id, ip = %req.ip, "participant joined");
-        self.emit(|| ServerEvent::ParticipantJoined { session, connection: result.id.clone() });
+        self.emit(|| ServerEvent::ParticipantJoined {
+            session,
+            connection: result.id.clone(),
+            at: result.created_at,
+            ip: req.ip,
+            platform,
+            server_data: crate::events::server_data(&client_data, &result.metadata),
+            client_data,
+            took: started.elapsed(),
+        });
         Ok(result)
     }
 
@@ -438,25 +496,33 @@ impl Hub {
     ) -> Result<(), Refusal> {
         let applied =
             self.broker.signal(session, from, to, data, kind, caller, reply.map(Out::Frame)).await?;
-        self.signal_applied(session, from, data, kind, applied).await;
+        self.signal_applied(session, from, to, data, kind, applied).await;
         Ok(())
     }
 
     /// What follows a signal the broker applied: evictions of the receivers too slow for it, and
     /// its event.
+    #[allow(clippy::too_many_arguments)]
     async fn signal_applied(
         &self,
         session: &str,
         from: Option<&ConnectionId>,
+        to: &[ConnectionId],
         data: Option<&str>,
         kind: Option<&str>,
         mut applied: Applied<()>,
     ) {
         self.settle(session, &mut applied).await;
+        self.signal_counts.record(from.is_some(), data.map_or(0, str::len), applied.delivered);
+        if !self.wants_signals.load(Ordering::Relaxed) {
+            return;
+        }
         self.emit(|| ServerEvent::SignalSent {
             session: session.into(),
             from: from.cloned(),
+            to: to.to_vec(),
             kind: kind.map(str::to_owned),
+            data: data.map(str::to_owned),
             recipients: applied.delivered,
             bytes: data.map_or(0, str::len),
         });
@@ -486,7 +552,7 @@ impl Hub {
         applied: Applied<()>,
     ) {
         let (data, kind) = (message.data.as_deref(), message.kind.as_deref());
-        self.signal_applied(session, Some(from), data, kind, applied).await;
+        self.signal_applied(session, Some(from), &message.to, data, kind, applied).await;
     }
 
     /// A signal handed over met a busy session ([`Step::Locked`](crate::broker::Step::Locked)): applied under the session's
@@ -506,7 +572,7 @@ impl Hub {
                 Ok(Outcome::new((), room.signal(Some(from), to, data, kind)?, reply.map(Out::Frame)))
             })
             .await?;
-        self.signal_applied(session, Some(from), data, kind, applied).await;
+        self.signal_applied(session, Some(from), to, data, kind, applied).await;
         Ok(())
     }
 

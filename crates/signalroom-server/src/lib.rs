@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod broker;
 pub mod cli;
 mod config;
@@ -30,16 +31,21 @@ mod events;
 pub mod fuzz;
 mod hub;
 mod limit;
+mod metrics;
 mod outbox;
 mod page;
 mod refusal;
 mod rest;
 mod room;
 mod server;
+mod tls;
 mod util;
+mod webhook;
 mod ws;
 
-pub use config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
+pub use config::{
+    Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig, WebhookConfig,
+};
 pub use error::{Error, Result};
 pub use events::ServerEvent;
 pub use limit::ConnectionCounts;

@@ -169,6 +169,11 @@ impl Outbox {
         })
     }
 
+    /// How many items are queued, not yet written (for the metrics, at scrape time).
+    pub(crate) fn depth(&self) -> usize {
+        self.state.lock().items.len()
+    }
+
     /// Queues `out`. Never waits. `false`: a socket is attached and the outbox is full, the
     /// receiver is too slow (nothing was queued). With no socket attached, the oldest
     /// notification makes room instead, and replies and socket orders are dropped (they were

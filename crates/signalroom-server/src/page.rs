@@ -1,12 +1,66 @@
-//! A small page at `/` that says what this server is and where its endpoints are.
+//! The chat page at `/`: a person picks a session and a name and chats with everyone in it
+//! (browsers and bots alike). It runs the real, unmodified openvidu-browser 2.32.2, embedded in
+//! the binary with its licence, so it is also a live demonstration of compatibility.
 
-use axum::response::Html;
+use std::sync::Arc;
 
-pub(crate) async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><meta charset=utf-8><title>signalroom</title>",
-        "<h1>signalroom</h1><p>An OpenVidu 2.32-compatible signalling server.</p>",
-        "<ul><li>WebSocket JSON-RPC: <code>/openvidu</code></li>",
-        "<li>REST API: <code>/openvidu/api</code> (HTTP Basic, user <code>OPENVIDUAPP</code>)</li></ul>"
-    ))
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::config::DEFAULT_SECRET;
+use crate::hub::Hub;
+
+const INDEX: &str = include_str!("../assets/chat/index.html");
+const SCRIPT: &str = include_str!("../assets/chat/chat.js");
+/// `static/js/openvidu-browser-2.32.2.min.js` of the npm package `openvidu-browser@2.32.2`.
+const OPENVIDU_BROWSER: &str = include_str!("../assets/openvidu-browser/openvidu-browser-2.32.2.min.js");
+const OPENVIDU_BROWSER_LICENSE: &str = include_str!("../assets/openvidu-browser/LICENSE");
+
+/// The page's routes.
+pub(crate) fn router() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/", get(|| async { with_type("text/html; charset=utf-8", INDEX) }))
+        .route("/chat.js", get(|| async { with_type(JAVASCRIPT, SCRIPT) }))
+        .route("/chat/config.json", get(config))
+        .route("/openvidu-browser-2.32.2.min.js", get(|| async { with_type(JAVASCRIPT, OPENVIDU_BROWSER) }))
+        .route("/openvidu-browser/LICENSE", get(|| async { with_type(TEXT, OPENVIDU_BROWSER_LICENSE) }))
+}
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn with_type(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// What the page may know: the development secret, when the server runs with it (anybody knows
+/// it, and the server warns about it at start), so that the page works at once in development.
+async fn config(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
+    if hub.config.secret == DEFAULT_SECRET {
+        Json(json!({ "developmentSecret": DEFAULT_SECRET }))
+    } else {
+        Json(json!({}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_page_loads_the_embedded_bundle_and_its_script() {
+        assert!(super::INDEX.contains(r#"<script src="/openvidu-browser-2.32.2.min.js"></script>"#));
+        assert!(super::INDEX.contains(r#"<script src="/chat.js"></script>"#));
+        assert!(super::OPENVIDU_BROWSER.len() > 300_000);
+        assert!(super::OPENVIDU_BROWSER_LICENSE.contains("Apache License"));
+    }
 }

@@ -322,7 +322,7 @@ async fn send_signal(AxumState(hub): Shared, body: Bytes) -> ApiResult {
 
 async fn config(AxumState(state): Shared) -> Response {
     let url = url::Url::parse(&state.public_url).ok();
-    Json(json!({
+    let mut config = json!({
         "VERSION": OPENVIDU_VERSION,
         "DOMAIN_OR_PUBLIC_IP": url.as_ref().and_then(|u| u.host_str()).unwrap_or(""),
         "HTTPS_PORT": url.as_ref().and_then(url::Url::port_or_known_default),
@@ -336,10 +336,16 @@ async fn config(AxumState(state): Shared) -> Response {
         "OPENVIDU_SESSIONS_GARBAGE_INTERVAL": state.config.session_gc_interval.as_secs(),
         "OPENVIDU_SESSIONS_GARBAGE_THRESHOLD": state.config.session_gc_threshold.as_secs(),
         "OPENVIDU_RECORDING": false,
-        "OPENVIDU_WEBHOOK": false,
+        "OPENVIDU_WEBHOOK": state.config.webhook.is_some(),
         "SIGNALROOM_MAX_SIGNAL_BYTES": state.config.max_signal_bytes,
-    }))
-    .into_response()
+    });
+    // As OpenVidu, the webhook's endpoint and events when it is on (not its headers: they may
+    // carry credentials).
+    if let Some(webhook) = &state.config.webhook {
+        config["OPENVIDU_WEBHOOK_ENDPOINT"] = crate::broker::redact(webhook.endpoint.as_str()).into();
+        config["OPENVIDU_WEBHOOK_EVENTS"] = webhook.events.clone().into();
+    }
+    Json(config).into_response()
 }
 
 async fn public_url(AxumState(state): Shared) -> String {

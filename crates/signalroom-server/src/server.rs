@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum_server::tls_rustls::RustlsAcceptor;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{AllowHeaders, AllowMethods, Any, CorsLayer};
 use url::Url;
 
 use crate::broker::{AnyBroker, LocalBroker, RedisBroker, redact};
@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 use crate::events::ServerEvent;
 use crate::hub::Hub;
 use crate::limit::{ConnectionCounts, Gate, Limited};
+use crate::metrics::Metrics;
+use crate::webhook::Webhook;
 
 /// How long shutdown waits for sockets to flush their last frames.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -29,6 +31,11 @@ pub struct Server {
     serve: JoinHandle<std::io::Result<()>>,
     gc: Option<JoinHandle<()>>,
     gate: Arc<Gate>,
+    /// The metrics' task, and their listener's when they have one.
+    metrics_tasks: Vec<JoinHandle<()>>,
+    metrics_addr: Option<SocketAddr>,
+    webhook: Option<Webhook>,
+    tls_fingerprint: Option<String>,
 }
 
 impl Server {
@@ -58,10 +65,11 @@ impl Server {
         let listener = std::net::TcpListener::bind(config.listen).map_err(bind)?;
         listener.set_nonblocking(true).map_err(bind)?;
         let local_addr = listener.local_addr().map_err(bind)?;
+        let tls = config.tls.is_some() || config.tls_self_signed;
         let public_url = match &config.public_url {
             Some(url) => url.clone(),
             None => {
-                let scheme = if config.tls.is_some() { "https" } else { "http" };
+                let scheme = if tls { "https" } else { "http" };
                 let mut reachable = local_addr;
                 if reachable.ip().is_unspecified() {
                     // 0.0.0.0 is no address a client can dial: tokens would point nowhere.
@@ -91,13 +99,74 @@ impl Server {
         hub.watch_notices();
         hub.watch_notices();
 
-        let app = router(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>();
+        let metrics = config.metrics.then(|| Arc::new(Metrics::new()));
+        let mut metrics_tasks = Vec::new();
+        let mut metrics_addr = None;
+        if let Some(metrics) = &metrics {
+            metrics_tasks.push(metrics.follow(&hub));
+            if let Some(addr) = config.metrics_listen {
+                let bind = |source| Error::Bind { addr, source };
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+                metrics_addr = Some(listener.local_addr().map_err(bind)?);
+                let app = Router::new()
+                    .route("/metrics", get(crate::metrics::scrape))
+                    .with_state((Arc::clone(metrics), Arc::clone(&hub)));
+                metrics_tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::warn!(error = %e, "the metrics listener failed");
+                    }
+                }));
+            }
+        }
+        let webhook = match &config.webhook {
+            None => None,
+            Some(webhook) => {
+                let counts = metrics.as_ref().map(|m| m.webhook.clone()).unwrap_or_default();
+                Some(Webhook::start(webhook, &hub, counts).map_err(Error::Config)?)
+            }
+        };
+        let self_signed = match (&config.tls, config.tls_self_signed) {
+            (None, true) => {
+                let host = public_url.host_str().unwrap_or("localhost");
+                Some(
+                    crate::tls::self_signed(host)
+                        .map_err(|e| Error::Config(format!("cannot make a certificate: {e}")))?,
+                )
+            }
+            _ => None,
+        };
+        let tls_fingerprint = self_signed.as_ref().map(|made| made.fingerprint.clone());
+
+        let app = router(Arc::clone(&hub), metrics.filter(|_| config.metrics_listen.is_none()))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
         let gate = Gate::new(config.max_connections);
         let limited = Limited::new(Arc::clone(&gate));
+        let rustls = match (&config.tls, self_signed) {
+            (Some(tls), _) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key).await.map_err(
+                        |source| Error::Tls { cert: tls.cert.clone(), key: tls.key.clone(), source },
+                    )?,
+                )
+            }
+            (None, Some(made)) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem(
+                        made.cert_pem.into_bytes(),
+                        made.key_pem.into_bytes(),
+                    )
+                    .await
+                    .map_err(|e| Error::Config(format!("cannot use the self-signed certificate: {e}")))?,
+                )
+            }
+            (None, None) => None,
+        };
         // A connection has `header_timeout` to send a complete first request (slow headers, or
         // nothing at all), and a keep-alive one as long for the headers of its next.
-        let serve = match &config.tls {
+        let serve = match rustls {
             None => {
                 let mut server = axum_server::from_tcp(listener)
                     .map_err(bind)?
@@ -107,11 +176,7 @@ impl Server {
                 server.http_builder().http1().header_read_timeout(config.header_timeout);
                 tokio::spawn(server.serve(app))
             }
-            Some(tls) => {
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                    .await
-                    .map_err(|source| Error::Tls { cert: tls.cert.clone(), key: tls.key.clone(), source })?;
+            Some(rustls) => {
                 let acceptor =
                     RustlsAcceptor::new(rustls).handshake_timeout(config.header_timeout).acceptor(limited);
                 let mut server = axum_server::from_tcp(listener)
@@ -137,7 +202,29 @@ impl Server {
                 }
             })
         });
-        Ok(Self { hub, local_addr, handle, serve, gc, gate })
+        Ok(Self {
+            hub,
+            local_addr,
+            handle,
+            serve,
+            gc,
+            gate,
+            metrics_tasks,
+            metrics_addr,
+            webhook,
+            tls_fingerprint,
+        })
+    }
+
+    /// Where the metrics are served when they have a listener of their own
+    /// ([`Config::metrics_listen`]).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The SHA-256 fingerprint of the self-signed certificate ([`Config::tls_self_signed`]).
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.tls_fingerprint.as_deref()
     }
 
     /// The address the server listens on.
@@ -169,6 +256,7 @@ impl Server {
     /// webhooks, tests). A subscriber that falls more than 4,096 events behind misses some
     /// (`RecvError::Lagged`); nothing is built for events while nobody subscribes.
     pub fn events(&self) -> broadcast::Receiver<ServerEvent> {
+        self.hub.want_signals();
         self.hub.subscribe()
     }
 
@@ -183,6 +271,13 @@ impl Server {
         if !self.hub.sockets_closed(SHUTDOWN_GRACE).await {
             tracing::warn!("some sockets did not close in time");
         }
+        if let Some(webhook) = &self.webhook {
+            // What the stop emitted (participants left, sessions destroyed), as far as it goes.
+            webhook.flush(SHUTDOWN_GRACE).await;
+        }
+        for task in self.metrics_tasks {
+            task.abort();
+        }
         self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         match tokio::time::timeout(SHUTDOWN_GRACE * 2, self.serve).await {
             Ok(Ok(Ok(()))) => {}
@@ -194,11 +289,29 @@ impl Server {
     }
 }
 
-fn router(hub: Arc<Hub>) -> Router {
-    Router::new()
+/// The routes. `metrics`: counted, and served at `/metrics`.
+fn router(hub: Arc<Hub>, metrics: Option<Arc<Metrics>>) -> Router {
+    let mut rest = crate::rest::router(Arc::clone(&hub));
+    if let Some(metrics) = &metrics {
+        rest = rest
+            .layer(axum::middleware::from_fn_with_state(Arc::clone(metrics), crate::metrics::count_requests));
+    }
+    let mut app = Router::new()
         .route("/openvidu", get(crate::ws::upgrade))
-        .nest("/openvidu/api", crate::rest::router(Arc::clone(&hub)))
-        .route("/", get(crate::page::index))
-        .layer(CorsLayer::very_permissive())
-        .with_state(hub)
+        .nest("/openvidu/api", rest)
+        .merge(crate::page::router());
+    if let Some(metrics) = metrics {
+        let scrape = Router::new()
+            .route("/metrics", get(crate::metrics::scrape))
+            .with_state((metrics, Arc::clone(&hub)));
+        app = app.merge(scrape);
+    }
+    // As OpenVidu: any origin, method and header, and no credentials (`*` cannot carry them).
+    // Methods and headers are those the preflight asks for: a `*` would not cover
+    // `Authorization`.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request());
+    app.layer(cors).with_state(hub)
 }

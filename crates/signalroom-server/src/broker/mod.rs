@@ -206,6 +206,16 @@ pub(crate) enum AnyBroker {
     Redis(RedisBroker),
 }
 
+impl AnyBroker {
+    /// The round trip to Redis (`None` without Redis; `Some(Err)` when it does not answer).
+    pub(crate) async fn ping(&self) -> Option<Result<Duration, String>> {
+        match self {
+            AnyBroker::Local(_) => None,
+            AnyBroker::Redis(redis) => Some(redis.ping().await.map_err(|e| e.to_string())),
+        }
+    }
+}
+
 /// Calls the same method on whichever broker runs.
 macro_rules! each {
     ($self:ident, $b:ident => $e:expr) => {

@@ -313,6 +313,13 @@ where
 }
 
 impl RedisBroker {
+    /// One `PING` round trip (for the metrics, at scrape time).
+    pub(crate) async fn ping(&self) -> redis::RedisResult<Duration> {
+        let started = std::time::Instant::now();
+        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
+        Ok(started.elapsed())
+    }
+
     /// Connects to Redis at `url` and starts this node's heartbeat, its subscription reader and
     /// its reaper of dead nodes' participants.
     pub(crate) async fn connect(url: &str, linger: Duration) -> Result<Self, redis::RedisError> {

@@ -161,6 +161,7 @@ async fn run(hub: Arc<Hub>, io: TokioIo<hyper::upgrade::Upgraded>, ip: String) {
         tokio::time::sleep(CLOSE_LINGER).await;
         drop(stream);
     }
+    conn.hub.close_socket(id);
     tracing::debug!(socket = id, "socket closed");
 }
 

@@ -7,6 +7,7 @@ mod attack;
 mod bad_input;
 mod cluster;
 mod lifecycle;
+mod operations;
 mod rest;
 mod resume;
 mod rpc;

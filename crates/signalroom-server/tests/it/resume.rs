@@ -152,7 +152,7 @@ async fn every_operation_is_a_server_event() {
     }
     let cid = a.connection_id.as_str();
     assert!(
-        matches!(&got[0], ServerEvent::SessionCreated { session } if session.as_str() == "S1"),
+        matches!(&got[0], ServerEvent::SessionCreated { session, .. } if session.as_str() == "S1"),
         "{got:?}"
     );
     assert!(

@@ -1,0 +1,109 @@
+// The chat page: a token from the REST API, then openvidu-browser's session.connect and
+// session.signal({type: 'chat'}). Everyone in the session sees every message, Python bots too.
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  let session = null;
+  let me = null;
+
+  // The display name of a connection: its client data (`name`, or `name%/%server data`).
+  const nameOf = (connection) => (connection && connection.data ? connection.data.split('%/%')[0] : 'server');
+
+  function show(who, text, mine) {
+    const item = document.createElement('li');
+    if (who === null) {
+      item.className = 'notice';
+      item.textContent = text;
+    } else {
+      if (mine) item.className = 'me';
+      const name = document.createElement('span');
+      name.className = 'who';
+      name.textContent = who;
+      item.append(name, document.createTextNode(text));
+    }
+    $('messages').append(item);
+    $('messages').scrollTop = $('messages').scrollHeight;
+  }
+
+  function people() {
+    const names = [nameOf(session.connection)];
+    for (const c of session.remoteConnections.values()) names.push(nameOf(c));
+    $('people').textContent = `${names.length} here: ${names.join(', ')}`;
+  }
+
+  // POST to the REST API; a 409 (the session exists already) is fine for the session.
+  async function api(path, body, secret) {
+    const response = await fetch(`/openvidu/api${path}`, {
+      method: 'POST',
+      headers: { 'Authorization': 'Basic ' + btoa('OPENVIDUAPP:' + secret), 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    if (response.status === 401) throw new Error('The secret is not right.');
+    if (!response.ok && response.status !== 409) {
+      const problem = await response.json().catch(() => ({}));
+      throw new Error(problem.message || `The server answered ${response.status}.`);
+    }
+    return response.status === 409 ? null : response.json();
+  }
+
+  async function join(event) {
+    event.preventDefault();
+    $('error').textContent = '';
+    $('enter').disabled = true;
+    const room = $('session').value.trim();
+    const secret = $('secret').value;
+    me = $('name').value.trim();
+    try {
+      await api('/sessions', { customSessionId: room }, secret);
+      const connection = await api(`/sessions/${encodeURIComponent(room)}/connection`, {}, secret);
+      const ov = new OpenVidu();
+      ov.enableProdMode();
+      session = ov.initSession();
+      session.on('signal:chat', (e) => show(nameOf(e.from), e.data, e.from && e.from.connectionId === session.connection.connectionId));
+      session.on('connectionCreated', (e) => {
+        if (session.connection && e.connection.connectionId !== session.connection.connectionId) {
+          show(null, `${nameOf(e.connection)} joined`);
+        }
+        if (session.connection) people();
+      });
+      session.on('connectionDestroyed', (e) => { show(null, `${nameOf(e.connection)} left`); people(); });
+      session.on('sessionDisconnected', (e) => {
+        show(null, `You left (${e.reason}).`);
+        $('text').disabled = $('send').disabled = true;
+      });
+      await session.connect(connection.token, me);
+      $('join').hidden = true;
+      $('room').hidden = false;
+      $('title').textContent = room;
+      people();
+      $('text').focus();
+    } catch (e) {
+      $('error').textContent = e && e.message ? e.message : String(e);
+      session = null;
+    } finally {
+      $('enter').disabled = false;
+    }
+  }
+
+  async function say(event) {
+    event.preventDefault();
+    const text = $('text').value;
+    if (!text || !session) return;
+    $('text').value = '';
+    try {
+      await session.signal({ type: 'chat', data: text });
+    } catch (e) {
+      show(null, `Not sent: ${e && e.message ? e.message : e}`);
+    }
+  }
+
+  $('join').addEventListener('submit', join);
+  $('say').addEventListener('submit', say);
+  $('leave').addEventListener('click', () => { if (session) session.disconnect(); });
+  // A server on the development secret says so: the field is filled in.
+  fetch('/chat/config.json').then((r) => r.json()).then((config) => {
+    if (config.developmentSecret && !$('secret').value) $('secret').value = config.developmentSecret;
+  }).catch(() => {});
+  window.chatReady = true;
+})();
