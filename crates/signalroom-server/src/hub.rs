@@ -512,7 +512,10 @@ impl Hub {
         kind: Option<&str>,
         mut applied: Applied<()>,
     ) {
-        self.settle(session, &mut applied).await;
+        if !applied.slow.is_empty() || !applied.left.is_empty() || applied.closed {
+            // Rare (evictions): boxed, so that it does not size the futures of every signal.
+            Box::pin(self.settle(session, &mut applied)).await;
+        }
         self.signal_counts.record(from.is_some(), data.map_or(0, str::len), applied.delivered);
         if !self.wants_signals.load(Ordering::Relaxed) {
             return;

@@ -226,9 +226,21 @@ macro_rules! each {
     };
 }
 
+/// Awaits the same async method on whichever broker runs. The Redis broker's futures (round
+/// trips, locks, retries) are boxed: inline, they would size every future that calls the broker,
+/// each socket's reader task included, for the largest of them.
+macro_rules! each_async {
+    ($self:ident, $b:ident => $e:expr) => {
+        match $self {
+            AnyBroker::Local($b) => $e.await,
+            AnyBroker::Redis($b) => Box::pin($e).await,
+        }
+    };
+}
+
 impl Broker for AnyBroker {
     async fn create(&self, room: Room) -> Result<(), Refusal> {
-        each!(self, b => b.create(room).await)
+        each_async!(self, b => b.create(room))
     }
 
     async fn apply<R: Send>(
@@ -237,7 +249,7 @@ impl Broker for AnyBroker {
         caller: Option<&Arc<Outbox>>,
         op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
     ) -> Result<Applied<R>, Refusal> {
-        each!(self, b => b.apply(id, caller, op).await)
+        each_async!(self, b => b.apply(id, caller, op))
     }
 
     async fn signal(
@@ -250,7 +262,7 @@ impl Broker for AnyBroker {
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
     ) -> Result<Applied<()>, Refusal> {
-        each!(self, b => b.signal(id, from, to, data, kind, caller, reply).await)
+        each_async!(self, b => b.signal(id, from, to, data, kind, caller, reply))
     }
 
     fn start_signal(
@@ -271,27 +283,27 @@ impl Broker for AnyBroker {
     }
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
-        each!(self, b => b.read(id, f).await)
+        each_async!(self, b => b.read(id, f))
     }
 
     async fn sessions(&self) -> Vec<SessionId> {
-        each!(self, b => b.sessions().await)
+        each_async!(self, b => b.sessions())
     }
 
     async fn bind_rpc(&self, rpc: RpcSessionId, session: SessionId, who: ConnectionId) {
-        each!(self, b => b.bind_rpc(rpc, session, who).await)
+        each_async!(self, b => b.bind_rpc(rpc, session, who))
     }
 
     async fn find_rpc(&self, rpc: &RpcSessionId) -> Option<(SessionId, ConnectionId)> {
-        each!(self, b => b.find_rpc(rpc).await)
+        each_async!(self, b => b.find_rpc(rpc))
     }
 
     async fn outbox(&self, session: &str, who: &ConnectionId) -> Option<Arc<Outbox>> {
-        each!(self, b => b.outbox(session, who).await)
+        each_async!(self, b => b.outbox(session, who))
     }
 
     async fn session_count(&self) -> usize {
-        each!(self, b => b.session_count().await)
+        each_async!(self, b => b.session_count())
     }
 
     async fn adopt(
@@ -302,7 +314,7 @@ impl Broker for AnyBroker {
         last_seq: Option<u64>,
         reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
     ) -> Result<Resumed, Refusal> {
-        each!(self, b => b.adopt(session, who, outbox, last_seq, reply).await)
+        each_async!(self, b => b.adopt(session, who, outbox, last_seq, reply))
     }
 
     fn node(&self) -> &str {

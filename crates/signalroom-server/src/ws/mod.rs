@@ -204,7 +204,7 @@ async fn read_loop(
         let msg = tokio::select! {
             msg = stream.next(), if conn.can_read() => msg,
             Some(step) = conn.tickets.next(), if !conn.tickets.is_empty() => {
-                conn.finish(step).await;
+                Box::pin(conn.finish(step)).await;
                 continue;
             }
             () = &mut must_close => {

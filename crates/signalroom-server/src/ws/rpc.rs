@@ -125,7 +125,7 @@ impl SocketConn {
     /// Finishes every signal on its way, in order.
     pub(super) async fn drain(&mut self) {
         while let Some(step) = self.tickets.next().await {
-            self.finish(step).await;
+            Box::pin(self.finish(step)).await;
         }
     }
 
@@ -224,8 +224,9 @@ impl SocketConn {
     async fn dispatch(&mut self, name: &str, frame: &Frame<'_>) -> RpcResult {
         match name {
             method::PING => return self.ping(params(name, frame)?),
-            method::CONNECT => return self.reconnect(params(name, frame)?).await,
-            method::JOIN_ROOM => return self.join(params(name, frame)?).await,
+            // Rare and deep: boxed, so that they do not size every socket's reader task.
+            method::CONNECT => return Box::pin(self.reconnect(params(name, frame)?)).await,
+            method::JOIN_ROOM => return Box::pin(self.join(params(name, frame)?)).await,
             _ => {}
         }
         if !is_known(name) {
@@ -263,22 +264,21 @@ impl SocketConn {
             }
             method::LEAVE_ROOM => {
                 let reply = self.ok_frame();
-                self.hub.leave(me.session.as_str(), &me.connection, &self.outbox, reply).await?;
+                Box::pin(self.hub.leave(me.session.as_str(), &me.connection, &self.outbox, reply)).await?;
                 self.joined = None;
                 Ok(())
             }
             method::FORCE_DISCONNECT => {
                 let p: ForceDisconnectParams = params(name, frame)?;
                 let reply = self.ok_frame();
-                self.hub
-                    .force_disconnect(
-                        me.session.as_str(),
-                        &me.connection,
-                        &p.connection_id,
-                        &self.outbox,
-                        reply,
-                    )
-                    .await
+                Box::pin(self.hub.force_disconnect(
+                    me.session.as_str(),
+                    &me.connection,
+                    &p.connection_id,
+                    &self.outbox,
+                    reply,
+                ))
+                .await
             }
             method::FORCE_UNPUBLISH => {
                 let conn = me.connection.clone();
