@@ -135,7 +135,8 @@ struct ServeArgs {
     max_metadata_bytes: usize,
     /// Outbound frames queued per participant before it is disconnected as too slow; also how many
     /// notifications are kept for a resume after a reconnection.
-    #[arg(long, env = "SIGNALROOM_SEND_QUEUE", default_value_t = DEFAULT_SEND_QUEUE, value_parser = at_least(1))]
+    #[arg(long, env = "SIGNALROOM_SEND_QUEUE", default_value_t = DEFAULT_SEND_QUEUE,
+          value_parser = at_least(1))]
     send_queue: usize,
     /// The same bound in bytes (each of the queue and what is kept for a resume).
     #[arg(long, env = "SIGNALROOM_SEND_QUEUE_BYTES", default_value_t = DEFAULT_SEND_QUEUE_BYTES,
@@ -158,7 +159,8 @@ struct ServeArgs {
     header_timeout_secs: u64,
     /// Seconds an upgraded socket has to send its first frame.
     #[arg(long, env = "SIGNALROOM_FIRST_FRAME_TIMEOUT_SECS",
-          default_value_t = limits::DEFAULT_FIRST_FRAME_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+          default_value_t = limits::DEFAULT_FIRST_FRAME_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
     first_frame_timeout_secs: u64,
     /// Seconds a socket has to join (joinRoom, or connect for a reconnection) once open; 0 keeps
     /// it for as long as it pings, as OpenVidu does.

@@ -54,11 +54,11 @@ impl Gate {
             self.open.fetch_sub(1, Ordering::AcqRel);
             let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
             if !self.full.swap(true, Ordering::Relaxed) {
+                let max = self.max;
                 tracing::warn!(
-                    limit = self.max,
                     refused,
-                    "connection limit of {} reached: closing new connections until some close (--max-connections)",
-                    self.max
+                    "connection limit of {max} reached: closing new connections until some close \
+                     (--max-connections)"
                 );
             }
             return None;

@@ -176,6 +176,32 @@ enum Deadline {
     Join,
 }
 
+impl Deadline {
+    /// Logs why the socket closes; the reason of its close frame.
+    fn close(self, conn: &SocketConn) -> &'static str {
+        let config = &conn.hub.config;
+        match self {
+            Deadline::Ping => {
+                tracing::info!(
+                    socket = conn.id,
+                    "no ping within {PING_WATCHDOG_FACTOR}x the interval: closing"
+                );
+                "Close for not receive ping from client"
+            }
+            Deadline::FirstFrame => {
+                let timeout = config.first_frame_timeout;
+                tracing::info!(socket = conn.id, "no frame within {timeout:?} of the upgrade: closing");
+                "no frame received"
+            }
+            Deadline::Join => {
+                let timeout = config.join_timeout;
+                tracing::info!(socket = conn.id, "no joinRoom within {timeout:?} of the upgrade: closing");
+                "no joinRoom received"
+            }
+        }
+    }
+}
+
 /// Reads and handles requests until the socket is done; `true` when that is because the writer
 /// ended (closed, failed, stalled or aborted). The stream comes back when the socket closed for a
 /// bad frame: it is held open a moment, unread (see [`CLOSE_LINGER`]).
@@ -217,21 +243,8 @@ async fn read_loop(
                 return (true, None);
             }
             () = sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
-                let reason = match deadline.map(|(_, why)| why) {
-                    Some(Deadline::FirstFrame) => {
-                        tracing::info!(socket = conn.id, "no frame within {:?} of the upgrade: closing", conn.hub.config.first_frame_timeout);
-                        "no frame received"
-                    }
-                    Some(Deadline::Join) => {
-                        tracing::info!(socket = conn.id, "no joinRoom within {join_timeout:?}: closing");
-                        "no joinRoom received"
-                    }
-                    _ => {
-                        tracing::info!(socket = conn.id, "no ping within {}x the interval: closing", PING_WATCHDOG_FACTOR);
-                        "Close for not receive ping from client"
-                    }
-                };
-                conn.push(Out::Order(Order::Close { code: 1000, reason }));
+                let why = deadline.map_or(Deadline::Ping, |(_, why)| why);
+                conn.push(Out::Order(Order::Close { code: 1000, reason: why.close(conn) }));
                 break;
             }
         };
