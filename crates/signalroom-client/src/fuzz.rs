@@ -36,16 +36,7 @@ pub fn inbound(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    /// Every input of a fuzz target's corpus (`fuzz/corpus/<target>`), at least `min` of them.
-    pub(crate) fn corpus(target: &str, min: usize) -> Vec<Vec<u8>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
-        let inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
-            .collect();
-        assert!(inputs.len() >= min, "{}: {} inputs, expected at least {min}", dir.display(), inputs.len());
-        inputs
-    }
+    use signalroom_core::fuzz::corpus;
 
     #[test]
     fn the_corpus_replays_without_a_panic() {

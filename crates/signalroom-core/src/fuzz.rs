@@ -51,18 +51,22 @@ pub fn token(data: &[u8]) {
     }
 }
 
+/// Every input of a fuzz target's corpus in this repository (`fuzz/corpus/<target>`), at least
+/// `min` of them: what the crates' tests replay on the stable toolchain. Panics when the corpus is
+/// missing or smaller (a test helper).
+pub fn corpus(target: &str, min: usize) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
+    let inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| std::fs::read(entry.expect("a corpus entry").path()).expect("a readable input"))
+        .collect();
+    assert!(inputs.len() >= min, "{}: {} inputs, expected at least {min}", dir.display(), inputs.len());
+    inputs
+}
+
 #[cfg(test)]
 mod tests {
-    /// Every input of a fuzz target's corpus (`fuzz/corpus/<target>`), at least `min` of them.
-    pub(crate) fn corpus(target: &str, min: usize) -> Vec<Vec<u8>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
-        let inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
-            .collect();
-        assert!(inputs.len() >= min, "{}: {} inputs, expected at least {min}", dir.display(), inputs.len());
-        inputs
-    }
+    use super::corpus;
 
     #[test]
     fn the_corpora_replay_without_a_panic() {

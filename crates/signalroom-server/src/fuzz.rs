@@ -28,6 +28,7 @@ fn dispatch(text: &str) -> Vec<ServerEvent> {
         let broker = AnyBroker::Local(LocalBroker::new(config.linger_close));
         let hub = Arc::new(Hub::new(config, "ws://127.0.0.1:1".into(), "http://127.0.0.1:1".into(), broker));
         let mut events = hub.subscribe();
+        hub.want_signals();
         let props = SessionProperties::from_body(&serde_json::Map::new()).expect("defaults are valid");
         hub.create_session("S1", props).await.expect("a fresh server creates S1");
         crate::ws::handle_frames(Arc::clone(&hub), text.lines()).await;
@@ -38,16 +39,7 @@ fn dispatch(text: &str) -> Vec<ServerEvent> {
 
 #[cfg(test)]
 mod tests {
-    /// Every input of a fuzz target's corpus (`fuzz/corpus/<target>`), at least `min` of them.
-    pub(crate) fn corpus(target: &str, min: usize) -> Vec<Vec<u8>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
-        let inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
-            .collect();
-        assert!(inputs.len() >= min, "{}: {} inputs, expected at least {min}", dir.display(), inputs.len());
-        inputs
-    }
+    use signalroom_core::fuzz::corpus;
 
     #[test]
     fn the_target_reaches_the_dispatch() {
