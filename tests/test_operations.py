@@ -92,7 +92,9 @@ async def test_metrics_count_sessions_participants_signals_and_requests(server_p
         for n in ("1", "2", "3"):
             await alice.signal(n, type="chat")  # to both of them
         await got
+        noted = bob.wait_for("signal:note")
         await api.signal("m1", "from the server", type="note", to=[bob.connection_id])
+        await noted
 
         m = scrape(server.url)
         assert value(m, "signalroom_sessions") == 1
@@ -111,6 +113,13 @@ async def test_metrics_count_sessions_participants_signals_and_requests(server_p
         )
         notes = "signalroom_signal_notifications_sent"
         assert value(m, notes, f"{notes}_total") == 3 * 2 + 1
+        # Written to the sockets: bob's participantJoined to alice and the 7 signal notifications;
+        # the answers to both joins and to the 3 sendMessage at least (pings come on their own).
+        frames = "signalroom_frames_sent"
+        assert value(m, frames, f"{frames}_total", kind="notification") == 1 + 3 * 2 + 1
+        assert value(m, frames, f"{frames}_total", kind="response") >= 2 + 3
+        payload = "signalroom_frame_payload_sent_bytes"
+        assert value(m, payload, f"{payload}_total", kind="notification") > 8 * 100
         assert value(m, "signalroom_send_queue_depth", "signalroom_send_queue_depth_count") == 2
         requests = "signalroom_http_requests"
         post_sessions = {"method": "POST", "route": "/openvidu/api/sessions", "status": "200"}

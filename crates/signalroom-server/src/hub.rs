@@ -71,6 +71,8 @@ pub(crate) struct Hub {
     /// Signals counted where they happen (a few relaxed additions), for the metrics: an event per
     /// signal, built, sent and handled by a task, costs far more.
     pub signal_counts: crate::metrics::SignalCounts,
+    /// Frames the sockets' writers wrote, for the metrics (counted once per batch).
+    pub frame_counts: Arc<crate::metrics::FrameCounts>,
     /// Whether anybody wants [`ServerEvent::SignalSent`] (one per signal): [`Hub::subscribe`]
     /// alone does not ask for them.
     wants_signals: AtomicBool,
@@ -94,6 +96,7 @@ impl Hub {
             close_sockets: tokio::sync::Notify::new(),
             sockets: dashmap::DashMap::new(),
             signal_counts: crate::metrics::SignalCounts::default(),
+            frame_counts: Arc::default(),
             wants_signals: AtomicBool::new(false),
         }
     }

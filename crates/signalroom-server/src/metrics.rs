@@ -36,6 +36,12 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FrameKind {
+    /// `notification` or `response` (an answer to a request, or an error).
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Origin {
     /// `rpc` (a participant's `sendMessage`) or `rest` (`POST /openvidu/api/signal`).
     origin: &'static str,
@@ -83,6 +89,30 @@ impl SignalCounts {
     }
 }
 
+/// Frames the sockets' writers wrote, by kind, counted once per batch by the writer.
+#[derive(Debug, Default)]
+pub(crate) struct FrameCounts {
+    notifications: AtomicU64,
+    notification_bytes: AtomicU64,
+    responses: AtomicU64,
+    response_bytes: AtomicU64,
+}
+
+impl FrameCounts {
+    /// A batch written: its notifications and responses (frames, payload bytes).
+    pub(crate) fn record(&self, notifications: (u64, u64), responses: (u64, u64)) {
+        for ((n, b), (frames, bytes)) in [
+            ((&self.notifications, &self.notification_bytes), notifications),
+            ((&self.responses, &self.response_bytes), responses),
+        ] {
+            if frames > 0 {
+                n.fetch_add(frames, Relaxed);
+                b.fetch_add(bytes, Relaxed);
+            }
+        }
+    }
+}
+
 /// Every metric of one server, in its own registry.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -96,6 +126,8 @@ pub(crate) struct Metrics {
     signal_bytes: Family<Origin, Counter>,
     deliveries: Counter,
     delivered_bytes: Counter,
+    frames_sent: Family<FrameKind, Counter>,
+    frame_bytes_sent: Family<FrameKind, Counter>,
     links_lost: Counter,
     reconnections: Family<Recovered, Counter>,
     replayed: Counter,
@@ -144,6 +176,8 @@ impl Metrics {
             signal_bytes: Family::default(),
             deliveries: Counter::default(),
             delivered_bytes: Counter::default(),
+            frames_sent: Family::default(),
+            frame_bytes_sent: Family::default(),
             links_lost: Counter::default(),
             reconnections: Family::default(),
             replayed: Counter::default(),
@@ -201,6 +235,17 @@ impl Metrics {
             "Data of the signal notifications queued to recipients",
             Unit::Bytes,
             m.delivered_bytes.clone(),
+        );
+        r.register(
+            "frames_sent",
+            "Frames written to sockets, by kind (notification or response)",
+            m.frames_sent.clone(),
+        );
+        r.register_with_unit(
+            "frame_payload_sent",
+            "Payload of the frames written to sockets, by kind",
+            Unit::Bytes,
+            m.frame_bytes_sent.clone(),
         );
         r.register(
             "links_lost",
@@ -310,6 +355,15 @@ impl Metrics {
             let origin = Origin { origin };
             self.signals.get_or_create(&origin).inner().store(n.load(Relaxed), Relaxed);
             self.signal_bytes.get_or_create(&origin).inner().store(bytes.load(Relaxed), Relaxed);
+        }
+        let frames = &hub.frame_counts;
+        for (kind, n, bytes) in [
+            ("notification", &frames.notifications, &frames.notification_bytes),
+            ("response", &frames.responses, &frames.response_bytes),
+        ] {
+            let kind = FrameKind { kind };
+            self.frames_sent.get_or_create(&kind).inner().store(n.load(Relaxed), Relaxed);
+            self.frame_bytes_sent.get_or_create(&kind).inner().store(bytes.load(Relaxed), Relaxed);
         }
         self.deliveries.inner().store(counts.deliveries.load(Relaxed), Relaxed);
         self.delivered_bytes.inner().store(counts.delivered_bytes.load(Relaxed), Relaxed);

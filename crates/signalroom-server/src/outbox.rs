@@ -55,6 +55,11 @@ pub(crate) enum Order {
 /// How every notification frame starts (replies have an `id` there).
 const NOTE_PREFIX: &str = r#"{"jsonrpc":"2.0","method":"#;
 
+/// Whether a frame the server queued is a notification (else a response).
+pub(crate) fn is_notification(frame: &str) -> bool {
+    frame.starts_with(NOTE_PREFIX)
+}
+
 /// The sequence number a notification frame ends with (`…,"seq":N}`, as the room serialises it).
 pub(crate) fn seq_of(frame: &str) -> u64 {
     let body = frame.strip_suffix('}').unwrap_or(frame);

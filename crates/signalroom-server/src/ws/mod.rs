@@ -141,6 +141,7 @@ async fn run(hub: Arc<Hub>, io: TokioIo<hyper::upgrade::Upgraded>, ip: String) {
         id,
         done_rx,
         write_timeout,
+        Arc::clone(&hub.frame_counts),
     ));
     outbox.set_abort(writer.abort_handle());
     tracing::debug!(socket = id, %ip, "socket opened");

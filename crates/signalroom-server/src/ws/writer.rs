@@ -14,7 +14,8 @@ use tokio::time::{Instant, sleep_until};
 
 use super::frame::{self, CLOSE, TEXT};
 use super::transport::Control;
-use crate::outbox::{Order, Out, Outbox, Take};
+use crate::metrics::FrameCounts;
+use crate::outbox::{Order, Out, Outbox, Take, is_notification};
 
 /// Frames written between flushes at most, so a long queue reaches the socket in pieces.
 const WRITE_BATCH: usize = 256;
@@ -43,6 +44,7 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     me: u64,
     mut reader_done: oneshot::Receiver<()>,
     timeout: Duration,
+    counts: Arc<FrameCounts>,
 ) -> bool {
     let mut close_at: Option<Instant> = None;
     let mut batch = VecDeque::new();
@@ -74,7 +76,7 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
         }
         let mut wrote = write_control(&mut socket, &control, false, close_at, timeout).await;
         if matches!(wrote, Wrote::All) {
-            wrote = write_batch(&mut socket, &mut batch, &mut close_at, timeout).await;
+            wrote = write_batch(&mut socket, &mut batch, &mut close_at, timeout, &counts).await;
         }
         if !matches!(wrote, Wrote::All) {
             // What this socket could not write is still owed to its participant (or, stalled,
@@ -107,6 +109,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     batch: &mut VecDeque<Out>,
     close_at: &mut Option<Instant>,
     timeout: Duration,
+    counts: &FrameCounts,
 ) -> Wrote {
     let mut frames: Vec<Utf8Bytes> = Vec::new();
     loop {
@@ -132,6 +135,12 @@ async fn write_batch<W: AsyncWrite + Unpin>(
                 Wrote::All => {}
                 other => return other,
             }
+            let (mut notes, mut others) = ((0, 0), (0, 0));
+            for f in &frames {
+                let kind = if is_notification(f.as_str()) { &mut notes } else { &mut others };
+                *kind = (kind.0 + 1, kind.1 + f.len() as u64);
+            }
+            counts.record(notes, others);
             frames.clear();
             continue;
         }
