@@ -38,16 +38,6 @@ pub(crate) struct JoinRequest {
     pub acks: bool,
 }
 
-/// An open socket, counted by the hub while it lives.
-pub(crate) struct LiveSocket(Arc<Hub>);
-
-impl Drop for LiveSocket {
-    fn drop(&mut self) {
-        self.0.live_sockets.fetch_sub(1, Ordering::SeqCst);
-        self.0.socket_closed.notify_waiters();
-    }
-}
-
 /// The server's operations over its broker.
 #[derive(Debug)]
 pub(crate) struct Hub {
@@ -60,8 +50,7 @@ pub(crate) struct Hub {
     events: broadcast::Sender<ServerEvent>,
     stopping: AtomicBool,
     next_socket: AtomicU64,
-    /// Sockets open now, and a wake-up each time one closes (a stopping server waits for them).
-    live_sockets: AtomicU64,
+    /// A wake-up each time a socket closes (a stopping server waits for them).
     socket_closed: tokio::sync::Notify,
     /// Set once a stopping server has evicted its participants: every socket closes then.
     closing: AtomicBool,
@@ -90,7 +79,6 @@ impl Hub {
             events,
             stopping: AtomicBool::new(false),
             next_socket: AtomicU64::new(1),
-            live_sockets: AtomicU64::new(0),
             socket_closed: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
             close_sockets: tokio::sync::Notify::new(),
@@ -136,22 +124,16 @@ impl Hub {
         self.stopping.load(Ordering::Relaxed)
     }
 
-    /// Counts a socket as open until the guard is dropped.
-    pub(crate) fn live_socket(self: &Arc<Self>) -> LiveSocket {
-        self.live_sockets.fetch_add(1, Ordering::SeqCst);
-        LiveSocket(Arc::clone(self))
-    }
-
     /// Waits until every socket is closed, or `limit` passed; `false` if some are still open.
     pub(crate) async fn sockets_closed(&self, limit: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let closed = self.socket_closed.notified();
-            if self.live_sockets.load(Ordering::SeqCst) == 0 {
+            if self.sockets.is_empty() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, closed).await.is_err() {
-                return self.live_sockets.load(Ordering::SeqCst) == 0;
+                return self.sockets.is_empty();
             }
         }
     }
@@ -167,6 +149,7 @@ impl Hub {
     /// Socket `id` is closed.
     pub(crate) fn close_socket(&self, id: u64) {
         self.sockets.remove(&id);
+        self.socket_closed.notify_waiters();
     }
 
     /// The number of items queued for each open socket, now.

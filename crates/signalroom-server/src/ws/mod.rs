@@ -117,7 +117,6 @@ fn accept_key(method: &Method, headers: &HeaderMap) -> Result<String, (StatusCod
 }
 
 async fn run(hub: Arc<Hub>, io: TokioIo<hyper::upgrade::Upgraded>, ip: String) {
-    let _live = hub.live_socket();
     let (read, write) = tokio::io::split(io);
     let max = hub.config.max_frame_bytes;
     // What tungstenite answers while it reads (pongs to a ping flood included) waits for the

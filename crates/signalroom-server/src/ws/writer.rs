@@ -126,7 +126,15 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         if !frames.is_empty() {
             // (What was being written when the socket failed is gone with it; the rest of the
             // batch is given back.)
-            let payloads: Vec<&[u8]> = frames.iter().map(|f| f.as_str().as_bytes()).collect();
+            let (mut notes, mut others) = ((0, 0), (0, 0));
+            let payloads: Vec<&[u8]> = frames
+                .iter()
+                .map(|f| {
+                    let kind = if is_notification(f) { &mut notes } else { &mut others };
+                    *kind = (kind.0 + 1, kind.1 + f.len() as u64);
+                    f.as_bytes()
+                })
+                .collect();
             let write = async {
                 frame::write_frames(socket, TEXT, &payloads).await?;
                 socket.flush().await
@@ -134,11 +142,6 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             match io(*close_at, timeout, write).await {
                 Wrote::All => {}
                 other => return other,
-            }
-            let (mut notes, mut others) = ((0, 0), (0, 0));
-            for f in &frames {
-                let kind = if is_notification(f.as_str()) { &mut notes } else { &mut others };
-                *kind = (kind.0 + 1, kind.1 + f.len() as u64);
             }
             counts.record(notes, others);
             frames.clear();
