@@ -29,6 +29,11 @@ use tokio::task::AbortHandle;
 /// A queue that grew past this many slots is shrunk back once drained.
 const SHRINK_ABOVE: usize = 1024;
 
+/// Slots a writer going to sleep keeps in its two queues (the outbox's and its own batch);
+/// larger ones are released. A burst (the joins of a filling session) grows them, and an idle
+/// participant should not hold that memory (2 KiB of 13 per participant, in rooms of 100).
+const IDLE_SLOTS: usize = 8;
+
 /// Something for a socket's writer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Out {
@@ -230,6 +235,7 @@ impl Outbox {
 
     /// Moves everything queued to the back of `buf`, waiting while there is nothing, for the
     /// writer of socket `me`. Notifications are kept for a resume if the client acknowledges.
+    /// Going to sleep, it releases what a burst made the queues grow to (`buf` too, once empty).
     /// Cancel-safe.
     pub(crate) async fn take(&self, buf: &mut VecDeque<Out>, me: u64) -> Take {
         poll_fn(|cx| {
@@ -243,6 +249,13 @@ impl Outbox {
             }
             if let Some(next) = st.redirect.take() {
                 return Poll::Ready(Take::Redirect(next));
+            }
+            // Going to sleep: what a burst grew is released (a busy writer seldom sleeps).
+            if st.items.capacity() > IDLE_SLOTS {
+                st.items = VecDeque::new();
+            }
+            if buf.is_empty() && buf.capacity() > IDLE_SLOTS {
+                *buf = VecDeque::new();
             }
             match &st.waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
@@ -614,5 +627,30 @@ mod tests {
         tokio::task::yield_now().await;
         o.redirect(next);
         assert_eq!(waiter.await.unwrap(), (true, true));
+    }
+
+    #[tokio::test]
+    async fn a_writer_going_to_sleep_releases_what_a_burst_grew() {
+        let o = Outbox::new(Limits { frames: 1000, bytes: 1 << 20 }, 1);
+        for s in 1..=200 {
+            o.push(note(s));
+        }
+        let mut buf = take(&o, 1).await;
+        assert_eq!(buf.len(), 200);
+        for s in 201..=400 {
+            o.push(note(s));
+        }
+        buf.clear();
+        // The outbox's queue now holds the burst's slots, and so does the writer's batch.
+        assert!(matches!(o.take(&mut buf, 1).await, Take::Items));
+        buf.clear();
+        assert!(buf.capacity() >= 200 && o.state.lock().items.capacity() >= 200);
+        let asleep = tokio::time::timeout(Duration::from_millis(20), o.take(&mut buf, 1)).await;
+        assert!(asleep.is_err(), "nothing was queued");
+        assert!(buf.capacity() <= IDLE_SLOTS, "the batch keeps {}", buf.capacity());
+        assert!(o.state.lock().items.capacity() <= IDLE_SLOTS);
+        // And it still works.
+        o.push(note(401));
+        assert_eq!(seqs(&take(&o, 1).await), vec![401]);
     }
 }
