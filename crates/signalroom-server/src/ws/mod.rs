@@ -147,7 +147,9 @@ async fn run(hub: Arc<Hub>, io: TokioIo<hyper::upgrade::Upgraded>, ip: String) {
 
     let mut conn =
         SocketConn::new(hub, id, outbox, ip, RpcSessionId::from(rpc_session_id()), writer.abort_handle());
-    let (writer_ended, stream) = read_loop(&mut conn, stream, &mut writer).await;
+    let mut stream = stream;
+    let (writer_ended, linger) = read_loop(&mut conn, &mut stream, &mut writer).await;
+    let stream = linger.then_some(stream);
     // Signals still on their way through the broker are finished (a busy session's included).
     conn.drain().await;
     // The writer writes what is queued (a close frame the reader asked for included), then ends;
@@ -203,13 +205,15 @@ impl Deadline {
 }
 
 /// Reads and handles requests until the socket is done; `true` when that is because the writer
-/// ended (closed, failed, stalled or aborted). The stream comes back when the socket closed for a
-/// bad frame: it is held open a moment, unread (see [`CLOSE_LINGER`]).
+/// ended (closed, failed, stalled or aborted). Then `true` when the socket closed for a bad frame:
+/// the stream is to be held open a moment, unread (see [`CLOSE_LINGER`]). (The stream is borrowed:
+/// an argument moved into an async fn takes room twice in its future, and this one is in every
+/// socket's task.)
 async fn read_loop(
     conn: &mut SocketConn,
-    mut stream: Reader,
+    stream: &mut Reader,
     writer: &mut JoinHandle<bool>,
-) -> (bool, Option<Reader>) {
+) -> (bool, bool) {
     let opened = Instant::now();
     let first_frame = opened + conn.hub.config.first_frame_timeout;
     let join_timeout = conn.hub.config.join_timeout;
@@ -240,7 +244,7 @@ async fn read_loop(
             stalled = &mut *writer => {
                 // A writer blocked past the write timeout: the client does not read.
                 conn.overflowed |= matches!(stalled, Ok(true));
-                return (true, None);
+                return (true, false);
             }
             () = sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
                 let why = deadline.map_or(Deadline::Ping, |(_, why)| why);
@@ -280,14 +284,14 @@ async fn read_loop(
                     tracing::info!(socket = conn.id, error = %e, "bad frame: closing with {code}");
                 }
                 conn.push(Out::Order(Order::Close { code, reason }));
-                return (false, Some(stream));
+                return (false, true);
             }
         }
         if conn.overflowed {
             break;
         }
     }
-    (false, None)
+    (false, false)
 }
 
 /// The close frame a read error calls for: 1009 for a frame over the limit, 1007 for a text frame

@@ -215,7 +215,9 @@ impl SocketConn {
             // Whatever else the client asks comes after its signals.
             self.drain().await;
         }
-        if let Err(refusal) = self.dispatch(method, &frame).await {
+        // Boxed: the requests' futures, deep, would otherwise size every socket's reader task,
+        // idle or not (about 1 KiB of each participant's memory).
+        if let Err(refusal) = Box::pin(self.dispatch(method, &frame)).await {
             let refusal = self.for_client(refusal);
             self.reply_error(&refusal);
         }
