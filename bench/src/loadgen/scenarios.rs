@@ -48,6 +48,8 @@ pub(crate) struct Plan {
     pub idle_warmup: usize,
     pub room_size: usize,
     pub joins: usize,
+    /// Sessions of the joins scenario fill up to this many participants.
+    pub join_session_size: usize,
     pub join_concurrency: usize,
     pub isolation_participants: usize,
     pub isolation_measure_s: f64,
@@ -76,6 +78,7 @@ impl Plan {
             idle_warmup: 10,
             room_size: 100,
             joins: 2000,
+            join_session_size: 1000,
             join_concurrency: 100,
             isolation_participants: 1000,
             isolation_measure_s: 5.0,
@@ -101,6 +104,7 @@ impl Plan {
             idle_warmup: 5,
             room_size: 10,
             joins: 40,
+            join_session_size: 20,
             join_concurrency: 10,
             isolation_participants: 10,
             isolation_measure_s: 0.4,
@@ -593,7 +597,8 @@ async fn settled_rss(server: &ServerProc) -> anyhow::Result<u64> {
     Ok(last)
 }
 
-/// Scenario 4: joins per second, `concurrency` joiners at once, rooms of `room_size`.
+/// Scenario 4: joins per second, `concurrency` joiners at once, into sessions that fill up to
+/// `join_session_size` participants (each join answers with everyone there, and tells them all).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Joins {
     pub joins: usize,
@@ -619,7 +624,7 @@ async fn joins_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Joins> {
     let mut seats = Vec::with_capacity(plan.joins);
     let mut room = 0;
     while seats.len() < plan.joins {
-        let count = plan.room_size.min(plan.joins - seats.len());
+        let count = plan.join_session_size.min(plan.joins - seats.len());
         seats.extend(crowd::seats(&ctx.http, server, &format!("joins{room}"), count).await?);
         room += 1;
     }
