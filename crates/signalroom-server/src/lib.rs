@@ -29,6 +29,7 @@ mod error;
 mod events;
 #[doc(hidden)]
 pub mod fuzz;
+mod heap;
 mod hub;
 mod limit;
 mod metrics;

@@ -30,6 +30,8 @@ pub struct Server {
     handle: axum_server::Handle<SocketAddr>,
     serve: JoinHandle<std::io::Result<()>>,
     gc: Option<JoinHandle<()>>,
+    /// Returns the heap's free pages after a burst (see [`crate::heap`]).
+    trim: JoinHandle<()>,
     gate: Arc<Gate>,
     /// The metrics' task, and their listener's when they have one.
     metrics_tasks: Vec<JoinHandle<()>>,
@@ -202,8 +204,20 @@ impl Server {
                 }
             })
         });
+        let trim = tokio::spawn(async {
+            let mut tick = tokio::time::interval(crate::heap::EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let free = crate::heap::trim();
+                if free > 0 {
+                    tracing::debug!(free_bytes = free, "returned the heap's free pages to the kernel");
+                }
+            }
+        });
         Ok(Self {
             hub,
+            trim,
             local_addr,
             handle,
             serve,
@@ -264,6 +278,7 @@ impl Server {
     /// flushed and closed, then the listener stops.
     pub async fn shutdown(self) {
         self.hub.stop().await;
+        self.trim.abort();
         if let Some(gc) = self.gc {
             gc.abort();
         }

@@ -1,0 +1,74 @@
+//! Giving the heap's free memory back to the kernel.
+//!
+//! A session filling up sends join answers of up to megabytes (each lists everyone already in),
+//! and queues a `participantJoined` for everyone per join. Freed, that memory stays in glibc's
+//! heap: it only returns what lies at the heap's top, and the live data of the sockets opened
+//! meanwhile sits above it. `malloc_trim` releases the whole free pages inside the heap too; it
+//! walks the heap, so it runs only when a check of the free bytes (`mallinfo2`) finds enough.
+
+use std::time::Duration;
+
+/// How often the heap's free bytes are checked.
+pub(crate) const EVERY: Duration = Duration::from_secs(1);
+
+/// Free bytes in the heap worth a trim.
+const WORTH: usize = 16 << 20;
+
+/// Returns the heap's free pages to the kernel if there are enough of them; the bytes that were
+/// free before (0 when not worth it, or on another allocator than glibc's).
+pub(crate) fn trim() -> usize {
+    imp::trim()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+mod imp {
+    pub(super) fn trim() -> usize {
+        // SAFETY: both read or release only the allocator's own free memory; neither touches
+        // live allocations, and glibc makes them thread-safe.
+        let free = unsafe { libc::mallinfo2() }.fordblks;
+        if free < super::WORTH {
+            return 0;
+        }
+        // SAFETY: as above.
+        unsafe { libc::malloc_trim(0) };
+        free
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod imp {
+    pub(super) fn trim() -> usize {
+        0
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    /// Resident bytes of this process.
+    fn rss() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+
+    #[test]
+    fn free_pages_inside_the_heap_go_back_to_the_kernel() {
+        // 600 blocks of 100 KiB (under the threshold above which glibc maps a block on its own),
+        // each followed by a small one that stays: freed, the large ones stay in the heap.
+        let (mut large, mut kept) = (Vec::new(), Vec::new());
+        for _ in 0..600 {
+            large.push(vec![1u8; 100 << 10]);
+            kept.push(vec![1u8; 64]);
+        }
+        drop(large);
+        let before = rss();
+        let free = trim();
+        let after = rss();
+        assert!(free >= 32 << 20, "only {free} bytes free");
+        assert!(after + (24 << 20) < before, "RSS {before} -> {after}");
+        assert!(kept.iter().all(|k| k.iter().all(|&b| b == 1)));
+    }
+}
