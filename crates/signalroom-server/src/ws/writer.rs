@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
@@ -111,45 +110,36 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     timeout: Duration,
     counts: &FrameCounts,
 ) -> Wrote {
-    let mut frames: Vec<Utf8Bytes> = Vec::new();
     loop {
-        // The next run of frames (up to a flush's worth), then the order that ends it, if any.
-        while frames.len() < WRITE_BATCH {
-            match batch.front() {
-                Some(Out::Frame(_)) => {
-                    let Some(Out::Frame(text)) = batch.pop_front() else { unreachable!() };
-                    frames.push(text);
-                }
-                _ => break,
-            }
-        }
-        if !frames.is_empty() {
-            // (What was being written when the socket failed is gone with it; the rest of the
-            // batch is given back.)
+        // The next run of frames (up to a flush's worth), written from the batch in place, then
+        // the order that ends it, if any.
+        let run = batch.iter().take(WRITE_BATCH).take_while(|o| matches!(o, Out::Frame(_))).count();
+        if run > 0 {
+            let frames = &batch.make_contiguous()[..run];
             let (mut notes, mut others) = ((0, 0), (0, 0));
-            let payloads: Vec<&[u8]> = frames
-                .iter()
-                .map(|f| {
-                    let kind = if is_notification(f) { &mut notes } else { &mut others };
-                    *kind = (kind.0 + 1, kind.1 + f.len() as u64);
-                    f.as_bytes()
-                })
-                .collect();
+            for f in frames {
+                let f = payload(f);
+                let kind = if is_notification(f) { &mut notes } else { &mut others };
+                *kind = (kind.0 + 1, kind.1 + f.len() as u64);
+            }
             let write = async {
-                frame::write_frames(socket, TEXT, &payloads).await?;
+                frame::write_frames(socket, TEXT, frames, |f| payload(f).as_bytes()).await?;
                 socket.flush().await
             };
-            match io(*close_at, timeout, write).await {
+            let wrote = io(*close_at, timeout, write).await;
+            // (What was being written when the socket failed is gone with it; the rest of the
+            // batch is given back.)
+            batch.drain(..run);
+            match wrote {
                 Wrote::All => {}
                 other => return other,
             }
             counts.record(notes, others);
-            frames.clear();
             continue;
         }
         match batch.pop_front() {
             None => return Wrote::All,
-            Some(Out::Frame(_)) => unreachable!("frames were taken above"),
+            Some(Out::Frame(_)) => unreachable!("frames were written above"),
             Some(Out::Order(Order::Close { code, reason })) => {
                 let _ = write_close(socket, Some((code, reason))).await;
                 return Wrote::Done;
@@ -185,7 +175,7 @@ async fn write_control<W: AsyncWrite + Unpin>(
 async fn write_close<W: AsyncWrite + Unpin>(socket: &mut W, why: Option<(u16, &str)>) -> std::io::Result<()> {
     let payload = why.map_or_else(Vec::new, |(code, reason)| frame::close_payload(code, reason));
     let write = async {
-        frame::write_frames(socket, CLOSE, &[payload]).await?;
+        frame::write_frames(socket, CLOSE, &[payload], Vec::as_slice).await?;
         socket.flush().await
     };
     tokio::time::timeout(CLOSE_WRITE, write)
@@ -211,5 +201,13 @@ async fn io(
             Ok(Err(_)) => Wrote::Done,
             Err(_) => Wrote::Stalled,
         },
+    }
+}
+
+/// A frame's text (an order has none; the writer only writes runs of frames).
+fn payload(out: &Out) -> &str {
+    match out {
+        Out::Frame(text) => text.as_str(),
+        Out::Order(_) => "",
     }
 }
