@@ -13,6 +13,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::frame::{self, CLOSE, TEXT};
 use super::transport::Control;
+use crate::heap;
 use crate::metrics::FrameCounts;
 use crate::outbox::{Order, Out, Outbox, Take, is_notification};
 
@@ -121,6 +122,9 @@ async fn write_batch<W: AsyncWrite + Unpin>(
                 let f = payload(f);
                 let kind = if is_notification(f) { &mut notes } else { &mut others };
                 *kind = (kind.0 + 1, kind.1 + f.len() as u64);
+                if f.len() >= heap::LARGE_FRAME {
+                    heap::wrote_large();
+                }
             }
             let write = async {
                 frame::write_frames(socket, TEXT, frames, |f| payload(f).as_bytes()).await?;
