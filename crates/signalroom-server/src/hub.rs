@@ -412,12 +412,14 @@ impl Hub {
 
     // ---- participants ---------------------------------------------------------------------
 
-    /// Joins; `reply` builds the joiner's reply, queued after `participantJoined` to the others.
+    /// Joins; `reply` builds the joiner's reply (from the result and the room, for
+    /// [`Room::join_answer`]), queued after `participantJoined` to the others. The result's
+    /// `value` is empty (see [`Room::join`]).
     pub(crate) async fn join(
         &self,
         req: JoinRequest,
         outbox: &Arc<Outbox>,
-        reply: impl FnOnce(&JoinRoomResult) -> Utf8Bytes + Send,
+        reply: impl FnOnce(&JoinRoomResult, &Room) -> Utf8Bytes + Send,
     ) -> Result<JoinRoomResult, Refusal> {
         if self.is_stopping() {
             return Err(Refusal::Stopping);
@@ -446,7 +448,7 @@ impl Hub {
         let applied = self
             .apply(&req.session, Some(outbox), |room| {
                 let (result, effects) = room.join(joiner)?;
-                let frame = reply(&result);
+                let frame = reply(&result, room);
                 // An empty frame: the join came as a notification, which gets no answer.
                 Ok(Outcome::new(result, effects, (!frame.is_empty()).then_some(Out::Frame(frame))))
             })

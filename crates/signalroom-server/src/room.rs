@@ -351,7 +351,9 @@ impl Room {
             final_user_id: joiner.final_user_id,
             created_at: joiner.now,
             metadata,
-            value: self.remote_participants(&id),
+            // Left empty: the answer lists them from the room itself, borrowed
+            // ([`Room::join_answer`]); a big session's answers list thousands.
+            value: Vec::new(),
             session: Some(self.id.clone()),
             version: OPENVIDU_VERSION.to_owned(),
             media_server: "kurento".to_owned(),
@@ -506,6 +508,7 @@ impl Room {
     // ---- views ----------------------------------------------------------------------------
 
     /// The participants as `joinRoom`'s `value`, excluding `except`.
+    #[cfg(test)]
     pub fn remote_participants(&self, except: &ConnectionId) -> Vec<RemoteParticipant> {
         self.participants()
             .filter(|(id, _, _)| *id != except)
@@ -515,6 +518,13 @@ impl Room {
                 metadata: c.full_metadata(),
             })
             .collect()
+    }
+
+    /// The `joinRoom` answer for `result` (from [`Room::join`]): `result` with the participants
+    /// already in as its `value`, serialised straight from the room, the same JSON as
+    /// [`Room::remote_participants`] gives, without a string made for each of them.
+    pub fn join_answer<'a>(&'a self, result: &'a JoinRoomResult) -> JoinAnswer<'a> {
+        JoinAnswer { result, room: self }
     }
 
     /// The REST Session object; pending Connections too with `pending`.
@@ -567,6 +577,79 @@ impl Room {
             publishers: m.map(|_| Vec::new()),
             subscribers: m.map(|_| Vec::new()),
         })
+    }
+}
+
+/// A `joinRoom` answer, serialised from the room ([`Room::join_answer`]).
+pub struct JoinAnswer<'a> {
+    result: &'a JoinRoomResult,
+    room: &'a Room,
+}
+
+impl Serialize for JoinAnswer<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // JoinRoomResult's fields, in its order; `value` from the room.
+        let r = self.result;
+        let room = self.room;
+        let value = Entries(|| {
+            room.participants().filter(move |(id, _, _)| **id != r.id).map(|(id, c, m)| Entry {
+                id,
+                created_at: m.active_at,
+                metadata: FullMetadata(&m.client_data, &c.props.data),
+            })
+        });
+        let mut st = s.serialize_struct("JoinRoomResult", 12)?;
+        st.serialize_field("id", &r.id)?;
+        st.serialize_field("finalUserId", &r.final_user_id)?;
+        st.serialize_field("createdAt", &r.created_at)?;
+        st.serialize_field("metadata", &r.metadata)?;
+        st.serialize_field("value", &value)?;
+        st.serialize_field("session", &r.session)?;
+        st.serialize_field("version", &r.version)?;
+        st.serialize_field("mediaServer", &r.media_server)?;
+        st.serialize_field("videoSimulcast", &r.video_simulcast)?;
+        st.serialize_field("record", &r.record)?;
+        st.serialize_field("role", &r.role)?;
+        st.serialize_field("sessionId", &r.session_id)?;
+        st.end()
+    }
+}
+
+/// A sequence serialised from the iterator its closure makes.
+struct Entries<F>(F);
+
+impl<F, I, T> Serialize for Entries<F>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = T>,
+    T: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
+}
+
+/// A [`RemoteParticipant`], borrowed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry<'a> {
+    id: &'a ConnectionId,
+    created_at: u64,
+    metadata: FullMetadata<'a>,
+}
+
+/// A participant's full metadata (client data, server data: [`full_metadata`]'s rule), written
+/// without making the string.
+struct FullMetadata<'a>(&'a str, &'a str);
+
+impl Serialize for FullMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.0.is_empty(), self.1.is_empty()) {
+            (_, true) => s.serialize_str(self.0),
+            (true, false) => s.serialize_str(self.1),
+            (false, false) => s.collect_str(&format_args!("{}%/%{}", self.0, self.1)),
+        }
     }
 }
 
@@ -653,6 +736,35 @@ mod tests {
     }
 
     #[test]
+    fn a_join_answer_is_the_join_room_result_with_the_participants_already_in() {
+        let mut room = Room::new("S".into(), props(), 0);
+        // Client data, server data, both (joined by `%/%`), neither; with characters to escape.
+        for (n, client, server) in
+            [("A", "a \"q\" é", ""), ("B", "", "srv\n"), ("C", "c", "{\"s\":1}"), ("D", "", "")]
+        {
+            let minted = Minted {
+                id: format!("con_{n}").into(),
+                token_id: format!("tok_{n}"),
+                token: format!("ws://h?sessionId=S&token=tok_{n}"),
+            };
+            let data = server.to_owned();
+            let props =
+                ConnectionProperties { role: Role::Publisher, data, ..ConnectionProperties::default() };
+            room.create_connection(minted, props, 1).unwrap();
+            let mut j = joiner(&format!("tok_{n}"), n);
+            j.client_data = client.to_owned();
+            room.join(j).unwrap();
+        }
+        let tok = pending(&mut room, "E", Role::Publisher);
+        let (result, _) = room.join(joiner(&tok, "E")).unwrap();
+        let answer = serde_json::to_string(&room.join_answer(&result)).unwrap();
+        let whole = JoinRoomResult { value: room.remote_participants(&result.id), ..result };
+        assert_eq!(answer, serde_json::to_string(&whole).unwrap());
+        assert_eq!(whole.value.len(), 4);
+        assert_eq!(whole.value[2].metadata, "c%/%{\"s\":1}");
+    }
+
+    #[test]
     fn join_announces_to_the_others_then_enters_then_replies() {
         let mut room = room_with(&["A"]);
         let tok = pending(&mut room, "B", Role::Publisher);
@@ -666,7 +778,9 @@ mod tests {
             ]
         );
         assert_eq!(result.id, id("B"));
-        assert_eq!(result.value.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), [id("A")]);
+        let answer: JoinRoomResult =
+            serde_json::from_str(&serde_json::to_string(&room.join_answer(&result)).unwrap()).unwrap();
+        assert_eq!(answer.value.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), [id("A")]);
         assert_eq!(result.session_id, "rpc_B");
         assert!(room.is_active());
     }

@@ -349,7 +349,9 @@ impl SocketConn {
             acks: self.acks,
         };
         let id = self.request_id.clone();
-        let reply = move |result: &signalroom_core::protocol::JoinRoomResult| response(id.as_deref(), result);
+        let reply = move |result: &signalroom_core::protocol::JoinRoomResult, room: &crate::room::Room| {
+            response(id.as_deref(), room.join_answer(result))
+        };
         let result = self.hub.join(req, &self.outbox, reply).await?;
         self.push(Out::Order(Order::KeepOpen));
         self.joined_once = true;
