@@ -592,8 +592,10 @@ impl Serialize for JoinAnswer<'_> {
         // JoinRoomResult's fields, in its order; `value` from the room.
         let r = self.result;
         let room = self.room;
+        // The joiner is told apart by address: comparing every id is a memcmp per participant.
+        let joiner = room.connections.get(&r.id).map_or(std::ptr::null(), |c| c as *const Conn);
         let value = Entries(|| {
-            room.participants().filter(move |(id, _, _)| **id != r.id).map(|(id, c, m)| Entry {
+            room.participants().filter(move |(_, c, _)| !std::ptr::eq(*c, joiner)).map(|(id, c, m)| Entry {
                 id,
                 created_at: m.active_at,
                 metadata: FullMetadata(&m.client_data, &c.props.data),
