@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use axum::extract::ws::Utf8Bytes;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use signalroom_core::jsonrpc::Notification;
 use signalroom_core::protocol::{
     ConnectionPropertyChanged, JoinRoomResult, ParticipantLeft, RemoteParticipant, SignalNotification,
@@ -102,6 +103,11 @@ pub(crate) struct Member {
     /// The node holding its socket (a broker's node id).
     #[serde(default)]
     pub node: String,
+    /// Its entry in the answers of those who join after it (`{"id":…,"createdAt":…,
+    /// "metadata":…}`), serialised once at its join: a big session's answers list thousands.
+    /// Not stored with the room (a room read back serialises its entries each time).
+    #[serde(skip)]
+    pub entry: Option<Box<RawValue>>,
 }
 
 /// A Connection: pending (created by REST), then active (its token used to join).
@@ -328,6 +334,12 @@ impl Room {
         };
         let conn = self.connections.get_mut(&id).expect("a pending token names a connection");
         self.pending_tokens.remove(&conn.token_id);
+        let entry = serde_json::value::to_raw_value(&Entry {
+            id: &id,
+            created_at: joiner.now,
+            metadata: FullMetadata(&joiner.client_data, &conn.props.data),
+        })
+        .ok();
         conn.member = Some(Member {
             active_at: joiner.now,
             client_data: joiner.client_data,
@@ -335,6 +347,7 @@ impl Room {
             ip: joiner.ip,
             rpc_id: joiner.rpc_id.clone(),
             node: joiner.node,
+            entry,
         });
         let (role, record, metadata) = (conn.props.role, conn.props.record, conn.full_metadata());
         self.active = true;
@@ -595,10 +608,15 @@ impl Serialize for JoinAnswer<'_> {
         // The joiner is told apart by address: comparing every id is a memcmp per participant.
         let joiner = room.connections.get(&r.id).map_or(std::ptr::null(), |c| c as *const Conn);
         let value = Entries(|| {
-            room.participants().filter(move |(_, c, _)| !std::ptr::eq(*c, joiner)).map(|(id, c, m)| Entry {
-                id,
-                created_at: m.active_at,
-                metadata: FullMetadata(&m.client_data, &c.props.data),
+            room.participants().filter(move |(_, c, _)| !std::ptr::eq(*c, joiner)).map(|(id, c, m)| match &m
+                .entry
+            {
+                Some(json) => AnswerEntry::Made(json),
+                None => AnswerEntry::Make(Entry {
+                    id,
+                    created_at: m.active_at,
+                    metadata: FullMetadata(&m.client_data, &c.props.data),
+                }),
             })
         });
         let mut st = s.serialize_struct("JoinRoomResult", 12)?;
@@ -630,6 +648,14 @@ where
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq((self.0)())
     }
+}
+
+/// A participant's entry in a join answer: serialised at its join, or now.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum AnswerEntry<'a> {
+    Made(&'a RawValue),
+    Make(Entry<'a>),
 }
 
 /// A [`RemoteParticipant`], borrowed.
@@ -760,8 +786,12 @@ mod tests {
         let tok = pending(&mut room, "E", Role::Publisher);
         let (result, _) = room.join(joiner(&tok, "E")).unwrap();
         let answer = serde_json::to_string(&room.join_answer(&result)).unwrap();
-        let whole = JoinRoomResult { value: room.remote_participants(&result.id), ..result };
+        let whole = JoinRoomResult { value: room.remote_participants(&result.id), ..result.clone() };
         assert_eq!(answer, serde_json::to_string(&whole).unwrap());
+        // A room read back (as from Redis) has no entries made at the joins: the same answer.
+        let back: Room = serde_json::from_str(&serde_json::to_string(&room).unwrap()).unwrap();
+        assert!(back.participants().all(|(_, _, m)| m.entry.is_none()));
+        assert_eq!(serde_json::to_string(&back.join_answer(&result)).unwrap(), answer);
         assert_eq!(whole.value.len(), 4);
         assert_eq!(whole.value[2].metadata, "c%/%{\"s\":1}");
     }
