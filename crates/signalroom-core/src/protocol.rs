@@ -360,10 +360,27 @@ pub struct ConnectionPropertyChanged {
 
 /// The "full metadata" rule: `clientData` alone, `serverData` alone, or both joined by `%/%`.
 pub fn full_metadata(client_data: &str, server_data: &str) -> String {
-    match (client_data.is_empty(), server_data.is_empty()) {
-        (_, true) => client_data.to_owned(),
-        (true, false) => server_data.to_owned(),
-        (false, false) => format!("{client_data}%/%{server_data}"),
+    FullMetadata(client_data, server_data).to_string()
+}
+
+/// A participant's full metadata (client data, server data), by [`full_metadata`]'s rule, without
+/// making the string: displayed, or serialised as a JSON string.
+#[derive(Debug, Clone, Copy)]
+pub struct FullMetadata<'a>(pub &'a str, pub &'a str);
+
+impl std::fmt::Display for FullMetadata<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.0.is_empty(), self.1.is_empty()) {
+            (_, true) => f.write_str(self.0),
+            (true, false) => f.write_str(self.1),
+            (false, false) => write!(f, "{}%/%{}", self.0, self.1),
+        }
+    }
+}
+
+impl Serialize for FullMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

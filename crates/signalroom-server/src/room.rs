@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use signalroom_core::jsonrpc::Notification;
 use signalroom_core::protocol::{
-    ConnectionPropertyChanged, JoinRoomResult, ParticipantLeft, RemoteParticipant, SignalNotification,
-    full_metadata, notification,
+    ConnectionPropertyChanged, FullMetadata, JoinRoomResult, ParticipantLeft, RemoteParticipant,
+    SignalNotification, full_metadata, notification,
 };
 use signalroom_core::rest::{
     ConnectionObject, ConnectionProperties, ConnectionStatus, Page, SessionObject, SessionProperties,
@@ -665,20 +665,6 @@ struct Entry<'a> {
     id: &'a ConnectionId,
     created_at: u64,
     metadata: FullMetadata<'a>,
-}
-
-/// A participant's full metadata (client data, server data: [`full_metadata`]'s rule), written
-/// without making the string.
-struct FullMetadata<'a>(&'a str, &'a str);
-
-impl Serialize for FullMetadata<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match (self.0.is_empty(), self.1.is_empty()) {
-            (_, true) => s.serialize_str(self.0),
-            (true, false) => s.serialize_str(self.1),
-            (false, false) => s.collect_str(&format_args!("{}%/%{}", self.0, self.1)),
-        }
-    }
 }
 
 #[cfg(test)]

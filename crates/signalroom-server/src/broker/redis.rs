@@ -615,6 +615,7 @@ impl RedisBroker {
         self.commit(id, &room, &effects, Some(outbox), None).await?;
         Ok(resumed)
     }
+
     /// Hands a signal to this node's signal writer, which sends signals to Redis in the order
     /// handed over, many per round trip ([`write_signals`]).
     #[allow(clippy::too_many_arguments)]
