@@ -268,8 +268,51 @@ pub struct JoinRoomResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendMessageParams<'a> {
     /// The signal object, JSON-encoded.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "json_text")]
     pub message: Cow<'a, str>,
+}
+
+/// A JSON string's text, read in one pass into one allocation of the right size (or borrowed when
+/// it has no escapes). `message` is JSON inside a JSON string, so it always has escapes, and
+/// serde_json would unescape it into a buffer that doubles from empty, then copy it out; this is
+/// every signal's path. An escape other than the short ones (`\uXXXX`) is left to serde_json.
+fn json_text<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'de, str>, D::Error> {
+    let raw = <&serde_json::value::RawValue>::deserialize(d)?.get();
+    let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return Err(serde::de::Error::invalid_type(serde::de::Unexpected::Other(raw), &"a string"));
+    };
+    if !inner.contains('\\') {
+        return Ok(Cow::Borrowed(inner));
+    }
+    if let Some(text) = unescape_short(inner) {
+        return Ok(Cow::Owned(text));
+    }
+    serde_json::from_str::<String>(raw).map(Cow::Owned).map_err(serde::de::Error::custom)
+}
+
+/// The text of a JSON string's contents (a valid JSON string, quotes stripped) whose escapes are
+/// all short ones (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`); `None` otherwise.
+fn unescape_short(inner: &str) -> Option<String> {
+    let mut out = String::with_capacity(inner.len());
+    let mut rest = inner;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escaped = match rest.as_bytes().get(at + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            _ => return None,
+        };
+        out.push(escaped);
+        rest = &rest[at + 2..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// `connect` (reconnection) params.
@@ -388,6 +431,36 @@ impl Serialize for FullMetadata<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_signal_message_is_read_as_serde_json_reads_a_string() {
+        let texts = [
+            "",
+            "plain",
+            r#"{"to":[],"data":"hi","type":"signal:chat"}"#,
+            "quotes \" and \\ backslashes / slashes",
+            "controls \u{8}\u{c}\n\r\t and \u{1} \u{1f}",
+            "unicode é ✓ 😀 and \u{2028}",
+            "\\\\\"\"",
+        ];
+        for text in texts {
+            // As a client writes it, and with every character escaped as `\uXXXX`.
+            let plain = serde_json::to_string(&json!({ "message": text })).unwrap();
+            let escaped: String = text.encode_utf16().map(|u| format!("\\u{u:04x}")).collect();
+            let all = format!(r#"{{"message":"{escaped}"}}"#);
+            for params in [plain, all] {
+                let p: SendMessageParams<'_> = serde_json::from_str(&params).unwrap();
+                assert_eq!(p.message, text, "{params}");
+            }
+        }
+        let unescaped: SendMessageParams<'_> = serde_json::from_str(r#"{"message":"abc"}"#).unwrap();
+        assert!(matches!(unescaped.message, Cow::Borrowed("abc")));
+        for bad in [r#"{"message":null}"#, r#"{"message":1}"#, r#"{"message":{}}"#, r#"{}"#] {
+            assert!(serde_json::from_str::<SendMessageParams<'_>>(bad).is_err(), "{bad}");
+        }
+        // A lone surrogate is serde_json's error, as before.
+        assert!(serde_json::from_str::<SendMessageParams<'_>>(r#"{"message":"\ud800"}"#).is_err());
+    }
 
     #[test]
     fn join_room_params_from_the_real_client() {

@@ -412,7 +412,7 @@ impl SocketConn {
     /// The `{"sessionId": …}` reply to the request being handled (`None` for a notification).
     fn ok_frame(&self) -> Option<Utf8Bytes> {
         let id = self.request_id.as_deref()?;
-        Some(response(Some(id), json!({"sessionId": self.rpc_id})))
+        Some(response(Some(id), SessionIdResult { session_id: &self.rpc_id }))
     }
 
     fn reply_ok(&mut self) {
@@ -456,6 +456,14 @@ impl SocketConn {
             self.overflowed = true;
         }
     }
+}
+
+/// The result most requests get: `{"sessionId": …}` (serialised without a map made for it, as
+/// every `sendMessage` is answered with it).
+#[derive(Serialize)]
+struct SessionIdResult<'a> {
+    #[serde(rename = "sessionId")]
+    session_id: &'a RpcSessionId,
 }
 
 /// A success response frame; empty without an id (a notification gets no answer).
