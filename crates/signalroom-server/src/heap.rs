@@ -5,8 +5,9 @@
 //! heap: it only returns what lies at the heap's top, and the live data of the sockets opened
 //! meanwhile sits above it. `malloc_trim` releases the whole free pages inside the heap too; it
 //! walks the heap, so it runs only when a check of the free bytes (`mallinfo2`) finds enough, and
-//! that check (it walks the allocator's free lists) only after a large frame was written: a
-//! server that sends small frames never pays for either.
+//! that check (it walks the allocator's free lists) at most once a second, and only after a
+//! large frame was written or an idle writer released the queues a burst grew: a server that
+//! sends small frames at an even pace never pays for either.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,12 +15,19 @@ use std::time::Duration;
 /// A frame of this many bytes or more counts as large ([`wrote_large`]).
 pub(crate) const LARGE_FRAME: usize = 64 << 10;
 
-/// Large frames written so far (by every server in the process), and as seen by the last trim.
+/// Large frames written and idle queues released so far (by every server in the process), and as
+/// seen by the last trim.
 static LARGE_WRITTEN: AtomicU64 = AtomicU64::new(0);
 static LARGE_SEEN: AtomicU64 = AtomicU64::new(0);
 
 /// A writer wrote a frame of [`LARGE_FRAME`] bytes or more: the next trim looks at the heap.
 pub(crate) fn wrote_large() {
+    LARGE_WRITTEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// An idle writer released the queues a burst grew: the next trim looks at the heap too (after a
+/// big session's fill, thousands of them free their queues at once).
+pub(crate) fn released_queues() {
     LARGE_WRITTEN.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -29,9 +37,9 @@ pub(crate) const EVERY: Duration = Duration::from_secs(1);
 /// Free bytes in the heap worth a trim.
 const WORTH: usize = 16 << 20;
 
-/// After a large frame was written since the last call: returns the heap's free pages to the
-/// kernel if there are enough of them. The bytes that were free before (0 when not looked at, not
-/// worth it, or on another allocator than glibc's).
+/// After a large frame was written (or queues released) since the last call: returns the heap's
+/// free pages to the kernel if there are enough of them. The bytes that were free before (0 when
+/// not looked at, not worth it, or on another allocator than glibc's).
 pub(crate) fn trim() -> usize {
     let written = LARGE_WRITTEN.load(Ordering::Relaxed);
     if LARGE_SEEN.swap(written, Ordering::Relaxed) == written {

@@ -29,10 +29,11 @@ use tokio::task::AbortHandle;
 /// A queue that grew past this many slots is shrunk back once drained.
 const SHRINK_ABOVE: usize = 1024;
 
-/// Slots a writer going to sleep keeps in its two queues (the outbox's and its own batch);
-/// larger ones are released. A burst (the joins of a filling session) grows them, and an idle
-/// participant should not hold that memory (2 KiB of 13 per participant, in rooms of 100).
-const IDLE_SLOTS: usize = 8;
+/// Slots an idle writer keeps in its two queues (the outbox's and its own batch); larger ones
+/// are released ([`Outbox::release_idle`]). A burst (the joins of a filling session) grows them,
+/// and an idle participant should not hold that memory (2 KiB of 13 per participant, in rooms of
+/// 100).
+pub(crate) const IDLE_SLOTS: usize = 8;
 
 /// Something for a socket's writer.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +147,8 @@ struct State {
     redirect: Option<Arc<Outbox>>,
     /// The client acknowledges notifications: keep written ones.
     acking: bool,
+    /// How many items the writer took last time.
+    taken: u32,
     // The rest, for resumes:
     /// Written, kept until acknowledged (only for clients that acknowledge).
     kept: VecDeque<Utf8Bytes>,
@@ -169,6 +172,7 @@ impl Outbox {
                 kept: VecDeque::new(),
                 kept_bytes: 0,
                 acking: false,
+                taken: 0,
                 lost_upto: 0,
                 writer,
                 redirect: None,
@@ -235,7 +239,6 @@ impl Outbox {
 
     /// Moves everything queued to the back of `buf`, waiting while there is nothing, for the
     /// writer of socket `me`. Notifications are kept for a resume if the client acknowledges.
-    /// Going to sleep, it releases what a burst made the queues grow to (`buf` too, once empty).
     /// Cancel-safe.
     pub(crate) async fn take(&self, buf: &mut VecDeque<Out>, me: u64) -> Take {
         poll_fn(|cx| {
@@ -250,11 +253,14 @@ impl Outbox {
             if let Some(next) = st.redirect.take() {
                 return Poll::Ready(Take::Redirect(next));
             }
-            // Going to sleep: what a burst grew is released (a busy writer seldom sleeps).
-            if st.items.capacity() > IDLE_SLOTS {
+            // Going to sleep after a batch far smaller than the queues: the burst that grew them
+            // is over, and they are released now. (Queues that fit the batches are kept until
+            // the writer has been idle a while: see [`Outbox::release_idle`].)
+            let taken = st.taken as usize;
+            if st.items.capacity() > IDLE_SLOTS.max(4 * taken) {
                 st.items = VecDeque::new();
             }
-            if buf.is_empty() && buf.capacity() > IDLE_SLOTS {
+            if buf.is_empty() && buf.capacity() > IDLE_SLOTS.max(4 * taken) {
                 *buf = VecDeque::new();
             }
             match &st.waker {
@@ -264,6 +270,20 @@ impl Outbox {
             Poll::Pending
         })
         .await
+    }
+
+    /// The writer of socket `me` has been idle a while: it releases what a burst made its queues
+    /// grow to, the outbox's (if empty) and `buf` (if empty). Not at every sleep: a writer keeping
+    /// up with a fan-out sleeps between most batches, and its queues would grow again from empty
+    /// each time (a reallocation and a copy per doubling, for every receiver).
+    pub(crate) fn release_idle(&self, buf: &mut VecDeque<Out>, me: u64) {
+        if buf.is_empty() && buf.capacity() > IDLE_SLOTS {
+            *buf = VecDeque::new();
+        }
+        let mut st = self.state.lock();
+        if st.writer == me && st.items.is_empty() && st.items.capacity() > IDLE_SLOTS {
+            st.items = VecDeque::new();
+        }
     }
 
     /// What is queued now, for a writer finishing up; nothing if `me` no longer drains it.
@@ -277,6 +297,7 @@ impl Outbox {
     /// Moves the queued items to `buf`, keeping notifications for a resume if the client
     /// acknowledges them.
     fn drain_into(&self, st: &mut State, buf: &mut VecDeque<Out>) {
+        st.taken = u32::try_from(st.items.len()).unwrap_or(u32::MAX);
         if st.acking {
             for out in &st.items {
                 if let Some(frame) = out.note() {
@@ -630,7 +651,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_writer_going_to_sleep_releases_what_a_burst_grew() {
+    async fn an_idle_writer_releases_what_a_burst_grew() {
         let o = Outbox::new(Limits { frames: 1000, bytes: 1 << 20 }, 1);
         for s in 1..=200 {
             o.push(note(s));
@@ -647,6 +668,11 @@ mod tests {
         assert!(buf.capacity() >= 200 && o.state.lock().items.capacity() >= 200);
         let asleep = tokio::time::timeout(Duration::from_millis(20), o.take(&mut buf, 1)).await;
         assert!(asleep.is_err(), "nothing was queued");
+        // Asleep, the writer keeps its queues: the next batch of a fan-out reuses them.
+        assert!(buf.capacity() >= 200 && o.state.lock().items.capacity() >= 200);
+        o.release_idle(&mut buf, 2);
+        assert!(o.state.lock().items.capacity() >= 200, "socket 2 does not drain this outbox");
+        o.release_idle(&mut buf, 1);
         assert!(buf.capacity() <= IDLE_SLOTS, "the batch keeps {}", buf.capacity());
         assert!(o.state.lock().items.capacity() <= IDLE_SLOTS);
         // And it still works.
