@@ -183,6 +183,12 @@ impl Outbox {
         })
     }
 
+    /// The slots the queue holds room for (for tests of the writer's release).
+    #[cfg(test)]
+    pub(crate) fn queue_capacity(&self) -> usize {
+        self.state.lock().items.capacity()
+    }
+
     /// How many items are queued, not yet written (for the metrics, at scrape time).
     pub(crate) fn depth(&self) -> usize {
         self.state.lock().items.len()

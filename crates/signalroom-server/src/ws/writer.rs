@@ -232,3 +232,62 @@ fn payload(out: &Out) -> &str {
         Out::Order(_) => "",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::ws::Utf8Bytes;
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::outbox::Limits;
+
+    fn note(seq: u64) -> Out {
+        Out::Frame(Utf8Bytes::from(format!(r#"{{"jsonrpc":"2.0","method":"n","params":{{}},"seq":{seq}}}"#)))
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_written_then_its_queues_are_released_once_idle() {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+        let outbox = Outbox::new(Limits { frames: 4096, bytes: 1 << 24 }, 1);
+        let (done, reader_done) = oneshot::channel();
+        let writer = tokio::spawn(write_frames(
+            ours,
+            Arc::clone(&outbox),
+            Arc::new(Control::new(1024)),
+            1,
+            reader_done,
+            Duration::from_secs(5),
+            Arc::default(),
+        ));
+        // Two bursts, each read by the client (a frame is a 2-byte header and its text): the
+        // writer swaps its batch with the outbox's queue, so after the second both have grown.
+        // (A current-thread runtime: the writer runs only while the test awaits.)
+        for burst in [1..=300, 301..=600] {
+            let expected: usize = burst.clone().map(|seq| 2 + note_len(seq)).sum();
+            for seq in burst {
+                assert!(outbox.push(note(seq)));
+            }
+            let mut read = vec![0; expected];
+            theirs.read_exact(&mut read).await.unwrap();
+        }
+        // The writer is idle after batches the size of its queues: it keeps them for a while...
+        assert!(outbox.queue_capacity() >= 300, "kept {} slots", outbox.queue_capacity());
+        // ...and releases them once nothing came for IDLE_RELEASE.
+        tokio::time::sleep(IDLE_RELEASE * 5).await;
+        assert!(outbox.queue_capacity() <= IDLE_SLOTS, "kept {} slots", outbox.queue_capacity());
+        // And it still writes.
+        assert!(outbox.push(note(601)));
+        let mut more = vec![0; 2 + note_len(601)];
+        theirs.read_exact(&mut more).await.unwrap();
+        assert!(more.ends_with(br#""seq":601}"#));
+        drop(done);
+        assert!(!writer.await.unwrap());
+    }
+
+    fn note_len(seq: u64) -> usize {
+        match note(seq) {
+            Out::Frame(f) => f.len(),
+            Out::Order(_) => 0,
+        }
+    }
+}
