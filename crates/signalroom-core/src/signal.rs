@@ -1,7 +1,5 @@
 //! Signals: the message model, validation (spec §5.1) and the routing rule (§5.2).
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -27,13 +25,13 @@ pub struct SignalMessage {
 
 /// A signal whose fields are strings or nulls: [`SignalMessage::parse`]'s fast way.
 #[derive(Deserialize)]
-struct Plain<'a> {
-    #[serde(borrow, default)]
-    to: Option<Vec<Cow<'a, str>>>,
-    #[serde(borrow, default)]
-    data: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+struct Plain {
+    #[serde(default)]
+    to: Option<Vec<ConnectionId>>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
 }
 
 impl SignalMessage {
@@ -43,23 +41,22 @@ impl SignalMessage {
     /// a `null` or non-string `to` entry → [`Error::SignalRecipients`] (601); `data` or `type`
     /// an object or array → [`Error::InvalidField`] (600); `data` too large → [`Error::DataTooLarge`].
     pub fn parse(message: &str, max_data_bytes: usize) -> Result<Self> {
-        // The usual signal (strings, or nulls) is read straight into borrowed fields; anything
-        // else (numbers to stringify, wrong types, duplicate keys, bad JSON) takes the general
-        // way below, which gives the same result or the precise error.
+        // The usual signal (strings, or nulls) is read straight into its typed fields, without a
+        // `Value` (a map, and a string per key and value); anything else (numbers to stringify,
+        // wrong types, duplicate keys, bad JSON) takes the general way below, which gives the
+        // same result or the precise error.
         // (Only for an object: serde would also read a struct from an array.)
         let object = message.trim_start().starts_with('{');
-        if let Some(plain) = object.then(|| serde_json::from_str::<Plain<'_>>(message).ok()).flatten() {
-            if plain.to.as_ref().is_none_or(|to| to.len() <= MAX_SIGNAL_RECIPIENTS) {
-                let data = plain.data.map(String::from);
+        if let Some(plain) = object.then(|| serde_json::from_str::<Plain>(message).ok()).flatten() {
+            let Plain { to, data, kind } = plain;
+            if to.as_ref().is_none_or(|to| to.len() <= MAX_SIGNAL_RECIPIENTS) {
                 if let Some(d) = &data {
                     check_data(d, max_data_bytes)?;
                 }
-                let kind = plain.kind.map(String::from);
                 if let Some(k) = &kind {
                     check_type(k)?;
                 }
-                let to = plain.to.unwrap_or_default().iter().map(|id| ConnectionId::from(&**id)).collect();
-                return Ok(Self { to, data, kind });
+                return Ok(Self { to: to.unwrap_or_default(), data, kind });
             }
         }
         let value: Value = serde_json::from_str(message).map_err(|e| Error::SignalFormat {

@@ -89,6 +89,13 @@ impl Out {
     }
 }
 
+/// Frees an empty queue's room if it holds more than `slots`.
+fn release_above(queue: &mut VecDeque<Out>, slots: usize) {
+    if queue.is_empty() && queue.capacity() > slots {
+        *queue = VecDeque::new();
+    }
+}
+
 /// How much an outbox holds, in each of its two parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
@@ -262,13 +269,9 @@ impl Outbox {
             // Going to sleep after a batch far smaller than the queues: the burst that grew them
             // is over, and they are released now. (Queues that fit the batches are kept until
             // the writer has been idle a while: see [`Outbox::release_idle`].)
-            let taken = st.taken as usize;
-            if st.items.capacity() > IDLE_SLOTS.max(4 * taken) {
-                st.items = VecDeque::new();
-            }
-            if buf.is_empty() && buf.capacity() > IDLE_SLOTS.max(4 * taken) {
-                *buf = VecDeque::new();
-            }
+            let keep = IDLE_SLOTS.max(4 * st.taken as usize);
+            release_above(&mut st.items, keep);
+            release_above(buf, keep);
             match &st.waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => st.waker = Some(cx.waker().clone()),
@@ -283,12 +286,10 @@ impl Outbox {
     /// up with a fan-out sleeps between most batches, and its queues would grow again from empty
     /// each time (a reallocation and a copy per doubling, for every receiver).
     pub(crate) fn release_idle(&self, buf: &mut VecDeque<Out>, me: u64) {
-        if buf.is_empty() && buf.capacity() > IDLE_SLOTS {
-            *buf = VecDeque::new();
-        }
+        release_above(buf, IDLE_SLOTS);
         let mut st = self.state.lock();
-        if st.writer == me && st.items.is_empty() && st.items.capacity() > IDLE_SLOTS {
-            st.items = VecDeque::new();
+        if st.writer == me {
+            release_above(&mut st.items, IDLE_SLOTS);
         }
     }
 

@@ -20,7 +20,7 @@ pub(crate) const CLOSE: u8 = 0x8;
 /// At most this many frames go to one write call: their headers and payloads are
 /// `2 × FRAMES_PER_WRITE` buffers (Linux's `IOV_MAX` is 1,024), gathered on the stack of each
 /// poll, so that a writer allocates nothing per batch and holds no buffer between writes.
-const FRAMES_PER_WRITE: usize = 256;
+pub(crate) const FRAMES_PER_WRITE: usize = 256;
 
 /// A frame header: final, unmasked, of one opcode and payload length.
 #[derive(Debug, Clone, Copy)]

@@ -17,8 +17,9 @@ use crate::heap;
 use crate::metrics::FrameCounts;
 use crate::outbox::{IDLE_SLOTS, Order, Out, Outbox, Take, is_notification};
 
-/// Frames written between flushes at most, so a long queue reaches the socket in pieces.
-const WRITE_BATCH: usize = 256;
+/// Frames written between flushes at most, so a long queue reaches the socket in pieces: as many
+/// as one write call takes.
+const WRITE_BATCH: usize = frame::FRAMES_PER_WRITE;
 /// How long a close frame may take to write.
 const CLOSE_WRITE: Duration = Duration::from_secs(1);
 /// How long a writer with nothing to write waits before it releases what a burst made its queues
