@@ -467,6 +467,12 @@ impl Hub {
             client_data,
             took: started.elapsed(),
         });
+        if applied.held {
+            // The `participantJoined` is held back for the next joins' (see `Applied::held`):
+            // the joins of other sockets ready now run first, then what they held is pushed.
+            tokio::task::yield_now().await;
+            let _ = self.apply(&req.session, None, |_| Ok(Outcome::new((), Vec::new(), None))).await;
+        }
         Ok(result)
     }
 

@@ -168,6 +168,26 @@ struct State {
     abort: Option<AbortHandle>,
 }
 
+impl State {
+    /// Whether `size` more bytes (one more frame) would overflow the queue.
+    fn is_full(&self, size: usize) -> bool {
+        self.items.len() >= self.limits.frames || self.bytes + size > self.limits.bytes
+    }
+
+    /// With no socket attached: drops the oldest queued items until one more frame of `size`
+    /// bytes fits, noting the highest notification lost.
+    fn make_room(&mut self, size: usize) {
+        while !self.items.is_empty() && self.is_full(size) {
+            if let Some(old) = self.items.pop_front() {
+                self.bytes -= old.bytes();
+                if let Some(frame) = old.note() {
+                    self.lost_upto = self.lost_upto.max(seq_of(frame));
+                }
+            }
+        }
+    }
+}
+
 impl Outbox {
     /// An empty outbox drained by the writer of socket `writer`.
     pub(crate) fn new(limits: Limits, writer: u64) -> Arc<Self> {
@@ -208,24 +228,15 @@ impl Outbox {
     pub(crate) fn push(&self, out: Out) -> bool {
         let size = out.bytes();
         let mut st = self.state.lock();
-        let limits = st.limits;
         if st.writer != 0 {
-            if st.items.len() >= limits.frames || st.bytes + size > limits.bytes {
+            if st.is_full(size) {
                 return self.refuse(&st, &out);
             }
         } else {
             if out.note().is_none() {
                 return true;
             }
-            while !st.items.is_empty() && (st.items.len() >= limits.frames || st.bytes + size > limits.bytes)
-            {
-                if let Some(old) = st.items.pop_front() {
-                    st.bytes -= old.bytes();
-                    if let Some(frame) = old.note() {
-                        st.lost_upto = st.lost_upto.max(seq_of(frame));
-                    }
-                }
-            }
+            st.make_room(size);
         }
         st.bytes += size;
         st.items.push_back(out);
@@ -235,6 +246,35 @@ impl Outbox {
             w.wake();
         }
         true
+    }
+
+    /// Queues notifications, in order, as [`Outbox::push`] would one by one, under one lock and
+    /// with one wake-up: the pushes of several operations' notifications to one receiver (a
+    /// filling session's `participantJoined`s). `false`: a socket is attached and the outbox
+    /// filled up, the receiver is too slow (what did not fit was not queued).
+    pub(crate) fn push_notes(&self, frames: &[Utf8Bytes]) -> bool {
+        let mut st = self.state.lock();
+        st.items.reserve(frames.len());
+        let mut all = true;
+        for frame in frames {
+            let size = frame.len();
+            if st.writer != 0 {
+                if st.is_full(size) {
+                    all = false;
+                    break;
+                }
+            } else {
+                st.make_room(size);
+            }
+            st.bytes += size;
+            st.items.push_back(Out::Frame(frame.clone()));
+        }
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        all
     }
 
     /// A full outbox refuses `out` (the receiver is too slow). A close order it cannot take means
@@ -501,6 +541,29 @@ mod tests {
         assert!(!o.push(note(5)), "full: the receiver is too slow");
         assert_eq!(seqs(&take(&o, 1).await), [1, 2, 3, 4]);
         assert!(o.push(note(5)));
+    }
+
+    /// Several notifications in one push: bounded as one by one, and, with no socket attached,
+    /// the oldest make room (the resume reports them lost).
+    #[tokio::test]
+    async fn notifications_pushed_together_are_bounded_as_one_by_one() {
+        let frames = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Utf8Bytes> {
+            seqs.map(|s| match note(s) {
+                Out::Frame(f) => f,
+                Out::Order(_) => unreachable!(),
+            })
+            .collect()
+        };
+        let o = Outbox::new(LIMITS, 1);
+        assert!(o.push_notes(&frames(1..=3)));
+        assert!(!o.push_notes(&frames(4..=6)), "full after 4: the receiver is too slow");
+        assert_eq!(seqs(&take(&o, 1).await), [1, 2, 3, 4]);
+
+        assert!(o.detach(1));
+        assert!(o.push_notes(&frames(5..=10)), "nobody attached: the oldest make room");
+        let r = o.resume(2, abort(), Some(4), |_| Utf8Bytes::from_static(""));
+        assert_eq!(r, Resumed { recovered: Some(false), replayed: 4 });
+        assert_eq!(seqs(&take(&o, 2).await), [7, 8, 9, 10]);
     }
 
     #[tokio::test]

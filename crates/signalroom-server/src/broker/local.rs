@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
+
 use dashmap::DashMap;
 use indexmap::IndexMap;
 use parking_lot::Mutex;
@@ -11,7 +13,10 @@ use signalroom_core::{ConnectionId, RpcSessionId, SessionId};
 use super::{Applied, Broker, Outcome, deliver};
 use crate::outbox::Outbox;
 use crate::refusal::Refusal;
-use crate::room::Room;
+use crate::room::{Audience, Effect, Room};
+
+/// At most this many joins' `participantJoined`s are held back ([`Cell::held`]).
+const MAX_HELD: usize = 256;
 
 /// One session in this process: its room and the outboxes of its participants, in join order,
 /// under one lock. The lock is held for an operation and the pushes of its effects, which never
@@ -20,6 +25,42 @@ use crate::room::Room;
 struct Cell {
     room: Room,
     roster: IndexMap<ConnectionId, Arc<Outbox>>,
+    /// `participantJoined`s held back, so that each participant gets those of several joins in
+    /// one push (a filling session makes a push per participant per join: the cost of filling it
+    /// was one lock and one cache miss per push). Each is for the first `upto` participants of
+    /// the roster, those in it at the join. Only joins add to them, and a join only appends to
+    /// the roster; every other operation pushes them first, so each participant still gets every
+    /// notification in order, and a joiner's answer (pushed at once) lists those it was not told.
+    held: Vec<Utf8Bytes>,
+    held_upto: Vec<usize>,
+}
+
+impl Cell {
+    fn new(room: Room) -> Self {
+        Self { room, roster: IndexMap::new(), held: Vec::new(), held_upto: Vec::new() }
+    }
+
+    /// Pushes the notifications held back: to each participant, in one push, those it was in
+    /// the roster for.
+    fn release<R>(&mut self, applied: &mut Applied<R>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut first = 0;
+        for (i, (id, outbox)) in self.roster.iter().enumerate() {
+            // `upto` never decreases along the list: skip those participant `i` was not in.
+            while first < self.held.len() && self.held_upto[first] <= i {
+                first += 1;
+            }
+            let Some(frames) = self.held.get(first..).filter(|f| !f.is_empty()) else { break };
+            applied.delivered += frames.len();
+            if !outbox.push_notes(frames) && !applied.slow.contains(id) {
+                applied.slow.push(id.clone());
+            }
+        }
+        self.held.clear();
+        self.held_upto.clear();
+    }
 }
 
 /// Everything in this process: a sharded map of sessions, each under its own lock, so busy
@@ -46,7 +87,7 @@ impl LocalBroker {
 impl Broker for LocalBroker {
     async fn create(&self, room: Room) -> Result<(), Refusal> {
         let id = room.id.clone();
-        let cell = Arc::new(Mutex::new(Cell { room, roster: IndexMap::new() }));
+        let cell = Arc::new(Mutex::new(Cell::new(room)));
         match self.sessions.entry(id) {
             dashmap::Entry::Occupied(mut o) => {
                 // A session closed a moment ago may still be registered: it is replaced.
@@ -74,12 +115,33 @@ impl Broker for LocalBroker {
             return Err(Refusal::NoSession(id.to_owned()));
         }
         let Outcome { value, effects, reply } = op(&mut guard.room)?;
-        let mut applied = Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false };
+        let mut applied =
+            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: false };
         let mut reply = reply;
         let cell_ref = &mut *guard;
+        // A join (its caller enters the roster) holds its notification to everyone back.
+        let joining = caller.is_some()
+            && effects.iter().any(|e| matches!(e, Effect::Enter(id) if !cell_ref.roster.contains_key(id)));
         for effect in effects {
-            deliver(&mut cell_ref.roster, effect, caller, &mut reply, self.linger, &mut applied);
+            match effect {
+                Effect::Notify { to: Audience::All, frame, .. } if joining => {
+                    cell_ref.held_upto.push(cell_ref.roster.len());
+                    cell_ref.held.push(frame);
+                }
+                // The joiner goes to the end of the roster, and nothing held is for it.
+                effect @ (Effect::Enter(_) | Effect::Reply) if joining => {
+                    deliver(&mut cell_ref.roster, effect, caller, &mut reply, self.linger, &mut applied);
+                }
+                effect => {
+                    cell_ref.release(&mut applied);
+                    deliver(&mut cell_ref.roster, effect, caller, &mut reply, self.linger, &mut applied);
+                }
+            }
         }
+        if !joining || cell_ref.held.len() >= MAX_HELD {
+            cell_ref.release(&mut applied);
+        }
+        applied.held = !cell_ref.held.is_empty();
         applied.closed = cell_ref.room.is_closed();
         let session_id = cell_ref.room.id.clone();
         drop(guard);
@@ -167,5 +229,144 @@ impl Broker for LocalBroker {
 
     fn notices(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::Notice>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use serde_json::json;
+    use signalroom_core::rest::SessionProperties;
+
+    use super::*;
+    use crate::outbox::{Limits, Out};
+    use crate::room::{Joiner, Minted};
+
+    const LIMITS: Limits = Limits { frames: 1024, bytes: 1 << 20 };
+
+    async fn broker() -> LocalBroker {
+        let broker = LocalBroker::new(Duration::from_secs(10));
+        let props = SessionProperties {
+            media_mode: "ROUTED".into(),
+            recording_mode: "MANUAL".into(),
+            default_recording_properties: json!({}),
+            custom_session_id: "S".into(),
+            forced_video_codec: "MEDIA_SERVER_PREFERRED".into(),
+            allow_transcoding: false,
+        };
+        broker.create(Room::new("S".into(), props, 0)).await.unwrap();
+        broker
+    }
+
+    /// `n` joins session `S` on socket `socket` (with the secret: no token to mint); its answer
+    /// is the frame `answer n`.
+    async fn join(broker: &LocalBroker, n: &str, socket: u64) -> (Arc<Outbox>, bool) {
+        let outbox = Outbox::new(LIMITS, socket);
+        let joiner = Joiner {
+            token_id: None,
+            token: String::new(),
+            with_secret: Some(Minted {
+                id: format!("con_{n}").into(),
+                token_id: format!("tok_{n}"),
+                token: format!("ws://h?sessionId=S&token=tok_{n}"),
+            }),
+            client_data: String::new(),
+            platform: "test".into(),
+            ip: "127.0.0.1".into(),
+            rpc_id: format!("rpc_{n}").into(),
+            node: "local".into(),
+            final_user_id: "F".into(),
+            now: 1,
+        };
+        let answer = Out::Frame(format!("answer {n}").into());
+        let applied = broker
+            .apply("S", Some(&outbox), |room| Ok(Outcome::new((), room.join(joiner)?.1, Some(answer))))
+            .await
+            .unwrap();
+        (outbox, applied.held)
+    }
+
+    /// What is queued for socket `socket`, one line each: a notification's method and the
+    /// connection it names, or the frame as it is.
+    fn queued(outbox: &Outbox, socket: u64) -> Vec<String> {
+        let mut buf = VecDeque::new();
+        outbox.take_now(&mut buf, socket);
+        buf.into_iter()
+            .filter_map(|out| match out {
+                Out::Frame(f) if f.starts_with('{') => {
+                    let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
+                    let p = &v["params"];
+                    let who = p["id"].as_str().or(p["connectionId"].as_str()).or(p["from"].as_str());
+                    Some(format!("{} {}", v["method"].as_str().unwrap(), who.unwrap_or("")))
+                }
+                Out::Frame(f) => Some(f.to_string()),
+                Out::Order(_) => None,
+            })
+            .collect()
+    }
+
+    /// Joins hold their `participantJoined`s back; an operation without effects pushes them, each
+    /// participant getting those of the joins after its own, in order, in one push.
+    #[tokio::test]
+    async fn joins_hold_their_notifications_until_the_next_operation() {
+        let broker = broker().await;
+        let (a, held) = join(&broker, "A", 1).await;
+        assert!(held, "the first join's notification is held too (for nobody)");
+        let (b, _) = join(&broker, "B", 2).await;
+        let (c, held) = join(&broker, "C", 3).await;
+        assert!(held);
+        assert_eq!(queued(&a, 1), ["answer A"], "nothing pushed to A yet");
+        assert_eq!(queued(&b, 2), ["answer B"]);
+        assert_eq!(queued(&c, 3), ["answer C"]);
+        let applied = broker.apply("S", None, |_| Ok(Outcome::new((), Vec::new(), None))).await.unwrap();
+        assert!(!applied.held);
+        assert_eq!(applied.delivered, 3);
+        assert_eq!(queued(&a, 1), ["participantJoined con_B", "participantJoined con_C"]);
+        assert_eq!(queued(&b, 2), ["participantJoined con_C"]);
+        assert!(queued(&c, 3).is_empty());
+    }
+
+    /// Any other operation pushes what the joins held before its own effects: a signal right
+    /// after a join reaches everyone after that join's `participantJoined`, and a participant
+    /// leaving is told of every join before it left.
+    #[tokio::test]
+    async fn other_operations_push_what_joins_held_first() {
+        let broker = broker().await;
+        let (a, _) = join(&broker, "A", 1).await;
+        let (b, _) = join(&broker, "B", 2).await;
+        let from = ConnectionId::from("con_B");
+        let reply = Out::Frame("reply B".into());
+        let applied = broker
+            .apply("S", Some(&b), |room| {
+                Ok(Outcome::new((), room.signal(Some(&from), &[], None, None)?, Some(reply)))
+            })
+            .await
+            .unwrap();
+        assert!(!applied.held);
+        assert_eq!(queued(&a, 1), ["answer A", "participantJoined con_B", "sendMessage con_B"]);
+        assert_eq!(queued(&b, 2), ["answer B", "sendMessage con_B", "reply B"]);
+
+        let (c, _) = join(&broker, "C", 3).await;
+        let who = ConnectionId::from("con_A");
+        broker.apply("S", Some(&a), |room| Ok(Outcome::new((), room.leave(&who), None))).await.unwrap();
+        assert_eq!(queued(&a, 1), ["participantJoined con_C"], "told of C before it left");
+        assert_eq!(queued(&b, 2), ["participantJoined con_C", "participantLeft con_A"]);
+        assert_eq!(queued(&c, 3), ["answer C", "participantLeft con_A"]);
+    }
+
+    /// Past [`MAX_HELD`] joins, a join pushes what is held itself.
+    #[tokio::test]
+    async fn held_notifications_are_bounded() {
+        let broker = broker().await;
+        let (a, _) = join(&broker, "A", 1).await;
+        broker.apply("S", None, |_| Ok(Outcome::new((), Vec::new(), None))).await.unwrap();
+        let _ = queued(&a, 1);
+        let mut held = true;
+        for i in 0..MAX_HELD {
+            held = join(&broker, &format!("P{i}"), 10 + i as u64).await.1;
+        }
+        assert!(!held, "the {MAX_HELD}th join pushed them");
+        assert_eq!(queued(&a, 1).len(), MAX_HELD);
     }
 }

@@ -75,6 +75,10 @@ pub(crate) struct Applied<R> {
     pub delivered: usize,
     /// The operation closed the session (it is unregistered).
     pub closed: bool,
+    /// Notifications of this operation (a join's) are held back, to be pushed with those of the
+    /// next ones: any later operation on the session pushes them first, and the caller applies
+    /// one without effects soon (after letting other tasks run) if none comes.
+    pub held: bool,
 }
 
 /// The shared state of a set of sessions (see the module docs for the contract).

@@ -448,7 +448,8 @@ impl RedisBroker {
         let before = room.participant_count();
         let Outcome { value, effects, reply } = op(&mut room)?;
         let closed = room.is_closed();
-        let mut applied = Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed };
+        let mut applied =
+            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed, held: false };
         let mut present = before;
         for effect in &effects {
             match effect {
@@ -680,6 +681,7 @@ impl RedisBroker {
                     left: Vec::new(),
                     delivered: n as usize,
                     closed: false,
+                    held: false,
                 }),
                 Ok((-1, _)) => Err(Refusal::NoLongerJoined(RpcSessionId::from(""))),
                 Ok((-2, i)) if signed => {
@@ -1031,7 +1033,8 @@ fn on_message(shared: &Shared, session: SessionId, published: Published) {
         None => (None, None),
     };
     let roster = shared.rosters.entry(session.clone()).or_default().clone();
-    let mut applied = Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false };
+    let mut applied =
+        Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: false };
     {
         let mut roster = roster.lock();
         for effect in published.effects {
