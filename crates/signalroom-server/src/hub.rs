@@ -471,12 +471,19 @@ impl Hub {
             // The `participantJoined` is held back for the next joins' (see `Applied::held`):
             // the joins of other sockets ready now run first, then what they held is pushed.
             tokio::task::yield_now().await;
-            let _ = self.apply(&req.session, None, |_| Ok(Outcome::new((), Vec::new(), None))).await;
+            self.release(&req.session).await;
         }
         Ok(result)
     }
 
-    /// A signal from participant `from` (RPC) or from the server (`None`, REST).
+    /// Pushes what operations on the session held back ([`Applied::held`]): an operation
+    /// without effects.
+    pub(crate) async fn release(&self, session: &str) {
+        let _ = self.apply(session, None, |_| Ok(Outcome::new((), Vec::new(), None))).await;
+    }
+
+    /// A signal from participant `from` (RPC) or from the server (`None`, REST). `true`: held
+    /// back, as [`Hub::send_message`] says (a participant's broadcast, with a caller).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn signal(
         &self,
@@ -487,11 +494,12 @@ impl Hub {
         kind: Option<&str>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Utf8Bytes>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<bool, Refusal> {
         let applied =
             self.broker.signal(session, from, to, data, kind, caller, reply.map(Out::Frame)).await?;
+        let held = applied.held;
         self.signal_applied(session, from, to, data, kind, applied).await;
-        Ok(())
+        Ok(held)
     }
 
     /// What follows a signal the broker applied: evictions of the receivers too slow for it, and
@@ -578,7 +586,9 @@ impl Hub {
         self.broker.unfence(session, from);
     }
 
-    /// A signal as `sendMessage` carries it.
+    /// A signal as `sendMessage` carries it. `true`: its broadcast and reply are held back
+    /// ([`Applied::held`]); the caller releases them ([`Hub::release`]) before it waits for its
+    /// client or answers it otherwise.
     pub(crate) async fn send_message(
         &self,
         session: &str,
@@ -586,7 +596,7 @@ impl Hub {
         message: &SignalMessage,
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<bool, Refusal> {
         self.signal(
             session,
             Some(from),

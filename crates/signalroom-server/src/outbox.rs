@@ -248,13 +248,16 @@ impl Outbox {
         true
     }
 
-    /// Queues notifications, in order, as [`Outbox::push`] would one by one, under one lock and
-    /// with one wake-up: the pushes of several operations' notifications to one receiver (a
-    /// filling session's `participantJoined`s). `false`: a socket is attached and the outbox
-    /// filled up, the receiver is too slow (what did not fit was not queued).
-    pub(crate) fn push_notes(&self, frames: &[Utf8Bytes]) -> bool {
+    /// Queues frames, in order, as [`Outbox::push`] would one by one, under one lock and with
+    /// one wake-up: what several operations pushed to one receiver (see the local broker's held
+    /// frames). `false`: a socket is attached and the outbox filled up, the receiver is too slow
+    /// (what did not fit was not queued).
+    pub(crate) fn push_frames<'a>(&self, frames: impl Iterator<Item = &'a Utf8Bytes>) -> bool {
+        let mut frames = frames.peekable();
+        if frames.peek().is_none() {
+            return true;
+        }
         let mut st = self.state.lock();
-        st.items.reserve(frames.len());
         let mut all = true;
         for frame in frames {
             let size = frame.len();
@@ -264,6 +267,9 @@ impl Outbox {
                     break;
                 }
             } else {
+                if !is_notification(frame) {
+                    continue;
+                }
                 st.make_room(size);
             }
             st.bytes += size;
@@ -543,8 +549,8 @@ mod tests {
         assert!(o.push(note(5)));
     }
 
-    /// Several notifications in one push: bounded as one by one, and, with no socket attached,
-    /// the oldest make room (the resume reports them lost).
+    /// Several frames in one push: bounded as one by one, and, with no socket attached, the
+    /// oldest make room (the resume reports them lost) and replies are dropped.
     #[tokio::test]
     async fn notifications_pushed_together_are_bounded_as_one_by_one() {
         let frames = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Utf8Bytes> {
@@ -555,12 +561,15 @@ mod tests {
             .collect()
         };
         let o = Outbox::new(LIMITS, 1);
-        assert!(o.push_notes(&frames(1..=3)));
-        assert!(!o.push_notes(&frames(4..=6)), "full after 4: the receiver is too slow");
+        assert!(o.push_frames(frames(1..=3).iter()));
+        assert!(!o.push_frames(frames(4..=6).iter()), "full after 4: the receiver is too slow");
         assert_eq!(seqs(&take(&o, 1).await), [1, 2, 3, 4]);
 
         assert!(o.detach(1));
-        assert!(o.push_notes(&frames(5..=10)), "nobody attached: the oldest make room");
+        let reply = Utf8Bytes::from_static(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        let mut pushed = frames(5..=10);
+        pushed.insert(3, reply);
+        assert!(o.push_frames(pushed.iter()), "nobody attached: the oldest make room");
         let r = o.resume(2, abort(), Some(4), |_| Utf8Bytes::from_static(""));
         assert_eq!(r, Resumed { recovered: Some(false), replayed: 4 });
         assert_eq!(seqs(&take(&o, 2).await), [7, 8, 9, 10]);

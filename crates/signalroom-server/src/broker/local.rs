@@ -11,12 +11,32 @@ use parking_lot::Mutex;
 use signalroom_core::{ConnectionId, RpcSessionId, SessionId};
 
 use super::{Applied, Broker, Outcome, deliver};
-use crate::outbox::Outbox;
+use crate::outbox::{Out, Outbox};
 use crate::refusal::Refusal;
 use crate::room::{Audience, Effect, Room};
 
-/// At most this many joins' `participantJoined`s are held back ([`Cell::held`]).
+/// At most this many notifications and replies are held back ([`Cell::held`])...
 const MAX_HELD: usize = 256;
+/// ...holding at most this many bytes.
+const MAX_HELD_BYTES: usize = 256 * 1024;
+
+/// Whom a frame held back is for.
+#[derive(Debug, Clone, Copy)]
+enum For {
+    /// The first `n` participants of the roster: those in it when the notification was made.
+    First(usize),
+    /// The participant at this place in the roster: a reply to its request.
+    At(usize),
+}
+
+impl For {
+    fn includes(self, place: usize) -> bool {
+        match self {
+            For::First(n) => place < n,
+            For::At(i) => place == i,
+        }
+    }
+}
 
 /// One session in this process: its room and the outboxes of its participants, in join order,
 /// under one lock. The lock is held for an operation and the pushes of its effects, which never
@@ -25,41 +45,47 @@ const MAX_HELD: usize = 256;
 struct Cell {
     room: Room,
     roster: IndexMap<ConnectionId, Arc<Outbox>>,
-    /// `participantJoined`s held back, so that each participant gets those of several joins in
-    /// one push (a filling session makes a push per participant per join: the cost of filling it
-    /// was one lock and one cache miss per push). Each is for the first `upto` participants of
-    /// the roster, those in it at the join. Only joins add to them, and a join only appends to
-    /// the roster; every other operation pushes them first, so each participant still gets every
-    /// notification in order, and a joiner's answer (pushed at once) lists those it was not told.
-    held: Vec<Utf8Bytes>,
-    held_upto: Vec<usize>,
+    /// Frames held back, so that each participant gets those of several operations in one push:
+    /// a notification to everyone is a push per participant, each a lock and a cache miss on a
+    /// cold outbox (filling a session of 10,000 makes 50 M of them, a fan-out to 1,000 a
+    /// thousand per signal). Two kinds of operations hold theirs: a join (its
+    /// `participantJoined`; the joiner is appended to the roster and its answer pushed at once,
+    /// as nothing held is for it), and a participant's broadcast signal (the notification and
+    /// the sender's reply). Every other operation pushes what is held before its own effects, so
+    /// the roster changes only by appending while anything is held, and each participant still
+    /// gets every frame in order. Whoever holds makes sure an operation follows soon
+    /// ([`Applied::held`]); at most [`MAX_HELD`] frames and [`MAX_HELD_BYTES`] are held.
+    held: Vec<(Utf8Bytes, For)>,
+    held_bytes: usize,
 }
 
 impl Cell {
     fn new(room: Room) -> Self {
-        Self { room, roster: IndexMap::new(), held: Vec::new(), held_upto: Vec::new() }
+        Self { room, roster: IndexMap::new(), held: Vec::new(), held_bytes: 0 }
     }
 
-    /// Pushes the notifications held back: to each participant, in one push, those it was in
-    /// the roster for.
+    fn hold(&mut self, frame: Utf8Bytes, to: For) {
+        self.held_bytes += frame.len();
+        self.held.push((frame, to));
+    }
+
+    fn holds_too_much(&self) -> bool {
+        self.held.len() >= MAX_HELD || self.held_bytes >= MAX_HELD_BYTES
+    }
+
+    /// Pushes the frames held back: to each participant, in one push, those that are for it.
     fn release<R>(&mut self, applied: &mut Applied<R>) {
         if self.held.is_empty() {
             return;
         }
-        let mut first = 0;
-        for (i, (id, outbox)) in self.roster.iter().enumerate() {
-            // `upto` never decreases along the list: skip those participant `i` was not in.
-            while first < self.held.len() && self.held_upto[first] <= i {
-                first += 1;
-            }
-            let Some(frames) = self.held.get(first..).filter(|f| !f.is_empty()) else { break };
-            applied.delivered += frames.len();
-            if !outbox.push_notes(frames) && !applied.slow.contains(id) {
+        for (place, (id, outbox)) in self.roster.iter().enumerate() {
+            let frames = self.held.iter().filter(|(_, to)| to.includes(place)).map(|(frame, _)| frame);
+            if !outbox.push_frames(frames) && !applied.slow.contains(id) {
                 applied.slow.push(id.clone());
             }
         }
         self.held.clear();
-        self.held_upto.clear();
+        self.held_bytes = 0;
     }
 }
 
@@ -81,6 +107,68 @@ impl LocalBroker {
 
     fn cell(&self, id: &str) -> Option<Arc<Mutex<Cell>>> {
         self.sessions.get(id).map(|c| Arc::clone(&c))
+    }
+
+    /// [`Broker::apply`]; `sender`: the operation is that participant's signal, whose broadcast
+    /// and reply may be held back ([`Cell::held`]).
+    fn run<R>(
+        &self,
+        id: &str,
+        caller: Option<&Arc<Outbox>>,
+        sender: Option<&ConnectionId>,
+        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal>,
+    ) -> Result<Applied<R>, Refusal> {
+        let shared = self.cell(id).ok_or_else(|| Refusal::NoSession(id.to_owned()))?;
+        let mut guard = shared.lock();
+        if guard.room.is_closed() {
+            return Err(Refusal::NoSession(id.to_owned()));
+        }
+        let Outcome { value, effects, reply } = op(&mut guard.room)?;
+        let mut applied =
+            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: false };
+        let mut reply = reply;
+        let cell = &mut *guard;
+        // A join: its caller enters the roster. A broadcast: the sender's place, for its reply.
+        let joining = caller.is_some()
+            && effects.iter().any(|e| matches!(e, Effect::Enter(id) if !cell.roster.contains_key(id)));
+        let broadcast = effects.iter().any(|e| matches!(e, Effect::Notify { to: Audience::All, .. }));
+        let sender_at = sender.filter(|_| broadcast).and_then(|s| cell.roster.get_index_of(s));
+        let holding = joining || sender_at.is_some();
+        for effect in effects {
+            match (effect, sender_at) {
+                (Effect::Notify { to: Audience::All, frame, .. }, _) if holding => {
+                    applied.delivered += cell.roster.len();
+                    cell.hold(frame, For::First(cell.roster.len()));
+                }
+                (Effect::Reply, Some(at)) => {
+                    if let Some(Out::Frame(frame)) = reply.take() {
+                        cell.hold(frame, For::At(at));
+                    }
+                }
+                // The joiner is appended to the roster, and nothing held is for it.
+                (effect @ (Effect::Enter(_) | Effect::Reply), _) if joining => {
+                    deliver(&mut cell.roster, effect, caller, &mut reply, self.linger, &mut applied);
+                }
+                (effect, _) => {
+                    cell.release(&mut applied);
+                    deliver(&mut cell.roster, effect, caller, &mut reply, self.linger, &mut applied);
+                }
+            }
+        }
+        if !holding || cell.holds_too_much() {
+            cell.release(&mut applied);
+        }
+        applied.held = !cell.held.is_empty();
+        applied.closed = cell.room.is_closed();
+        let session_id = cell.room.id.clone();
+        drop(guard);
+        for (who, rpc, _) in &applied.left {
+            self.rpc.remove_if(rpc, |_, (s, c)| *s == session_id && c == who);
+        }
+        if applied.closed {
+            self.sessions.remove_if(id, |_, c| Arc::ptr_eq(c, &shared));
+        }
+        Ok(applied)
     }
 }
 
@@ -109,49 +197,7 @@ impl Broker for LocalBroker {
         caller: Option<&Arc<Outbox>>,
         op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
     ) -> Result<Applied<R>, Refusal> {
-        let cell = self.cell(id).ok_or_else(|| Refusal::NoSession(id.to_owned()))?;
-        let mut guard = cell.lock();
-        if guard.room.is_closed() {
-            return Err(Refusal::NoSession(id.to_owned()));
-        }
-        let Outcome { value, effects, reply } = op(&mut guard.room)?;
-        let mut applied =
-            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: false };
-        let mut reply = reply;
-        let cell_ref = &mut *guard;
-        // A join (its caller enters the roster) holds its notification to everyone back.
-        let joining = caller.is_some()
-            && effects.iter().any(|e| matches!(e, Effect::Enter(id) if !cell_ref.roster.contains_key(id)));
-        for effect in effects {
-            match effect {
-                Effect::Notify { to: Audience::All, frame, .. } if joining => {
-                    cell_ref.held_upto.push(cell_ref.roster.len());
-                    cell_ref.held.push(frame);
-                }
-                // The joiner goes to the end of the roster, and nothing held is for it.
-                effect @ (Effect::Enter(_) | Effect::Reply) if joining => {
-                    deliver(&mut cell_ref.roster, effect, caller, &mut reply, self.linger, &mut applied);
-                }
-                effect => {
-                    cell_ref.release(&mut applied);
-                    deliver(&mut cell_ref.roster, effect, caller, &mut reply, self.linger, &mut applied);
-                }
-            }
-        }
-        if !joining || cell_ref.held.len() >= MAX_HELD {
-            cell_ref.release(&mut applied);
-        }
-        applied.held = !cell_ref.held.is_empty();
-        applied.closed = cell_ref.room.is_closed();
-        let session_id = cell_ref.room.id.clone();
-        drop(guard);
-        for (who, rpc, _) in &applied.left {
-            self.rpc.remove_if(rpc, |_, (s, c)| *s == session_id && c == who);
-        }
-        if applied.closed {
-            self.sessions.remove_if(id, |_, c| Arc::ptr_eq(c, &cell));
-        }
-        Ok(applied)
+        self.run(id, caller, None, op)
     }
 
     async fn signal(
@@ -164,7 +210,9 @@ impl Broker for LocalBroker {
         caller: Option<&Arc<Outbox>>,
         reply: Option<crate::outbox::Out>,
     ) -> Result<Applied<()>, Refusal> {
-        self.apply(id, caller, |room| Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply))).await
+        // A participant's broadcast is held back; its socket's reader makes the next operation.
+        let sender = from.filter(|_| caller.is_some());
+        self.run(id, caller, sender, |room| Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply)))
     }
 
     fn start_signal(
@@ -261,7 +309,7 @@ mod tests {
 
     /// `n` joins session `S` on socket `socket` (with the secret: no token to mint); its answer
     /// is the frame `answer n`.
-    async fn join(broker: &LocalBroker, n: &str, socket: u64) -> (Arc<Outbox>, bool) {
+    async fn join(broker: &LocalBroker, n: &str, socket: u64) -> (Arc<Outbox>, Applied<()>) {
         let outbox = Outbox::new(LIMITS, socket);
         let joiner = Joiner {
             token_id: None,
@@ -284,7 +332,7 @@ mod tests {
             .apply("S", Some(&outbox), |room| Ok(Outcome::new((), room.join(joiner)?.1, Some(answer))))
             .await
             .unwrap();
-        (outbox, applied.held)
+        (outbox, applied)
     }
 
     /// What is queued for socket `socket`, one line each: a notification's method and the
@@ -311,17 +359,17 @@ mod tests {
     #[tokio::test]
     async fn joins_hold_their_notifications_until_the_next_operation() {
         let broker = broker().await;
-        let (a, held) = join(&broker, "A", 1).await;
-        assert!(held, "the first join's notification is held too (for nobody)");
+        let (a, joined) = join(&broker, "A", 1).await;
+        assert!(joined.held, "the first join's notification is held too (for nobody)");
         let (b, _) = join(&broker, "B", 2).await;
-        let (c, held) = join(&broker, "C", 3).await;
-        assert!(held);
+        let (c, joined) = join(&broker, "C", 3).await;
+        assert!(joined.held);
+        assert_eq!(joined.delivered, 2, "counted when held: for A and B");
         assert_eq!(queued(&a, 1), ["answer A"], "nothing pushed to A yet");
         assert_eq!(queued(&b, 2), ["answer B"]);
         assert_eq!(queued(&c, 3), ["answer C"]);
         let applied = broker.apply("S", None, |_| Ok(Outcome::new((), Vec::new(), None))).await.unwrap();
         assert!(!applied.held);
-        assert_eq!(applied.delivered, 3);
         assert_eq!(queued(&a, 1), ["participantJoined con_B", "participantJoined con_C"]);
         assert_eq!(queued(&b, 2), ["participantJoined con_C"]);
         assert!(queued(&c, 3).is_empty());
@@ -355,6 +403,41 @@ mod tests {
         assert_eq!(queued(&c, 3), ["answer C", "participantLeft con_A"]);
     }
 
+    /// A participant's broadcasts are held with its replies, each reply after its broadcast;
+    /// a targeted signal, as any other operation, pushes them first. A signal from the server
+    /// (no caller) is not held.
+    #[tokio::test]
+    async fn broadcasts_are_held_with_their_replies() {
+        let broker = broker().await;
+        let (a, _) = join(&broker, "A", 1).await;
+        let (b, _) = join(&broker, "B", 2).await;
+        let (c, _) = join(&broker, "C", 3).await;
+        broker.apply("S", None, |_| Ok(Outcome::new((), Vec::new(), None))).await.unwrap();
+        let (_, _, _) = (queued(&a, 1), queued(&b, 2), queued(&c, 3));
+
+        let (from_b, from_c) = (ConnectionId::from("con_B"), ConnectionId::from("con_C"));
+        for n in 1..=2 {
+            let reply = Some(Out::Frame(format!("reply B{n}").into()));
+            let applied =
+                broker.signal("S", Some(&from_b), &[], Some("x"), None, Some(&b), reply).await.unwrap();
+            assert!(applied.held);
+            assert_eq!(applied.delivered, 3, "counted when held");
+        }
+        assert!(queued(&a, 1).is_empty() && queued(&b, 2).is_empty());
+        let to_a = [ConnectionId::from("con_A")];
+        let reply = Some(Out::Frame("reply C".into()));
+        let applied =
+            broker.signal("S", Some(&from_c), &to_a, Some("y"), None, Some(&c), reply).await.unwrap();
+        assert!(!applied.held, "a targeted signal is not held");
+        assert_eq!(queued(&a, 1), ["sendMessage con_B", "sendMessage con_B", "sendMessage con_C"]);
+        assert_eq!(queued(&b, 2), ["sendMessage con_B", "reply B1", "sendMessage con_B", "reply B2"]);
+        assert_eq!(queued(&c, 3), ["sendMessage con_B", "sendMessage con_B", "reply C"]);
+
+        let applied = broker.signal("S", None, &[], Some("z"), None, None, None).await.unwrap();
+        assert!(!applied.held, "the server's signal is pushed at once");
+        assert_eq!(queued(&a, 1), ["sendMessage "]);
+    }
+
     /// Past [`MAX_HELD`] joins, a join pushes what is held itself.
     #[tokio::test]
     async fn held_notifications_are_bounded() {
@@ -364,7 +447,7 @@ mod tests {
         let _ = queued(&a, 1);
         let mut held = true;
         for i in 0..MAX_HELD {
-            held = join(&broker, &format!("P{i}"), 10 + i as u64).await.1;
+            held = join(&broker, &format!("P{i}"), 10 + i as u64).await.1.held;
         }
         assert!(!held, "the {MAX_HELD}th join pushed them");
         assert_eq!(queued(&a, 1).len(), MAX_HELD);

@@ -21,6 +21,10 @@
 //!    roster; [`Effect::Leave`] takes the participant out and queues its socket's close
 //!    ([`CloseMode`]); [`Effect::Reply`] queues the caller's reply. A push refused by a full
 //!    outbox is reported back ([`Applied::slow`]) so that the hub evicts that participant.
+//!    A broker may hold back the frames of a join or of a participant's broadcast, to push them
+//!    with those of the next operations ([`Applied::held`]): then the next operation on the
+//!    session pushes them before its own, and the caller makes sure one comes soon
+//!    ([`Hub::release`](crate::hub::Hub::release)).
 //! 4. **RPC index.** [`Broker::bind_rpc`] makes a participant findable by its RPC session id
 //!    ([`Broker::find_rpc`], from any node); a participant leaving ([`Effect::Leave`]) unbinds it.
 //! 5. **Outboxes stay where their participant's socket is.** [`Broker::outbox`] finds the outbox
@@ -75,9 +79,9 @@ pub(crate) struct Applied<R> {
     pub delivered: usize,
     /// The operation closed the session (it is unregistered).
     pub closed: bool,
-    /// Notifications of this operation (a join's) are held back, to be pushed with those of the
-    /// next ones: any later operation on the session pushes them first, and the caller applies
-    /// one without effects soon (after letting other tasks run) if none comes.
+    /// Frames of this operation (a join's notification; a participant's broadcast and reply) are
+    /// held back, to be pushed with those of the next ones: any later operation on the session
+    /// pushes them first, and the caller applies one without effects soon if none comes.
     pub held: bool,
 }
 

@@ -12,6 +12,7 @@ mod transport;
 mod writer;
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State as AxumState};
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use signalroom_core::RpcSessionId;
 use signalroom_core::limits::PING_WATCHDOG_FACTOR;
@@ -223,6 +224,17 @@ async fn read_loop(
     let must_close = hub.sockets_must_close();
     tokio::pin!(must_close);
     loop {
+        // While the client's frames are there to read at once, its signals stay held back
+        // (several per push to each receiver); before waiting for more, they are released.
+        let ready = if conn.held && conn.can_read() { stream.next().now_or_never() } else { None };
+        if let Some(msg) = ready {
+            if let ControlFlow::Break(linger) = handle(conn, stream, msg).await {
+                conn.release().await;
+                return (false, linger);
+            }
+            continue;
+        }
+        conn.release().await;
         let deadline = [
             conn.ping_deadline.map(|at| (at, Deadline::Ping)),
             (!framed).then_some((first_frame, Deadline::FirstFrame)),
@@ -253,45 +265,64 @@ async fn read_loop(
             }
         };
         framed = true;
-        match msg {
-            None => break,
-            Some(Ok(Message::Close(_))) => {
-                // tungstenite made the answer (the client's code echoed, or 1002 for a code that
-                // is not allowed); flushed, it is the writer's last frame once the reader is done.
-                let _ = stream.flush().await;
-                break;
+        match handle(conn, stream, msg).await {
+            ControlFlow::Continue(()) => {}
+            ControlFlow::Break(linger) => {
+                conn.release().await;
+                return (false, linger);
             }
-            Some(Ok(Message::Text(text))) => conn.handle_text(&text).await,
-            Some(Ok(Message::Binary(_))) => conn.send_error(
+        }
+    }
+    conn.release().await;
+    (false, false)
+}
+
+/// Handles what the reader read. `Break`: the socket is done; `Break(true)` when it closes for
+/// a bad frame (see [`read_loop`]).
+async fn handle(
+    conn: &mut SocketConn,
+    stream: &mut Reader,
+    msg: Option<Result<Message, WsError>>,
+) -> ControlFlow<bool> {
+    match msg {
+        None => return ControlFlow::Break(false),
+        Some(Ok(Message::Close(_))) => {
+            // tungstenite made the answer (the client's code echoed, or 1002 for a code that
+            // is not allowed); flushed, it is the writer's last frame once the reader is done.
+            let _ = stream.flush().await;
+            return ControlFlow::Break(false);
+        }
+        Some(Ok(Message::Text(text))) => conn.handle_text(&text).await,
+        Some(Ok(Message::Binary(_))) => {
+            conn.release().await;
+            conn.send_error(
                 None,
                 &Refusal::InvalidRequest(
                     "binary frames are not supported: send JSON-RPC requests as text frames".into(),
                 ),
-            ),
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Err(e)) => {
-                let Some((code, reason)) = close_for(&e) else {
-                    tracing::debug!(socket = conn.id, error = %e, "socket error");
-                    break;
-                };
-                if code == CLOSE_TOO_BIG {
-                    tracing::info!(
-                        socket = conn.id,
-                        "frame over {} bytes: closing",
-                        conn.hub.config.max_frame_bytes
-                    );
-                } else {
-                    tracing::info!(socket = conn.id, error = %e, "bad frame: closing with {code}");
-                }
-                conn.push(Out::Order(Order::Close { code, reason }));
-                return (false, true);
-            }
+            );
         }
-        if conn.overflowed {
-            break;
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+        Some(Err(e)) => {
+            let Some((code, reason)) = close_for(&e) else {
+                tracing::debug!(socket = conn.id, error = %e, "socket error");
+                return ControlFlow::Break(false);
+            };
+            if code == CLOSE_TOO_BIG {
+                tracing::info!(
+                    socket = conn.id,
+                    "frame over {} bytes: closing",
+                    conn.hub.config.max_frame_bytes
+                );
+            } else {
+                tracing::info!(socket = conn.id, error = %e, "bad frame: closing with {code}");
+            }
+            conn.release().await;
+            conn.push(Out::Order(Order::Close { code, reason }));
+            return ControlFlow::Break(true);
         }
     }
-    (false, false)
+    if conn.overflowed { ControlFlow::Break(false) } else { ControlFlow::Continue(()) }
 }
 
 /// The close frame a read error calls for: 1009 for a frame over the limit, 1007 for a text frame
@@ -315,6 +346,7 @@ pub(crate) async fn handle_frames<'a>(hub: Arc<Hub>, frames: impl IntoIterator<I
     let mut sent = std::collections::VecDeque::new();
     for frame in frames {
         conn.handle_text(frame).await;
+        conn.release().await;
         conn.take_sent(&mut sent);
         sent.clear();
         if conn.overflowed {

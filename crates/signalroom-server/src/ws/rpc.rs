@@ -83,6 +83,10 @@ pub(crate) struct SocketConn {
     on_way_bytes: usize,
     /// One of them met a busy session: the broker holds the rest back until all are taken.
     fenced: bool,
+    /// Signals of this socket are held back by the broker ([`Hub::send_message`]): released
+    /// ([`SocketConn::release`]) before the reader waits for the client, and before anything
+    /// else is answered, so that the client gets its answers in order.
+    pub(super) held: bool,
 }
 
 type RpcResult = Result<(), Refusal>;
@@ -114,12 +118,25 @@ impl SocketConn {
             on_way: VecDeque::new(),
             on_way_bytes: 0,
             fenced: false,
+            held: false,
         }
     }
 
     /// Whether the socket may be read: not too many signals on their way.
     pub(super) fn can_read(&self) -> bool {
         self.on_way.len() < MAX_ON_WAY && self.on_way_bytes < MAX_ON_WAY_BYTES
+    }
+
+    /// Pushes what the broker held back of this socket's signals (and of others' operations on
+    /// its session).
+    pub(super) async fn release(&mut self) {
+        if !std::mem::take(&mut self.held) {
+            return;
+        }
+        if let Some(joined) = &self.joined {
+            let session = joined.session.clone();
+            self.hub.release(session.as_str()).await;
+        }
     }
 
     /// Finishes every signal on its way, in order.
@@ -175,6 +192,7 @@ impl SocketConn {
         let frame = match Frame::parse(text) {
             Ok(f) => f,
             Err(e) => {
+                self.release().await;
                 let refusal = if e.is_syntax() || e.is_eof() {
                     Refusal::NotJson(e.to_string())
                 } else {
@@ -184,6 +202,9 @@ impl SocketConn {
                 return;
             }
         };
+        if frame.method.as_deref() != Some(method::SEND_MESSAGE) {
+            self.release().await;
+        }
         if frame.id.is_some_and(|id| !is_valid_id(id)) {
             // JSON-RPC 2.0 §4: an id is a string or a number; a request with another id is an
             // Invalid Request, answered with a null id (a response's id is left alone: ignored).
@@ -218,6 +239,7 @@ impl SocketConn {
         // Boxed: the requests' futures, deep, would otherwise size every socket's reader task,
         // idle or not (about 1 KiB of each participant's memory).
         if let Err(refusal) = Box::pin(self.dispatch(method, &frame)).await {
+            self.release().await;
             let refusal = self.for_client(refusal);
             self.reply_error(&refusal);
         }
@@ -262,7 +284,8 @@ impl SocketConn {
                 if !self.on_way.is_empty() {
                     self.drain().await;
                 }
-                self.hub.send_message(session, from, &message, &self.outbox, reply).await
+                self.held |= self.hub.send_message(session, from, &message, &self.outbox, reply).await?;
+                Ok(())
             }
             method::LEAVE_ROOM => {
                 let reply = self.ok_frame();
