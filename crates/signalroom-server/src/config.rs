@@ -81,6 +81,11 @@ pub struct TlsConfig {
 }
 
 impl Config {
+    /// What one participant's queue holds at most.
+    pub(crate) fn send_queue_limits(&self) -> crate::outbox::Limits {
+        crate::outbox::Limits { frames: self.send_queue_capacity, bytes: self.send_queue_bytes }
+    }
+
     /// Development defaults on `127.0.0.1:0` with the secret `MY_SECRET`.
     pub fn local() -> Self {
         Self {

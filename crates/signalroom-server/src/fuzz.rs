@@ -25,7 +25,7 @@ fn dispatch(text: &str) -> Vec<ServerEvent> {
     };
     runtime.block_on(async {
         let config = Config::local();
-        let broker = AnyBroker::Local(LocalBroker::new(config.linger_close));
+        let broker = AnyBroker::Local(LocalBroker::new(config.linger_close, config.send_queue_limits()));
         let hub = Arc::new(Hub::new(config, "ws://127.0.0.1:1".into(), "http://127.0.0.1:1".into(), broker));
         let mut events = hub.subscribe();
         hub.want_signals();

@@ -164,7 +164,7 @@ impl Hub {
     }
 
     fn limits(&self) -> Limits {
-        Limits { frames: self.config.send_queue_capacity, bytes: self.config.send_queue_bytes }
+        self.config.send_queue_limits()
     }
 
     pub(crate) async fn session_count(&self) -> usize {
@@ -480,6 +480,18 @@ impl Hub {
     /// without effects.
     pub(crate) async fn release(&self, session: &str) {
         let _ = self.apply(session, None, |_| Ok(Outcome::new((), Vec::new(), None))).await;
+    }
+
+    /// [`Hub::release`] without waiting (only the local broker holds frames back): the evictions
+    /// of slow receivers it finds are settled by a task of their own. A socket's reader calls it
+    /// between frames, where a future would size every socket's task.
+    pub(crate) fn release_now(self: &Arc<Self>, session: &str) {
+        let AnyBroker::Local(local) = &self.broker else { return };
+        let Ok(mut applied) = local.release(session) else { return };
+        if !applied.slow.is_empty() || !applied.left.is_empty() || applied.closed {
+            let (hub, session) = (Arc::clone(self), session.to_owned());
+            tokio::spawn(async move { hub.settle(&session, &mut applied).await });
+        }
     }
 
     /// A signal from participant `from` (RPC) or from the server (`None`, REST). `true`: held

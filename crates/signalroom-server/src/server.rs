@@ -90,7 +90,7 @@ impl Server {
         })?;
         let public = public_url.as_str().trim_end_matches('/').to_owned();
         let broker = match &config.broker {
-            None => AnyBroker::Local(LocalBroker::new(config.linger_close)),
+            None => AnyBroker::Local(LocalBroker::new(config.linger_close, config.send_queue_limits())),
             Some(url) => AnyBroker::Redis(
                 RedisBroker::connect(url, config.linger_close)
                     .await

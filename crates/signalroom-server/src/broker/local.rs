@@ -11,13 +11,14 @@ use parking_lot::Mutex;
 use signalroom_core::{ConnectionId, RpcSessionId, SessionId};
 
 use super::{Applied, Broker, Outcome, deliver};
-use crate::outbox::{Out, Outbox};
+use crate::outbox::{Limits, Out, Outbox};
 use crate::refusal::Refusal;
 use crate::room::{Audience, Effect, Room};
 
 /// At most this many notifications and replies are held back ([`Cell::held`])...
 const MAX_HELD: usize = 256;
-/// ...holding at most this many bytes.
+/// ...holding at most this many bytes; and at most a quarter of a participant's queue, so that
+/// holding never fills a queue that the same frames pushed one by one would not.
 const MAX_HELD_BYTES: usize = 256 * 1024;
 
 /// Whom a frame held back is for.
@@ -69,8 +70,8 @@ impl Cell {
         self.held.push((frame, to));
     }
 
-    fn holds_too_much(&self) -> bool {
-        self.held.len() >= MAX_HELD || self.held_bytes >= MAX_HELD_BYTES
+    fn holds_too_much(&self, most: Limits) -> bool {
+        self.held.len() >= most.frames || self.held_bytes >= most.bytes
     }
 
     /// Pushes the frames held back: to each participant, in one push, those that are for it.
@@ -97,16 +98,28 @@ pub(crate) struct LocalBroker {
     rpc: DashMap<RpcSessionId, (SessionId, ConnectionId)>,
     /// How long a leaving participant's socket may linger ([`CloseMode::Linger`]).
     linger: Duration,
+    /// What a session may hold back ([`Cell::held`]).
+    most_held: Limits,
 }
 
 impl LocalBroker {
-    /// An empty broker; sockets of leaving participants linger `linger` at most.
-    pub(crate) fn new(linger: Duration) -> Self {
-        Self { sessions: DashMap::new(), rpc: DashMap::new(), linger }
+    /// An empty broker; sockets of leaving participants linger `linger` at most; each
+    /// participant's queue holds `queue` at most.
+    pub(crate) fn new(linger: Duration, queue: Limits) -> Self {
+        let most_held = Limits {
+            frames: (queue.frames / 4).clamp(1, MAX_HELD),
+            bytes: (queue.bytes / 4).clamp(1, MAX_HELD_BYTES),
+        };
+        Self { sessions: DashMap::new(), rpc: DashMap::new(), linger, most_held }
     }
 
     fn cell(&self, id: &str) -> Option<Arc<Mutex<Cell>>> {
         self.sessions.get(id).map(|c| Arc::clone(&c))
+    }
+
+    /// Pushes what is held back in session `id` ([`Cell::held`]): an operation without effects.
+    pub(crate) fn release(&self, id: &str) -> Result<Applied<()>, Refusal> {
+        self.run(id, None, None, |_| Ok(Outcome::new((), Vec::new(), None)))
     }
 
     /// [`Broker::apply`]; `sender`: the operation is that participant's signal, whose broadcast
@@ -155,7 +168,7 @@ impl LocalBroker {
                 }
             }
         }
-        if !holding || cell.holds_too_much() {
+        if !holding || cell.holds_too_much(self.most_held) {
             cell.release(&mut applied);
         }
         applied.held = !cell.held.is_empty();
@@ -288,22 +301,25 @@ mod tests {
     use signalroom_core::rest::SessionProperties;
 
     use super::*;
-    use crate::outbox::{Limits, Out};
+    use crate::outbox::Out;
     use crate::room::{Joiner, Minted};
 
     const LIMITS: Limits = Limits { frames: 1024, bytes: 1 << 20 };
 
-    async fn broker() -> LocalBroker {
-        let broker = LocalBroker::new(Duration::from_secs(10));
-        let props = SessionProperties {
+    fn props() -> SessionProperties {
+        SessionProperties {
             media_mode: "ROUTED".into(),
             recording_mode: "MANUAL".into(),
             default_recording_properties: json!({}),
             custom_session_id: "S".into(),
             forced_video_codec: "MEDIA_SERVER_PREFERRED".into(),
             allow_transcoding: false,
-        };
-        broker.create(Room::new("S".into(), props, 0)).await.unwrap();
+        }
+    }
+
+    async fn broker() -> LocalBroker {
+        let broker = LocalBroker::new(Duration::from_secs(10), Limits { frames: 4096, bytes: 16 << 20 });
+        broker.create(Room::new("S".into(), props(), 0)).await.unwrap();
         broker
     }
 
@@ -436,6 +452,34 @@ mod tests {
         let applied = broker.signal("S", None, &[], Some("z"), None, None, None).await.unwrap();
         assert!(!applied.held, "the server's signal is pushed at once");
         assert_eq!(queued(&a, 1), ["sendMessage "]);
+    }
+
+    /// A receiver whose queue cannot take what is released is reported slow (to be evicted);
+    /// the others get everything. A session holds at most a quarter of a queue.
+    #[tokio::test]
+    async fn a_full_queue_at_release_is_reported_slow() {
+        let broker = LocalBroker::new(Duration::from_secs(10), Limits { frames: 32, bytes: 1 << 20 });
+        broker.create(Room::new("S".into(), props(), 0)).await.unwrap();
+        let (a, _) = join(&broker, "A", 1).await;
+        let (b, _) = join(&broker, "B", 2).await;
+        broker.release("S").unwrap();
+        let _ = queued(&a, 1);
+        // B's queue (1,024 frames, as every test outbox) is all but full.
+        for _ in 0..1020 {
+            assert!(b.push(Out::Frame("backlog".into())));
+        }
+        let from = ConnectionId::from("con_A");
+        let mut slow = Vec::new();
+        for n in 0..8 {
+            let reply = Some(Out::Frame(format!("reply {n}").into()));
+            let applied =
+                broker.signal("S", Some(&from), &[], Some("x"), None, Some(&a), reply).await.unwrap();
+            assert_eq!(applied.held, n % 4 != 3, "at most 8 frames (a quarter of 32) are held");
+            slow.extend(applied.slow);
+        }
+        slow.dedup(); // reported by each release until the hub evicts it
+        assert_eq!(slow, [ConnectionId::from("con_B")]);
+        assert_eq!(queued(&a, 1).len(), 16, "the sender got every copy and reply");
     }
 
     /// Past [`MAX_HELD`] joins, a join pushes what is held itself.

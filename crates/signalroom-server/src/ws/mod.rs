@@ -12,7 +12,6 @@ mod transport;
 mod writer;
 
 use std::net::SocketAddr;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -227,102 +226,87 @@ async fn read_loop(
         // While the client's frames are there to read at once, its signals stay held back
         // (several per push to each receiver); before waiting for more, they are released.
         let ready = if conn.held && conn.can_read() { stream.next().now_or_never() } else { None };
-        if let Some(msg) = ready {
-            if let ControlFlow::Break(linger) = handle(conn, stream, msg).await {
-                conn.release().await;
-                return (false, linger);
-            }
-            continue;
-        }
-        conn.release().await;
-        let deadline = [
-            conn.ping_deadline.map(|at| (at, Deadline::Ping)),
-            (!framed).then_some((first_frame, Deadline::FirstFrame)),
-            join_by.filter(|_| !conn.joined_once).map(|at| (at, Deadline::Join)),
-        ]
-        .into_iter()
-        .flatten()
-        .min_by_key(|(at, _)| *at);
-        let msg = tokio::select! {
-            msg = stream.next(), if conn.can_read() => msg,
-            Some(step) = conn.tickets.next(), if !conn.tickets.is_empty() => {
-                Box::pin(conn.finish(step)).await;
-                continue;
-            }
-            () = &mut must_close => {
-                conn.push(Out::Order(Order::Close { code: 1001, reason: "server stopping" }));
-                break;
-            }
-            stalled = &mut *writer => {
-                // A writer blocked past the write timeout: the client does not read.
-                conn.overflowed |= matches!(stalled, Ok(true));
-                return (true, false);
-            }
-            () = sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
-                let why = deadline.map_or(Deadline::Ping, |(_, why)| why);
-                conn.push(Out::Order(Order::Close { code: 1000, reason: why.close(conn) }));
-                break;
+        let msg = match ready {
+            Some(msg) => msg,
+            None => {
+                conn.release();
+                let deadline = [
+                    conn.ping_deadline.map(|at| (at, Deadline::Ping)),
+                    (!framed).then_some((first_frame, Deadline::FirstFrame)),
+                    join_by.filter(|_| !conn.joined_once).map(|at| (at, Deadline::Join)),
+                ]
+                .into_iter()
+                .flatten()
+                .min_by_key(|(at, _)| *at);
+                tokio::select! {
+                    msg = stream.next(), if conn.can_read() => msg,
+                    Some(step) = conn.tickets.next(), if !conn.tickets.is_empty() => {
+                        Box::pin(conn.finish(step)).await;
+                        continue;
+                    }
+                    () = &mut must_close => {
+                        conn.push(Out::Order(Order::Close { code: 1001, reason: "server stopping" }));
+                        break;
+                    }
+                    stalled = &mut *writer => {
+                        // A writer blocked past the write timeout: the client does not read.
+                        conn.overflowed |= matches!(stalled, Ok(true));
+                        return (true, false);
+                    }
+                    () = sleep_until(deadline.map_or_else(Instant::now, |(at, _)| at)), if deadline.is_some() => {
+                        let why = deadline.map_or(Deadline::Ping, |(_, why)| why);
+                        conn.push(Out::Order(Order::Close { code: 1000, reason: why.close(conn) }));
+                        break;
+                    }
+                }
             }
         };
         framed = true;
-        match handle(conn, stream, msg).await {
-            ControlFlow::Continue(()) => {}
-            ControlFlow::Break(linger) => {
-                conn.release().await;
-                return (false, linger);
+        match msg {
+            None => break,
+            Some(Ok(Message::Close(_))) => {
+                // tungstenite made the answer (the client's code echoed, or 1002 for a code that
+                // is not allowed); flushed, it is the writer's last frame once the reader is done.
+                conn.release();
+                let _ = stream.flush().await;
+                break;
             }
-        }
-    }
-    conn.release().await;
-    (false, false)
-}
-
-/// Handles what the reader read. `Break`: the socket is done; `Break(true)` when it closes for
-/// a bad frame (see [`read_loop`]).
-async fn handle(
-    conn: &mut SocketConn,
-    stream: &mut Reader,
-    msg: Option<Result<Message, WsError>>,
-) -> ControlFlow<bool> {
-    match msg {
-        None => return ControlFlow::Break(false),
-        Some(Ok(Message::Close(_))) => {
-            // tungstenite made the answer (the client's code echoed, or 1002 for a code that
-            // is not allowed); flushed, it is the writer's last frame once the reader is done.
-            let _ = stream.flush().await;
-            return ControlFlow::Break(false);
-        }
-        Some(Ok(Message::Text(text))) => conn.handle_text(&text).await,
-        Some(Ok(Message::Binary(_))) => {
-            conn.release().await;
-            conn.send_error(
-                None,
-                &Refusal::InvalidRequest(
-                    "binary frames are not supported: send JSON-RPC requests as text frames".into(),
-                ),
-            );
-        }
-        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-        Some(Err(e)) => {
-            let Some((code, reason)) = close_for(&e) else {
-                tracing::debug!(socket = conn.id, error = %e, "socket error");
-                return ControlFlow::Break(false);
-            };
-            if code == CLOSE_TOO_BIG {
-                tracing::info!(
-                    socket = conn.id,
-                    "frame over {} bytes: closing",
-                    conn.hub.config.max_frame_bytes
+            Some(Ok(Message::Text(text))) => conn.handle_text(&text).await,
+            Some(Ok(Message::Binary(_))) => {
+                conn.release();
+                conn.send_error(
+                    None,
+                    &Refusal::InvalidRequest(
+                        "binary frames are not supported: send JSON-RPC requests as text frames".into(),
+                    ),
                 );
-            } else {
-                tracing::info!(socket = conn.id, error = %e, "bad frame: closing with {code}");
             }
-            conn.release().await;
-            conn.push(Out::Order(Order::Close { code, reason }));
-            return ControlFlow::Break(true);
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Err(e)) => {
+                let Some((code, reason)) = close_for(&e) else {
+                    tracing::debug!(socket = conn.id, error = %e, "socket error");
+                    break;
+                };
+                if code == CLOSE_TOO_BIG {
+                    tracing::info!(
+                        socket = conn.id,
+                        "frame over {} bytes: closing",
+                        conn.hub.config.max_frame_bytes
+                    );
+                } else {
+                    tracing::info!(socket = conn.id, error = %e, "bad frame: closing with {code}");
+                }
+                conn.release();
+                conn.push(Out::Order(Order::Close { code, reason }));
+                return (false, true);
+            }
+        }
+        if conn.overflowed {
+            break;
         }
     }
-    if conn.overflowed { ControlFlow::Break(false) } else { ControlFlow::Continue(()) }
+    conn.release();
+    (false, false)
 }
 
 /// The close frame a read error calls for: 1009 for a frame over the limit, 1007 for a text frame
@@ -346,7 +330,7 @@ pub(crate) async fn handle_frames<'a>(hub: Arc<Hub>, frames: impl IntoIterator<I
     let mut sent = std::collections::VecDeque::new();
     for frame in frames {
         conn.handle_text(frame).await;
-        conn.release().await;
+        conn.release();
         conn.take_sent(&mut sent);
         sent.clear();
         if conn.overflowed {

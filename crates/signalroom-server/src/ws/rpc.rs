@@ -129,13 +129,12 @@ impl SocketConn {
 
     /// Pushes what the broker held back of this socket's signals (and of others' operations on
     /// its session).
-    pub(super) async fn release(&mut self) {
+    pub(super) fn release(&mut self) {
         if !std::mem::take(&mut self.held) {
             return;
         }
         if let Some(joined) = &self.joined {
-            let session = joined.session.clone();
-            self.hub.release(session.as_str()).await;
+            self.hub.release_now(joined.session.as_str());
         }
     }
 
@@ -192,7 +191,7 @@ impl SocketConn {
         let frame = match Frame::parse(text) {
             Ok(f) => f,
             Err(e) => {
-                self.release().await;
+                self.release();
                 let refusal = if e.is_syntax() || e.is_eof() {
                     Refusal::NotJson(e.to_string())
                 } else {
@@ -203,7 +202,7 @@ impl SocketConn {
             }
         };
         if frame.method.as_deref() != Some(method::SEND_MESSAGE) {
-            self.release().await;
+            self.release();
         }
         if frame.id.is_some_and(|id| !is_valid_id(id)) {
             // JSON-RPC 2.0 §4: an id is a string or a number; a request with another id is an
@@ -239,7 +238,7 @@ impl SocketConn {
         // Boxed: the requests' futures, deep, would otherwise size every socket's reader task,
         // idle or not (about 1 KiB of each participant's memory).
         if let Err(refusal) = Box::pin(self.dispatch(method, &frame)).await {
-            self.release().await;
+            self.release();
             let refusal = self.for_client(refusal);
             self.reply_error(&refusal);
         }

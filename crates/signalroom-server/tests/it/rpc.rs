@@ -369,6 +369,53 @@ async fn a_receiver_that_stops_reading_is_evicted_and_others_carry_on() {
     }
 }
 
+/// A burst of broadcasts sent in one write (read together by the server, and pushed to each
+/// receiver together) reaches every receiver in order, the sender's reply to each after its own
+/// copy, and a request after the burst is answered after all of them.
+#[tokio::test]
+async fn a_burst_of_broadcasts_keeps_its_order_and_its_replies_in_place() {
+    let s = TestServer::start().await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    let _ = a.notification("participantJoined").await;
+    const N: usize = 300;
+    let message = |i: usize| json!({"to": [], "data": i.to_string(), "type": "signal:n"}).to_string();
+    let mut ids = a.requests("sendMessage", (0..N).map(|i| json!({"message": message(i)}))).await;
+    ids.extend(a.requests("ping", [json!({})]).await);
+
+    // The sender: copy i, then reply i, for every i in order; then the pong.
+    let mut expected = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i < N {
+            expected.push(format!("copy {i}"));
+        }
+        expected.push(format!("reply {id}"));
+    }
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let f = a.read_frame().await.expect("the sender's socket stays open");
+        match f["method"].as_str() {
+            Some("sendMessage") => got.push(format!("copy {}", f["params"]["data"].as_str().unwrap())),
+            Some(other) => panic!("unexpected {other}: {f}"),
+            None => {
+                assert!(f.get("error").is_none(), "{f}");
+                got.push(format!("reply {}", f["id"]));
+            }
+        }
+    }
+    assert_eq!(got, expected);
+
+    // The other participant: every broadcast, in order.
+    let mut data = Vec::new();
+    while data.len() < N {
+        let f = b.read_frame().await.expect("the receiver's socket stays open");
+        assert_eq!(f["method"], "sendMessage", "{f}");
+        data.push(f["params"]["data"].as_str().unwrap().parse::<usize>().unwrap());
+    }
+    assert_eq!(data, (0..N).collect::<Vec<_>>());
+}
+
 #[tokio::test]
 async fn connection_property_changes_reach_only_the_participant() {
     let s = TestServer::start().await;
