@@ -92,7 +92,7 @@ impl Server {
         let broker = match &config.broker {
             None => AnyBroker::Local(LocalBroker::new(config.linger_close, config.send_queue_limits())),
             Some(url) => AnyBroker::Redis(
-                RedisBroker::connect(url, config.linger_close)
+                RedisBroker::connect(url, config.linger_close, config.send_queue_limits())
                     .await
                     .map_err(|e| Error::Broker { url: redact(url), reason: e.to_string() })?,
             ),

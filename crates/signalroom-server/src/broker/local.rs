@@ -3,41 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
-
 use dashmap::DashMap;
 use indexmap::IndexMap;
 use parking_lot::Mutex;
 use signalroom_core::{ConnectionId, RpcSessionId, SessionId};
 
-use super::{Applied, Broker, Outcome, deliver};
+use super::{Applied, Broker, For, Held, Outcome, deliver};
 use crate::outbox::{Limits, Out, Outbox};
 use crate::refusal::Refusal;
 use crate::room::{Audience, Effect, Room};
-
-/// At most this many notifications and replies are held back ([`Cell::held`])...
-const MAX_HELD: usize = 256;
-/// ...holding at most this many bytes; and at most a quarter of a participant's queue, so that
-/// holding never fills a queue that the same frames pushed one by one would not.
-const MAX_HELD_BYTES: usize = 256 * 1024;
-
-/// Whom a frame held back is for.
-#[derive(Debug, Clone, Copy)]
-enum For {
-    /// The first `n` participants of the roster: those in it when the notification was made.
-    First(usize),
-    /// The participant at this place in the roster: a reply to its request.
-    At(usize),
-}
-
-impl For {
-    fn includes(self, place: usize) -> bool {
-        match self {
-            For::First(n) => place < n,
-            For::At(i) => place == i,
-        }
-    }
-}
 
 /// One session in this process: its room and the outboxes of its participants, in join order,
 /// under one lock. The lock is held for an operation and the pushes of its effects, which never
@@ -46,47 +20,20 @@ impl For {
 struct Cell {
     room: Room,
     roster: IndexMap<ConnectionId, Arc<Outbox>>,
-    /// Frames held back, so that each participant gets those of several operations in one push:
-    /// a notification to everyone is a push per participant, each a lock and a cache miss on a
-    /// cold outbox (filling a session of 10,000 makes 50 M of them, a fan-out to 1,000 a
-    /// thousand per signal). Two kinds of operations hold theirs: a join (its
-    /// `participantJoined`; the joiner is appended to the roster and its answer pushed at once,
-    /// as nothing held is for it), and a participant's broadcast signal (the notification and
-    /// the sender's reply). Every other operation pushes what is held before its own effects, so
-    /// the roster changes only by appending while anything is held, and each participant still
-    /// gets every frame in order. Whoever holds makes sure an operation follows soon
-    /// ([`Applied::held`]); at most [`MAX_HELD`] frames and [`MAX_HELD_BYTES`] are held.
-    held: Vec<(Utf8Bytes, For)>,
-    held_bytes: usize,
+    /// Frames held back, so that each participant gets those of several operations in one push
+    /// ([`Held`]). Two kinds of operations hold theirs: a join (its `participantJoined`; the
+    /// joiner is appended to the roster and its answer pushed at once, as nothing held is for
+    /// it), and a participant's broadcast signal (the notification and the sender's reply).
+    /// Every other operation pushes what is held before its own effects, so the roster changes
+    /// only by appending while anything is held, and each participant still gets every frame in
+    /// order. Whoever holds makes sure an operation follows soon ([`Applied::held`]); at most
+    /// [`MAX_HELD`](super::MAX_HELD) frames and [`MAX_HELD_BYTES`](super::MAX_HELD_BYTES) are held.
+    held: Held,
 }
 
 impl Cell {
     fn new(room: Room) -> Self {
-        Self { room, roster: IndexMap::new(), held: Vec::new(), held_bytes: 0 }
-    }
-
-    fn hold(&mut self, frame: Utf8Bytes, to: For) {
-        self.held_bytes += frame.len();
-        self.held.push((frame, to));
-    }
-
-    fn holds_too_much(&self, most: Limits) -> bool {
-        self.held.len() >= most.frames || self.held_bytes >= most.bytes
-    }
-
-    /// Pushes the frames held back: to each participant, in one push, those that are for it.
-    fn release<R>(&mut self, applied: &mut Applied<R>) {
-        if self.held.is_empty() {
-            return;
-        }
-        for (place, (id, outbox)) in self.roster.iter().enumerate() {
-            let frames = self.held.iter().filter(|(_, to)| to.includes(place)).map(|(frame, _)| frame);
-            if !outbox.push_frames(frames) && !applied.slow.contains(id) {
-                applied.slow.push(id.clone());
-            }
-        }
-        self.held.clear();
-        self.held_bytes = 0;
+        Self { room, roster: IndexMap::new(), held: Held::default() }
     }
 }
 
@@ -106,11 +53,7 @@ impl LocalBroker {
     /// An empty broker; sockets of leaving participants linger `linger` at most; each
     /// participant's queue holds `queue` at most.
     pub(crate) fn new(linger: Duration, queue: Limits) -> Self {
-        let most_held = Limits {
-            frames: (queue.frames / 4).clamp(1, MAX_HELD),
-            bytes: (queue.bytes / 4).clamp(1, MAX_HELD_BYTES),
-        };
-        Self { sessions: DashMap::new(), rpc: DashMap::new(), linger, most_held }
+        Self { sessions: DashMap::new(), rpc: DashMap::new(), linger, most_held: super::most_held(queue) }
     }
 
     fn cell(&self, id: &str) -> Option<Arc<Mutex<Cell>>> {
@@ -151,11 +94,11 @@ impl LocalBroker {
             match (effect, sender_at) {
                 (Effect::Notify { to: Audience::All, frame, .. }, _) if holding => {
                     applied.delivered += cell.roster.len();
-                    cell.hold(frame, For::First(cell.roster.len()));
+                    cell.held.hold(frame, For::First(cell.roster.len()));
                 }
                 (Effect::Reply, Some(at)) => {
                     if let Some(Out::Frame(frame)) = reply.take() {
-                        cell.hold(frame, For::At(at));
+                        cell.held.hold(frame, For::At(at));
                     }
                 }
                 // The joiner is appended to the roster, and nothing held is for it.
@@ -163,13 +106,13 @@ impl LocalBroker {
                     deliver(&mut cell.roster, effect, caller, &mut reply, self.linger, &mut applied);
                 }
                 (effect, _) => {
-                    cell.release(&mut applied);
+                    cell.held.release(&cell.roster, &mut applied);
                     deliver(&mut cell.roster, effect, caller, &mut reply, self.linger, &mut applied);
                 }
             }
         }
-        if !holding || cell.holds_too_much(self.most_held) {
-            cell.release(&mut applied);
+        if !holding || cell.held.too_much(self.most_held) {
+            cell.held.release(&cell.roster, &mut applied);
         }
         applied.held = !cell.held.is_empty();
         applied.closed = cell.room.is_closed();
@@ -482,7 +425,7 @@ mod tests {
         assert_eq!(queued(&a, 1).len(), 16, "the sender got every copy and reply");
     }
 
-    /// Past [`MAX_HELD`] joins, a join pushes what is held itself.
+    /// Past [`MAX_HELD`](super::MAX_HELD) joins, a join pushes what is held itself.
     #[tokio::test]
     async fn held_notifications_are_bounded() {
         let broker = broker().await;
@@ -490,10 +433,10 @@ mod tests {
         broker.apply("S", None, |_| Ok(Outcome::new((), Vec::new(), None))).await.unwrap();
         let _ = queued(&a, 1);
         let mut held = true;
-        for i in 0..MAX_HELD {
+        for i in 0..crate::broker::MAX_HELD {
             held = join(&broker, &format!("P{i}"), 10 + i as u64).await.1.held;
         }
-        assert!(!held, "the {MAX_HELD}th join pushed them");
-        assert_eq!(queued(&a, 1).len(), MAX_HELD);
+        assert!(!held, "the {}th join pushed them", crate::broker::MAX_HELD);
+        assert_eq!(queued(&a, 1).len(), crate::broker::MAX_HELD);
     }
 }

@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use indexmap::IndexMap;
 use parking_lot::Mutex;
 use redis::AsyncCommands;
@@ -57,8 +57,8 @@ use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{Applied, Broker, Notice, Outcome, Step, Ticket, deliver};
-use crate::outbox::{Order, Out, Outbox, Resumed};
+use super::{Applied, Broker, For, Held, Notice, Outcome, Step, Ticket, deliver};
+use crate::outbox::{Limits, Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Room};
 use crate::util::random_id;
@@ -237,6 +237,8 @@ impl Drop for Interest {
 struct Shared {
     node: String,
     linger: Duration,
+    /// What a session's consecutive messages may hold back to push together ([`Held`]).
+    most_held: Limits,
     /// Session → its participants whose sockets this node holds, in join order.
     rosters: DashMap<SessionId, Arc<Mutex<Roster>>>,
     /// This node's operations whose message has not come back yet.
@@ -322,7 +324,11 @@ impl RedisBroker {
 
     /// Connects to Redis at `url` and starts this node's heartbeat, its subscription reader and
     /// its reaper of dead nodes' participants.
-    pub(crate) async fn connect(url: &str, linger: Duration) -> Result<Self, redis::RedisError> {
+    pub(crate) async fn connect(
+        url: &str,
+        linger: Duration,
+        queue: Limits,
+    ) -> Result<Self, redis::RedisError> {
         if url.starts_with("rediss:") {
             // rediss:// runs on rustls, which needs a process-wide crypto provider.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -334,6 +340,7 @@ impl RedisBroker {
         let shared = Arc::new(Shared {
             node: random_id("node_", 12),
             linger,
+            most_held: super::most_held(queue),
             rosters: DashMap::new(),
             pending: DashMap::new(),
             subscribed: Mutex::new(Default::default()),
@@ -939,17 +946,34 @@ async fn heartbeat(mut conn: ConnectionManager, node: String) {
 /// Delivers every message of the subscribed sessions to this node's participants, in order;
 /// reconnects (with backoff) and resubscribes when Redis goes away.
 async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: Arc<Shared>) {
+    let mut batch: Vec<(SessionId, Published)> = Vec::new();
     loop {
+        let mut ended = false;
         while let Some(msg) = stream.next().await {
-            let Some(session) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else { continue };
-            match msg.get_payload::<String>().map(|p| parse_message(&p)) {
-                Ok(Some(published)) => {
-                    let session = SessionId::from(session);
-                    on_message(&shared, session.clone(), published);
-                    release_if_idle(&shared, &session).await;
+            // With the messages already there: a session's consecutive messages are delivered
+            // together (one push per participant for several signals).
+            read_message(&msg, &mut batch);
+            while batch.len() < MAX_BATCH {
+                match stream.next().now_or_never() {
+                    Some(Some(msg)) => read_message(&msg, &mut batch),
+                    Some(None) => {
+                        ended = true;
+                        break;
+                    }
+                    None => break,
                 }
-                Ok(None) => tracing::warn!(session, "ignoring an unreadable session message"),
-                Err(e) => tracing::warn!(session, error = %e, "ignoring a session message"),
+            }
+            let mut messages = batch.drain(..).peekable();
+            while let Some((session, first)) = messages.next() {
+                let mut run = vec![first];
+                while let Some((_, next)) = messages.next_if(|(s, _)| *s == session) {
+                    run.push(next);
+                }
+                on_messages(&shared, session.clone(), run);
+                release_if_idle(&shared, &session).await;
+            }
+            if ended {
+                break;
             }
         }
         tracing::error!(node = %shared.node, "lost the Redis subscription: reconnecting");
@@ -1025,39 +1049,87 @@ fn parse_message(text: &str) -> Option<Published> {
     })
 }
 
-/// Delivers one operation's effects to this node's participants.
-fn on_message(shared: &Shared, session: SessionId, published: Published) {
-    let pending = if published.node == shared.node { shared.pending.remove(&published.op) } else { None };
-    let (caller, mut reply) = match pending {
-        Some((_, p)) => (Some(p.caller), p.reply),
-        None => (None, None),
-    };
+/// At most this many messages are read before they are delivered.
+const MAX_BATCH: usize = 256;
+
+/// Adds a session message to `batch`, or logs why it cannot be read.
+fn read_message(msg: &redis::Msg, batch: &mut Vec<(SessionId, Published)>) {
+    let Some(session) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else { return };
+    match msg.get_payload::<String>().map(|p| parse_message(&p)) {
+        Ok(Some(published)) => batch.push((SessionId::from(session), published)),
+        Ok(None) => tracing::warn!(session, "ignoring an unreadable session message"),
+        Err(e) => tracing::warn!(session, error = %e, "ignoring a session message"),
+    }
+}
+
+/// Delivers consecutive operations' effects to this node's participants, in order: the
+/// notifications to everyone and the replies to this node's participants are held and pushed
+/// together ([`Held`]), anything else first pushes what is held.
+fn on_messages(shared: &Shared, session: SessionId, messages: Vec<Published>) {
     let roster = shared.rosters.entry(session.clone()).or_default().clone();
     let mut applied =
         Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: false };
+    let mut closed = false;
     {
         let mut roster = roster.lock();
-        for effect in published.effects {
-            if let WireEffect::Moved { who, node } = &effect {
-                if *node != shared.node {
-                    // Its new socket is on another node: this one's is closed.
-                    if let Some(old) = roster.shift_remove(who) {
-                        old.push(Out::Order(Order::Close {
-                            code: 1000,
-                            reason: "replaced by a reconnection",
-                        }));
+        let mut held = Held::default();
+        for published in messages {
+            let pending =
+                if published.node == shared.node { shared.pending.remove(&published.op) } else { None };
+            let (caller, mut reply) = match pending {
+                Some((_, p)) => (Some(p.caller), p.reply),
+                None => (None, None),
+            };
+            for effect in published.effects {
+                match effect {
+                    WireEffect::Notify { to: Audience::All, frame, .. } => {
+                        held.hold(Utf8Bytes::from(frame), For::First(roster.len()));
                     }
-                    continue;
+                    WireEffect::Reply => {
+                        let (Some(caller), Some(out)) = (&caller, reply.take()) else { continue };
+                        match (out, roster.values().position(|o| Arc::ptr_eq(o, caller))) {
+                            (Out::Frame(frame), Some(at)) => held.hold(frame, For::At(at)),
+                            (out, _) => {
+                                held.release(&roster, &mut applied);
+                                caller.push(out);
+                            }
+                        }
+                    }
+                    WireEffect::Moved { who, node } if node != shared.node => {
+                        // Its new socket is on another node: this one's is closed.
+                        held.release(&roster, &mut applied);
+                        if let Some(old) = roster.shift_remove(&who) {
+                            old.push(Out::Order(Order::Close {
+                                code: 1000,
+                                reason: "replaced by a reconnection",
+                            }));
+                        }
+                    }
+                    effect => {
+                        held.release(&roster, &mut applied);
+                        deliver(
+                            &mut roster,
+                            effect.into(),
+                            caller.as_ref(),
+                            &mut reply,
+                            shared.linger,
+                            &mut applied,
+                        );
+                    }
                 }
             }
-            deliver(&mut roster, effect.into(), caller.as_ref(), &mut reply, shared.linger, &mut applied);
+            if published.closed || held.too_much(shared.most_held) {
+                held.release(&roster, &mut applied);
+            }
+            closed |= published.closed;
         }
+        held.release(&roster, &mut applied);
     }
     for who in applied.slow {
         let _ =
             shared.notices.send(Notice::Lost { session: session.clone(), who, node: shared.node.clone() });
     }
-    if published.closed {
+    if closed {
         roster.lock().clear();
     }
 }
