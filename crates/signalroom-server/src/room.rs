@@ -668,11 +668,12 @@ struct Entry<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn props() -> SessionProperties {
+    /// A session's properties, as REST creates them by default (custom id `S`).
+    pub(crate) fn props() -> SessionProperties {
         SessionProperties {
             media_mode: "ROUTED".into(),
             recording_mode: "MANUAL".into(),

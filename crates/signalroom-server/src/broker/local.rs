@@ -240,25 +240,12 @@ impl Broker for LocalBroker {
 mod tests {
     use std::collections::VecDeque;
 
-    use serde_json::json;
-    use signalroom_core::rest::SessionProperties;
-
     use super::*;
     use crate::outbox::Out;
+    use crate::room::tests::props;
     use crate::room::{Joiner, Minted};
 
     const LIMITS: Limits = Limits { frames: 1024, bytes: 1 << 20 };
-
-    fn props() -> SessionProperties {
-        SessionProperties {
-            media_mode: "ROUTED".into(),
-            recording_mode: "MANUAL".into(),
-            default_recording_properties: json!({}),
-            custom_session_id: "S".into(),
-            forced_video_codec: "MEDIA_SERVER_PREFERRED".into(),
-            allow_transcoding: false,
-        }
-    }
 
     async fn broker() -> LocalBroker {
         let broker = LocalBroker::new(Duration::from_secs(10), Limits { frames: 4096, bytes: 16 << 20 });
