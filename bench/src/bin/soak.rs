@@ -278,7 +278,13 @@ impl Participant {
             round += 1;
             match self.cycle().await {
                 Ok(()) => self.counters.cycles.fetch_add(1, Ordering::Relaxed),
-                Err(_) => self.counters.failures.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    eprintln!(
+                        "soak: participant {} (session {}): cycle failed: {e:#}",
+                        self.index, self.session
+                    );
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed)
+                }
             };
             // 2 to 6 seconds between cycles.
             let pause = 2000 + (self.index as u64 * 31 + round * 977) % 4000;
