@@ -174,6 +174,26 @@ impl State {
         self.items.len() >= self.limits.frames || self.bytes + size > self.limits.bytes
     }
 
+    /// Queues `out` as [`Outbox::push`] does: `Err(out)` when a socket is attached and the queue
+    /// is full. With none attached, the oldest notifications make room, and anything but a
+    /// notification is dropped (it was for a socket that is gone).
+    fn queue(&mut self, out: Out) -> Result<(), Out> {
+        let size = out.bytes();
+        if self.writer != 0 {
+            if self.is_full(size) {
+                return Err(out);
+            }
+        } else {
+            if out.note().is_none() {
+                return Ok(());
+            }
+            self.make_room(size);
+        }
+        self.bytes += size;
+        self.items.push_back(out);
+        Ok(())
+    }
+
     /// With no socket attached: drops the oldest queued items until one more frame of `size`
     /// bytes fits, noting the highest notification lost.
     fn make_room(&mut self, size: usize) {
@@ -226,20 +246,10 @@ impl Outbox {
     /// notification makes room instead, and replies and socket orders are dropped (they were
     /// for a socket that is gone).
     pub(crate) fn push(&self, out: Out) -> bool {
-        let size = out.bytes();
         let mut st = self.state.lock();
-        if st.writer != 0 {
-            if st.is_full(size) {
-                return self.refuse(&st, &out);
-            }
-        } else {
-            if out.note().is_none() {
-                return true;
-            }
-            st.make_room(size);
+        if let Err(out) = st.queue(out) {
+            return self.refuse(&st, &out);
         }
-        st.bytes += size;
-        st.items.push_back(out);
         let waker = st.waker.take();
         drop(st);
         if let Some(w) = waker {
@@ -258,23 +268,7 @@ impl Outbox {
             return true;
         }
         let mut st = self.state.lock();
-        let mut all = true;
-        for frame in frames {
-            let size = frame.len();
-            if st.writer != 0 {
-                if st.is_full(size) {
-                    all = false;
-                    break;
-                }
-            } else {
-                if !is_notification(frame) {
-                    continue;
-                }
-                st.make_room(size);
-            }
-            st.bytes += size;
-            st.items.push_back(Out::Frame(frame.clone()));
-        }
+        let all = frames.into_iter().all(|frame| st.queue(Out::Frame(frame.clone())).is_ok());
         let waker = st.waker.take();
         drop(st);
         if let Some(w) = waker {
