@@ -467,11 +467,19 @@ impl Hub {
             client_data,
             took: started.elapsed(),
         });
-        if applied.held {
+        if let Some(mark) = applied.held {
             // The `participantJoined` is held back for the next joins' (see `Applied::held`):
-            // the joins of other sockets ready now run first, then what they held is pushed.
+            // the joins of other sockets ready now run first, then what they held is pushed,
+            // by the last of them (while joins keep coming, for a while).
             tokio::task::yield_now().await;
-            self.release(&req.session).await;
+            match &self.broker {
+                AnyBroker::Local(local) => {
+                    if let Some(Ok(mut applied)) = local.release_unless_newer(&req.session, mark) {
+                        self.settle(&req.session, &mut applied).await;
+                    }
+                }
+                _ => self.release(&req.session).await,
+            }
         }
         Ok(result)
     }
@@ -509,7 +517,7 @@ impl Hub {
     ) -> Result<bool, Refusal> {
         let applied =
             self.broker.signal(session, from, to, data, kind, caller, reply.map(Out::Frame)).await?;
-        let held = applied.held;
+        let held = applied.held.is_some();
         self.signal_applied(session, from, to, data, kind, applied).await;
         Ok(held)
     }

@@ -65,6 +65,16 @@ impl LocalBroker {
         self.run(id, None, None, |_| Ok(Outcome::new((), Vec::new(), None)))
     }
 
+    /// [`LocalBroker::release`], unless an operation held frames after the one marked `mark`
+    /// (and not for too long): that one will release them, with more. `None`: nothing done.
+    pub(crate) fn release_unless_newer(&self, id: &str, mark: u64) -> Option<Result<Applied<()>, Refusal>> {
+        let cell = self.cell(id)?;
+        if cell.lock().held.newer_than(mark) {
+            return None;
+        }
+        Some(self.release(id))
+    }
+
     /// [`Broker::apply`]; `sender`: the operation is that participant's signal, whose broadcast
     /// and reply may be held back ([`Cell::held`]).
     fn run<R>(
@@ -81,7 +91,7 @@ impl LocalBroker {
         }
         let Outcome { value, effects, reply } = op(&mut guard.room)?;
         let mut applied =
-            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: false };
+            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: None };
         let mut reply = reply;
         let cell = &mut *guard;
         // A join: its caller enters the roster. A broadcast: the sender's place, for its reply.
@@ -114,7 +124,9 @@ impl LocalBroker {
         if !holding || cell.held.too_much(self.most_held) {
             cell.held.release(&cell.roster, &mut applied);
         }
-        applied.held = !cell.held.is_empty();
+        if !cell.held.is_empty() {
+            applied.held = Some(if holding { cell.held.mark() } else { 0 });
+        }
         applied.closed = cell.room.is_closed();
         let session_id = cell.room.id.clone();
         drop(guard);
@@ -306,16 +318,16 @@ mod tests {
     async fn joins_hold_their_notifications_until_the_next_operation() {
         let broker = broker().await;
         let (a, joined) = join(&broker, "A", 1).await;
-        assert!(joined.held, "the first join's notification is held too (for nobody)");
+        assert!(joined.held.is_some(), "the first join's notification is held too (for nobody)");
         let (b, _) = join(&broker, "B", 2).await;
         let (c, joined) = join(&broker, "C", 3).await;
-        assert!(joined.held);
+        assert!(joined.held.is_some());
         assert_eq!(joined.delivered, 2, "counted when held: for A and B");
         assert_eq!(queued(&a, 1), ["answer A"], "nothing pushed to A yet");
         assert_eq!(queued(&b, 2), ["answer B"]);
         assert_eq!(queued(&c, 3), ["answer C"]);
         let applied = broker.apply("S", None, |_| Ok(Outcome::new((), Vec::new(), None))).await.unwrap();
-        assert!(!applied.held);
+        assert!(applied.held.is_none());
         assert_eq!(queued(&a, 1), ["participantJoined con_B", "participantJoined con_C"]);
         assert_eq!(queued(&b, 2), ["participantJoined con_C"]);
         assert!(queued(&c, 3).is_empty());
@@ -337,7 +349,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert!(!applied.held);
+        assert!(applied.held.is_none());
         assert_eq!(queued(&a, 1), ["answer A", "participantJoined con_B", "sendMessage con_B"]);
         assert_eq!(queued(&b, 2), ["answer B", "sendMessage con_B", "reply B"]);
 
@@ -366,7 +378,7 @@ mod tests {
             let reply = Some(Out::Frame(format!("reply B{n}").into()));
             let applied =
                 broker.signal("S", Some(&from_b), &[], Some("x"), None, Some(&b), reply).await.unwrap();
-            assert!(applied.held);
+            assert!(applied.held.is_some());
             assert_eq!(applied.delivered, 3, "counted when held");
         }
         assert!(queued(&a, 1).is_empty() && queued(&b, 2).is_empty());
@@ -374,13 +386,13 @@ mod tests {
         let reply = Some(Out::Frame("reply C".into()));
         let applied =
             broker.signal("S", Some(&from_c), &to_a, Some("y"), None, Some(&c), reply).await.unwrap();
-        assert!(!applied.held, "a targeted signal is not held");
+        assert!(applied.held.is_none(), "a targeted signal is not held");
         assert_eq!(queued(&a, 1), ["sendMessage con_B", "sendMessage con_B", "sendMessage con_C"]);
         assert_eq!(queued(&b, 2), ["sendMessage con_B", "reply B1", "sendMessage con_B", "reply B2"]);
         assert_eq!(queued(&c, 3), ["sendMessage con_B", "sendMessage con_B", "reply C"]);
 
         let applied = broker.signal("S", None, &[], Some("z"), None, None, None).await.unwrap();
-        assert!(!applied.held, "the server's signal is pushed at once");
+        assert!(applied.held.is_none(), "the server's signal is pushed at once");
         assert_eq!(queued(&a, 1), ["sendMessage "]);
     }
 
@@ -404,12 +416,35 @@ mod tests {
             let reply = Some(Out::Frame(format!("reply {n}").into()));
             let applied =
                 broker.signal("S", Some(&from), &[], Some("x"), None, Some(&a), reply).await.unwrap();
-            assert_eq!(applied.held, n % 4 != 3, "at most 8 frames (a quarter of 32) are held");
+            assert_eq!(applied.held.is_some(), n % 4 != 3, "at most 8 frames (a quarter of 32) are held");
             slow.extend(applied.slow);
         }
         slow.dedup(); // reported by each release until the hub evicts it
         assert_eq!(slow, [ConnectionId::from("con_B")]);
         assert_eq!(queued(&a, 1).len(), 16, "the sender got every copy and reply");
+    }
+
+    /// After its yield, a join leaves the release to a join that held after it; the last one
+    /// releases (or any, once the oldest frame held is old enough).
+    #[tokio::test]
+    async fn the_last_of_consecutive_joins_releases() {
+        let broker = broker().await;
+        let (a, _) = join(&broker, "A", 1).await;
+        broker.release("S").unwrap();
+        let _ = queued(&a, 1);
+        let first = join(&broker, "B", 2).await.1.held.unwrap();
+        let second = join(&broker, "C", 3).await.1.held.unwrap();
+        assert!(broker.release_unless_newer("S", first).is_none(), "C's join came after");
+        assert!(queued(&a, 1).is_empty(), "still held");
+        let released = broker.release_unless_newer("S", second).unwrap().unwrap();
+        assert!(released.held.is_none());
+        assert_eq!(queued(&a, 1), ["participantJoined con_B", "participantJoined con_C"]);
+
+        let first = join(&broker, "D", 4).await.1.held.unwrap();
+        let _ = join(&broker, "E", 5).await;
+        tokio::time::sleep(super::super::MAX_HELD_FOR).await;
+        assert!(broker.release_unless_newer("S", first).is_some(), "held for too long: released");
+        assert_eq!(queued(&a, 1), ["participantJoined con_D", "participantJoined con_E"]);
     }
 
     /// Past [`MAX_HELD`](super::MAX_HELD) joins, a join pushes what is held itself.
@@ -421,7 +456,7 @@ mod tests {
         let _ = queued(&a, 1);
         let mut held = true;
         for i in 0..crate::broker::MAX_HELD {
-            held = join(&broker, &format!("P{i}"), 10 + i as u64).await.1.held;
+            held = join(&broker, &format!("P{i}"), 10 + i as u64).await.1.held.is_some();
         }
         assert!(!held, "the {}th join pushed them", crate::broker::MAX_HELD);
         assert_eq!(queued(&a, 1).len(), crate::broker::MAX_HELD);

@@ -81,8 +81,9 @@ pub(crate) struct Applied<R> {
     pub closed: bool,
     /// Frames of this operation (a join's notification; a participant's broadcast and reply) are
     /// held back, to be pushed with those of the next ones: any later operation on the session
-    /// pushes them first, and the caller applies one without effects soon if none comes.
-    pub held: bool,
+    /// pushes them first, and the caller applies one without effects soon if none comes. The
+    /// mark tells whether an operation held frames since ([`Held::newer_than`]).
+    pub held: Option<u64>,
 }
 
 /// The shared state of a set of sessions (see the module docs for the contract).
@@ -339,6 +340,9 @@ const MAX_HELD: usize = 256;
 /// ...holding at most this many bytes; and at most a quarter of a participant's queue, so that
 /// holding never fills a queue that the same frames pushed one by one would not.
 const MAX_HELD_BYTES: usize = 256 * 1024;
+/// A join's frames are held while more joins come, for this long at most (see
+/// [`Held::newer_than`]).
+const MAX_HELD_FOR: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What may be held back for participants whose queues hold `queue`.
 pub(crate) fn most_held(queue: crate::outbox::Limits) -> crate::outbox::Limits {
@@ -375,12 +379,29 @@ impl For {
 pub(crate) struct Held {
     frames: Vec<(Utf8Bytes, For)>,
     bytes: usize,
+    /// Operations that held frames, ever: the mark of the last one ([`Applied::held`]).
+    holds: u64,
+    /// When the oldest frame held was.
+    since: Option<std::time::Instant>,
 }
 
 impl Held {
     pub(crate) fn hold(&mut self, frame: Utf8Bytes, to: For) {
         self.bytes += frame.len();
         self.frames.push((frame, to));
+        self.since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Counts an operation that held frames; its mark.
+    pub(crate) fn mark(&mut self) -> u64 {
+        self.holds += 1;
+        self.holds
+    }
+
+    /// Whether an operation held frames after the one marked `mark`, and the oldest frame held
+    /// is younger than [`MAX_HELD_FOR`]: then that operation releases them, not `mark`'s.
+    pub(crate) fn newer_than(&self, mark: u64) -> bool {
+        self.holds != mark && self.since.is_some_and(|at| at.elapsed() < MAX_HELD_FOR)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -410,6 +431,7 @@ impl Held {
         }
         self.frames.clear();
         self.bytes = 0;
+        self.since = None;
     }
 }
 

@@ -456,7 +456,7 @@ impl RedisBroker {
         let Outcome { value, effects, reply } = op(&mut room)?;
         let closed = room.is_closed();
         let mut applied =
-            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed, held: false };
+            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed, held: None };
         let mut present = before;
         for effect in &effects {
             match effect {
@@ -688,7 +688,7 @@ impl RedisBroker {
                     left: Vec::new(),
                     delivered: n as usize,
                     closed: false,
-                    held: false,
+                    held: None,
                 }),
                 Ok((-1, _)) => Err(Refusal::NoLongerJoined(RpcSessionId::from(""))),
                 Ok((-2, i)) if signed => {
@@ -1068,7 +1068,7 @@ fn read_message(msg: &redis::Msg, batch: &mut Vec<(SessionId, Published)>) {
 fn on_messages(shared: &Shared, session: SessionId, messages: Vec<Published>) {
     let roster = shared.rosters.entry(session.clone()).or_default().clone();
     let mut applied =
-        Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: false };
+        Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: None };
     let mut closed = false;
     {
         let mut roster = roster.lock();
