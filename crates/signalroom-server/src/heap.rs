@@ -92,9 +92,9 @@ mod tests {
             kept.push(vec![1u8; 64]);
         }
         drop(large);
-        wrote_large();
         let before = rss();
-        let free = trim();
+        // (The trim itself, not its gate: another test's server may pass the gate meanwhile.)
+        let free = imp::trim();
         let after = rss();
         assert!(free >= 32 << 20, "only {free} bytes free");
         assert!(after + (24 << 20) < before, "RSS {before} -> {after}");

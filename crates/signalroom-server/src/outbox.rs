@@ -43,13 +43,70 @@ pub(crate) enum Out {
     /// are read from the frame ([`Out::note`], [`seq_of`]): one variant keeps the queue's slots at
     /// 32 bytes, and they are the fan-out's cache misses.
     Frame(Utf8Bytes),
-    /// An order about the socket itself.
+    /// An order about the socket itself, or frames framed already ([`Order::Write`]).
     Order(Order),
 }
 
-/// An order about a socket (kept apart from frames so that an [`Out`] is 32 bytes).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Notifications framed once, headers and payloads back to back: the writer of every receiver
+/// writes them from here, as they are (a server's frames are not masked, so they are the same
+/// bytes on every socket). A receiver gets those from an index on (a participant that joined
+/// among them gets those that followed its join). The frames are kept too, for what needs them
+/// one by one (a resume, a detached queue, a client that acknowledges).
+#[derive(Debug, PartialEq)]
+pub(crate) struct Framed {
+    bytes: Vec<u8>,
+    frames: Vec<Utf8Bytes>,
+    /// Where each frame's header starts in `bytes`, and the payload bytes before it.
+    starts: Vec<(usize, usize)>,
+    payload: usize,
+}
+
+impl Framed {
+    /// Frames `frames` (notifications, in order).
+    pub(crate) fn new(frames: Vec<Utf8Bytes>) -> Self {
+        let payload: usize = frames.iter().map(|f| f.len()).sum();
+        let mut bytes = Vec::with_capacity(payload + 4 * frames.len());
+        let mut starts = Vec::with_capacity(frames.len());
+        let mut before = 0;
+        for f in &frames {
+            starts.push((bytes.len(), before));
+            bytes
+                .extend_from_slice(crate::ws::frame::Header::new(crate::ws::frame::TEXT, f.len()).as_bytes());
+            bytes.extend_from_slice(f.as_bytes());
+            before += f.len();
+        }
+        Self { bytes, frames, starts, payload }
+    }
+
+    /// How many frames there are.
+    pub(crate) fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// The frames from index `from` on, framed.
+    pub(crate) fn bytes_from(&self, from: u32) -> &[u8] {
+        self.starts.get(from as usize).map_or(&[], |&(at, _)| &self.bytes[at..])
+    }
+
+    /// The frames from index `from` on.
+    pub(crate) fn frames_from(&self, from: u32) -> &[Utf8Bytes] {
+        self.frames.get(from as usize..).unwrap_or_default()
+    }
+
+    /// The payload bytes of the frames from index `from` on.
+    pub(crate) fn payload_from(&self, from: u32) -> usize {
+        self.starts.get(from as usize).map_or(0, |&(_, before)| self.payload - before)
+    }
+}
+
+/// An order about a socket, or frames to write as they are (kept apart from [`Out::Frame`] so
+/// that an [`Out`] is 32 bytes: a text frame's buffer leaves room for one other variant).
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Order {
+    /// Write notifications framed once for every receiver ([`Framed`]), from the one at this
+    /// index on: what operations held back is pushed to a receiver as one item. (Frames, not an
+    /// order about the socket: [`Out::is_order`].)
+    Write(Arc<Framed>, u32),
     /// Close the socket now with this code and reason.
     Close { code: u16, reason: &'static str },
     /// Close the socket after this delay unless the client closes it first.
@@ -73,11 +130,32 @@ pub(crate) fn seq_of(frame: &str) -> u64 {
 }
 
 impl Out {
+    /// Payload bytes.
     fn bytes(&self) -> usize {
         match self {
             Out::Frame(f) => f.len(),
-            _ => 0,
+            Out::Order(Order::Write(framed, from)) => framed.payload_from(*from),
+            Out::Order(_) => 0,
         }
+    }
+
+    /// Frames.
+    fn frames(&self) -> usize {
+        match self {
+            Out::Frame(_) => 1,
+            Out::Order(Order::Write(framed, from)) => framed.len().saturating_sub(*from as usize),
+            Out::Order(_) => 0,
+        }
+    }
+
+    /// Whether this is an order about the socket (not frames).
+    pub(crate) fn is_order(&self) -> bool {
+        matches!(self, Out::Order(order) if !matches!(order, Order::Write(..)))
+    }
+
+    /// Whether this is notifications only ([`Out::note`], or framed ones).
+    fn is_notes(&self) -> bool {
+        matches!(self, Out::Order(Order::Write(..))) || self.note().is_some()
     }
 
     /// The frame, if this is a notification (replayable on a resume).
@@ -87,6 +165,19 @@ impl Out {
             _ => None,
         }
     }
+}
+
+/// `items` with framed notifications given one by one (for what needs them so: rare paths).
+pub(crate) fn one_by_one(items: impl IntoIterator<Item = Out>) -> impl Iterator<Item = Out> {
+    items.into_iter().flat_map(|out| -> Box<dyn Iterator<Item = Out>> {
+        match out {
+            Out::Order(Order::Write(framed, from)) => {
+                let frames: Vec<Out> = framed.frames_from(from).iter().cloned().map(Out::Frame).collect();
+                Box::new(frames.into_iter())
+            }
+            other => Box::new(std::iter::once(other)),
+        }
+    })
 }
 
 /// Frees an empty queue's room if it holds more than `slots`.
@@ -149,6 +240,8 @@ struct State {
     // What a push or the writer only reads, in the next line:
     /// The socket whose writer drains this outbox; 0 while none does.
     writer: u64,
+    /// Frames in `items` (an item may hold several: [`Out::Framed`]).
+    frames: usize,
     limits: Limits,
     /// Where the writer goes once this outbox is drained.
     redirect: Option<Arc<Outbox>>,
@@ -169,27 +262,36 @@ struct State {
 }
 
 impl State {
-    /// Whether `size` more bytes (one more frame) would overflow the queue.
-    fn is_full(&self, size: usize) -> bool {
-        self.items.len() >= self.limits.frames || self.bytes + size > self.limits.bytes
+    /// Whether `frames` more frames of `size` bytes would overflow the queue (an order counts
+    /// as a frame: a full queue takes none).
+    fn is_full(&self, frames: usize, size: usize) -> bool {
+        self.frames + frames.max(1) > self.limits.frames || self.bytes + size > self.limits.bytes
     }
 
     /// Queues `out` as [`Outbox::push`] does: `Err(out)` when a socket is attached and the queue
     /// is full. With none attached, the oldest notifications make room, and anything but a
     /// notification is dropped (it was for a socket that is gone).
     fn queue(&mut self, out: Out) -> Result<(), Out> {
-        let size = out.bytes();
+        let (size, frames) = (out.bytes(), out.frames());
         if self.writer != 0 {
-            if self.is_full(size) {
+            if self.is_full(frames, size) {
                 return Err(out);
             }
         } else {
+            if let Out::Order(Order::Write(..)) = out {
+                // One by one: the oldest make room for the newest.
+                for one in one_by_one([out]) {
+                    let _ = self.queue(one);
+                }
+                return Ok(());
+            }
             if out.note().is_none() {
                 return Ok(());
             }
             self.make_room(size);
         }
         self.bytes += size;
+        self.frames += frames;
         self.items.push_back(out);
         Ok(())
     }
@@ -197,10 +299,15 @@ impl State {
     /// With no socket attached: drops the oldest queued items until one more frame of `size`
     /// bytes fits, noting the highest notification lost.
     fn make_room(&mut self, size: usize) {
-        while !self.items.is_empty() && self.is_full(size) {
+        while !self.items.is_empty() && self.is_full(1, size) {
             if let Some(old) = self.items.pop_front() {
                 self.bytes -= old.bytes();
-                if let Some(frame) = old.note() {
+                self.frames -= old.frames();
+                let last = match &old {
+                    Out::Order(Order::Write(framed, from)) => framed.frames_from(*from).last(),
+                    _ => old.note(),
+                };
+                if let Some(frame) = last {
                     self.lost_upto = self.lost_upto.max(seq_of(frame));
                 }
             }
@@ -222,6 +329,7 @@ impl Outbox {
                 taken: 0,
                 lost_upto: 0,
                 writer,
+                frames: 0,
                 redirect: None,
                 waker: None,
                 epoch: 0,
@@ -277,11 +385,20 @@ impl Outbox {
         all
     }
 
+    /// Queues the notifications of `framed` from index `from` on, as [`Outbox::push_frames`]
+    /// would queue them.
+    pub(crate) fn push_framed(&self, framed: &Arc<Framed>, from: u32) -> bool {
+        if from as usize >= framed.len() {
+            return true;
+        }
+        self.push(Out::Order(Order::Write(Arc::clone(framed), from)))
+    }
+
     /// A full outbox refuses `out` (the receiver is too slow). A close order it cannot take means
     /// the writer is stuck behind a client that does not read: the socket is dropped.
     #[cold]
     fn refuse(&self, st: &State, out: &Out) -> bool {
-        if !matches!(out, Out::Frame(_)) {
+        if out.is_order() {
             tracing::debug!(socket = st.writer, "too far behind to be closed politely: dropped");
             if let Some(abort) = &st.abort {
                 abort.abort();
@@ -347,7 +464,11 @@ impl Outbox {
         st.taken = u32::try_from(st.items.len()).unwrap_or(u32::MAX);
         if st.acking {
             for out in &st.items {
-                if let Some(frame) = out.note() {
+                let frames = match out {
+                    Out::Order(Order::Write(framed, from)) => framed.frames_from(*from),
+                    _ => out.note().map(std::slice::from_ref).unwrap_or_default(),
+                };
+                for frame in frames {
                     st.kept_bytes += frame.len();
                     st.kept.push_back(frame.clone());
                 }
@@ -365,6 +486,7 @@ impl Outbox {
             buf.extend(st.items.drain(..));
         }
         st.bytes = 0;
+        st.frames = 0;
         if st.items.capacity() > SHRINK_ABOVE {
             st.items.shrink_to(SHRINK_ABOVE / 4);
         }
@@ -379,8 +501,9 @@ impl Outbox {
             return;
         }
         for out in unwritten.into_iter().rev() {
-            if out.note().is_some() {
+            if out.is_notes() {
                 st.bytes += out.bytes();
+                st.frames += out.frames();
                 st.items.push_front(out);
             }
         }
@@ -405,8 +528,9 @@ impl Outbox {
             return false;
         }
         st.writer = 0;
-        st.items.retain(|o| o.note().is_some());
+        st.items.retain(Out::is_notes);
         st.bytes = st.items.iter().map(Out::bytes).sum();
+        st.frames = st.items.iter().map(Out::frames).sum();
         let waker = st.waker.take();
         drop(st);
         if let Some(w) = waker {
@@ -446,7 +570,7 @@ impl Outbox {
         }
         // Replies and socket orders were for the old socket; a notification both kept and
         // given back unwritten goes once.
-        items.extend(queued.into_iter().filter(|o| o.note().is_some_and(|frame| seq_of(frame) > last)));
+        items.extend(one_by_one(queued).filter(|o| o.note().is_some_and(|frame| seq_of(frame) > last)));
         let resumed =
             Resumed { recovered: last_seq.map(|l| st.lost_upto <= l), replayed: items.len() as u64 };
         let reply = reply(resumed);
@@ -456,6 +580,7 @@ impl Outbox {
         }
         items.push_back(Out::Order(Order::KeepOpen));
         st.bytes = items.iter().map(Out::bytes).sum();
+        st.frames = items.iter().map(Out::frames).sum();
         st.items = items;
         let waker = st.waker.take();
         if let Some(w) = waker {
@@ -521,7 +646,7 @@ mod tests {
     }
 
     fn seqs(buf: &VecDeque<Out>) -> Vec<u64> {
-        buf.iter().filter_map(|o| o.note().map(|f| seq_of(f))).collect()
+        one_by_one(buf.iter().cloned()).filter_map(|o| o.note().map(|f| seq_of(f))).collect()
     }
 
     async fn take(o: &Outbox, me: u64) -> VecDeque<Out> {
@@ -550,7 +675,7 @@ mod tests {
         let frames = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Utf8Bytes> {
             seqs.map(|s| match note(s) {
                 Out::Frame(f) => f,
-                Out::Order(_) => unreachable!(),
+                _ => unreachable!(),
             })
             .collect()
         };
@@ -701,6 +826,59 @@ mod tests {
         o.ack(2);
         o.detach(1);
         assert_eq!(o.resume(2, abort(), Some(2), |_| Utf8Bytes::from_static("ok")).replayed, 0);
+    }
+
+    fn framed(seqs: std::ops::RangeInclusive<u64>) -> Arc<Framed> {
+        let frames = seqs
+            .map(|s| match note(s) {
+                Out::Frame(f) => f,
+                _ => unreachable!(),
+            })
+            .collect();
+        Arc::new(Framed::new(frames))
+    }
+
+    /// Notifications framed once: each frame behind its header, a receiver's from an index on,
+    /// bounded as one by one.
+    #[tokio::test]
+    async fn framed_notifications_are_bounded_and_replayed_one_by_one() {
+        let f = framed(1..=3);
+        let mut expected = Vec::new();
+        for s in 2..=3 {
+            let Out::Frame(text) = note(s) else { unreachable!() };
+            expected.extend_from_slice(
+                crate::ws::frame::Header::new(crate::ws::frame::TEXT, text.len()).as_bytes(),
+            );
+            expected.extend_from_slice(text.as_bytes());
+        }
+        assert_eq!(f.bytes_from(1), expected);
+        assert_eq!(f.payload_from(1), note(2).bytes() + note(3).bytes());
+        assert!(f.bytes_from(3).is_empty() && f.frames_from(3).is_empty());
+
+        let o = Outbox::new(LIMITS, 1);
+        assert!(o.push(note(0)));
+        assert!(o.push_framed(&f, 0), "4 frames: full, not over");
+        assert!(!o.push(note(4)), "full: the receiver is too slow");
+        assert!(o.push_framed(&f, 3), "nothing from the end on");
+        assert_eq!(seqs(&take(&o, 1).await), [0, 1, 2, 3]);
+        assert!(o.push_framed(&f, 1));
+        assert!(!o.push_framed(&framed(4..=6), 0), "2 + 3 frames are over 4");
+
+        // Detached, what was not written is replayed one by one, after the client's `lastSeq`.
+        assert!(o.detach(1));
+        let r = o.resume(2, abort(), Some(2), |_| Utf8Bytes::from_static(""));
+        assert_eq!(r.replayed, 1);
+        assert_eq!(seqs(&take(&o, 2).await), [3]);
+
+        // A client that acknowledges keeps them one by one.
+        o.ack(3);
+        assert!(o.push_framed(&framed(4..=5), 0));
+        take(&o, 2).await;
+        o.ack(4);
+        assert!(o.detach(2));
+        let r = o.resume(3, abort(), Some(4), |_| Utf8Bytes::from_static(""));
+        assert_eq!(r, Resumed { recovered: Some(true), replayed: 1 });
+        assert_eq!(seqs(&take(&o, 3).await), [5]);
     }
 
     #[tokio::test]

@@ -298,7 +298,7 @@ mod tests {
     fn queued(outbox: &Outbox, socket: u64) -> Vec<String> {
         let mut buf = VecDeque::new();
         outbox.take_now(&mut buf, socket);
-        buf.into_iter()
+        crate::outbox::one_by_one(buf)
             .filter_map(|out| match out {
                 Out::Frame(f) if f.starts_with('{') => {
                     let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
@@ -307,7 +307,7 @@ mod tests {
                     Some(format!("{} {}", v["method"].as_str().unwrap(), who.unwrap_or("")))
                 }
                 Out::Frame(f) => Some(f.to_string()),
-                Out::Order(_) => None,
+                _ => None,
             })
             .collect()
     }

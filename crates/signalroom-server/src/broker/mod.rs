@@ -49,7 +49,9 @@ use indexmap::IndexMap;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::mpsc;
 
-use crate::outbox::{Order, Out, Outbox, Resumed};
+use smallvec::SmallVec;
+
+use crate::outbox::{Framed, Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Effects, Room};
 
@@ -415,6 +417,11 @@ impl Held {
 
     /// Pushes what is held: to each participant of `roster`, in one push, the frames for it. A
     /// participant whose queue cannot take them is reported slow.
+    ///
+    /// The notifications (for the first `n` of the roster, `n` growing with it) are framed once
+    /// ([`Framed`]): a participant at place `p` gets those made once it was in, the ones from
+    /// the first with `n > p` on, as one item. A participant that a reply is for gets its frames
+    /// one by one, the reply among them.
     pub(crate) fn release<R>(
         &mut self,
         roster: &IndexMap<ConnectionId, Arc<Outbox>>,
@@ -423,10 +430,44 @@ impl Held {
         if self.frames.is_empty() {
             return;
         }
-        for (place, (id, outbox)) in roster.iter().enumerate() {
-            let frames = self.frames.iter().filter(|(_, to)| to.includes(place)).map(|(frame, _)| frame);
-            if !outbox.push_frames(frames) && !applied.slow.contains(id) {
+        let mut slow = |id: &ConnectionId| {
+            if !applied.slow.contains(id) {
                 applied.slow.push(id.clone());
+            }
+        };
+        // Participants a reply is for: one by one.
+        let mut replied = SmallVec::<[usize; 2]>::new();
+        for &(_, to) in &self.frames {
+            if let For::At(place) = to {
+                if replied.contains(&place) {
+                    continue;
+                }
+                replied.push(place);
+                let Some((id, outbox)) = roster.get_index(place) else { continue };
+                let frames = self.frames.iter().filter(|(_, to)| to.includes(place)).map(|(frame, _)| frame);
+                if !outbox.push_frames(frames) {
+                    slow(id);
+                }
+            }
+        }
+        // Everyone else: the notifications framed once.
+        let mut firsts = Vec::with_capacity(self.frames.len());
+        let mut ns = Vec::with_capacity(self.frames.len());
+        for (frame, to) in self.frames.drain(..) {
+            if let For::First(n) = to {
+                firsts.push(frame);
+                ns.push(n);
+            }
+        }
+        let framed = Arc::new(Framed::new(firsts));
+        // (The `n`s never decrease: the roster only grows while anything is held.)
+        let mut from = 0;
+        for (place, (id, outbox)) in roster.iter().enumerate() {
+            while ns.get(from).is_some_and(|&n| n <= place) {
+                from += 1;
+            }
+            if !replied.contains(&place) && !outbox.push_framed(&framed, from as u32) {
+                slow(id);
             }
         }
         self.frames.clear();

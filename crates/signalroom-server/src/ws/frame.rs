@@ -85,13 +85,37 @@ pub(crate) fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     payload
 }
 
-/// Writes `frames` (`payload` gives each one's payload; all of one opcode), each behind its
-/// header, with as few write calls as the kernel takes.
+/// What to write of an item.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Piece<'a> {
+    /// A frame's payload, to be written behind its header.
+    Payload(&'a [u8]),
+    /// Frames, framed already (headers and payloads).
+    Framed(&'a [u8]),
+}
+
+impl<'a> Piece<'a> {
+    fn header(self, opcode: u8) -> Option<Header> {
+        match self {
+            Piece::Payload(p) => Some(Header::new(opcode, p.len())),
+            Piece::Framed(_) => None,
+        }
+    }
+
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            Piece::Payload(b) | Piece::Framed(b) => b,
+        }
+    }
+}
+
+/// Writes `frames` (`piece` gives each one's payload, all of one opcode, or frames framed
+/// already), each payload behind its header, with as few write calls as the kernel takes.
 pub(crate) async fn write_frames<W, T>(
     w: &mut W,
     opcode: u8,
     frames: &[T],
-    payload: impl Fn(&T) -> &[u8],
+    piece: impl Fn(&T) -> Piece<'_>,
 ) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
@@ -101,16 +125,15 @@ where
     while next < frames.len() {
         let wrote = poll_fn(|cx| {
             let run = &frames[next..frames.len().min(next + FRAMES_PER_WRITE)];
-            if payload(&run[0]).len() <= COPIED_FRAME {
+            if piece(&run[0]).bytes().len() <= COPIED_FRAME {
                 return GATHERED.with_borrow_mut(|buf| {
                     buf.clear();
                     for (i, f) in run.iter().enumerate() {
-                        let p = payload(f);
+                        let (h, p) = (piece(f).header(opcode), piece(f).bytes());
                         if p.len() > COPIED_FRAME || (i > 0 && buf.len() + p.len() > COPIED_WRITE) {
                             break;
                         }
-                        let h = Header::new(opcode, p.len());
-                        let h = h.as_bytes();
+                        let h = h.as_ref().map_or(&[][..], Header::as_bytes);
                         let skip = if i == 0 { done } else { 0 };
                         if skip < h.len() {
                             buf.extend_from_slice(&h[skip..]);
@@ -124,11 +147,11 @@ where
             }
             // (On the stack and left uninitialised until pushed: a memset of their whole size
             // per write costs more than the allocations they replace.)
-            let headers: SmallVec<[Header; FRAMES_PER_WRITE]> =
-                run.iter().map(|f| Header::new(opcode, payload(f).len())).collect();
+            let headers: SmallVec<[Option<Header>; FRAMES_PER_WRITE]> =
+                run.iter().map(|f| piece(f).header(opcode)).collect();
             let mut slices: SmallVec<[IoSlice<'_>; 2 * FRAMES_PER_WRITE]> = SmallVec::new();
             for (i, (h, f)) in headers.iter().zip(run).enumerate() {
-                let (h, p) = (h.as_bytes(), payload(f));
+                let (h, p) = (h.as_ref().map_or(&[][..], Header::as_bytes), piece(f).bytes());
                 let skip = if i == 0 { done } else { 0 };
                 if skip < h.len() {
                     slices.push(IoSlice::new(&h[skip..]));
@@ -147,8 +170,8 @@ where
         }
         let mut wrote = wrote;
         while wrote > 0 {
-            let len = payload(&frames[next]).len();
-            let left = Header::new(opcode, len).as_bytes().len() + len - done;
+            let p = piece(&frames[next]);
+            let left = p.header(opcode).map_or(0, |h| h.as_bytes().len()) + p.bytes().len() - done;
             if wrote < left {
                 done += wrote;
                 break;
@@ -268,7 +291,7 @@ mod tests {
         }
         for step in [1, 7, 4096, usize::MAX] {
             let mut w = Trickle { out: Vec::new(), step, calls: 0, vectored: 0 };
-            write_frames(&mut w, TEXT, &frames, |f| f.as_bytes()).await.unwrap();
+            write_frames(&mut w, TEXT, &frames, |f| Piece::Payload(f.as_bytes())).await.unwrap();
             assert_eq!(w.out, expected, "writes of at most {step} bytes");
             if step == usize::MAX {
                 assert_eq!(w.calls, 3, "700 frames: three writes of at most 256 frames");
@@ -287,7 +310,7 @@ mod tests {
         }
         for step in [5, 999, usize::MAX] {
             let mut w = Trickle { out: Vec::new(), step, calls: 0, vectored: 0 };
-            write_frames(&mut w, TEXT, &frames, |f| f.as_bytes()).await.unwrap();
+            write_frames(&mut w, TEXT, &frames, |f| Piece::Payload(f.as_bytes())).await.unwrap();
             assert_eq!(w.out, expected, "writes of at most {step} bytes");
             if step == usize::MAX {
                 // The small frame gathered, then the large one written from where it is (with

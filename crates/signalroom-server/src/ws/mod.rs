@@ -6,7 +6,7 @@
 //! frames, framed by [`frame`] straight from the queued payloads, and the control frames
 //! tungstenite answers with ([`transport`]).
 
-mod frame;
+pub(crate) mod frame;
 mod rpc;
 mod transport;
 mod writer;

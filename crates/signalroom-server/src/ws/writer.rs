@@ -132,20 +132,31 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     loop {
         // The next run of frames (up to a flush's worth), written from the batch in place, then
         // the order that ends it, if any.
-        let run = batch.iter().take(WRITE_BATCH).take_while(|o| matches!(o, Out::Frame(_))).count();
+        let run = batch.iter().take(WRITE_BATCH).take_while(|o| !o.is_order()).count();
         if run > 0 {
             let frames = &batch.make_contiguous()[..run];
             let (mut notes, mut others) = ((0, 0), (0, 0));
-            for f in frames {
-                let f = payload(f);
-                let kind = if is_notification(f) { &mut notes } else { &mut others };
-                *kind = (kind.0 + 1, kind.1 + f.len() as u64);
-                if f.len() >= heap::LARGE_FRAME {
+            for out in frames {
+                let (kind, n, bytes, written) = match out {
+                    Out::Frame(f) => {
+                        let kind = if is_notification(f) { &mut notes } else { &mut others };
+                        (kind, 1, f.len(), f.len())
+                    }
+                    Out::Order(Order::Write(framed, from)) => (
+                        &mut notes,
+                        framed.frames_from(*from).len(),
+                        framed.payload_from(*from),
+                        framed.bytes_from(*from).len(),
+                    ),
+                    Out::Order(_) => continue,
+                };
+                *kind = (kind.0 + n as u64, kind.1 + bytes as u64);
+                if written >= heap::LARGE_FRAME {
                     heap::wrote_large();
                 }
             }
             let write = async {
-                frame::write_frames(socket, TEXT, frames, |f| payload(f).as_bytes()).await?;
+                frame::write_frames(socket, TEXT, frames, piece).await?;
                 socket.flush().await
             };
             let wrote = io(*close_at, timeout, write).await;
@@ -161,7 +172,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         }
         match batch.pop_front() {
             None => return Wrote::All,
-            Some(Out::Frame(_)) => unreachable!("frames were written above"),
+            Some(Out::Frame(_) | Out::Order(Order::Write(..))) => unreachable!("frames were written above"),
             Some(Out::Order(Order::Close { code, reason })) => {
                 let _ = write_close(socket, Some((code, reason))).await;
                 return Wrote::Done;
@@ -197,7 +208,7 @@ async fn write_control<W: AsyncWrite + Unpin>(
 async fn write_close<W: AsyncWrite + Unpin>(socket: &mut W, why: Option<(u16, &str)>) -> std::io::Result<()> {
     let payload = why.map_or_else(Vec::new, |(code, reason)| frame::close_payload(code, reason));
     let write = async {
-        frame::write_frames(socket, CLOSE, &[payload], Vec::as_slice).await?;
+        frame::write_frames(socket, CLOSE, &[payload], |p| frame::Piece::Payload(p)).await?;
         socket.flush().await
     };
     tokio::time::timeout(CLOSE_WRITE, write)
@@ -226,11 +237,12 @@ async fn io(
     }
 }
 
-/// A frame's text (an order has none; the writer only writes runs of frames).
-fn payload(out: &Out) -> &str {
+/// What to write of an item (an order has nothing; the writer only writes runs of frames).
+fn piece(out: &Out) -> frame::Piece<'_> {
     match out {
-        Out::Frame(text) => text.as_str(),
-        Out::Order(_) => "",
+        Out::Frame(text) => frame::Piece::Payload(text.as_bytes()),
+        Out::Order(Order::Write(framed, from)) => frame::Piece::Framed(framed.bytes_from(*from)),
+        Out::Order(_) => frame::Piece::Payload(&[]),
     }
 }
 
@@ -288,7 +300,7 @@ mod tests {
     fn note_len(seq: u64) -> usize {
         match note(seq) {
             Out::Frame(f) => f.len(),
-            Out::Order(_) => 0,
+            _ => 0,
         }
     }
 }
