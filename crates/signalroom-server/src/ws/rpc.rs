@@ -188,6 +188,20 @@ impl SocketConn {
     }
 
     pub(super) async fn handle_text(&mut self, text: &str) {
+        if let Some(request) = SendMessageRequest::parse(text) {
+            // Every signal's way: the request read in one pass, straight into its params.
+            self.request_id = request.id.map(ToOwned::to_owned);
+            let result = match self.bound() {
+                Some(me) => self.send_message(me, request.params).await,
+                None => Err(Refusal::NotJoined(self.rpc_id.clone())),
+            };
+            if let Err(refusal) = result {
+                self.release();
+                let refusal = self.for_client(refusal);
+                self.reply_error(&refusal);
+            }
+            return;
+        }
         let frame = match Frame::parse(text) {
             Ok(f) => f,
             Err(e) => {
@@ -261,30 +275,7 @@ impl SocketConn {
         match name {
             method::SEND_MESSAGE => {
                 let p: SendMessageParams<'_> = frame.params().map_err(|_| Refusal::SignalParams)?;
-                let message = SignalMessage::parse(&p.message, self.hub.config.max_signal_bytes)?;
-                let reply = self.ok_frame();
-                let (session, from) = (me.session.as_str(), &me.connection);
-                if let Some(ticket) =
-                    self.hub.start_message(session, from, &message, &self.outbox, reply.clone())
-                {
-                    // On its way: the next request is read meanwhile; the outcome comes in order.
-                    let bytes = p.message.len();
-                    self.on_way_bytes += bytes;
-                    self.tickets.push_back(ticket);
-                    self.on_way.push_back(OnWay {
-                        id: self.request_id.take(),
-                        joined: me,
-                        message,
-                        reply,
-                        bytes,
-                    });
-                    return Ok(());
-                }
-                if !self.on_way.is_empty() {
-                    self.drain().await;
-                }
-                self.held |= self.hub.send_message(session, from, &message, &self.outbox, reply).await?;
-                Ok(())
+                self.send_message(me, p).await
             }
             method::LEAVE_ROOM => {
                 let reply = self.ok_frame();
@@ -333,6 +324,26 @@ impl SocketConn {
             m if method::MEDIA_UNSUPPORTED.contains(&m) => Err(Refusal::Media(m.to_owned())),
             m => Err(Refusal::ProOnly(m.to_owned())),
         }
+    }
+
+    /// `sendMessage` from participant `me`.
+    async fn send_message(&mut self, me: Joined, p: SendMessageParams<'_>) -> RpcResult {
+        let message = SignalMessage::parse(&p.message, self.hub.config.max_signal_bytes)?;
+        let reply = self.ok_frame();
+        let (session, from) = (me.session.as_str(), &me.connection);
+        if let Some(ticket) = self.hub.start_message(session, from, &message, &self.outbox, reply.clone()) {
+            // On its way: the next request is read meanwhile; the outcome comes in order.
+            let bytes = p.message.len();
+            self.on_way_bytes += bytes;
+            self.tickets.push_back(ticket);
+            self.on_way.push_back(OnWay { id: self.request_id.take(), joined: me, message, reply, bytes });
+            return Ok(());
+        }
+        if !self.on_way.is_empty() {
+            self.drain().await;
+        }
+        self.held |= self.hub.send_message(session, from, &message, &self.outbox, reply).await?;
+        Ok(())
     }
 
     fn ping(&mut self, p: PingParams) -> RpcResult {
@@ -493,6 +504,37 @@ fn response<R: Serialize>(id: Option<&RawValue>, result: R) -> Utf8Bytes {
     Utf8Bytes::from(id.map(|id| Response::new(id, result).to_json()).unwrap_or_default())
 }
 
+/// A `sendMessage` request as clients send it: `jsonrpc`, `method`, `params` and `id` and nothing
+/// else, each once, the id a number or a string. Read in one pass, straight into the params; any
+/// other frame (or this one with anything unusual) takes the general way, which answers it the
+/// same or tells what is wrong.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMessageRequest<'a> {
+    jsonrpc: &'a str,
+    method: &'a str,
+    #[serde(borrow)]
+    params: SendMessageParams<'a>,
+    /// (`"id":null` is kept, as `null`: an Invalid Request, answered the general way.)
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+}
+
+/// A member that is present, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+impl<'a> SendMessageRequest<'a> {
+    fn parse(text: &'a str) -> Option<Self> {
+        let request: Self = serde_json::from_str(text).ok()?;
+        (request.jsonrpc == "2.0"
+            && request.method == method::SEND_MESSAGE
+            && request.id.is_none_or(is_valid_id))
+        .then_some(request)
+    }
+}
+
 fn params<'a, T: serde::Deserialize<'a>>(name: &str, frame: &Frame<'a>) -> Result<T, Refusal> {
     frame.params().map_err(|e| Refusal::BadParams { method: name.to_owned(), reason: e.to_string() })
 }
@@ -541,5 +583,32 @@ mod tests {
             assert!(is_known(m));
         }
         assert!(!is_known("nope"));
+    }
+
+    /// The one-pass way takes the signals clients send, and leaves anything else to the general
+    /// way (which answers the same, or tells what is wrong).
+    #[test]
+    fn only_plain_send_message_requests_take_the_one_pass_way() {
+        // From spec/fixtures: openvidu-browser 2.32.2.
+        let real = r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"message":"{\"to\":[],\"data\":\"hello\",\"type\":\"signal:my-chat\"}"},"id":7}"#;
+        let r = SendMessageRequest::parse(real).expect("the real client's signal");
+        assert_eq!(r.id.map(RawValue::get), Some("7"));
+        assert_eq!(r.params.message, r#"{"to":[],"data":"hello","type":"signal:my-chat"}"#);
+        let notification = r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"message":"{}"}}"#;
+        assert!(SendMessageRequest::parse(notification).is_some_and(|r| r.id.is_none()));
+        for other in [
+            r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"message":"{}"},"id":null}"#,
+            r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"message":"{}"},"id":{}}"#,
+            r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"message":"{}"},"id":1,"seq":2}"#,
+            r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"message":"{}"},"id":1,"id":2}"#,
+            r#"{"jsonrpc":"1.0","method":"sendMessage","params":{"message":"{}"},"id":1}"#,
+            r#"{"jsonrpc":"2.0","method":"send\u004dessage","params":{"message":"{}"},"id":1}"#,
+            r#"{"jsonrpc":"2.0","method":"ping","params":{"message":"{}"},"id":1}"#,
+            r#"{"jsonrpc":"2.0","method":"sendMessage","params":null,"id":1}"#,
+            r#"{"jsonrpc":"2.0","method":"sendMessage","id":1}"#,
+            r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"message":"{}"},"id":1} x"#,
+        ] {
+            assert!(SendMessageRequest::parse(other).is_none(), "{other}");
+        }
     }
 }
