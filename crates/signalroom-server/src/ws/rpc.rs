@@ -191,8 +191,10 @@ impl SocketConn {
         if let Some(request) = SendMessageRequest::parse(text) {
             // Every signal's way: the request read in one pass, straight into its params.
             self.request_id = request.id.map(ToOwned::to_owned);
+            // (Boxed, as the general way's requests: unboxed, it would size every socket's
+            // reader task, idle or not: about 1 KiB of each participant's memory.)
             let result = match self.bound() {
-                Some(me) => self.send_message(me, request.params).await,
+                Some(me) => Box::pin(self.send_message(me, request.params)).await,
                 None => Err(Refusal::NotJoined(self.rpc_id.clone())),
             };
             if let Err(refusal) = result {
