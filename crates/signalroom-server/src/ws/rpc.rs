@@ -188,21 +188,15 @@ impl SocketConn {
     }
 
     pub(super) async fn handle_text(&mut self, text: &str) {
-        if let Some(request) = SendMessageRequest::parse(text) {
-            // Every signal's way: the request read in one pass, straight into its params.
-            self.request_id = request.id.map(ToOwned::to_owned);
-            // (Boxed, as the general way's requests: unboxed, it would size every socket's
-            // reader task, idle or not: about 1 KiB of each participant's memory.)
-            let result = match self.bound() {
-                Some(me) => Box::pin(self.send_message(me, request.params)).await,
-                None => Err(Refusal::NotJoined(self.rpc_id.clone())),
-            };
-            if let Err(refusal) = result {
-                self.release();
-                let refusal = self.for_client(refusal);
-                self.reply_error(&refusal);
+        // Every signal's way: the request read in one pass, straight into its params. (Boxed,
+        // as the general way's requests, and nothing of it kept across the await: it would size
+        // every socket's reader task, idle or not.)
+        {
+            let parsed = SendMessageRequest::parse(text);
+            if let Some(request) = parsed {
+                Box::pin(self.signal(request)).await;
+                return;
             }
-            return;
         }
         let frame = match Frame::parse(text) {
             Ok(f) => f,
@@ -325,6 +319,20 @@ impl SocketConn {
             }
             m if method::MEDIA_UNSUPPORTED.contains(&m) => Err(Refusal::Media(m.to_owned())),
             m => Err(Refusal::ProOnly(m.to_owned())),
+        }
+    }
+
+    /// A `sendMessage` request read the one-pass way ([`SendMessageRequest`]).
+    async fn signal(&mut self, request: SendMessageRequest<'_>) {
+        self.request_id = request.id.map(ToOwned::to_owned);
+        let result = match self.bound() {
+            Some(me) => self.send_message(me, request.params).await,
+            None => Err(Refusal::NotJoined(self.rpc_id.clone())),
+        };
+        if let Err(refusal) = result {
+            self.release();
+            let refusal = self.for_client(refusal);
+            self.reply_error(&refusal);
         }
     }
 
