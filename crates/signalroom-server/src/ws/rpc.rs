@@ -2,6 +2,7 @@
 //! socket's outbox (so a reply keeps its place among the notifications, spec §5.2, §7.3).
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,17 +188,22 @@ impl SocketConn {
         }
     }
 
-    pub(super) async fn handle_text(&mut self, text: &str) {
-        // Every signal's way: the request read in one pass, straight into its params. (Boxed,
-        // as the general way's requests, and nothing of it kept across the await: it would size
-        // every socket's reader task, idle or not.)
-        {
-            let parsed = SendMessageRequest::parse(text);
-            if let Some(request) = parsed {
-                Box::pin(self.signal(request)).await;
-                return;
-            }
+    /// Handles one text frame from the client. (A boxed future, whichever way the frame goes:
+    /// the requests' futures, deep, would otherwise size every socket's reader task, idle or
+    /// not: about 1 KiB of each participant's memory.)
+    pub(super) fn handle_text<'a>(
+        &'a mut self,
+        text: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        // Every signal's way: the request read in one pass, straight into its params.
+        match SendMessageRequest::parse(text) {
+            Some(request) => Box::pin(self.signal(request)),
+            None => Box::pin(self.handle_frame(text)),
         }
+    }
+
+    /// Handles a text frame the general way: any request, or what is wrong with it.
+    async fn handle_frame(&mut self, text: &str) {
         let frame = match Frame::parse(text) {
             Ok(f) => f,
             Err(e) => {
@@ -245,9 +251,7 @@ impl SocketConn {
             // Whatever else the client asks comes after its signals.
             self.drain().await;
         }
-        // Boxed: the requests' futures, deep, would otherwise size every socket's reader task,
-        // idle or not (about 1 KiB of each participant's memory).
-        if let Err(refusal) = Box::pin(self.dispatch(method, &frame)).await {
+        if let Err(refusal) = self.dispatch(method, &frame).await {
             self.release();
             let refusal = self.for_client(refusal);
             self.reply_error(&refusal);
