@@ -293,6 +293,15 @@ mod tests {
         (outbox, applied)
     }
 
+    /// Session `S` with participant `A` joined (socket 1), nothing held, nothing queued.
+    async fn broker_with_a() -> (LocalBroker, Arc<Outbox>) {
+        let broker = broker().await;
+        let (a, _) = join(&broker, "A", 1).await;
+        broker.release("S").unwrap();
+        let _ = queued(&a, 1);
+        (broker, a)
+    }
+
     /// What is queued for socket `socket`, one line each: a notification's method and the
     /// connection it names, or the frame as it is.
     fn queued(outbox: &Outbox, socket: u64) -> Vec<String> {
@@ -428,10 +437,7 @@ mod tests {
     /// releases (or any, once the oldest frame held is old enough).
     #[tokio::test]
     async fn the_last_of_consecutive_joins_releases() {
-        let broker = broker().await;
-        let (a, _) = join(&broker, "A", 1).await;
-        broker.release("S").unwrap();
-        let _ = queued(&a, 1);
+        let (broker, a) = broker_with_a().await;
         let first = join(&broker, "B", 2).await.1.held.unwrap();
         let second = join(&broker, "C", 3).await.1.held.unwrap();
         assert!(broker.release_unless_newer("S", first).is_none(), "C's join came after");
@@ -450,10 +456,7 @@ mod tests {
     /// Past [`MAX_HELD`](super::MAX_HELD) joins, a join pushes what is held itself.
     #[tokio::test]
     async fn held_notifications_are_bounded() {
-        let broker = broker().await;
-        let (a, _) = join(&broker, "A", 1).await;
-        broker.release("S").unwrap();
-        let _ = queued(&a, 1);
+        let (broker, a) = broker_with_a().await;
         let mut held = true;
         for i in 0..crate::broker::MAX_HELD {
             held = join(&broker, &format!("P{i}"), 10 + i as u64).await.1.held.is_some();
