@@ -51,3 +51,4 @@ pub use error::{Error, Result};
 pub use events::ServerEvent;
 pub use limit::ConnectionCounts;
 pub use server::Server;
+pub use webhook::EVENT_NAMES;

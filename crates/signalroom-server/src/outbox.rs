@@ -240,7 +240,7 @@ struct State {
     // What a push or the writer only reads, in the next line:
     /// The socket whose writer drains this outbox; 0 while none does.
     writer: u64,
-    /// Frames in `items` (an item may hold several: [`Out::Framed`]).
+    /// Frames in `items` (an item may hold several: [`Order::Write`]).
     frames: usize,
     limits: Limits,
     /// Where the writer goes once this outbox is drained.
