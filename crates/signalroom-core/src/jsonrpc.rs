@@ -100,8 +100,9 @@ pub struct Frame<'a> {
     pub seq: Option<u64>,
 }
 
-/// A member that is present, whatever its value (`null` included).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+/// A member that is present, whatever its value (`null` included): for an optional raw member
+/// that tells `null` from absent (`#[serde(default, borrow, deserialize_with = "present")]`).
+pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 

@@ -467,31 +467,22 @@ impl Hub {
             client_data,
             took: started.elapsed(),
         });
-        if let Some(mark) = applied.held {
+        // Only the local broker holds frames back.
+        if let (Some(mark), AnyBroker::Local(local)) = (applied.held, &self.broker) {
             // The `participantJoined` is held back for the next joins' (see `Applied::held`):
             // the joins of other sockets ready now run first, then what they held is pushed,
             // by the last of them (while joins keep coming, for a while).
             tokio::task::yield_now().await;
-            match &self.broker {
-                AnyBroker::Local(local) => {
-                    if let Some(Ok(mut applied)) = local.release_unless_newer(&req.session, mark) {
-                        self.settle(&req.session, &mut applied).await;
-                    }
-                }
-                _ => self.release(&req.session).await,
+            if let Some(Ok(mut applied)) = local.release_unless_newer(&req.session, mark) {
+                self.settle(&req.session, &mut applied).await;
             }
         }
         Ok(result)
     }
 
-    /// Pushes what operations on the session held back ([`Applied::held`]): an operation
-    /// without effects.
-    pub(crate) async fn release(&self, session: &str) {
-        let _ = self.apply(session, None, |_| Ok(Outcome::new((), Vec::new(), None))).await;
-    }
-
-    /// [`Hub::release`] without waiting (only the local broker holds frames back): the evictions
-    /// of slow receivers it finds are settled by a task of their own. A socket's reader calls it
+    /// Pushes what operations on the session held back ([`Applied::held`]; only the local broker
+    /// holds frames back), without waiting: the evictions of slow receivers it finds are settled
+    /// by a task of their own. A socket's reader calls it
     /// between frames, where a future would size every socket's task.
     pub(crate) fn release_now(self: &Arc<Self>, session: &str) {
         let AnyBroker::Local(local) = &self.broker else { return };
@@ -607,7 +598,7 @@ impl Hub {
     }
 
     /// A signal as `sendMessage` carries it. `true`: its broadcast and reply are held back
-    /// ([`Applied::held`]); the caller releases them ([`Hub::release`]) before it waits for its
+    /// ([`Applied::held`]); the caller releases them ([`Hub::release_now`]) before it waits for its
     /// client or answers it otherwise.
     pub(crate) async fn send_message(
         &self,

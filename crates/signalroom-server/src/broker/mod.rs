@@ -24,7 +24,7 @@
 //!    A broker may hold back the frames of a join or of a participant's broadcast, to push them
 //!    with those of the next operations ([`Applied::held`]): then the next operation on the
 //!    session pushes them before its own, and the caller makes sure one comes soon
-//!    ([`Hub::release`](crate::hub::Hub::release)).
+//!    ([`Hub::release_now`](crate::hub::Hub::release_now)).
 //! 4. **RPC index.** [`Broker::bind_rpc`] makes a participant findable by its RPC session id
 //!    ([`Broker::find_rpc`], from any node); a participant leaving ([`Effect::Leave`]) unbinds it.
 //! 5. **Outboxes stay where their participant's socket is.** [`Broker::outbox`] finds the outbox

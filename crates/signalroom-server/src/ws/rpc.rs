@@ -530,13 +530,8 @@ struct SendMessageRequest<'a> {
     #[serde(borrow)]
     params: SendMessageParams<'a>,
     /// (`"id":null` is kept, as `null`: an Invalid Request, answered the general way.)
-    #[serde(default, borrow, deserialize_with = "present")]
+    #[serde(default, borrow, deserialize_with = "signalroom_core::jsonrpc::present")]
     id: Option<&'a RawValue>,
-}
-
-/// A member that is present, whatever its value (`null` included).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 impl<'a> SendMessageRequest<'a> {
