@@ -454,17 +454,28 @@ class Session:
                     reason=None,
                 )
             if rejoining:
-                if self._held_end is None:
-                    self._link_up.clear()  # the pump is about to hold the end and rejoin; it sets it again
-                try:
-                    await asyncio.wait_for(self._link_up.wait(), self._timeout)
-                except asyncio.TimeoutError:
-                    raise SignalTimeoutError(
-                        f"session {self.session_id!r} was still rejoining after {self._timeout:g} s; "
-                        "the signal was not sent",
-                        timeout=self._timeout,
-                    ) from None
-        await self._native.signal(data, type=type, to=to)
+                await self._until_rejoined()
+        try:
+            await self._native.signal(data, type=type, to=to)
+        except ConnectionLostError:
+            # The link was down and, while the signal waited for it, the session ended in a way
+            # that is rejoined: the signal waits for the rejoin, as when that was known first.
+            if self._while_reconnecting == "fail" or not self._rejoining():
+                raise
+            await self._until_rejoined()
+            await self._native.signal(data, type=type, to=to)
+
+    async def _until_rejoined(self) -> None:
+        """Waits until the session lost is rejoined (:meth:`signal`'s wait)."""
+        if self._held_end is None:
+            self._link_up.clear()  # the pump is about to hold the end and rejoin; it sets it again
+        try:
+            await asyncio.wait_for(self._link_up.wait(), self._timeout)
+        except asyncio.TimeoutError:
+            raise SignalTimeoutError(
+                f"session {self.session_id!r} was still rejoining after {self._timeout:g} s; the signal was not sent",
+                timeout=self._timeout,
+            ) from None
 
     async def reply(self, event: SignalEvent, data: str, *, type: str | None = None) -> None:  # noqa: A002
         """Answers a signal: sends ``data`` to its sender only, with the same type unless ``type``
