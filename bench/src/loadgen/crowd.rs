@@ -129,6 +129,8 @@ pub(crate) struct Tally {
     pub signals: AtomicU64,
     /// Error responses received (requests the server refused).
     pub errors: AtomicU64,
+    /// Other text frames received: notifications (`participantJoined`, …).
+    pub notes: AtomicU64,
     /// Set when the server closed the socket.
     pub closed: AtomicBool,
     /// Latencies (ns) of signals with sequence number ≥ `latency_from`, when recording.
@@ -172,6 +174,7 @@ pub(crate) async fn receive(
     loop {
         let mut count = 0u64;
         let mut errors = 0u64;
+        let mut notes = 0u64;
         let mut pong: Option<Vec<u8>> = None;
         let mut engine_ping = false;
         let from = tally.latency_from.load(Ordering::Relaxed);
@@ -197,6 +200,8 @@ pub(crate) async fn receive(
                         engine_ping = true;
                     } else if dialect.is_error(payload) {
                         errors += 1;
+                    } else {
+                        notes += 1;
                     }
                 }
                 OP_PING => pong = Some(payload.to_vec()),
@@ -217,6 +222,9 @@ pub(crate) async fn receive(
         }
         if errors > 0 {
             tally.errors.fetch_add(errors, Ordering::Relaxed);
+        }
+        if notes > 0 {
+            tally.notes.fetch_add(notes, Ordering::Relaxed);
         }
         if let Some(w) = writer.as_mut() {
             if let Some(p) = pong {

@@ -70,6 +70,10 @@ pub(crate) fn parse_signal(frame: &[u8]) -> Option<(u64, u64)> {
     Some((ts, seq))
 }
 
+/// What an error response carries (a searcher made once: each received frame is searched).
+static ERROR: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\":{"));
+
 impl Dialect {
     /// The name used in tables and JSON.
     pub(crate) fn server_name(self) -> &'static str {
@@ -143,14 +147,19 @@ impl Dialect {
                     match frame.opcode {
                         // The first frame carrying an id is the joinRoom answer (we sent no other request).
                         OP_TEXT if memchr::memmem::find(payload, b"\"id\":1").is_some() => {
-                            if memchr::memmem::find(payload, b"\"error\"").is_some()
-                                && memchr::memmem::find(payload, b"\"result\"").is_none()
+                            // (`"result"` first: it comes early in an answer, `"error"` is
+                            // searched only when it is not there.)
+                            if memchr::memmem::find(payload, b"\"result\"").is_none()
+                                && memchr::memmem::find(payload, b"\"error\"").is_some()
                             {
                                 return Err(io::Error::other(format!(
                                     "joinRoom refused: {}",
                                     String::from_utf8_lossy(payload)
                                 )));
                             }
+                            // The answer can be large (everyone already in); the
+                            // participant reads on with the buffer it started with.
+                            reader.shrink(opts.read_buffer);
                             break;
                         }
                         OP_PING => {
@@ -194,9 +203,7 @@ impl Dialect {
 
     /// Whether this text frame reports a refused request (an error response).
     pub(crate) fn is_error(self, payload: &[u8]) -> bool {
-        self == Dialect::OpenVidu
-            && memchr::memchr(MARK, payload).is_none()
-            && memchr::memmem::find(payload, b"\"error\":{").is_some()
+        self == Dialect::OpenVidu && memchr::memchr(MARK, payload).is_none() && ERROR.find(payload).is_some()
     }
 }
 

@@ -220,11 +220,13 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
             let r = scenarios::joins(&ctx, d).await;
             if let Ok(j) = &r {
                 progress(&format!(
-                    "joins {}: {:.0} joins/s (p50 {:.1} ms, p99 {:.1} ms)",
+                    "joins {}: {:.0} joins/s (p50 {:.1} ms, p99 {:.1} ms; cores: server {:.2}, load generator {:.2})",
                     d.server_name(),
                     j.joins_per_s,
                     j.p50_ms,
-                    j.p99_ms
+                    j.p99_ms,
+                    j.server_cpu,
+                    j.loadgen_cpu
                 ));
             }
             record(d.server_name(), "joins", r.map(to_value), &mut failures);
@@ -252,11 +254,12 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
             let r = scenarios::big_session(&ctx, d).await;
             if let Ok(b) = &r {
                 progress(&format!(
-                    "big session {} {}: filled in {:.1} s ({:.0} joins/s, p99 {:.0} ms), {:.2} GB sent, \
+                    "big session {} {}: filled in {:.1} s{} ({:.0} joins/s, p99 {:.0} ms), {:.2} GB sent, \
                      RSS {:.0} MiB filled, {:.0} MiB after {:.0} s idle ({:.1} / {:.1} KiB per participant), {} closed",
                     b.participants,
                     d.server_name(),
                     b.fill_seconds,
+                    b.told_seconds.map(|t| format!(", everyone told in {t:.1} s")).unwrap_or_default(),
                     b.joins_per_s,
                     b.p99_join_ms,
                     b.bytes_sent as f64 / 1e9,

@@ -306,6 +306,7 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
     let big = format!("8. big session, {} participants", plan["big_participants"]);
     let b = |s: &str, k: &str| num(results, s, &["bigsession", k]);
     row(&big, "seconds to fill", &|s| b(s, "fill_seconds"), &|v| fmt_num(v, 1));
+    row(&big, "… until everyone was told", &|s| b(s, "told_seconds"), &|v| fmt_num(v, 1));
     row(&big, "joins/s", &|s| b(s, "joins_per_s"), &fmt_rate);
     row(&big, "GB sent", &|s| b(s, "bytes_sent").map(|v| v / 1e9), &|v| fmt_num(v, 2));
     row(

@@ -442,6 +442,10 @@ pub(crate) struct BigSession {
     pub concurrency: usize,
     /// From the first join to the last join's answer.
     pub fill_seconds: f64,
+    /// From the first join until everyone was told of every join after its own (n(n−1)/2
+    /// `participantJoined`; the server may hold them back a moment to send them together).
+    /// `None` where joins are not told (raw), or not all were within [`TOLD_LIMIT`].
+    pub told_seconds: Option<f64>,
     pub joins_per_s: f64,
     pub p50_join_ms: f64,
     pub p99_join_ms: f64,
@@ -459,6 +463,9 @@ pub(crate) struct BigSession {
     pub closed: usize,
     pub server_cpu: f64,
 }
+
+/// How long after the last join's answer the big session waits for everyone to be told.
+const TOLD_LIMIT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn big_session(ctx: &Ctx, dialect: Dialect) -> anyhow::Result<BigSession> {
     let server = ctx.launch.start(dialect, "bigsession", &[]).await?;
@@ -478,6 +485,7 @@ async fn big_session_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<BigSes
     let (t, all, dialect) = (tasks.clone(), Arc::clone(&tallies), server.dialect);
     let cpu = CpuMeter::start(server.pid);
     let opts = ConnectOptions { read_buffer: 64 * 1024, recv_buffer: None };
+    let begin = Instant::now();
     let (wall, mut took) =
         join_all(server.dialect, server.addr, seats, plan.big_concurrency, opts, move |_, j: Joined| {
             let tally = Arc::new(Tally::default());
@@ -486,6 +494,20 @@ async fn big_session_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<BigSes
         })
         .await?;
     let rss_filled_bytes = server.rss()?;
+    let told_seconds = match server.dialect {
+        Dialect::OpenVidu => {
+            let all_told = (n * n.saturating_sub(1) / 2) as u64;
+            let told = || -> u64 {
+                tallies.lock().expect("tallies").iter().map(|t| t.notes.load(Ordering::Relaxed)).sum()
+            };
+            let limit = Instant::now() + TOLD_LIMIT;
+            while told() < all_told && Instant::now() < limit {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (told() >= all_told).then(|| begin.elapsed().as_secs_f64())
+        }
+        _ => None,
+    };
     let server_cpu = cpu.cores();
     let bytes_sent = crate::wire::BYTES_READ.load(Ordering::Relaxed) - read_before;
     tokio::time::sleep(Duration::from_secs_f64(plan.big_idle_s)).await;
@@ -499,6 +521,7 @@ async fn big_session_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<BigSes
         participants: n,
         concurrency: plan.big_concurrency,
         fill_seconds: wall.as_secs_f64(),
+        told_seconds,
         joins_per_s: n as f64 / wall.as_secs_f64(),
         p50_join_ms: pct(0.5),
         p99_join_ms: pct(0.99),
@@ -609,6 +632,9 @@ pub(crate) struct Joins {
     pub p99_ms: f64,
     /// signalroom only: REST Connections (tokens) minted per second beforehand, not timed above.
     pub tokens_per_s: Option<f64>,
+    /// Cores the server and the load generator were busy while the joins ran (1.0 = one core).
+    pub server_cpu: f64,
+    pub loadgen_cpu: f64,
 }
 
 pub(crate) async fn joins(ctx: &Ctx, dialect: Dialect) -> anyhow::Result<Joins> {
@@ -634,6 +660,7 @@ async fn joins_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Joins> {
     let dialect = server.dialect;
     let t = tasks.clone();
     let opts = ConnectOptions { read_buffer: 4096, recv_buffer: None };
+    let (server_cpu, loadgen_cpu) = (CpuMeter::start(server.pid), CpuMeter::start(0));
     let (wall, mut took) =
         join_all(dialect, server.addr, seats, plan.join_concurrency, opts, move |_, j: Joined| {
             t.spawn(crowd::receive(
@@ -645,6 +672,7 @@ async fn joins_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Joins> {
             ));
         })
         .await?;
+    let (server_cpu, loadgen_cpu) = (server_cpu.cores(), loadgen_cpu.cores());
     took.sort_unstable();
     let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)].as_secs_f64() * 1000.0;
     Ok(Joins {
@@ -655,6 +683,8 @@ async fn joins_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Joins> {
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         tokens_per_s,
+        server_cpu,
+        loadgen_cpu,
     })
 }
 

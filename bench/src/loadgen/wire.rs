@@ -162,6 +162,19 @@ impl Reader {
         Ok(Some(FrameRef { opcode: b0 & 0x0F, payload: begin..begin + len }))
     }
 
+    /// Gives back memory a large frame made the buffer grow: keeps the bytes not parsed yet,
+    /// in a buffer of `size` or the next power of two that holds them.
+    pub(crate) fn shrink(&mut self, size: usize) {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        let keep = self.end.max(size).max(4096).next_power_of_two();
+        if keep < self.buf.len() {
+            self.buf.truncate(keep);
+            self.buf.shrink_to_fit();
+        }
+    }
+
     /// The bytes of a frame returned by [`Reader::parse`].
     pub(crate) fn payload(&self, frame: &FrameRef) -> &[u8] {
         &self.buf[frame.payload.clone()]
