@@ -13,7 +13,7 @@ use signalroom_core::signal::SignalMessage;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::broadcast;
 
-use crate::broker::{AnyBroker, Applied, Broker, Notice, Outcome, Ticket};
+use crate::broker::{AnyBroker, Applied, Broker, Later, Notice, Outcome, Ticket};
 use crate::config::Config;
 use crate::events::ServerEvent;
 use crate::outbox::{Limits, Out, Outbox, Resumed};
@@ -416,7 +416,7 @@ impl Hub {
     /// [`Room::join_answer`]), queued after `participantJoined` to the others. The result's
     /// `value` is empty (see [`Room::join`]).
     pub(crate) async fn join(
-        &self,
+        self: &Arc<Self>,
         req: JoinRequest,
         outbox: &Arc<Outbox>,
         reply: impl FnOnce(&JoinRoomResult, &Room) -> Utf8Bytes + Send,
@@ -471,13 +471,32 @@ impl Hub {
         if let (Some(mark), AnyBroker::Local(local)) = (applied.held, &self.broker) {
             // The `participantJoined` is held back for the next joins' (see `Applied::held`):
             // the joins of other sockets ready now run first, then what they held is pushed,
-            // by the last of them (while joins keep coming, for a while).
+            // by the last of them (while joins keep coming, for a while); in a big session,
+            // by a task a moment later, so that each participant gets a write's worth.
             tokio::task::yield_now().await;
-            if let Some(Ok(mut applied)) = local.release_unless_newer(&req.session, mark) {
-                self.settle(&req.session, &mut applied).await;
+            match local.after_join(&req.session, mark) {
+                Later::Released(Ok(mut applied)) => self.settle(&req.session, &mut applied).await,
+                Later::At(due) => {
+                    let (hub, session) = (Arc::clone(self), req.session.as_str().to_owned());
+                    tokio::spawn(async move { hub.release_when_due(&session, due).await });
+                }
+                Later::Released(Err(_)) | Later::Nothing => {}
             }
         }
         Ok(result)
+    }
+
+    /// Releases the frames joins held back in `session` when they are due (first at `due`).
+    async fn release_when_due(&self, session: &str, mut due: std::time::Instant) {
+        let AnyBroker::Local(local) = &self.broker else { return };
+        loop {
+            tokio::time::sleep_until(due.into()).await;
+            match local.release_due(session) {
+                Later::At(next) => due = next,
+                Later::Released(Ok(mut applied)) => return self.settle(session, &mut applied).await,
+                Later::Released(Err(_)) | Later::Nothing => return,
+            }
+        }
     }
 
     /// Pushes what operations on the session held back ([`Applied::held`]; only the local broker

@@ -1,7 +1,7 @@
 //! [`LocalBroker`]: every session in this process (one node, the default).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use indexmap::IndexMap;
@@ -37,6 +37,16 @@ impl Cell {
     }
 }
 
+/// What to do about frames held back after a join ([`LocalBroker::after_join`]).
+pub(crate) enum Later {
+    /// Nothing: someone else releases them.
+    Nothing,
+    /// Released now.
+    Released(Result<Applied<()>, Refusal>),
+    /// To be released at this time ([`LocalBroker::release_due`]).
+    At(std::time::Instant),
+}
+
 /// Everything in this process: a sharded map of sessions, each under its own lock, so busy
 /// sessions never contend.
 #[derive(Debug)]
@@ -65,14 +75,49 @@ impl LocalBroker {
         self.run(id, None, None, |_| Ok(Outcome::new((), Vec::new(), None)))
     }
 
-    /// [`LocalBroker::release`], unless an operation held frames after the one marked `mark`
-    /// (and not for too long): that one will release them, with more. `None`: nothing done.
-    pub(crate) fn release_unless_newer(&self, id: &str, mark: u64) -> Option<Result<Applied<()>, Refusal>> {
-        let cell = self.cell(id)?;
-        if cell.lock().held.newer_than(mark) {
-            return None;
+    /// After a join that held frames (marked `mark`), once the joins of other sockets ready
+    /// then ran: releases what is held if it is ripe ([`Held::ripe`]); else leaves it to a join
+    /// that held after this one, if any; else, this being the last join of a run, releases it
+    /// now in a small session, or asks for a task to release it when due ([`Held::due`]): once
+    /// for what is held, [`Later::At`].
+    pub(crate) fn after_join(&self, id: &str, mark: u64) -> Later {
+        let Some(cell) = self.cell(id) else { return Later::Nothing };
+        {
+            let mut c = cell.lock();
+            let members = c.roster.len();
+            if c.held.is_empty() {
+                return Later::Nothing;
+            }
+            if !c.held.ripe(members) {
+                if c.held.newer_than(mark) || c.held.armed {
+                    return Later::Nothing;
+                }
+                if let Some(due) = c.held.due(members) {
+                    c.held.armed = true;
+                    return Later::At(due);
+                }
+            }
         }
-        Some(self.release(id))
+        Later::Released(self.release(id))
+    }
+
+    /// For the task [`LocalBroker::after_join`] asked for, at the time it gave: releases what is
+    /// held if it is due by now, or tells when it will be.
+    pub(crate) fn release_due(&self, id: &str) -> Later {
+        let Some(cell) = self.cell(id) else { return Later::Nothing };
+        {
+            let mut c = cell.lock();
+            let members = c.roster.len();
+            if c.held.is_empty() {
+                c.held.armed = false;
+                return Later::Nothing;
+            }
+            match c.held.due(members) {
+                Some(due) if due > Instant::now() && !c.held.ripe(members) => return Later::At(due),
+                _ => c.held.armed = false,
+            }
+        }
+        Later::Released(self.release(id))
     }
 
     /// [`Broker::apply`]; `sender`: the operation is that participant's signal, whose broadcast
@@ -268,6 +313,16 @@ mod tests {
     /// `n` joins session `S` on socket `socket` (with the secret: no token to mint); its answer
     /// is the frame `answer n`.
     async fn join(broker: &LocalBroker, n: &str, socket: u64) -> (Arc<Outbox>, Applied<()>) {
+        join_with(broker, n, socket, "").await
+    }
+
+    /// [`join`], with `metadata` as the client's data.
+    async fn join_with(
+        broker: &LocalBroker,
+        n: &str,
+        socket: u64,
+        metadata: &str,
+    ) -> (Arc<Outbox>, Applied<()>) {
         let outbox = Outbox::new(LIMITS, socket);
         let joiner = Joiner {
             token_id: None,
@@ -277,7 +332,7 @@ mod tests {
                 token_id: format!("tok_{n}"),
                 token: format!("ws://h?sessionId=S&token=tok_{n}"),
             }),
-            client_data: String::new(),
+            client_data: metadata.to_owned(),
             platform: "test".into(),
             ip: "127.0.0.1".into(),
             rpc_id: format!("rpc_{n}").into(),
@@ -440,17 +495,51 @@ mod tests {
         let (broker, a) = broker_with_a().await;
         let first = join(&broker, "B", 2).await.1.held.unwrap();
         let second = join(&broker, "C", 3).await.1.held.unwrap();
-        assert!(broker.release_unless_newer("S", first).is_none(), "C's join came after");
+        assert!(matches!(broker.after_join("S", first), Later::Nothing), "C's join came after");
         assert!(queued(&a, 1).is_empty(), "still held");
-        let released = broker.release_unless_newer("S", second).unwrap().unwrap();
-        assert!(released.held.is_none());
+        let Later::Released(released) = broker.after_join("S", second) else { panic!("not released") };
+        assert!(released.unwrap().held.is_none());
         assert_eq!(queued(&a, 1), ["participantJoined con_B", "participantJoined con_C"]);
 
         let first = join(&broker, "D", 4).await.1.held.unwrap();
         let _ = join(&broker, "E", 5).await;
-        tokio::time::sleep(super::super::MAX_HELD_FOR).await;
-        assert!(broker.release_unless_newer("S", first).is_some(), "held for too long: released");
+        tokio::time::sleep(super::super::MAX_RUN).await;
+        assert!(matches!(broker.after_join("S", first), Later::Released(_)), "held for too long: released");
         assert_eq!(queued(&a, 1), ["participantJoined con_D", "participantJoined con_E"]);
+    }
+
+    /// In a session of many, the last join of a run leaves its frames held, for one task to
+    /// release when they are due; a write's worth held goes at once.
+    #[tokio::test]
+    async fn in_a_big_session_the_last_join_leaves_the_release_to_a_timer() {
+        let (broker, a) = broker_with_a().await;
+        for i in 0..39 {
+            join(&broker, &format!("P{i}"), 10 + i).await;
+        }
+        broker.release("S").unwrap();
+        let _ = queued(&a, 1);
+        // 41 participants with X: held for 41 × 50 µs.
+        let mark = join(&broker, "X", 100).await.1.held.unwrap();
+        let Later::At(due) = broker.after_join("S", mark) else { panic!("released at once") };
+        let wait = due - Instant::now();
+        assert!(wait <= std::time::Duration::from_micros(41 * 50) && !wait.is_zero(), "{wait:?}");
+        assert!(matches!(broker.after_join("S", mark), Later::Nothing), "one task asked for");
+        assert!(matches!(broker.release_due("S"), Later::At(_)), "not due yet");
+        assert!(queued(&a, 1).is_empty());
+        tokio::time::sleep_until(due.into()).await;
+        assert!(matches!(broker.release_due("S"), Later::Released(Ok(_))));
+        assert_eq!(queued(&a, 1), ["participantJoined con_X"]);
+        assert!(matches!(broker.release_due("S"), Later::Nothing), "nothing left");
+
+        // Joiners with 8 KiB of metadata each: the fourth join's frames make 32 KiB.
+        let big = "m".repeat(8 * 1024);
+        let mut last = Later::Nothing;
+        for i in 0..4 {
+            let mark = join_with(&broker, &format!("Q{i}"), 200 + i, &big).await.1.held.unwrap();
+            last = broker.after_join("S", mark);
+        }
+        assert!(matches!(last, Later::Released(Ok(_))), "a write's worth held: released");
+        assert_eq!(queued(&a, 1).len(), 4);
     }
 
     /// Past [`MAX_HELD`](super::MAX_HELD) joins, a join pushes what is held itself.

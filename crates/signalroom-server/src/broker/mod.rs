@@ -37,12 +37,12 @@
 mod local;
 mod redis;
 
-pub(crate) use local::LocalBroker;
+pub(crate) use local::{Later, LocalBroker};
 pub(crate) use redis::{RedisBroker, redact};
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use indexmap::IndexMap;
@@ -83,8 +83,9 @@ pub(crate) struct Applied<R> {
     pub closed: bool,
     /// Frames of this operation (a join's notification; a participant's broadcast and reply) are
     /// held back, to be pushed with those of the next ones: any later operation on the session
-    /// pushes them first, and the caller applies one without effects soon if none comes. The
-    /// mark tells whether an operation held frames since ([`Held::newer_than`]).
+    /// pushes them first, and the caller applies one without effects soon if none comes (a
+    /// join: [`LocalBroker::after_join`]). The mark tells whether an operation held frames
+    /// since ([`Held::newer_than`]).
     pub held: Option<u64>,
 }
 
@@ -342,9 +343,16 @@ const MAX_HELD: usize = 256;
 /// ...holding at most this many bytes; and at most a quarter of a participant's queue, so that
 /// holding never fills a queue that the same frames pushed one by one would not.
 const MAX_HELD_BYTES: usize = 256 * 1024;
-/// A join's frames are held while more joins come, for this long at most (see
-/// [`Held::newer_than`]).
-const MAX_HELD_FOR: std::time::Duration = std::time::Duration::from_millis(20);
+/// A run of joins holds its frames until the last join of the run releases them, or for this
+/// long at most while joins keep coming (see [`Held::ripe`])...
+const MAX_RUN: Duration = Duration::from_millis(20);
+/// ...but in a session of many, a write to each participant costs about the same for 100 bytes
+/// as for 32 KiB (the kernel's work through loopback is per write): there the last join leaves
+/// them held for a while, this long per participant (a release writes to each), at most
+/// [`MAX_HELD_FOR`] or until [`HELD_ENOUGH`] bytes are held, whichever comes first.
+const HELD_FOR_EACH: Duration = Duration::from_micros(50);
+const MAX_HELD_FOR: Duration = Duration::from_millis(250);
+const HELD_ENOUGH: usize = 32 * 1024;
 
 /// What may be held back for participants whose queues hold `queue`.
 pub(crate) fn most_held(queue: crate::outbox::Limits) -> crate::outbox::Limits {
@@ -384,14 +392,16 @@ pub(crate) struct Held {
     /// Operations that held frames, ever: the mark of the last one ([`Applied::held`]).
     holds: u64,
     /// When the oldest frame held was.
-    since: Option<std::time::Instant>,
+    since: Option<Instant>,
+    /// A task releases what is held when it is due ([`Held::due`]).
+    pub(crate) armed: bool,
 }
 
 impl Held {
     pub(crate) fn hold(&mut self, frame: Utf8Bytes, to: For) {
         self.bytes += frame.len();
         self.frames.push((frame, to));
-        self.since.get_or_insert_with(std::time::Instant::now);
+        self.since.get_or_insert_with(Instant::now);
     }
 
     /// Counts an operation that held frames; its mark.
@@ -400,10 +410,28 @@ impl Held {
         self.holds
     }
 
-    /// Whether an operation held frames after the one marked `mark`, and the oldest frame held
-    /// is younger than [`MAX_HELD_FOR`]: then that operation releases them, not `mark`'s.
+    /// Whether an operation held frames after the one marked `mark`.
     pub(crate) fn newer_than(&self, mark: u64) -> bool {
-        self.holds != mark && self.since.is_some_and(|at| at.elapsed() < MAX_HELD_FOR)
+        self.holds != mark
+    }
+
+    /// How long the last join of a run leaves the frames held in a session of `members`.
+    fn wait(members: usize) -> Duration {
+        HELD_FOR_EACH.saturating_mul(u32::try_from(members).unwrap_or(u32::MAX)).min(MAX_HELD_FOR)
+    }
+
+    /// Whether what is held must go now, whoever holds it: a write's worth is held, or the
+    /// oldest frame waited as long as a session of `members` waits.
+    pub(crate) fn ripe(&self, members: usize) -> bool {
+        self.bytes >= HELD_ENOUGH
+            || self.since.is_some_and(|at| at.elapsed() >= Self::wait(members).max(MAX_RUN))
+    }
+
+    /// When the last join of a run leaves what is held to be released, in a session of
+    /// `members`: `None` if it is released now (a session too small to wait for).
+    pub(crate) fn due(&self, members: usize) -> Option<Instant> {
+        let wait = Self::wait(members);
+        (wait >= Duration::from_millis(1)).then(|| self.since.unwrap_or_else(Instant::now) + wait)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
