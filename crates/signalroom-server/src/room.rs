@@ -163,6 +163,61 @@ pub(crate) struct Room {
     pending_tokens: HashMap<String, ConnectionId>,
     /// The last sequence number given to a notification.
     last_seq: u64,
+    /// The participants' entries for join answers, kept as they join and leave. Not stored
+    /// with the room: a room read back lists its participants from its connections.
+    #[serde(skip)]
+    answers: Answers,
+}
+
+/// The entries of a room's participants in join answers, in join order, back to back: a
+/// joiner's answer lists everyone before it with one copy (a big session's answers list
+/// thousands).
+#[derive(Debug, Clone, Default)]
+struct Answers {
+    /// Whether they are kept (false for a room read back).
+    kept: bool,
+    /// The entries, each followed by a comma.
+    text: String,
+    /// Whose each entry is, and where it ends in `text` (after its comma), in join order.
+    ends: Vec<(ConnectionId, usize)>,
+}
+
+impl Answers {
+    fn add(&mut self, id: &ConnectionId, entry: Option<&RawValue>) {
+        match entry {
+            Some(entry) if self.kept => {
+                self.text.push_str(entry.get());
+                self.text.push(',');
+                self.ends.push((id.clone(), self.text.len()));
+            }
+            _ => self.clear(),
+        }
+    }
+
+    fn remove(&mut self, id: &ConnectionId) {
+        let Some(at) = self.ends.iter().position(|(who, _)| who == id) else { return };
+        let start = if at == 0 { 0 } else { self.ends[at - 1].1 };
+        let end = self.ends.remove(at).1;
+        self.text.replace_range(start..end, "");
+        for (_, later) in &mut self.ends[at..] {
+            *later -= end - start;
+        }
+    }
+
+    /// The entries of everyone who joined before `joiner`, if `joiner` joined last, without
+    /// the last comma.
+    fn before_last(&self, joiner: &ConnectionId) -> Option<&str> {
+        match self.ends.as_slice() {
+            _ if !self.kept => None,
+            [.., (_, end), (last, _)] if last == joiner => Some(&self.text[..end - 1]),
+            [(last, _)] if last == joiner => Some(""),
+            _ => None,
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
 }
 
 impl Room {
@@ -177,6 +232,7 @@ impl Room {
             connections: IndexMap::new(),
             pending_tokens: HashMap::new(),
             last_seq: 0,
+            answers: Answers { kept: true, ..Answers::default() },
         }
     }
 
@@ -340,6 +396,7 @@ impl Room {
             metadata: FullMetadata(&joiner.client_data, &conn.props.data),
         })
         .ok();
+        self.answers.add(&id, entry.as_deref());
         conn.member = Some(Member {
             active_at: joiner.now,
             client_data: joiner.client_data,
@@ -502,6 +559,7 @@ impl Room {
     fn remove(&mut self, id: &ConnectionId) -> Option<Member> {
         let member = self.connections.get_mut(id)?.member.take()?;
         self.connections.shift_remove(id);
+        self.answers.remove(id);
         Some(member)
     }
 
@@ -516,6 +574,7 @@ impl Room {
         self.closed = true;
         self.connections.clear();
         self.pending_tokens.clear();
+        self.answers.clear();
     }
 
     // ---- views ----------------------------------------------------------------------------
@@ -538,6 +597,41 @@ impl Room {
     /// [`Room::remote_participants`] gives, without a string made for each of them.
     pub fn join_answer<'a>(&'a self, result: &'a JoinRoomResult) -> JoinAnswer<'a> {
         JoinAnswer { result, room: self }
+    }
+
+    /// The `joinRoom` response (request id `id`) for `result`, the join just made: the JSON of a
+    /// [`Response`](signalroom_core::jsonrpc::Response) of [`Room::join_answer`], its `value`
+    /// copied from the entries kept as participants join and leave, in join order. (A room read
+    /// back keeps none: it lists them in the order their Connections were made. OpenVidu lists
+    /// them from a hash set: clients take them in any order.)
+    pub fn join_answer_json(&self, id: &RawValue, result: &JoinRoomResult) -> String {
+        let Some(value) = self.answers.before_last(&result.id) else {
+            return signalroom_core::jsonrpc::Response::new(id, self.join_answer(result)).to_json();
+        };
+        fn push<T: Serialize + ?Sized>(out: &mut String, key: &str, value: &T) {
+            out.push_str(key);
+            out.push_str(&serde_json::to_string(value).expect("answer fields serialise"));
+        }
+        let r = result;
+        let mut out = String::with_capacity(value.len() + r.metadata.len() + 512);
+        out.push_str(r#"{"jsonrpc":"2.0","id":"#);
+        out.push_str(id.get());
+        push(&mut out, r#","result":{"id":"#, &r.id);
+        push(&mut out, r#","finalUserId":"#, &r.final_user_id);
+        push(&mut out, r#","createdAt":"#, &r.created_at);
+        push(&mut out, r#","metadata":"#, &r.metadata);
+        out.push_str(r#","value":["#);
+        out.push_str(value);
+        out.push(']');
+        push(&mut out, r#","session":"#, &r.session);
+        push(&mut out, r#","version":"#, &r.version);
+        push(&mut out, r#","mediaServer":"#, &r.media_server);
+        push(&mut out, r#","videoSimulcast":"#, &r.video_simulcast);
+        push(&mut out, r#","record":"#, &r.record);
+        push(&mut out, r#","role":"#, &r.role);
+        push(&mut out, r#","sessionId":"#, &r.session_id);
+        out.push_str("}}");
+        out
     }
 
     /// The REST Session object; pending Connections too with `pending`.
@@ -781,6 +875,56 @@ pub(crate) mod tests {
         assert_eq!(serde_json::to_string(&back.join_answer(&result)).unwrap(), answer);
         assert_eq!(whole.value.len(), 4);
         assert_eq!(whole.value[2].metadata, "c%/%{\"s\":1}");
+
+        // The response made from the entries kept: the same bytes as the response serialised,
+        // here and from the room read back (which has none kept).
+        let id = RawValue::from_string("7".into()).unwrap();
+        let made = room.join_answer_json(&id, &result);
+        let serialised = signalroom_core::jsonrpc::Response::new(&id, &whole).to_json();
+        assert_eq!(made, serialised);
+        assert_eq!(back.join_answer_json(&id, &result), serialised);
+    }
+
+    /// The entries kept for answers follow joins and leaves: each answer lists everyone in,
+    /// in join order, whatever the order the Connections were made in.
+    #[test]
+    fn join_answers_list_everyone_in_in_join_order_after_joins_and_leaves() {
+        let mut room = Room::new("S".into(), props(), 0);
+        let tokens: Vec<String> =
+            ["A", "B", "C", "D", "E"].iter().map(|n| pending(&mut room, n, Role::Publisher)).collect();
+        let request = RawValue::from_string("1".into()).unwrap();
+        let join = |room: &mut Room, i: usize, n: &str| {
+            let (result, _) = room.join(joiner(&tokens[i], n)).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&room.join_answer_json(&request, &result)).unwrap();
+            let listed: Vec<String> = v["result"]["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect();
+            listed
+        };
+        assert!(join(&mut room, 2, "C").is_empty(), "the first joiner: nobody");
+        assert_eq!(join(&mut room, 0, "A"), ["con_C"]);
+        assert_eq!(join(&mut room, 3, "D"), ["con_C", "con_A"]);
+        room.leave(&id("A"));
+        room.leave(&id("C"));
+        assert_eq!(join(&mut room, 1, "B"), ["con_D"]);
+        room.leave(&id("B"));
+        assert_eq!(join(&mut room, 4, "E"), ["con_D"]);
+        assert_eq!(
+            room.answers.text,
+            room.answers
+                .ends
+                .iter()
+                .map(|(who, _)| {
+                    let m = room.connections[who].member.as_ref().unwrap();
+                    format!("{},", m.entry.as_ref().unwrap().get())
+                })
+                .collect::<String>(),
+            "the text is the entries of the ones in, nothing else"
+        );
     }
 
     #[test]

@@ -397,7 +397,7 @@ impl SocketConn {
         };
         let id = self.request_id.clone();
         let reply = move |result: &signalroom_core::protocol::JoinRoomResult, room: &crate::room::Room| {
-            response(id.as_deref(), room.join_answer(result))
+            Utf8Bytes::from(id.as_deref().map(|id| room.join_answer_json(id, result)).unwrap_or_default())
         };
         let result = self.hub.join(req, &self.outbox, reply).await?;
         self.push(Out::Order(Order::KeepOpen));
