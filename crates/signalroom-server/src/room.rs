@@ -103,11 +103,6 @@ pub(crate) struct Member {
     /// The node holding its socket (a broker's node id).
     #[serde(default)]
     pub node: String,
-    /// Its entry in the answers of those who join after it (`{"id":…,"createdAt":…,
-    /// "metadata":…}`), serialised once at its join: a big session's answers list thousands.
-    /// Not stored with the room (a room read back serialises its entries each time).
-    #[serde(skip)]
-    pub entry: Option<Box<RawValue>>,
 }
 
 /// A Connection: pending (created by REST), then active (its token used to join).
@@ -183,10 +178,12 @@ struct Answers {
 }
 
 impl Answers {
-    fn add(&mut self, id: &ConnectionId, entry: Option<&RawValue>) {
+    /// Adds `id`'s entry (`{"id":…,"createdAt":…,"metadata":…}`), made once at its join; none:
+    /// no longer kept.
+    fn add(&mut self, id: &ConnectionId, entry: Option<&str>) {
         match entry {
             Some(entry) if self.kept => {
-                self.text.push_str(entry.get());
+                self.text.push_str(entry);
                 self.text.push(',');
                 self.ends.push((id.clone(), self.text.len()));
             }
@@ -390,13 +387,12 @@ impl Room {
         };
         let conn = self.connections.get_mut(&id).expect("a pending token names a connection");
         self.pending_tokens.remove(&conn.token_id);
-        let entry = serde_json::value::to_raw_value(&Entry {
+        let entry = serde_json::to_string(&Entry {
             id: &id,
             created_at: joiner.now,
             metadata: FullMetadata(&joiner.client_data, &conn.props.data),
-        })
-        .ok();
-        self.answers.add(&id, entry.as_deref());
+        });
+        self.answers.add(&id, entry.as_deref().ok());
         conn.member = Some(Member {
             active_at: joiner.now,
             client_data: joiner.client_data,
@@ -404,7 +400,6 @@ impl Room {
             ip: joiner.ip,
             rpc_id: joiner.rpc_id.clone(),
             node: joiner.node,
-            entry,
         });
         let (role, record, metadata) = (conn.props.role, conn.props.record, conn.full_metadata());
         self.active = true;
@@ -702,15 +697,10 @@ impl Serialize for JoinAnswer<'_> {
         // The joiner is told apart by address: comparing every id is a memcmp per participant.
         let joiner = room.connections.get(&r.id).map_or(std::ptr::null(), |c| c as *const Conn);
         let value = Entries(|| {
-            room.participants().filter(move |(_, c, _)| !std::ptr::eq(*c, joiner)).map(|(id, c, m)| match &m
-                .entry
-            {
-                Some(json) => AnswerEntry::Made(json),
-                None => AnswerEntry::Make(Entry {
-                    id,
-                    created_at: m.active_at,
-                    metadata: FullMetadata(&m.client_data, &c.props.data),
-                }),
+            room.participants().filter(move |(_, c, _)| !std::ptr::eq(*c, joiner)).map(|(id, c, m)| Entry {
+                id,
+                created_at: m.active_at,
+                metadata: FullMetadata(&m.client_data, &c.props.data),
             })
         });
         let mut st = s.serialize_struct("JoinRoomResult", 12)?;
@@ -742,14 +732,6 @@ where
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq((self.0)())
     }
-}
-
-/// A participant's entry in a join answer: serialised at its join, or now.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum AnswerEntry<'a> {
-    Made(&'a RawValue),
-    Make(Entry<'a>),
 }
 
 /// A [`RemoteParticipant`], borrowed.
@@ -871,7 +853,7 @@ pub(crate) mod tests {
         assert_eq!(answer, serde_json::to_string(&whole).unwrap());
         // A room read back (as from Redis) has no entries made at the joins: the same answer.
         let back: Room = serde_json::from_str(&serde_json::to_string(&room).unwrap()).unwrap();
-        assert!(back.participants().all(|(_, _, m)| m.entry.is_none()));
+        assert!(!back.answers.kept);
         assert_eq!(serde_json::to_string(&back.join_answer(&result)).unwrap(), answer);
         assert_eq!(whole.value.len(), 4);
         assert_eq!(whole.value[2].metadata, "c%/%{\"s\":1}");
@@ -919,8 +901,13 @@ pub(crate) mod tests {
                 .ends
                 .iter()
                 .map(|(who, _)| {
-                    let m = room.connections[who].member.as_ref().unwrap();
-                    format!("{},", m.entry.as_ref().unwrap().get())
+                    let (c, m) = (&room.connections[who], room.connections[who].member.as_ref().unwrap());
+                    let entry = RemoteParticipant {
+                        id: who.clone(),
+                        created_at: m.active_at,
+                        metadata: c.full_metadata(),
+                    };
+                    format!("{},", serde_json::to_string(&entry).unwrap())
                 })
                 .collect::<String>(),
             "the text is the entries of the ones in, nothing else"

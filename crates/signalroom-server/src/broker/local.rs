@@ -44,7 +44,7 @@ pub(crate) enum Later {
     /// Released now.
     Released(Result<Applied<()>, Refusal>),
     /// To be released at this time ([`LocalBroker::release_due`]).
-    At(std::time::Instant),
+    At(Instant),
 }
 
 /// Everything in this process: a sharded map of sessions, each under its own lock, so busy
