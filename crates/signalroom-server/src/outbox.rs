@@ -131,7 +131,7 @@ pub(crate) fn seq_of(frame: &str) -> u64 {
 
 impl Out {
     /// Payload bytes.
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         match self {
             Out::Frame(f) => f.len(),
             Out::Order(Order::Write(framed, from)) => framed.payload_from(*from),
@@ -140,7 +140,7 @@ impl Out {
     }
 
     /// Frames.
-    fn frames(&self) -> usize {
+    pub(crate) fn frames(&self) -> usize {
         match self {
             Out::Frame(_) => 1,
             Out::Order(Order::Write(framed, from)) => framed.len().saturating_sub(*from as usize),

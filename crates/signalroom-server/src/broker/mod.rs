@@ -498,7 +498,6 @@ impl Held {
                 slow(id);
             }
         }
-        self.frames.clear();
         self.bytes = 0;
         self.since = None;
     }

@@ -102,7 +102,7 @@ impl<'a> Piece<'a> {
         }
     }
 
-    fn bytes(self) -> &'a [u8] {
+    pub(crate) fn bytes(self) -> &'a [u8] {
         match self {
             Piece::Payload(b) | Piece::Framed(b) => b,
         }
@@ -133,13 +133,8 @@ where
                         if p.len() > COPIED_FRAME || (i > 0 && buf.len() + p.len() > COPIED_WRITE) {
                             break;
                         }
-                        let h = h.as_ref().map_or(&[][..], Header::as_bytes);
-                        let skip = if i == 0 { done } else { 0 };
-                        if skip < h.len() {
-                            buf.extend_from_slice(&h[skip..]);
-                            buf.extend_from_slice(p);
-                        } else {
-                            buf.extend_from_slice(&p[skip - h.len()..]);
+                        for part in unwritten(h.as_ref(), p, if i == 0 { done } else { 0 }) {
+                            buf.extend_from_slice(part);
                         }
                     }
                     Pin::new(&mut *w).poll_write(cx, buf)
@@ -151,15 +146,10 @@ where
                 run.iter().map(|f| piece(f).header(opcode)).collect();
             let mut slices: SmallVec<[IoSlice<'_>; 2 * FRAMES_PER_WRITE]> = SmallVec::new();
             for (i, (h, f)) in headers.iter().zip(run).enumerate() {
-                let (h, p) = (h.as_ref().map_or(&[][..], Header::as_bytes), piece(f).bytes());
-                let skip = if i == 0 { done } else { 0 };
-                if skip < h.len() {
-                    slices.push(IoSlice::new(&h[skip..]));
-                    if !p.is_empty() {
-                        slices.push(IoSlice::new(p));
+                for part in unwritten(h.as_ref(), piece(f).bytes(), if i == 0 { done } else { 0 }) {
+                    if !part.is_empty() {
+                        slices.push(IoSlice::new(part));
                     }
-                } else {
-                    slices.push(IoSlice::new(&p[skip - h.len()..]));
                 }
             }
             Pin::new(&mut *w).poll_write_vectored(cx, &slices)
@@ -182,6 +172,13 @@ where
         }
     }
     Ok(())
+}
+
+/// What is left to write of a frame (its header, if it has one, then its payload) once `done`
+/// of its bytes were written: the rest of the header, and the rest of the payload.
+fn unwritten<'a>(header: Option<&'a Header>, payload: &'a [u8], done: usize) -> [&'a [u8]; 2] {
+    let h = header.map_or(&[][..], Header::as_bytes);
+    if done < h.len() { [&h[done..], payload] } else { [&[], &payload[done - h.len()..]] }
 }
 
 #[cfg(test)]

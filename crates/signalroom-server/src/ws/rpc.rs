@@ -252,9 +252,7 @@ impl SocketConn {
             self.drain().await;
         }
         if let Err(refusal) = self.dispatch(method, &frame).await {
-            self.release();
-            let refusal = self.for_client(refusal);
-            self.reply_error(&refusal);
+            self.refused(refusal);
         }
     }
 
@@ -334,9 +332,7 @@ impl SocketConn {
             None => Err(Refusal::NotJoined(self.rpc_id.clone())),
         };
         if let Err(refusal) = result {
-            self.release();
-            let refusal = self.for_client(refusal);
-            self.reply_error(&refusal);
+            self.refused(refusal);
         }
     }
 
@@ -472,6 +468,13 @@ impl SocketConn {
         let Some(id) = &self.request_id else { return };
         let text = Response::new(id, result).to_json();
         self.push(Out::Frame(Utf8Bytes::from(text)));
+    }
+
+    /// The current request was refused: what its signals held goes out first, then the error.
+    fn refused(&mut self, refusal: Refusal) {
+        self.release();
+        let refusal = self.for_client(refusal);
+        self.reply_error(&refusal);
     }
 
     fn reply_error(&mut self, refusal: &Refusal) {

@@ -137,21 +137,13 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             let frames = &batch.make_contiguous()[..run];
             let (mut notes, mut others) = ((0, 0), (0, 0));
             for out in frames {
-                let (kind, n, bytes, written) = match out {
-                    Out::Frame(f) => {
-                        let kind = if is_notification(f) { &mut notes } else { &mut others };
-                        (kind, 1, f.len(), f.len())
-                    }
-                    Out::Order(Order::Write(framed, from)) => (
-                        &mut notes,
-                        framed.frames_from(*from).len(),
-                        framed.payload_from(*from),
-                        framed.bytes_from(*from).len(),
-                    ),
-                    Out::Order(_) => continue,
+                // (Framed frames are notifications.)
+                let kind = match out {
+                    Out::Frame(f) if !is_notification(f) => &mut others,
+                    _ => &mut notes,
                 };
-                *kind = (kind.0 + n as u64, kind.1 + bytes as u64);
-                if written >= heap::LARGE_FRAME {
+                *kind = (kind.0 + out.frames() as u64, kind.1 + out.bytes() as u64);
+                if piece(out).bytes().len() >= heap::LARGE_FRAME {
                     heap::wrote_large();
                 }
             }
