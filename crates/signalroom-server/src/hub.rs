@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use signalroom_core::protocol::JoinRoomResult;
@@ -23,6 +24,8 @@ use crate::util::{now_ms, random_id};
 
 /// Events buffered for a slow subscriber before it misses some.
 const EVENT_BUFFER: usize = 4096;
+/// How long a stop waits for its evictions to come back from a shared broker to the sockets.
+const EVICTIONS_DELIVERED: Duration = Duration::from_secs(1);
 
 /// Who joins, from which socket.
 pub(crate) struct JoinRequest {
@@ -301,6 +304,7 @@ impl Hub {
     pub(crate) async fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let node = self.broker.node().to_owned();
+        let mut evicted = Vec::new();
         for id in self.broker.sessions().await {
             // This node's participants only: with a shared broker, the sessions go on elsewhere.
             let op = |room: &mut Room| {
@@ -311,7 +315,20 @@ impl Hub {
                     .collect();
                 Ok(Outcome::new((), room.evict(mine, CloseMode::Now, false), None))
             };
-            let _ = self.apply(id.as_str(), None, op).await;
+            if let Ok(applied) = self.apply(id.as_str(), None, op).await {
+                evicted.extend(applied.left.into_iter().map(|(who, _, _)| (id.clone(), who)));
+            }
+        }
+        // With a shared broker, the evictions reach the sockets when they come back from it: the
+        // sockets are told to close once they have (each participant then has its
+        // `participantEvicted`), or after a moment.
+        let deadline = tokio::time::Instant::now() + EVICTIONS_DELIVERED;
+        for (session, who) in evicted {
+            while self.broker.outbox(session.as_str(), &who).await.is_some()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
         }
         self.closing.store(true, Ordering::SeqCst);
         self.close_sockets.notify_waiters();
