@@ -144,6 +144,9 @@ impl Server {
         let handle = axum_server::Handle::new();
         let gate = Gate::new(config.max_connections);
         let limited = Limited::new(Arc::clone(&gate));
+        // A connection's first request, when it is the upgrade to `/openvidu`, is answered
+        // before hyper (`ws::Upgrades`); it has as long for its head as hyper would give it.
+        let upgrades = |timeout| crate::ws::Upgrades::new(Arc::clone(&hub), timeout);
         let rustls = match (&config.tls, self_signed) {
             (Some(tls), _) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
@@ -172,7 +175,7 @@ impl Server {
             None => {
                 let mut server = axum_server::from_tcp(listener)
                     .map_err(bind)?
-                    .acceptor(limited)
+                    .acceptor(upgrades(config.header_timeout).over(limited))
                     .first_request_timeout(config.header_timeout)
                     .handle(handle.clone());
                 server.http_builder().http1().header_read_timeout(config.header_timeout);
@@ -183,7 +186,7 @@ impl Server {
                     RustlsAcceptor::new(rustls).handshake_timeout(config.header_timeout).acceptor(limited);
                 let mut server = axum_server::from_tcp(listener)
                     .map_err(bind)?
-                    .acceptor(acceptor)
+                    .acceptor(upgrades(config.header_timeout).over(acceptor))
                     .first_request_timeout(config.header_timeout)
                     .handle(handle.clone());
                 server.http_builder().http1().header_read_timeout(config.header_timeout);

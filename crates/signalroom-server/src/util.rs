@@ -33,10 +33,9 @@ pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 /// The client's IP: `X-Real-IP` when a proxy set it, else the peer address.
-pub(crate) fn client_ip(headers: &axum::http::HeaderMap, peer: std::net::SocketAddr) -> String {
-    headers
-        .get("x-real-ip")
-        .and_then(|v| v.to_str().ok())
+pub(crate) fn client_ip(real_ip: Option<&[u8]>, peer: std::net::SocketAddr) -> String {
+    real_ip
+        .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map_or_else(|| peer.ip().to_string(), str::to_owned)

@@ -1,11 +1,13 @@
 //! The WebSocket JSON-RPC endpoint at `/openvidu` (spec §2–§5).
 //!
-//! Per socket: a reader (this task) handles requests in order, so one sender's signals keep their
-//! order ([`rpc`]); a writer task ([`writer`]) drains the outbox into the socket. tungstenite
-//! reads and checks the client's frames; the writer alone writes to the socket: the server's
-//! frames, framed by [`frame`] straight from the queued payloads, and the control frames
-//! tungstenite answers with ([`transport`]).
+//! A connection whose first request is the upgrade goes straight to its socket ([`accept`]);
+//! hyper serves every other request. Per socket: a reader (this task) handles requests in order,
+//! so one sender's signals keep their order ([`rpc`]); a writer task ([`writer`]) drains the
+//! outbox into the socket. tungstenite reads and checks the client's frames; the writer alone
+//! writes to the socket: the server's frames, framed by [`frame`] straight from the queued
+//! payloads, and the control frames tungstenite answers with ([`transport`]).
 
+mod accept;
 pub(crate) mod frame;
 mod rpc;
 mod transport;
@@ -17,13 +19,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State as AxumState};
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use signalroom_core::RpcSessionId;
 use signalroom_core::limits::PING_WATCHDOG_FACTOR;
-use tokio::io::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
@@ -36,6 +38,7 @@ use crate::outbox::{Order, Out};
 use crate::refusal::Refusal;
 use crate::util::{client_ip, rpc_session_id};
 
+pub(crate) use accept::Upgrades;
 pub(crate) use rpc::SocketConn;
 
 /// Initial read buffer of a socket. tungstenite zero-fills its whole read buffer before every
@@ -54,29 +57,41 @@ const WRITER_DRAIN: Duration = Duration::from_secs(5);
 /// still sending the rest of that frame would otherwise get a reset, and lose the close frame.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// A client's connection once upgraded, whichever way it came: taken at its first request
+/// ([`Upgrades`]), or handed over by hyper after it served the upgrade.
+trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
+
 /// The socket as the reader sees it: tungstenite over its read half.
-type Reader = WebSocketStream<transport::Duplex<ReadHalf<TokioIo<hyper::upgrade::Upgraded>>>>;
+type Reader = WebSocketStream<transport::Duplex<ReadHalf<Box<dyn Socket>>>>;
 /// The socket as the writer sees it.
-type Writer = WriteHalf<TokioIo<hyper::upgrade::Upgraded>>;
+type Writer = WriteHalf<Box<dyn Socket>>;
 
 /// `GET /openvidu`: accepts any query and any Origin; problems are reported as JSON-RPC errors.
-/// The upgrade is checked as RFC 6455 §4.2.1 says (no subprotocol, no extension).
+/// The upgrade is checked as RFC 6455 §4.2.1 says (no subprotocol, no extension). A valid upgrade
+/// that is a connection's first request is answered before hyper ([`Upgrades`]); this route
+/// serves the others (after another request on a keep-alive connection), and refuses what is not
+/// a valid upgrade.
 pub(crate) async fn upgrade(
     AxumState(hub): AxumState<Arc<Hub>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
 ) -> HttpResponse {
-    let accept = match accept_key(req.method(), req.headers()) {
+    let headers = req.headers();
+    let accept = match accept_key(req.method() == Method::GET, |name| {
+        headers.get_all(name).into_iter().map(HeaderValue::as_bytes)
+    }) {
         Ok(accept) => accept,
         Err((status, why)) => return (status, why).into_response(),
     };
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::UPGRADE_REQUIRED, "WebSocket request couldn't be upgraded").into_response();
     };
-    let ip = client_ip(req.headers(), peer);
+    let ip = client_ip(req.headers().get("x-real-ip").map(HeaderValue::as_bytes), peer);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(hub, TokioIo::new(upgraded), ip).await,
+            Ok(upgraded) => run(hub, Box::new(TokioIo::new(upgraded)), ip, Vec::new()).await,
             Err(e) => tracing::debug!(error = %e, %ip, "upgrade failed"),
         }
     });
@@ -90,33 +105,40 @@ pub(crate) async fn upgrade(
 }
 
 /// The `Sec-WebSocket-Accept` for a valid upgrade request, or the refusal's status and reason.
-fn accept_key(method: &Method, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
+/// `header(name)`: the values of the request's headers of that (lowercase) name.
+fn accept_key<'h, I>(
+    is_get: bool,
+    header: impl Fn(&'static str) -> I,
+) -> Result<String, (StatusCode, &'static str)>
+where
+    I: Iterator<Item = &'h [u8]>,
+{
     let refuse = |status: StatusCode, why: &'static str| Err((status, why));
-    let has = |name: HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    let has = |name: &'static str, token: &str| {
+        header(name).any(|v| {
+            std::str::from_utf8(v).is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
     };
-    if method != Method::GET {
+    if !is_get {
         return refuse(StatusCode::METHOD_NOT_ALLOWED, "a WebSocket upgrade is a GET request");
     }
-    if !has(header::CONNECTION, "upgrade") {
+    if !has("connection", "upgrade") {
         return refuse(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'");
     }
-    if !has(header::UPGRADE, "websocket") {
+    if !has("upgrade", "websocket") {
         return refuse(StatusCode::BAD_REQUEST, "`Upgrade` header did not include 'websocket'");
     }
-    if !has(header::SEC_WEBSOCKET_VERSION, "13") {
+    if !has("sec-websocket-version", "13") {
         return refuse(StatusCode::BAD_REQUEST, "`Sec-WebSocket-Version` header did not include '13'");
     }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+    let Some(key) = header("sec-websocket-key").next() else {
         return refuse(StatusCode::BAD_REQUEST, "`Sec-WebSocket-Key` header missing");
     };
-    Ok(derive_accept_key(key.as_bytes()))
+    Ok(derive_accept_key(key))
 }
 
-async fn run(hub: Arc<Hub>, io: TokioIo<hyper::upgrade::Upgraded>, ip: String) {
+/// Serves an upgraded socket; `read`: what the client sent after its upgrade request, read with it.
+async fn run(hub: Arc<Hub>, io: Box<dyn Socket>, ip: String, early: Vec<u8>) {
     let (read, write) = tokio::io::split(io);
     let max = hub.config.max_frame_bytes;
     // What tungstenite answers while it reads (pongs to a ping flood included) waits for the
@@ -128,7 +150,7 @@ async fn run(hub: Arc<Hub>, io: TokioIo<hyper::upgrade::Upgraded>, ip: String) {
         .max_frame_size(Some(max))
         .write_buffer_size(0);
     let duplex = transport::Duplex { read, control: Arc::clone(&control) };
-    let stream = WebSocketStream::from_raw_socket(duplex, Role::Server, Some(config)).await;
+    let stream = WebSocketStream::from_partially_read(duplex, early, Role::Server, Some(config)).await;
 
     let (id, outbox) = hub.open_socket();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();

@@ -439,3 +439,89 @@ async fn connection_property_changes_reach_only_the_participant() {
     let r = a.call("forceDisconnect", Some(json!({"connectionId": b.connection_id}))).await;
     assert!(r.is_ok(), "{r:?}");
 }
+
+/// The upgrade request and the client's first frame, sent in one write: the frame is read with
+/// the head, and answered.
+#[tokio::test]
+async fn a_frame_sent_with_the_upgrade_request_is_answered() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let s = TestServer::single().await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port())).await.unwrap();
+    let mut bytes = b"GET /openvidu?sessionId=S1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    let ping = json!({"jsonrpc": "2.0", "method": "ping", "params": {"interval": 5000}, "id": 0}).to_string();
+    // A masked text frame (RFC 6455 §5.2), its length under 126.
+    let mask = [7u8, 1, 8, 2];
+    bytes.extend_from_slice(&[0x81, 0x80 | u8::try_from(ping.len()).unwrap()]);
+    bytes.extend_from_slice(&mask);
+    bytes.extend(ping.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tcp.write_all(&bytes).await.unwrap();
+
+    let mut read = Vec::new();
+    let end = loop {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&read));
+        read.extend_from_slice(&buf[..n]);
+        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&read[..end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"), "{head}");
+    let mut ws = tokio_tungstenite::WebSocketStream::from_partially_read(
+        tcp,
+        read[end..].to_vec(),
+        Role::Client,
+        None,
+    )
+    .await;
+    let answer =
+        tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut ws)).await.unwrap().unwrap().unwrap();
+    let answer: serde_json::Value = serde_json::from_str(answer.to_text().unwrap()).unwrap();
+    assert_eq!(answer, json!({"id": 0, "jsonrpc": "2.0", "result": {"value": "pong"}}));
+}
+
+/// A connection that served another request first is upgraded by the route, as any upgrade was
+/// before the first-request path: the socket works the same.
+#[tokio::test]
+async fn an_upgrade_after_another_request_on_the_same_connection_works() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let s = TestServer::single().await;
+    s.create_session("S1").await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port())).await.unwrap();
+    tcp.write_all(b"GET /openvidu/api/config/openvidu-publicurl HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut read = Vec::new();
+    loop {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&read));
+        read.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&read).to_lowercase();
+        let Some(at) = text.find("\r\n\r\n") else { continue };
+        assert!(text.starts_with("http/1.1 200 "), "{text}");
+        let length: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("a length")
+            .trim()
+            .parse()
+            .unwrap();
+        if read.len() >= at + 4 + length {
+            break;
+        }
+    }
+    let url = format!("ws://127.0.0.1:{}/openvidu?sessionId=S1", s.port());
+    let tcp = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let (ws, response) = tokio_tungstenite::client_async(url, tcp).await.expect("upgraded");
+    assert_eq!(response.status(), 101);
+    let mut p = Peer::from_socket(ws);
+    assert_eq!(p.call("ping", Some(json!({"interval": 5000}))).await.unwrap(), json!({"value": "pong"}));
+    let (token, _) = s.connection("S1", json!({})).await;
+    p.join(&token, "S1", "").await.unwrap();
+}

@@ -190,6 +190,11 @@ impl Peer {
 
     pub async fn open_url(url: &str) -> Self {
         let (ws, _) = connect_async(url).await.expect("websocket opens");
+        Self::from_socket(ws)
+    }
+
+    /// A peer over a socket opened some other way.
+    pub fn from_socket(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         Self { ws, next_id: 0, pending: VecDeque::new(), connection_id: String::new(), rpc_id: String::new() }
     }
 
