@@ -86,16 +86,17 @@ where
             let ip = client_ip(real_ip.as_deref(), peer);
             let early = head.split_off(len);
             drop(head);
-            tokio::spawn(async move {
-                let answer = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
-                     sec-websocket-accept: {accept}\r\n\r\n"
-                );
-                match stream.write_all(answer.as_bytes()).await {
-                    Ok(()) => run(hub, Box::new(stream), ip, early).await,
-                    Err(e) => tracing::debug!(error = %e, %ip, "upgrade failed"),
-                }
-            });
+            // A fresh socket takes the answer at once; the socket's task is then the reader's
+            // future alone (anything else kept alive with it would be memory per participant).
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+                 sec-websocket-accept: {accept}\r\n\r\n"
+            );
+            if let Err(e) = stream.write_all(answer.as_bytes()).await {
+                tracing::debug!(error = %e, %ip, "upgrade failed");
+                return Err(e);
+            }
+            tokio::spawn(run(hub, Box::new(stream), ip, early));
             Err(taken())
         })
     }
