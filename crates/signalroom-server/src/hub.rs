@@ -267,6 +267,12 @@ impl Hub {
             .ok_or_else(|| Refusal::NoSession(id.into()))
     }
 
+    /// `Err(NoSession)` when the session does not exist; its object is not built (a session's
+    /// object lists every Connection, and a route that only checks would pay for all of them).
+    pub(crate) async fn check_session(&self, id: &str) -> Result<(), Refusal> {
+        self.broker.read(id, |_| ()).await.ok_or_else(|| Refusal::NoSession(id.into()))
+    }
+
     /// Refuses connection metadata over the configured limit.
     fn check_metadata(&self, metadata: &str) -> Result<(), Refusal> {
         let limit = self.config.max_metadata_bytes;

@@ -225,7 +225,7 @@ async fn close_session(AxumState(hub): Shared, Path(id): Path<String>) -> ApiRes
 
 async fn create_connection(AxumState(hub): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
     // A missing session is reported before a bad body, as OpenVidu does.
-    hub.session(&id, false).await?;
+    hub.check_session(&id).await?;
     let props = ConnectionProperties::from_body(&object_body(&body)?)?;
     Ok(Json(hub.create_connection(&id, props).await?).into_response())
 }
@@ -259,7 +259,7 @@ async fn delete_connection(AxumState(hub): Shared, Path((id, cid)): Path<(String
 }
 
 async fn delete_stream(AxumState(hub): Shared, Path((id, _sid)): Path<(String, String)>) -> ApiResult {
-    hub.session(&id, false).await.map_err(|r| ApiError::refused(r, StatusCode::BAD_REQUEST))?;
+    hub.check_session(&id).await.map_err(|r| ApiError::refused(r, StatusCode::BAD_REQUEST))?;
     Err(ApiError::empty(StatusCode::NOT_FOUND))
 }
 
