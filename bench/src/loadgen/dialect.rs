@@ -201,9 +201,14 @@ impl Dialect {
         self == Dialect::SocketIo && payload == b"2"
     }
 
-    /// Whether this text frame reports a refused request (an error response).
+    /// Whether this text frame, not a signal ([`parse_signal`] found none), reports a refused
+    /// request (an error response). A notification (the server's request, `method` right after
+    /// `jsonrpc`, as the server writes them) is not searched: receivers get hundreds of them a
+    /// join, and this is the load generator's only per-frame scan of them.
     pub(crate) fn is_error(self, payload: &[u8]) -> bool {
-        self == Dialect::OpenVidu && memchr::memchr(MARK, payload).is_none() && ERROR.find(payload).is_some()
+        self == Dialect::OpenVidu
+            && !payload.starts_with(br#"{"jsonrpc":"2.0","method":""#)
+            && ERROR.find(payload).is_some()
     }
 }
 
@@ -228,6 +233,16 @@ mod tests {
             serde_json::from_str(v["params"]["message"].as_str().unwrap()).unwrap();
         assert_eq!(inner["data"].as_str().unwrap().as_bytes(), &data[..]);
         assert_eq!(inner["type"], "signal:bench");
+    }
+
+    #[test]
+    fn error_responses_are_told_from_results_and_notifications() {
+        let ov = Dialect::OpenVidu;
+        assert!(ov.is_error(br#"{"id":4,"jsonrpc":"2.0","error":{"code":401,"message":"no"}}"#));
+        assert!(!ov.is_error(br#"{"id":4,"jsonrpc":"2.0","result":{"sessionId":"x"}}"#));
+        // A notification is never an error response, whatever its params say.
+        assert!(!ov.is_error(br#"{"jsonrpc":"2.0","method":"x","params":{"data":""error":{"}}"#));
+        assert!(!Dialect::Raw.is_error(br#"{"error":{}}"#));
     }
 
     #[test]
