@@ -8,6 +8,10 @@
 //! that check (it walks the allocator's free lists) at most once a second, and only after a
 //! large frame was written or an idle writer released the queues a burst grew: a server that
 //! sends small frames at an even pace never pays for either.
+//!
+//! The `signalroom` binary allocates with jemalloc (feature `jemalloc`), which gives freed pages
+//! back on its own as they age; this is for glibc's heap, the allocator of a program that embeds
+//! the server without choosing another (the Python package), and of the C libraries.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
