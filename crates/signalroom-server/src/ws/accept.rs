@@ -118,7 +118,9 @@ enum First {
     Other,
 }
 
-/// Reads into `head` until the first request is known to be an upgrade or something else.
+/// Reads into `head` until the first request is known to be an upgrade or something else. The
+/// head is parsed again only once a read completed a line: a head sent a byte at a time is not
+/// parsed for every byte (and past [`MAX_HEADERS`] lines it is hyper's).
 async fn read_head<R: AsyncRead + Unpin>(stream: &mut R, head: &mut Vec<u8>) -> io::Result<First> {
     loop {
         if head.len() == head.capacity() {
@@ -127,11 +129,14 @@ async fn read_head<R: AsyncRead + Unpin>(stream: &mut R, head: &mut Vec<u8>) -> 
             }
             head.reserve(head.len().max(HEAD_READ));
         }
+        let before = head.len();
         if stream.read_buf(head).await? == 0 {
             return Ok(First::Other);
         }
-        if let Some(first) = parse(head) {
-            return Ok(first);
+        if head[before..].contains(&b'\n') {
+            if let Some(first) = parse(head) {
+                return Ok(first);
+            }
         }
     }
 }
@@ -161,8 +166,7 @@ fn parse(head: &[u8]) -> Option<First> {
     let Ok(accept) = accept_key(req.method == Some("GET"), header) else {
         return Some(First::Other);
     };
-    let real_ip =
-        req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("x-real-ip")).map(|h| h.value.to_vec());
+    let real_ip = header("x-real-ip").next().map(<[u8]>::to_vec);
     Some(First::Upgrade { len, accept, real_ip })
 }
 
