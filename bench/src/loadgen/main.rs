@@ -91,6 +91,10 @@ struct CompareArgs {
     /// Override how long each saturation scenario measures, in seconds.
     #[arg(long)]
     measure_s: Option<f64>,
+    /// Override the fixed load of scenario 2, in signals per second (to each of its receivers),
+    /// e.g. to profile it at a rate where a delivery's cost can be measured.
+    #[arg(long)]
+    latency_signals_per_s: Option<u64>,
     /// Extra note stored in the JSON (e.g. the command line).
     #[arg(long, default_value = "")]
     note: String,
@@ -119,6 +123,9 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
     let mut plan = if args.smoke { Plan::smoke() } else { Plan::full() };
     if !args.fanout_receivers.is_empty() {
         plan.fanout_receivers = args.fanout_receivers.clone();
+    }
+    if let Some(rate) = args.latency_signals_per_s {
+        plan.latency_signals_per_s = rate.max(1);
     }
     if let Some(s) = args.measure_s {
         plan.fanout_measure_s = s;
