@@ -116,6 +116,12 @@ pub(crate) struct Counted {
     _ticket: Ticket,
 }
 
+impl Counted {
+    pub(crate) fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
 impl AsyncRead for Counted {
     fn poll_read(
         mut self: Pin<&mut Self>,

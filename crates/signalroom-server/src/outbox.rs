@@ -15,7 +15,15 @@
 //! Made for fan-out: a push is a short uncontended lock and a `VecDeque::push_back`, and only
 //! the push that finds the writer asleep wakes it; the writer takes everything queued in one
 //! lock. (tokio's bounded mpsc costs a semaphore permit and a waker call per frame.)
+//!
+//! A writer asleep on an empty outbox may leave its socket to the pushers ([`Sink`]): a frame
+//! pushed then is written by the pushing task itself, at once, without waking the writer (at a
+//! steady load most pushes find the writer asleep, and a wake-up costs as much of the server's
+//! time as the write). The pusher claims the socket under the outbox's lock; what is pushed
+//! meanwhile queues behind its frame, and the writer takes over again if the socket does not take
+//! the whole frame.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -113,6 +121,99 @@ pub(crate) enum Order {
     CloseAfter(Duration),
     /// Cancel a pending [`Order::CloseAfter`]: the socket carries a participant again.
     KeepOpen,
+    /// The rest of frames a pusher wrote in part ([`Sink`]): the writer's first bytes, before
+    /// anything else (they are the middle of a frame). Only for the socket they were begun on:
+    /// dropped with it.
+    Rest(Box<[u8]>),
+}
+
+/// Frames up to this many bytes (headers included) may be written by their pusher ([`Sink`]);
+/// larger ones are the writer's, which can wait for the socket.
+pub(crate) const DIRECT_MAX: usize = 16 * 1024;
+
+/// A socket its pushers may write to while its writer sleeps on an empty outbox.
+pub(crate) trait Sink: Send + Sync + std::fmt::Debug {
+    /// Writes `out` (frames: [`Out::Frame`] or [`Order::Write`]) as far as the socket takes it
+    /// now, without waiting.
+    fn write_now(&self, out: &Out) -> Written;
+}
+
+/// How much of its frames a [`Sink`] wrote.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Everything.
+    All,
+    /// A part: these bytes are left.
+    Part(Vec<u8>),
+    /// Nothing (the socket's buffer is full, or the socket failed: the writer finds out which).
+    Nothing,
+}
+
+/// Who may write to the socket of an outbox's writer, besides the writer.
+#[derive(Debug, Default)]
+enum Direct {
+    /// Nobody: the writer is awake, or has no [`Sink`].
+    #[default]
+    Off,
+    /// The writer sleeps on an empty queue: the next push may claim its sink.
+    Parked,
+    /// A pusher writes `out` (claim number `claim`); pushes queue behind it, and the writer waits
+    /// for it (`wants`: the writer woke meanwhile, for something else).
+    Claimed { claim: u64, out: Out, wants: bool },
+}
+
+thread_local! {
+    /// The writes that pushes claimed while a [`Deferring`] lives on this thread.
+    static DEFERRED: RefCell<Deferred> = const { RefCell::new(Deferred { depth: 0, writes: Vec::new() }) };
+}
+
+/// A claimed write: the outbox, the claim, the socket and the frames.
+type Claim = (Arc<Outbox>, u64, Arc<dyn Sink>, Out);
+
+struct Deferred {
+    depth: u32,
+    writes: Vec<Claim>,
+}
+
+/// Writes one operation leaves to its own task at most ([`Deferring`]): the sockets of a larger
+/// fan-out past these are written by their writers, which other threads of the runtime can take
+/// on meanwhile (one task writing to a thousand sockets would keep them all to one thread).
+const DEFERRED_MAX: usize = 128;
+
+/// While one lives (on this thread), a push that claims a socket ([`Sink`]) leaves the write until
+/// the last is dropped: a session's lock is taken after one is made and released before it is
+/// dropped, so that a fan-out's writes are not made under the lock. It must not live across an
+/// `.await`. At most [`DEFERRED_MAX`] writes are claimed meanwhile.
+#[must_use]
+pub(crate) struct Deferring(());
+
+impl Deferring {
+    pub(crate) fn begin() -> Self {
+        DEFERRED.with_borrow_mut(|d| d.depth += 1);
+        Deferring(())
+    }
+}
+
+impl Drop for Deferring {
+    fn drop(&mut self) {
+        let writes = DEFERRED.with_borrow_mut(|d| {
+            d.depth -= 1;
+            if d.depth == 0 { std::mem::take(&mut d.writes) } else { Vec::new() }
+        });
+        if writes.is_empty() {
+            return;
+        }
+        let mut writes = writes;
+        for (outbox, claim, sink, out) in writes.drain(..) {
+            outbox.write_claimed(claim, &*sink, &out);
+        }
+        // The list's room is kept for the next fan-out of this thread.
+        DEFERRED.with_borrow_mut(|d| {
+            if d.writes.capacity() < writes.capacity() && d.writes.is_empty() {
+                d.writes = writes;
+            }
+        });
+    }
 }
 
 /// How every notification frame starts (replies have an `id` there).
@@ -135,6 +236,7 @@ impl Out {
         match self {
             Out::Frame(f) => f.len(),
             Out::Order(Order::Write(framed, from)) => framed.payload_from(*from),
+            Out::Order(Order::Rest(rest)) => rest.len(),
             Out::Order(_) => 0,
         }
     }
@@ -150,7 +252,16 @@ impl Out {
 
     /// Whether this is an order about the socket (not frames).
     pub(crate) fn is_order(&self) -> bool {
-        matches!(self, Out::Order(order) if !matches!(order, Order::Write(..)))
+        matches!(self, Out::Order(order) if !matches!(order, Order::Write(..) | Order::Rest(_)))
+    }
+
+    /// Whether a pusher may write this itself ([`Sink`]): frames, and not many bytes of them.
+    fn is_direct(&self) -> bool {
+        match self {
+            Out::Frame(f) => f.len() + 4 <= DIRECT_MAX,
+            Out::Order(Order::Write(framed, from)) => framed.bytes_from(*from).len() <= DIRECT_MAX,
+            Out::Order(_) => false,
+        }
     }
 
     /// Whether this is notifications only ([`Out::note`], or framed ones).
@@ -249,6 +360,12 @@ struct State {
     acking: bool,
     /// How many items the writer took last time.
     taken: u32,
+    /// Whether a pusher may write to the socket ([`Sink`]).
+    direct: Direct,
+    /// The socket of the writer that last slept here, for pushers to write to, and its number.
+    sink: Option<(u64, Arc<dyn Sink>)>,
+    /// Claims of the socket so far.
+    claims: u64,
     // The rest, for resumes:
     /// Written, kept until acknowledged (only for clients that acknowledge).
     kept: VecDeque<Utf8Bytes>,
@@ -262,6 +379,52 @@ struct State {
 }
 
 impl State {
+    /// Claims the socket for `out`, when its writer sleeps on an empty queue and `out` is frames
+    /// small enough for a pusher to write ([`Sink`]).
+    fn claim(&mut self, out: &Out) -> Option<(u64, Arc<dyn Sink>)> {
+        if !matches!(self.direct, Direct::Parked) || !self.items.is_empty() || !out.is_direct() {
+            return None;
+        }
+        let sink = match &self.sink {
+            Some((writer, sink)) if *writer == self.writer => Arc::clone(sink),
+            _ => return None,
+        };
+        self.claims += 1;
+        self.direct = Direct::Claimed { claim: self.claims, out: out.clone(), wants: false };
+        Some((self.claims, sink))
+    }
+
+    /// Takes the socket back from the pushers (its writer is gone, or another socket carries the
+    /// participant now): a claimed write, perhaps not made, is owed still, first.
+    fn revoke(&mut self) {
+        if let Direct::Claimed { out, .. } = std::mem::take(&mut self.direct) {
+            self.bytes += out.bytes();
+            self.frames += out.frames();
+            self.items.push_front(out);
+        }
+    }
+
+    /// Notifications taken for writing: kept for a resume while the client acknowledges them.
+    fn keep(kept: &mut VecDeque<Utf8Bytes>, kept_bytes: &mut usize, out: &Out) {
+        let frames = match out {
+            Out::Order(Order::Write(framed, from)) => framed.frames_from(*from),
+            _ => out.note().map(std::slice::from_ref).unwrap_or_default(),
+        };
+        for frame in frames {
+            *kept_bytes += frame.len();
+            kept.push_back(frame.clone());
+        }
+    }
+
+    /// Forgets the oldest kept notifications past the limits.
+    fn trim_kept(&mut self) {
+        while self.kept.len() > self.limits.frames || self.kept_bytes > self.limits.bytes {
+            let Some(frame) = self.kept.pop_front() else { break };
+            self.kept_bytes -= frame.len();
+            self.lost_upto = self.lost_upto.max(seq_of(&frame));
+        }
+    }
+
     /// Whether `frames` more frames of `size` bytes would overflow the queue (an order counts
     /// as a frame: a full queue takes none).
     fn is_full(&self, frames: usize, size: usize) -> bool {
@@ -334,6 +497,9 @@ impl Outbox {
                 waker: None,
                 epoch: 0,
                 abort: None,
+                direct: Direct::Off,
+                sink: None,
+                claims: 0,
             }),
         })
     }
@@ -353,12 +519,31 @@ impl Outbox {
     /// receiver is too slow (nothing was queued). With no socket attached, the oldest
     /// notification makes room instead, and replies and socket orders are dropped (they were
     /// for a socket that is gone).
-    pub(crate) fn push(&self, out: Out) -> bool {
+    ///
+    /// A push that finds the writer asleep on an empty queue writes the frames itself ([`Sink`]),
+    /// at once or, while a [`Deferring`] lives on this thread, when the last one is dropped.
+    pub(crate) fn push(self: &Arc<Self>, out: Out) -> bool {
+        let may_claim = DEFERRED.with_borrow(|d| d.depth == 0 || d.writes.len() < DEFERRED_MAX);
         let mut st = self.state.lock();
+        if let Some((claim, sink)) = if may_claim { st.claim(&out) } else { None } {
+            drop(st);
+            let now = DEFERRED.with_borrow_mut(|d| {
+                if d.depth == 0 {
+                    return Some(out);
+                }
+                d.writes.push((Arc::clone(self), claim, Arc::clone(&sink), out));
+                None
+            });
+            if let Some(out) = now {
+                self.write_claimed(claim, &*sink, &out);
+            }
+            return true;
+        }
         if let Err(out) = st.queue(out) {
             return self.refuse(&st, &out);
         }
-        let waker = st.waker.take();
+        // (Behind a pusher's write, the pusher wakes the writer once it is done.)
+        let waker = if matches!(st.direct, Direct::Claimed { .. }) { None } else { st.waker.take() };
         drop(st);
         if let Some(w) = waker {
             w.wake();
@@ -377,7 +562,7 @@ impl Outbox {
         }
         let mut st = self.state.lock();
         let all = frames.into_iter().all(|frame| st.queue(Out::Frame(frame.clone())).is_ok());
-        let waker = st.waker.take();
+        let waker = if matches!(st.direct, Direct::Claimed { .. }) { None } else { st.waker.take() };
         drop(st);
         if let Some(w) = waker {
             w.wake();
@@ -387,11 +572,94 @@ impl Outbox {
 
     /// Queues the notifications of `framed` from index `from` on, as [`Outbox::push_frames`]
     /// would queue them.
-    pub(crate) fn push_framed(&self, framed: &Arc<Framed>, from: u32) -> bool {
+    pub(crate) fn push_framed(self: &Arc<Self>, framed: &Arc<Framed>, from: u32) -> bool {
         if from as usize >= framed.len() {
             return true;
         }
         self.push(Out::Order(Order::Write(Arc::clone(framed), from)))
+    }
+
+    /// Makes a claimed write (claim number `claim`), then gives the socket back: to the writer
+    /// if anything queued meanwhile, or the socket did not take all of `out` (the rest goes
+    /// first), or the writer woke meanwhile; else to the next push.
+    fn write_claimed(&self, claim: u64, sink: &dyn Sink, out: &Out) {
+        let written = sink.write_now(out);
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        match &st.direct {
+            Direct::Claimed { claim: c, .. } if *c == claim => {}
+            // Taken back meanwhile ([`State::revoke`]): `out` is in the queue again.
+            _ => return,
+        }
+        let Direct::Claimed { wants, .. } = std::mem::take(&mut st.direct) else { return };
+        match written {
+            Written::All | Written::Part(_) if st.acking => {
+                State::keep(&mut st.kept, &mut st.kept_bytes, out);
+                st.trim_kept();
+            }
+            _ => {}
+        }
+        match written {
+            Written::All => {}
+            Written::Part(rest) => {
+                st.bytes += rest.len();
+                st.frames += 1;
+                st.items.push_front(Out::Order(Order::Rest(rest.into_boxed_slice())));
+            }
+            Written::Nothing => {
+                st.bytes += out.bytes();
+                st.frames += out.frames();
+                st.items.push_front(out.clone());
+            }
+        }
+        if st.items.is_empty() && !wants {
+            st.direct = Direct::Parked;
+            return;
+        }
+        if let Some(w) = st.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// The writer of socket `me` woke for something else than its queue (a control frame, the
+    /// reader's end, a close due): it takes the socket back from the pushers, once a write one
+    /// claimed is done, and what was queued meanwhile into `buf` (the rest of a frame a pusher
+    /// wrote in part first).
+    pub(crate) async fn reclaim(&self, buf: &mut VecDeque<Out>, me: u64) {
+        poll_fn(|cx| {
+            let mut st = self.state.lock();
+            if let Direct::Claimed { wants, .. } = &mut st.direct {
+                *wants = true;
+                match &st.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            st.direct = Direct::Off;
+            if st.writer == me && !st.items.is_empty() {
+                self.drain_into(&mut st, buf);
+            }
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    /// Pushers may write to socket `me` ([`Sink`]) while its writer sleeps on this outbox.
+    pub(crate) fn give_sink(&self, me: u64, sink: Arc<dyn Sink>) {
+        self.state.lock().sink = Some((me, sink));
+    }
+
+    /// The writer of socket `me` is gone, or drains another outbox now: pushers no longer write
+    /// to its socket here (and this outbox no longer holds it open). Returns the socket's
+    /// [`Sink`], if it was here.
+    pub(crate) fn writer_gone(&self, me: u64) -> Option<Arc<dyn Sink>> {
+        let mut st = self.state.lock();
+        if st.sink.as_ref().is_none_or(|(writer, _)| *writer != me) {
+            return None;
+        }
+        st.revoke();
+        st.sink.take().map(|(_, sink)| sink)
     }
 
     /// A full outbox refuses `out` (the receiver is too slow). A close order it cannot take means
@@ -413,6 +681,16 @@ impl Outbox {
     pub(crate) async fn take(&self, buf: &mut VecDeque<Out>, me: u64) -> Take {
         poll_fn(|cx| {
             let mut st = self.state.lock();
+            if let Direct::Claimed { wants, .. } = &mut st.direct {
+                // A pusher writes: it wakes the writer when done.
+                *wants = true;
+                match &st.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            st.direct = Direct::Off;
             if st.writer != me {
                 return Poll::Ready(Take::Detached);
             }
@@ -432,6 +710,10 @@ impl Outbox {
             match &st.waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => st.waker = Some(cx.waker().clone()),
+            }
+            // Asleep on an empty queue: the next push may write to the socket itself.
+            if st.sink.as_ref().is_some_and(|(writer, _)| *writer == me) {
+                st.direct = Direct::Parked;
             }
             Poll::Pending
         })
@@ -464,20 +746,9 @@ impl Outbox {
         st.taken = u32::try_from(st.items.len()).unwrap_or(u32::MAX);
         if st.acking {
             for out in &st.items {
-                let frames = match out {
-                    Out::Order(Order::Write(framed, from)) => framed.frames_from(*from),
-                    _ => out.note().map(std::slice::from_ref).unwrap_or_default(),
-                };
-                for frame in frames {
-                    st.kept_bytes += frame.len();
-                    st.kept.push_back(frame.clone());
-                }
+                State::keep(&mut st.kept, &mut st.kept_bytes, out);
             }
-            while st.kept.len() > st.limits.frames || st.kept_bytes > st.limits.bytes {
-                let Some(frame) = st.kept.pop_front() else { break };
-                st.kept_bytes -= frame.len();
-                st.lost_upto = st.lost_upto.max(seq_of(&frame));
-            }
+            st.trim_kept();
         }
         if buf.is_empty() {
             // Swap buffers: nothing moves, and the writer's (empty) deque is reused.
@@ -527,6 +798,8 @@ impl Outbox {
         if st.writer != me {
             return false;
         }
+        st.revoke();
+        st.sink = None;
         st.writer = 0;
         st.items.retain(Out::is_notes);
         st.bytes = st.items.iter().map(Out::bytes).sum();
@@ -552,6 +825,8 @@ impl Outbox {
     ) -> Resumed {
         let mut st = self.state.lock();
         let st = &mut *st;
+        st.revoke();
+        st.sink = None;
         st.writer = me;
         st.abort = Some(abort);
         st.epoch += 1;
@@ -602,6 +877,9 @@ impl Outbox {
     pub(crate) fn redirect(&self, next: Arc<Outbox>) {
         let mut st = self.state.lock();
         st.redirect = Some(next);
+        if matches!(st.direct, Direct::Parked) {
+            st.direct = Direct::Off;
+        }
         let waker = st.waker.take();
         drop(st);
         if let Some(w) = waker {
@@ -655,6 +933,164 @@ mod tests {
             Take::Items => buf,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A socket that records what pushers wrote to it, and answers each write as told (by
+    /// default: everything written).
+    #[derive(Debug, Default)]
+    struct Recorder {
+        wrote: Mutex<Vec<u64>>,
+        answers: Mutex<VecDeque<Written>>,
+    }
+
+    impl Sink for Recorder {
+        fn write_now(&self, out: &Out) -> Written {
+            self.wrote.lock().extend(seqs(&VecDeque::from([out.clone()])));
+            self.answers.lock().pop_front().unwrap_or(Written::All)
+        }
+    }
+
+    /// The writer of socket `me` goes to sleep on `o`'s empty queue, leaving `sink` to pushers.
+    async fn sleep_on(o: &Outbox, me: u64, sink: &Arc<dyn Sink>) {
+        o.give_sink(me, Arc::clone(sink));
+        let mut buf = VecDeque::new();
+        let slept = tokio::time::timeout(Duration::from_millis(5), o.take(&mut buf, me)).await;
+        assert!(slept.is_err() && buf.is_empty(), "the writer had something to take");
+    }
+
+    fn recorder() -> (Arc<Recorder>, Arc<dyn Sink>) {
+        let r = Arc::new(Recorder::default());
+        let sink: Arc<dyn Sink> = r.clone();
+        (r, sink)
+    }
+
+    #[tokio::test]
+    async fn a_push_to_a_sleeping_writer_is_written_by_the_pusher() {
+        let o = Outbox::new(LIMITS, 1);
+        let (r, sink) = recorder();
+        // Awake, the writer writes: pushes queue.
+        assert!(o.push(note(1)));
+        assert_eq!(seqs(&take(&o, 1).await), [1]);
+        sleep_on(&o, 1, &sink).await;
+        for s in 2..=9 {
+            assert!(o.push(note(s)), "a written frame does not fill the queue");
+        }
+        assert_eq!(*r.wrote.lock(), (2..=9).collect::<Vec<_>>());
+        assert_eq!(o.depth(), 0);
+        // Orders and large frames are the writer's.
+        assert!(o.push(Out::Frame(Utf8Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","method":"n","params":{{"d":"{}"}},"seq":10}}"#,
+            "x".repeat(DIRECT_MAX)
+        )))));
+        assert!(o.push(note(11)), "queued behind it");
+        assert_eq!(seqs(&take(&o, 1).await), [10, 11]);
+        sleep_on(&o, 1, &sink).await;
+        assert!(o.push(Out::Order(Order::KeepOpen)));
+        assert_eq!(o.depth(), 1);
+        assert_eq!(r.wrote.lock().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_did_not_take_goes_first_to_the_writer() {
+        let o = Outbox::new(LIMITS, 1);
+        let (r, sink) = recorder();
+        sleep_on(&o, 1, &sink).await;
+        r.answers.lock().extend([Written::Part(b"rest".to_vec()), Written::Nothing]);
+        assert!(o.push(note(1)));
+        assert!(o.push(note(2)), "behind the rest: queued");
+        let buf = take(&o, 1).await;
+        assert_eq!(buf.front(), Some(&Out::Order(Order::Rest(b"rest".to_vec().into_boxed_slice()))));
+        assert_eq!(seqs(&buf), [2]);
+        // Nothing taken: the frame itself goes to the writer, before what followed it.
+        sleep_on(&o, 1, &sink).await;
+        assert!(o.push(note(3)));
+        assert!(o.push(note(4)));
+        assert_eq!(seqs(&take(&o, 1).await), [3, 4]);
+        assert_eq!(*r.wrote.lock(), [1, 3]);
+    }
+
+    #[tokio::test]
+    async fn under_a_session_lock_the_write_waits_and_pushes_queue_behind_it() {
+        let o = Outbox::new(LIMITS, 1);
+        let (r, sink) = recorder();
+        // The writer sleeps on the outbox (in a task of its own).
+        o.give_sink(1, Arc::clone(&sink));
+        let writer = {
+            let o = Arc::clone(&o);
+            tokio::spawn(async move {
+                let mut buf = VecDeque::new();
+                assert!(matches!(o.take(&mut buf, 1).await, Take::Items));
+                buf
+            })
+        };
+        tokio::task::yield_now().await;
+        {
+            let _deferring = Deferring::begin();
+            assert!(o.push(note(1)));
+            assert!(o.push(note(2)));
+            assert!(r.wrote.lock().is_empty(), "written while the lock is held");
+        }
+        assert_eq!(*r.wrote.lock(), [1]);
+        // The writer is woken for what queued behind the write.
+        let buf = tokio::time::timeout(Duration::from_secs(1), writer).await.unwrap().unwrap();
+        assert_eq!(seqs(&buf), [2]);
+    }
+
+    #[tokio::test]
+    async fn one_operation_writes_to_so_many_sockets_at_most() {
+        let (r, sink) = recorder();
+        let outboxes: Vec<_> = (1..=DEFERRED_MAX as u64 + 2).map(|me| Outbox::new(LIMITS, me)).collect();
+        for (o, me) in outboxes.iter().zip(1..) {
+            sleep_on(o, me, &sink).await;
+        }
+        {
+            let _deferring = Deferring::begin();
+            for o in &outboxes {
+                assert!(o.push(note(1)));
+            }
+        }
+        assert_eq!(r.wrote.lock().len(), DEFERRED_MAX);
+        let queued: Vec<usize> = outboxes.iter().map(|o| o.depth()).collect();
+        assert_eq!(queued.iter().sum::<usize>(), 2, "the last two are their writers' to write");
+        assert_eq!(queued[DEFERRED_MAX..], [1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_resume_during_a_claimed_write_gives_its_frame_to_the_new_socket_once() {
+        let o = Outbox::new(LIMITS, 1);
+        let (r, sink) = recorder();
+        o.ack(0);
+        sleep_on(&o, 1, &sink).await;
+        assert!(o.push(note(1)));
+        let deferring = Deferring::begin();
+        assert!(o.push(note(2)));
+        let resumed = o.resume(2, abort(), Some(0), |_| Utf8Bytes::from_static(""));
+        drop(deferring);
+        assert_eq!(resumed, Resumed { recovered: Some(true), replayed: 2 });
+        assert_eq!(seqs(&take(&o, 2).await), [1, 2]);
+        // The old socket may have had it; nothing else changes.
+        assert_eq!(*r.wrote.lock(), [1, 2]);
+        assert_eq!(o.depth(), 0);
+        // A push while socket 2's writer is awake queues; its writer then leaves its own socket.
+        assert!(o.push(note(3)));
+        assert_eq!(seqs(&take(&o, 2).await), [3]);
+        let (r2, sink2) = recorder();
+        sleep_on(&o, 2, &sink2).await;
+        assert!(o.push(note(4)));
+        assert_eq!(*r2.wrote.lock(), [4]);
+        assert_eq!(r.wrote.lock().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_gone_writer_leaves_its_socket_to_nobody() {
+        let o = Outbox::new(LIMITS, 1);
+        let (r, sink) = recorder();
+        sleep_on(&o, 1, &sink).await;
+        assert!(o.writer_gone(1).is_some());
+        assert_eq!(Arc::strong_count(&r), 2, "the outbox let the socket go");
+        assert!(o.push(note(1)));
+        assert!(r.wrote.lock().is_empty());
+        assert_eq!(o.depth(), 1);
     }
 
     #[tokio::test]

@@ -130,6 +130,9 @@ impl LocalBroker {
         op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal>,
     ) -> Result<Applied<R>, Refusal> {
         let shared = self.cell(id).ok_or_else(|| Refusal::NoSession(id.to_owned()))?;
+        // The writes the pushes claim ([`crate::outbox::Sink`]) are made once the session's lock
+        // is released.
+        let deferring = crate::outbox::Deferring::begin();
         let mut guard = shared.lock();
         if guard.room.is_closed() {
             return Err(Refusal::NoSession(id.to_owned()));
@@ -175,6 +178,7 @@ impl LocalBroker {
         applied.closed = cell.room.is_closed();
         let session_id = cell.room.id.clone();
         drop(guard);
+        drop(deferring);
         for (who, rpc, _) in &applied.left {
             self.rpc.remove_if(rpc, |_, (s, c)| *s == session_id && c == who);
         }

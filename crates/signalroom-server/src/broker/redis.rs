@@ -1071,6 +1071,8 @@ fn on_messages(shared: &Shared, session: SessionId, messages: Vec<Published>) {
         Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: None };
     let mut closed = false;
     {
+        // (Writes the pushes claim are made once the roster's lock is released.)
+        let _deferring = crate::outbox::Deferring::begin();
         let mut roster = roster.lock();
         let mut held = Held::default();
         for published in messages {

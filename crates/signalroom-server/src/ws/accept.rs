@@ -10,6 +10,7 @@
 //! unusual or too long) goes to hyper with the bytes read so far ([`Replay`]), and is served
 //! exactly as before, the upgrade route included.
 
+use std::any::Any;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -21,8 +22,10 @@ use axum_server::accept::Accept;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::{Socket, accept_key, run};
+use super::transport::TcpSocket;
+use super::{Io, Socket, accept_key, run};
 use crate::hub::Hub;
+use crate::limit::Counted;
 use crate::util::client_ip;
 
 /// What is read of a request's head at first; a longer head (many cookies) grows the buffer.
@@ -96,7 +99,17 @@ where
                 tracing::debug!(error = %e, %ip, "upgrade failed");
                 return Err(e);
             }
-            tokio::spawn(run(hub, Box::new(stream), ip, early));
+            // A plain TCP connection is shared by its reader, writer and pushers; any other is
+            // split.
+            let mut stream = Some(stream);
+            let io = match (&mut stream as &mut dyn Any).downcast_mut::<Option<Counted>>() {
+                Some(tcp) => Io::Tcp(Arc::new(TcpSocket {
+                    tcp: tcp.take().expect("the stream is there"),
+                    counts: Arc::clone(&hub.frame_counts),
+                })),
+                None => Io::Other(Box::new(stream.take().expect("the stream is there"))),
+            };
+            tokio::spawn(run(hub, io, ip, early));
             Err(taken())
         })
     }

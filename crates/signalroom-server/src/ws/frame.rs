@@ -34,7 +34,7 @@ const COPIED_WRITE: usize = 32 * 1024;
 thread_local! {
     /// The buffer small frames are gathered into: one per thread, never per socket, reused by
     /// every write (it is not held across a poll).
-    static GATHERED: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(COPIED_WRITE + COPIED_FRAME + 4));
+    pub(crate) static GATHERED: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(COPIED_WRITE + COPIED_FRAME + 4));
 }
 
 /// A frame header: final, unmasked, of one opcode and payload length.

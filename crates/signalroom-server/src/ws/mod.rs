@@ -32,6 +32,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::either::Either;
 
 use crate::hub::Hub;
 use crate::outbox::{Order, Out};
@@ -63,10 +64,17 @@ trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Socket for T {}
 
+/// An upgraded connection: a plain TCP one, which pushers may write to while its writer sleeps
+/// ([`transport::TcpSocket`]), or any other (TLS, or handed over by hyper).
+enum Io {
+    Tcp(Arc<transport::TcpSocket>),
+    Other(Box<dyn Socket>),
+}
+
 /// The socket as the reader sees it: tungstenite over its read half.
-type Reader = WebSocketStream<transport::Duplex<ReadHalf<Box<dyn Socket>>>>;
+type Reader = WebSocketStream<transport::Duplex<Either<transport::Shared, ReadHalf<Box<dyn Socket>>>>>;
 /// The socket as the writer sees it.
-type Writer = WriteHalf<Box<dyn Socket>>;
+type Writer = Either<transport::Shared, WriteHalf<Box<dyn Socket>>>;
 
 /// `GET /openvidu`: accepts any query and any Origin; problems are reported as JSON-RPC errors.
 /// The upgrade is checked as RFC 6455 §4.2.1 says (no subprotocol, no extension). A valid upgrade
@@ -91,7 +99,7 @@ pub(crate) async fn upgrade(
     let ip = client_ip(req.headers().get("x-real-ip").map(HeaderValue::as_bytes), peer);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(hub, Box::new(TokioIo::new(upgraded)), ip, Vec::new()).await,
+            Ok(upgraded) => run(hub, Io::Other(Box::new(TokioIo::new(upgraded))), ip, Vec::new()).await,
             Err(e) => tracing::debug!(error = %e, %ip, "upgrade failed"),
         }
     });
@@ -138,33 +146,43 @@ where
 }
 
 /// Serves an upgraded socket; `read`: what the client sent after its upgrade request, read with it.
-async fn run(hub: Arc<Hub>, io: Box<dyn Socket>, ip: String, early: Vec<u8>) {
-    let (read, write) = tokio::io::split(io);
-    let max = hub.config.max_frame_bytes;
+async fn run(hub: Arc<Hub>, io: Io, ip: String, early: Vec<u8>) {
     // What tungstenite answers while it reads (pongs to a ping flood included) waits for the
     // writer up to this bound; a client that sends pings and never reads is cut off past it.
     let control = Arc::new(transport::Control::new(hub.config.max_write_buffer_bytes.max(1024)));
+    let (id, outbox) = hub.open_socket();
+    // (The writer starts first: what it takes is not kept across the reader's first await, in
+    // every socket's task.)
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (read, write): (_, Writer) = match io {
+        Io::Tcp(socket) => {
+            let shared = transport::Shared(Arc::clone(&socket));
+            outbox.give_sink(id, socket);
+            (Either::Left(shared.clone()), Either::Left(shared))
+        }
+        Io::Other(io) => {
+            let (read, write) = tokio::io::split(io);
+            (Either::Right(read), Either::Right(write))
+        }
+    };
+    let mut writer = tokio::spawn(writer::write_frames::<Writer>(
+        write,
+        Arc::clone(&outbox),
+        Arc::clone(&control),
+        id,
+        done_rx,
+        hub.config.write_timeout,
+        Arc::clone(&hub.frame_counts),
+    ));
+    outbox.set_abort(writer.abort_handle());
+    let max = hub.config.max_frame_bytes;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
         .write_buffer_size(0);
-    let duplex = transport::Duplex { read, control: Arc::clone(&control) };
+    let duplex = transport::Duplex { read, control };
     let stream = WebSocketStream::from_partially_read(duplex, early, Role::Server, Some(config)).await;
-
-    let (id, outbox) = hub.open_socket();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let write_timeout = hub.config.write_timeout;
-    let mut writer = tokio::spawn(writer::write_frames::<Writer>(
-        write,
-        Arc::clone(&outbox),
-        control,
-        id,
-        done_rx,
-        write_timeout,
-        Arc::clone(&hub.frame_counts),
-    ));
-    outbox.set_abort(writer.abort_handle());
     tracing::debug!(socket = id, %ip, "socket opened");
 
     let mut conn =

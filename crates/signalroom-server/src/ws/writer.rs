@@ -2,6 +2,10 @@
 //! attached to (the socket's own, then its participant's), follows a reconnection to the
 //! participant's outbox, honours close orders, and ends when another socket takes its
 //! participant over or the reader is done.
+//!
+//! While it sleeps on an empty outbox, the pushers may write small frames to the socket
+//! themselves (plain TCP sockets: [`TcpSocket`]): the writer takes the socket back whenever it
+//! wakes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,10 +16,10 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 
 use super::frame::{self, CLOSE, TEXT};
-use super::transport::Control;
+use super::transport::{Control, TcpSocket};
 use crate::heap;
 use crate::metrics::FrameCounts;
-use crate::outbox::{IDLE_SLOTS, Order, Out, Outbox, Take, is_notification};
+use crate::outbox::{IDLE_SLOTS, Order, Out, Outbox, Sink, Take, Written, is_notification};
 
 /// Frames written between flushes at most, so a long queue reaches the socket in pieces: as many
 /// as one write call takes.
@@ -46,13 +50,19 @@ enum Wrote {
 /// evicted.
 pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     mut socket: W,
-    mut outbox: Arc<Outbox>,
+    outbox: Arc<Outbox>,
     control: Arc<Control>,
     me: u64,
     mut reader_done: oneshot::Receiver<()>,
     timeout: Duration,
     counts: Arc<FrameCounts>,
 ) -> bool {
+    // However the writer ends (aborted included), pushers stop writing to its socket.
+    // (The outbox and `me` are used from here: a reference or a copy kept across the awaits
+    // would be every socket's memory.)
+    let mut attached = Attached { outbox, me };
+    // Woken for something else than the queue: the socket is taken back from the pushers.
+    let mut reclaim;
     let mut close_at: Option<Instant> = None;
     let mut batch = VecDeque::new();
     let mut finishing = false;
@@ -61,30 +71,46 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     loop {
         // In this order: the reader's end and a due close are seen even while frames keep
         // coming, and the idle timer is started only when there is nothing else to do.
+        // (Nothing is awaited inside the select: its branches' futures would stay in this
+        // writer's future beside what a branch awaits, and it is every socket's memory.)
+        let mut close_due = false;
+        reclaim = true;
         let took = tokio::select! {
             biased;
             _ = &mut reader_done, if !finishing => {
                 finishing = true;
-                outbox.take_now(&mut batch, me);
                 Take::Items
             }
             () = sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
-                batch.push_back(Out::Order(Order::Close { code: 1000, reason: "closed by server" }));
+                close_due = true;
                 Take::Items
             }
-            took = outbox.take(&mut batch, me) => took,
+            took = attached.outbox.take(&mut batch, attached.me) => {
+                reclaim = false;
+                took
+            }
             () = control.ready() => Take::Items,
             () = async { tokio::time::sleep(IDLE_RELEASE).await }, if grown => {
-                outbox.release_idle(&mut batch, me);
+                attached.outbox.release_idle(&mut batch, attached.me);
                 heap::released_queues();
                 grown = false;
                 continue;
             }
         };
+        if reclaim {
+            attached.outbox.reclaim(&mut batch, attached.me).await;
+        }
+        if close_due {
+            batch.push_back(Out::Order(Order::Close { code: 1000, reason: "closed by server" }));
+        }
         match took {
             Take::Items => grown |= batch.capacity() > IDLE_SLOTS,
             Take::Redirect(next) => {
-                outbox = next;
+                // The socket's pushers are now those of the outbox it moves to.
+                if let Some(sink) = attached.outbox.writer_gone(attached.me) {
+                    next.give_sink(attached.me, sink);
+                }
+                attached.outbox = next;
                 continue;
             }
             Take::Detached => {
@@ -92,17 +118,24 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
                 return false;
             }
         }
-        let mut wrote = write_control(&mut socket, &control, false, close_at, timeout).await;
+        // The rest of a frame a pusher wrote in part comes before anything else.
+        let mut wrote = match batch.front() {
+            Some(Out::Order(Order::Rest(_))) => write_rest(&mut socket, &mut batch, close_at, timeout).await,
+            _ => Wrote::All,
+        };
+        if matches!(wrote, Wrote::All) {
+            wrote = write_control(&mut socket, &control, false, close_at, timeout).await;
+        }
         if matches!(wrote, Wrote::All) {
             wrote = write_batch(&mut socket, &mut batch, &mut close_at, timeout, &counts).await;
         }
         if !matches!(wrote, Wrote::All) {
             // What this socket could not write is still owed to its participant (or, stalled,
             // goes with it when it is evicted).
-            outbox.requeue(me, std::mem::take(&mut batch));
+            attached.outbox.requeue(attached.me, std::mem::take(&mut batch));
             if matches!(wrote, Wrote::Stalled) {
                 tracing::warn!(
-                    socket = me,
+                    socket = attached.me,
                     "a write stayed blocked for {timeout:?}: the client does not read"
                 );
                 return true;
@@ -164,7 +197,9 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         }
         match batch.pop_front() {
             None => return Wrote::All,
-            Some(Out::Frame(_) | Out::Order(Order::Write(..))) => unreachable!("frames were written above"),
+            Some(Out::Frame(_) | Out::Order(Order::Write(..) | Order::Rest(_))) => {
+                unreachable!("frames were written above")
+            }
             Some(Out::Order(Order::Close { code, reason })) => {
                 let _ = write_close(socket, Some((code, reason))).await;
                 return Wrote::Done;
@@ -175,6 +210,65 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             }
             Some(Out::Order(Order::KeepOpen)) => *close_at = None,
         }
+    }
+}
+
+/// Writes the rest of a frame a pusher wrote in part (the batch's first item).
+async fn write_rest<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    batch: &mut VecDeque<Out>,
+    close_at: Option<Instant>,
+    timeout: Duration,
+) -> Wrote {
+    let Some(Out::Order(Order::Rest(rest))) = batch.pop_front() else { return Wrote::All };
+    let write = async {
+        socket.write_all(&rest).await?;
+        socket.flush().await
+    };
+    io(close_at, timeout, write).await
+}
+
+/// The outbox a writer drains, and its socket's number: pushers stop writing to the socket once
+/// the writer is gone, however it ends.
+struct Attached {
+    outbox: Arc<Outbox>,
+    me: u64,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.outbox.writer_gone(self.me);
+    }
+}
+
+/// A plain TCP socket's pushers write to it while its writer sleeps.
+impl Sink for TcpSocket {
+    fn write_now(&self, out: &Out) -> Written {
+        let stream = self.tcp.stream();
+        let write = |bytes: &[u8]| match stream.try_write(bytes) {
+            Ok(n) if n == bytes.len() => Written::All,
+            Ok(n) if n > 0 => Written::Part(bytes[n..].to_vec()),
+            // Would block, or failed: the writer finds out which.
+            _ => Written::Nothing,
+        };
+        let written = match out {
+            Out::Frame(text) => frame::GATHERED.with_borrow_mut(|buf| {
+                buf.clear();
+                buf.extend_from_slice(frame::Header::new(TEXT, text.len()).as_bytes());
+                buf.extend_from_slice(text.as_bytes());
+                write(buf)
+            }),
+            Out::Order(Order::Write(framed, from)) => write(framed.bytes_from(*from)),
+            Out::Order(_) => Written::Nothing,
+        };
+        if written != Written::Nothing {
+            let counted = (out.frames() as u64, out.bytes() as u64);
+            match out {
+                Out::Frame(f) if !is_notification(f) => self.counts.record((0, 0), counted),
+                _ => self.counts.record(counted, (0, 0)),
+            }
+        }
+        written
     }
 }
 
@@ -234,6 +328,7 @@ fn piece(out: &Out) -> frame::Piece<'_> {
     match out {
         Out::Frame(text) => frame::Piece::Payload(text.as_bytes()),
         Out::Order(Order::Write(framed, from)) => frame::Piece::Framed(framed.bytes_from(*from)),
+        Out::Order(Order::Rest(rest)) => frame::Piece::Framed(rest),
         Out::Order(_) => frame::Piece::Payload(&[]),
     }
 }

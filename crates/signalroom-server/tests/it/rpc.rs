@@ -127,6 +127,31 @@ async fn a_thousand_signals_arrive_in_order() {
     }
 }
 
+/// A receiver that reads nothing for a while, and pings meanwhile: its socket's buffers fill,
+/// the server's writes are taken in part or not at all (a pusher's, or the writer's), and the
+/// pongs wait for the frame in the middle of which the socket stopped. Once it reads, every frame
+/// is there, whole and in order.
+#[tokio::test]
+async fn a_receiver_that_reads_late_gets_every_frame_whole_and_in_order() {
+    let s = TestServer::start_with(|c| c.send_queue_bytes = 64 << 20).await;
+    s.create_session("S1").await;
+    let mut a = s.join("S1", "a").await;
+    let mut b = s.join("S1", "b").await;
+    let b_id = b.connection_id.clone();
+    const SIGNALS: usize = 1200;
+    let data = |i: usize| format!("{i}:{}", "x".repeat(9_000 + 7 * (i % 500)));
+    for i in 0..SIGNALS {
+        a.signal(&[&b_id], &data(i), "signal:big").await.unwrap();
+        if i % 100 == 0 {
+            b.send_message(tokio_tungstenite::tungstenite::Message::Ping(vec![1, 2, 3].into())).await;
+        }
+    }
+    for i in 0..SIGNALS {
+        let frame = b.read_frame().await.expect("a whole frame, not the end of the socket");
+        assert_eq!(frame["params"]["data"], data(i), "frame {i}");
+    }
+}
+
 #[tokio::test]
 async fn leave_room_tells_the_others_and_answers() {
     let s = TestServer::start().await;
