@@ -189,17 +189,20 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         }
     }
     if wanted("latency") {
-        for &d in &dialects {
-            let r = scenarios::latency(&ctx, d, Topology::Single).await;
+        // Side by side: the servers take turns, so a slow moment of the machine falls on all.
+        let deployments: Vec<_> = dialects.iter().map(|&d| (d, Topology::Single)).collect();
+        let results = scenarios::latency_side_by_side(&ctx, &deployments).await;
+        for (&d, r) in dialects.iter().zip(results) {
             if let Ok(l) = &r {
                 progress(&format!(
-                    "latency {} deliveries/s {}: p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs ({} samples)",
+                    "latency {} deliveries/s {}: p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs ({} samples, {} turns)",
                     l.deliveries_per_s,
                     d.server_name(),
                     l.p50_us,
                     l.p99_us,
                     l.p999_us,
-                    l.samples
+                    l.samples,
+                    l.rounds
                 ));
             }
             record(d.server_name(), "latency", r.map(to_value), &mut failures);

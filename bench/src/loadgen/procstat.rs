@@ -51,6 +51,11 @@ impl CpuMeter {
         self.cores_each().iter().sum()
     }
 
+    /// CPU seconds since `start`, per process, in the order given.
+    pub(crate) fn cpu_secs_each(&self) -> Vec<f64> {
+        self.start_cpu.iter().map(|&(pid, start)| cpu_secs(pid).unwrap_or(start) - start).collect()
+    }
+
     /// Cores busy on average since `start`, per process, in the order given.
     pub(crate) fn cores_each(&self) -> Vec<f64> {
         let elapsed = self.start.elapsed().as_secs_f64().max(1e-9);

@@ -44,6 +44,8 @@ pub(crate) struct Plan {
     pub latency_signals_per_s: u64,
     pub latency_warmup_s: f64,
     pub latency_measure_s: f64,
+    /// The measure is taken in this many turns per server, the servers taking turns.
+    pub latency_rounds: usize,
     pub idle_counts: Vec<usize>,
     pub idle_warmup: usize,
     pub room_size: usize,
@@ -74,6 +76,7 @@ impl Plan {
             latency_signals_per_s: 100,
             latency_warmup_s: 1.0,
             latency_measure_s: 5.0,
+            latency_rounds: 5,
             idle_counts: vec![1000, 10_000],
             idle_warmup: 10,
             room_size: 100,
@@ -100,6 +103,7 @@ impl Plan {
             latency_signals_per_s: 100,
             latency_warmup_s: 0.1,
             latency_measure_s: 0.4,
+            latency_rounds: 2,
             idle_counts: vec![20, 50],
             idle_warmup: 5,
             room_size: 10,
@@ -296,6 +300,8 @@ pub(crate) struct Latency {
     pub nodes: usize,
     pub signals_per_s: u64,
     pub deliveries_per_s: u64,
+    /// The turns it was measured in, taking turns with the other servers of the run.
+    pub rounds: usize,
     pub samples: usize,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -314,11 +320,164 @@ pub(crate) struct Latency {
     pub errors: u64,
 }
 
-pub(crate) async fn latency(ctx: &Ctx, dialect: Dialect, topology: Topology) -> anyhow::Result<Latency> {
-    let deployment = ctx.launch.deploy(dialect, "latency", topology, &[]).await?;
-    let result = latency_on(ctx, &deployment).await;
-    deployment.stop().await;
-    result
+/// Between two servers' turns: the last signal's deliveries are done well within it, so one
+/// server's turn never overlaps the next one's on the servers' core.
+const TURN_GAP: Duration = Duration::from_millis(20);
+
+/// Scenario 2 against several deployments side by side: all of them run at once, each idle while
+/// another is measured. Each is warmed up, then measured in `latency_rounds` turns of
+/// `latency_measure_s / latency_rounds`, the deployments taking turns (the order turning each
+/// round): what else the machine does meanwhile (its other processes, the host, the clock's
+/// speed) falls on all of them alike, where one after the other a slow minute would fall on one.
+/// Returns each one's figures, in the order given.
+pub(crate) async fn latency_side_by_side(
+    ctx: &Ctx,
+    deployments: &[(Dialect, Topology)],
+) -> Vec<anyhow::Result<Latency>> {
+    let plan = &ctx.plan;
+    let rate = plan.latency_signals_per_s.max(1);
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let rounds = plan.latency_rounds.max(1);
+    let per_turn = ((plan.latency_measure_s * rate as f64) as u64 / rounds as u64).max(1);
+    let mut runs = Vec::new();
+    for &(dialect, topology) in deployments {
+        runs.push(LatencyRun::start(ctx, dialect, topology, period).await);
+    }
+    for round in 0..rounds {
+        for k in 0..runs.len() {
+            let i = (k + round) % runs.len();
+            if let Ok(run) = &mut runs[i] {
+                if let Err(e) = run.turn(per_turn, period).await {
+                    if let Ok(run) = std::mem::replace(&mut runs[i], Err(e)) {
+                        run.deployment.stop().await;
+                    }
+                }
+            }
+        }
+    }
+    let mut results = Vec::new();
+    for run in runs {
+        results.push(match run {
+            Ok(run) => run.finish(rate, rounds).await,
+            Err(e) => Err(e),
+        });
+    }
+    results
+}
+
+/// One deployment of scenario 2, joined and warmed up, measured turn by turn.
+struct LatencyRun {
+    deployment: Deployment,
+    crowd: Crowd,
+    /// Server CPU seconds during the turns, per process, and the turns' length.
+    cpu_secs: Vec<f64>,
+    measured: Duration,
+}
+
+impl LatencyRun {
+    async fn start(
+        ctx: &Ctx,
+        dialect: Dialect,
+        topology: Topology,
+        period: Duration,
+    ) -> anyhow::Result<Self> {
+        let deployment = ctx.launch.deploy(dialect, "latency", topology, &[]).await?;
+        match Self::warm_up(ctx, &deployment, period).await {
+            Ok(crowd) => Ok(Self { deployment, crowd, cpu_secs: Vec::new(), measured: Duration::ZERO }),
+            Err(e) => {
+                deployment.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Joins the crowd, and sends the warm-up's signals (not recorded) at the scenario's rate.
+    async fn warm_up(ctx: &Ctx, deployment: &Deployment, period: Duration) -> anyhow::Result<Crowd> {
+        let plan = &ctx.plan;
+        let (mut c, _) = crowd(ctx, &deployment.nodes, "latency", plan.latency_receivers, true, 0).await?;
+        let warmup = (plan.latency_warmup_s * plan.latency_signals_per_s as f64) as u64;
+        for t in &c.receivers {
+            t.latency_from.store(warmup, Ordering::Relaxed);
+        }
+        send_at(&mut c.blaster, warmup, period).await?;
+        tokio::time::sleep(TURN_GAP).await;
+        Ok(c)
+    }
+
+    /// One turn: `count` signals at the scenario's rate, then [`TURN_GAP`] for their deliveries.
+    async fn turn(&mut self, count: u64, period: Duration) -> anyhow::Result<()> {
+        let meter = CpuMeter::start_all(&self.deployment.pids());
+        let started = Instant::now();
+        send_at(&mut self.crowd.blaster, count, period).await?;
+        let sent = started.elapsed();
+        tokio::time::sleep(TURN_GAP).await;
+        let busy = meter.cpu_secs_each();
+        self.cpu_secs.resize(busy.len(), 0.0);
+        for (total, b) in self.cpu_secs.iter_mut().zip(busy) {
+            *total += b;
+        }
+        self.measured += sent;
+        Ok(())
+    }
+
+    /// Waits for the last deliveries, stops the deployment, and tells the figures.
+    async fn finish(self, rate: u64, rounds: usize) -> anyhow::Result<Latency> {
+        let Self { deployment, crowd: c, cpu_secs, measured } = self;
+        let complete = c.blaster.drain(&c.receivers, &c.progress, DRAIN_LIMIT).await;
+        let nodes = deployment.nodes.len();
+        deployment.stop().await;
+        let (mut all, mut far): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+        for (t, &node) in c.receivers.iter().zip(&c.node_of) {
+            if let Some(l) = &t.latencies {
+                let mut l = l.lock().expect("latency lock");
+                if node != 0 {
+                    far.extend_from_slice(&l);
+                }
+                all.append(&mut l);
+            }
+        }
+        let (all, far) = (Samples::new(all), Samples::new(far));
+        let (Some(p50_us), Some(p99_us), Some(p999_us), Some(max_us)) =
+            (all.pct(0.50), all.pct(0.99), all.pct(0.999), all.pct(1.0))
+        else {
+            bail!("no latency samples");
+        };
+        let server_cpu_each: Vec<f64> =
+            cpu_secs.iter().map(|s| s / measured.as_secs_f64().max(1e-9)).collect();
+        let n = c.receivers.len();
+        Ok(Latency {
+            receivers: n,
+            nodes,
+            signals_per_s: rate,
+            deliveries_per_s: rate * n as u64,
+            rounds,
+            samples: all.0.len(),
+            p50_us,
+            p99_us,
+            p999_us,
+            max_us,
+            mean_us: all.0.iter().sum::<u64>() as f64 / all.0.len() as f64 / 1000.0,
+            cross_node_samples: far.0.len(),
+            cross_node_p50_us: far.pct(0.50),
+            cross_node_p99_us: far.pct(0.99),
+            cross_node_p999_us: far.pct(0.999),
+            server_cpu: server_cpu_each.iter().sum(),
+            server_cpu_each,
+            complete,
+            errors: errors(&c),
+        })
+    }
+}
+
+/// Sends `count` signals, one every `period`.
+async fn send_at(blaster: &mut Blaster, count: u64, period: Duration) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for _ in 0..count {
+        tick.tick().await;
+        blaster.send_one().await?;
+    }
+    Ok(())
 }
 
 /// Latencies sorted, and their percentiles in µs.
@@ -334,66 +493,6 @@ impl Samples {
         let i = ((self.0.len() as f64 * p) as usize).min(self.0.len().checked_sub(1)?);
         Some(self.0[i] as f64 / 1000.0)
     }
-}
-
-async fn latency_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<Latency> {
-    let plan = &ctx.plan;
-    let n = plan.latency_receivers;
-    let (mut c, _) = crowd(ctx, &deployment.nodes, "latency", n, true, 0).await?;
-    let period = Duration::from_secs_f64(1.0 / plan.latency_signals_per_s as f64);
-    let warmup = (plan.latency_warmup_s * plan.latency_signals_per_s as f64) as u64;
-    let total = warmup + (plan.latency_measure_s * plan.latency_signals_per_s as f64) as u64;
-    for t in &c.receivers {
-        t.latency_from.store(warmup, Ordering::Relaxed);
-    }
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut server_cpu = None;
-    for i in 0..total {
-        tick.tick().await;
-        if i == warmup {
-            server_cpu = Some(CpuMeter::start_all(&deployment.pids()));
-        }
-        c.blaster.send_one().await?;
-    }
-    let server_cpu_each = server_cpu.map_or_else(Vec::new, |m| m.cores_each());
-    let complete = c.blaster.drain(&c.receivers, &c.progress, DRAIN_LIMIT).await;
-    let (mut all, mut far): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
-    for (t, &node) in c.receivers.iter().zip(&c.node_of) {
-        if let Some(l) = &t.latencies {
-            let mut l = l.lock().expect("latency lock");
-            if node != 0 {
-                far.extend_from_slice(&l);
-            }
-            all.append(&mut l);
-        }
-    }
-    let (all, far) = (Samples::new(all), Samples::new(far));
-    let (Some(p50_us), Some(p99_us), Some(p999_us), Some(max_us)) =
-        (all.pct(0.50), all.pct(0.99), all.pct(0.999), all.pct(1.0))
-    else {
-        bail!("no latency samples");
-    };
-    Ok(Latency {
-        receivers: n,
-        nodes: deployment.nodes.len(),
-        signals_per_s: plan.latency_signals_per_s,
-        deliveries_per_s: plan.latency_signals_per_s * n as u64,
-        samples: all.0.len(),
-        p50_us,
-        p99_us,
-        p999_us,
-        max_us,
-        mean_us: all.0.iter().sum::<u64>() as f64 / all.0.len() as f64 / 1000.0,
-        cross_node_samples: far.0.len(),
-        cross_node_p50_us: far.pct(0.50),
-        cross_node_p99_us: far.pct(0.99),
-        cross_node_p999_us: far.pct(0.999),
-        server_cpu: server_cpu_each.iter().sum(),
-        server_cpu_each,
-        complete,
-        errors: errors(&c),
-    })
 }
 
 /// Scenario 7: the fan-out and the latency scenarios against one signalroom node and against two
@@ -415,14 +514,20 @@ pub(crate) async fn twonode(ctx: &Ctx) -> anyhow::Result<TwoNode> {
     let fan = |t: Topology| async move {
         fanout(ctx, d, n, t).await.with_context(|| format!("{}, fan-out", t.describe()))
     };
-    let lat = |t: Topology| async move {
-        latency(ctx, d, t).await.with_context(|| format!("{}, latency", t.describe()))
-    };
     let one_node_fanout = fan(Topology::Single).await?;
     let one_node_redis_fanout = fan(Topology::Redis(1)).await?;
     let two_node_fanout = fan(Topology::Redis(2)).await?;
-    let one_node_latency = lat(Topology::Single).await?;
-    let two_node_latency = lat(Topology::Redis(2)).await?;
+    // Side by side, as scenario 2's servers.
+    let topologies = [Topology::Single, Topology::Redis(2)];
+    let mut latencies = latency_side_by_side(ctx, &topologies.map(|t| (d, t))).await.into_iter();
+    let mut lat = |t: Topology| {
+        latencies
+            .next()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("no latency run")))
+            .with_context(|| format!("{}, latency", t.describe()))
+    };
+    let one_node_latency = lat(Topology::Single)?;
+    let two_node_latency = lat(Topology::Redis(2))?;
     Ok(TwoNode {
         one_node_fanout,
         one_node_redis_fanout,
