@@ -1036,6 +1036,154 @@ mod tests {
         assert_eq!(seqs(&buf), [2]);
     }
 
+    /// A socket shared by a writer and its pushers, for the race test: what each writes lands in
+    /// one byte stream; the pushers' writes are taken whole, in part or not at all, at random.
+    #[derive(Debug, Default)]
+    struct Stream {
+        bytes: Mutex<Vec<u8>>,
+        rng: Mutex<u64>,
+    }
+
+    impl Sink for Stream {
+        fn write_now(&self, out: &Out) -> Written {
+            let Out::Frame(text) = out else { return Written::Nothing };
+            let roll = {
+                let mut x = self.rng.lock();
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                *x
+            };
+            let bytes = text.as_bytes();
+            let n = match roll % 4 {
+                0 => 0,
+                1 => (roll >> 8) as usize % bytes.len(),
+                _ => bytes.len(),
+            };
+            self.bytes.lock().extend_from_slice(&bytes[..n]);
+            match n {
+                0 => Written::Nothing,
+                n if n == bytes.len() => Written::All,
+                n => Written::Part(bytes[n..].to_vec()),
+            }
+        }
+    }
+
+    /// Pushers (with and without a session's lock), a writer and its wake-ups for something
+    /// else (control frames: `C`) on several threads: the stream holds every frame once, in
+    /// order, whole, and the control frames only between frames.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn pushers_and_the_writer_never_interleave_on_the_socket() {
+        const FRAMES: u64 = 20_000;
+        let o = Outbox::new(Limits { frames: 1 << 20, bytes: 1 << 30 }, 1);
+        let stream =
+            Arc::new(Stream { bytes: Mutex::new(Vec::new()), rng: Mutex::new(0x9E37_79B9_7F4A_7C15) });
+        o.give_sink(1, stream.clone());
+        let control = Arc::new(tokio::sync::Notify::new());
+        let writer = {
+            let (o, stream, control) = (Arc::clone(&o), Arc::clone(&stream), Arc::clone(&control));
+            tokio::spawn(async move {
+                let mut buf = VecDeque::new();
+                loop {
+                    let woke_for_control = tokio::select! {
+                        biased;
+                        took = o.take(&mut buf, 1) => {
+                            assert!(matches!(took, Take::Items));
+                            false
+                        }
+                        () = control.notified() => true,
+                    };
+                    if woke_for_control {
+                        o.reclaim(&mut buf, 1).await;
+                    }
+                    // As the writer: the rest of a frame, then control, then the frames.
+                    let mut out = stream.bytes.lock();
+                    if let Some(Out::Order(Order::Rest(rest))) = buf.front() {
+                        out.extend_from_slice(rest);
+                        buf.pop_front();
+                    }
+                    if woke_for_control {
+                        out.push(b'C');
+                    }
+                    for item in buf.drain(..) {
+                        match item {
+                            Out::Frame(f) => out.extend_from_slice(f.as_bytes()),
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                }
+            })
+        };
+        let pings = {
+            let control = Arc::clone(&control);
+            tokio::spawn(async move {
+                loop {
+                    control.notify_one();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let pusher = {
+            let o = Arc::clone(&o);
+            tokio::spawn(async move {
+                for seq in 1..=FRAMES {
+                    if seq % 3 == 0 {
+                        let _deferring = Deferring::begin();
+                        assert!(o.push(note(seq)));
+                    } else {
+                        assert!(o.push(note(seq)));
+                    }
+                    if seq % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        };
+        pusher.await.unwrap();
+        let expected: Vec<u8> = (1..=FRAMES)
+            .flat_map(|seq| match note(seq) {
+                Out::Frame(f) => f.as_bytes().to_vec(),
+                _ => unreachable!(),
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let written = stream.bytes.lock().iter().filter(|&&b| b != b'C').count();
+            if written >= expected.len() || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        pings.abort();
+        writer.abort();
+        let got = stream.bytes.lock().clone();
+        // Control frames only where a frame ends.
+        let frame_ends: std::collections::HashSet<usize> = (1..=FRAMES)
+            .scan(0, |at, seq| {
+                *at += note(seq).bytes();
+                Some(*at)
+            })
+            .chain([0])
+            .collect();
+        let mut plain = Vec::with_capacity(got.len());
+        let mut controls = 0;
+        for &b in &got {
+            if b == b'C' {
+                assert!(
+                    frame_ends.contains(&plain.len()),
+                    "a control frame inside a frame, at byte {}",
+                    plain.len()
+                );
+                controls += 1;
+            } else {
+                plain.push(b);
+            }
+        }
+        assert_eq!(plain.len(), expected.len(), "every frame, once");
+        assert!(plain == expected, "in order and whole");
+        assert!(controls > 0, "the writer woke for control frames too");
+    }
+
     #[tokio::test]
     async fn one_operation_writes_to_so_many_sockets_at_most() {
         let (r, sink) = recorder();
