@@ -27,7 +27,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -394,6 +394,22 @@ impl State {
         Some((self.claims, sink))
     }
 
+    /// Keeps the writer's waker, for a push, a redirect or the end of a claimed write to wake.
+    fn register(&mut self, cx: &Context<'_>) {
+        match &self.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+    }
+
+    /// Whether a pusher is writing to the socket: the writer waits, and is woken once it is done.
+    fn claimed(&mut self, cx: &Context<'_>) -> bool {
+        let Direct::Claimed { wants, .. } = &mut self.direct else { return false };
+        *wants = true;
+        self.register(cx);
+        true
+    }
+
     /// Takes the socket back from the pushers (its writer is gone, or another socket carries the
     /// participant now): a claimed write, perhaps not made, is owed still, first.
     fn revoke(&mut self) {
@@ -628,12 +644,7 @@ impl Outbox {
     pub(crate) async fn reclaim(&self, buf: &mut VecDeque<Out>, me: u64) {
         poll_fn(|cx| {
             let mut st = self.state.lock();
-            if let Direct::Claimed { wants, .. } = &mut st.direct {
-                *wants = true;
-                match &st.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => st.waker = Some(cx.waker().clone()),
-                }
+            if st.claimed(cx) {
                 return Poll::Pending;
             }
             st.direct = Direct::Off;
@@ -681,13 +692,7 @@ impl Outbox {
     pub(crate) async fn take(&self, buf: &mut VecDeque<Out>, me: u64) -> Take {
         poll_fn(|cx| {
             let mut st = self.state.lock();
-            if let Direct::Claimed { wants, .. } = &mut st.direct {
-                // A pusher writes: it wakes the writer when done.
-                *wants = true;
-                match &st.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => st.waker = Some(cx.waker().clone()),
-                }
+            if st.claimed(cx) {
                 return Poll::Pending;
             }
             st.direct = Direct::Off;
@@ -707,10 +712,7 @@ impl Outbox {
             let keep = IDLE_SLOTS.max(4 * st.taken as usize);
             release_above(&mut st.items, keep);
             release_above(buf, keep);
-            match &st.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => st.waker = Some(cx.waker().clone()),
-            }
+            st.register(cx);
             // Asleep on an empty queue: the next push may write to the socket itself.
             if st.sink.as_ref().is_some_and(|(writer, _)| *writer == me) {
                 st.direct = Direct::Parked;
