@@ -1014,6 +1014,8 @@ async fn drop_forgotten_sessions(client: &redis::Client, shared: &Shared) {
         let Some((_, roster)) = shared.rosters.remove(&session) else { continue };
         let name = channel(session.as_str());
         shared.subscribed.lock().remove(&name);
+        // (Writes the pushes claim are made once the roster's lock is released.)
+        let _deferring = crate::outbox::Deferring::begin();
         for (who, outbox) in roster.lock().drain(..) {
             let params = signalroom_core::protocol::ParticipantLeft {
                 connection_id: who,
