@@ -144,7 +144,7 @@ pub(crate) enum Written {
     /// Everything.
     All,
     /// A part: these bytes are left.
-    Part(Vec<u8>),
+    Part(Box<[u8]>),
     /// Nothing (the socket's buffer is full, or the socket failed: the writer finds out which).
     Nothing,
 }
@@ -196,14 +196,13 @@ impl Deferring {
 
 impl Drop for Deferring {
     fn drop(&mut self) {
-        let writes = DEFERRED.with_borrow_mut(|d| {
+        let mut writes = DEFERRED.with_borrow_mut(|d| {
             d.depth -= 1;
             if d.depth == 0 { std::mem::take(&mut d.writes) } else { Vec::new() }
         });
         if writes.is_empty() {
             return;
         }
-        let mut writes = writes;
         for (outbox, claim, sink, out) in writes.drain(..) {
             outbox.write_claimed(claim, &*sink, &out);
         }
@@ -362,8 +361,9 @@ struct State {
     taken: u32,
     /// Whether a pusher may write to the socket ([`Sink`]).
     direct: Direct,
-    /// The socket of the writer that last slept here, for pushers to write to, and its number.
-    sink: Option<(u64, Arc<dyn Sink>)>,
+    /// The socket of this outbox's writer, for pushers to write to while it sleeps (given by
+    /// the writer of `writer`; taken back when another socket or none drains the outbox).
+    sink: Option<Arc<dyn Sink>>,
     /// Claims of the socket so far.
     claims: u64,
     // The rest, for resumes:
@@ -385,10 +385,7 @@ impl State {
         if !matches!(self.direct, Direct::Parked) || !self.items.is_empty() || !out.is_direct() {
             return None;
         }
-        let sink = match &self.sink {
-            Some((writer, sink)) if *writer == self.writer => Arc::clone(sink),
-            _ => return None,
-        };
+        let sink = Arc::clone(self.sink.as_ref()?);
         self.claims += 1;
         self.direct = Direct::Claimed { claim: self.claims, out: out.clone(), wants: false };
         Some((self.claims, sink))
@@ -620,7 +617,7 @@ impl Outbox {
             Written::Part(rest) => {
                 st.bytes += rest.len();
                 st.frames += 1;
-                st.items.push_front(Out::Order(Order::Rest(rest.into_boxed_slice())));
+                st.items.push_front(Out::Order(Order::Rest(rest)));
             }
             Written::Nothing => {
                 st.bytes += out.bytes();
@@ -658,7 +655,10 @@ impl Outbox {
 
     /// Pushers may write to socket `me` ([`Sink`]) while its writer sleeps on this outbox.
     pub(crate) fn give_sink(&self, me: u64, sink: Arc<dyn Sink>) {
-        self.state.lock().sink = Some((me, sink));
+        let mut st = self.state.lock();
+        if st.writer == me {
+            st.sink = Some(sink);
+        }
     }
 
     /// The writer of socket `me` is gone, or drains another outbox now: pushers no longer write
@@ -666,11 +666,11 @@ impl Outbox {
     /// [`Sink`], if it was here.
     pub(crate) fn writer_gone(&self, me: u64) -> Option<Arc<dyn Sink>> {
         let mut st = self.state.lock();
-        if st.sink.as_ref().is_none_or(|(writer, _)| *writer != me) {
+        if st.writer != me {
             return None;
         }
         st.revoke();
-        st.sink.take().map(|(_, sink)| sink)
+        st.sink.take()
     }
 
     /// A full outbox refuses `out` (the receiver is too slow). A close order it cannot take means
@@ -714,7 +714,7 @@ impl Outbox {
             release_above(buf, keep);
             st.register(cx);
             // Asleep on an empty queue: the next push may write to the socket itself.
-            if st.sink.as_ref().is_some_and(|(writer, _)| *writer == me) {
+            if st.sink.is_some() {
                 st.direct = Direct::Parked;
             }
             Poll::Pending
@@ -997,11 +997,11 @@ mod tests {
         let o = Outbox::new(LIMITS, 1);
         let (r, sink) = recorder();
         sleep_on(&o, 1, &sink).await;
-        r.answers.lock().extend([Written::Part(b"rest".to_vec()), Written::Nothing]);
+        r.answers.lock().extend([Written::Part(b"rest"[..].into()), Written::Nothing]);
         assert!(o.push(note(1)));
         assert!(o.push(note(2)), "behind the rest: queued");
         let buf = take(&o, 1).await;
-        assert_eq!(buf.front(), Some(&Out::Order(Order::Rest(b"rest".to_vec().into_boxed_slice()))));
+        assert_eq!(buf.front(), Some(&Out::Order(Order::Rest(b"rest"[..].into()))));
         assert_eq!(seqs(&buf), [2]);
         // Nothing taken: the frame itself goes to the writer, before what followed it.
         sleep_on(&o, 1, &sink).await;
@@ -1066,7 +1066,7 @@ mod tests {
             match n {
                 0 => Written::Nothing,
                 n if n == bytes.len() => Written::All,
-                n => Written::Part(bytes[n..].to_vec()),
+                n => Written::Part(bytes[n..].into()),
             }
         }
     }

@@ -61,8 +61,6 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
     // (The outbox and `me` are used from here: a reference or a copy kept across the awaits
     // would be every socket's memory.)
     let mut attached = Attached { outbox, me };
-    // Woken for something else than the queue: the socket is taken back from the pushers.
-    let mut reclaim;
     let mut close_at: Option<Instant> = None;
     let mut batch = VecDeque::new();
     let mut finishing = false;
@@ -74,7 +72,8 @@ pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
         // (Nothing is awaited inside the select: its branches' futures would stay in this
         // writer's future beside what a branch awaits, and it is every socket's memory.)
         let mut close_due = false;
-        reclaim = true;
+        // Woken for something else than the queue: the socket is taken back from the pushers.
+        let mut reclaim = true;
         let took = tokio::select! {
             biased;
             _ = &mut reader_done, if !finishing => {
@@ -170,11 +169,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             let frames = &batch.make_contiguous()[..run];
             let (mut notes, mut others) = ((0, 0), (0, 0));
             for out in frames {
-                // (Framed frames are notifications.)
-                let kind = match out {
-                    Out::Frame(f) if !is_notification(f) => &mut others,
-                    _ => &mut notes,
-                };
+                let kind = if is_note(out) { &mut notes } else { &mut others };
                 *kind = (kind.0 + out.frames() as u64, kind.1 + out.bytes() as u64);
                 if piece(out).bytes().len() >= heap::LARGE_FRAME {
                     heap::wrote_large();
@@ -247,7 +242,7 @@ impl Sink for TcpSocket {
         let stream = self.tcp.stream();
         let write = |bytes: &[u8]| match stream.try_write(bytes) {
             Ok(n) if n == bytes.len() => Written::All,
-            Ok(n) if n > 0 => Written::Part(bytes[n..].to_vec()),
+            Ok(n) if n > 0 => Written::Part(bytes[n..].into()),
             // Would block, or failed: the writer finds out which.
             _ => Written::Nothing,
         };
@@ -263,9 +258,10 @@ impl Sink for TcpSocket {
         };
         if written != Written::Nothing {
             let counted = (out.frames() as u64, out.bytes() as u64);
-            match out {
-                Out::Frame(f) if !is_notification(f) => self.counts.record((0, 0), counted),
-                _ => self.counts.record(counted, (0, 0)),
+            if is_note(out) {
+                self.counts.record(counted, (0, 0));
+            } else {
+                self.counts.record((0, 0), counted);
             }
         }
         written
@@ -321,6 +317,11 @@ async fn io(
             Err(_) => Wrote::Stalled,
         },
     }
+}
+
+/// Whether frames count as notifications in the metrics (framed ones are), or as responses.
+fn is_note(out: &Out) -> bool {
+    !matches!(out, Out::Frame(f) if !is_notification(f))
 }
 
 /// What to write of an item (an order has nothing; the writer only writes runs of frames).
