@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -356,6 +357,8 @@ fn close_for(e: &WsError) -> Option<(u16, &'static str)> {
     match e {
         WsError::Capacity(_) => Some((CLOSE_TOO_BIG, "message too big")),
         WsError::Utf8(_) => Some((CLOSE_BAD_DATA, "text frame is not UTF-8")),
+        // The client went away without a close frame: nothing can be written to it.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         WsError::Protocol(_) => Some((CLOSE_PROTOCOL, "protocol error")),
         _ => None,
     }
@@ -378,4 +381,20 @@ pub(crate) async fn handle_frames<'a>(hub: Arc<Hub>, frames: impl IntoIterator<I
         }
     }
     conn.socket_closed();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gone_without_a_close_frame_is_not_sent_one() {
+        // Its socket is lost, not closed for a bad frame: no close frame, no linger.
+        assert_eq!(close_for(&WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)), None);
+        assert_eq!(
+            close_for(&WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
+            Some((CLOSE_PROTOCOL, "protocol error"))
+        );
+        assert_eq!(close_for(&WsError::ConnectionClosed), None);
+    }
 }
