@@ -339,7 +339,7 @@ impl Broker for AnyBroker {
 }
 
 /// At most this many frames are held back ([`Held`])...
-const MAX_HELD: usize = 256;
+pub(crate) const MAX_HELD: usize = 256;
 /// ...holding at most this many bytes; and at most a quarter of a participant's queue, so that
 /// holding never fills a queue that the same frames pushed one by one would not.
 const MAX_HELD_BYTES: usize = 256 * 1024;
