@@ -95,6 +95,10 @@ struct CompareArgs {
     /// e.g. to profile it at a rate where a delivery's cost can be measured.
     #[arg(long)]
     latency_signals_per_s: Option<u64>,
+    /// Override how many joins scenario 4 times (into sessions of its session size, filled from
+    /// empty one after another), e.g. to profile joins over more than a fraction of a second.
+    #[arg(long)]
+    joins: Option<usize>,
     /// Extra note stored in the JSON (e.g. the command line).
     #[arg(long, default_value = "")]
     note: String,
@@ -126,6 +130,9 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
     }
     if let Some(rate) = args.latency_signals_per_s {
         plan.latency_signals_per_s = rate.max(1);
+    }
+    if let Some(joins) = args.joins {
+        plan.joins = joins.max(1);
     }
     if let Some(s) = args.measure_s {
         plan.fanout_measure_s = s;

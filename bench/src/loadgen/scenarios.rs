@@ -80,7 +80,7 @@ impl Plan {
             idle_counts: vec![1000, 10_000],
             idle_warmup: 10,
             room_size: 100,
-            joins: 2000,
+            joins: 10_000,
             join_session_size: 1000,
             join_concurrency: 100,
             isolation_participants: 1000,
