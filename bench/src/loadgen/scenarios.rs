@@ -85,7 +85,7 @@ impl Plan {
             join_concurrency: 100,
             isolation_participants: 1000,
             isolation_measure_s: 5.0,
-            python_signals: 20_000,
+            python_signals: 100_000,
             python_timeout_s: 60.0,
             twonode_receivers: 1000,
             big_participants: 10_000,
@@ -932,9 +932,10 @@ pub(crate) struct PyParticipant {
     pub signals_per_s: f64,
 }
 
-/// Signals queued per participant in the Python scenario: the burst waits in the server for the
-/// slow Python receivers instead of getting them disconnected as too slow.
+/// Signals (and bytes) queued per participant in the Python scenario: the burst waits in the
+/// server for the held Python receivers instead of getting them disconnected as too slow.
 const PYTHON_SEND_QUEUE: &str = "200000";
+const PYTHON_SEND_QUEUE_BYTES: &str = "134217728";
 
 pub(crate) async fn python(ctx: &Ctx) -> anyhow::Result<Python> {
     let pending = |why: String| Python {
@@ -956,7 +957,8 @@ pub(crate) async fn python(ctx: &Ctx) -> anyhow::Result<Python> {
         }
         Err(e) => return Ok(pending(format!("cannot run {py:?}: {e}"))),
     }
-    let server = ctx.launch.start(Dialect::OpenVidu, "python", &["--send-queue", PYTHON_SEND_QUEUE]).await?;
+    let args = ["--send-queue", PYTHON_SEND_QUEUE, "--send-queue-bytes", PYTHON_SEND_QUEUE_BYTES];
+    let server = ctx.launch.start(Dialect::OpenVidu, "python", &args).await?;
     let result = python_on(ctx, py, &server).await;
     server.stop().await;
     result
@@ -1000,13 +1002,13 @@ async fn python_on(ctx: &Ctx, py: &PathBuf, server: &ServerProc) -> anyhow::Resu
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    for (_, child, _) in &mut procs {
+    // One after the other: both run on the load generator's core, and two at once would share
+    // it by the scheduler's slices, a few of which make up the faster one's whole run.
+    let mut results = Vec::new();
+    for (mode, mut child, mut lines) in procs {
         let mut stdin = child.stdin.take().context("no stdin")?;
         stdin.write_all(b"go\n").await?;
         stdin.flush().await?;
-    }
-    let mut results = Vec::new();
-    for (mode, mut child, mut lines) in procs {
         let line = tokio::time::timeout(secs(plan.python_timeout_s + 10.0), lines.next_line())
             .await
             .with_context(|| format!("python participant ({mode}) did not finish"))??
