@@ -68,6 +68,8 @@ pub(crate) struct Hub {
     /// Whether anybody wants [`ServerEvent::SignalSent`] (one per signal): [`Hub::subscribe`]
     /// alone does not ask for them.
     wants_signals: AtomicBool,
+    /// The metrics, which count every event as it is emitted ([`Hub::count_events`]).
+    counter: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl Hub {
@@ -89,6 +91,7 @@ impl Hub {
             signal_counts: crate::metrics::SignalCounts::default(),
             frame_counts: Arc::default(),
             wants_signals: AtomicBool::new(false),
+            counter: std::sync::OnceLock::new(),
         }
     }
 
@@ -116,10 +119,27 @@ impl Hub {
         self.wants_signals.store(true, Ordering::Relaxed);
     }
 
-    /// Emits an event; building it costs nothing when nobody listens.
+    /// Has `metrics` count every event from now on, where it is emitted. A task following
+    /// [`Hub::subscribe`] would miss some whenever more than the channel holds come at once (a
+    /// load balancer dropping 10,000 sockets makes 10,000 `LinkLost` before that task's turn).
+    pub(crate) fn count_events(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.counter.set(metrics);
+    }
+
+    /// Emits an event: counts it, and sends it to the subscribers; building it costs nothing when
+    /// nobody counts or listens.
     fn emit(&self, event: impl FnOnce() -> ServerEvent) {
-        if self.events.receiver_count() > 0 {
-            let _ = self.events.send(event());
+        let counter = self.counter.get();
+        let listened = self.events.receiver_count() > 0;
+        if counter.is_none() && !listened {
+            return;
+        }
+        let event = event();
+        if let Some(metrics) = counter {
+            metrics.count(&event);
+        }
+        if listened {
+            let _ = self.events.send(event);
         }
     }
 
@@ -784,5 +804,34 @@ impl Hub {
             Ok(Outcome::new((), effects, None))
         };
         let _ = self.apply(session, None, op).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::LocalBroker;
+
+    #[tokio::test]
+    async fn the_metrics_count_every_event_of_a_burst() {
+        let config = Config::local();
+        let broker = AnyBroker::Local(LocalBroker::new(config.linger_close, config.send_queue_limits()));
+        let hub = Hub::new(config, "ws://127.0.0.1:1".into(), "http://127.0.0.1:1".into(), broker);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        hub.count_events(Arc::clone(&metrics));
+        // A subscriber that does not read meanwhile, as any task does while the burst runs.
+        let _subscriber = hub.subscribe();
+        // More lost links than the event channel holds, with no await between them: a load
+        // balancer dropping every socket at once.
+        let burst = 3 * EVENT_BUFFER;
+        for i in 0..burst {
+            hub.emit(|| ServerEvent::LinkLost {
+                session: SessionId::from("S1"),
+                connection: ConnectionId::from(format!("con_{i}")),
+            });
+        }
+        let text = metrics.render(&hub).await;
+        let line = text.lines().find(|l| l.starts_with("signalroom_links_lost_total ")).expect("rendered");
+        assert_eq!(line, format!("signalroom_links_lost_total {burst}"));
     }
 }

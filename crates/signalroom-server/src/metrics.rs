@@ -1,11 +1,10 @@
 //! Prometheus metrics at `/metrics` (or on a listener of their own), in the OpenMetrics text
 //! format.
 //!
-//! Nothing here runs on the hot path: counters are updated by one task that follows the
-//! [`ServerEvent`] stream (which then carries no per-signal events), signals are counted by the
-//! hub with a few relaxed additions ([`SignalCounts`]), REST requests by a layer of the router,
-//! and gauges (sessions, participants, sockets, send queues, the broker) are read when Prometheus
-//! scrapes.
+//! Little of it runs on the hot path: the hub counts each [`ServerEvent`] as it emits it (joins,
+//! leaves, lost links: a few counter increments; no per-signal events), signals with a few relaxed
+//! additions ([`SignalCounts`]), REST requests are counted by a layer of the router, and gauges
+//! (sessions, participants, sockets, send queues, the broker) are read when Prometheus scrapes.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -22,7 +21,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::events::ServerEvent;
 use crate::hub::Hub;
@@ -132,7 +130,6 @@ pub(crate) struct Metrics {
     reconnections: Family<Recovered, Counter>,
     replayed: Counter,
     join_seconds: Histogram,
-    events_missed: Counter,
     http: Family<HttpRequest, Counter>,
     sessions: Gauge,
     participants: Gauge,
@@ -183,7 +180,6 @@ impl Metrics {
             replayed: Counter::default(),
             // 100 µs to ~13 s.
             join_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
-            events_missed: Counter::default(),
             http: Family::default(),
             sessions: Gauge::default(),
             participants: Gauge::default(),
@@ -267,11 +263,6 @@ impl Metrics {
             m.broker_rtt.clone(),
         );
         r.register(
-            "events_missed",
-            "Server events the metrics fell too far behind to count",
-            m.events_missed.clone(),
-        );
-        r.register(
             "webhook_events_delivered",
             "Webhook events posted and answered 200",
             m.webhook.delivered.clone(),
@@ -290,7 +281,7 @@ impl Metrics {
     }
 
     /// Counts one event.
-    fn count(&self, event: &ServerEvent) {
+    pub(crate) fn count(&self, event: &ServerEvent) {
         match event {
             ServerEvent::SessionCreated { .. } => {
                 self.sessions_created.inc();
@@ -325,26 +316,8 @@ impl Metrics {
         }
     }
 
-    /// Follows the hub's events until the hub is gone.
-    pub(crate) fn follow(self: &Arc<Self>, hub: &Arc<Hub>) -> tokio::task::JoinHandle<()> {
-        let mut events = hub.subscribe();
-        let metrics = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => metrics.count(&event),
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "metrics fell behind the server's events");
-                        metrics.events_missed.inc_by(n);
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        })
-    }
-
     /// Reads the gauges and renders everything.
-    async fn render(&self, hub: &Hub) -> String {
+    pub(crate) async fn render(&self, hub: &Hub) -> String {
         let (sessions, participants) = hub.census().await;
         self.sessions.set(sessions as i64);
         self.participants.set(participants as i64);

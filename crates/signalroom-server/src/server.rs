@@ -99,13 +99,12 @@ impl Server {
         };
         let hub = Arc::new(Hub::new(config.clone(), token_base, public, broker));
         hub.watch_notices();
-        hub.watch_notices();
 
         let metrics = config.metrics.then(|| Arc::new(Metrics::new()));
         let mut metrics_tasks = Vec::new();
         let mut metrics_addr = None;
         if let Some(metrics) = &metrics {
-            metrics_tasks.push(metrics.follow(&hub));
+            hub.count_events(Arc::clone(metrics));
             if let Some(addr) = config.metrics_listen {
                 let bind = |source| Error::Bind { addr, source };
                 let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
