@@ -26,7 +26,8 @@ fn dispatch(text: &str) -> Vec<ServerEvent> {
     runtime.block_on(async {
         let config = Config::local();
         let broker = AnyBroker::Local(LocalBroker::new(config.linger_close, config.send_queue_limits()));
-        let hub = Arc::new(Hub::new(config, "ws://127.0.0.1:1".into(), "http://127.0.0.1:1".into(), broker));
+        let hub =
+            Arc::new(Hub::new(config, "ws://127.0.0.1:1".into(), "http://127.0.0.1:1".into(), broker, None));
         let mut events = hub.subscribe();
         hub.want_signals();
         let props = SessionProperties::from_body(&serde_json::Map::new()).expect("defaults are valid");

@@ -68,13 +68,22 @@ pub(crate) struct Hub {
     /// Whether anybody wants [`ServerEvent::SignalSent`] (one per signal): [`Hub::subscribe`]
     /// alone does not ask for them.
     wants_signals: AtomicBool,
-    /// The metrics, which count every event as it is emitted ([`Hub::count_events`]).
-    counter: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
+    /// The metrics, if the server keeps them: they count every event where it is emitted. A task
+    /// following [`Hub::subscribe`] would miss some whenever more than the channel holds come at
+    /// once (a load balancer dropping 10,000 sockets makes 10,000 `LinkLost` before its turn).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Hub {
-    /// The hub over `broker` (which the server chose from its configuration).
-    pub(crate) fn new(config: Config, token_base: String, public_url: String, broker: AnyBroker) -> Self {
+    /// The hub over `broker` (which the server chose from its configuration), counting its events
+    /// in `metrics`.
+    pub(crate) fn new(
+        config: Config,
+        token_base: String,
+        public_url: String,
+        broker: AnyBroker,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             config,
@@ -91,7 +100,7 @@ impl Hub {
             signal_counts: crate::metrics::SignalCounts::default(),
             frame_counts: Arc::default(),
             wants_signals: AtomicBool::new(false),
-            counter: std::sync::OnceLock::new(),
+            metrics,
         }
     }
 
@@ -119,23 +128,15 @@ impl Hub {
         self.wants_signals.store(true, Ordering::Relaxed);
     }
 
-    /// Has `metrics` count every event from now on, where it is emitted. A task following
-    /// [`Hub::subscribe`] would miss some whenever more than the channel holds come at once (a
-    /// load balancer dropping 10,000 sockets makes 10,000 `LinkLost` before that task's turn).
-    pub(crate) fn count_events(&self, metrics: Arc<crate::metrics::Metrics>) {
-        let _ = self.counter.set(metrics);
-    }
-
     /// Emits an event: counts it, and sends it to the subscribers; building it costs nothing when
     /// nobody counts or listens.
     fn emit(&self, event: impl FnOnce() -> ServerEvent) {
-        let counter = self.counter.get();
         let listened = self.events.receiver_count() > 0;
-        if counter.is_none() && !listened {
+        if self.metrics.is_none() && !listened {
             return;
         }
         let event = event();
-        if let Some(metrics) = counter {
+        if let Some(metrics) = &self.metrics {
             metrics.count(&event);
         }
         if listened {
@@ -816,9 +817,9 @@ mod tests {
     async fn the_metrics_count_every_event_of_a_burst() {
         let config = Config::local();
         let broker = AnyBroker::Local(LocalBroker::new(config.linger_close, config.send_queue_limits()));
-        let hub = Hub::new(config, "ws://127.0.0.1:1".into(), "http://127.0.0.1:1".into(), broker);
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        hub.count_events(Arc::clone(&metrics));
+        let (token_base, public_url) = ("ws://127.0.0.1:1".into(), "http://127.0.0.1:1".into());
+        let hub = Hub::new(config, token_base, public_url, broker, Some(Arc::clone(&metrics)));
         // A subscriber that does not read meanwhile, as any task does while the burst runs.
         let _subscriber = hub.subscribe();
         // More lost links than the event channel holds, with no await between them: a load

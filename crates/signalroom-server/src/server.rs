@@ -97,14 +97,13 @@ impl Server {
                     .map_err(|e| Error::Broker { url: redact(url), reason: e.to_string() })?,
             ),
         };
-        let hub = Arc::new(Hub::new(config.clone(), token_base, public, broker));
+        let metrics = config.metrics.then(|| Arc::new(Metrics::new()));
+        let hub = Arc::new(Hub::new(config.clone(), token_base, public, broker, metrics.clone()));
         hub.watch_notices();
 
-        let metrics = config.metrics.then(|| Arc::new(Metrics::new()));
         let mut metrics_tasks = Vec::new();
         let mut metrics_addr = None;
         if let Some(metrics) = &metrics {
-            hub.count_events(Arc::clone(metrics));
             if let Some(addr) = config.metrics_listen {
                 let bind = |source| Error::Bind { addr, source };
                 let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
