@@ -157,9 +157,6 @@ impl Dialect {
                                     String::from_utf8_lossy(payload)
                                 )));
                             }
-                            // The answer can be large (everyone already in); the
-                            // participant reads on with the buffer it started with.
-                            reader.shrink(opts.read_buffer);
                             break;
                         }
                         OP_PING => {

@@ -589,7 +589,7 @@ async fn big_session_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<BigSes
     let tallies = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let (t, all, dialect) = (tasks.clone(), Arc::clone(&tallies), server.dialect);
     let cpu = CpuMeter::start(server.pid);
-    let opts = ConnectOptions { read_buffer: 64 * 1024, recv_buffer: None };
+    let opts = ConnectOptions::default();
     let begin = Instant::now();
     let (wall, mut took) =
         join_all(server.dialect, server.addr, seats, plan.big_concurrency, opts, move |_, j: Joined| {
@@ -674,7 +674,7 @@ async fn idle_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Idle> {
     let mut points = Vec::new();
     let targets: Vec<usize> =
         std::iter::once(plan.idle_warmup).chain(plan.idle_counts.iter().copied()).collect();
-    let opts = ConnectOptions { read_buffer: 4096, recv_buffer: None };
+    let opts = ConnectOptions::default();
     for target in targets {
         while joined < target {
             let room_index = joined / plan.room_size;
@@ -803,7 +803,7 @@ async fn join_round(ctx: &Ctx, server: &ServerProc, prefix: &str) -> anyhow::Res
     let tasks = Tasks::default();
     let dialect = server.dialect;
     let t = tasks.clone();
-    let opts = ConnectOptions { read_buffer: 4096, recv_buffer: None };
+    let opts = ConnectOptions::default();
     let (server_cpu, loadgen_cpu) = (CpuMeter::start(server.pid), CpuMeter::start(0));
     let (wall, took) =
         join_all(dialect, server.addr, seats, plan.join_concurrency, opts, move |_, j: Joined| {
@@ -855,7 +855,7 @@ async fn isolation_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Isolatio
     let room = "isolation";
     let (mut c, extra) = crowd(ctx, std::slice::from_ref(server), room, receivers, false, 1).await?;
     // The stalled participant: a tiny receive buffer, reads its join answer, then never reads again.
-    let stall_opts = ConnectOptions { read_buffer: 4096, recv_buffer: Some(4096) };
+    let stall_opts = ConnectOptions { recv_buffer: Some(4096) };
     let stalled = server.dialect.join(server.addr, &extra[0], stall_opts).await?;
     tokio::time::sleep(SETTLE).await;
     let warm = Instant::now() + secs(plan.fanout_warmup_s);

@@ -2,18 +2,21 @@
 //!
 //! Why not tokio-tungstenite on this side: server and load generator share a 2-core machine, so
 //! every cycle the receivers spend is a cycle a server cannot have. tungstenite allocates a
-//! message per frame and validates its UTF-8; here a receiver reads 64 KiB at a time into one
-//! buffer and walks the frame headers in place (a frame costs a header parse and, for signals,
-//! one `memchr`). Enough of the protocol for benchmarking servers we run ourselves: client
-//! frames are masked, server frames must be unmasked and unfragmented, ping is answered with
-//! pong, no extensions.
+//! message per frame and validates its UTF-8; here a receiver reads up to 64 KiB at a time and
+//! walks the frame headers in place (a frame costs a header parse and, for signals, one
+//! `memchr`). The 64 KiB are lent by the thread's [`pool`] for the read and what follows it, and
+//! given back once every complete frame was taken: a socket that waits holds no buffer, only the
+//! start of a frame not complete yet (so 10,000 participants cost no 640 MB, and a read costs no
+//! page faults: the lent buffers stay warm). Enough of the protocol for benchmarking servers we
+//! run ourselves: client frames are masked, server frames must be unmasked and unfragmented,
+//! ping is answered with pong, no extensions.
 
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -35,17 +38,45 @@ const MAX_FRAME: usize = 16 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of one connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ConnectOptions {
-    /// Initial read buffer size (it grows for larger frames).
-    pub read_buffer: usize,
     /// `SO_RCVBUF` to ask for before connecting (a participant that must stall quickly).
     pub recv_buffer: Option<u32>,
 }
 
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        Self { read_buffer: 64 * 1024, recv_buffer: None }
+/// Read buffers lent to the readers of a thread while they read.
+mod pool {
+    use std::cell::RefCell;
+
+    /// What one read may take.
+    pub(super) const READ_SIZE: usize = 64 * 1024;
+    /// Buffers kept for the next readers; more are freed when given back.
+    const KEEP: usize = 16;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of [`READ_SIZE`] bytes (their contents are whatever the last reader left).
+    pub(super) fn take() -> Vec<u8> {
+        FREE.with_borrow_mut(Vec::pop).unwrap_or_else(|| vec![0; READ_SIZE])
+    }
+
+    /// How many buffers wait for a reader.
+    #[cfg(test)]
+    pub(super) fn kept() -> usize {
+        FREE.with_borrow(Vec::len)
+    }
+
+    /// Gives `buf` back; one that grew for a large frame (or none at all) is freed instead.
+    pub(super) fn give(buf: Vec<u8>) {
+        if buf.len() == READ_SIZE {
+            FREE.with_borrow_mut(|free| {
+                if free.len() < KEEP {
+                    free.push(buf);
+                }
+            });
+        }
     }
 }
 
@@ -59,6 +90,7 @@ pub(crate) struct FrameRef {
 /// The receiving half.
 pub(crate) struct Reader {
     half: OwnedReadHalf,
+    /// Lent by the [`pool`] while it holds bytes not parsed yet; empty otherwise.
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -95,7 +127,7 @@ async fn connect_inner(addr: SocketAddr, path: &str, opts: ConnectOptions) -> io
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     write.write_all(request.as_bytes()).await?;
-    let mut reader = Reader { half: read, buf: vec![0; opts.read_buffer.max(4096)], start: 0, end: 0 };
+    let mut reader = Reader { half: read, buf: Vec::new(), start: 0, end: 0 };
     let header_end = loop {
         if let Some(i) = memchr::memmem::find(&reader.buf[..reader.end], b"\r\n\r\n") {
             break i + 4;
@@ -162,19 +194,6 @@ impl Reader {
         Ok(Some(FrameRef { opcode: b0 & 0x0F, payload: begin..begin + len }))
     }
 
-    /// Gives back memory a large frame made the buffer grow: keeps the bytes not parsed yet,
-    /// in a buffer of `size` or the next power of two that holds them.
-    pub(crate) fn shrink(&mut self, size: usize) {
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        let keep = self.end.max(size).max(4096).next_power_of_two();
-        if keep < self.buf.len() {
-            self.buf.truncate(keep);
-            self.buf.shrink_to_fit();
-        }
-    }
-
     /// The bytes of a frame returned by [`Reader::parse`].
     pub(crate) fn payload(&self, frame: &FrameRef) -> &[u8] {
         &self.buf[frame.payload.clone()]
@@ -183,23 +202,42 @@ impl Reader {
     /// Reads more bytes; `false` at end of stream. Invalidates earlier [`FrameRef`]s.
     pub(crate) async fn fill(&mut self) -> io::Result<bool> {
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.start > 0
-            && (self.buf.len() - self.end < self.buf.len() / 4 || self.start > self.buf.len() / 2)
-        {
+            // Everything was taken: the buffer goes back while the socket waits.
+            (self.start, self.end) = (0, 0);
+            pool::give(std::mem::take(&mut self.buf));
+        } else if self.start > 0 {
+            // The start of a frame: kept at the front, the rest of it read behind.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        if self.end == self.buf.len() {
-            let len = self.buf.len() * 2;
-            self.buf.resize(len, 0);
+        loop {
+            self.half.readable().await?;
+            if self.buf.is_empty() {
+                self.buf = pool::take();
+            }
+            if self.end == self.buf.len() {
+                let len = self.buf.len() * 2;
+                self.buf.resize(len, 0);
+            }
+            match self.half.try_read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    BYTES_READ.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.end += n;
+                    if self.end == 0 {
+                        // End of stream with nothing left: nothing to hold the buffer for.
+                        pool::give(std::mem::take(&mut self.buf));
+                    }
+                    return Ok(n > 0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.end == 0 {
+                        pool::give(std::mem::take(&mut self.buf));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let n = self.half.read(&mut self.buf[self.end..]).await?;
-        BYTES_READ.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        self.end += n;
-        Ok(n > 0)
     }
 
     /// The next frame, reading as needed; `None` at end of stream.
@@ -263,5 +301,68 @@ impl Writer {
     pub(crate) async fn pong(&mut self, payload: &[u8]) -> io::Result<()> {
         self.push(OP_PONG, payload);
         self.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// An unmasked server frame.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x80 | OP_TEXT];
+        match payload.len() {
+            n if n < 126 => out.push(n as u8),
+            n if n <= u16::MAX as usize => {
+                out.push(126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn frames_split_anywhere_are_read_whole_and_buffers_go_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let (read, _write) = client.into_split();
+        let mut reader = Reader { half: read, buf: Vec::new(), start: 0, end: 0 };
+
+        let big: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let payloads: Vec<Vec<u8>> =
+            vec![b"one".to_vec(), vec![b'x'; 300], big.clone(), b"after the big one".to_vec(), vec![]];
+        let bytes: Vec<u8> = payloads.iter().flat_map(|p| frame(p)).collect();
+        // Cut inside a header, inside a payload, and between frames, with pauses so that the
+        // reader sees each piece on its own.
+        let cuts = [1, 2, 5, 310, 4_000, 70_000, 150_000, bytes.len() - 3, bytes.len()];
+        let writer = tokio::spawn(async move {
+            let mut at = 0;
+            for cut in cuts {
+                server.write_all(&bytes[at..cut]).await.unwrap();
+                at = cut;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            server
+        });
+
+        for want in &payloads {
+            let got = reader.next().await.unwrap().expect("a frame");
+            assert_eq!(got.opcode, OP_TEXT);
+            assert_eq!(reader.payload(&got), &want[..], "payload of {} bytes", want.len());
+        }
+        assert!(pool::kept() <= 16);
+        let server = writer.await.unwrap();
+        drop(server);
+        // End of stream: the reader's buffer is back with the pool, not kept.
+        assert!(reader.next().await.unwrap().is_none());
+        assert!(reader.buf.is_empty(), "an idle reader holds no buffer");
+        assert_eq!(pool::kept(), 1, "the 64 KiB buffer went back, the grown one was freed");
     }
 }
