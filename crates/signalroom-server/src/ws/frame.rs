@@ -26,7 +26,7 @@ pub(crate) const FRAMES_PER_WRITE: usize = 256;
 
 /// Frames with payloads up to this size are copied, headers included, into one buffer of the
 /// thread and written from there with a plain write...
-const COPIED_FRAME: usize = 2 * 1024;
+pub(crate) const COPIED_FRAME: usize = 2 * 1024;
 /// ...up to this many bytes a write. The kernel's copy from a write's buffers costs per buffer:
 /// two per frame of a signal's ~150 bytes cost more than copying them together first.
 const COPIED_WRITE: usize = 32 * 1024;

@@ -8,6 +8,7 @@
 //! wakes.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -247,6 +248,21 @@ impl Sink for TcpSocket {
             _ => Written::Nothing,
         };
         let written = match out {
+            // A large frame (a join answer) is written from where it is, as the writer does.
+            Out::Frame(text) if text.len() > frame::COPIED_FRAME => {
+                let header = frame::Header::new(TEXT, text.len());
+                let (head, payload) = (header.as_bytes(), text.as_bytes());
+                match stream.try_write_vectored(&[IoSlice::new(head), IoSlice::new(payload)]) {
+                    Ok(n) if n == head.len() + payload.len() => Written::All,
+                    Ok(n) if n > 0 => {
+                        let mut rest = Vec::with_capacity(head.len() + payload.len() - n);
+                        rest.extend_from_slice(head.get(n..).unwrap_or_default());
+                        rest.extend_from_slice(&payload[n.saturating_sub(head.len())..]);
+                        Written::Part(rest.into())
+                    }
+                    _ => Written::Nothing,
+                }
+            }
             Out::Frame(text) => frame::GATHERED.with_borrow_mut(|buf| {
                 buf.clear();
                 buf.extend_from_slice(frame::Header::new(TEXT, text.len()).as_bytes());
@@ -390,5 +406,44 @@ mod tests {
             Out::Frame(f) => f.len(),
             _ => 0,
         }
+    }
+
+    /// A pusher writing to a sleeping writer's socket: small frames are gathered with their
+    /// header, a large one (a join answer) goes from where it is; when the socket takes part of
+    /// it, what it did not take comes back, and the two make the frame.
+    #[tokio::test]
+    async fn a_pusher_writes_small_and_large_frames_and_gives_back_the_rest() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let limited = crate::limit::Limited::new(crate::limit::Gate::new(1));
+        let (tcp, _) = axum_server::accept::Accept::accept(&limited, accepted, ()).await.unwrap();
+        let socket = TcpSocket { tcp, counts: Arc::default() };
+
+        let small = Utf8Bytes::from("x".repeat(100));
+        assert!(matches!(socket.write_now(&Out::Frame(small.clone())), Written::All));
+        let mut got = vec![0; 2 + 100];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..2], frame::Header::new(TEXT, 100).as_bytes());
+        assert_eq!(&got[2..], small.as_bytes());
+
+        // 8 MiB: more than the socket's buffers hold while the client does not read.
+        let text: String = (0..8 << 20).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let large = Utf8Bytes::from(text);
+        let rest = match socket.write_now(&Out::Frame(large.clone())) {
+            Written::Part(rest) => rest,
+            Written::All => panic!("8 MiB taken at once: the test needs a full socket"),
+            Written::Nothing => panic!("nothing written"),
+        };
+        let header = frame::Header::new(TEXT, large.len());
+        let whole = header.as_bytes().len() + large.len();
+        let mut read = Vec::with_capacity(whole);
+        let reading = client.read_to_end(&mut read);
+        drop(socket); // the client reads what was written, to the end
+        tokio::time::timeout(Duration::from_secs(10), reading).await.unwrap().unwrap();
+        read.extend_from_slice(&rest);
+        assert_eq!(read.len(), whole);
+        assert_eq!(&read[..header.as_bytes().len()], header.as_bytes());
+        assert!(read[header.as_bytes().len()..] == *large.as_bytes(), "the frame's bytes, in order");
     }
 }
