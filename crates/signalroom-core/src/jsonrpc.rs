@@ -218,6 +218,9 @@ impl<'a> ErrorResponse<'a> {
     }
 }
 
+/// The first capacity of a serialised notification: a signal's with ~100 bytes of data fits.
+const NOTIFICATION_CAPACITY: usize = 320;
+
 /// An outbound notification (no id).
 #[derive(Debug, Serialize)]
 pub struct Notification<'a, P: Serialize> {
@@ -247,9 +250,13 @@ impl<'a, P: Serialize> Notification<'a, P> {
         Self { jsonrpc: VERSION, method, params, seq: Some(seq) }
     }
 
-    /// Serialises the notification.
+    /// Serialises the notification, into a buffer of a size that holds a signal's (serde_json
+    /// starts at 128 bytes, which a signal's notification outgrows: a reallocation and a copy).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("notifications serialise")
+        let mut out = Vec::with_capacity(NOTIFICATION_CAPACITY);
+        serde_json::to_writer(&mut out, self).expect("notifications serialise");
+        // serde_json writes UTF-8 only.
+        String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 }
 
