@@ -391,6 +391,34 @@ pub struct SignalNotification<'a> {
     pub from: Option<Cow<'a, str>>,
 }
 
+impl SignalNotification<'_> {
+    /// The whole `sendMessage` notification with sequence number `seq`: the same text as
+    /// [`crate::jsonrpc::Notification::with_seq`] serialises, written without serde's struct
+    /// machinery (every signal is serialised once for its fan-out; each string still goes
+    /// through serde_json's escaping).
+    pub fn notification_json(&self, seq: u64) -> String {
+        use std::io::Write as _;
+        let strings = [&self.data, &self.kind, &self.from];
+        let len: usize = strings.iter().filter_map(|s| s.as_ref()).map(|s| s.len() + 10).sum();
+        let mut out = Vec::with_capacity(len + 96);
+        out.extend_from_slice(br#"{"jsonrpc":"2.0","method":"sendMessage","params":{"#);
+        let mut first = true;
+        for (key, value) in [("data", &self.data), ("type", &self.kind), ("from", &self.from)] {
+            let Some(value) = value else { continue };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            serde_json::to_writer(&mut out, value.as_ref()).expect("a string serialises");
+        }
+        write!(out, r#"}},"seq":{seq}}}"#).expect("a Vec takes every byte");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+}
+
 /// `connectionPropertyChanged` params.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -431,6 +459,26 @@ impl Serialize for FullMetadata<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_signal_notification_is_written_as_serde_writes_it() {
+        let texts = [None, Some(""), Some("plain"), Some("quotes \" \\ / \u{1} \n é 😀 \u{7f}")];
+        for data in texts {
+            for kind in [None, Some("signal:chat"), Some("signal:\"odd\"")] {
+                for from in [None, Some("con_AbC123")] {
+                    let n = SignalNotification {
+                        data: data.map(Cow::Borrowed),
+                        kind: kind.map(Cow::Borrowed),
+                        from: from.map(Cow::Borrowed),
+                    };
+                    for seq in [0, 7, u64::MAX] {
+                        let serde = crate::jsonrpc::Notification::with_seq("sendMessage", &n, seq).to_json();
+                        assert_eq!(n.notification_json(seq), serde);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_signal_message_is_read_as_serde_json_reads_a_string() {

@@ -461,7 +461,10 @@ impl Room {
             kind: kind.map(Into::into),
             from: from.map(|f| f.as_str().into()),
         };
-        Ok(vec![self.note(notification::SEND_MESSAGE, &params, audience), Effect::Reply])
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        let frame = Utf8Bytes::from(params.notification_json(seq));
+        Ok(vec![Effect::Notify { to: audience, seq, frame }, Effect::Reply])
     }
 
     /// `leaveRoom`: `participantLeft` (`disconnect`) to the others, the reply, then the socket

@@ -455,7 +455,7 @@ impl SocketConn {
     /// The `{"sessionId": …}` reply to the request being handled (`None` for a notification).
     fn ok_frame(&self) -> Option<Utf8Bytes> {
         let id = self.request_id.as_deref()?;
-        Some(response(Some(id), SessionIdResult { session_id: &self.rpc_id }))
+        Some(session_id_reply(id, &self.rpc_id))
     }
 
     fn reply_ok(&mut self) {
@@ -514,6 +514,22 @@ impl SocketConn {
 struct SessionIdResult<'a> {
     #[serde(rename = "sessionId")]
     session_id: &'a RpcSessionId,
+}
+
+/// `{"sessionId": …}` answering request `id`, the same text serde writes; written by hand when
+/// the session id needs no escaping (every `sendMessage` is answered with it).
+fn session_id_reply(id: &RawValue, session: &RpcSessionId) -> Utf8Bytes {
+    let session = session.as_str();
+    if !session.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':')) {
+        return response(Some(id), SessionIdResult { session_id: &session.into() });
+    }
+    let (head, middle, tail) = (r#"{"jsonrpc":"2.0","id":"#, r#","result":{"sessionId":""#, r#""}}"#);
+    let mut out =
+        String::with_capacity(head.len() + id.get().len() + middle.len() + session.len() + tail.len());
+    for piece in [head, id.get(), middle, session, tail] {
+        out.push_str(piece);
+    }
+    Utf8Bytes::from(out)
 }
 
 /// A success response frame; empty without an id (a notification gets no answer).
@@ -578,6 +594,18 @@ fn is_known(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_id_reply_is_the_text_serde_writes() {
+        for id in ["0", "17", r#""a-string""#, r#""quote\"d""#] {
+            let id = RawValue::from_string(id.to_owned()).unwrap();
+            for session in ["ses_AbC", "wss://host:4443/openvidu?x=1", "odd \" \\ é", ""] {
+                let session = RpcSessionId::from(session);
+                let serde = response(Some(&id), SessionIdResult { session_id: &session });
+                assert_eq!(session_id_reply(&id, &session), serde, "{session}");
+            }
+        }
+    }
 
     #[test]
     fn ids_are_numbers_or_strings() {
