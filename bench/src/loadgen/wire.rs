@@ -220,21 +220,18 @@ impl Reader {
                 let len = self.buf.len() * 2;
                 self.buf.resize(len, 0);
             }
-            match self.half.try_read(&mut self.buf[self.end..]) {
-                Ok(n) => {
-                    BYTES_READ.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                    self.end += n;
-                    if self.end == 0 {
-                        // End of stream with nothing left: nothing to hold the buffer for.
-                        pool::give(std::mem::take(&mut self.buf));
-                    }
-                    return Ok(n > 0);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.end == 0 {
-                        pool::give(std::mem::take(&mut self.buf));
-                    }
-                }
+            let read = self.half.try_read(&mut self.buf[self.end..]);
+            if let Ok(n) = read {
+                BYTES_READ.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                self.end += n;
+            }
+            if self.end == 0 {
+                // Nothing to hold the buffer for (end of stream, or not readable after all).
+                pool::give(std::mem::take(&mut self.buf));
+            }
+            match read {
+                Ok(n) => return Ok(n > 0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }

@@ -218,7 +218,8 @@ impl<'a> ErrorResponse<'a> {
     }
 }
 
-/// The first capacity of a serialised notification: a signal's with ~100 bytes of data fits.
+/// The first capacity of a serialised notification (`participantJoined` and the like are
+/// 130–250 bytes).
 const NOTIFICATION_CAPACITY: usize = 320;
 
 /// An outbound notification (no id).
@@ -250,8 +251,8 @@ impl<'a, P: Serialize> Notification<'a, P> {
         Self { jsonrpc: VERSION, method, params, seq: Some(seq) }
     }
 
-    /// Serialises the notification, into a buffer of a size that holds a signal's (serde_json
-    /// starts at 128 bytes, which a signal's notification outgrows: a reallocation and a copy).
+    /// Serialises the notification, into a buffer of [`NOTIFICATION_CAPACITY`] (serde_json starts
+    /// at 128 bytes, which most notifications outgrow: a reallocation and a copy).
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(NOTIFICATION_CAPACITY);
         serde_json::to_writer(&mut out, self).expect("notifications serialise");

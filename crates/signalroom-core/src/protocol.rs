@@ -398,12 +398,14 @@ impl SignalNotification<'_> {
     /// through serde_json's escaping).
     pub fn notification_json(&self, seq: u64) -> String {
         use std::io::Write as _;
-        let strings = [&self.data, &self.kind, &self.from];
-        let len: usize = strings.iter().filter_map(|s| s.as_ref()).map(|s| s.len() + 10).sum();
+        let fields = [("data", &self.data), ("type", &self.kind), ("from", &self.from)];
+        let len: usize = fields.iter().filter_map(|(_, v)| v.as_ref()).map(|v| v.len() + 10).sum();
         let mut out = Vec::with_capacity(len + 96);
-        out.extend_from_slice(br#"{"jsonrpc":"2.0","method":"sendMessage","params":{"#);
+        for piece in [r#"{"jsonrpc":"2.0","method":""#, notification::SEND_MESSAGE, r#"","params":{"#] {
+            out.extend_from_slice(piece.as_bytes());
+        }
         let mut first = true;
-        for (key, value) in [("data", &self.data), ("type", &self.kind), ("from", &self.from)] {
+        for (key, value) in fields {
             let Some(value) = value else { continue };
             if !first {
                 out.push(b',');

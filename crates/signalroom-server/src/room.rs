@@ -289,10 +289,14 @@ impl Room {
 
     /// Serialises a notification with the next sequence number.
     fn note<P: serde::Serialize>(&mut self, method: &str, params: &P, to: Audience) -> Effect {
+        self.note_with(to, |seq| Notification::with_seq(method, params, seq).to_json())
+    }
+
+    /// A notification `text` writes for the next sequence number.
+    fn note_with(&mut self, to: Audience, text: impl FnOnce(u64) -> String) -> Effect {
         self.last_seq += 1;
         let seq = self.last_seq;
-        let frame = Utf8Bytes::from(Notification::with_seq(method, params, seq).to_json());
-        Effect::Notify { to, seq, frame }
+        Effect::Notify { to, seq, frame: Utf8Bytes::from(text(seq)) }
     }
 
     fn refuse_if_closed(&self) -> Result<(), Refusal> {
@@ -461,10 +465,7 @@ impl Room {
             kind: kind.map(Into::into),
             from: from.map(|f| f.as_str().into()),
         };
-        self.last_seq += 1;
-        let seq = self.last_seq;
-        let frame = Utf8Bytes::from(params.notification_json(seq));
-        Ok(vec![Effect::Notify { to: audience, seq, frame }, Effect::Reply])
+        Ok(vec![self.note_with(audience, |seq| params.notification_json(seq)), Effect::Reply])
     }
 
     /// `leaveRoom`: `participantLeft` (`disconnect`) to the others, the reply, then the socket

@@ -176,7 +176,7 @@ where
 
 /// What is left to write of a frame (its header, if it has one, then its payload) once `done`
 /// of its bytes were written: the rest of the header, and the rest of the payload.
-fn unwritten<'a>(header: Option<&'a Header>, payload: &'a [u8], done: usize) -> [&'a [u8]; 2] {
+pub(crate) fn unwritten<'a>(header: Option<&'a Header>, payload: &'a [u8], done: usize) -> [&'a [u8]; 2] {
     let h = header.map_or(&[][..], Header::as_bytes);
     if done < h.len() { [&h[done..], payload] } else { [&[], &payload[done - h.len()..]] }
 }

@@ -255,10 +255,7 @@ impl Sink for TcpSocket {
                 match stream.try_write_vectored(&[IoSlice::new(head), IoSlice::new(payload)]) {
                     Ok(n) if n == head.len() + payload.len() => Written::All,
                     Ok(n) if n > 0 => {
-                        let mut rest = Vec::with_capacity(head.len() + payload.len() - n);
-                        rest.extend_from_slice(head.get(n..).unwrap_or_default());
-                        rest.extend_from_slice(&payload[n.saturating_sub(head.len())..]);
-                        Written::Part(rest.into())
+                        Written::Part(frame::unwritten(Some(&header), payload, n).concat().into())
                     }
                     _ => Written::Nothing,
                 }
