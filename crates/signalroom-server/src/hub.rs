@@ -14,12 +14,13 @@ use signalroom_core::signal::SignalMessage;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::broadcast;
 
-use crate::broker::{AnyBroker, Applied, Broker, Later, Notice, Outcome, Ticket};
+use crate::broker::{AnyBroker, Applied, Broker, Later, Notice, Reply, Ticket};
 use crate::config::Config;
 use crate::events::ServerEvent;
+use crate::op::{Op, Value};
 use crate::outbox::{Limits, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
-use crate::room::{CloseMode, Effects, Joiner, Minted, Room};
+use crate::room::{CloseMode, Joiner, Minted, Room};
 use crate::util::{now_ms, random_id};
 
 /// Events buffered for a slow subscriber before it misses some.
@@ -110,9 +111,26 @@ impl Hub {
         let Some(mut notices) = self.broker.notices() else { return };
         let hub = Arc::downgrade(self);
         tokio::spawn(async move {
-            while let Some(Notice::Lost { session, who, node }) = notices.recv().await {
+            // Participants of stopped nodes whose grace runs now (each is reported again and
+            // again while it lasts).
+            let waiting: Arc<dashmap::DashSet<(SessionId, ConnectionId)>> = Arc::default();
+            while let Some(notice) = notices.recv().await {
                 let Some(hub) = hub.upgrade() else { return };
-                hub.evict_lost(session.as_str(), who, &node).await;
+                match notice {
+                    Notice::Lost { session, who, node } => hub.evict_lost(session.as_str(), who, &node).await,
+                    Notice::NodeGone { session, who, node } => {
+                        if !waiting.insert((session.clone(), who.clone())) {
+                            continue;
+                        }
+                        tracing::info!(%session, connection = %who, %node, "its node stopped: waiting {:?} for a reconnection", hub.config.reconnection_grace);
+                        let waiting = Arc::clone(&waiting);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(hub.config.reconnection_grace).await;
+                            hub.evict_lost(session.as_str(), who.clone(), &node).await;
+                            waiting.remove(&(session, who));
+                        });
+                    }
+                }
             }
         });
     }
@@ -208,13 +226,14 @@ impl Hub {
 
     /// Runs an operation, then evicts (with `networkDisconnect`) whoever was too slow to take
     /// its effects, and whoever was too slow for those evictions, and so on.
-    async fn apply<R: Send>(
+    async fn apply(
         &self,
         session: &str,
         caller: Option<&Arc<Outbox>>,
-        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
-    ) -> Result<Applied<R>, Refusal> {
-        let mut applied = self.broker.apply(session, caller, op).await?;
+        op: Op,
+        reply: Reply,
+    ) -> Result<Applied<Value>, Refusal> {
+        let mut applied = self.broker.apply(session, caller, op, reply).await?;
         self.settle(session, &mut applied).await;
         Ok(applied)
     }
@@ -230,8 +249,8 @@ impl Hub {
                 self.emit(|| ServerEvent::SlowReceiver { session: session.into(), connection: s.clone() });
             }
             let who = slow.drain(..).map(|id| (id, EndReason::NetworkDisconnect)).collect();
-            let op = |room: &mut Room| Ok(Outcome::new((), room.evict(who, CloseMode::Linger, false), None));
-            match self.broker.apply(session, None, op).await {
+            let op = Op::Evict { who, close: CloseMode::Linger };
+            match self.broker.apply(session, None, op, Reply::NONE).await {
                 Ok(applied) => {
                     self.announce_left(session, &applied.left, applied.closed);
                     slow = applied.slow;
@@ -322,7 +341,7 @@ impl Hub {
         reason: EndReason,
         close: CloseMode,
     ) -> Result<(), Refusal> {
-        self.apply(id, None, |room| Ok(Outcome::new((), room.close(reason, close), None))).await?;
+        self.apply(id, None, Op::Close { reason, close }, Reply::NONE).await?;
         Ok(())
     }
 
@@ -334,15 +353,8 @@ impl Hub {
         let mut evicted = Vec::new();
         for id in self.broker.sessions().await {
             // This node's participants only: with a shared broker, the sessions go on elsewhere.
-            let op = |room: &mut Room| {
-                let mine: Vec<_> = room
-                    .participants()
-                    .filter(|(_, _, m)| m.node == node)
-                    .map(|(who, _, _)| (who.clone(), EndReason::OpenviduServerStopped))
-                    .collect();
-                Ok(Outcome::new((), room.evict(mine, CloseMode::Now, false), None))
-            };
-            if let Ok(applied) = self.apply(id.as_str(), None, op).await {
+            let op = Op::EvictNode { node: node.clone(), reason: EndReason::OpenviduServerStopped };
+            if let Ok(applied) = self.apply(id.as_str(), None, op, Reply::NONE).await {
                 evicted.extend(applied.left.into_iter().map(|(who, _, _)| (id.clone(), who)));
             }
         }
@@ -379,12 +391,9 @@ impl Hub {
         let now = now_ms();
         let mut removed = 0;
         for id in self.broker.sessions().await {
-            let op = |room: &mut Room| {
-                let stale = room.is_stale(now, threshold) && room.close_if_never_joined();
-                Ok(Outcome::new(stale, Vec::new(), None))
-            };
-            if let Ok(applied) = self.broker.apply(id.as_str(), None, op).await {
-                if applied.value {
+            let op = Op::CollectIfStale { now, threshold };
+            if let Ok(applied) = self.broker.apply(id.as_str(), None, op, Reply::NONE).await {
+                if applied.value.collected() {
                     removed += 1;
                     self.emit(|| ServerEvent::SessionDestroyed {
                         session: id.clone(),
@@ -414,12 +423,9 @@ impl Hub {
         self.check_metadata(&props.data)?;
         let minted = self.mint(session);
         let now = now_ms();
-        let applied = self
-            .apply(session, None, |room| {
-                Ok(Outcome::new(room.create_connection(minted, props, now)?, Vec::new(), None))
-            })
-            .await?;
-        Ok(applied.value)
+        let applied =
+            self.apply(session, None, Op::CreateConnection { minted, props, now }, Reply::NONE).await?;
+        applied.value.connection()
     }
 
     /// One Connection.
@@ -439,18 +445,14 @@ impl Hub {
         role: Option<signalroom_core::Role>,
         record: Option<bool>,
     ) -> Result<ConnectionObject, Refusal> {
-        let applied = self
-            .apply(session, None, |room| {
-                let (object, effects) = room.update_connection(id, role, record)?;
-                Ok(Outcome::new(object, effects, None))
-            })
-            .await?;
-        Ok(applied.value)
+        let op = Op::UpdateConnection { id: id.to_owned(), role, record };
+        let applied = self.apply(session, None, op, Reply::NONE).await?;
+        applied.value.connection()
     }
 
     /// Deletes a pending Connection or evicts its participant.
     pub(crate) async fn delete_connection(&self, session: &str, id: &str) -> Result<(), Refusal> {
-        self.apply(session, None, |room| Ok(Outcome::new((), room.delete_connection(id)?, None))).await?;
+        self.apply(session, None, Op::DeleteConnection { id: id.to_owned() }, Reply::NONE).await?;
         Ok(())
     }
 
@@ -463,7 +465,7 @@ impl Hub {
         self: &Arc<Self>,
         req: JoinRequest,
         outbox: &Arc<Outbox>,
-        reply: impl FnOnce(&JoinRoomResult, &Room) -> Utf8Bytes + Send,
+        reply: impl FnOnce(&JoinRoomResult, &Room) -> Utf8Bytes + Send + 'static,
     ) -> Result<JoinRoomResult, Refusal> {
         if self.is_stopping() {
             return Err(Refusal::Stopping);
@@ -489,15 +491,10 @@ impl Hub {
         if req.acks {
             outbox.ack(0);
         }
-        let applied = self
-            .apply(&req.session, Some(outbox), |room| {
-                let (result, effects) = room.join(joiner)?;
-                let frame = reply(&result, room);
-                // An empty frame: the join came as a notification, which gets no answer.
-                Ok(Outcome::new(result, effects, (!frame.is_empty()).then_some(Out::Frame(frame))))
-            })
-            .await?;
-        let result = applied.value;
+        let applied =
+            self.apply(&req.session, Some(outbox), Op::Join(joiner), Reply::Join(Box::new(reply))).await?;
+        let held = applied.held;
+        let result = applied.value.joined()?;
         let session = result.session.clone().unwrap_or_else(|| req.session.as_str().into());
         self.broker.bind_rpc(rpc_id, session.clone(), result.id.clone()).await;
         tracing::info!(session = %session, connection = %result.id, ip = %req.ip, "participant joined");
@@ -512,7 +509,7 @@ impl Hub {
             took: started.elapsed(),
         });
         // Only the local broker holds frames back.
-        if let (Some(mark), AnyBroker::Local(local)) = (applied.held, &self.broker) {
+        if let (Some(mark), AnyBroker::Local(local)) = (held, &self.broker) {
             // The `participantJoined` is held back for the next joins' (see `Applied::held`):
             // the joins of other sockets ready now run first, then what they held is pushed,
             // by the last of them (while joins keep coming, for a while); in a big session,
@@ -608,7 +605,7 @@ impl Hub {
     }
 
     /// A signal as `sendMessage` carries it, handed to the broker without waiting for it: the
-    /// caller finishes it with [`Hub::message_done`] (or [`Hub::send_message_locked`]), in
+    /// caller finishes it with [`Hub::message_done`], in
     /// order. `None`: the broker applies signals at once; call [`Hub::send_message`].
     pub(crate) fn start_message(
         &self,
@@ -632,32 +629,6 @@ impl Hub {
     ) {
         let (data, kind) = (message.data.as_deref(), message.kind.as_deref());
         self.signal_applied(session, Some(from), &message.to, data, kind, applied).await;
-    }
-
-    /// A signal handed over met a busy session ([`Step::Locked`](crate::broker::Step::Locked)): applied under the session's
-    /// lock. The caller calls [`Hub::unfence`] once none of its signals is on its way.
-    pub(crate) async fn send_message_locked(
-        &self,
-        session: &str,
-        from: &ConnectionId,
-        message: &SignalMessage,
-        caller: &Arc<Outbox>,
-        reply: Option<Utf8Bytes>,
-    ) -> Result<(), Refusal> {
-        let (to, data, kind) = (&message.to, message.data.as_deref(), message.kind.as_deref());
-        let applied = self
-            .broker
-            .apply(session, Some(caller), |room| {
-                Ok(Outcome::new((), room.signal(Some(from), to, data, kind)?, reply.map(Out::Frame)))
-            })
-            .await?;
-        self.signal_applied(session, Some(from), to, data, kind, applied).await;
-        Ok(())
-    }
-
-    /// `from`'s signals go the fast way again (see [`Broker::start_signal`]).
-    pub(crate) fn unfence(&self, session: &str, from: &ConnectionId) {
-        self.broker.unfence(session, from);
     }
 
     /// A signal as `sendMessage` carries it. `true`: its broadcast and reply are held back
@@ -691,10 +662,8 @@ impl Hub {
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
     ) -> Result<(), Refusal> {
-        self.apply(session, Some(caller), |room| {
-            Ok(Outcome::new((), room.leave(who), reply.map(Out::Frame)))
-        })
-        .await?;
+        let op = Op::Leave { who: who.clone() };
+        self.apply(session, Some(caller), op, Reply::Ready(reply.map(Out::Frame))).await?;
         Ok(())
     }
 
@@ -707,10 +676,8 @@ impl Hub {
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
     ) -> Result<(), Refusal> {
-        self.apply(session, Some(caller), |room| {
-            Ok(Outcome::new((), room.force_disconnect(by, target)?, reply.map(Out::Frame)))
-        })
-        .await?;
+        let op = Op::ForceDisconnect { by: by.clone(), target: target.clone() };
+        self.apply(session, Some(caller), op, Reply::Ready(reply.map(Out::Frame))).await?;
         Ok(())
     }
 
@@ -796,15 +763,7 @@ impl Hub {
     /// Evicts `who` with `networkDisconnect` if its socket is still held by `node` (a
     /// reconnection on another node in the meantime keeps it).
     async fn evict_lost(&self, session: &str, who: ConnectionId, node: &str) {
-        let op = |room: &mut Room| {
-            if room.node_of(&who) != Some(node) {
-                return Ok(Outcome::new((), Vec::new(), None));
-            }
-            let effects: Effects =
-                room.evict(vec![(who, EndReason::NetworkDisconnect)], CloseMode::Now, false);
-            Ok(Outcome::new((), effects, None))
-        };
-        let _ = self.apply(session, None, op).await;
+        let _ = self.apply(session, None, Op::EvictLost { who, node: node.to_owned() }, Reply::NONE).await;
     }
 }
 

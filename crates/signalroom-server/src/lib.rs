@@ -33,6 +33,7 @@ mod heap;
 mod hub;
 mod limit;
 mod metrics;
+mod op;
 mod outbox;
 mod page;
 mod refusal;

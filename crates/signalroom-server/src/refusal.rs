@@ -104,9 +104,6 @@ pub(crate) enum Refusal {
     /// The shared session store could not be reached (retry).
     #[error("the shared session store is unreachable ({0}); retry")]
     BrokerDown(String),
-    /// The session stayed locked by other operations too long (retry).
-    #[error("session {0} is busy; retry")]
-    Busy(String),
     /// REST: no such endpoint (404).
     #[error("no such endpoint in /openvidu/api")]
     NoEndpoint,
@@ -155,7 +152,6 @@ impl Refusal {
             | Refusal::TokenSessionNotFound(_)
             | Refusal::NoEndpoint
             | Refusal::BrokerDown(_)
-            | Refusal::Busy(_)
             | Refusal::BodyTooLarge(_) => codes::GENERIC_ERROR,
         };
         ErrorObject::new(code, self.to_string())
@@ -179,7 +175,7 @@ impl Refusal {
                 (StatusCode::NOT_FOUND, Some(self.to_string()))
             }
             Refusal::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Some(self.to_string())),
-            Refusal::Stopping | Refusal::BrokerDown(_) | Refusal::Busy(_) | Refusal::TooManySessions(_) => {
+            Refusal::Stopping | Refusal::BrokerDown(_) | Refusal::TooManySessions(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, Some(self.to_string()))
             }
             Refusal::NotJson(_)

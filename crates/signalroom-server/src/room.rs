@@ -40,21 +40,6 @@ pub(crate) enum Audience {
     Only(Vec<ConnectionId>),
 }
 
-/// A `sendMessage` notification without its sequence number: its JSON up to `"seq":`, to which a
-/// broker that numbers it elsewhere appends the number and the closing brace. The same bytes as
-/// [`Room::signal`] makes.
-pub(crate) fn signal_prefix(from: Option<&ConnectionId>, data: Option<&str>, kind: Option<&str>) -> String {
-    let params = SignalNotification {
-        data: data.map(Into::into),
-        kind: kind.map(Into::into),
-        from: from.map(|f| f.as_str().into()),
-    };
-    let mut text = Notification::new(notification::SEND_MESSAGE, &params).to_json();
-    text.pop(); // the closing brace
-    text.push_str(r#","seq":"#);
-    text
-}
-
 /// How a leaving participant's socket is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum CloseMode {
@@ -85,7 +70,7 @@ pub(crate) enum Effect {
 pub(crate) type Effects = Vec<Effect>;
 
 /// Fresh identifiers for a Connection, made by the caller (the room draws no random numbers).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Minted {
     pub id: ConnectionId,
     pub token_id: String,
@@ -125,7 +110,7 @@ impl Conn {
 }
 
 /// What a joiner presents.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Joiner {
     /// The token's id (`tok_…`), or `None` when the token has none.
     pub token_id: Option<String>,
@@ -233,6 +218,22 @@ impl Room {
         }
     }
 
+    /// A room read back (which keeps no join answer entries: they are not stored) keeps them
+    /// again from now on, made from its participants, so that its joins' answers are copied as a
+    /// new room's are.
+    pub fn keep_answers(&mut self) {
+        let mut answers = Answers { kept: true, ..Answers::default() };
+        for (id, conn, member) in self.participants() {
+            let entry = serde_json::to_string(&Entry {
+                id,
+                created_at: member.active_at,
+                metadata: FullMetadata(&member.client_data, &conn.props.data),
+            });
+            answers.add(id, entry.as_deref().ok());
+        }
+        self.answers = answers;
+    }
+
     /// Whether the session is closed (its last participant left, or it was deleted).
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -266,11 +267,6 @@ impl Room {
     /// The last sequence number given to a notification.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
-    }
-
-    /// Continues numbering after `seq` (a broker that numbers signals without the room).
-    pub fn set_last_seq(&mut self, seq: u64) {
-        self.last_seq = seq;
     }
 
     /// A reconnection of `who` on `node`: its socket is held there from now on.
@@ -959,15 +955,6 @@ pub(crate) mod tests {
         let err = room.signal(Some(&id("A")), &[id("B"), id("Z")], Some("x"), None).unwrap_err();
         assert_eq!(err.rpc().code, 601);
         assert_eq!(room.signal(None, &[id("Z")], Some("x"), None).unwrap_err(), Refusal::NoValidRecipient);
-    }
-
-    #[test]
-    fn a_signal_prefix_and_a_number_make_the_rooms_frame() {
-        let mut room = room_with(&["A"]);
-        let effects = room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat")).unwrap();
-        let Effect::Notify { seq, frame, .. } = &effects[0] else { panic!() };
-        let made = format!("{}{seq}}}", signal_prefix(Some(&id("A")), Some("hi"), Some("signal:chat")));
-        assert_eq!(made, frame.as_str());
     }
 
     #[test]

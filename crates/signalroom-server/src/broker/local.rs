@@ -8,7 +8,8 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use signalroom_core::{ConnectionId, RpcSessionId, SessionId};
 
-use super::{Applied, Broker, For, Held, Outcome, deliver};
+use super::{Applied, Broker, For, Held, Outcome, Reply, deliver};
+use crate::op::{Op, Value};
 use crate::outbox::{Limits, Out, Outbox};
 use crate::refusal::Refusal;
 use crate::room::{Audience, Effect, Room};
@@ -208,13 +209,18 @@ impl Broker for LocalBroker {
         Ok(())
     }
 
-    async fn apply<R: Send>(
+    async fn apply(
         &self,
         id: &str,
         caller: Option<&Arc<Outbox>>,
-        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
-    ) -> Result<Applied<R>, Refusal> {
-        self.run(id, caller, None, op)
+        op: Op,
+        reply: Reply,
+    ) -> Result<Applied<Value>, Refusal> {
+        self.run(id, caller, None, |room| {
+            let (value, effects) = op.run(room)?;
+            let reply = reply.build(&value, room);
+            Ok(Outcome::new(value, effects, reply))
+        })
     }
 
     async fn signal(
@@ -245,8 +251,6 @@ impl Broker for LocalBroker {
         // A signal is applied at once, under the session's lock.
         None
     }
-
-    fn unfence(&self, _id: &str, _from: &ConnectionId) {}
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
         let cell = self.cell(id)?;
@@ -346,8 +350,7 @@ mod tests {
         };
         let answer = Out::Frame(format!("answer {n}").into());
         let applied = broker
-            .apply("S", Some(&outbox), |room| Ok(Outcome::new((), room.join(joiner)?.1, Some(answer))))
-            .await
+            .run("S", Some(&outbox), None, |room| Ok(Outcome::new((), room.join(joiner)?.1, Some(answer))))
             .unwrap();
         (outbox, applied)
     }
@@ -394,7 +397,7 @@ mod tests {
         assert_eq!(queued(&a, 1), ["answer A"], "nothing pushed to A yet");
         assert_eq!(queued(&b, 2), ["answer B"]);
         assert_eq!(queued(&c, 3), ["answer C"]);
-        let applied = broker.apply("S", None, |_| Ok(Outcome::new((), Vec::new(), None))).await.unwrap();
+        let applied = broker.release("S").unwrap();
         assert!(applied.held.is_none());
         assert_eq!(queued(&a, 1), ["participantJoined con_B", "participantJoined con_C"]);
         assert_eq!(queued(&b, 2), ["participantJoined con_C"]);
@@ -412,10 +415,9 @@ mod tests {
         let from = ConnectionId::from("con_B");
         let reply = Out::Frame("reply B".into());
         let applied = broker
-            .apply("S", Some(&b), |room| {
+            .run("S", Some(&b), None, |room| {
                 Ok(Outcome::new((), room.signal(Some(&from), &[], None, None)?, Some(reply)))
             })
-            .await
             .unwrap();
         assert!(applied.held.is_none());
         assert_eq!(queued(&a, 1), ["answer A", "participantJoined con_B", "sendMessage con_B"]);
@@ -423,7 +425,7 @@ mod tests {
 
         let (c, _) = join(&broker, "C", 3).await;
         let who = ConnectionId::from("con_A");
-        broker.apply("S", Some(&a), |room| Ok(Outcome::new((), room.leave(&who), None))).await.unwrap();
+        broker.run("S", Some(&a), None, |room| Ok(Outcome::new((), room.leave(&who), None))).unwrap();
         assert_eq!(queued(&a, 1), ["participantJoined con_C"], "told of C before it left");
         assert_eq!(queued(&b, 2), ["participantJoined con_C", "participantLeft con_A"]);
         assert_eq!(queued(&c, 3), ["answer C", "participantLeft con_A"]);
@@ -438,7 +440,7 @@ mod tests {
         let (a, _) = join(&broker, "A", 1).await;
         let (b, _) = join(&broker, "B", 2).await;
         let (c, _) = join(&broker, "C", 3).await;
-        broker.apply("S", None, |_| Ok(Outcome::new((), Vec::new(), None))).await.unwrap();
+        broker.release("S").unwrap();
         let (_, _, _) = (queued(&a, 1), queued(&b, 2), queued(&c, 3));
 
         let (from_b, from_c) = (ConnectionId::from("con_B"), ConnectionId::from("con_C"));

@@ -46,11 +46,13 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use indexmap::IndexMap;
+use signalroom_core::protocol::JoinRoomResult;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::mpsc;
 
 use smallvec::SmallVec;
 
+use crate::op::{Op, Value};
 use crate::outbox::{Framed, Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Effects, Room};
@@ -97,12 +99,13 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// Runs `op` on the session's room and delivers its effects; `caller` is the outbox that
     /// gets the reply and, on [`Effect::Enter`], enters the roster. [`Refusal::NoSession`] if
     /// there is no open session `id`.
-    fn apply<R: Send>(
+    fn apply(
         &self,
         id: &str,
         caller: Option<&Arc<Outbox>>,
-        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
-    ) -> impl Future<Output = Result<Applied<R>, Refusal>> + Send;
+        op: Op,
+        reply: Reply,
+    ) -> impl Future<Output = Result<Applied<Value>, Refusal>> + Send;
 
     /// A signal: what `apply` with [`Room::signal`] does, which a broker may do without the
     /// whole room (a signal changes nothing but the session's sequence).
@@ -119,12 +122,10 @@ pub(crate) trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Applied<()>, Refusal>> + Send;
 
     /// Hands a participant's signal over without waiting for it. Signals handed over one after
-    /// another are applied in that order, each as [`Broker::signal`] would apply it; the ticket
-    /// tells the outcome, or [`Step::Locked`]: the session was busy, and the caller applies the
-    /// signal itself ([`Broker::apply`] with [`Room::signal`]), in order with the rest: every
-    /// signal of `from` handed over after a locked one is locked out too, until the caller calls
-    /// [`Broker::unfence`] with none of its signals on their way. `None`: this broker does not
-    /// hand signals over (it applies them at once): call [`Broker::signal`].
+    /// another are applied in that order, each as [`Broker::signal`] would apply it, and in order
+    /// with the operations the same caller applies after them; the ticket tells the outcome.
+    /// `None`: this broker does not hand signals over (it applies them at once): call
+    /// [`Broker::signal`].
     #[allow(clippy::too_many_arguments)]
     fn start_signal(
         &self,
@@ -136,9 +137,6 @@ pub(crate) trait Broker: Send + Sync + 'static {
         caller: &Arc<Outbox>,
         reply: Option<Out>,
     ) -> Option<Ticket>;
-
-    /// Lets `from`'s signals be applied as they come again, after [`Step::Locked`].
-    fn unfence(&self, id: &str, from: &ConnectionId);
 
     /// Reads a session's room.
     fn read<R: Send>(
@@ -189,17 +187,46 @@ pub(crate) trait Broker: Send + Sync + 'static {
     fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>>;
 }
 
-/// How a signal handed over with [`Broker::start_signal`] went.
-#[derive(Debug)]
-pub(crate) enum Step {
-    /// Applied, or refused, as [`Broker::signal`] would have answered.
-    Done(Result<Applied<()>, Refusal>),
-    /// The session was busy: the caller applies the signal itself, in order.
-    Locked,
+/// The outcome of a signal handed over ([`Broker::start_signal`]), on its way.
+pub(crate) type Ticket = std::pin::Pin<Box<dyn Future<Output = Result<Applied<()>, Refusal>> + Send>>;
+
+/// The caller's reply to an operation, queued where its effects say ([`Effect::Reply`]).
+pub(crate) enum Reply {
+    /// A frame known before the operation runs, or none.
+    Ready(Option<Out>),
+    /// A join's answer, made from the room the join leaves (it lists everyone in); an empty
+    /// frame: none (the join came as a notification).
+    Join(JoinAnswer),
 }
 
-/// The outcome of a signal handed over, on its way.
-pub(crate) type Ticket = std::pin::Pin<Box<dyn Future<Output = Step> + Send>>;
+/// Makes a join's answer from the room it leaves.
+pub(crate) type JoinAnswer = Box<dyn FnOnce(&JoinRoomResult, &Room) -> Utf8Bytes + Send>;
+
+impl Reply {
+    /// No reply.
+    pub(crate) const NONE: Reply = Reply::Ready(None);
+
+    /// The reply once the operation ran, to `value`, leaving `room`.
+    pub(crate) fn build(self, value: &Value, room: &Room) -> Option<Out> {
+        match (self, value) {
+            (Reply::Ready(out), _) => out,
+            (Reply::Join(answer), Value::Joined(result)) => {
+                let frame = answer(result, room);
+                (!frame.is_empty()).then_some(Out::Frame(frame))
+            }
+            (Reply::Join(_), _) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Ready(out) => f.debug_tuple("Ready").field(&out.is_some()).finish(),
+            Reply::Join(_) => f.write_str("Join"),
+        }
+    }
+}
 
 /// Something a broker found on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +234,10 @@ pub(crate) enum Notice {
     /// This participant is gone for good: evict it with `networkDisconnect`, if its socket is
     /// still held by `node`.
     Lost { session: SessionId, who: ConnectionId, node: String },
+    /// The node holding this participant's socket stopped: evict it with `networkDisconnect`
+    /// unless it reconnects (elsewhere) within the reconnection grace, as a dropped socket may.
+    /// Said again while it lasts.
+    NodeGone { session: SessionId, who: ConnectionId, node: String },
 }
 
 /// The broker the server runs: one type for the hub and the front ends to hold.
@@ -255,13 +286,14 @@ impl Broker for AnyBroker {
         each_async!(self, b => b.create(room))
     }
 
-    async fn apply<R: Send>(
+    async fn apply(
         &self,
         id: &str,
         caller: Option<&Arc<Outbox>>,
-        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
-    ) -> Result<Applied<R>, Refusal> {
-        each_async!(self, b => b.apply(id, caller, op))
+        op: Op,
+        reply: Reply,
+    ) -> Result<Applied<Value>, Refusal> {
+        each_async!(self, b => b.apply(id, caller, op, reply))
     }
 
     async fn signal(
@@ -288,10 +320,6 @@ impl Broker for AnyBroker {
         reply: Option<Out>,
     ) -> Option<Ticket> {
         each!(self, b => b.start_signal(id, from, to, data, kind, caller, reply))
-    }
-
-    fn unfence(&self, id: &str, from: &ConnectionId) {
-        each!(self, b => b.unfence(id, from))
     }
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {

@@ -1,49 +1,54 @@
 //! [`RedisBroker`]: sessions shared by every node given the same Redis, so that any number of
 //! nodes behind a balancer behave as one server.
 //!
-//! What lives in Redis (the `sr:` prefix):
-//! - `sr:sessions`: a set of the open sessions' ids;
-//! - `sr:room:{id}`: the session's [`Room`] (JSON): connections, tokens, roster, sequence;
-//! - `sr:lock:{id}`: held (a random token, 5 s expiry) while one node runs an operation on it;
-//! - `sr:members:{id}`: the set of its participants, and `sr:seq:{id}`: its last notification's
-//!   sequence number, which a signal needs without the whole room;
-//! - `sr:fence:{id}:{connection}`: raised while a participant's signals take the locked path (see
-//!   below), 60 s expiry;
+//! # A session is a log of operations
+//! A room is a state machine whose inputs are [`Op`]s (see [`crate::op`]). Redis orders each
+//! session's operations: one script numbers an operation (its version), appends it to the
+//! session's log and publishes it on the session's channel. Every node that follows the session
+//! (it holds participants of it, or ran an operation on it a moment ago) keeps a *replica*: its
+//! own copy of the room, to which it applies every operation in version order, delivering the
+//! effects to the participants whose sockets it holds. The node that submitted an operation
+//! learns its outcome (value, refusal, the join's answer) when it applies it, like every other.
+//!
+//! So an operation costs Redis O(1) bytes, whatever the session's size (a join writes its
+//! joiner's entry, not the room), nothing ever locks a session (Redis's order is the order), and
+//! the answer of a join, which lists everyone, is made by the node that sends it, from its
+//! replica.
+//!
+//! What lives in Redis (the `sr:` prefix; every key of a session carries its id as a hash tag):
+//! - `sr:{id}:snap`: a hash: the session's `epoch` (drawn at its creation, so that a session
+//!   created again under the same id is another), its latest snapshot (`room` at version `ver`)
+//!   and the one before it (`proom` at `pver`);
+//! - `sr:{id}:ver`: the last version given to an operation;
+//! - `sr:{id}:log`: the operations after the previous snapshot, a stream whose entry ids are
+//!   the versions;
+//! - channel `sr:{id}:fx`: every operation as it is numbered;
+//! - `sr:sessions`: the set of open sessions' ids;
 //! - `sr:rpc:{rpc id}`: the session and connection of a participant, for reconnections;
 //! - `sr:node:{node id}`: a node's heartbeat, refreshed every [`HEARTBEAT`], expiring after
-//!   [`NODE_TTL`]; participants of a node whose heartbeat expired are evicted by the others;
-//! - channel `sr:fx:{id}`: one message per operation on the session: its effects, in order;
-//! - `sr:log:{id}`: the same messages in a stream capped near [`LOG_LENGTH`] entries, from which
-//!   a reconnection that lands on another node replays what the participant missed.
+//!   [`NODE_TTL`]; participants of a node whose heartbeat expired are evicted by the others once
+//!   the reconnection grace has passed without them coming back.
 //!
-//! An operation takes the session's lock, reads the room, runs the pure room operation, and in
-//! one transaction stores the room and publishes the effects; then it unlocks. Every node holding
-//! participants of the session subscribes to its channel and delivers each message to its own
-//! participants' outboxes, in publish order: the node that ran the operation too, which delivers
-//! its caller's reply (and, for a join, puts the caller's outbox in the roster) when its own
-//! message comes back, so a reply keeps its place after the notifications.
+//! A replica starts from the previous snapshot and the log after it, having subscribed first, so
+//! that nothing published meanwhile is missed; a version that skips one (a message lost with a
+//! subscription) is filled from the log. The node that applies an operation whose version is due
+//! ([`snapshot_every`]) and that submitted it writes the next snapshot and trims the log: a
+//! snapshot lists everyone, but comes once per twice as many operations as there are
+//! participants, so each operation pays O(1) for it.
 //!
-//! A signal, the hot path, does not read the room: one script checks the sender and the
-//! recipients against `sr:members:{id}`, takes the next number of `sr:seq:{id}`, appends it to
-//! the frame the sending node serialised, logs and publishes it (one publish per signal per
-//! session); while an operation holds the session's lock it falls back to the locked path.
-//! A socket does not wait for its signal's script before it reads the next request: a node's
-//! signal writer sends whatever signals wait, from every socket, in one pipeline per round trip,
-//! in the order handed over, so one sender's signals reach Redis, and every node, in batches.
-//! Order per sender survives the locked path: a signal that meets the lock raises its sender's
-//! fence, the sender's later signals already on their way meet the fence and take the locked
-//! path too, and the socket runs them there one by one, in order, then lowers the fence.
+//! One node hands its operations to Redis in the order they were made, from every socket, many
+//! per round trip ([`write_ops`]): a socket's signals are on their way while it reads the next
+//! request, and stay in order with everything else it asks.
 //!
-//! Outboxes stay on the node that holds the participant's socket. A reconnection that lands on
-//! another node moves the participant there: that node replays, from the session's log, every
-//! notification for it after the client's `lastSeq` (the client is told whether the log still
-//! reached back that far), and the old node closes the old socket. A client that sends no
-//! `lastSeq` (openvidu-browser) gets nothing replayed on another node.
+//! A reconnection that lands on another node moves the participant there ([`Op::Relocate`]):
+//! that node replays, from its replica's recent notifications, every notification for it after
+//! the client's `lastSeq` (the client is told whether they still reached back that far), and the
+//! old node closes the old socket.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
@@ -52,15 +57,15 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
-use serde::{Deserialize, Serialize};
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{Applied, Broker, For, Held, Notice, Outcome, Step, Ticket, deliver};
+use super::{Applied, Broker, For, Held, Notice, Reply, Ticket, deliver};
+use crate::op::{Op, Value};
 use crate::outbox::{Limits, Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
-use crate::room::{Audience, CloseMode, Effect, Room};
+use crate::room::{Audience, Effect, Room};
 use crate::util::random_id;
 
 /// How often a node says it is alive.
@@ -69,74 +74,94 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(2);
 pub(crate) const NODE_TTL: Duration = Duration::from_secs(6);
 /// How often a node looks for participants of nodes that stopped beating.
 pub(crate) const REAP_EVERY: Duration = Duration::from_secs(3);
-/// About how many operations each session's log keeps for reconnections on another node.
-pub(crate) const LOG_LENGTH: usize = 4096;
-/// At most this many signals go to Redis in one pipeline.
-const SIGNAL_BATCH: usize = 512;
-/// How long a session lock lives if its holder dies.
-const LOCK_TTL_MS: u64 = 5_000;
-/// How long an operation waits for a session's lock.
-const LOCK_WAIT: Duration = Duration::from_secs(3);
+/// At most this many operations go to Redis in one pipeline.
+const OP_BATCH: usize = 512;
+/// How long an operation waits for Redis to number it and for its message to come back.
+const OP_WAIT: Duration = Duration::from_secs(10);
+/// A replica this node has no participant, and no operation on its way, in is dropped (and its
+/// channel left) once unused this long.
+const REPLICA_LINGER: Duration = Duration::from_secs(2);
+/// How often unused replicas are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// A replica keeps this many of its session's latest notifications for reconnections on this
+/// node ([`Recent`])...
+const RECENT_FRAMES: usize = 4096;
+/// ...and at most this many bytes of them.
+const RECENT_BYTES: usize = 4 << 20;
 /// How long a node waits before reconnecting its subscriptions after Redis went away.
 const RESUBSCRIBE_BACKOFF: [Duration; 4] =
     [Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(1), Duration::from_secs(2)];
 
-/// A signal without the room (see the module docs). KEYS: members, seq, lock, log, channel,
-/// fence. ARGV: sender (or ""), message head, frame prefix, log length, recipients... Returns
-/// `{1, recipients}`, `{0, 0}` to take the locked path (locked, fenced, or nobody joined), `{-1, 0}`
-/// if the sender is not a participant, `{-2, i}` if recipient `i` is not. A participant's signal
-/// sent to the locked path raises its fence, so that its later signals, sent before the node learnt
-/// of this, follow it there in order instead of overtaking it; the node lowers the fence when the
-/// locked path has taken them all.
-const SIGNAL: &str = r#"
-if redis.call("EXISTS", KEYS[3], KEYS[6]) > 0 or redis.call("SCARD", KEYS[1]) == 0 then
-  if ARGV[1] ~= "" then redis.call("SET", KEYS[6], "1", "PX", 60000) end
-  return {0, 0}
-end
-if ARGV[1] ~= "" and redis.call("SISMEMBER", KEYS[1], ARGV[1]) == 0 then return {-1, 0} end
-local n = 0
-for i = 5, #ARGV do
-  if redis.call("SISMEMBER", KEYS[1], ARGV[i]) == 0 then return {-2, i - 5} end
-  n = n + 1
-end
-if #ARGV < 5 then n = redis.call("SCARD", KEYS[1]) end
-local seq = redis.call("INCR", KEYS[2])
-local message = ARGV[2] .. seq .. "\n" .. ARGV[3] .. seq .. "}"
-redis.call("XADD", KEYS[4], "MAXLEN", "~", ARGV[4], "*", "m", message)
-redis.call("PUBLISH", KEYS[5], message)
-return {1, n}
-"#;
+/// Snapshots are written at least this many operations apart...
+const SNAPSHOT_MIN: u64 = 1024;
 
-/// Releases a lock only if it is still ours.
-const UNLOCK: &str =
-    r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
-
-fn room_key(id: &str) -> String {
-    format!("sr:room:{id}")
+/// ...and twice as many as the session has participants: a snapshot's bytes, spread over the
+/// operations until the next, are O(1) for each.
+fn snapshot_every(participants: usize) -> u64 {
+    SNAPSHOT_MIN.max(2 * participants as u64)
 }
 
-fn lock_key(id: &str) -> String {
-    format!("sr:lock:{id}")
+/// Numbers an operation, logs and publishes it. KEYS: snap, ver, log, channel. ARGV: node,
+/// operation number on that node, the operation. Returns its version, or -1 if there is no such
+/// session.
+const SUBMIT: &str = r#"
+local epoch = redis.call("HGET", KEYS[1], "epoch")
+if not epoch then return -1 end
+local v = redis.call("INCR", KEYS[2])
+local m = v .. "\n" .. epoch .. "\n" .. ARGV[1] .. "\n" .. ARGV[2] .. "\n" .. ARGV[3]
+redis.call("XADD", KEYS[3], v .. "-1", "m", m)
+redis.call("PUBLISH", KEYS[4], m)
+return v
+"#;
+
+/// Creates a session unless it exists. KEYS: snap, ver, sessions. ARGV: epoch, room, id.
+const CREATE: &str = r#"
+if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+redis.call("HSET", KEYS[1], "epoch", ARGV[1], "ver", 0, "room", ARGV[2], "pver", 0, "proom", ARGV[2])
+redis.call("SET", KEYS[2], 0)
+redis.call("SADD", KEYS[3], ARGV[3])
+return 1
+"#;
+
+/// What a replica starts from: `{epoch, version, room, operations after it...}` (the previous
+/// snapshot, so that the log after it reaches back a whole snapshot interval), or nil. KEYS:
+/// snap, log.
+const LOAD: &str = r#"
+local s = redis.call("HMGET", KEYS[1], "epoch", "pver", "proom")
+if not s[1] then return false end
+local out = {s[1], s[2], s[3]}
+for _, e in ipairs(redis.call("XRANGE", KEYS[2], (tonumber(s[2]) + 1) .. "-1", "+")) do
+  out[#out + 1] = e[2][2]
+end
+return out
+"#;
+
+/// Stores a snapshot if it is newer, keeps the one before it, and trims the log to what follows
+/// that one. KEYS: snap, log. ARGV: epoch, version, room.
+const SNAPSHOT: &str = r#"
+if redis.call("HGET", KEYS[1], "epoch") ~= ARGV[1] then return 0 end
+local cur = tonumber(redis.call("HGET", KEYS[1], "ver"))
+if tonumber(ARGV[2]) <= cur then return 0 end
+redis.call("HSET", KEYS[1], "pver", cur, "proom", redis.call("HGET", KEYS[1], "room"), "ver", ARGV[2], "room", ARGV[3])
+redis.call("XTRIM", KEYS[2], "MINID", (cur + 1) .. "-1")
+return 1
+"#;
+
+/// Forgets a closed session (if it is still that one). KEYS: snap, ver, log, sessions. ARGV:
+/// epoch, id.
+const DROP: &str = r#"
+if redis.call("HGET", KEYS[1], "epoch") ~= ARGV[1] then return 0 end
+redis.call("DEL", KEYS[1], KEYS[2], KEYS[3])
+redis.call("SREM", KEYS[4], ARGV[2])
+return 1
+"#;
+
+fn key(id: &str, what: &str) -> String {
+    format!("sr:{{{id}}}:{what}")
 }
 
 fn rpc_key(rpc: &str) -> String {
     format!("sr:rpc:{rpc}")
-}
-
-fn members_key(id: &str) -> String {
-    format!("sr:members:{id}")
-}
-
-fn seq_key(id: &str) -> String {
-    format!("sr:seq:{id}")
-}
-
-fn log_key(id: &str) -> String {
-    format!("sr:log:{id}")
-}
-
-fn fence_key(id: &str, sender: &str) -> String {
-    format!("sr:fence:{id}:{sender}")
 }
 
 fn node_key(node: &str) -> String {
@@ -144,121 +169,157 @@ fn node_key(node: &str) -> String {
 }
 
 fn channel(id: &str) -> String {
-    format!("sr:fx:{id}")
+    key(id, "fx")
+}
+
+/// The session a channel is of.
+fn session_of(channel: &str) -> Option<&str> {
+    channel.strip_prefix("sr:{")?.strip_suffix("}:fx")
 }
 
 const SESSIONS: &str = "sr:sessions";
-const CHANNEL_PREFIX: &str = "sr:fx:";
 
-/// One operation's effects as published.
-#[derive(Debug, Serialize, Deserialize)]
-struct Published {
-    /// The node that ran it.
+/// One operation as the log and the channel carry it: `version\nepoch\nnode\nnumber\nop`.
+#[derive(Debug, Clone)]
+struct Message {
+    ver: u64,
+    epoch: String,
     node: String,
-    /// Its number on that node (finds the caller's reply there).
-    op: u64,
-    effects: Vec<WireEffect>,
-    /// The operation closed the session.
-    closed: bool,
+    op_id: u64,
+    op: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-enum WireEffect {
-    Notify { to: Audience, seq: u64, frame: String },
-    Enter(ConnectionId),
-    Reply,
-    Leave { who: ConnectionId, rpc_id: RpcSessionId, reason: EndReason, close: CloseMode },
-    Moved { who: ConnectionId, node: String },
-}
-
-impl From<&Effect> for WireEffect {
-    fn from(e: &Effect) -> Self {
-        match e {
-            Effect::Notify { to, seq, frame } => {
-                WireEffect::Notify { to: to.clone(), seq: *seq, frame: frame.as_str().to_owned() }
-            }
-            Effect::Enter(id) => WireEffect::Enter(id.clone()),
-            Effect::Reply => WireEffect::Reply,
-            Effect::Leave { who, rpc_id, reason, close } => WireEffect::Leave {
-                who: who.clone(),
-                rpc_id: rpc_id.clone(),
-                reason: reason.clone(),
-                close: *close,
-            },
-            Effect::Moved { who, node } => WireEffect::Moved { who: who.clone(), node: node.clone() },
-        }
-    }
-}
-
-impl From<WireEffect> for Effect {
-    fn from(e: WireEffect) -> Self {
-        match e {
-            WireEffect::Notify { to, seq, frame } => {
-                Effect::Notify { to, seq, frame: Utf8Bytes::from(frame) }
-            }
-            WireEffect::Enter(id) => Effect::Enter(id),
-            WireEffect::Reply => Effect::Reply,
-            WireEffect::Leave { who, rpc_id, reason, close } => Effect::Leave { who, rpc_id, reason, close },
-            WireEffect::Moved { who, node } => Effect::Moved { who, node },
-        }
+impl Message {
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(5, '\n');
+        Some(Self {
+            ver: parts.next()?.parse().ok()?,
+            epoch: parts.next()?.to_owned(),
+            node: parts.next()?.to_owned(),
+            op_id: parts.next()?.parse().ok()?,
+            op: parts.next()?.to_owned(),
+        })
     }
 }
 
 /// The outboxes of a session's participants this node holds, in join order.
 type Roster = IndexMap<ConnectionId, Arc<Outbox>>;
 
-/// A caller waiting for its operation's message to come back.
-struct Pending {
-    session: SessionId,
-    caller: Arc<Outbox>,
-    reply: Option<Out>,
+/// A session's latest notifications, for reconnections that land on this node: their numbers,
+/// audiences and frames, bounded in count and bytes.
+#[derive(Debug, Default)]
+struct Recent {
+    notes: VecDeque<(u64, Audience, Utf8Bytes)>,
+    bytes: usize,
 }
 
-/// An operation of this node in progress on a session.
-struct Interest {
-    shared: Arc<Shared>,
-    session: SessionId,
-}
+impl Recent {
+    fn keep(&mut self, seq: u64, to: &Audience, frame: &Utf8Bytes) {
+        self.bytes += frame.len();
+        self.notes.push_back((seq, to.clone(), frame.clone()));
+        while self.notes.len() > RECENT_FRAMES || self.bytes > RECENT_BYTES {
+            let Some((_, _, old)) = self.notes.pop_front() else { break };
+            self.bytes -= old.len();
+        }
+    }
 
-impl Drop for Interest {
-    fn drop(&mut self) {
-        if let Some(mut n) = self.shared.interest.get_mut(&self.session) {
-            *n = n.saturating_sub(1);
-        }
-        if self.shared.interest.remove_if(&self.session, |_, n| *n == 0).is_some() {
-            // The last operation here may have ended after its message was delivered.
-            let (shared, session) = (Arc::clone(&self.shared), self.session.clone());
-            tokio::spawn(async move { release_if_idle(&shared, &session).await });
-        }
+    /// The notifications for `who` after `last_seq`, and whether they reach back that far
+    /// (`last_seq` is at least the room's last: nothing was missed).
+    fn missed(&self, who: &ConnectionId, last_seq: u64, room_seq: u64) -> (bool, Vec<Utf8Bytes>) {
+        let recovered =
+            room_seq <= last_seq || self.notes.front().is_some_and(|(seq, _, _)| *seq <= last_seq + 1);
+        let frames = self
+            .notes
+            .iter()
+            .filter(|(seq, to, _)| {
+                *seq > last_seq
+                    && match to {
+                        Audience::All => true,
+                        Audience::AllBut(but) => but != who,
+                        Audience::Only(ids) => ids.contains(who),
+                    }
+            })
+            .map(|(_, _, frame)| frame.clone())
+            .collect();
+        (recovered, frames)
     }
 }
 
-/// What this node holds of the sessions it has participants in.
+/// This node's copy of a session.
+struct Replica {
+    epoch: String,
+    room: Room,
+    /// The version of the last operation applied.
+    ver: u64,
+    /// The version of the latest snapshot (as far as this replica knows).
+    snap_at: u64,
+    /// Messages ahead of the next version, waiting for the ones before them (a load or a gap
+    /// being filled from the log).
+    ahead: BTreeMap<u64, Message>,
+    /// The log is being read for this replica: messages wait in `ahead`.
+    filling: bool,
+    /// The participants whose sockets this node holds.
+    roster: Roster,
+    recent: Recent,
+    /// When this node last ran an operation on the session.
+    used: Instant,
+    /// The session closed, or Redis forgot it: the replica is being dropped.
+    gone: bool,
+}
+
+/// A session this node follows: its replica once loaded, and the versions applied so far.
+struct Cell {
+    replica: Mutex<Option<Replica>>,
+    /// Messages that came while the replica was loading (taken under the replica's lock, which
+    /// is always locked first).
+    early: Mutex<Vec<Message>>,
+    applied: watch::Sender<u64>,
+}
+
+/// What an operation of this node waits for.
+enum Answer {
+    /// Its reply, and its outcome.
+    Reply(Reply, oneshot::Sender<Result<Applied<Value>, Refusal>>),
+    /// A reconnection that moves its participant here ([`Op::Relocate`]): the reply made from
+    /// what the replica could replay, then the replay.
+    Resume {
+        last_seq: Option<u64>,
+        build: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
+        done: oneshot::Sender<Result<Resumed, Refusal>>,
+    },
+}
+
+/// An operation of this node whose message has not come back yet.
+struct Waiter {
+    session: SessionId,
+    caller: Option<Arc<Outbox>>,
+    answer: Answer,
+}
+
+/// What this node holds of the sessions it follows.
 struct Shared {
     node: String,
     linger: Duration,
-    /// What a session's consecutive messages may hold back to push together ([`Held`]).
+    /// What a session's consecutive operations may hold back to push together ([`Held`]).
     most_held: Limits,
-    /// Session → its participants whose sockets this node holds, in join order.
-    rosters: DashMap<SessionId, Arc<Mutex<Roster>>>,
-    /// This node's operations whose message has not come back yet.
-    pending: DashMap<u64, Pending>,
+    replicas: DashMap<SessionId, Arc<Cell>>,
+    /// This node's operations whose message has not come back yet, by number. (Each under a
+    /// lock of its own, which nobody contends for: a reply's closure is not `Sync`.)
+    pending: DashMap<u64, Mutex<Waiter>>,
     /// Sessions whose channel this node subscribes to.
-    subscribed: Mutex<std::collections::HashSet<String>>,
-    /// Operations of this node in progress on each session (they need its channel).
-    interest: DashMap<SessionId, usize>,
+    subscribed: Mutex<HashSet<String>>,
     /// Orders subscribing and unsubscribing (held across their round trip).
     gate: tokio::sync::Mutex<()>,
     sink: Mutex<Option<PubSubSink>>,
     notices: mpsc::UnboundedSender<Notice>,
+    conn: ConnectionManager,
 }
 
 /// Sessions shared through Redis (see the module docs).
 pub(crate) struct RedisBroker {
     shared: Arc<Shared>,
-    conn: ConnectionManager,
     next_op: AtomicU64,
-    /// The signal writer's queue ([`write_signals`]).
+    /// The operation writer's queue ([`write_ops`]).
     jobs: mpsc::UnboundedSender<Job>,
     notices_rx: Mutex<Option<mpsc::UnboundedReceiver<Notice>>>,
     tasks: Vec<JoinHandle<()>>,
@@ -314,16 +375,69 @@ where
     }
 }
 
+/// What [`LOAD`] found: the epoch, and the room at the version it is at after the log.
+struct Loaded {
+    epoch: String,
+    ver: u64,
+    room: Room,
+    /// The log's operations after the snapshot, in order.
+    log: Vec<Message>,
+}
+
+/// Reads what a replica starts from; `None`: no such session.
+async fn load(conn: &ConnectionManager, id: &str) -> Result<Option<Loaded>, Refusal> {
+    let found: Option<Vec<String>> = again(conn, |mut conn| async move {
+        redis::cmd("EVAL")
+            .arg(LOAD)
+            .arg(2)
+            .arg(key(id, "snap"))
+            .arg(key(id, "log"))
+            .query_async(&mut conn)
+            .await
+    })
+    .await
+    .map_err(down)?;
+    let Some(found) = found else { return Ok(None) };
+    let mut parts = found.into_iter();
+    let (Some(epoch), Some(ver), Some(room)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Refusal::BrokerDown(format!("session {id}: unreadable snapshot")));
+    };
+    let ver = ver.parse().map_err(|_| Refusal::BrokerDown(format!("session {id}: unreadable version")))?;
+    let mut room = serde_json::from_str::<Room>(&room)
+        .map_err(|e| Refusal::BrokerDown(format!("session {id} unreadable: {e}")))?;
+    room.keep_answers();
+    let log = parts.filter_map(|m| Message::parse(&m)).collect();
+    Ok(Some(Loaded { epoch, ver, room, log }))
+}
+
+/// Reads the log's operations from version `from` on.
+async fn read_log(conn: &ConnectionManager, id: &str, from: u64) -> redis::RedisResult<Vec<Message>> {
+    let entries: Vec<(String, Vec<(String, String)>)> = again(conn, |mut conn| async move {
+        redis::cmd("XRANGE")
+            .arg(key(id, "log"))
+            .arg(format!("{from}-1"))
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+    })
+    .await?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "m"))
+        .filter_map(|(_, m)| Message::parse(&m))
+        .collect())
+}
+
 impl RedisBroker {
     /// One `PING` round trip (for the metrics, at scrape time).
     pub(crate) async fn ping(&self) -> redis::RedisResult<Duration> {
-        let started = std::time::Instant::now();
-        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
+        let started = Instant::now();
+        let _: String = redis::cmd("PING").query_async(&mut self.shared.conn.clone()).await?;
         Ok(started.elapsed())
     }
 
-    /// Connects to Redis at `url` and starts this node's heartbeat, its subscription reader and
-    /// its reaper of dead nodes' participants.
+    /// Connects to Redis at `url` and starts this node's heartbeat, its subscription reader, its
+    /// operation writer and its reaper of dead nodes' participants.
     pub(crate) async fn connect(
         url: &str,
         linger: Duration,
@@ -341,367 +455,561 @@ impl RedisBroker {
             node: random_id("node_", 12),
             linger,
             most_held: super::most_held(queue),
-            rosters: DashMap::new(),
+            replicas: DashMap::new(),
             pending: DashMap::new(),
-            subscribed: Mutex::new(Default::default()),
-            interest: DashMap::new(),
+            subscribed: Mutex::new(HashSet::new()),
             gate: tokio::sync::Mutex::new(()),
             sink: Mutex::new(Some(sink)),
             notices,
+            conn: conn.clone(),
         });
         let mut beat = conn.clone();
         let _: () = beat.set_ex(node_key(&shared.node), 1, NODE_TTL.as_secs()).await?;
         tracing::info!(node = %shared.node, url = %redact(url), "sharing sessions through Redis");
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
         let tasks = vec![
-            tokio::spawn(write_signals(conn.clone(), jobs_rx)),
+            tokio::spawn(write_ops(conn.clone(), jobs_rx)),
             tokio::spawn(heartbeat(beat, shared.node.clone())),
             tokio::spawn(read_messages(client, stream, Arc::clone(&shared))),
-            tokio::spawn(reap(conn.clone(), Arc::clone(&shared))),
+            tokio::spawn(reap(Arc::clone(&shared))),
+            tokio::spawn(sweep(Arc::clone(&shared))),
         ];
-        Ok(Self {
-            shared,
-            conn,
-            next_op: AtomicU64::new(1),
-            jobs,
-            notices_rx: Mutex::new(Some(notices_rx)),
-            tasks,
-        })
+        Ok(Self { shared, next_op: AtomicU64::new(1), jobs, notices_rx: Mutex::new(Some(notices_rx)), tasks })
     }
 
-    /// Subscribes to a session's channel unless this node already does; the channel is kept
-    /// while the returned interest lives (and while this node has participants or replies
-    /// pending there).
-    async fn subscribe(&self, id: &str) -> Result<Interest, Refusal> {
-        let session = SessionId::from(id);
-        *self.shared.interest.entry(session.clone()).or_default() += 1;
-        let interest = Interest { shared: Arc::clone(&self.shared), session };
-        let name = channel(id);
-        let _gate = self.shared.gate.lock().await;
-        if self.shared.subscribed.lock().contains(&name) {
-            return Ok(interest);
-        }
-        let sink = self.shared.sink.lock().clone();
-        let Some(mut sink) = sink else { return Err(Refusal::BrokerDown("not subscribed".into())) };
-        sink.subscribe(&name).await.map_err(down)?;
-        self.shared.subscribed.lock().insert(name);
-        Ok(interest)
+    /// The session's replica on this node, loaded (and its channel subscribed) if it was not.
+    async fn replica(&self, id: &str) -> Result<Arc<Cell>, Refusal> {
+        follow(&self.shared, id).await
     }
 
-    /// Takes the session's lock; `Err(Busy)` after [`LOCK_WAIT`].
-    async fn lock(&self, id: &str) -> Result<String, Refusal> {
-        let token = random_id("", 16);
-        let key = lock_key(id);
-        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-        let mut conn = self.conn.clone();
-        let mut pause = Duration::from_micros(200);
-        loop {
-            let got: redis::RedisResult<Option<String>> = redis::cmd("SET")
-                .arg(&key)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(LOCK_TTL_MS)
-                .query_async(&mut conn)
-                .await;
-            match got {
-                Ok(Some(_)) => return Ok(token),
-                // Redis is reconnecting: keep trying until the deadline.
-                Err(e) if transient(&e) && tokio::time::Instant::now() < deadline => {}
-                Err(e) => return Err(down(e)),
-                Ok(None) => {}
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Refusal::Busy(id.to_owned()));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(20));
-        }
-    }
-
-    async fn unlock(&self, id: &str, token: &str) {
-        let mut conn = self.conn.clone();
-        let released: redis::RedisResult<i64> =
-            redis::Script::new(UNLOCK).key(lock_key(id)).arg(token).invoke_async(&mut conn).await;
-        if let Err(e) = released {
-            tracing::warn!(session = id, error = %e, "could not release a session lock (it expires by itself)");
-        }
-    }
-
-    async fn load(&self, id: &str) -> Result<Option<Room>, Refusal> {
-        let (text, seq): (Option<String>, Option<u64>) = again(&self.conn, |mut conn| async move {
-            redis::pipe().get(room_key(id)).get(seq_key(id)).query_async(&mut conn).await
-        })
-        .await
-        .map_err(down)?;
-        let Some(text) = text else { return Ok(None) };
-        let mut room = serde_json::from_str::<Room>(&text)
-            .map_err(|e| Refusal::BrokerDown(format!("session {id} unreadable: {e}")))?;
-        // Signals number notifications without the room: the counter is the truth.
-        room.set_last_seq(room.last_seq().max(seq.unwrap_or(0)));
-        Ok(Some(room))
-    }
-
-    async fn apply_locked<R: Send>(
-        &self,
-        id: &str,
-        caller: Option<&Arc<Outbox>>,
-        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
-    ) -> Result<Applied<R>, Refusal> {
-        let mut room = self.load(id).await?.ok_or_else(|| Refusal::NoSession(id.to_owned()))?;
-        if room.is_closed() {
-            return Err(Refusal::NoSession(id.to_owned()));
-        }
-        let before = room.participant_count();
-        let Outcome { value, effects, reply } = op(&mut room)?;
-        let closed = room.is_closed();
-        let mut applied =
-            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed, held: None };
-        let mut present = before;
-        for effect in &effects {
-            match effect {
-                Effect::Notify { to, .. } => {
-                    applied.delivered += match to {
-                        Audience::All => present,
-                        Audience::AllBut(_) => present.saturating_sub(1),
-                        Audience::Only(ids) => ids.len(),
-                    }
-                }
-                Effect::Enter(_) => present += 1,
-                Effect::Leave { who, rpc_id, reason, .. } => {
-                    present = present.saturating_sub(1);
-                    applied.left.push((who.clone(), rpc_id.clone(), reason.clone()));
-                }
-                Effect::Reply | Effect::Moved { .. } => {}
-            }
-        }
-        self.commit(id, &room, &effects, caller, reply).await?;
-        Ok(applied)
-    }
-
-    /// Stores the room, logs and publishes the effects, in one transaction; the caller's reply
-    /// waits for the message to come back.
-    async fn commit(
-        &self,
-        id: &str,
-        room: &Room,
-        effects: &[Effect],
-        caller: Option<&Arc<Outbox>>,
-        reply: Option<Out>,
-    ) -> Result<(), Refusal> {
-        let closed = room.is_closed();
-        let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
-        if let Some(caller) = caller {
-            self.shared
-                .pending
-                .insert(op_id, Pending { session: SessionId::from(id), caller: Arc::clone(caller), reply });
-        }
-        let message = Published {
-            node: self.shared.node.clone(),
-            op: op_id,
-            effects: effects.iter().map(WireEffect::from).collect(),
-            closed,
-        };
-        let message = serde_json::to_string(&message).expect("effects serialise");
-        let mut tx = redis::pipe();
-        tx.atomic();
-        if closed {
-            tx.del(room_key(id)).del(log_key(id)).del(members_key(id)).del(seq_key(id)).srem(SESSIONS, id);
-        } else {
-            tx.set(room_key(id), serde_json::to_string(room).expect("rooms serialise"));
-            tx.set(seq_key(id), room.last_seq());
-            tx.cmd("XADD")
-                .arg(log_key(id))
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(LOG_LENGTH)
-                .arg("*")
-                .arg("m")
-                .arg(&message);
-        }
-        for effect in effects {
-            match effect {
-                Effect::Leave { who, rpc_id, .. } => {
-                    tx.del(rpc_key(rpc_id.as_str()));
-                    if !closed {
-                        tx.srem(members_key(id), who.as_str());
-                    }
-                }
-                Effect::Enter(who) if !closed => {
-                    tx.sadd(members_key(id), who.as_str());
-                }
-                _ => {}
-            }
-        }
-        tx.publish(channel(id), message);
-        let mut conn = self.conn.clone();
-        if let Err(e) = tx.query_async::<()>(&mut conn).await {
-            self.shared.pending.remove(&op_id);
-            return Err(down(e));
-        }
-        Ok(())
-    }
-
-    /// The notifications for `who` after `last_seq` in the session's log, and whether the log
-    /// reaches back that far.
-    async fn missed(
-        &self,
-        id: &str,
-        room: &Room,
-        who: &ConnectionId,
-        last_seq: u64,
-    ) -> Result<(bool, Vec<String>), Refusal> {
-        let mut conn = self.conn.clone();
-        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg(log_key(id))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .map_err(down)?;
-        let messages: Vec<Published> = entries
-            .into_iter()
-            .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "m"))
-            .filter_map(|(_, m)| parse_message(&m))
-            .collect();
-        // Only what followed its (last) entry into the roster was for it.
-        let entered = messages
-            .iter()
-            .rposition(|m| m.effects.iter().any(|e| matches!(e, WireEffect::Enter(x) if x == who)))
-            .unwrap_or(0);
-        let mut oldest = None;
-        let mut frames = Vec::new();
-        for message in &messages[entered..] {
-            for effect in &message.effects {
-                let WireEffect::Notify { to, seq, frame } = effect else { continue };
-                oldest = Some(oldest.map_or(*seq, |o: u64| o.min(*seq)));
-                let for_who = match to {
-                    Audience::All => true,
-                    Audience::AllBut(but) => but != who,
-                    Audience::Only(ids) => ids.contains(who),
-                };
-                if for_who && *seq > last_seq {
-                    frames.push(frame.clone());
-                }
-            }
-        }
-        let recovered =
-            room.last_seq() <= last_seq || oldest.is_some_and(|o| o <= last_seq + 1) || entered > 0;
-        Ok((recovered, frames))
-    }
-
-    async fn adopt_locked(
-        &self,
-        id: &str,
-        who: &ConnectionId,
-        outbox: &Arc<Outbox>,
-        last_seq: Option<u64>,
-        reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
-    ) -> Result<Resumed, Refusal> {
-        let mut room = self.load(id).await?.ok_or(Refusal::Reconnection)?;
-        if room.is_closed() || !room.is_participant(who) {
-            return Err(Refusal::Reconnection);
-        }
-        let (recovered, frames) = match last_seq {
-            Some(last) => {
-                let (recovered, frames) = self.missed(id, &room, who, last).await?;
-                (Some(recovered), frames)
-            }
-            None => (None, Vec::new()),
-        };
-        let effects = room.relocate(who, &self.shared.node)?;
-        let resumed = Resumed { recovered, replayed: frames.len() as u64 };
-        // This socket's own outbox: the reply, then the replay, then (once the move comes back
-        // through the channel) everything live.
-        outbox.push(Out::Frame(reply(resumed)));
-        for frame in frames {
-            outbox.push(Out::Frame(Utf8Bytes::from(frame)));
-        }
-        if let Some(last) = last_seq {
-            outbox.ack(last);
-        }
-        self.commit(id, &room, &effects, Some(outbox), None).await?;
-        Ok(resumed)
-    }
-
-    /// Hands a signal to this node's signal writer, which sends signals to Redis in the order
-    /// handed over, many per round trip ([`write_signals`]).
-    #[allow(clippy::too_many_arguments)]
+    /// Hands `op` to the operation writer, in order with every other operation of this node; the
+    /// replica must be loaded. Resolves once this node applied it.
     fn hand_over(
         &self,
         id: &str,
-        from: Option<&ConnectionId>,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        cell: &Cell,
         caller: Option<&Arc<Outbox>>,
-        reply: Option<Out>,
-    ) -> Ticket {
-        let mut ids: Vec<ConnectionId> = Vec::with_capacity(to.len());
-        for c in to {
-            if !ids.contains(c) {
-                ids.push(c.clone());
-            }
+        op: &Op,
+        answer: Answer,
+    ) -> impl Future<Output = Result<(), Refusal>> + Send + 'static {
+        if let Some(replica) = cell.replica.lock().as_mut() {
+            replica.used = Instant::now();
         }
-        let audience = if ids.is_empty() { Audience::All } else { Audience::Only(ids.clone()) };
         let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
-        let head = format!(
-            "S\n{}\n{op_id}\n{}\n",
-            self.shared.node,
-            serde_json::to_string(&audience).expect("audiences serialise")
-        );
-        let prefix = crate::room::signal_prefix(from, data, kind);
-        if let Some(caller) = caller {
-            let pending = Pending { session: SessionId::from(id), caller: Arc::clone(caller), reply };
-            self.shared.pending.insert(op_id, pending);
-        }
-        let sender = from.map_or("", ConnectionId::as_str);
+        let session = SessionId::from(id);
+        self.shared.pending.insert(op_id, Mutex::new(Waiter { session, caller: caller.cloned(), answer }));
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(SIGNAL)
-            .arg(6)
-            .arg(members_key(id))
-            .arg(seq_key(id))
-            .arg(lock_key(id))
-            .arg(log_key(id))
+        cmd.arg(SUBMIT)
+            .arg(4)
+            .arg(key(id, "snap"))
+            .arg(key(id, "ver"))
+            .arg(key(id, "log"))
             .arg(channel(id))
-            .arg(fence_key(id, sender))
-            .arg(sender)
-            .arg(head)
-            .arg(prefix)
-            .arg(LOG_LENGTH);
-        for c in &ids {
-            cmd.arg(c.as_str());
-        }
-        let (done, outcome) = oneshot::channel();
-        let _ = self.jobs.send(Job { cmd, done: Some(done) });
-        let shared = Arc::clone(&self.shared);
-        let signed = from.is_some();
-        Box::pin(async move {
-            let outcome = outcome.await.unwrap_or_else(|_| Err("the signal writer stopped".into()));
-            if !matches!(outcome, Ok((1, _))) {
-                shared.pending.remove(&op_id);
+            .arg(&self.shared.node)
+            .arg(op_id)
+            .arg(serde_json::to_string(op).expect("operations serialise"));
+        let (numbered, version) = oneshot::channel();
+        let _ = self.jobs.send(Job { cmd, done: Some(numbered) });
+        let (shared, id) = (Arc::clone(&self.shared), id.to_owned());
+        async move {
+            let version = version.await.unwrap_or_else(|_| Err("the operation writer stopped".into()));
+            let refusal = match version {
+                Ok(v) if v > 0 => return Ok(()),
+                Ok(_) => Refusal::NoSession(id),
+                Err(e) => Refusal::BrokerDown(e),
+            };
+            // Not numbered: it will not come back.
+            if let Some((_, waiter)) = shared.pending.remove(&op_id) {
+                waiter.into_inner().answer.fail(refusal.clone());
             }
-            Step::Done(match outcome {
-                Ok((1, n)) => Ok(Applied {
-                    value: (),
-                    slow: Vec::new(),
-                    left: Vec::new(),
-                    delivered: n as usize,
-                    closed: false,
-                    held: None,
-                }),
-                Ok((-1, _)) => Err(Refusal::NoLongerJoined(RpcSessionId::from(""))),
-                Ok((-2, i)) if signed => {
-                    let who = ids.get(i as usize).map_or_else(String::new, |c| c.to_string());
-                    Err(Refusal::Signal(signalroom_core::Error::SignalRecipients {
-                        reason: format!("connection {who:?} is not a participant of the session"),
-                    }))
+            Err(refusal)
+        }
+    }
+
+    /// Submits `op` and waits for this node to apply it.
+    async fn submit(
+        &self,
+        id: &str,
+        caller: Option<&Arc<Outbox>>,
+        op: Op,
+        reply: Reply,
+    ) -> Result<Applied<Value>, Refusal> {
+        let cell = self.replica(id).await?;
+        let (done, outcome) = oneshot::channel();
+        let numbered = self.hand_over(id, &cell, caller, &op, Answer::Reply(reply, done));
+        outcome_of(numbered, outcome).await
+    }
+
+    /// After an operation of this node was applied: forgets what it ended in Redis (the RPC
+    /// ids of who left; the session, if it closed).
+    async fn clean_up(&self, id: &str, applied: &Applied<Value>, epoch: Option<String>) {
+        if applied.left.is_empty() && !applied.closed {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (_, rpc, _) in &applied.left {
+            pipe.del(rpc_key(rpc.as_str())).ignore();
+        }
+        if let (true, Some(epoch)) = (applied.closed, epoch) {
+            pipe.cmd("EVAL")
+                .arg(DROP)
+                .arg(4)
+                .arg(key(id, "snap"))
+                .arg(key(id, "ver"))
+                .arg(key(id, "log"))
+                .arg(SESSIONS)
+                .arg(epoch)
+                .arg(id)
+                .ignore();
+        }
+        let done: redis::RedisResult<()> = pipe.query_async(&mut self.shared.conn.clone()).await;
+        if let Err(e) = done {
+            tracing::warn!(session = id, error = %e, "could not forget what an operation ended");
+        }
+    }
+}
+
+/// Waits for an operation handed over: numbered by Redis, then applied by this node.
+async fn outcome_of(
+    numbered: impl Future<Output = Result<(), Refusal>>,
+    outcome: oneshot::Receiver<Result<Applied<Value>, Refusal>>,
+) -> Result<Applied<Value>, Refusal> {
+    numbered.await?;
+    match tokio::time::timeout(OP_WAIT, outcome).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Refusal::BrokerDown("the operation was dropped".into())),
+        Err(_) => Err(Refusal::BrokerDown("the operation did not come back from Redis in time".into())),
+    }
+}
+
+impl Answer {
+    /// The operation failed before it ran.
+    fn fail(self, refusal: Refusal) {
+        match self {
+            Answer::Reply(_, done) => {
+                let _ = done.send(Err(refusal));
+            }
+            Answer::Resume { done, .. } => {
+                let _ = done.send(Err(refusal));
+            }
+        }
+    }
+}
+
+/// The session's replica on this node, loaded (and its channel subscribed) if it was not.
+async fn follow(shared: &Arc<Shared>, id: &str) -> Result<Arc<Cell>, Refusal> {
+    let session = SessionId::from(id);
+    let (cell, first) = match shared.replicas.entry(session.clone()) {
+        dashmap::Entry::Occupied(o) => (Arc::clone(o.get()), false),
+        dashmap::Entry::Vacant(v) => {
+            let cell = Arc::new(Cell {
+                replica: Mutex::new(None),
+                early: Mutex::new(Vec::new()),
+                applied: watch::channel(0).0,
+            });
+            v.insert(Arc::clone(&cell));
+            (cell, true)
+        }
+    };
+    if !first {
+        // Loaded, or being loaded by another caller: wait for it.
+        let mut loaded = cell.applied.subscribe();
+        loop {
+            let state = cell.replica.lock().as_ref().map(|r| r.gone);
+            match state {
+                Some(false) => return Ok(cell),
+                // Closed: a session created again under its id is another one.
+                Some(true) => {
+                    shared.replicas.remove_if(&session, |_, c| Arc::ptr_eq(c, &cell));
+                    return Box::pin(follow(shared, id)).await;
                 }
-                Ok((-2, _)) => Err(Refusal::NoValidRecipient),
-                Ok(_) => return Step::Locked,
-                Err(e) => Err(Refusal::BrokerDown(e)),
-            })
-        })
+                None => {}
+            }
+            if !shared.replicas.get(&session).is_some_and(|c| Arc::ptr_eq(&c, &cell)) {
+                // The load failed: try again as the first.
+                return Box::pin(follow(shared, id)).await;
+            }
+            if tokio::time::timeout(OP_WAIT, loaded.changed()).await.is_err() {
+                return Err(Refusal::BrokerDown(format!("session {id}: loading took too long")));
+            }
+        }
+    }
+    let loaded = async {
+        subscribe(shared, id).await?;
+        load(&shared.conn, id).await
+    }
+    .await;
+    let loaded = match loaded {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) | Err(_) => {
+            shared.replicas.remove_if(&session, |_, c| Arc::ptr_eq(c, &cell));
+            cell.applied.send_modify(|_| {});
+            let _ = Box::pin(unsubscribe_if_unfollowed(shared, &session)).await;
+            return Err(match loaded {
+                Err(e) => e,
+                _ => Refusal::NoSession(id.to_owned()),
+            });
+        }
+    };
+    let Loaded { epoch, ver, room, log } = loaded;
+    let mut replica = Replica {
+        epoch,
+        room,
+        ver,
+        snap_at: ver,
+        ahead: BTreeMap::new(),
+        filling: false,
+        roster: Roster::new(),
+        recent: Recent::default(),
+        used: Instant::now(),
+        gone: false,
+    };
+    for message in log {
+        replica.ahead.insert(message.ver, message);
+    }
+    {
+        let mut guard = cell.replica.lock();
+        for message in cell.early.lock().drain(..) {
+            replica.ahead.insert(message.ver, message);
+        }
+        *guard = Some(replica);
+    }
+    // The log, then whatever the channel brought meanwhile.
+    apply_ahead(shared, &session, &cell);
+    Ok(cell)
+}
+
+/// Subscribes to a session's channel unless this node already does.
+async fn subscribe(shared: &Shared, id: &str) -> Result<(), Refusal> {
+    let name = channel(id);
+    let _gate = shared.gate.lock().await;
+    if shared.subscribed.lock().contains(&name) {
+        return Ok(());
+    }
+    let sink = shared.sink.lock().clone();
+    let Some(mut sink) = sink else { return Err(Refusal::BrokerDown("Redis is unreachable".into())) };
+    sink.subscribe(&name).await.map_err(down)?;
+    shared.subscribed.lock().insert(name);
+    Ok(())
+}
+
+/// Leaves a session's channel if this node no longer follows it.
+async fn unsubscribe_if_unfollowed(shared: &Shared, session: &SessionId) -> Result<(), Refusal> {
+    let _gate = shared.gate.lock().await;
+    let name = channel(session.as_str());
+    if shared.replicas.contains_key(session) || !shared.subscribed.lock().remove(&name) {
+        return Ok(());
+    }
+    let sink = shared.sink.lock().clone();
+    if let Some(mut sink) = sink {
+        sink.unsubscribe(&name).await.map_err(down)?;
+    }
+    Ok(())
+}
+
+/// Applies the messages waiting in the replica's `ahead` that follow its version, in order; if
+/// one is missing, reads the log for it (once at a time).
+fn apply_ahead(shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>) {
+    let mut batch = Batch::default();
+    let missing = {
+        let _deferring = crate::outbox::Deferring::begin();
+        let mut guard = cell.replica.lock();
+        let Some(replica) = guard.as_mut() else { return };
+        let mut held = Held::default();
+        while let Some(entry) = replica.ahead.first_entry() {
+            if *entry.key() <= replica.ver {
+                entry.remove();
+                continue;
+            }
+            if *entry.key() != replica.ver + 1 {
+                break;
+            }
+            let message = entry.remove();
+            apply_one(shared, session, replica, message, &mut held, &mut batch);
+            if replica.gone {
+                break;
+            }
+        }
+        held.release(&replica.roster, &mut batch.applied);
+        let missing = !replica.gone && !replica.ahead.is_empty() && !replica.filling;
+        if missing {
+            replica.filling = true;
+        }
+        cell.applied.send_replace(replica.ver);
+        missing.then_some(replica.ver + 1)
+    };
+    batch.finish(shared, session, cell);
+    if let Some(from) = missing {
+        let (shared, session, cell) = (Arc::clone(shared), session.clone(), Arc::clone(cell));
+        tokio::spawn(async move { fill(&shared, &session, &cell, from).await });
+    }
+}
+
+/// Reads the log from version `from` on for a replica that missed messages, and applies them.
+async fn fill(shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>, from: u64) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match read_log(&shared.conn, session.as_str(), from).await {
+            Ok(log) => {
+                let complete = log.first().is_none_or(|m| m.ver == from);
+                {
+                    let mut guard = cell.replica.lock();
+                    let Some(replica) = guard.as_mut() else { return };
+                    replica.filling = false;
+                    for message in log {
+                        replica.ahead.insert(message.ver, message);
+                    }
+                    if !complete && replica.ahead.first_key_value().is_some_and(|(v, _)| *v > replica.ver + 1)
+                    {
+                        // The log no longer reaches back that far: what this node's participants
+                        // missed meanwhile is lost to them; the replica goes on from the log.
+                        tracing::error!(%session, from, "a replica fell behind the log: skipping to it");
+                        if let Some((&v, _)) = replica.ahead.first_key_value() {
+                            replica.ver = v - 1;
+                        }
+                    }
+                }
+                apply_ahead(shared, session, cell);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%session, error = %e, "cannot read a session's log: retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+                if !shared.replicas.contains_key(session) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// An outcome, and whom to tell.
+type Outcome<T> = (oneshot::Sender<T>, T);
+
+/// What applying messages leaves to do once the replica's lock is released.
+#[derive(Default)]
+struct Batch {
+    /// Pushes and evictions found on this node ([`Applied::slow`]).
+    applied: Applied<()>,
+    /// Outcomes for this node's operations.
+    outcomes: Vec<Outcome<Result<Applied<Value>, Refusal>>>,
+    resumed: Vec<Outcome<Result<Resumed, Refusal>>>,
+    /// A snapshot to write: epoch, version, room.
+    snapshot: Option<(String, u64, String)>,
+}
+
+impl Default for Applied<()> {
+    fn default() -> Self {
+        Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: None }
+    }
+}
+
+impl Batch {
+    fn finish(self, shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>) {
+        for who in self.applied.slow {
+            let _ = shared.notices.send(Notice::Lost {
+                session: session.clone(),
+                who,
+                node: shared.node.clone(),
+            });
+        }
+        for (done, outcome) in self.outcomes {
+            let _ = done.send(outcome);
+        }
+        for (done, outcome) in self.resumed {
+            let _ = done.send(outcome);
+        }
+        if let Some((epoch, ver, room)) = self.snapshot {
+            let (conn, id) = (shared.conn.clone(), session.to_string());
+            tokio::spawn(async move {
+                let written: redis::RedisResult<i64> = redis::cmd("EVAL")
+                    .arg(SNAPSHOT)
+                    .arg(2)
+                    .arg(key(&id, "snap"))
+                    .arg(key(&id, "log"))
+                    .arg(epoch)
+                    .arg(ver)
+                    .arg(room)
+                    .query_async(&mut conn.clone())
+                    .await;
+                if let Err(e) = written {
+                    tracing::warn!(session = id, error = %e, "could not write a session's snapshot");
+                }
+            });
+        }
+        let gone = cell.replica.lock().as_ref().is_some_and(|r| r.gone);
+        if gone && shared.replicas.remove_if(session, |_, c| Arc::ptr_eq(c, cell)).is_some() {
+            cell.applied.send_modify(|_| {});
+            let (shared, session) = (Arc::clone(shared), session.clone());
+            tokio::spawn(async move {
+                if let Err(e) = unsubscribe_if_unfollowed(&shared, &session).await {
+                    tracing::debug!(%session, error = %e, "unsubscribing failed (a reconnection resubscribes only what is left)");
+                }
+            });
+        }
+    }
+}
+
+/// Applies one operation to the replica, delivering its effects to this node's participants
+/// (notifications to everyone and replies held in `held`, to be pushed together).
+fn apply_one(
+    shared: &Shared,
+    session: &SessionId,
+    replica: &mut Replica,
+    message: Message,
+    held: &mut Held,
+    batch: &mut Batch,
+) {
+    replica.ver = message.ver;
+    let waiter = if message.node == shared.node {
+        shared.pending.remove(&message.op_id).map(|(_, w)| w.into_inner())
+    } else {
+        None
+    };
+    if message.epoch != replica.epoch {
+        tracing::warn!(%session, "an operation of another incarnation of the session: ignored");
+        if let Some(waiter) = waiter {
+            waiter.answer.fail(Refusal::NoSession(session.to_string()));
+        }
+        return;
+    }
+    let op = match serde_json::from_str::<Op>(&message.op) {
+        Ok(op) => op,
+        Err(e) => {
+            tracing::error!(%session, ver = message.ver, error = %e, "an unreadable operation: skipped");
+            if let Some(waiter) = waiter {
+                waiter.answer.fail(Refusal::BrokerDown(format!("unreadable operation: {e}")));
+            }
+            return;
+        }
+    };
+    let before = replica.room.participant_count();
+    let ran = if replica.room.is_closed() {
+        Err(Refusal::NoSession(session.to_string()))
+    } else {
+        op.run(&mut replica.room)
+    };
+    let (caller, answer) = match waiter {
+        Some(w) => (w.caller, Some(w.answer)),
+        None => (None, None),
+    };
+    let (value, effects) = match ran {
+        Ok(ran) => ran,
+        Err(refusal) => {
+            if let Some(answer) = answer {
+                match answer {
+                    Answer::Reply(_, done) => batch.outcomes.push((done, Err(refusal))),
+                    Answer::Resume { done, .. } => batch.resumed.push((done, Err(Refusal::Reconnection))),
+                }
+            }
+            return;
+        }
+    };
+    let closed = replica.room.is_closed();
+    let mut applied =
+        Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed, held: None };
+    let mut present = before;
+    for effect in &effects {
+        match effect {
+            Effect::Notify { to, seq, frame } => {
+                replica.recent.keep(*seq, to, frame);
+                applied.delivered += match to {
+                    Audience::All => present,
+                    Audience::AllBut(_) => present.saturating_sub(1),
+                    Audience::Only(ids) => ids.len(),
+                };
+            }
+            Effect::Enter(_) => present += 1,
+            Effect::Leave { who, rpc_id, reason, .. } => {
+                present = present.saturating_sub(1);
+                applied.left.push((who.clone(), rpc_id.clone(), reason.clone()));
+            }
+            Effect::Reply | Effect::Moved { .. } => {}
+        }
+    }
+    // The caller's reply; a reconnection's, with its replay, goes first of all.
+    let mut reply = None;
+    let mut outcome = None;
+    match answer {
+        Some(Answer::Reply(r, done)) => {
+            reply = r.build(&value, &replica.room);
+            outcome = Some(done);
+        }
+        Some(Answer::Resume { last_seq, build, done }) => {
+            held.release(&replica.roster, &mut batch.applied);
+            let who = match &effects[..] {
+                [Effect::Moved { who, .. }] => who.clone(),
+                _ => ConnectionId::from(""),
+            };
+            let (recovered, frames) = match last_seq {
+                Some(last) => {
+                    let (recovered, frames) = replica.recent.missed(&who, last, replica.room.last_seq());
+                    (Some(recovered), frames)
+                }
+                None => (None, Vec::new()),
+            };
+            let resumed = Resumed { recovered, replayed: frames.len() as u64 };
+            if let Some(outbox) = &caller {
+                outbox.push(Out::Frame(build(resumed)));
+                for frame in frames {
+                    outbox.push(Out::Frame(frame));
+                }
+                if let Some(last) = last_seq {
+                    outbox.ack(last);
+                }
+            }
+            batch.resumed.push((done, Ok(resumed)));
+        }
+        None => {}
+    }
+    let roster = &mut replica.roster;
+    for effect in effects {
+        match effect {
+            Effect::Notify { to: Audience::All, frame, .. } => held.hold(frame, For::First(roster.len())),
+            Effect::Reply => {
+                let (Some(caller), Some(out)) = (&caller, reply.take()) else { continue };
+                match (out, roster.values().position(|o| Arc::ptr_eq(o, caller))) {
+                    (Out::Frame(frame), Some(at)) => held.hold(frame, For::At(at)),
+                    (out, _) => {
+                        held.release(roster, &mut batch.applied);
+                        caller.push(out);
+                    }
+                }
+            }
+            Effect::Moved { who, node } if node != shared.node => {
+                // Its new socket is on another node: this one's is closed.
+                held.release(roster, &mut batch.applied);
+                if let Some(old) = roster.shift_remove(&who) {
+                    old.push(Out::Order(Order::Close { code: 1000, reason: "replaced by a reconnection" }));
+                }
+            }
+            effect => {
+                held.release(roster, &mut batch.applied);
+                let mut unused = None;
+                deliver(roster, effect, caller.as_ref(), &mut unused, shared.linger, &mut batch.applied);
+            }
+        }
+    }
+    if closed || held.too_much(shared.most_held) {
+        held.release(roster, &mut batch.applied);
+    }
+    if let Some(done) = outcome {
+        let Applied { slow, left, delivered, closed, held, .. } = applied;
+        batch.outcomes.push((done, Ok(Applied { value, slow, left, delivered, closed, held })));
+    }
+    if closed {
+        held.release(roster, &mut batch.applied);
+        roster.clear();
+        replica.gone = true;
+        return;
+    }
+    if replica.ver >= replica.snap_at + snapshot_every(replica.room.participant_count()) {
+        replica.snap_at = replica.ver;
+        if message.node == shared.node {
+            let room = serde_json::to_string(&replica.room).expect("rooms serialise");
+            batch.snapshot = Some((replica.epoch.clone(), replica.ver, room));
+        }
     }
 }
 
@@ -709,44 +1017,54 @@ impl Broker for RedisBroker {
     async fn create(&self, room: Room) -> Result<(), Refusal> {
         let id = room.id.clone();
         let text = serde_json::to_string(&room).expect("rooms serialise");
-        // A session and its listing in one transaction; repeated if the connection was being
-        // re-established (nothing was stored then).
-        let key = room_key(id.as_str());
-        let (created, _): (Option<String>, i64) = again(&self.conn, |mut conn| {
-            let (key, text, id) = (key.clone(), text.clone(), id.clone());
+        let epoch = random_id("", 12);
+        // Repeated if the connection was being re-established (nothing was stored then).
+        let created: i64 = again(&self.shared.conn, |mut conn| {
+            let (text, id, epoch) = (text.clone(), id.clone(), epoch.clone());
             async move {
-                redis::pipe()
-                    .atomic()
-                    .cmd("SET")
-                    .arg(&key)
-                    .arg(&text)
-                    .arg("NX")
-                    .sadd(SESSIONS, id.as_str())
+                redis::cmd("EVAL")
+                    .arg(CREATE)
+                    .arg(3)
+                    .arg(key(id.as_str(), "snap"))
+                    .arg(key(id.as_str(), "ver"))
+                    .arg(SESSIONS)
+                    .arg(epoch)
+                    .arg(text)
+                    .arg(id.as_str())
                     .query_async(&mut conn)
                     .await
             }
         })
         .await
         .map_err(down)?;
-        if created.is_none() {
+        if created == 0 {
             return Err(Refusal::SessionExists);
         }
         Ok(())
     }
 
-    async fn apply<R: Send>(
+    async fn apply(
         &self,
         id: &str,
         caller: Option<&Arc<Outbox>>,
-        op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal> + Send,
-    ) -> Result<Applied<R>, Refusal> {
-        // The caller's reply (and, for a join, its place in the roster) comes back through the
-        // session's channel, in order with everything else.
-        let _interest = if caller.is_some() { Some(self.subscribe(id).await?) } else { None };
-        let token = self.lock(id).await?;
-        let result = self.apply_locked(id, caller, op).await;
-        self.unlock(id, &token).await;
-        result
+        op: Op,
+        reply: Reply,
+    ) -> Result<Applied<Value>, Refusal> {
+        let applied = self.submit(id, caller, op, reply).await?;
+        if !applied.left.is_empty() || applied.closed {
+            let epoch =
+                self.shared.replicas.get(id).and_then(|c| c.replica.lock().as_ref().map(|r| r.epoch.clone()));
+            // (A closed session's replica is gone already: its epoch is read from Redis.)
+            let epoch = match epoch {
+                Some(epoch) => Some(epoch),
+                None => {
+                    let mut conn = self.shared.conn.clone();
+                    conn.hget(key(id, "snap"), "epoch").await.ok().flatten()
+                }
+            };
+            self.clean_up(id, &applied, epoch).await;
+        }
+        Ok(applied)
     }
 
     async fn signal(
@@ -759,20 +1077,14 @@ impl Broker for RedisBroker {
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
     ) -> Result<Applied<()>, Refusal> {
-        let _interest = if caller.is_some() { Some(self.subscribe(id).await?) } else { None };
-        match self.hand_over(id, from, to, data, kind, caller, reply.clone()).await {
-            Step::Done(result) => result,
-            // Locked, or nobody joined: the room decides.
-            Step::Locked => {
-                let result = self
-                    .apply(id, caller, |room| Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply)))
-                    .await;
-                if let Some(from) = from {
-                    self.unfence(id, from);
-                }
-                result
-            }
-        }
+        let op = Op::Signal {
+            from: from.cloned(),
+            to: to.to_vec(),
+            data: data.map(str::to_owned),
+            kind: kind.map(str::to_owned),
+        };
+        let applied = self.submit(id, caller, op, Reply::Ready(reply)).await?;
+        Ok(Applied { value: (), ..applied.map_value() })
     }
 
     fn start_signal(
@@ -785,24 +1097,56 @@ impl Broker for RedisBroker {
         caller: &Arc<Outbox>,
         reply: Option<Out>,
     ) -> Option<Ticket> {
-        // The reply comes back through the session's channel, which this node hears while it
-        // holds a participant there (the sender) and has a reply pending.
-        if !self.shared.subscribed.lock().contains(&channel(id)) {
+        let cell = self.shared.replicas.get(id).map(|c| Arc::clone(&c))?;
+        if cell.replica.lock().as_ref().is_none_or(|r| r.gone) {
             return None;
         }
-        Some(self.hand_over(id, Some(from), to, data, kind, Some(caller), reply))
-    }
-
-    fn unfence(&self, id: &str, from: &ConnectionId) {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(fence_key(id, from.as_str()));
-        let _ = self.jobs.send(Job { cmd, done: None });
+        let op = Op::Signal {
+            from: Some(from.clone()),
+            to: to.to_vec(),
+            data: data.map(str::to_owned),
+            kind: kind.map(str::to_owned),
+        };
+        let (done, outcome) = oneshot::channel();
+        let numbered = self.hand_over(id, &cell, Some(caller), &op, Answer::Reply(Reply::Ready(reply), done));
+        Some(Box::pin(async move { outcome_of(numbered, outcome).await.map(Applied::map_value) }))
     }
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
-        match self.load(id).await {
-            Ok(Some(room)) if !room.is_closed() => Some(f(&room)),
-            Ok(_) => None,
+        let cell = self.shared.replicas.get(id).map(|c| Arc::clone(&c));
+        if let Some(cell) = cell.filter(|c| c.replica.lock().is_some()) {
+            // Everything numbered before the read is applied first.
+            let mut conn = self.shared.conn.clone();
+            let latest: Option<u64> = conn.get(key(id, "ver")).await.ok().flatten();
+            let mut applied = cell.applied.subscribe();
+            let latest = latest.unwrap_or(0);
+            let deadline = tokio::time::Instant::now() + OP_WAIT;
+            while *applied.borrow_and_update() < latest {
+                if cell.replica.lock().as_ref().is_none_or(|r| r.gone) {
+                    return None;
+                }
+                if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
+                    tracing::warn!(session = id, "a replica is behind: reading it as it is");
+                    break;
+                }
+            }
+            let guard = cell.replica.lock();
+            return guard.as_ref().filter(|r| !r.gone && !r.room.is_closed()).map(|r| f(&r.room));
+        }
+        // Not followed here: read from Redis once.
+        match load(&self.shared.conn, id).await {
+            Ok(Some(Loaded { mut room, log, epoch, .. })) => {
+                for message in log {
+                    if message.epoch != epoch || room.is_closed() {
+                        continue;
+                    }
+                    if let Ok(op) = serde_json::from_str::<Op>(&message.op) {
+                        let _ = op.run(&mut room);
+                    }
+                }
+                (!room.is_closed()).then(|| f(&room))
+            }
+            Ok(None) => None,
             Err(e) => {
                 tracing::warn!(session = id, error = %e, "cannot read a session");
                 None
@@ -812,7 +1156,7 @@ impl Broker for RedisBroker {
 
     async fn sessions(&self) -> Vec<SessionId> {
         let ids: redis::RedisResult<Vec<String>> =
-            again(&self.conn, |mut conn| async move { conn.smembers(SESSIONS).await }).await;
+            again(&self.shared.conn, |mut conn| async move { conn.smembers(SESSIONS).await }).await;
         match ids {
             Ok(ids) => ids.into_iter().map(SessionId::from).collect(),
             Err(e) => {
@@ -823,7 +1167,7 @@ impl Broker for RedisBroker {
     }
 
     async fn bind_rpc(&self, rpc: RpcSessionId, session: SessionId, who: ConnectionId) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.shared.conn.clone();
         let value = serde_json::to_string(&(session, who)).expect("ids serialise");
         let set: redis::RedisResult<()> = conn.set(rpc_key(rpc.as_str()), value).await;
         if let Err(e) = set {
@@ -833,7 +1177,7 @@ impl Broker for RedisBroker {
 
     async fn find_rpc(&self, rpc: &RpcSessionId) -> Option<(SessionId, ConnectionId)> {
         let key = rpc_key(rpc.as_str());
-        let value: Option<String> = again(&self.conn, |mut conn| {
+        let value: Option<String> = again(&self.shared.conn, |mut conn| {
             let key = key.clone();
             async move { conn.get(key).await }
         })
@@ -843,12 +1187,13 @@ impl Broker for RedisBroker {
     }
 
     async fn outbox(&self, session: &str, who: &ConnectionId) -> Option<Arc<Outbox>> {
-        let roster = self.shared.rosters.get(session).map(|r| Arc::clone(&r))?;
-        roster.lock().get(who).cloned()
+        let cell = self.shared.replicas.get(session).map(|c| Arc::clone(&c))?;
+        let guard = cell.replica.lock();
+        guard.as_ref()?.roster.get(who).cloned()
     }
 
     async fn session_count(&self) -> usize {
-        again(&self.conn, |mut conn| async move { conn.scard(SESSIONS).await }).await.unwrap_or(0)
+        again(&self.shared.conn, |mut conn| async move { conn.scard(SESSIONS).await }).await.unwrap_or(0)
     }
 
     fn node(&self) -> &str {
@@ -863,10 +1208,23 @@ impl Broker for RedisBroker {
         last_seq: Option<u64>,
         reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
     ) -> Result<Resumed, Refusal> {
-        let _interest = self.subscribe(session).await?;
-        let token = self.lock(session).await?;
-        let result = self.adopt_locked(session, who, outbox, last_seq, reply).await;
-        self.unlock(session, &token).await;
+        let cell = self.replica(session).await.map_err(|_| Refusal::Reconnection)?;
+        let (done, resumed) = oneshot::channel();
+        let op = Op::Relocate { who: who.clone(), node: self.shared.node.clone() };
+        let numbered = self.hand_over(
+            session,
+            &cell,
+            Some(outbox),
+            &op,
+            Answer::Resume { last_seq, build: reply, done },
+        );
+        numbered.await?;
+        let result = match tokio::time::timeout(OP_WAIT, resumed).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) | Err(_) => {
+                Err(Refusal::BrokerDown("the reconnection did not come back from Redis".into()))
+            }
+        };
         if let Ok(r) = &result {
             tracing::info!(session, connection = %who, recovered = ?r.recovered, replayed = r.replayed, "participant moved to this node");
         }
@@ -878,19 +1236,26 @@ impl Broker for RedisBroker {
     }
 }
 
-/// A command for the signal writer; `done` gets a signal script's answer.
-struct Job {
-    cmd: redis::Cmd,
-    done: Option<oneshot::Sender<Result<(i64, i64), String>>>,
+impl Applied<Value> {
+    fn map_value(self) -> Applied<()> {
+        let Applied { slow, left, delivered, closed, held, .. } = self;
+        Applied { value: (), slow, left, delivered, closed, held }
+    }
 }
 
-/// Sends the signals handed over ([`RedisBroker::hand_over`]) to Redis in the order handed
+/// A command for the operation writer; `done` gets a script's answer.
+struct Job {
+    cmd: redis::Cmd,
+    done: Option<oneshot::Sender<Result<i64, String>>>,
+}
+
+/// Sends the operations handed over ([`RedisBroker::hand_over`]) to Redis in the order handed
 /// over: whatever waits when a round trip ends goes in the next pipeline, so a sender with many
 /// signals on their way, or many senders, cost one round trip per batch instead of one each.
-async fn write_signals(mut conn: ConnectionManager, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let mut batch = Vec::with_capacity(SIGNAL_BATCH);
-    let mut waiting = Vec::with_capacity(SIGNAL_BATCH);
-    while jobs.recv_many(&mut batch, SIGNAL_BATCH).await > 0 {
+async fn write_ops(mut conn: ConnectionManager, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut batch = Vec::with_capacity(OP_BATCH);
+    let mut waiting = Vec::with_capacity(OP_BATCH);
+    while jobs.recv_many(&mut batch, OP_BATCH).await > 0 {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for job in batch.drain(..) {
@@ -903,7 +1268,7 @@ async fn write_signals(mut conn: ConnectionManager, mut jobs: mpsc::UnboundedRec
                 for done in waiting.drain(..) {
                     let answer = match answers.next() {
                         Some(redis::Value::ServerError(e)) => Err(e.to_string()),
-                        Some(v) => redis::from_redis_value::<(i64, i64)>(v).map_err(|e| e.to_string()),
+                        Some(v) => redis::from_redis_value::<i64>(v).map_err(|e| e.to_string()),
                         None => Err("no answer from Redis".to_owned()),
                     };
                     if let Some(done) = done {
@@ -943,14 +1308,17 @@ async fn heartbeat(mut conn: ConnectionManager, node: String) {
     }
 }
 
-/// Delivers every message of the subscribed sessions to this node's participants, in order;
-/// reconnects (with backoff) and resubscribes when Redis goes away.
+/// At most this many messages are read before they are applied.
+const MAX_BATCH: usize = 256;
+
+/// Applies every message of the followed sessions, in order; reconnects (with backoff) and
+/// resubscribes when Redis goes away, then fills each replica from the log.
 async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: Arc<Shared>) {
-    let mut batch: Vec<(SessionId, Published)> = Vec::new();
+    let mut batch: Vec<(SessionId, Message)> = Vec::new();
     loop {
         let mut ended = false;
         while let Some(msg) = stream.next().await {
-            // With the messages already there: a session's consecutive messages are delivered
+            // With the messages already there: a session's consecutive messages are applied
             // together (one push per participant for several signals).
             read_message(&msg, &mut batch);
             while batch.len() < MAX_BATCH {
@@ -965,12 +1333,28 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
             }
             let mut messages = batch.drain(..).peekable();
             while let Some((session, first)) = messages.next() {
-                let mut run = vec![first];
-                while let Some((_, next)) = messages.next_if(|(s, _)| *s == session) {
-                    run.push(next);
+                let Some(cell) = shared.replicas.get(&session).map(|c| Arc::clone(&c)) else {
+                    while messages.next_if(|(s, _)| *s == session).is_some() {}
+                    continue;
+                };
+                {
+                    // A replica still loading has them applied once it is loaded.
+                    let mut guard = cell.replica.lock();
+                    let mut put = |message: Message| match guard.as_mut() {
+                        Some(replica) => {
+                            replica.ahead.insert(message.ver, message);
+                        }
+                        None => cell.early.lock().push(message),
+                    };
+                    put(first);
+                    while let Some((_, next)) = messages.next_if(|(s, _)| *s == session) {
+                        put(next);
+                    }
+                    if guard.is_none() {
+                        continue;
+                    }
                 }
-                on_messages(&shared, session.clone(), run);
-                release_if_idle(&shared, &session).await;
+                apply_ahead(&shared, &session, &cell);
             }
             if ended {
                 break;
@@ -989,7 +1373,7 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
                     if channels.is_empty() || sink.subscribe(&channels).await.is_ok() {
                         *shared.sink.lock() = Some(sink);
                         tracing::info!(node = %shared.node, sessions = channels.len(), "Redis subscription back");
-                        drop_forgotten_sessions(&client, &shared).await;
+                        resume_replicas(&shared).await;
                         break stream;
                     }
                 }
@@ -999,206 +1383,173 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
     }
 }
 
-/// After Redis came back: the sessions it no longer has (it restarted without its data) are
-/// over. Their participants on this node are told they were evicted (`networkDisconnect`) and
-/// their sockets closed, so that clients rejoin with new tokens instead of talking to nothing.
-async fn drop_forgotten_sessions(client: &redis::Client, shared: &Shared) {
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
-    let sessions: Vec<SessionId> = shared.rosters.iter().map(|e| e.key().clone()).collect();
-    for session in sessions {
-        let exists: bool = conn.exists(room_key(session.as_str())).await.unwrap_or(true);
-        if exists {
-            continue;
-        }
-        tracing::warn!(%session, "Redis no longer has this session: disconnecting its participants");
-        let Some((_, roster)) = shared.rosters.remove(&session) else { continue };
-        let name = channel(session.as_str());
-        shared.subscribed.lock().remove(&name);
-        // (Writes the pushes claim are made once the roster's lock is released.)
-        let _deferring = crate::outbox::Deferring::begin();
-        for (who, outbox) in roster.lock().drain(..) {
-            let params = signalroom_core::protocol::ParticipantLeft {
-                connection_id: who,
-                reason: EndReason::NetworkDisconnect,
-            };
-            let evicted = signalroom_core::jsonrpc::Notification::new(
-                signalroom_core::protocol::notification::PARTICIPANT_EVICTED,
-                &params,
-            );
-            outbox.push(Out::Frame(Utf8Bytes::from(evicted.to_json())));
-            outbox.push(Out::Order(Order::Close { code: 1000, reason: "session lost by the broker" }));
-        }
-    }
-}
-
-/// A session message: an operation's JSON, or a signal from the script
-/// (`S\n<node>\n<op>\n<audience>\n<seq>\n<frame>`).
-fn parse_message(text: &str) -> Option<Published> {
-    if !text.starts_with("S\n") {
-        return serde_json::from_str(text).ok();
-    }
-    let mut parts = text.splitn(6, '\n').skip(1);
-    let node = parts.next()?.to_owned();
-    let op = parts.next()?.parse().ok()?;
-    let to = serde_json::from_str(parts.next()?).ok()?;
-    let seq = parts.next()?.parse().ok()?;
-    let frame = parts.next()?.to_owned();
-    Some(Published {
-        node,
-        op,
-        effects: vec![WireEffect::Notify { to, seq, frame }, WireEffect::Reply],
-        closed: false,
-    })
-}
-
-/// At most this many messages are read before they are delivered.
-const MAX_BATCH: usize = 256;
-
 /// Adds a session message to `batch`, or logs why it cannot be read.
-fn read_message(msg: &redis::Msg, batch: &mut Vec<(SessionId, Published)>) {
-    let Some(session) = msg.get_channel_name().strip_prefix(CHANNEL_PREFIX) else { return };
-    match msg.get_payload::<String>().map(|p| parse_message(&p)) {
-        Ok(Some(published)) => batch.push((SessionId::from(session), published)),
+fn read_message(msg: &redis::Msg, batch: &mut Vec<(SessionId, Message)>) {
+    let channel = msg.get_channel_name();
+    let Some(session) = session_of(channel) else { return };
+    match msg.get_payload::<String>().map(|p| Message::parse(&p)) {
+        Ok(Some(message)) => batch.push((SessionId::from(session), message)),
         Ok(None) => tracing::warn!(session, "ignoring an unreadable session message"),
         Err(e) => tracing::warn!(session, error = %e, "ignoring a session message"),
     }
 }
 
-/// Delivers consecutive operations' effects to this node's participants, in order: the
-/// notifications to everyone and the replies to this node's participants are held and pushed
-/// together ([`Held`]), anything else first pushes what is held.
-fn on_messages(shared: &Shared, session: SessionId, messages: Vec<Published>) {
-    let roster = shared.rosters.entry(session.clone()).or_default().clone();
-    let mut applied =
-        Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: None };
-    let mut closed = false;
-    {
-        // (Writes the pushes claim are made once the roster's lock is released.)
-        let _deferring = crate::outbox::Deferring::begin();
-        let mut roster = roster.lock();
-        let mut held = Held::default();
-        for published in messages {
-            let pending =
-                if published.node == shared.node { shared.pending.remove(&published.op) } else { None };
-            let (caller, mut reply) = match pending {
-                Some((_, p)) => (Some(p.caller), p.reply),
-                None => (None, None),
-            };
-            for effect in published.effects {
-                match effect {
-                    WireEffect::Notify { to: Audience::All, frame, .. } => {
-                        held.hold(Utf8Bytes::from(frame), For::First(roster.len()));
+/// After Redis came back: each replica reads from the log what it missed; the sessions Redis no
+/// longer has (it restarted without its data) are over: their participants on this node are told
+/// they were evicted (`networkDisconnect`) and their sockets closed, so that clients rejoin with
+/// new tokens instead of talking to nothing.
+async fn resume_replicas(shared: &Arc<Shared>) {
+    let cells: Vec<(SessionId, Arc<Cell>)> =
+        shared.replicas.iter().map(|e| (e.key().clone(), Arc::clone(e.value()))).collect();
+    for (session, cell) in cells {
+        let epoch = cell.replica.lock().as_ref().map(|r| r.epoch.clone());
+        let Some(epoch) = epoch else { continue };
+        let snap = key(session.as_str(), "snap");
+        let mut now: redis::RedisResult<Option<String>> = Ok(None);
+        for pause in RESUBSCRIBE_BACKOFF {
+            now = again(&shared.conn, |mut conn| {
+                let snap = snap.clone();
+                async move { conn.hget(snap, "epoch").await }
+            })
+            .await;
+            if now.is_ok() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        match now {
+            Ok(Some(e)) if e == epoch => {
+                let from = {
+                    let mut guard = cell.replica.lock();
+                    let Some(replica) = guard.as_mut() else { continue };
+                    if replica.filling {
+                        continue;
                     }
-                    WireEffect::Reply => {
-                        let (Some(caller), Some(out)) = (&caller, reply.take()) else { continue };
-                        match (out, roster.values().position(|o| Arc::ptr_eq(o, caller))) {
-                            (Out::Frame(frame), Some(at)) => held.hold(frame, For::At(at)),
-                            (out, _) => {
-                                held.release(&roster, &mut applied);
-                                caller.push(out);
-                            }
-                        }
-                    }
-                    WireEffect::Moved { who, node } if node != shared.node => {
-                        // Its new socket is on another node: this one's is closed.
-                        held.release(&roster, &mut applied);
-                        if let Some(old) = roster.shift_remove(&who) {
-                            old.push(Out::Order(Order::Close {
-                                code: 1000,
-                                reason: "replaced by a reconnection",
-                            }));
-                        }
-                    }
-                    effect => {
-                        held.release(&roster, &mut applied);
-                        deliver(
-                            &mut roster,
-                            effect.into(),
-                            caller.as_ref(),
-                            &mut reply,
-                            shared.linger,
-                            &mut applied,
-                        );
-                    }
+                    replica.filling = true;
+                    replica.ver + 1
+                };
+                let (shared, cell) = (Arc::clone(shared), Arc::clone(&cell));
+                tokio::spawn(async move { fill(&shared, &session, &cell, from).await });
+            }
+            Ok(_) => {
+                tracing::warn!(%session, "Redis no longer has this session: disconnecting its participants");
+                let roster = {
+                    let mut guard = cell.replica.lock();
+                    let Some(replica) = guard.as_mut() else { continue };
+                    replica.gone = true;
+                    std::mem::take(&mut replica.roster)
+                };
+                shared.replicas.remove_if(&session, |_, c| Arc::ptr_eq(c, &cell));
+                cell.applied.send_modify(|_| {});
+                shared.subscribed.lock().remove(&channel(session.as_str()));
+                // (Writes the pushes claim are made once the roster's lock is released.)
+                let _deferring = crate::outbox::Deferring::begin();
+                for (who, outbox) in roster {
+                    let params = signalroom_core::protocol::ParticipantLeft {
+                        connection_id: who,
+                        reason: EndReason::NetworkDisconnect,
+                    };
+                    let evicted = signalroom_core::jsonrpc::Notification::new(
+                        signalroom_core::protocol::notification::PARTICIPANT_EVICTED,
+                        &params,
+                    );
+                    outbox.push(Out::Frame(Utf8Bytes::from(evicted.to_json())));
+                    outbox
+                        .push(Out::Order(Order::Close { code: 1000, reason: "session lost by the broker" }));
                 }
             }
-            if published.closed || held.too_much(shared.most_held) {
-                held.release(&roster, &mut applied);
+            Err(e) => tracing::warn!(%session, error = %e, "cannot check a session after Redis came back"),
+        }
+    }
+}
+
+/// Drops the replicas this node no longer needs: no participant here, no operation on its way,
+/// unused for [`REPLICA_LINGER`]; and leaves their channels.
+async fn sweep(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        let busy: HashSet<SessionId> = shared.pending.iter().map(|p| p.lock().session.clone()).collect();
+        let idle: Vec<SessionId> = shared
+            .replicas
+            .iter()
+            .filter(|e| !busy.contains(e.key()))
+            .filter(|e| {
+                e.value()
+                    .replica
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|r| r.roster.is_empty() && r.used.elapsed() >= REPLICA_LINGER)
+            })
+            .map(|e| e.key().clone())
+            .collect();
+        for session in idle {
+            let removed = shared.replicas.remove_if(&session, |_, c| {
+                c.replica
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|r| r.roster.is_empty() && r.used.elapsed() >= REPLICA_LINGER)
+            });
+            if let Some((_, cell)) = removed {
+                if let Some(r) = cell.replica.lock().as_mut() {
+                    r.gone = true;
+                }
+                cell.applied.send_modify(|_| {});
+                if let Err(e) = unsubscribe_if_unfollowed(&shared, &session).await {
+                    tracing::debug!(%session, error = %e, "unsubscribing failed (a reconnection resubscribes only what is left)");
+                }
             }
-            closed |= published.closed;
-        }
-        held.release(&roster, &mut applied);
-    }
-    for who in applied.slow {
-        let _ =
-            shared.notices.send(Notice::Lost { session: session.clone(), who, node: shared.node.clone() });
-    }
-    if closed {
-        roster.lock().clear();
-    }
-}
-
-/// Whether this node has nothing more to do with a session: no participant, no operation in
-/// progress, no reply pending.
-fn idle(shared: &Shared, session: &SessionId) -> bool {
-    shared.rosters.get(session).is_none_or(|r| r.lock().is_empty())
-        && !shared.interest.contains_key(session)
-        && !shared.pending.iter().any(|p| p.session == *session)
-}
-
-/// Unsubscribes from a session this node has nothing more to do with (its last participant here
-/// left): a node only hears the sessions it holds participants of.
-async fn release_if_idle(shared: &Shared, session: &SessionId) {
-    if !idle(shared, session) {
-        return;
-    }
-    let _gate = shared.gate.lock().await;
-    let name = channel(session.as_str());
-    if !idle(shared, session) || !shared.subscribed.lock().remove(&name) {
-        return;
-    }
-    shared.rosters.remove(session);
-    let sink = shared.sink.lock().clone();
-    if let Some(mut sink) = sink {
-        if let Err(e) = sink.unsubscribe(&name).await {
-            tracing::debug!(%session, error = %e, "unsubscribing failed (the reconnection resubscribes only what is left)");
         }
     }
 }
 
-/// Finds participants held by nodes whose heartbeat expired, for the hub to evict.
-async fn reap(mut conn: ConnectionManager, shared: Arc<Shared>) {
+/// Finds participants held by nodes whose heartbeat expired, for the hub to evict once they had
+/// the reconnection grace to come back.
+async fn reap(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(REAP_EVERY);
+    let mut conn = shared.conn.clone();
     loop {
         tick.tick().await;
         let Ok(ids): redis::RedisResult<Vec<String>> = conn.smembers(SESSIONS).await else { continue };
         let mut alive: HashMap<String, bool> = HashMap::new();
         for id in ids {
-            let Ok(Some(text)): redis::RedisResult<Option<String>> = conn.get(room_key(&id)).await else {
-                continue;
+            // Who is held by which node: from the replica here, or from Redis.
+            let local = shared.replicas.get(id.as_str()).map(|c| Arc::clone(&c));
+            let held: Option<Vec<(ConnectionId, String)>> = match local {
+                Some(cell) => cell.replica.lock().as_ref().map(|r| {
+                    r.room.participants().map(|(who, _, m)| (who.clone(), m.node.clone())).collect()
+                }),
+                None => None,
             };
-            let Ok(room) = serde_json::from_str::<Room>(&text) else { continue };
-            let mut nodes: Vec<String> = room.participants().map(|(_, _, m)| m.node.clone()).collect();
-            nodes.sort();
-            nodes.dedup();
-            for node in nodes {
-                if node == shared.node || alive.contains_key(&node) {
+            let held = match held {
+                Some(held) => held,
+                None => match load(&shared.conn, &id).await {
+                    Ok(Some(Loaded { mut room, log, .. })) => {
+                        for message in log {
+                            if let Ok(op) = serde_json::from_str::<Op>(&message.op) {
+                                if !room.is_closed() {
+                                    let _ = op.run(&mut room);
+                                }
+                            }
+                        }
+                        room.participants().map(|(who, _, m)| (who.clone(), m.node.clone())).collect()
+                    }
+                    _ => continue,
+                },
+            };
+            for (who, node) in held {
+                if node == shared.node {
                     continue;
                 }
-                let exists: bool = conn.exists(node_key(&node)).await.unwrap_or(true);
-                alive.insert(node, exists);
-            }
-            for (who, _, member) in room.participants() {
-                if member.node == shared.node || alive.get(&member.node).copied().unwrap_or(true) {
+                if !alive.contains_key(&node) {
+                    let exists: bool = conn.exists(node_key(&node)).await.unwrap_or(true);
+                    alive.insert(node.clone(), exists);
+                }
+                if alive[&node] {
                     continue;
                 }
-                tracing::info!(session = %id, connection = %who, node = %member.node, "its node stopped: evicting");
-                let lost = Notice::Lost {
-                    session: SessionId::from(id.as_str()),
-                    who: who.clone(),
-                    node: member.node.clone(),
-                };
-                let _ = shared.notices.send(lost);
+                let gone = Notice::NodeGone { session: SessionId::from(id.as_str()), who, node };
+                let _ = shared.notices.send(gone);
             }
         }
     }
@@ -1215,101 +1566,31 @@ mod tests {
         assert_eq!(redact("redis://127.0.0.1:6379/2"), "redis://127.0.0.1:6379/2");
     }
 
-    /// A `redis-server` of its own, on a free port, killed on drop.
-    struct Scratch(std::process::Child, u16);
-
-    impl Scratch {
-        fn start() -> Self {
-            for _ in 0..20 {
-                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-                let mut child = std::process::Command::new("redis-server")
-                    .args([
-                        "--port",
-                        &port.to_string(),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ])
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .expect("redis-server runs (scripts/setup-test-env installs it)");
-                for _ in 0..200 {
-                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                        return Self(child, port);
-                    }
-                    if let Ok(Some(_)) = child.try_wait() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                let _ = child.kill();
-            }
-            panic!("redis-server did not start");
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// Once a participant's signal met the lock, its later ones take the locked path too, even
-    /// with the lock gone, until the node lowers the fence: none overtakes the locked one.
-    #[tokio::test]
-    async fn a_signal_after_a_locked_one_waits_behind_the_fence() {
-        let redis = Scratch::start();
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.1)).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = conn.sadd(members_key("S"), &["x", "r"]).await.unwrap();
-        let mut conn2 = conn.clone();
-        let mut signal = async move |sender: &str| -> (i64, i64) {
-            redis::cmd("EVAL")
-                .arg(SIGNAL)
-                .arg(6)
-                .arg(members_key("S"))
-                .arg(seq_key("S"))
-                .arg(lock_key("S"))
-                .arg(log_key("S"))
-                .arg(channel("S"))
-                .arg(fence_key("S", sender))
-                .arg(sender)
-                .arg("S\nnode\n1\n\"All\"\n")
-                .arg("{\"jsonrpc\":\"2.0\",\"method\":\"sendMessage\",\"params\":{},\"seq\":")
-                .arg(LOG_LENGTH)
-                .query_async(&mut conn2)
-                .await
-                .unwrap()
-        };
-        assert_eq!(signal("x").await, (1, 2));
-        let _: () = conn.set(lock_key("S"), "op").await.unwrap();
-        assert_eq!(signal("x").await, (0, 0), "the session is locked");
-        assert_eq!(signal("").await, (0, 0), "a signal from the server too");
-        let _: () = conn.del(lock_key("S")).await.unwrap();
-        assert_eq!(signal("x").await, (0, 0), "x's fence holds it behind its locked signal");
-        assert_eq!(signal("r").await, (1, 2), "another sender has no fence");
-        assert_eq!(signal("").await, (1, 2), "nor has the server");
-        let _: () = conn.del(fence_key("S", "x")).await.unwrap();
-        assert_eq!(signal("x").await, (1, 2));
-        let seq: u64 = conn.get(seq_key("S")).await.unwrap();
-        assert_eq!(seq, 4, "only the applied signals took numbers");
+    #[test]
+    fn a_message_reads_back() {
+        let m = Message::parse("42\nep\nnode_A\n7\n{\"Leave\":{\"who\":\"a\\nb\"}}").expect("parses");
+        assert_eq!((m.ver, m.epoch.as_str(), m.node.as_str(), m.op_id), (42, "ep", "node_A", 7));
+        assert_eq!(m.op, "{\"Leave\":{\"who\":\"a\\nb\"}}");
+        assert!(Message::parse("1\nbroken").is_none());
+        assert_eq!(session_of(&channel("a}b")), Some("a}b"));
     }
 
     #[test]
-    fn a_signal_message_reads_back_as_its_effects() {
-        let text = "S\nnode_A\n7\n\"All\"\n42\n{\"jsonrpc\":\"2.0\",\"method\":\"sendMessage\",\"params\":{\"data\":\"a\\nb\"},\"seq\":42}";
-        let m = parse_message(text).expect("parses");
-        assert_eq!((m.node.as_str(), m.op), ("node_A", 7));
-        match &m.effects[..] {
-            [WireEffect::Notify { to: Audience::All, seq: 42, frame }, WireEffect::Reply] => {
-                assert!(frame.ends_with(r#""seq":42}"#))
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(parse_message("S\nbroken").is_none());
+    fn a_snapshot_costs_each_operation_o1() {
+        assert_eq!(snapshot_every(10), SNAPSHOT_MIN);
+        assert_eq!(snapshot_every(10_000), 20_000);
+    }
+
+    #[test]
+    fn recent_notifications_replay_what_a_participant_missed() {
+        let mut recent = Recent::default();
+        let (a, b) = (ConnectionId::from("a"), ConnectionId::from("b"));
+        recent.keep(5, &Audience::All, &"n5".into());
+        recent.keep(6, &Audience::AllBut(a.clone()), &"n6".into());
+        recent.keep(7, &Audience::Only(vec![a.clone()]), &"n7".into());
+        assert_eq!(recent.missed(&a, 4, 7), (true, vec!["n5".into(), "n7".into()]));
+        assert_eq!(recent.missed(&b, 5, 7), (true, vec!["n6".into()]));
+        assert!(!recent.missed(&a, 2, 7).0, "5 is the oldest kept: 3 and 4 are gone");
+        assert_eq!(recent.missed(&a, 7, 7), (true, vec![]));
     }
 }

@@ -23,7 +23,7 @@ use signalroom_core::{ConnectionId, Role, RpcSessionId, SessionId};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::broker::{Step, Ticket};
+use crate::broker::Ticket;
 use crate::hub::{Hub, JoinRequest};
 use crate::outbox::{Order, Out, Outbox};
 use crate::refusal::Refusal;
@@ -44,7 +44,6 @@ struct OnWay {
     id: Option<Box<RawValue>>,
     joined: Joined,
     message: SignalMessage,
-    reply: Option<Utf8Bytes>,
     bytes: usize,
 }
 
@@ -82,8 +81,6 @@ pub(crate) struct SocketConn {
     /// ...and what each needs to be finished.
     on_way: VecDeque<OnWay>,
     on_way_bytes: usize,
-    /// One of them met a busy session: the broker holds the rest back until all are taken.
-    fenced: bool,
     /// Signals of this socket are held back by the broker ([`Hub::send_message`]): released
     /// ([`SocketConn::release`]) before the reader waits for the client, and before anything
     /// else is answered, so that the client gets its answers in order.
@@ -118,7 +115,6 @@ impl SocketConn {
             tickets: FuturesOrdered::new(),
             on_way: VecDeque::new(),
             on_way_bytes: 0,
-            fenced: false,
             held: false,
         }
     }
@@ -146,23 +142,17 @@ impl SocketConn {
         }
     }
 
-    /// Finishes the oldest signal on its way: its event, its error reply, or, if it met a busy
-    /// session, the signal itself under the session's lock.
-    pub(super) async fn finish(&mut self, step: Step) {
+    /// Finishes the oldest signal on its way: its event, or its error reply.
+    pub(super) async fn finish(&mut self, outcome: Result<crate::broker::Applied<()>, Refusal>) {
         let Some(signal) = self.on_way.pop_front() else { return };
         self.on_way_bytes -= signal.bytes;
         let (session, from) = (signal.joined.session.as_str(), &signal.joined.connection);
-        let result = match step {
-            Step::Done(Ok(applied)) => {
+        let result = match outcome {
+            Ok(applied) => {
                 self.hub.message_done(session, from, &signal.message, applied).await;
                 Ok(())
             }
-            Step::Done(Err(refusal)) => Err(refusal),
-            Step::Locked => {
-                self.fenced = true;
-                let outbox = Arc::clone(&self.outbox);
-                self.hub.send_message_locked(session, from, &signal.message, &outbox, signal.reply).await
-            }
+            Err(refusal) => Err(refusal),
         };
         if let Err(refusal) = result {
             let refusal = self.for_client(refusal);
@@ -170,10 +160,6 @@ impl SocketConn {
                 Some(id) => self.send_error(Some(&id), &refusal),
                 None => tracing::debug!(error = %refusal, "error on a notification (not answered)"),
             }
-        }
-        if self.fenced && self.on_way.is_empty() {
-            self.hub.unfence(session, from);
-            self.fenced = false;
         }
     }
 
@@ -346,7 +332,7 @@ impl SocketConn {
             let bytes = p.message.len();
             self.on_way_bytes += bytes;
             self.tickets.push_back(ticket);
-            self.on_way.push_back(OnWay { id: self.request_id.take(), joined: me, message, reply, bytes });
+            self.on_way.push_back(OnWay { id: self.request_id.take(), joined: me, message, bytes });
             return Ok(());
         }
         if !self.on_way.is_empty() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::redis_support::{RedisProcess, TestCluster, redis_command, subscribers};
+use crate::redis_support::{RedisProcess, TestCluster, subscribers};
 use crate::support::{Peer, SECRET, TestServer, WAIT};
 
 /// A node that dies must be gone for everybody within this bound (heartbeat TTL 6 s, reaper
@@ -377,56 +377,69 @@ async fn signals_keep_their_order_per_sender_across_nodes() {
     }
 }
 
-/// Signals sent one after another without waiting are handed to Redis many at a time; those that
-/// meet the session's lock (held here by hand, as an operation of another node holds it) take the
-/// locked path, and the later ones, which Redis would otherwise apply at once, wait behind them.
+/// Many REST calls creating connections in one session at once, on every node, are each applied
+/// once: nothing is refused for contention (no 503), and every token is distinct.
 #[tokio::test]
-async fn signals_that_meet_a_busy_session_keep_their_order() {
-    const N: usize = 100;
-    let mut c = TestCluster::start(2).await;
-    let port = c.redis().port();
-    let (a, b) = (c.node(0), c.node(1));
-    a.create_session("S1").await;
-    let mut x = join_on(a, a, "S1", "x").await;
-    let mut r = join_on(b, a, "S1", "r").await;
-    let xid = x.connection_id.clone();
-    let fence = format!("sr:fence:S1:{xid}");
-    let numbered = |range: std::ops::Range<usize>| {
-        range.map(|i| json!({"message": json!({"data": format!("x{i}"), "type": "signal:seq"}).to_string()}))
-    };
-    for id in x.requests("sendMessage", numbered(0..N)).await {
-        x.response(id).await.unwrap();
+async fn concurrent_connections_for_one_session_on_every_node_are_never_refused() {
+    const N: usize = 300;
+    let c = TestCluster::start(3).await;
+    c.node(0).create_session("S").await;
+    let calls = (0..N).map(|i| {
+        let node = c.node(i % c.nodes.len());
+        async move { node.post("/sessions/S/connection", json!({})).await }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let mut tokens = std::collections::HashSet::new();
+    for (status, body) in answers {
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(tokens.insert(body["token"].as_str().unwrap().to_owned()), "a token minted twice");
     }
-    assert_eq!(redis_command(port, &["SET", "sr:lock:S1", "held-by-the-test", "PX", "10000"]), "+OK");
-    // One burst: the node hands many over before it learns that the first met the lock.
-    let mut ids = x.requests("sendMessage", numbered(N..3 * N)).await;
-    let deadline = Instant::now() + WAIT;
-    while redis_command(port, &["EXISTS", &fence]) != ":1" {
-        assert!(Instant::now() < deadline, "a signal that met the lock raises its sender's fence");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let (_, session) = c.node(1).get("/sessions/S?pendingConnections=true").await;
+    assert_eq!(ids(&session).len(), N, "every connection is in the session");
+}
+
+/// Joins of one session in flight at once on every node, as a crowd arriving: every one succeeds
+/// (none refused for contention), each once, and every participant is told of everyone who
+/// joined after it, in the same order on every node.
+#[tokio::test]
+async fn a_crowd_joining_one_session_across_nodes_is_never_refused() {
+    const N: usize = 150;
+    let c = TestCluster::start(3).await;
+    c.node(0).create_session("S").await;
+    let mut tokens = Vec::with_capacity(N);
+    for i in 0..N {
+        tokens.push(c.node(i % 3).connection("S", json!({})).await);
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(redis_command(port, &["DEL", "sr:lock:S1"]), ":1", "nobody took the lock meanwhile");
-    // Sent while the node works through the locked ones: they must not overtake them.
-    ids.extend(x.requests("sendMessage", numbered(3 * N..4 * N)).await);
-    for id in ids {
-        x.response(id).await.unwrap();
-    }
-    for p in [&mut r, &mut x] {
-        let mut got = Vec::new();
-        while got.len() < 4 * N {
-            let m = p.notification("sendMessage").await;
-            assert_eq!(m["from"], xid.as_str(), "{m}");
-            got.push(m["data"].as_str().unwrap().to_owned());
+    let joins = tokens.iter().enumerate().map(|(i, (token, cid))| {
+        let node = c.node(i % 3);
+        async move {
+            let mut peer = Peer::open(&node.url, "S").await;
+            let answer =
+                peer.join(token, "S", &format!("p{i}")).await.unwrap_or_else(|e| panic!("join {i}: {e}"));
+            assert_eq!(answer["id"], cid.as_str());
+            let before: Vec<String> = answer["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_owned())
+                .collect();
+            (peer, before)
         }
-        assert_eq!(got, (0..4 * N).map(|i| format!("x{i}")).collect::<Vec<_>>());
+    });
+    let mut joined = futures_util::future::join_all(joins).await;
+    // The order of the joins, as the last joiner's answer and the others' notifications tell it.
+    let everyone: usize = joined.iter().map(|(_, before)| before.len()).max().unwrap();
+    assert_eq!(everyone, N - 1, "the last joiner's answer lists everyone before it");
+    for (peer, before) in &mut joined {
+        let mut after = Vec::new();
+        while before.len() + 1 + after.len() < N {
+            let n = peer.notification("participantJoined").await;
+            after.push(n["id"].as_str().unwrap().to_owned());
+        }
+        assert!(after.iter().all(|a| !before.contains(a)), "told of a join it was answered with");
     }
-    // Once they were all taken, the fence came down: the next signal goes the fast way.
-    let deadline = Instant::now() + WAIT;
-    while redis_command(port, &["EXISTS", &fence]) != ":0" {
-        assert!(Instant::now() < deadline, "the fence comes down");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (_, session) = c.node(2).get("/sessions/S").await;
+    assert_eq!(ids(&session).len(), N);
 }
 
 /// Sends `n` broadcasts `{tag}0`… without waiting for replies, then checks every reply.
@@ -557,9 +570,12 @@ impl Drop for NodeProcess {
     }
 }
 
+/// A killed node's participants are given the reconnection grace that a dropped socket gets,
+/// counted from when the others find the node gone, then leave for everybody.
 #[tokio::test]
 async fn a_killed_node_s_participants_leave_for_everybody_within_the_bound() {
-    let c = TestCluster::start(1).await;
+    let grace = Duration::from_secs(2);
+    let c = TestCluster::start_with(1, |c| c.reconnection_grace = grace).await;
     let a = c.node(0);
     let mut doomed = NodeProcess::start(&c.broker_url()).await;
     a.create_session("S1").await;
@@ -571,10 +587,11 @@ async fn a_killed_node_s_participants_leave_for_everybody_within_the_bound() {
 
     doomed.kill();
     let killed = Instant::now();
+    let bound = NODE_DEATH_BOUND + grace;
     let left = loop {
-        let remaining = NODE_DEATH_BOUND.saturating_sub(killed.elapsed());
+        let remaining = bound.saturating_sub(killed.elapsed());
         match alice.read_frame_within(remaining).await {
-            Err(()) => panic!("no participantLeft for {bob_id} within {NODE_DEATH_BOUND:?} of the SIGKILL"),
+            Err(()) => panic!("no participantLeft for {bob_id} within {bound:?} of the SIGKILL"),
             Ok(None) => panic!("alice's socket closed"),
             Ok(Some(f)) if f["method"] == "participantLeft" => break f["params"].clone(),
             Ok(Some(_)) => {}
@@ -582,6 +599,7 @@ async fn a_killed_node_s_participants_leave_for_everybody_within_the_bound() {
     };
     let took = killed.elapsed();
     eprintln!("node death: participantLeft {:.2} s after the SIGKILL", took.as_secs_f64());
+    assert!(took >= grace, "left {took:?} after the SIGKILL: before its reconnection grace");
     assert_eq!(left, json!({"connectionId": bob_id, "reason": "networkDisconnect"}));
     let (_, s) = a.get("/sessions/S1").await;
     assert_eq!(ids(&s), [alice.connection_id.as_str()], "{s}");
@@ -712,19 +730,19 @@ async fn a_node_hears_a_session_only_while_it_holds_participants_of_it() {
     let (a, b) = (c.node(0), c.node(1));
     a.create_session("S").await;
     let mut on_a = join_on(a, a, "S", "a").await;
-    assert_eq!(subscribers(port, "sr:fx:S"), 1, "only node A holds a participant");
+    assert_eq!(subscribers(port, "sr:{S}:fx"), 1, "only node A holds a participant");
     let mut on_b = join_on(b, a, "S", "b").await;
-    assert_eq!(subscribers(port, "sr:fx:S"), 2);
+    assert_eq!(subscribers(port, "sr:{S}:fx"), 2);
     on_b.call("leaveRoom", Some(json!({}))).await.unwrap();
     on_a.notification("participantLeft").await;
     let deadline = Instant::now() + WAIT;
-    while subscribers(port, "sr:fx:S") != 1 {
+    while subscribers(port, "sr:{S}:fx") != 1 {
         assert!(Instant::now() < deadline, "node B still subscribes after its last participant left");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Signals still flow on node A, and node B hears the session again once somebody joins there.
     let mut again = join_on(b, b, "S", "again").await;
-    assert_eq!(subscribers(port, "sr:fx:S"), 2);
+    assert_eq!(subscribers(port, "sr:{S}:fx"), 2);
     on_a.signal(&[], "hello", "signal:chat").await.unwrap();
     assert_eq!(again.notification("sendMessage").await["data"], "hello");
 }
