@@ -182,6 +182,14 @@ struct ServeArgs {
     #[arg(long, env = "SIGNALROOM_RECONNECTION_GRACE_SECS",
           default_value_t = signalroom_core::limits::RECONNECTION_GRACE_SECS)]
     reconnection_grace_secs: u64,
+    /// With --broker, SIGTERM drains the node: its sockets are closed over this many seconds (so
+    /// that the other nodes are not hit by every reconnection at once) and their participants
+    /// resume on the other nodes.
+    #[arg(long, env = "SIGNALROOM_DRAIN_WINDOW_SECS", default_value_t = 5)]
+    drain_window_secs: u64,
+    /// A draining node exits at the latest this many seconds after SIGTERM.
+    #[arg(long, env = "SIGNALROOM_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    drain_timeout_secs: u64,
     /// Seconds between garbage collections of never-joined sessions (0 disables).
     #[arg(long, env = "OPENVIDU_SESSIONS_GARBAGE_INTERVAL", default_value_t = 900)]
     session_gc_interval_secs: u64,
@@ -383,6 +391,8 @@ async fn serve(mut args: ServeArgs) -> u8 {
         max_connections: args.max_connections,
         max_sessions: args.max_sessions,
         reconnection_grace: Duration::from_secs(args.reconnection_grace_secs),
+        drain_window: Duration::from_secs(args.drain_window_secs),
+        drain_timeout: Duration::from_secs(args.drain_timeout_secs),
         session_gc_interval: Duration::from_secs(args.session_gc_interval_secs),
         session_gc_threshold: Duration::from_secs(args.session_gc_threshold_secs),
         broker: args.broker,
@@ -416,9 +426,17 @@ async fn serve(mut args: ServeArgs) -> u8 {
         server.shutdown().await;
         return EXIT_FAILURE;
     }
-    stop.await;
-    tracing::info!("stopping: evicting participants with openviduServerStopped");
-    server.shutdown().await;
+    tokio::select! {
+        () = stop => {}
+        () = server.drain_asked() => tracing::info!("asked to drain"),
+    }
+    if server.can_drain() {
+        tracing::info!("draining: participants resume on the other nodes");
+        server.drain().await;
+    } else {
+        tracing::info!("stopping: evicting participants with openviduServerStopped");
+        server.shutdown().await;
+    }
     0
 }
 

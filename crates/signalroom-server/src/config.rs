@@ -51,6 +51,11 @@ pub struct Config {
     pub send_queue_bytes: usize,
     /// How long a participant whose socket dropped is kept for a reconnection.
     pub reconnection_grace: Duration,
+    /// A draining node (one sharing its sessions, stopped on purpose) closes its sockets spread
+    /// over this long, so that the other nodes are not hit by every reconnection at once.
+    pub drain_window: Duration,
+    /// A draining node stops at the latest this long after it began, sockets closed or not.
+    pub drain_timeout: Duration,
     /// How often never-joined sessions are garbage-collected; zero disables.
     pub session_gc_interval: Duration,
     /// Age after which a never-joined session is garbage-collected.
@@ -107,6 +112,8 @@ impl Config {
             send_queue_capacity: DEFAULT_SEND_QUEUE,
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
             reconnection_grace: Duration::from_secs(limits::RECONNECTION_GRACE_SECS),
+            drain_window: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
             session_gc_interval: Duration::from_secs(900),
             session_gc_threshold: Duration::from_secs(3600),
             linger_close: Duration::from_secs(10),

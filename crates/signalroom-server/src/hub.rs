@@ -28,6 +28,15 @@ const EVENT_BUFFER: usize = 4096;
 /// How long a stop waits for its evictions to come back from a shared broker to the sockets.
 const EVICTIONS_DELIVERED: Duration = Duration::from_secs(1);
 
+/// Why a socket must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// The server stops (its participants were evicted).
+    Stop,
+    /// The node drains: the participant resumes elsewhere.
+    Drain,
+}
+
 /// Who joins, from which socket.
 pub(crate) struct JoinRequest {
     pub session: String,
@@ -59,6 +68,10 @@ pub(crate) struct Hub {
     /// Set once a stopping server has evicted its participants: every socket closes then.
     closing: AtomicBool,
     close_sockets: tokio::sync::Notify,
+    /// Set when the node drains: when, and over how long its sockets are closed.
+    drain: std::sync::OnceLock<(tokio::time::Instant, Duration)>,
+    /// Somebody asked this node to drain (`POST /openvidu/api/signalroom/drain`).
+    drain_asked: tokio::sync::Notify,
     /// Open sockets' outboxes, for the metrics (read at scrape time).
     sockets: dashmap::DashMap<u64, Weak<Outbox>>,
     /// Signals counted where they happen (a few relaxed additions), for the metrics: an event per
@@ -97,6 +110,8 @@ impl Hub {
             socket_closed: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
             close_sockets: tokio::sync::Notify::new(),
+            drain: std::sync::OnceLock::new(),
+            drain_asked: tokio::sync::Notify::new(),
             sockets: dashmap::DashMap::new(),
             signal_counts: crate::metrics::SignalCounts::default(),
             frame_counts: Arc::default(),
@@ -373,16 +388,87 @@ impl Hub {
         self.close_sockets.notify_waiters();
     }
 
-    /// Resolves once the server is stopping and its participants were evicted: every socket
-    /// then closes.
-    pub(crate) async fn sockets_must_close(&self) {
-        loop {
+    /// Resolves when socket `id` must close: the server stopped and evicted its participants,
+    /// or it drains and this socket's turn came (the turns spread over the drain window).
+    pub(crate) async fn socket_must_close(&self, id: u64) -> Closing {
+        let drain = loop {
             let told = self.close_sockets.notified();
             if self.closing.load(Ordering::SeqCst) {
-                return;
+                return Closing::Stop;
+            }
+            if let Some(drain) = self.drain.get() {
+                break *drain;
             }
             told.await;
+        };
+        let (began, window) = drain;
+        // A fraction of the window, the same for a socket whatever the order sockets look.
+        let spread = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+        tokio::select! {
+            () = Box::pin(tokio::time::sleep_until(began + window.mul_f64(spread))) => Closing::Drain,
+            () = async {
+                loop {
+                    let told = self.close_sockets.notified();
+                    if self.closing.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    told.await;
+                }
+            } => Closing::Stop,
         }
+    }
+
+    /// Whether the node takes new work: not stopping, not draining.
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.is_stopping() && self.drain.get().is_none()
+    }
+
+    /// Asks the process to drain this node, as SIGTERM does; `false` with the broker in this
+    /// process (nowhere to go).
+    pub(crate) fn ask_drain(&self) -> bool {
+        if matches!(self.broker, AnyBroker::Local(_)) {
+            return false;
+        }
+        self.drain_asked.notify_one();
+        true
+    }
+
+    /// Resolves once somebody asked this node to drain ([`Hub::ask_drain`]).
+    pub(crate) async fn drain_asked(&self) {
+        self.drain_asked.notified().await;
+    }
+
+    /// Whether the node drains.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.drain.get().is_some()
+    }
+
+    /// Begins draining, with a shared broker: the node is not ready, takes no new sockets, and
+    /// closes its sockets over `window` as a network drop, keeping their participants, which
+    /// resume on another node. `false` with the broker in this process (nowhere to go).
+    pub(crate) fn begin_drain(&self, window: Duration) -> bool {
+        if matches!(self.broker, AnyBroker::Local(_)) {
+            return false;
+        }
+        if self.drain.set((tokio::time::Instant::now(), window)).is_ok() {
+            tracing::info!(sockets = self.sockets.len(), "draining: closing sockets over {window:?}");
+            self.close_sockets.notify_waiters();
+        }
+        true
+    }
+
+    /// Participant `who`'s socket on this node is closed for a drain: it is left to resume on
+    /// another node, which replays what it was not written here.
+    pub(crate) async fn hand_off(&self, session: &SessionId, who: &ConnectionId) {
+        self.broker.hand_off(session.as_str(), who).await;
+    }
+
+    /// Stops a drained node: the sockets still open are closed, nobody is evicted (those who did
+    /// not come back elsewhere are, once the other nodes find this one gone and the grace passed).
+    pub(crate) async fn retire(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.close_sockets.notify_waiters();
+        self.broker.retire().await;
     }
 
     /// Removes sessions nobody joined that are older than the threshold; returns how many.

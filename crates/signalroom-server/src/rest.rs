@@ -44,6 +44,7 @@ pub(crate) fn router(state: Arc<Hub>) -> Router<Arc<Hub>> {
         .route("/config/openvidu-recording", get(|| async { "false" }))
         .route("/config/openvidu-recording-path", get(|| async { "" }))
         .route("/config/openvidu-cdr", get(|| async { "false" }))
+        .route("/signalroom/drain", post(drain))
         .fallback(|| async { ApiError::from(Refusal::NoEndpoint) })
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), basic_auth));
     let body_limit = state.config.max_rest_body_bytes;
@@ -150,6 +151,19 @@ async fn render_errors(AxumState(hub): Shared, request: Request, next: Next) -> 
         return r;
     }
     response
+}
+
+/// `POST /signalroom/drain` (a signalroom extension): this node drains as on SIGTERM, then
+/// exits. 202 once asked; 409 for a node whose sessions live in its own process (it has nowhere
+/// to send its participants: stop it instead, which ends their sessions as OpenVidu does).
+async fn drain(AxumState(hub): Shared) -> Response {
+    if hub.ask_drain() {
+        (StatusCode::ACCEPTED, Json(json!({"draining": true}))).into_response()
+    } else {
+        let message =
+            "this node shares no sessions (no --broker): it has nowhere to drain to; stop it instead";
+        (StatusCode::CONFLICT, Json(json!({"status": 409, "message": message}))).into_response()
+    }
 }
 
 /// HTTP Basic `OPENVIDUAPP:<secret>`, compared in constant time.

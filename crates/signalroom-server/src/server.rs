@@ -275,10 +275,48 @@ impl Server {
         self.hub.subscribe()
     }
 
+    /// Resolves once somebody asked this node to drain (`POST /openvidu/api/signalroom/drain`,
+    /// which `signalroom drain` sends); the caller then calls [`Server::drain`].
+    pub async fn drain_asked(&self) {
+        self.hub.drain_asked().await
+    }
+
+    /// Whether this node can drain: it shares its sessions with other nodes (a broker).
+    pub fn can_drain(&self) -> bool {
+        self.hub.config.broker.is_some()
+    }
+
+    /// Drains, then stops (a node sharing its sessions through a broker; with none, the same as
+    /// [`Server::shutdown`]): `/health/ready` answers 503 and new sockets are refused, so that the
+    /// balancer sends nothing new here; each socket is closed (1012, after what is queued for it)
+    /// at its turn in the drain window, as a network drop: its client reconnects, to another node,
+    /// where its participant resumes with what it missed replayed, nobody told it left. Returns
+    /// once every socket closed, or at the drain timeout; those who did not come back elsewhere
+    /// within the reconnection grace are removed by the other nodes.
+    pub async fn drain(self) {
+        let (window, timeout) = (self.hub.config.drain_window, self.hub.config.drain_timeout);
+        if !self.hub.begin_drain(window) {
+            return self.shutdown().await;
+        }
+        if !self.hub.sockets_closed(timeout).await {
+            tracing::warn!("drain timeout: closing the sockets still open");
+        }
+        self.hub.retire().await;
+        self.stop_serving().await;
+        tracing::info!("drained and stopped");
+    }
+
     /// Stops gracefully: every participant is evicted with `openviduServerStopped`, sockets are
     /// flushed and closed, then the listener stops.
     pub async fn shutdown(self) {
         self.hub.stop().await;
+        self.stop_serving().await;
+        tracing::info!("server stopped");
+    }
+
+    /// Once the participants were evicted or drained: sockets closed, webhooks flushed, tasks and
+    /// listener stopped.
+    async fn stop_serving(self) {
         self.trim.abort();
         if let Some(gc) = self.gc {
             gc.abort();
@@ -301,7 +339,21 @@ impl Server {
             Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("server did not stop in time"),
         }
-        tracing::info!("server stopped");
+    }
+}
+
+/// `GET /health/ready`: 200 while the node takes new work (and reaches its broker); 503 while it
+/// drains or stops, or Redis does not answer: a balancer's health check sends it nothing new.
+async fn ready(axum::extract::State(hub): axum::extract::State<Arc<Hub>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let broker = hub.broker_ping().await;
+    match broker {
+        _ if hub.is_draining() => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining").into_response(),
+        _ if !hub.is_ready() => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response(),
+        Some(Err(e)) => {
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("broker unreachable: {e}")).into_response()
+        }
+        _ => "ready".into_response(),
     }
 }
 
@@ -314,6 +366,8 @@ fn router(hub: Arc<Hub>, metrics: Option<Arc<Metrics>>) -> Router {
     }
     let mut app = Router::new()
         .route("/openvidu", get(crate::ws::upgrade))
+        .route("/health/live", get(|| async { "live" }))
+        .route("/health/ready", get(ready))
         .nest("/openvidu/api", rest)
         .merge(crate::page::router());
     if let Some(metrics) = metrics {

@@ -280,6 +280,10 @@ impl Broker for LocalBroker {
         self.sessions.len()
     }
 
+    async fn hand_off(&self, _session: &str, _who: &ConnectionId) {}
+
+    async fn retire(&self) {}
+
     fn node(&self) -> &str {
         "local"
     }

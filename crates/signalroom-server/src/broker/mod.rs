@@ -178,6 +178,15 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// The number of open sessions.
     fn session_count(&self) -> impl Future<Output = usize> + Send;
 
+    /// Participant `who`'s socket on this node closes for a drain: nothing more is queued for it
+    /// here, and a reconnection on another node replays everything after what was queued (a
+    /// broker in one process never drains).
+    fn hand_off(&self, session: &str, who: &ConnectionId) -> impl Future<Output = ()> + Send;
+
+    /// This node stops for good: the others are told at once rather than when its heartbeat
+    /// expires.
+    fn retire(&self) -> impl Future<Output = ()> + Send;
+
     /// This node's id, recorded with each participant whose socket it holds.
     fn node(&self) -> &str;
 
@@ -344,6 +353,14 @@ impl Broker for AnyBroker {
 
     async fn session_count(&self) -> usize {
         each_async!(self, b => b.session_count())
+    }
+
+    async fn hand_off(&self, session: &str, who: &ConnectionId) {
+        each_async!(self, b => b.hand_off(session, who))
+    }
+
+    async fn retire(&self) {
+        each_async!(self, b => b.retire())
     }
 
     async fn adopt(

@@ -160,6 +160,15 @@ fn key(id: &str, what: &str) -> String {
     format!("sr:{{{id}}}:{what}")
 }
 
+/// How far a drained socket was written (its participant's resume on another node replays the
+/// rest).
+fn drained_key(id: &str, who: &str) -> String {
+    key(id, &format!("drained:{who}"))
+}
+
+/// How long the record of a drained socket is kept: longer than any reconnection grace.
+const DRAINED_TTL: Duration = Duration::from_secs(300);
+
 fn rpc_key(rpc: &str) -> String {
     format!("sr:rpc:{rpc}")
 }
@@ -1196,6 +1205,31 @@ impl Broker for RedisBroker {
         again(&self.shared.conn, |mut conn| async move { conn.scard(SESSIONS).await }).await.unwrap_or(0)
     }
 
+    async fn hand_off(&self, session: &str, who: &ConnectionId) {
+        let Some(cell) = self.shared.replicas.get(session).map(|c| Arc::clone(&c)) else { return };
+        // Everything numbered up to here was queued for it; nothing after will be.
+        let written = {
+            let mut guard = cell.replica.lock();
+            let Some(replica) = guard.as_mut() else { return };
+            replica.roster.shift_remove(who);
+            replica.room.last_seq()
+        };
+        let mut conn = self.shared.conn.clone();
+        let recorded: redis::RedisResult<()> =
+            conn.set_ex(drained_key(session, who.as_str()), written, DRAINED_TTL.as_secs()).await;
+        if let Err(e) = recorded {
+            tracing::warn!(session, connection = %who, error = %e, "cannot record how far a drained socket was written");
+        }
+    }
+
+    async fn retire(&self) {
+        let mut conn = self.shared.conn.clone();
+        let gone: redis::RedisResult<()> = conn.del(node_key(&self.shared.node)).await;
+        if let Err(e) = gone {
+            tracing::warn!(error = %e, "cannot tell the other nodes that this one stops");
+        }
+    }
+
     fn node(&self) -> &str {
         &self.shared.node
     }
@@ -1209,6 +1243,20 @@ impl Broker for RedisBroker {
         reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
     ) -> Result<Resumed, Refusal> {
         let cell = self.replica(session).await.map_err(|_| Refusal::Reconnection)?;
+        // A client that does not say what it got (openvidu-browser) resumes after what a
+        // drained node wrote to it.
+        let last_seq = match last_seq {
+            Some(last) => Some(last),
+            None => {
+                let mut conn = self.shared.conn.clone();
+                redis::cmd("GETDEL")
+                    .arg(drained_key(session, who.as_str()))
+                    .query_async::<Option<u64>>(&mut conn)
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        };
         let (done, resumed) = oneshot::channel();
         let op = Op::Relocate { who: who.clone(), node: self.shared.node.clone() };
         let numbered = self.hand_over(

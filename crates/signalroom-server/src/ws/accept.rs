@@ -83,7 +83,9 @@ where
             let first = tokio::time::timeout(timeout, read_head(&mut stream, &mut head))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no complete request head in time"))??;
-            let (Ok(peer), First::Upgrade { len, accept, real_ip }) = (peer, first) else {
+            // (A node that is not ready leaves upgrades to the route, which refuses them.)
+            let (Ok(peer), First::Upgrade { len, accept, real_ip }, true) = (peer, first, hub.is_ready())
+            else {
                 return Ok((Replay::new(head, stream), service));
             };
             let ip = client_ip(real_ip.as_deref(), peer);

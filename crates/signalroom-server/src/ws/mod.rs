@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::either::Either;
 
-use crate::hub::Hub;
+use crate::hub::{Closing, Hub};
 use crate::outbox::{Order, Out};
 use crate::refusal::Refusal;
 use crate::util::{client_ip, rpc_session_id};
@@ -95,6 +95,10 @@ pub(crate) async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
 ) -> HttpResponse {
+    if !hub.is_ready() {
+        // Draining or stopping: the balancer (or the client's next attempt) finds another node.
+        return (StatusCode::SERVICE_UNAVAILABLE, "this node is not taking new sockets").into_response();
+    }
     let headers = req.headers();
     let accept = match accept_key(req.method() == Method::GET, |name| {
         headers.get_all(name).into_iter().map(HeaderValue::as_bytes)
@@ -199,8 +203,11 @@ async fn run(hub: Arc<Hub>, io: Io, ip: String, early: Vec<u8>) {
     let mut stream = stream;
     let (writer_ended, linger) = read_loop(&mut conn, &mut stream, &mut writer).await;
     let stream = linger.then_some(stream);
-    // Signals still on their way through the broker are finished (a busy session's included).
+    // Signals still on their way through the broker are finished.
     conn.drain().await;
+    if conn.drained {
+        conn.hand_off().await;
+    }
     // The writer writes what is queued (a close frame the reader asked for included), then ends;
     // only then is the participant's outbox left for a reconnection.
     let _ = done_tx.send(());
@@ -269,7 +276,7 @@ async fn read_loop(
     let join_by = (!join_timeout.is_zero()).then(|| opened + join_timeout);
     let mut framed = false;
     let hub = Arc::clone(&conn.hub);
-    let must_close = hub.sockets_must_close();
+    let must_close = hub.socket_must_close(conn.id);
     tokio::pin!(must_close);
     // Frames handled since the reader last waited for the client.
     let mut in_row = 0usize;
@@ -304,8 +311,11 @@ async fn read_loop(
                         Box::pin(conn.finish(step)).await;
                         continue;
                     }
-                    () = &mut must_close => {
-                        conn.push(Out::Order(Order::Close { code: 1001, reason: "server stopping" }));
+                    why = &mut must_close => {
+                        match why {
+                            Closing::Stop => conn.push(Out::Order(Order::Close { code: 1001, reason: "server stopping" })),
+                            Closing::Drain => conn.drained = true,
+                        }
                         break;
                     }
                     stalled = &mut *writer => {

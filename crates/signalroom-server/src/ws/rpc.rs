@@ -69,6 +69,8 @@ pub(crate) struct SocketConn {
     /// Our own outbox overflowed, or a write stalled: the client does not read. The socket is
     /// dropped, and its participant evicted at once.
     pub(super) overflowed: bool,
+    /// The node drains: the socket closes as a network drop, its participant resuming elsewhere.
+    pub(super) drained: bool,
     /// A `joinRoom` or `connect` succeeded on this socket (the join deadline is met).
     pub(super) joined_once: bool,
     /// The client acknowledges notifications (`lastSeq` in a ping): what is written to its
@@ -109,6 +111,7 @@ impl SocketConn {
             ping_interval_ms: None,
             ping_deadline: None,
             overflowed: false,
+            drained: false,
             joined_once: false,
             acks: false,
             request_id: None,
@@ -419,6 +422,16 @@ impl SocketConn {
         self.joined_once = true;
         self.joined = Some(Joined { session, connection });
         Ok(())
+    }
+
+    /// The node drains: the participant is left to resume on another node (which replays what
+    /// was not queued here), and the socket closes after what is queued, with 1012 (service
+    /// restart): its client reconnects, as after a network drop.
+    pub(super) async fn hand_off(&mut self) {
+        if let Some(joined) = self.joined.clone() {
+            self.hub.hand_off(&joined.session, &joined.connection).await;
+        }
+        self.push(Out::Order(Order::Close { code: 1012, reason: "server restarting: reconnect" }));
     }
 
     /// The socket is gone. A participant that did not leave is kept for the reconnection grace

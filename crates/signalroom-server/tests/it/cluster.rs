@@ -780,3 +780,150 @@ async fn redis_process_helper_answers_ping_and_restarts_empty() {
     assert!(crate::redis_support::ping(redis.port()));
     assert!(redis.url().starts_with("redis://127.0.0.1:"));
 }
+
+// ---- draining and rolling restarts ------------------------------------------------------------
+
+/// Reconnects `peer` on `node` as openvidu-browser does (no `lastSeq`): the same participant,
+/// its connection id kept.
+async fn resume_on(peer: &Peer, node_url: &str, session: &str) -> Peer {
+    let mut again = Peer::open(node_url, session).await;
+    let r = again.call("connect", Some(json!({"sessionId": peer.rpc_id, "reconnect": true}))).await;
+    r.unwrap_or_else(|e| panic!("{} resumes on {node_url}: {e}", peer.connection_id));
+    again.connection_id = peer.connection_id.clone();
+    again.rpc_id = peer.rpc_id.clone();
+    again
+}
+
+/// Sends signal `i` to `to` until it is answered, reconnecting on `fallback` if its node
+/// closes the socket first (a signal the node did not read before closing was not applied).
+async fn send_surely(sender: &mut Peer, fallback: &str, to: &str, i: usize) {
+    let message = json!({"to": [to], "data": format!("m{i}"), "type": "signal:seq"}).to_string();
+    loop {
+        let id = sender.next_request_id();
+        let frame =
+            json!({"jsonrpc": "2.0", "method": "sendMessage", "id": id, "params": {"message": message}});
+        if sender.try_send_text(frame.to_string()).await {
+            loop {
+                match sender.read_frame().await {
+                    Some(f) if f["id"] == id => {
+                        assert!(f.get("error").is_none(), "signal {i} refused: {f}");
+                        return;
+                    }
+                    Some(f) => assert_ne!(f["method"], "participantLeft", "{f}"),
+                    None => break,
+                }
+            }
+        }
+        *sender = resume_on(sender, fallback, "S").await;
+    }
+}
+
+/// What `peer` receives until its socket closes: the data of each signal; asserts nobody left.
+async fn until_closed(peer: &mut Peer, got: &mut Vec<String>) {
+    for f in std::mem::take(&mut peer.pending) {
+        note(&f, got);
+    }
+    while let Some(f) = peer.read_frame().await {
+        note(&f, got);
+    }
+}
+
+fn note(f: &Value, got: &mut Vec<String>) {
+    assert_ne!(f["method"], "participantLeft", "nobody leaves in a rolling restart: {f}");
+    assert_ne!(f["method"], "participantEvicted", "{f}");
+    if f["method"] == "sendMessage" {
+        got.push(f["params"]["data"].as_str().unwrap().to_owned());
+    }
+}
+
+/// A rolling restart: each node in turn drains (as on SIGTERM), and a new node takes its place,
+/// while a participant streams signals to another. Whoever was on a draining node resumes on
+/// another as openvidu-browser does (no `lastSeq`), keeps its connection id, and misses
+/// nothing: every signal arrives once, in order, and nobody is told anybody left.
+#[tokio::test]
+async fn a_rolling_restart_of_every_node_loses_nothing() {
+    const EACH: usize = 40;
+    let tweak = |c: &mut signalroom_server::Config| c.drain_window = Duration::from_millis(300);
+    let mut c = TestCluster::start_with(2, tweak).await;
+    let broker = c.broker_url();
+    let (a_url, b_url) = (c.node(0).url.clone(), c.node(1).url.clone());
+    c.node(0).create_session("S").await;
+    let mut receiver = join_on(c.node(0), c.node(0), "S", "receiver").await;
+    let mut sender = join_on(c.node(1), c.node(0), "S", "sender").await;
+    let rid = receiver.connection_id.clone();
+    let mut got = Vec::new();
+    for i in 0..EACH {
+        send_surely(&mut sender, &b_url, &rid, i).await;
+    }
+
+    // Node A drains while signals keep coming.
+    let a = c.nodes[0].server.take().expect("node A runs");
+    let drained = tokio::spawn(a.drain());
+    until_closed(&mut receiver, &mut got).await;
+    // Sent while the receiver is away: replayed when it comes back.
+    for i in EACH..2 * EACH {
+        send_surely(&mut sender, &b_url, &rid, i).await;
+    }
+    let mut receiver = resume_on(&receiver, &b_url, "S").await;
+    drained.await.expect("node A drained");
+    let a2 = TestServer::single_with(|c| {
+        c.broker = Some(broker.clone());
+        tweak(c);
+    })
+    .await;
+    let (status, _) = a2.get("/sessions/S").await;
+    assert_eq!(status, StatusCode::OK, "the new node serves the session");
+
+    // Then node B, which holds both of them now.
+    let b = c.nodes[1].server.take().expect("node B runs");
+    let drained = tokio::spawn(b.drain());
+    until_closed(&mut receiver, &mut got).await;
+    for i in 2 * EACH..3 * EACH {
+        send_surely(&mut sender, &a2.url, &rid, i).await;
+    }
+    let mut receiver = resume_on(&receiver, &a2.url, "S").await;
+    drained.await.expect("node B drained");
+    send_surely(&mut sender, &a2.url, &rid, 3 * EACH).await;
+    while got.len() <= 3 * EACH {
+        let f = receiver.read_frame().await.expect("the receiver's socket stays open");
+        note(&f, &mut got);
+    }
+    let expected: Vec<String> = (0..=3 * EACH).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, expected, "every signal once, in order");
+    let (_, session) = a2.get("/sessions/S").await;
+    assert_eq!(ids(&session).len(), 2, "both still in: {session}");
+    let _ = (&a_url, &mut sender);
+}
+
+/// A draining node says so on `/health/ready` (503) while `/health/live` stays 200, and refuses
+/// new sockets; a node of one process has nowhere to drain to.
+#[tokio::test]
+async fn a_draining_node_is_not_ready_and_takes_no_new_socket() {
+    let mut c = TestCluster::start_with(2, |c| c.drain_window = Duration::from_secs(3)).await;
+    c.node(0).create_session("S").await;
+    let _held = join_on(c.node(0), c.node(0), "S", "x").await;
+    let url = c.node(0).url.clone();
+    let http = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move { http.get(format!("{url}{path}")).send().await.map(|r| r.status()).ok() }
+    };
+    assert_eq!(status("/health/ready").await, Some(StatusCode::OK));
+    let a = c.nodes[0].server.take().expect("node A runs");
+    let drained = tokio::spawn(a.drain());
+    let deadline = Instant::now() + WAIT;
+    while status("/health/ready").await != Some(StatusCode::SERVICE_UNAVAILABLE) {
+        assert!(Instant::now() < deadline, "/health/ready still answers while draining");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status("/health/live").await, Some(StatusCode::OK));
+    let refused =
+        tokio_tungstenite::connect_async(format!("{}/openvidu?sessionId=S", url.replacen("http", "ws", 1)))
+            .await;
+    assert!(refused.is_err(), "a draining node takes no new socket");
+    drained.await.unwrap();
+
+    let single = TestServer::single().await;
+    let (status, body) = single.post("/signalroom/drain", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}

@@ -178,7 +178,7 @@ impl TestServer {
 pub struct Peer {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
-    pending: VecDeque<Value>,
+    pub pending: VecDeque<Value>,
     pub connection_id: String,
     pub rpc_id: String,
 }
@@ -216,8 +216,19 @@ impl Peer {
         self.ws.send(Message::Text(text.into().into())).await.expect("frame sent");
     }
 
+    /// Sends a frame; `false` if the socket is closed.
+    pub async fn try_send_text(&mut self, text: impl Into<String>) -> bool {
+        self.ws.send(Message::Text(text.into().into())).await.is_ok()
+    }
+
     pub async fn send_message(&mut self, msg: Message) {
         self.ws.send(msg).await.expect("frame sent");
+    }
+
+    /// A fresh request id.
+    pub fn next_request_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
     }
 
     /// Sends a request and returns its id.
