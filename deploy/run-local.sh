@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Starts, on this machine, what a multi-node deployment runs on several: a redis-server, two
 # `signalroom serve --broker` nodes and HAProxy (deploy/haproxy.cfg) in front of them; prints the
-# balancer's URL and runs until Ctrl-C or SIGTERM, then stops all of them.
+# balancer's URL and runs until Ctrl-C or SIGTERM, then stops all of them. SIGHUP makes a rolling
+# restart: each node in turn drains (SIGTERM) and is started again, the next once it is ready.
 #
 #   deploy/run-local.sh [--port LB_PORT] [--secret SECRET] [--signalroom PATH]
+#   kill -HUP <its pid>       # a rolling restart, as a release would do it
 #
 # Ports: the balancer on LB_PORT (default 4443; 0 = any free port), Redis and the nodes on free
 # loopback ports. Tokens point to the balancer (--public-url), so every client goes through it.
@@ -21,7 +23,7 @@ while [ $# -gt 0 ]; do
     --port) lb_port=$2; shift 2 ;;
     --secret) secret=$2; shift 2 ;;
     --signalroom) signalroom=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-local.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -40,10 +42,11 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/signalroom-deploy.XXXXXX")
 pids=()
+node_pids=()
 stop() {
   trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" "${node_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" "${node_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap stop EXIT
@@ -73,27 +76,31 @@ broker="redis://127.0.0.1:$redis_port/0"
 log "redis-server at $broker"
 
 node_addrs=()
-for n in 1 2; do
+# Starts node $1 on address $2 and waits for its ready line.
+start_node() {
+  local n=$1 addr=$2 line=
   # The ready line shows the public URL (the balancer's): the node's own address is chosen here.
-  addr=127.0.0.1:$(free_port)
   OPENVIDU_SECRET=$secret "$signalroom" serve --listen "$addr" --broker "$broker" --public-url "$public" \
-    --log warn >"$work/node$n.out" 2>"$work/node$n.log" &
-  pids+=($!)
-  line=
+    --log warn >"$work/node$n.out" 2>>"$work/node$n.log" &
+  node_pids[n]=$!
   for _ in $(seq 200); do
     line=$(sed -n 's/^signalroom ready: //p' "$work/node$n.out")
     [ -n "$line" ] && break
-    kill -0 "${pids[-1]}" 2>/dev/null || break
+    kill -0 "${node_pids[n]}" 2>/dev/null || break
     sleep 0.1
   done
   if [ -z "$line" ]; then
     log "node $n did not start:"; cat "$work/node$n.log" >&2; exit 1
   fi
-  node_addrs+=("$addr")
+}
+for n in 1 2; do
+  addr=127.0.0.1:$(free_port)
+  start_node "$n" "$addr"
+  node_addrs[n]=$addr
   log "node $n at http://$addr"
 done
 
-LB_ADDR="127.0.0.1:$lb_port" NODE1_ADDR=${node_addrs[0]} NODE2_ADDR=${node_addrs[1]} \
+LB_ADDR="127.0.0.1:$lb_port" NODE1_ADDR=${node_addrs[1]} NODE2_ADDR=${node_addrs[2]} \
   haproxy -db -f "$here/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
@@ -103,6 +110,33 @@ for _ in $(seq 100); do
 done
 log "haproxy at $public, round robin over ${node_addrs[*]}"
 echo "signalroom cluster ready: $public"
-wait -n "${pids[@]}" || true
-log "a process exited; stopping everything"
-exit 1
+
+# A rolling restart: each node drains (its participants move to the other, losing nothing), exits,
+# and starts again; the next one waits until the balancer may send it work (/health/ready).
+rolling=0
+trap 'rolling=1' HUP
+roll() {
+  for n in 1 2; do
+    log "rolling restart: draining node $n"
+    kill -TERM "${node_pids[n]}"
+    wait "${node_pids[n]}" 2>/dev/null || true
+    start_node "$n" "${node_addrs[n]}"
+    for _ in $(seq 100); do
+      curl -fsS "http://${node_addrs[n]}/health/ready" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    sleep 2 # HAProxy's health check (inter 1s, rise 2) sees it up again
+    log "rolling restart: node $n is back"
+  done
+  log "rolling restart done"
+}
+while true; do
+  wait -n "${pids[@]}" "${node_pids[@]}" || true
+  if [ "$rolling" = 1 ]; then
+    rolling=0
+    roll
+    continue
+  fi
+  log "a process exited; stopping everything"
+  exit 1
+done
