@@ -3,6 +3,8 @@ sharing one redis-server) exchange broadcast and targeted signals and handler re
 
 from __future__ import annotations
 
+import asyncio
+
 import signalroom
 from signalroom.testing import SignalroomCluster, assert_signal, record_signals
 
@@ -86,3 +88,91 @@ async def test_a_handler_on_one_node_answers_a_participant_on_the_other(
     finally:
         await alice.disconnect()
         await bob.disconnect()
+
+
+class Balancer:
+    """A TCP balancer in front of the cluster, as a deployment has one: each new connection goes
+    to the next node in turn, skipping a node that does not take it (stopped)."""
+
+    def __init__(self, nodes: list[tuple[str, int]]) -> None:
+        self.nodes = nodes
+        self.turn = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(len(self.nodes)):
+            host, port = self.nodes[self.turn % len(self.nodes)]
+            self.turn += 1
+            try:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
+            except OSError:
+                continue
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            return
+        writer.close()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_bot_on_a_draining_node_resumes_on_the_other_and_misses_nothing(
+    signalroom_cluster: SignalroomCluster,
+) -> None:
+    """A node drains (as on SIGTERM in a rolling restart) while the server streams signals to a bot
+    joined there: the bot reconnects through the balancer to the other node, keeps its connection
+    id, and gets every signal once, in order; nobody is told it left."""
+    a, b = signalroom_cluster.nodes
+    balancer = Balancer([("127.0.0.1", a.port), ("127.0.0.1", b.port)])
+    lb_port = await balancer.start()
+    await signalroom_cluster.api(0).create_session("lobby")
+    token = (await signalroom_cluster.api(0).create_connection("lobby")).token
+    # The deployment's tokens point to its balancer.
+    token = token.replace(a.url.replace("http", "ws", 1), f"ws://127.0.0.1:{lb_port}")
+    bot = await signalroom.connect(token, data="bot", reconnect_interval=0.1)
+    watcher = await join(signalroom_cluster, 1, "lobby", "watcher")
+    got: list[int] = []
+    left: list[str] = []
+    count = 200
+    everything = asyncio.Event()
+
+    def take(e: signalroom.SignalEvent) -> None:
+        got.append(int(e.data))
+        if len(got) >= count:
+            everything.set()
+
+    bot.on("signal:n", take)
+    watcher.on("connectionDestroyed", lambda e: left.append(e.connection.connection_id))
+    connection_id = bot.connection_id
+    api = signalroom_cluster.api(1)
+    try:
+        drained = asyncio.ensure_future(a.adrain())
+        for i in range(count):
+            await api.signal("lobby", str(i), type="n", to=[connection_id])
+            if i == count // 2:
+                await drained
+        await asyncio.wait_for(everything.wait(), TIMEOUT)
+        assert got == list(range(count)), "every signal once, in order"
+        assert bot.connection_id == connection_id
+        assert left == []
+        assert {c.connection_id for c in await api.list_connections("lobby")} >= {connection_id}
+    finally:
+        await bot.disconnect()
+        await watcher.disconnect()
+        balancer.close()

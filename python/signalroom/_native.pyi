@@ -352,6 +352,7 @@ class Server:
         send_queue: int | None = None,
         reconnection_grace: float | None = None,
         broker: str | None = None,
+        drain_window: float | None = None,
     ) -> Server:
         """Configures a server (not started yet)."""
     def start(self) -> None:
@@ -362,6 +363,8 @@ class Server:
         """Stops serving; blocks until done (the GIL is released)."""
     def stop_async(self) -> Awaitable[None]:
         """:meth:`stop`, as an awaitable."""
+    def drain_async(self) -> Awaitable[None]:
+        """Drains, then stops (with a broker; without one, as :meth:`stop`)."""
     @property
     def running(self) -> bool:
         """Whether it is serving."""

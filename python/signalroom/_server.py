@@ -50,6 +50,7 @@ class Server:
         send_queue: int | None = None,
         reconnection_grace: float | None = None,
         broker: str | None = None,
+        drain_window: float | None = None,
     ) -> None:
         """Configures a server (not started yet).
 
@@ -62,6 +63,7 @@ class Server:
         - ``reconnection_grace``: seconds a participant whose link dropped may reconnect (default 10).
         - ``broker``: ``redis://HOST:PORT[/DB]`` to share sessions with other servers through Redis
           (default: sessions live in this server).
+        - ``drain_window``: seconds over which :meth:`adrain` closes its sockets (default 5).
         """
         self._native = _native.Server(
             secret=secret,
@@ -74,6 +76,7 @@ class Server:
             send_queue=send_queue,
             reconnection_grace=reconnection_grace,
             broker=broker,
+            drain_window=drain_window,
         )
 
     def start(self) -> Self:
@@ -96,6 +99,13 @@ class Server:
     async def astop(self) -> None:
         """:meth:`stop`, without blocking the event loop."""
         await self._native.stop_async()
+
+    async def adrain(self) -> None:
+        """Drains, then stops, as ``signalroom serve`` does on SIGTERM with a broker: its
+        participants' sockets close (spread over ``drain_window``) as a network drop, their
+        clients reconnect to another server sharing the broker and resume there with the same
+        connection, missing nothing; nobody is told they left. Without a broker: :meth:`astop`."""
+        await self._native.drain_async()
 
     @property
     def running(self) -> bool:

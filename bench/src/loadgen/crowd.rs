@@ -19,10 +19,6 @@ use crate::wire::{ConnectOptions, OP_CLOSE, OP_PING, OP_TEXT, Reader, Writer};
 const MINT_CONCURRENCY: usize = 32;
 /// How long one whole batch of joins may take.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
-/// Attempts at a join the server refused as busy (a session shared through Redis is locked while
-/// another node or participant changes it; the refusal says to retry), and the pause between.
-const BUSY_ATTEMPTS: usize = 10;
-const BUSY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Seats for `count` participants in `room`: for signalroom the session is created and one
 /// Connection (token) minted per participant through the REST API.
@@ -96,16 +92,7 @@ where
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await?;
             let t = Instant::now();
-            let mut attempt = 1;
-            let joined = loop {
-                match dialect.join(addr, &seat, opts).await {
-                    Err(e) if attempt < BUSY_ATTEMPTS && e.to_string().contains("is busy; retry") => {
-                        attempt += 1;
-                        tokio::time::sleep(BUSY_PAUSE).await;
-                    }
-                    other => break other.with_context(|| format!("participant {i}"))?,
-                }
-            };
+            let joined = dialect.join(addr, &seat, opts).await.with_context(|| format!("participant {i}"))?;
             let took = t.elapsed();
             started(i, joined);
             anyhow::Ok(took)

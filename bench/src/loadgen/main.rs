@@ -79,7 +79,7 @@ struct CompareArgs {
     #[arg(long)]
     stamp: Option<String>,
     /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation,twonode,
-    /// bigsession).
+    /// bigsession,bigcluster).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these servers (comma-separated: signalroom,raw,socketio).
@@ -312,6 +312,40 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         }
     }
 
+    let mut bigcluster = Value::Null;
+    if wanted("bigcluster") && dialects.contains(&Dialect::OpenVidu) {
+        match scenarios::big_cluster(&ctx).await {
+            Ok(b) => {
+                progress(&format!(
+                    "big session {} over {} nodes + Redis: filled in {:.1} s{} ({:.0} joins/s, p99 {:.0} ms), \
+                     {} refused, {} closed; Redis read {:.0} B per join ({:.0} at {}), wrote {:.0} ({:.0}); \
+                     {:.1} KiB per participant (both nodes)",
+                    b.participants,
+                    b.nodes,
+                    b.fill_seconds,
+                    b.told_seconds.map(|t| format!(", everyone told in {t:.1} s")).unwrap_or_default(),
+                    b.joins_per_s,
+                    b.p99_join_ms,
+                    b.refused,
+                    b.closed,
+                    b.redis_in_bytes_per_join,
+                    b.redis_in_bytes_per_join_small,
+                    b.small_participants,
+                    b.redis_out_bytes_per_join,
+                    b.redis_out_bytes_per_join_small,
+                    b.filled_bytes_per_participant / 1024.0,
+                ));
+                bigcluster = to_value(b);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress(&format!("  bigcluster: FAILED: {msg}"));
+                failures.push(format!("bigcluster: {msg}"));
+                bigcluster = json!({"error": msg});
+            }
+        }
+    }
+
     let mut twonode = Value::Null;
     if wanted("twonode") && dialects.contains(&Dialect::OpenVidu) {
         match scenarios::twonode(&ctx).await {
@@ -369,6 +403,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         "servers": Value::Object(servers),
         "python": python,
         "twonode": twonode,
+        "bigcluster": bigcluster,
         "seconds": started.elapsed().as_secs_f64(),
     });
     let targets = report::targets(&results);

@@ -201,6 +201,36 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
         measured: m,
         pass: twonode_p99_added(results).map(|us| us <= TWONODE_P99_ALLOWANCE_US),
     });
+    let bc = |key: &str| results["bigcluster"][key].as_f64();
+    let one = |key: &str| num(results, "signalroom", &["bigsession", key]);
+    let m = bc("refused");
+    out.push(Target {
+        name: "big session over two nodes + Redis: joins refused",
+        goal: "0",
+        measured: m,
+        pass: check(m, |x| x == 0.0),
+    });
+    let m = ratio(bc("fill_seconds"), one("fill_seconds"));
+    out.push(Target {
+        name: "big session over two nodes + Redis: time to fill ÷ one node's",
+        goal: "≤ 2",
+        measured: m,
+        pass: check(m, |x| x <= 2.0),
+    });
+    let m = ratio(bc("redis_in_bytes_per_join"), bc("redis_in_bytes_per_join_small"));
+    out.push(Target {
+        name: "big session over two nodes + Redis: bytes written to Redis per join ÷ in a tenth the size",
+        goal: "≤ 1.5",
+        measured: m,
+        pass: check(m, |x| x <= 1.5),
+    });
+    let m = ratio(bc("filled_bytes_per_participant"), one("filled_bytes_per_participant"));
+    out.push(Target {
+        name: "big session over two nodes + Redis: RSS per participant (both nodes) ÷ one node's",
+        goal: "≤ 1.5",
+        measured: m,
+        pass: check(m, |x| x <= 1.5),
+    });
     out
 }
 
@@ -460,6 +490,14 @@ pub(crate) fn checks(results: &Value) -> Checks {
             c.passed += 1;
         } else {
             c.failed.push(format!("twonode: {}", tn.get("error").unwrap_or(tn)));
+        }
+    }
+    let bc = &results["bigcluster"];
+    if !bc.is_null() {
+        if positive(bc, "fill_seconds") && positive(bc, "redis_in_bytes_per_join") {
+            c.passed += 1;
+        } else {
+            c.failed.push(format!("bigcluster: {}", bc.get("error").unwrap_or(bc)));
         }
     }
     c

@@ -17,14 +17,13 @@ use crate::crowd::{self, Progress, Tally, join_all, sum_signals};
 use crate::dialect::{Dialect, Joined};
 use crate::procstat::CpuMeter;
 use crate::sender::Blaster;
+use std::net::SocketAddr;
+
 use crate::servers::{Deployment, Launch, SECRET, ServerProc, Topology};
 use crate::wire::ConnectOptions;
 
 /// Concurrent joins while setting a scenario up.
 const SETUP_CONCURRENCY: usize = 100;
-/// Concurrent joins into one session shared by several nodes: its joins take the session's lock
-/// in Redis one after the other, so more at once would only wait for it.
-const SHARED_SETUP_CONCURRENCY: usize = 10;
 /// Signal data size (bytes) in every scenario.
 pub(crate) const SIGNAL_BYTES: usize = 64;
 /// Signals a sender may have ahead of its slowest receiver in saturation scenarios.
@@ -191,7 +190,7 @@ async fn crowd(
         .map(|_| Arc::new(if recording { Tally::recording() } else { Tally::default() }))
         .collect();
     let node_of: Vec<usize> = (0..receivers).map(|i| i % nodes.len()).collect();
-    let concurrency = if nodes.len() > 1 { SHARED_SETUP_CONCURRENCY } else { SETUP_CONCURRENCY };
+    let concurrency = SETUP_CONCURRENCY;
     for (k, node) in nodes.iter().enumerate() {
         // This node's receivers, by their index among all receivers.
         let mine: Arc<Vec<usize>> = Arc::new((0..receivers).filter(|&i| node_of[i] == k).collect());
@@ -638,6 +637,179 @@ async fn big_session_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<BigSes
         filled_bytes_per_participant: per(rss_filled_bytes),
         idle_bytes_per_participant: per(rss_idle_bytes),
         closed,
+        server_cpu,
+    })
+}
+
+/// Scenario 9: the big session of scenario 8 over two nodes sharing a `redis-server`: the same
+/// participants join one session, as many at a time, alternating nodes (half their tokens minted on
+/// each), everybody reading; compared with scenario 8's one node in the same run. Before it, a
+/// session a tenth the size is filled the same way, so that what Redis is written per join can be
+/// compared at both sizes (flat: each join writes O(1) bytes).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BigCluster {
+    pub nodes: usize,
+    pub participants: usize,
+    pub concurrency: usize,
+    pub fill_seconds: f64,
+    /// Until everyone was told of every join after its own, or `None` past [`TOLD_LIMIT`].
+    pub told_seconds: Option<f64>,
+    pub joins_per_s: f64,
+    pub p50_join_ms: f64,
+    pub p99_join_ms: f64,
+    /// Joins refused (for any reason): the target is none.
+    pub refused: usize,
+    /// The first refusal's message.
+    pub first_refusal: Option<String>,
+    /// Participants whose socket a node closed.
+    pub closed: usize,
+    /// The small session's size, and the bytes Redis read from the nodes per join there and in
+    /// the big one (`total_net_input_bytes`), and wrote to them (its publishes to each node).
+    pub small_participants: usize,
+    pub redis_in_bytes_per_join_small: f64,
+    pub redis_in_bytes_per_join: f64,
+    pub redis_out_bytes_per_join_small: f64,
+    pub redis_out_bytes_per_join: f64,
+    /// The nodes' RSS (summed) over their base, per participant, once filled.
+    pub filled_bytes_per_participant: f64,
+    pub server_cpu: f64,
+}
+
+/// One session filled across `nodes`: how long, each join's time, refusals and their first reason.
+struct Filled {
+    wall: Duration,
+    took: Vec<Duration>,
+    refused: usize,
+    first_refusal: Option<String>,
+}
+
+/// Fills session `room` with `n` participants joining `concurrency` at a time, participant `i` on
+/// node `i % nodes`, its token minted there; each reads everything into a tally of `tallies`.
+async fn fill_across(
+    ctx: &Ctx,
+    nodes: &[ServerProc],
+    room: &str,
+    n: usize,
+    concurrency: usize,
+    tasks: &Tasks,
+    tallies: &Arc<Mutex<Vec<Arc<Tally>>>>,
+) -> anyhow::Result<Filled> {
+    let k = nodes.len().max(1);
+    let mut per_node = Vec::with_capacity(k);
+    for (j, node) in nodes.iter().enumerate() {
+        let count = (j..n).step_by(k).count();
+        per_node.push(crowd::seats(&ctx.http, node, room, count).await?.into_iter());
+    }
+    let order: Vec<(SocketAddr, crate::dialect::Seat)> =
+        (0..n).filter_map(|i| per_node[i % k].next().map(|seat| (nodes[i % k].addr, seat))).collect();
+    let dialect = nodes[0].dialect;
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut joins = tokio::task::JoinSet::new();
+    let begin = Instant::now();
+    for (addr, seat) in order {
+        let (gate, tasks, tallies) = (Arc::clone(&gate), tasks.clone(), Arc::clone(tallies));
+        joins.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("the gate stays open");
+            let t = Instant::now();
+            let joined = dialect.join(addr, &seat, ConnectOptions::default()).await;
+            let took = t.elapsed();
+            joined.map(|j| {
+                let tally = Arc::new(Tally::default());
+                tallies.lock().expect("tallies").push(Arc::clone(&tally));
+                tasks.spawn(crowd::receive(
+                    dialect,
+                    j.reader,
+                    Some(j.writer),
+                    tally,
+                    Arc::new(Progress::default()),
+                ));
+                took
+            })
+        });
+    }
+    let (mut took, mut refused, mut first_refusal) = (Vec::with_capacity(n), 0, None);
+    while let Some(joined) = joins.join_next().await {
+        match joined? {
+            Ok(t) => took.push(t),
+            Err(e) => {
+                refused += 1;
+                first_refusal.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+    Ok(Filled { wall: begin.elapsed(), took, refused, first_refusal })
+}
+
+pub(crate) async fn big_cluster(ctx: &Ctx) -> anyhow::Result<BigCluster> {
+    let deployment = ctx.launch.deploy(Dialect::OpenVidu, "bigcluster", Topology::Redis(2), &[]).await?;
+    let result = big_cluster_on(ctx, &deployment).await;
+    deployment.stop().await;
+    result
+}
+
+async fn big_cluster_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<BigCluster> {
+    let plan = &ctx.plan;
+    let (n, concurrency) = (plan.big_participants, plan.big_concurrency);
+    let small = (n / 10).max(2);
+    let redis = deployment.redis.as_ref().context("two nodes share a redis-server")?;
+    let nodes = &deployment.nodes;
+    let rss = || -> anyhow::Result<u64> { nodes.iter().map(|s| s.rss()).sum() };
+
+    // The small session, then its participants gone (their nodes keep nothing of it).
+    let (tasks, tallies) = (Tasks::default(), Arc::new(Mutex::new(Vec::new())));
+    let before = redis.net_bytes().await?;
+    let filled = fill_across(ctx, nodes, "bigsmall", small, concurrency, &tasks, &tallies).await?;
+    anyhow::ensure!(filled.refused == 0, "the small session: {:?}", filled.first_refusal);
+    let after = redis.net_bytes().await?;
+    let per = |a: u64, b: u64, joins: usize| (a - b) as f64 / joins as f64;
+    let (in_small, out_small) = (per(after.0, before.0, small), per(after.1, before.1, small));
+    drop(tasks);
+    tokio::time::sleep(SETTLE).await;
+
+    let (tasks, tallies) = (Tasks::default(), Arc::new(Mutex::new(Vec::with_capacity(n))));
+    let rss_base = rss()?;
+    let cpu = CpuMeter::start_all(&deployment.pids());
+    let before = redis.net_bytes().await?;
+    let begin = Instant::now();
+    let mut filled = fill_across(ctx, nodes, "bigcluster", n, concurrency, &tasks, &tallies).await?;
+    let after = redis.net_bytes().await?;
+    let rss_filled = rss()?;
+    let joined = n - filled.refused;
+    let all_told = (joined * joined.saturating_sub(1) / 2) as u64;
+    let told =
+        || -> u64 { tallies.lock().expect("tallies").iter().map(|t| t.notes.load(Ordering::Relaxed)).sum() };
+    let limit = Instant::now() + TOLD_LIMIT;
+    while told() < all_told && Instant::now() < limit {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let told_seconds = (told() >= all_told).then(|| begin.elapsed().as_secs_f64());
+    let server_cpu = cpu.cores();
+    let closed = tallies.lock().expect("tallies").iter().filter(|t| t.closed.load(Ordering::Relaxed)).count();
+    drop(tasks);
+    filled.took.sort_unstable();
+    let took = &filled.took;
+    let pct = |p: f64| {
+        took.get(((took.len() as f64 * p) as usize).min(took.len().saturating_sub(1)))
+            .map_or(f64::NAN, |t| t.as_secs_f64() * 1000.0)
+    };
+    Ok(BigCluster {
+        nodes: nodes.len(),
+        participants: n,
+        concurrency,
+        fill_seconds: filled.wall.as_secs_f64(),
+        told_seconds,
+        joins_per_s: joined as f64 / filled.wall.as_secs_f64(),
+        p50_join_ms: pct(0.5),
+        p99_join_ms: pct(0.99),
+        refused: filled.refused,
+        first_refusal: filled.first_refusal,
+        closed,
+        small_participants: small,
+        redis_in_bytes_per_join_small: in_small,
+        redis_in_bytes_per_join: per(after.0, before.0, n),
+        redis_out_bytes_per_join_small: out_small,
+        redis_out_bytes_per_join: per(after.1, before.1, n),
+        filled_bytes_per_participant: (rss_filled as f64 - rss_base as f64) / n as f64,
         server_cpu,
     })
 }

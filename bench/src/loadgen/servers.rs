@@ -245,6 +245,35 @@ pub(crate) struct RedisProc {
 }
 
 impl RedisProc {
+    /// Bytes Redis has read from its clients and written to them so far (`INFO stats`:
+    /// `total_net_input_bytes`, `total_net_output_bytes`).
+    pub(crate) async fn net_bytes(&self) -> anyhow::Result<(u64, u64)> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        s.write_all(b"INFO stats\r\n").await?;
+        let mut text = Vec::new();
+        let mut buf = [0u8; 8192];
+        // A bulk string: `$LEN\r\n` then LEN bytes and `\r\n`.
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await??;
+            anyhow::ensure!(n > 0, "redis closed the connection");
+            text.extend_from_slice(&buf[..n]);
+            let head_end = text.windows(2).position(|w| w == b"\r\n");
+            if let Some(end) = head_end {
+                let len: usize = std::str::from_utf8(&text[1..end])?.parse()?;
+                if text.len() >= end + 2 + len {
+                    break;
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&text);
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = text.lines().find_map(|l| l.strip_prefix(name)).context("no such INFO field")?;
+            Ok(line.trim_start_matches(':').trim().parse()?)
+        };
+        Ok((field("total_net_input_bytes")?, field("total_net_output_bytes")?))
+    }
+
     /// The URL the nodes are given (`--broker`).
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)

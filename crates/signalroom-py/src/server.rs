@@ -56,7 +56,7 @@ impl Server {
     #[pyo3(signature = (
         *, secret = "MY_SECRET", host = "127.0.0.1", port = 0, public_url = None,
         tls_cert = None, tls_key = None, max_signal_bytes = None, send_queue = None,
-        reconnection_grace = None, broker = None,
+        reconnection_grace = None, broker = None, drain_window = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -70,6 +70,7 @@ impl Server {
         send_queue: Option<usize>,
         reconnection_grace: Option<f64>,
         broker: Option<String>,
+        drain_window: Option<f64>,
     ) -> PyResult<Self> {
         let listen: SocketAddr = (host, port)
             .to_socket_addrs()
@@ -102,6 +103,9 @@ impl Server {
         }
         if let Some(grace) = reconnection_grace {
             config.reconnection_grace = seconds("reconnection_grace", grace)?;
+        }
+        if let Some(window) = drain_window {
+            config.drain_window = seconds("drain_window", window)?;
         }
         Ok(Self { config, running: Arc::new(Mutex::new(None)) })
     }
@@ -148,6 +152,18 @@ impl Server {
         future_into_py(py, async move {
             if let Some((server, _)) = taken {
                 server.shutdown().await;
+            }
+            Ok::<_, PyErr>(())
+        })
+    }
+
+    /// Drains, then stops (with a broker; without one, as `stop`): its participants resume on
+    /// the other servers sharing the broker, missing nothing, nobody told they left.
+    fn drain_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let taken = self.running.lock().take();
+        future_into_py(py, async move {
+            if let Some((server, _)) = taken {
+                server.drain().await;
             }
             Ok::<_, PyErr>(())
         })
