@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from tcpproxy import TcpProxy
+
 import signalroom
 from signalroom.testing import SignalroomCluster, assert_signal, record_signals
 
@@ -90,48 +92,6 @@ async def test_a_handler_on_one_node_answers_a_participant_on_the_other(
         await bob.disconnect()
 
 
-class Balancer:
-    """A TCP balancer in front of the cluster, as a deployment has one: each new connection goes
-    to the next node in turn, skipping a node that does not take it (stopped)."""
-
-    def __init__(self, nodes: list[tuple[str, int]]) -> None:
-        self.nodes = nodes
-        self.turn = 0
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in range(len(self.nodes)):
-            host, port = self.nodes[self.turn % len(self.nodes)]
-            self.turn += 1
-            try:
-                up_reader, up_writer = await asyncio.open_connection(host, port)
-            except OSError:
-                continue
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-            return
-        writer.close()
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
-
 async def test_a_bot_on_a_draining_node_resumes_on_the_other_and_misses_nothing(
     signalroom_cluster: SignalroomCluster,
 ) -> None:
@@ -139,12 +99,12 @@ async def test_a_bot_on_a_draining_node_resumes_on_the_other_and_misses_nothing(
     joined there: the bot reconnects through the balancer to the other node, keeps its connection
     id, and gets every signal once, in order; nobody is told it left."""
     a, b = signalroom_cluster.nodes
-    balancer = Balancer([("127.0.0.1", a.port), ("127.0.0.1", b.port)])
-    lb_port = await balancer.start()
+    # The deployment's balancer: it sends new sockets to node A until its health check finds A
+    # draining, then to node B; the tokens point to it.
+    balancer = await TcpProxy(("127.0.0.1", a.port)).start()
     await signalroom_cluster.api(0).create_session("lobby")
     token = (await signalroom_cluster.api(0).create_connection("lobby")).token
-    # The deployment's tokens point to its balancer.
-    token = token.replace(a.url.replace("http", "ws", 1), f"ws://127.0.0.1:{lb_port}")
+    token = token.replace(a.url.replace("http", "ws", 1), balancer.url.replace("http", "ws", 1))
     bot = await signalroom.connect(token, data="bot", reconnect_interval=0.1)
     watcher = await join(signalroom_cluster, 1, "lobby", "watcher")
     got: list[int] = []
@@ -163,6 +123,7 @@ async def test_a_bot_on_a_draining_node_resumes_on_the_other_and_misses_nothing(
     api = signalroom_cluster.api(1)
     try:
         drained = asyncio.ensure_future(a.adrain())
+        balancer.target = ("127.0.0.1", b.port)
         for i in range(count):
             await api.signal("lobby", str(i), type="n", to=[connection_id])
             if i == count // 2:
@@ -175,4 +136,4 @@ async def test_a_bot_on_a_draining_node_resumes_on_the_other_and_misses_nothing(
     finally:
         await bot.disconnect()
         await watcher.disconnect()
-        balancer.close()
+        await balancer.stop()
