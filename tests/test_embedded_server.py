@@ -184,6 +184,40 @@ def test_python_m_signalroom_serve_stops_cleanly_on_ctrl_c() -> None:
     assert "KeyboardInterrupt" not in stderr, stderr
 
 
+def test_python_m_signalroom_serve_exits_at_once_on_ctrl_c_with_a_participant() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "signalroom", "serve", "--listen", ":0", "--secret", "s3cret"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+    async def stop_it(url: str) -> float:
+        api = signalroom.ServerApi(url, "s3cret")
+        await api.create_session("lobby")
+        session = await signalroom.connect((await api.create_connection("lobby")).token)
+        gone = session.wait_for("sessionDisconnected", timeout=TIMEOUT)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(process.wait, TIMEOUT) == 0
+        took = time.monotonic() - started
+        assert (await gone).reason == "openviduServerStopped"
+        return took
+
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split(": ", 1)[1].strip()
+        took = asyncio.run(stop_it(url))
+        # As the binary (a few hundredths of a second): the stop, and no lingering after it.
+        assert took < 0.5, f"{took:.3f} s from Ctrl-C to exit"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
 def test_python_m_signalroom_has_the_command_line_of_the_binary(signalroom_binary: Path) -> None:
     for args in (["serve", "--help"], ["--help"], ["--version"], ["serve", "--send-queue", "0"]):
         ours = subprocess.run(
