@@ -1,8 +1,10 @@
-"""``python -m signalroom listen`` and ``send``: watching a session from a terminal."""
+"""``python -m signalroom listen`` and ``send``: watching a session from a terminal; one command
+line with the binary's, one help."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -87,5 +89,44 @@ def test_send_reports_a_refusal_in_words(server: signalroom.sync.Server) -> None
         check=False,
     )
     assert run.returncode == 1
-    assert run.stderr.startswith("error: ") and "404" in run.stderr, run.stderr
+    assert run.stderr.startswith("signalroom: ") and "404" in run.stderr, run.stderr
+    assert "no such session or connection" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_listen_says_who_joined_and_left_with_their_data(server: signalroom.sync.Server) -> None:
+    listener = _listen(server, "lobby")
+    try:
+        with signalroom.sync.connect(server.api().create_connection("lobby").token, data="alice") as alice:
+            pass
+        assert listener.stdout is not None
+        lines: list[str] = []
+        while not any(" left " in line for line in lines):  # each line ends in a newline until EOF
+            lines.append(listener.stdout.readline())
+            assert lines[-1], lines
+    finally:
+        listener.send_signal(signal.SIGINT)
+        listener.communicate(timeout=TIMEOUT)
+    ours = [line for line in lines if alice.connection_id in line]
+    assert ours[0].rstrip().endswith(f"{alice.connection_id} (alice) joined"), lines
+    assert ours[1].rstrip().endswith(f"{alice.connection_id} (alice) left (disconnect)"), lines
+    assert listener.returncode == 130
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "signalroom", *args], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+
+
+def test_one_help_lists_every_command_and_helps_with_each() -> None:
+    listed = _run("--help")
+    assert listed.returncode == 0, listed.stderr
+    commands = listed.stdout.split("Commands:", 1)[1].split("Options:", 1)[0]
+    names = {line.split()[0] for line in commands.splitlines() if line.strip()}
+    assert {"serve", "sessions", "signal", "kick", "token", "listen", "help"} <= names, commands
+    assert "send" in commands  # signal's other name
+    for command, words in [("listen", "TOKEN_OR_SESSION"), ("send", "--to"), ("signal", "--to")]:
+        helped = _run("help", command)
+        assert helped.returncode == 0, helped.stderr
+        assert words in helped.stdout and "--url" in helped.stdout, helped.stdout

@@ -158,19 +158,33 @@ def test_python_m_signalroom_serve() -> None:
     assert "Traceback" not in stderr, stderr
 
 
-def test_python_m_signalroom_serve_stops_cleanly_on_ctrl_c() -> None:
+def test_python_m_signalroom_serve_stops_cleanly_and_at_once_on_ctrl_c() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "signalroom", "serve", "--listen", ":0", "--secret", "s3cret"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+    async def stop_it(url: str) -> float:
+        api = signalroom.ServerApi(url, "s3cret")
+        await api.create_session("lobby")
+        session = await signalroom.connect((await api.create_connection("lobby")).token)
+        gone = session.wait_for("sessionDisconnected", timeout=TIMEOUT)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(process.wait, TIMEOUT) == 0
+        took = time.monotonic() - started
+        assert (await gone).reason == "openviduServerStopped"
+        return took
+
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert line.startswith("signalroom ready: http://127.0.0.1:"), line
-        process.send_signal(signal.SIGINT)
-        assert process.wait(TIMEOUT) == 0
+        took = asyncio.run(stop_it(line.split(": ", 1)[1].strip()))
+        # As the binary (a few hundredths of a second): the stop, and no lingering after it.
+        assert took < 0.5, f"{took:.3f} s from Ctrl-C to exit"
     finally:
         if process.poll() is None:
             process.kill()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import hashlib
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
 import threading
@@ -474,7 +476,9 @@ async def test_admin_commands_against_a_running_server(
         table = admin(signalroom_binary, server, "sessions").stdout.splitlines()
         assert table[0].split()[:5] == ["SESSION", "CREATED", "CONNECTION", "STATUS", "ROLE"]
         [row] = [line for line in table[1:] if alice.connection_id in line]
-        assert row.split()[:5] == ["ops", str(session["createdAt"]), alice.connection_id, "active", "MODERATOR"]
+        # CREATED in local time (as Python's, in the same environment); --json keeps the number.
+        created = datetime.datetime.fromtimestamp(session["createdAt"] / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        assert row.split()[:6] == ["ops", *created.split(), alice.connection_id, "active", "MODERATOR"]
         assert row.split()[-2:] == ["alice", "from-cli"]
 
         got = alice.wait_for("signal:chat")
@@ -505,6 +509,47 @@ async def test_admin_commands_against_a_running_server(
         assert admin(signalroom_binary, server, "sessions").stdout.strip() == "no sessions"
     finally:
         await alice.disconnect()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_admin_commands_say_what_to_do_when_refused(signalroom_binary: Path, server_process: SignalroomServer) -> None:
+    server = server_process
+    expected = [
+        (["sessions"], "wrong", "server API 401", "wrong secret: pass the server's with --secret or OPENVIDU_SECRET"),
+        (["token", "empty", "--json"], None, "", ""),  # a session nobody has joined
+        (["kick", "empty", "con_nobody"], None, "server API 404", "no such session or connection"),
+        (
+            ["signal", "empty", "anyone there?"],
+            None,
+            "server API 406",
+            "a recipient is not in the session, or nobody has joined it yet",
+        ),
+    ]
+    for args, secret, error, hint in expected:
+        run = admin(signalroom_binary, server, *args, secret=secret)
+        if not error:
+            assert run.returncode == 0, run.stderr
+            continue
+        assert run.returncode == 1, run
+        assert run.stderr.startswith(f"signalroom: {error}") and run.stderr.rstrip().endswith(hint), run.stderr
+    # Nothing listens there: the command says so, and how to point it elsewhere.
+    down = subprocess.run(
+        [str(signalroom_binary), "sessions", "--url", f"http://127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert down.returncode == 1
+    assert "Connection refused" in down.stderr, down.stderr
+    assert "is the server running? pass --url" in down.stderr, down.stderr
 
 
 # -- logs and the environment ------------------------------------------------------------------
@@ -588,3 +633,31 @@ async def test_tls_self_signed_serves_https_and_wss_with_the_printed_certificate
             echo = joined.wait_for("signal")
             await joined.signal("over wss")
             assert (await echo).data == "over wss"
+
+
+async def test_tls_errors_name_the_certificate_and_the_fix(signalroom_binary: Path, start_server: StartServer) -> None:
+    with start_server("--tls-self-signed") as server:
+        # The command line: the certificate, and --insecure.
+        refused = admin(signalroom_binary, server, "sessions")
+        assert refused.returncode == 1
+        assert "invalid peer certificate: UnknownIssuer" in refused.stderr, refused.stderr
+        assert "not trusted" in refused.stderr and "pass --insecure" in refused.stderr, refused.stderr
+        assert "fingerprint" in refused.stderr
+        assert "is the server running" not in refused.stderr
+        assert admin(signalroom_binary, server, "sessions", "--insecure").returncode == 0
+
+        # Python's REST client: the certificate and accept_invalid_certs=True, not "is it running?".
+        with pytest.raises(signalroom.ServerApiError) as api_error:
+            await signalroom.ServerApi(server.url, server.secret).list_sessions()
+        text = str(api_error.value)
+        assert "UnknownIssuer" in text and "accept_invalid_certs=True" in text, text
+        assert "is the server running" not in text
+
+        # Python's connect(): the same.
+        api = signalroom.ServerApi(server.url, server.secret, accept_invalid_certs=True)
+        await api.create_session("secure")
+        token = (await api.create_connection("secure")).token
+        with pytest.raises(signalroom.ConnectionLostError) as connect_error:
+            await signalroom.connect(token)
+        text = str(connect_error.value)
+        assert "UnknownIssuer" in text and "accept_invalid_certs=True" in text and "fingerprint" in text, text

@@ -101,3 +101,56 @@ def test_the_readme_names_its_prerequisites_and_no_file_outside_the_repository()
     for link in re.findall(r"\]\(([^)#]+)\)", text):
         if not link.startswith(("http://", "https://")):
             assert (README.parent / link).exists(), link
+
+
+def test_the_readme_rejoin_bot_answers_the_readme_sync_example() -> None:
+    """The README's examples that talk to each other work together: its bot answers the ping of
+    its sync example with the pong that example waits for."""
+    [bot] = [b for b in _blocks("python") if "rejoin=fresh_token" in b]
+    bot_script = (
+        "import asyncio\nimport sys\n\nimport signalroom\n\n\nasync def main() -> None:\n"
+        "    api = signalroom.ServerApi(sys.argv[1], sys.argv[2])\n"
+        + textwrap.indent(bot, "    ")
+        + "\n\nasyncio.run(main())\n"
+    )
+    with signalroom.sync.Server(secret="readme") as server:
+        api = server.api()
+        api.create_session("lobby")
+        with signalroom.sync.connect(api.create_connection("lobby").token, data="watcher") as watcher:
+            process = subprocess.Popen(
+                [sys.executable, "-c", bot_script, server.url, "readme"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                watcher.receive("connectionCreated", predicate=lambda e: e.connection.data == "bot", timeout=30)
+                token = api.create_connection("lobby").token
+                run = subprocess.run(
+                    [sys.executable, "-c", "import sys\ntoken = sys.argv[1]\n" + _sync_example(), token],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                api.close_session("lobby")  # the bot is evicted, which it does not rejoin: it ends
+                _, bot_stderr = process.communicate(timeout=30)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "pong\n"
+    assert process.returncode == 0, bot_stderr
+
+
+def test_the_cluster_section_says_round_robin_may_split_a_persons_rest_call_and_websocket() -> None:
+    """The balancer of deploy/ routes every request on its own; the README says what that means
+    for one person, so that nobody debugs it."""
+    haproxy = (README.parent / "deploy" / "haproxy.cfg").read_text()
+    assert re.search(r"^\s*balance roundrobin", haproxy, flags=re.MULTILINE)
+    cluster = README.read_text().split("## Several nodes, one service", 1)[1].split("\n## ", 1)[0]
+    note = " ".join(cluster.split())
+    assert "round robin" in note
+    assert "REST call" in note and "WebSocket" in note and "another" in note
+    assert "expected and fine" in note

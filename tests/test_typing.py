@@ -41,6 +41,7 @@ def test_mypy_strict_catches_each_deliberate_mistake_and_nothing_else() -> None:
     assert unexpected == {}, run.stdout
     for number, text in expected.items():
         assert any(text in e for e in errors.get(number, [])), f"line {number}: no error with {text!r}:\n{run.stdout}"
+        assert len(errors[number]) == 1, f"line {number}: more than one error:\n{run.stdout}"
 
 
 def _undocumented(tree: ast.Module) -> list[str]:

@@ -7,6 +7,10 @@ and a misspelt session event falls to the signal overload (a handler annotated f
 class is then an error); names of the form ``"signal:<type>"`` can be any string, so only the
 plugin can tell ``"conectionCreated"`` from a signal type.
 
+A misspelt name gets one error, which suggests the closest known name (``"conectionCreated"``:
+did you mean ``"connectionCreated"``?); the call is then not checked further, so no error about
+the handler's type comes with it.
+
 Enable it in the mypy configuration::
 
     [tool.mypy]
@@ -15,12 +19,13 @@ Enable it in the mypy configuration::
 
 from __future__ import annotations
 
+import difflib
 from typing import Callable
 
 from mypy.errorcodes import ErrorCode
-from mypy.nodes import StrExpr
-from mypy.plugin import MethodContext, Plugin
-from mypy.types import Type
+from mypy.nodes import Expression, StrExpr
+from mypy.plugin import MethodContext, MethodSigContext, Plugin
+from mypy.types import AnyType, FunctionLike, Type, TypeOfAny
 
 SESSION_EVENTS = frozenset(
     {
@@ -49,20 +54,37 @@ def _problem(name: str) -> str | None:
         return None
     if name.startswith("signal:"):
         return None if len(name) > len("signal:") else 'empty signal type: write "signal" for every signal'
-    return (
-        f'unknown signalroom event "{name}": use "signal", "signal:<type>" (e.g. "signal:{name}") or one of '
-        + ", ".join(sorted(SESSION_EVENTS))
-    )
+    close = difflib.get_close_matches(name, ["signal", *sorted(SESSION_EVENTS)], n=1, cutoff=0.6)
+    if close:
+        return f'unknown signalroom event "{name}": did you mean "{close[0]}"?'
+    others = ", ".join(sorted(SESSION_EVENTS))
+    return f'unknown signalroom event "{name}": for signals of type {name} write "signal:{name}"; else "signal" or one of {others}'
+
+
+def _event_name(args: list[list[Expression]]) -> StrExpr | None:
+    """The event name given as a literal string, if it is one."""
+    first = args[0][0] if args and args[0] else None
+    return first if isinstance(first, StrExpr) else None
 
 
 def _check_event_name(ctx: MethodContext) -> Type:
-    if ctx.args and ctx.args[0]:
-        argument = ctx.args[0][0]
-        if isinstance(argument, StrExpr):
-            problem = _problem(argument.value)
-            if problem is not None:
-                ctx.api.fail(problem, argument, code=EVENT_NAME)
+    name = _event_name(ctx.args)
+    if name is not None:
+        problem = _problem(name.value)
+        if problem is not None:
+            ctx.api.fail(problem, name, code=EVENT_NAME)
     return ctx.default_return_type
+
+
+def _unchecked_after_a_bad_name(ctx: MethodSigContext) -> FunctionLike:
+    """With a misspelt name the call is reported once (``_check_event_name``); it takes anything
+    and gives ``Any``, so that no error about the handler's type joins that one."""
+    name = _event_name(ctx.args)
+    if name is None or _problem(name.value) is None:
+        return ctx.default_signature
+    anything = AnyType(TypeOfAny.special_form)
+    signature = ctx.default_signature
+    return signature.copy_modified(arg_types=[anything] * len(signature.arg_types), ret_type=anything, variables=[])
 
 
 class SignalroomPlugin(Plugin):
@@ -70,6 +92,9 @@ class SignalroomPlugin(Plugin):
 
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
         return _check_event_name if fullname in CHECKED_METHODS else None
+
+    def get_method_signature_hook(self, fullname: str) -> Callable[[MethodSigContext], FunctionLike] | None:
+        return _unchecked_after_a_bad_name if fullname in CHECKED_METHODS else None
 
 
 def plugin(version: str) -> type[Plugin]:

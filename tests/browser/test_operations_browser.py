@@ -8,6 +8,8 @@ import asyncio
 import base64
 import hashlib
 import json
+import signal
+import subprocess
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,6 +108,43 @@ async def test_the_chat_page_two_people_and_a_bot(server_process: SignalroomServ
         "[...document.querySelectorAll('#messages li.notice')].some(li => li.textContent === 'Grace left')",
         timeout=WAIT,
     )
+
+
+def notice(text: str) -> str:
+    """A JS condition: the message list has the notice ``text``."""
+    return f"[...document.querySelectorAll('#messages li.notice')].some(li => li.textContent === {json.dumps(text)})"
+
+
+async def test_the_chat_page_names_participants_without_data_and_says_when_the_server_is_gone(
+    signalroom_binary: Path, start_server: StartServer, chromium: Chromium
+) -> None:
+    with start_server() as server:
+        ada = await open_chat(chromium, server, "Ada")
+        # A participant with no client data, joined with a token from `signalroom token`.
+        command = [str(signalroom_binary), "token", "demo", "--url", server.url, "--secret", server.secret]
+        made = await asyncio.to_thread(subprocess.check_output, command, text=True, timeout=WAIT)
+        anonymous = await signalroom.connect(made.strip())
+        who = anonymous.connection_id
+        await ada.wait_for(notice(f"{who} joined"), timeout=WAIT)
+        people = await ada.evaluate("document.getElementById('people').textContent")
+        assert people == f"2 here: Ada, {who}", people
+        await anonymous.signal("no name here", type="chat")
+        await ada.wait_for(shown(who, "no name here"), timeout=WAIT)
+        # "server" is what signals sent through the REST API come from, and only that.
+        await signalroom.ServerApi(server.url, server.secret).signal("demo", "from the back end", type="chat")
+        await ada.wait_for(shown("server", "from the back end"), timeout=WAIT)
+        await anonymous.disconnect()
+        await ada.wait_for(notice(f"{who} left"), timeout=WAIT)
+        await ada.wait_for("document.getElementById('people').textContent === '1 here: Ada'", timeout=WAIT)
+
+        # The server stops: the page says the connection is gone, and lists nobody.
+        server.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(server.process.wait, WAIT) == 0
+        await ada.wait_for(notice("The server stopped: the connection is gone. (openviduServerStopped)"), timeout=WAIT)
+        assert await ada.evaluate("document.getElementById('people').textContent") == "not connected"
+        assert await ada.evaluate("document.getElementById('text').disabled")
+        notices = await ada.evaluate("[...document.querySelectorAll('#messages li.notice')].map(li => li.textContent)")
+        assert not [n for n in notices if n.startswith("server ")], notices
 
 
 async def test_a_page_on_another_origin_calls_the_rest_api(

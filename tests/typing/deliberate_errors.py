@@ -1,5 +1,5 @@
 """Mistakes that mypy --strict must catch (tests/test_typing.py), with signalroom's mypy plugin
-(pyproject.toml) for event names: each line marked with an E comment must get an error containing
+(pyproject.toml) for event names: each line marked with an E comment must get one error, containing
 the comment's text, and no other line may get one. Not run, only type-checked."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ async def mistakes(session: signalroom.Session, api: signalroom.ServerApi, event
         print(e.connection.data)
 
     session.on("connectionCreated", on_created)  # right: the name gives the event class
-    session.on("conectionCreated", on_created)  # E: Value of type variable "_SignalHandler" of "on"
-    session.on("conectionCreated", lambda e: None)  # E: unknown signalroom event "conectionCreated"
+    session.on("conectionCreated", on_created)  # E: event "conectionCreated": did you mean "connectionCreated"?
+    session.on("conectionCreated", lambda e: None)  # E: did you mean "connectionCreated"?
     joined = await session.wait_for("conectionCreated")  # E: unknown signalroom event
-    print(joined.connection)  # E: "SignalEvent" has no attribute "connection"
+    print(joined.connection)  # right: the call above is the one error
     rejoined = await session.wait_for("rejoined")
     print(rejoined.previous.connection_id)  # right
 
@@ -38,7 +38,8 @@ def sync_mistakes(s: signalroom.sync.Session) -> None:
     print(s.receive("connectionCreated").connection.data)  # right
     print(s.receive("signal:chat").data)  # right
     print(s.receive("connectionCreated").data)  # E: "ConnectionEvent" has no attribute "data"
-    s.receive("signl")  # E: unknown signalroom event "signl"
+    s.receive("signl")  # E: unknown signalroom event "signl": did you mean "signal"?
+    s.receive("chat")  # E: unknown signalroom event "chat": for signals of type chat write "signal:chat"
     s.on("signal:", print)  # E: empty signal type
     s.signal("hi", to="con_x")  # E: Argument "to" to "signal" of "Session"
 

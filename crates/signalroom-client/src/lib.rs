@@ -54,6 +54,7 @@ mod error;
 mod event;
 #[doc(hidden)]
 pub mod fuzz;
+mod hint;
 mod inbound;
 mod link;
 mod options;
@@ -65,6 +66,7 @@ mod tls;
 pub use api::{API_TIMEOUT, ApiOptions, ConnectionOptions, ServerApi};
 pub use error::{BoxError, Error, Result};
 pub use event::{Connection, Event, SIGNAL_EVENT, SignalEvent};
+pub use hint::{Audience, Cause};
 pub use options::{
     CONNECT_TIMEOUT, ConnectOptions, PING_INTERVAL, PING_TIMEOUT, RECONNECT_ATTEMPTS, RECONNECT_INTERVAL,
     REQUEST_TIMEOUT, default_platform,

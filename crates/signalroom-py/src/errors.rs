@@ -9,9 +9,8 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
-use signalroom_client::Error as ClientError;
+use signalroom_client::{Audience, Error as ClientError};
 use signalroom_core::Error as CoreError;
-use signalroom_core::jsonrpc::codes;
 use signalroom_server::Error as ServerError;
 
 /// The Python module defining the exception classes.
@@ -157,85 +156,36 @@ pub(crate) fn invalid_signal(field: &str, text: impl Into<String>) -> PyErr {
     Python::attach(|py| new_error(py, Class::InvalidSignal, text.into(), &[("field", field.into())]))
 }
 
-/// What to do about a JSON-RPC error, by code.
-fn rpc_hint(method: &str, code: i64) -> &'static str {
-    match code {
-        codes::TOKEN_INVALID if method == "joinRoom" => {
-            "; the token is unknown or already used: create a new connection (ServerApi.create_connection) \
-             and join with its token"
-        }
-        codes::TOKEN_INVALID => {
-            "; this participant's role does not allow it (forceDisconnect needs MODERATOR)"
-        }
-        codes::ROOM_NOT_FOUND | codes::ROOM_CLOSED => {
-            "; the session does not exist (any more): create it (ServerApi.create_session) and a new token"
-        }
-        codes::SIGNAL_TO_INVALID => "; nothing was delivered: send only to connections now in the session",
-        codes::SIGNAL_FORMAT_INVALID => "; nothing was delivered: fix the signal (type, data size)",
-        codes::MEDIA_NOT_SUPPORTED => "; signalroom is signalling only: no audio or video",
-        codes::USER_NOT_FOUND => "; no such connection in the session",
-        _ => "",
-    }
-}
-
 /// Maps a client error; every variant this version knows is named.
 pub(crate) fn client_error(py: Python<'_>, err: ClientError) -> PyErr {
-    let text = err.to_string();
+    // The message ends with what to do about it: the hints the command line gives too.
+    let text = err.explain(Audience::Python);
     match err {
         ClientError::Invalid(core) => core_error(py, core),
         ClientError::Rpc { method, code, message } => {
-            let text = format!("{text}{}", rpc_hint(method, code));
             let attrs = [("code", Attr::Int(code)), ("message", message.into()), ("method", method.into())];
             new_error(py, Class::Rpc, text, &attrs)
         }
         ClientError::Timeout { method, timeout_ms } => {
-            let text = format!(
-                "{text}: the server is slow or unreachable; the request may or may not have been processed"
-            );
             let attrs = [("timeout", Attr::Float(timeout_ms as f64 / 1000.0)), ("method", method.into())];
             new_error(py, Class::SignalTimeout, text, &attrs)
         }
-        ClientError::Connect { .. } => {
-            let text =
-                format!("{text}; is the server running, and is the token's address reachable from here?");
-            new_error(py, Class::ConnectionLost, text, &[])
-        }
-        ClientError::ConnectionLost { .. } => {
-            let text = format!(
-                "{text}; the session is reconnecting: the request may or may not have been processed"
-            );
+        ClientError::Connect { .. } | ClientError::ConnectionLost { .. } => {
             new_error(py, Class::ConnectionLost, text, &[])
         }
         ClientError::Disconnected { reason } => {
-            let text = format!("{text}: this session is over; join again with a new token");
             new_error(py, Class::ConnectionLost, text, &[("reason", reason.as_str().into())])
         }
-        ClientError::UnexpectedResponse { .. } => {
-            let text = format!("{text}; is this an OpenVidu 2.x server?");
-            new_error(py, Class::Signalroom, text, &[])
-        }
+        ClientError::UnexpectedResponse { .. } => new_error(py, Class::Signalroom, text, &[]),
         ClientError::Api { status, message } => {
-            let text = format!("{text}{}", api_hint(status));
             new_error(py, Class::ServerApi, text, &[("status", status.into()), ("message", message.into())])
         }
         ClientError::Http(_) => {
-            let text = format!("{text}; is the server running at that URL?");
             let attrs = [("status", Attr::None), ("message", Attr::Str(text.clone()))];
             new_error(py, Class::ServerApi, text, &attrs)
         }
         // `Error` is #[non_exhaustive]: a variant added later still becomes a SignalroomError.
         _ => new_error(py, Class::Signalroom, text, &[]),
-    }
-}
-
-/// What to do about a REST error status.
-fn api_hint(status: u16) -> &'static str {
-    match status {
-        401 => " (wrong secret: pass the server's OPENVIDU_SECRET)",
-        404 => " (no such session or connection)",
-        406 => " (a recipient is not in the session, or nobody has joined it yet)",
-        409 => " (a session with that id exists already)",
-        _ => "",
     }
 }
 

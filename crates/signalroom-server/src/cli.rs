@@ -1,6 +1,7 @@
-//! The `signalroom` command line (`serve`, and the admin commands `sessions`, `signal`, `kick`,
-//! `token`), shared by the `signalroom` binary and `python -m signalroom` (through
-//! `signalroom._native.serve_cli`), so both accept the same flags and print the same `--help`.
+//! The `signalroom` command line (`serve`, and the admin commands `sessions`, `signal` (or
+//! `send`), `kick`, `token`, `listen`), shared by the `signalroom` binary and `python -m
+//! signalroom` (through `signalroom._native.serve_cli`), so both accept the same commands and
+//! flags and print the same `--help`.
 //! Every flag can also be set by an environment variable (shown in `--help`).
 
 use std::ffi::OsString;
@@ -14,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use signalroom_core::limits;
 use tracing_subscriber::EnvFilter;
 
-use crate::admin::{Admin, RoleArg, Target};
+use crate::admin::{Admin, Listen, RoleArg, Target};
 use crate::config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
 use crate::server::Server;
 use crate::webhook::WebhookConfig;
@@ -46,6 +47,7 @@ enum Command {
         target: Target,
     },
     /// Send a signal from the server to a session (everyone, or --to some participants).
+    #[command(visible_alias = "send")]
     Signal {
         /// The session.
         session: String,
@@ -54,8 +56,8 @@ enum Command {
         /// The signal's type (`chat` arrives as `signal:chat`).
         #[arg(long = "type", value_name = "T")]
         kind: Option<String>,
-        /// A recipient's connection id (repeat for more; none: everyone).
-        #[arg(long, value_name = "CONNECTION")]
+        /// Recipients' connection ids (none: everyone).
+        #[arg(long, value_name = "CONNECTION", num_args = 1..)]
         to: Vec<String>,
         #[command(flatten)]
         target: Target,
@@ -79,6 +81,24 @@ enum Command {
         /// Server data given to everyone in the participant's metadata.
         #[arg(long)]
         data: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Join a session and print its signals, joins and leaves as they happen, until Ctrl-C or the
+    /// session ends.
+    Listen {
+        /// A token (ws://…), or a session id: a connection is made for it (the session too).
+        #[arg(value_name = "TOKEN_OR_SESSION")]
+        token_or_session: String,
+        /// This participant's client data.
+        #[arg(long, default_value = "signalroom listen")]
+        data: String,
+        /// Print only the signals of this type (`chat` for signal:chat).
+        #[arg(long = "type", value_name = "T")]
+        kind: Option<String>,
+        /// Exit after this many signals.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
         #[command(flatten)]
         target: Target,
     },
@@ -301,6 +321,9 @@ async fn execute(command: Command) -> u8 {
         Command::Token { session, role, data, target } => {
             crate::admin::run(target, Admin::Token { session, role, data }).await
         }
+        Command::Listen { token_or_session, data, kind, count, target } => {
+            crate::admin::listen(target, Listen { token_or_session, data, kind, count }).await
+        }
     }
 }
 
@@ -442,7 +465,7 @@ async fn serve(mut args: ServeArgs) -> u8 {
 
 /// Listens for Ctrl-C (SIGINT) and SIGTERM now; the future resolves on the first of them. Called
 /// before the ready line, so that a signal sent as soon as it is read stops the server cleanly.
-fn shutdown_signal() -> impl Future<Output = ()> {
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -7,8 +7,20 @@
   let session = null;
   let me = null;
 
-  // The display name of a connection: its client data (`name`, or `name%/%server data`).
-  const nameOf = (connection) => (connection && connection.data ? connection.data.split('%/%')[0] : 'server');
+  // Who a connection is: its client data (`name`, or `name%/%server data`), else its id (a
+  // participant that joined without any, e.g. with a token from `signalroom token`).
+  const nameOf = (connection) => (connection.data ? connection.data.split('%/%')[0] : connection.connectionId);
+  // Who sent a signal: a participant, or the server (a signal sent through the REST API).
+  const senderOf = (event) => (event.from ? nameOf(event.from) : 'server');
+  // What the page says when the session is over, by openvidu-browser's reason.
+  const ended = {
+    disconnect: 'You left.',
+    openviduServerStopped: 'The server stopped: the connection is gone.',
+    networkDisconnect: 'The connection to the server is gone.',
+    forceDisconnectByServer: 'You were removed from the session.',
+    forceDisconnectByUser: 'You were removed from the session.',
+    sessionClosedByServer: 'The session was closed.',
+  };
 
   function show(who, text, mine) {
     const item = document.createElement('li');
@@ -60,7 +72,7 @@
       const ov = new OpenVidu();
       ov.enableProdMode();
       session = ov.initSession();
-      session.on('signal:chat', (e) => show(nameOf(e.from), e.data, e.from && e.from.connectionId === session.connection.connectionId));
+      session.on('signal:chat', (e) => show(senderOf(e), e.data, e.from && e.from.connectionId === session.connection.connectionId));
       session.on('connectionCreated', (e) => {
         if (session.connection && e.connection.connectionId !== session.connection.connectionId) {
           show(null, `${nameOf(e.connection)} joined`);
@@ -68,9 +80,13 @@
         if (session.connection) people();
       });
       session.on('connectionDestroyed', (e) => { show(null, `${nameOf(e.connection)} left`); people(); });
+      session.on('reconnecting', () => show(null, 'Connection lost: reconnecting…'));
+      session.on('reconnected', () => { show(null, 'Reconnected.'); people(); });
       session.on('sessionDisconnected', (e) => {
-        show(null, `You left (${e.reason}).`);
-        $('text').disabled = $('send').disabled = true;
+        // Nobody is known to be here any more: the list is cleared, not left stale.
+        $('people').textContent = 'not connected';
+        show(null, `${ended[e.reason] || 'The connection is gone.'} (${e.reason})`);
+        $('text').disabled = $('send').disabled = $('leave').disabled = true;
       });
       await session.connect(connection.token, me);
       $('join').hidden = true;
