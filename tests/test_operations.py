@@ -29,6 +29,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import signalroom
+from signalroom.testing import SignalroomCluster
 
 if TYPE_CHECKING:
     from conftest import SignalroomServer, StartServer
@@ -661,3 +662,22 @@ async def test_tls_errors_name_the_certificate_and_the_fix(signalroom_binary: Pa
             await signalroom.connect(token)
         text = str(connect_error.value)
         assert "UnknownIssuer" in text and "accept_invalid_certs=True" in text and "fingerprint" in text, text
+
+
+def test_signalroom_drain_drains_a_node_with_a_broker_and_says_why_not_otherwise(
+    signalroom_binary: Path,
+    server_process: SignalroomServer,
+    start_server: StartServer,
+    signalroom_cluster: SignalroomCluster,
+) -> None:
+    refused = admin(signalroom_binary, server_process, "drain")
+    assert refused.returncode == 1, refused
+    assert "nowhere to drain" in refused.stderr and "stop it instead" in refused.stderr, refused.stderr
+    with start_server("--broker", signalroom_cluster.broker, "--drain-window-secs", "0") as node:
+        ready = urllib.request.urlopen(f"{node.url}/health/ready", timeout=TIMEOUT)
+        assert ready.status == 200
+        drained = admin(signalroom_binary, node, "drain")
+        assert drained.returncode == 0, drained.stderr
+        assert drained.stdout.startswith("draining"), drained.stdout
+        # It exits by itself once drained (nothing to wait for here).
+        assert node.process.wait(TIMEOUT) == 0

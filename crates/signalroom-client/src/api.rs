@@ -222,6 +222,15 @@ impl ServerApi {
         Ok(page.content)
     }
 
+    /// Makes a signalroom node that shares its sessions through a broker drain, as SIGTERM does
+    /// (`POST /signalroom/drain`, a signalroom extension): it stops taking new sockets, closes its
+    /// sockets over its drain window so that their participants resume on the other nodes, then
+    /// exits. 400 for a node without a broker (it has nowhere to drain to); 404 from a server
+    /// that is not signalroom.
+    pub async fn drain(&self) -> Result<()> {
+        self.send(Method::POST, self.url(&["signalroom", "drain"]), Some(&json!({}))).await.map(drop)
+    }
+
     /// Closes a session (`DELETE /sessions/{id}`): every participant is evicted with
     /// `sessionClosedByServer`. 404 when it does not exist.
     pub async fn close_session(&self, session_id: impl AsRef<str>) -> Result<()> {

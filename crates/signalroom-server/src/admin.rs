@@ -81,6 +81,7 @@ pub(crate) enum Admin {
     Sessions,
     Signal { session: String, data: String, kind: Option<String>, to: Vec<String> },
     Kick { session: String, connection: String },
+    Drain,
     Token { session: String, role: Option<RoleArg>, data: Option<String> },
 }
 
@@ -124,6 +125,14 @@ async fn execute(api: &ServerApi, command: Admin, as_json: bool) -> signalroom_c
                     format!("{} participant(s)", to.len())
                 };
                 format!("signal sent to {whom} in {session}")
+            })
+        }
+        Admin::Drain => {
+            api.drain().await?;
+            Ok(if as_json {
+                pretty(&json!({"draining": true}))
+            } else {
+                "draining: its participants move to the other nodes; it exits once they have".to_owned()
             })
         }
         Admin::Kick { session, connection } => {

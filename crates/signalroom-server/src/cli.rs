@@ -71,6 +71,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Make a node sharing its sessions (--broker) drain, as SIGTERM does: it takes no new
+    /// sockets, its participants resume on the other nodes, losing nothing, and it exits. --url
+    /// names the node itself, not the balancer.
+    Drain {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Make a token to join a session (the session is created if missing); prints the token.
     Token {
         /// The session.
@@ -318,6 +325,7 @@ async fn execute(command: Command) -> u8 {
         Command::Kick { session, connection, target } => {
             crate::admin::run(target, Admin::Kick { session, connection }).await
         }
+        Command::Drain { target } => crate::admin::run(target, Admin::Drain).await,
         Command::Token { session, role, data, target } => {
             crate::admin::run(target, Admin::Token { session, role, data }).await
         }

@@ -154,7 +154,7 @@ async fn render_errors(AxumState(hub): Shared, request: Request, next: Next) -> 
 }
 
 /// `POST /signalroom/drain` (a signalroom extension): this node drains as on SIGTERM, then
-/// exits. 202 once asked; 409 for a node whose sessions live in its own process (it has nowhere
+/// exits. 202 once asked; 400 for a node whose sessions live in its own process (it has nowhere
 /// to send its participants: stop it instead, which ends their sessions as OpenVidu does).
 async fn drain(AxumState(hub): Shared) -> Response {
     if hub.ask_drain() {
@@ -162,7 +162,7 @@ async fn drain(AxumState(hub): Shared) -> Response {
     } else {
         let message =
             "this node shares no sessions (no --broker): it has nowhere to drain to; stop it instead";
-        (StatusCode::CONFLICT, Json(json!({"status": 409, "message": message}))).into_response()
+        (StatusCode::BAD_REQUEST, Json(json!({"status": 400, "message": message}))).into_response()
     }
 }
 

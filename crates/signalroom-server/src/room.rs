@@ -259,6 +259,11 @@ impl Room {
         self.participants().count()
     }
 
+    /// The number of Connections, pending or joined (what a stored room lists).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
     /// The node holding the participant's socket.
     pub fn node_of(&self, who: &ConnectionId) -> Option<&str> {
         self.connections.get(who)?.member.as_ref().map(|m| m.node.as_str())

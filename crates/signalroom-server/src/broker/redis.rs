@@ -95,10 +95,10 @@ const RESUBSCRIBE_BACKOFF: [Duration; 4] =
 /// Snapshots are written at least this many operations apart...
 const SNAPSHOT_MIN: u64 = 1024;
 
-/// ...and twice as many as the session has participants: a snapshot's bytes, spread over the
-/// operations until the next, are O(1) for each.
-fn snapshot_every(participants: usize) -> u64 {
-    SNAPSHOT_MIN.max(2 * participants as u64)
+/// ...and twice as many as the session has Connections (pending or joined: a snapshot lists
+/// them all): a snapshot's bytes, spread over the operations until the next, are O(1) for each.
+fn snapshot_every(connections: usize) -> u64 {
+    SNAPSHOT_MIN.max(2 * connections as u64)
 }
 
 /// Numbers an operation, logs and publishes it. KEYS: snap, ver, log, channel. ARGV: node,
@@ -269,6 +269,15 @@ struct Replica {
     filling: bool,
     /// The participants whose sockets this node holds.
     roster: Roster,
+    /// Frames held back to be pushed together ([`Held`]): a run of joins' `participantJoined`s
+    /// stay held across the messages that bring them, as the local broker holds them, until a
+    /// write's worth is held or they waited as long as a session of this size waits (in a big
+    /// session, a write per participant per join would cost the kernel more than the bytes);
+    /// anything else pushes them first, and a batch with other operations' frames held pushes
+    /// everything at its end.
+    held: Held,
+    /// Everything held came from joins (it may wait for more).
+    held_joins: bool,
     recent: Recent,
     /// When this node last ran an operation on the session.
     used: Instant,
@@ -669,6 +678,8 @@ async fn follow(shared: &Arc<Shared>, id: &str) -> Result<Arc<Cell>, Refusal> {
         ahead: BTreeMap::new(),
         filling: false,
         roster: Roster::new(),
+        held: Held::default(),
+        held_joins: true,
         recent: Recent::default(),
         used: Instant::now(),
         gone: false,
@@ -724,7 +735,7 @@ fn apply_ahead(shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>) {
         let _deferring = crate::outbox::Deferring::begin();
         let mut guard = cell.replica.lock();
         let Some(replica) = guard.as_mut() else { return };
-        let mut held = Held::default();
+        let mut held = std::mem::take(&mut replica.held);
         while let Some(entry) = replica.ahead.first_entry() {
             if *entry.key() <= replica.ver {
                 entry.remove();
@@ -739,7 +750,22 @@ fn apply_ahead(shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>) {
                 break;
             }
         }
-        held.release(&replica.roster, &mut batch.applied);
+        let members = replica.roster.len();
+        let wait = replica.held_joins && !replica.gone && !held.is_empty() && !held.ripe(members);
+        match held.due(members) {
+            Some(due) if wait => {
+                if !held.armed {
+                    held.armed = true;
+                    batch.release_at = Some(due);
+                }
+            }
+            _ => {
+                held.release(&replica.roster, &mut batch.applied);
+                held.armed = false;
+                replica.held_joins = true;
+            }
+        }
+        replica.held = held;
         let missing = !replica.gone && !replica.ahead.is_empty() && !replica.filling;
         if missing {
             replica.filling = true;
@@ -747,10 +773,55 @@ fn apply_ahead(shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>) {
         cell.applied.send_replace(replica.ver);
         missing.then_some(replica.ver + 1)
     };
+    let release_at = batch.release_at;
     batch.finish(shared, session, cell);
     if let Some(from) = missing {
         let (shared, session, cell) = (Arc::clone(shared), session.clone(), Arc::clone(cell));
         tokio::spawn(async move { fill(&shared, &session, &cell, from).await });
+    }
+    if let Some(due) = release_at {
+        let (shared, session, cell) = (Arc::clone(shared), session.clone(), Arc::clone(cell));
+        tokio::spawn(async move { release_when_due(&shared, &session, &cell, due).await });
+    }
+}
+
+/// Pushes what joins held back in a replica once it is due (first at `due`): a task armed by the
+/// batch that left it held.
+async fn release_when_due(shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>, mut due: Instant) {
+    loop {
+        tokio::time::sleep_until(due.into()).await;
+        let mut batch = Batch::default();
+        let next = {
+            let _deferring = crate::outbox::Deferring::begin();
+            let mut guard = cell.replica.lock();
+            let Some(replica) = guard.as_mut() else { return };
+            let members = replica.roster.len();
+            match replica.held.due(members) {
+                Some(at)
+                    if at > Instant::now() && !replica.held.is_empty() && !replica.held.ripe(members) =>
+                {
+                    Some(at)
+                }
+                _ => {
+                    replica.release(&mut batch.applied);
+                    None
+                }
+            }
+        };
+        batch.finish(shared, session, cell);
+        match next {
+            Some(at) => due = at,
+            None => return,
+        }
+    }
+}
+
+impl Replica {
+    /// Pushes what is held back, now.
+    fn release(&mut self, applied: &mut Applied<()>) {
+        self.held.release(&self.roster, applied);
+        self.held.armed = false;
+        self.held_joins = true;
     }
 }
 
@@ -806,6 +877,8 @@ struct Batch {
     resumed: Vec<Outcome<Result<Resumed, Refusal>>>,
     /// A snapshot to write: epoch, version, room.
     snapshot: Option<(String, u64, String)>,
+    /// What joins held back is to be released then, by a task.
+    release_at: Option<Instant>,
 }
 
 impl Default for Applied<()> {
@@ -894,6 +967,7 @@ fn apply_one(
         }
     };
     let before = replica.room.participant_count();
+    let joining = matches!(op, Op::Join(_));
     let ran = if replica.room.is_closed() {
         Err(Refusal::NoSession(session.to_string()))
     } else {
@@ -978,6 +1052,12 @@ fn apply_one(
             Effect::Notify { to: Audience::All, frame, .. } => held.hold(frame, For::First(roster.len())),
             Effect::Reply => {
                 let (Some(caller), Some(out)) = (&caller, reply.take()) else { continue };
+                if joining {
+                    // The joiner entered the roster last: nothing held is for it, and what is
+                    // held after it comes after its answer.
+                    caller.push(out);
+                    continue;
+                }
                 match (out, roster.values().position(|o| Arc::ptr_eq(o, caller))) {
                     (Out::Frame(frame), Some(at)) => held.hold(frame, For::At(at)),
                     (out, _) => {
@@ -1003,6 +1083,9 @@ fn apply_one(
     if closed || held.too_much(shared.most_held) {
         held.release(roster, &mut batch.applied);
     }
+    if !joining && !held.is_empty() {
+        replica.held_joins = false;
+    }
     if let Some(done) = outcome {
         let Applied { slow, left, delivered, closed, held, .. } = applied;
         batch.outcomes.push((done, Ok(Applied { value, slow, left, delivered, closed, held })));
@@ -1013,7 +1096,7 @@ fn apply_one(
         replica.gone = true;
         return;
     }
-    if replica.ver >= replica.snap_at + snapshot_every(replica.room.participant_count()) {
+    if replica.ver >= replica.snap_at + snapshot_every(replica.room.connection_count()) {
         replica.snap_at = replica.ver;
         if message.node == shared.node {
             let room = serde_json::to_string(&replica.room).expect("rooms serialise");
@@ -1208,12 +1291,20 @@ impl Broker for RedisBroker {
     async fn hand_off(&self, session: &str, who: &ConnectionId) {
         let Some(cell) = self.shared.replicas.get(session).map(|c| Arc::clone(&c)) else { return };
         // Everything numbered up to here was queued for it; nothing after will be.
+        let mut applied = Applied::default();
         let written = {
+            let _deferring = crate::outbox::Deferring::begin();
             let mut guard = cell.replica.lock();
             let Some(replica) = guard.as_mut() else { return };
+            // (What is held is for places in the roster: pushed before one leaves it.)
+            replica.release(&mut applied);
             replica.roster.shift_remove(who);
             replica.room.last_seq()
         };
+        for who in applied.slow {
+            let node = self.shared.node.clone();
+            let _ = self.shared.notices.send(Notice::Lost { session: SessionId::from(session), who, node });
+        }
         let mut conn = self.shared.conn.clone();
         let recorded: redis::RedisResult<()> =
             conn.set_ex(drained_key(session, who.as_str()), written, DRAINED_TTL.as_secs()).await;

@@ -925,5 +925,6 @@ async fn a_draining_node_is_not_ready_and_takes_no_new_socket() {
 
     let single = TestServer::single().await;
     let (status, body) = single.post("/signalroom/drain", json!({})).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("nowhere to drain"), "{body}");
 }
