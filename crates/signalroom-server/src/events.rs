@@ -44,7 +44,8 @@ pub enum ServerEvent {
         /// How long the join took, from the request to the reply queued.
         took: Duration,
     },
-    /// A participant left or was evicted.
+    /// A participant left or was evicted (whichever node held its socket: the fields of its join
+    /// come from the session).
     ParticipantLeft {
         /// The session.
         session: SessionId,
@@ -52,6 +53,16 @@ pub enum ServerEvent {
         connection: ConnectionId,
         /// Why.
         reason: EndReason,
+        /// When it joined (ms since the epoch).
+        joined_at: u64,
+        /// The client's address.
+        ip: String,
+        /// The client's platform, as it said.
+        platform: String,
+        /// The client's data (`joinRoom`'s `metadata`).
+        client_data: String,
+        /// The server's data (the connection's `data`).
+        server_data: String,
     },
     /// A signal was delivered. One per signal: emitted only once somebody asked for them
     /// ([`crate::Server::events`], a webhook posting `signalSent`).
@@ -62,6 +73,8 @@ pub enum ServerEvent {
         from: Option<ConnectionId>,
         /// The recipients asked for; empty: everyone in the session.
         to: Vec<ConnectionId>,
+        /// For a signal to everyone (`to` empty), everyone it went to, on every node.
+        everyone: Vec<ConnectionId>,
         /// The wire type, if any.
         kind: Option<String>,
         /// The data, if any.

@@ -275,18 +275,23 @@ impl Hub {
         }
     }
 
-    fn announce_left(&self, session: &str, left: &[(ConnectionId, RpcSessionId, EndReason)], closed: bool) {
-        for (who, _, reason) in left {
+    fn announce_left(&self, session: &str, left: &[crate::broker::Left], closed: bool) {
+        for crate::broker::Left { who, reason, stay, .. } in left {
             tracing::info!(session, connection = %who, %reason, "participant removed");
             self.emit(|| ServerEvent::ParticipantLeft {
                 session: session.into(),
                 connection: who.clone(),
                 reason: reason.clone(),
+                joined_at: stay.since,
+                ip: stay.ip.clone(),
+                platform: stay.platform.clone(),
+                client_data: stay.client_data.clone(),
+                server_data: stay.server_data.clone(),
             });
         }
         if closed {
             tracing::info!(session, "session closed");
-            let reason = left.last().map_or(EndReason::Other(String::new()), |(_, _, r)| r.clone());
+            let reason = left.last().map_or(EndReason::Other(String::new()), |l| l.reason.clone());
             self.emit(|| ServerEvent::SessionDestroyed { session: session.into(), reason });
         }
     }
@@ -370,7 +375,7 @@ impl Hub {
             // This node's participants only: with a shared broker, the sessions go on elsewhere.
             let op = Op::EvictNode { node: node.clone(), reason: EndReason::OpenviduServerStopped };
             if let Ok(applied) = self.apply(id.as_str(), None, op, Reply::NONE).await {
-                evicted.extend(applied.left.into_iter().map(|(who, _, _)| (id.clone(), who)));
+                evicted.extend(applied.left.into_iter().map(|l| (id.clone(), l.who)));
             }
         }
         // With a shared broker, the evictions reach the sockets when they come back from it: the
@@ -679,10 +684,19 @@ impl Hub {
         if !self.wants_signals.load(Ordering::Relaxed) {
             return;
         }
+        // A broadcast went to everyone in the session, on every node (read from the session: the
+        // events of a cluster's nodes say the same).
+        let everyone = if to.is_empty() {
+            let ids = |room: &Room| room.participants().map(|(id, _, _)| id.clone()).collect();
+            Box::pin(self.broker.read(session, ids)).await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         self.emit(|| ServerEvent::SignalSent {
             session: session.into(),
             from: from.cloned(),
             to: to.to_vec(),
+            everyone,
             kind: kind.map(str::to_owned),
             data: data.map(str::to_owned),
             recipients: applied.delivered,

@@ -59,11 +59,24 @@ pub(crate) enum Effect {
     /// The reply to the caller goes here.
     Reply,
     /// The participant leaves the roster; its socket is closed after what is queued for it.
-    Leave { who: ConnectionId, rpc_id: RpcSessionId, reason: EndReason, close: CloseMode },
+    Leave { who: ConnectionId, rpc_id: RpcSessionId, reason: EndReason, close: CloseMode, stay: Box<Stay> },
     /// The participant's socket is now held by `node` (a reconnection that landed on another
     /// node of a shared broker): that node's caller outbox takes its place in the roster, and
     /// the node that held it before closes the old socket.
     Moved { who: ConnectionId, node: String },
+}
+
+/// A leaving participant's stay, as its `participantLeft` event tells it (on whichever node
+/// runs the operation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stay {
+    /// When it joined (ms since the epoch).
+    pub since: u64,
+    pub ip: String,
+    pub platform: String,
+    pub client_data: String,
+    /// The Connection's `data`.
+    pub server_data: String,
 }
 
 /// The effects of one operation.
@@ -472,7 +485,7 @@ impl Room {
     /// `leaveRoom`: `participantLeft` (`disconnect`) to the others, the reply, then the socket
     /// is closed after the linger delay.
     pub fn leave(&mut self, who: &ConnectionId) -> Effects {
-        let Some(member) = self.remove(who) else { return vec![Effect::Reply] };
+        let Some((member, stay)) = self.remove(who) else { return vec![Effect::Reply] };
         let params = ParticipantLeft { connection_id: who.clone(), reason: EndReason::Disconnect };
         let effects = vec![
             self.note(notification::PARTICIPANT_LEFT, &params, Audience::AllBut(who.clone())),
@@ -482,6 +495,7 @@ impl Room {
                 rpc_id: member.rpc_id,
                 reason: EndReason::Disconnect,
                 close: CloseMode::Linger,
+                stay,
             },
         ];
         self.close_if_empty();
@@ -522,14 +536,14 @@ impl Room {
     ) -> Effects {
         let mut effects = Vec::with_capacity(who.len() * 4);
         for (id, reason) in who {
-            let Some(member) = self.remove(&id) else { continue };
+            let Some((member, stay)) = self.remove(&id) else { continue };
             let params = ParticipantLeft { connection_id: id.clone(), reason: reason.clone() };
             effects.push(self.note(notification::PARTICIPANT_LEFT, &params, Audience::AllBut(id.clone())));
             if std::mem::take(&mut reply_between) {
                 effects.push(Effect::Reply);
             }
             effects.push(self.note(notification::PARTICIPANT_EVICTED, &params, Audience::All));
-            effects.push(Effect::Leave { who: id, rpc_id: member.rpc_id, reason, close });
+            effects.push(Effect::Leave { who: id, rpc_id: member.rpc_id, reason, close, stay });
         }
         if reply_between {
             effects.push(Effect::Reply);
@@ -556,11 +570,18 @@ impl Room {
         true
     }
 
-    fn remove(&mut self, id: &ConnectionId) -> Option<Member> {
+    fn remove(&mut self, id: &ConnectionId) -> Option<(Member, Box<Stay>)> {
         let member = self.connections.get_mut(id)?.member.take()?;
-        self.connections.shift_remove(id);
+        let server_data = self.connections.shift_remove(id).map(|c| c.props.data).unwrap_or_default();
         self.answers.remove(id);
-        Some(member)
+        let stay = Box::new(Stay {
+            since: member.active_at,
+            ip: member.ip.clone(),
+            platform: member.platform.clone(),
+            client_data: member.client_data.clone(),
+            server_data,
+        });
+        Some((member, stay))
     }
 
     /// "A session is deleted when its last participant leaves" (spec §7.1).

@@ -188,10 +188,8 @@ impl Drop for Webhook {
     }
 }
 
-/// What is remembered of a participant, for its `participantLeft` and for the recipients of a
-/// broadcast signal.
+/// A participant's join, as its `participantJoined` and `participantLeft` tell it.
 struct Joined {
-    session: SessionId,
     at: u64,
     ip: String,
     platform: String,
@@ -204,7 +202,6 @@ struct Joined {
 struct Shapes {
     /// Creation time of each session open on this server.
     sessions: HashMap<SessionId, u64>,
-    joined: HashMap<ConnectionId, Joined>,
 }
 
 impl Shapes {
@@ -234,7 +231,6 @@ impl Shapes {
                     json.insert("duration".into(), (now.saturating_sub(start) / 1000).into());
                 }
                 json.insert("reason".into(), session_end(reason).into());
-                self.joined.retain(|_, j| &j.session != session);
                 Some(("sessionDestroyed", json))
             }
             ServerEvent::ParticipantJoined {
@@ -248,7 +244,6 @@ impl Shapes {
                 ..
             } => {
                 let joined = Joined {
-                    session: session.clone(),
                     at: *at,
                     ip: ip.clone(),
                     platform: platform.clone(),
@@ -257,38 +252,37 @@ impl Shapes {
                 };
                 let mut json = self.base(session, *at);
                 participant(&mut json, connection, &joined);
-                self.joined.insert(connection.clone(), joined);
                 Some(("participantJoined", json))
             }
-            ServerEvent::ParticipantLeft { session, connection, reason } => {
+            ServerEvent::ParticipantLeft {
+                session,
+                connection,
+                reason,
+                joined_at,
+                ip,
+                platform,
+                client_data,
+                server_data,
+            } => {
+                // What it said at its join comes with the event, whichever node it joined through.
+                let joined = Joined {
+                    at: *joined_at,
+                    ip: ip.clone(),
+                    platform: platform.clone(),
+                    client_data: client_data.clone(),
+                    server_data: server_data.clone(),
+                };
                 let mut json = self.base(session, now);
-                match self.joined.remove(connection) {
-                    Some(joined) => {
-                        json.insert("startTime".into(), joined.at.into());
-                        json.insert("duration".into(), (now.saturating_sub(joined.at) / 1000).into());
-                        json.insert("reason".into(), reason.as_str().into());
-                        participant(&mut json, connection, &joined);
-                    }
-                    None => {
-                        // Joined through another node: what it said at its join is not known here.
-                        json.insert("reason".into(), reason.as_str().into());
-                        json.insert("participantId".into(), connection.as_str().into());
-                        json.insert("connectionId".into(), connection.as_str().into());
-                    }
-                }
+                json.insert("startTime".into(), joined.at.into());
+                json.insert("duration".into(), (now.saturating_sub(joined.at) / 1000).into());
+                json.insert("reason".into(), reason.as_str().into());
+                participant(&mut json, connection, &joined);
                 Some(("participantLeft", json))
             }
-            ServerEvent::SignalSent { session, from, to, kind, data, .. } => {
+            ServerEvent::SignalSent { session, from, to, everyone, kind, data, .. } => {
                 let mut json = self.base(session, now);
-                let to: Vec<Value> = if to.is_empty() {
-                    self.joined
-                        .iter()
-                        .filter(|(_, j)| &j.session == session)
-                        .map(|(id, _)| id.as_str().into())
-                        .collect()
-                } else {
-                    to.iter().map(|id| id.as_str().into()).collect()
-                };
+                let to: Vec<Value> =
+                    if to.is_empty() { everyone } else { to }.iter().map(|id| id.as_str().into()).collect();
                 json.insert("from".into(), from.as_ref().map_or(Value::Null, |f| f.as_str().into()));
                 json.insert("to".into(), to.into());
                 let kind = kind.as_deref().map(|k| k.strip_prefix("signal:").unwrap_or(k));
@@ -449,6 +443,7 @@ mod tests {
             session: ses.clone(),
             from: Some(con.clone()),
             to: vec![],
+            everyone: vec![con.clone(), ConnectionId::from("con_B")],
             kind: Some("signal:chat".into()),
             data: Some("hi".into()),
             recipients: 1,
@@ -458,24 +453,31 @@ mod tests {
         assert_eq!(
             Value::Object(sig),
             json!({"sessionId": "S", "uniqueSessionId": "S_1000", "timestamp": 2500,
-            "from": "con_A", "to": ["con_A"], "type": "chat", "data": "hi"})
+            "from": "con_A", "to": ["con_A", "con_B"], "type": "chat", "data": "hi"})
         );
+        // (Its join's fields come with the event: the same on a node that never saw the join.)
         let left = ServerEvent::ParticipantLeft {
             session: ses.clone(),
             connection: con,
             reason: EndReason::Disconnect,
+            joined_at: 2000,
+            ip: "127.0.0.1".into(),
+            platform: "Chrome".into(),
+            client_data: "c".into(),
+            server_data: "s".into(),
         };
-        let (_, l) = s.shape(&left, 5000).unwrap();
+        let (_, l) = Shapes::default().shape(&left, 5000).unwrap();
         assert_eq!(
             (l["startTime"].as_u64(), l["duration"].as_u64(), l["reason"].as_str()),
             (Some(2000), Some(3), Some("disconnect"))
         );
+        assert_eq!((l["clientData"].as_str(), l["serverData"].as_str()), (Some("c"), Some("s")));
         let destroyed = ServerEvent::SessionDestroyed { session: ses, reason: EndReason::Disconnect };
         let (_, d) = s.shape(&destroyed, 9000).unwrap();
         assert_eq!(
             (d["startTime"].as_u64(), d["duration"].as_u64(), d["reason"].as_str()),
             (Some(1000), Some(8), Some("lastParticipantLeft"))
         );
-        assert!(s.sessions.is_empty() && s.joined.is_empty());
+        assert!(s.sessions.is_empty());
     }
 }

@@ -180,8 +180,8 @@ impl LocalBroker {
         let session_id = cell.room.id.clone();
         drop(guard);
         drop(deferring);
-        for (who, rpc, _) in &applied.left {
-            self.rpc.remove_if(rpc, |_, (s, c)| *s == session_id && c == who);
+        for left in &applied.left {
+            self.rpc.remove_if(&left.rpc_id, |_, (s, c)| *s == session_id && *c == left.who);
         }
         if applied.closed {
             self.sessions.remove_if(id, |_, c| Arc::ptr_eq(c, &shared));

@@ -77,8 +77,8 @@ pub(crate) struct Applied<R> {
     pub value: R,
     /// Participants whose outbox was full: too slow, to be evicted.
     pub slow: Vec<ConnectionId>,
-    /// Participants who left the roster: who, its RPC session id, why.
-    pub left: Vec<(ConnectionId, RpcSessionId, EndReason)>,
+    /// Participants who left the roster.
+    pub left: Vec<Left>,
     /// Outbox pushes of notifications (a signal's recipients).
     pub delivered: usize,
     /// The operation closed the session (it is unregistered).
@@ -89,6 +89,15 @@ pub(crate) struct Applied<R> {
     /// join: [`LocalBroker::after_join`]). The mark tells whether an operation held frames
     /// since ([`Held::newer_than`]).
     pub held: Option<u64>,
+}
+
+/// A participant who left the roster: who, its RPC session id, why, and its stay.
+#[derive(Debug, Clone)]
+pub(crate) struct Left {
+    pub who: ConnectionId,
+    pub rpc_id: RpcSessionId,
+    pub reason: EndReason,
+    pub stay: Box<crate::room::Stay>,
 }
 
 /// The shared state of a set of sessions (see the module docs for the contract).
@@ -576,14 +585,14 @@ pub(crate) fn deliver<R>(
                 outbox.push(out);
             }
         }
-        Effect::Leave { who, rpc_id, reason, close } => {
+        Effect::Leave { who, rpc_id, reason, close, stay } => {
             if let Some(outbox) = roster.shift_remove(&who) {
                 outbox.push(match close {
                     CloseMode::Linger => Out::Order(Order::CloseAfter(linger)),
                     CloseMode::Now => Out::Order(Order::Close { code: 1000, reason: "participant removed" }),
                 });
             }
-            applied.left.push((who, rpc_id, reason));
+            applied.left.push(Left { who, rpc_id, reason, stay });
         }
     }
 }

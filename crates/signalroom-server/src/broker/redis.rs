@@ -565,8 +565,8 @@ impl RedisBroker {
             return;
         }
         let mut pipe = redis::pipe();
-        for (_, rpc, _) in &applied.left {
-            pipe.del(rpc_key(rpc.as_str())).ignore();
+        for left in &applied.left {
+            pipe.del(rpc_key(left.rpc_id.as_str())).ignore();
         }
         if let (true, Some(epoch)) = (applied.closed, epoch) {
             pipe.cmd("EVAL")
@@ -1004,9 +1004,10 @@ fn apply_one(
                 };
             }
             Effect::Enter(_) => present += 1,
-            Effect::Leave { who, rpc_id, reason, .. } => {
+            Effect::Leave { who, rpc_id, reason, stay, .. } => {
                 present = present.saturating_sub(1);
-                applied.left.push((who.clone(), rpc_id.clone(), reason.clone()));
+                let (who, rpc_id, reason, stay) = (who.clone(), rpc_id.clone(), reason.clone(), stay.clone());
+                applied.left.push(super::Left { who, rpc_id, reason, stay });
             }
             Effect::Reply | Effect::Moved { .. } => {}
         }
@@ -1064,6 +1065,13 @@ fn apply_one(
                         held.release(roster, &mut batch.applied);
                         caller.push(out);
                     }
+                }
+            }
+            // A joiner enters the roster at its end: what is held keeps its places (and is not
+            // for it), so nothing needs pushing first.
+            Effect::Enter(who) if joining => {
+                if let Some(outbox) = &caller {
+                    roster.insert(who, Arc::clone(outbox));
                 }
             }
             Effect::Moved { who, node } if node != shared.node => {

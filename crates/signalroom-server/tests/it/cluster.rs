@@ -928,3 +928,47 @@ async fn a_draining_node_is_not_ready_and_takes_no_new_socket() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["message"].as_str().unwrap().contains("nowhere to drain"), "{body}");
 }
+
+// ---- events and webhooks ----------------------------------------------------------------------
+
+/// Each operation's event comes once, from the node that ran it, and whole: a broadcast's
+/// recipients are everyone in the session, on every node, and a participant removed through
+/// another node than its own is reported with what it said at its join.
+#[tokio::test]
+async fn a_nodes_events_tell_the_whole_session() {
+    use signalroom_server::ServerEvent;
+    let c = TestCluster::start(2).await;
+    let (a, b) = (c.node(0), c.node(1));
+    let (mut on_a, mut on_b) = (a.server().events(), b.server().events());
+    a.create_session("S").await;
+    let mut x = join_on(a, a, "S", "x-data").await;
+    let y = join_on(b, a, "S", "y-data").await;
+    x.signal(&[], "to all", "signal:chat").await.unwrap();
+    let (_, gone) = b.delete(&format!("/sessions/S/connection/{}", x.connection_id)).await;
+    assert!(gone.is_null() || gone == json!(""), "{gone}");
+    let mut sent = None;
+    while sent.is_none() {
+        let event = tokio::time::timeout(WAIT, on_a.recv()).await.expect("an event").expect("open");
+        if let ServerEvent::SignalSent { everyone, .. } = event {
+            sent = Some(everyone);
+        }
+    }
+    let mut everyone = sent.unwrap();
+    everyone.sort();
+    let mut expected = vec![x.connection_id.clone(), y.connection_id.clone()];
+    expected.sort();
+    assert_eq!(everyone.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>(), expected);
+    let left = loop {
+        let event = tokio::time::timeout(WAIT, on_b.recv()).await.expect("an event").expect("open");
+        if let ServerEvent::ParticipantLeft { connection, client_data, joined_at, .. } = event {
+            break (connection, client_data, joined_at);
+        }
+    };
+    assert_eq!(left.0.as_str(), x.connection_id, "node B ran the removal: it tells it");
+    assert_eq!(left.1, "x-data", "with what x said at its join on node A");
+    assert!(left.2 > 0);
+    // Node A, which ran none of them, reports neither the removal nor a second signal.
+    while let Ok(event) = on_a.try_recv() {
+        assert!(!matches!(event, ServerEvent::ParticipantLeft { .. }), "{event:?}");
+    }
+}
