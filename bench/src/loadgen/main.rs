@@ -319,7 +319,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
                 progress(&format!(
                     "big session {} over {} nodes + Redis: filled in {:.1} s{} ({:.0} joins/s, p99 {:.0} ms), \
                      {} refused, {} closed; Redis read {:.0} B per join ({:.0} at {}), wrote {:.0} ({:.0}); \
-                     {:.1} KiB per participant (both nodes)",
+                     {:.1} KiB per participant (both nodes; {:.1} after {:.0} s idle)",
                     b.participants,
                     b.nodes,
                     b.fill_seconds,
@@ -334,6 +334,8 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
                     b.redis_out_bytes_per_join,
                     b.redis_out_bytes_per_join_small,
                     b.filled_bytes_per_participant / 1024.0,
+                    b.idle_bytes_per_participant / 1024.0,
+                    b.idle_s,
                 ));
                 bigcluster = to_value(b);
             }

@@ -670,8 +670,11 @@ pub(crate) struct BigCluster {
     pub redis_in_bytes_per_join: f64,
     pub redis_out_bytes_per_join_small: f64,
     pub redis_out_bytes_per_join: f64,
-    /// The nodes' RSS (summed) over their base, per participant, once filled.
+    /// The nodes' RSS (summed) over their base, per participant, once filled, and after
+    /// everyone was told and the session sat idle `idle_s` (as scenario 8 measures its one node).
     pub filled_bytes_per_participant: f64,
+    pub idle_bytes_per_participant: f64,
+    pub idle_s: f64,
     pub server_cpu: f64,
 }
 
@@ -784,6 +787,8 @@ async fn big_cluster_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<Bi
     }
     let told_seconds = (told() >= all_told).then(|| begin.elapsed().as_secs_f64());
     let server_cpu = cpu.cores();
+    tokio::time::sleep(Duration::from_secs_f64(plan.big_idle_s)).await;
+    let rss_idle = rss()?;
     let closed = tallies.lock().expect("tallies").iter().filter(|t| t.closed.load(Ordering::Relaxed)).count();
     drop(tasks);
     filled.took.sort_unstable();
@@ -810,6 +815,8 @@ async fn big_cluster_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<Bi
         redis_out_bytes_per_join_small: out_small,
         redis_out_bytes_per_join: per(after.1, before.1, n),
         filled_bytes_per_participant: (rss_filled as f64 - rss_base as f64) / n as f64,
+        idle_bytes_per_participant: (rss_idle as f64 - rss_base as f64) / n as f64,
+        idle_s: plan.big_idle_s,
         server_cpu,
     })
 }
