@@ -47,7 +47,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -279,8 +279,6 @@ struct Replica {
     /// Everything held came from joins (it may wait for more).
     held_joins: bool,
     recent: Recent,
-    /// When this node last ran an operation on the session.
-    used: Instant,
     /// The session closed, or Redis forgot it: the replica is being dropped.
     gone: bool,
 }
@@ -288,6 +286,11 @@ struct Replica {
 /// A session this node follows: its replica once loaded, and the versions applied so far.
 struct Cell {
     replica: Mutex<Option<Replica>>,
+    /// Loaded, and the session not gone (read without the replica's lock, by every signal).
+    live: AtomicBool,
+    /// When this node last ran an operation on the session, in ms from the node's start (without
+    /// the replica's lock, which the reader holds while it applies).
+    used: AtomicU64,
     /// Messages that came while the replica was loading (taken under the replica's lock, which
     /// is always locked first).
     early: Mutex<Vec<Message>>,
@@ -331,6 +334,14 @@ struct Shared {
     sink: Mutex<Option<PubSubSink>>,
     notices: mpsc::UnboundedSender<Notice>,
     conn: ConnectionManager,
+    /// When this node started (the origin of [`Cell::used`]).
+    started: Instant,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
 }
 
 /// Sessions shared through Redis (see the module docs).
@@ -480,6 +491,7 @@ impl RedisBroker {
             sink: Mutex::new(Some(sink)),
             notices,
             conn: conn.clone(),
+            started: Instant::now(),
         });
         let mut beat = conn.clone();
         let _: () = beat.set_ex(node_key(&shared.node), 1, NODE_TTL.as_secs()).await?;
@@ -510,9 +522,7 @@ impl RedisBroker {
         op: &Op,
         answer: Answer,
     ) -> impl Future<Output = Result<(), Refusal>> + Send + 'static {
-        if let Some(replica) = cell.replica.lock().as_mut() {
-            replica.used = Instant::now();
-        }
+        cell.used.store(self.shared.now_ms(), Ordering::Relaxed);
         let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
         let session = SessionId::from(id);
         self.shared.pending.insert(op_id, Mutex::new(Waiter { session, caller: caller.cloned(), answer }));
@@ -616,12 +626,19 @@ impl Answer {
 
 /// The session's replica on this node, loaded (and its channel subscribed) if it was not.
 async fn follow(shared: &Arc<Shared>, id: &str) -> Result<Arc<Cell>, Refusal> {
+    if let Some(cell) = shared.replicas.get(id).map(|c| Arc::clone(&c)) {
+        if cell.live.load(Ordering::Acquire) {
+            return Ok(cell);
+        }
+    }
     let session = SessionId::from(id);
     let (cell, first) = match shared.replicas.entry(session.clone()) {
         dashmap::Entry::Occupied(o) => (Arc::clone(o.get()), false),
         dashmap::Entry::Vacant(v) => {
             let cell = Arc::new(Cell {
                 replica: Mutex::new(None),
+                live: AtomicBool::new(false),
+                used: AtomicU64::new(shared.now_ms()),
                 early: Mutex::new(Vec::new()),
                 applied: watch::channel(0).0,
             });
@@ -681,7 +698,6 @@ async fn follow(shared: &Arc<Shared>, id: &str) -> Result<Arc<Cell>, Refusal> {
         held: Held::default(),
         held_joins: true,
         recent: Recent::default(),
-        used: Instant::now(),
         gone: false,
     };
     for message in log {
@@ -693,6 +709,7 @@ async fn follow(shared: &Arc<Shared>, id: &str) -> Result<Arc<Cell>, Refusal> {
             replica.ahead.insert(message.ver, message);
         }
         *guard = Some(replica);
+        cell.live.store(true, Ordering::Release);
     }
     // The log, then whatever the channel brought meanwhile.
     apply_ahead(shared, &session, &cell);
@@ -921,6 +938,9 @@ impl Batch {
             });
         }
         let gone = cell.replica.lock().as_ref().is_some_and(|r| r.gone);
+        if gone {
+            cell.live.store(false, Ordering::Release);
+        }
         if gone && shared.replicas.remove_if(session, |_, c| Arc::ptr_eq(c, cell)).is_some() {
             cell.applied.send_modify(|_| {});
             let (shared, session) = (Arc::clone(shared), session.clone());
@@ -1198,7 +1218,7 @@ impl Broker for RedisBroker {
         reply: Option<Out>,
     ) -> Option<Ticket> {
         let cell = self.shared.replicas.get(id).map(|c| Arc::clone(&c))?;
-        if cell.replica.lock().as_ref().is_none_or(|r| r.gone) {
+        if !cell.live.load(Ordering::Acquire) {
             return None;
         }
         let op = Op::Signal {
@@ -1584,6 +1604,7 @@ async fn resume_replicas(shared: &Arc<Shared>) {
                     let mut guard = cell.replica.lock();
                     let Some(replica) = guard.as_mut() else { continue };
                     replica.gone = true;
+                    cell.live.store(false, Ordering::Release);
                     std::mem::take(&mut replica.roster)
                 };
                 shared.replicas.remove_if(&session, |_, c| Arc::ptr_eq(c, &cell));
@@ -1610,6 +1631,11 @@ async fn resume_replicas(shared: &Arc<Shared>) {
     }
 }
 
+/// Whether this node ran no operation on the session for [`REPLICA_LINGER`].
+fn unused(shared: &Shared, cell: &Cell) -> bool {
+    shared.now_ms().saturating_sub(cell.used.load(Ordering::Relaxed)) >= REPLICA_LINGER.as_millis() as u64
+}
+
 /// Drops the replicas this node no longer needs: no participant here, no operation on its way,
 /// unused for [`REPLICA_LINGER`]; and leaves their channels.
 async fn sweep(shared: Arc<Shared>) {
@@ -1626,21 +1652,19 @@ async fn sweep(shared: Arc<Shared>) {
                     .replica
                     .lock()
                     .as_ref()
-                    .is_some_and(|r| r.roster.is_empty() && r.used.elapsed() >= REPLICA_LINGER)
+                    .is_some_and(|r| r.roster.is_empty() && unused(&shared, e.value()))
             })
             .map(|e| e.key().clone())
             .collect();
         for session in idle {
             let removed = shared.replicas.remove_if(&session, |_, c| {
-                c.replica
-                    .lock()
-                    .as_ref()
-                    .is_some_and(|r| r.roster.is_empty() && r.used.elapsed() >= REPLICA_LINGER)
+                c.replica.lock().as_ref().is_some_and(|r| r.roster.is_empty() && unused(&shared, c))
             });
             if let Some((_, cell)) = removed {
                 if let Some(r) = cell.replica.lock().as_mut() {
                     r.gone = true;
                 }
+                cell.live.store(false, Ordering::Release);
                 cell.applied.send_modify(|_| {});
                 if let Err(e) = unsubscribe_if_unfollowed(&shared, &session).await {
                     tracing::debug!(%session, error = %e, "unsubscribing failed (a reconnection resubscribes only what is left)");
