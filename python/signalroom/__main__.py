@@ -1,4 +1,5 @@
-"""``python -m signalroom``: the server, and a terminal's view of a session.
+"""``python -m signalroom``: the server, and a terminal's view of a session; the package installs
+the same as the ``signalroom`` command.
 
 - ``python -m signalroom serve ...``: the signalroom server, from the installed package. The
   command line is the ``signalroom`` binary's own (one definition, in Rust): the same flags,
@@ -37,9 +38,9 @@ DEFAULT_URL = "http://127.0.0.1:4443"
 DEFAULT_SECRET = "MY_SECRET"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m signalroom",
+        prog=prog,
         description="OpenVidu 2.x signalling from a terminal.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -148,7 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # KeyboardInterrupt once it returns.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         return _native.serve_cli(["signalroom", *args])
-    parsed = _parser().parse_args(args)
+    # The `signalroom` command the package installs, or `python -m signalroom`.
+    command = os.path.basename(sys.argv[0])
+    prog = "signalroom" if command in ("signalroom", "signalroom.exe") else "python -m signalroom"
+    parsed = _parser(prog).parse_args(args)
     try:
         return asyncio.run(_listen(parsed) if parsed.command == "listen" else _send(parsed))
     except KeyboardInterrupt:
