@@ -27,9 +27,10 @@ def _lookup(root: griffe.Module, path: str) -> griffe.Object | griffe.Alias | No
     if not path.startswith(PACKAGE + "."):
         return None
     try:
-        return root[path[len(PACKAGE) + 1 :]]
+        found: griffe.Object | griffe.Alias = root[path[len(PACKAGE) + 1 :]]
     except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
         return None
+    return found
 
 
 def _scopes(obj: griffe.Object | griffe.Alias) -> list[str]:
