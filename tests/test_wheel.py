@@ -9,8 +9,8 @@ are skipped, except under CI, where they fail. The testing extra's dependencies 
 
 from __future__ import annotations
 
+import configparser
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -105,8 +105,10 @@ def test_the_wheel_is_abi3_manylinux2014_and_carries_the_package(wheel: Path) ->
         entry_points = archive.read(f"signalroom-{version}.dist-info/entry_points.txt").decode()
     for name in ("_native.abi3.so", "_native.pyi", "py.typed", "__init__.py", "sync.py", "testing/__init__.py"):
         assert f"signalroom/{name}" in names, name
-    assert re.search(r"^\[console_scripts\]\nsignalroom = signalroom.__main__:main$", entry_points, re.MULTILINE)
-    assert re.search(r"^\[pytest11\]\nsignalroom = signalroom.testing$", entry_points, re.MULTILINE)
+    groups = configparser.ConfigParser()
+    groups.read_string(entry_points)
+    assert groups["console_scripts"]["signalroom"] == "signalroom.__main__:main"
+    assert groups["pytest11"]["signalroom"] == "signalroom.testing"
     auditwheel = Path(sys.executable).parent / "auditwheel"
     report = subprocess.run([str(auditwheel), "show", str(wheel)], capture_output=True, text=True, check=True).stdout
     assert '"manylinux_2_17_x86_64"' in report, report
