@@ -1,4 +1,5 @@
-"""``python -m signalroom``: the ``signalroom`` command line, from the installed package.
+"""``python -m signalroom``: the ``signalroom`` command line, from the installed package (which
+installs it as the ``signalroom`` command too).
 
 It is the binary's own (one definition, in Rust): the same commands, flags, defaults, environment
 variables and ``--help``.

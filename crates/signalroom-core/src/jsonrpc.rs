@@ -251,7 +251,7 @@ impl<'a, P: Serialize> Notification<'a, P> {
         Self { jsonrpc: VERSION, method, params, seq: Some(seq) }
     }
 
-    /// Serialises the notification, into a buffer of [`NOTIFICATION_CAPACITY`] (serde_json starts
+    /// Serialises the notification, into a buffer of `NOTIFICATION_CAPACITY` (serde_json starts
     /// at 128 bytes, which most notifications outgrow: a reallocation and a copy).
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(NOTIFICATION_CAPACITY);
