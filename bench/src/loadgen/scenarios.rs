@@ -568,6 +568,26 @@ pub(crate) struct BigSession {
     pub server_cpu: f64,
 }
 
+/// Waits (at most [`TOLD_LIMIT`]) until the `n` participants of a session filled one after
+/// another were each told of every join after its own (n(n−1)/2 `participantJoined`); seconds
+/// from `begin`, or `None` if they were not.
+async fn everyone_told(tallies: &Mutex<Vec<Arc<Tally>>>, n: usize, begin: Instant) -> Option<f64> {
+    let all_told = (n * n.saturating_sub(1) / 2) as u64;
+    let told =
+        || -> u64 { tallies.lock().expect("tallies").iter().map(|t| t.notes.load(Ordering::Relaxed)).sum() };
+    let limit = Instant::now() + TOLD_LIMIT;
+    while told() < all_told && Instant::now() < limit {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (told() >= all_told).then(|| begin.elapsed().as_secs_f64())
+}
+
+/// The `p` quantile of sorted durations, in ms (NaN for none).
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).map_or(f64::NAN, |t| t.as_secs_f64() * 1000.0)
+}
+
 /// How long after the last join's answer the big session waits for everyone to be told.
 const TOLD_LIMIT: Duration = Duration::from_secs(30);
 
@@ -599,17 +619,7 @@ async fn big_session_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<BigSes
         .await?;
     let rss_filled_bytes = server.rss()?;
     let told_seconds = match server.dialect {
-        Dialect::OpenVidu => {
-            let all_told = (n * n.saturating_sub(1) / 2) as u64;
-            let told = || -> u64 {
-                tallies.lock().expect("tallies").iter().map(|t| t.notes.load(Ordering::Relaxed)).sum()
-            };
-            let limit = Instant::now() + TOLD_LIMIT;
-            while told() < all_told && Instant::now() < limit {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (told() >= all_told).then(|| begin.elapsed().as_secs_f64())
-        }
+        Dialect::OpenVidu => everyone_told(&tallies, n, begin).await,
         _ => None,
     };
     let server_cpu = cpu.cores();
@@ -619,7 +629,7 @@ async fn big_session_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<BigSes
     let closed = tallies.lock().expect("tallies").iter().filter(|t| t.closed.load(Ordering::Relaxed)).count();
     drop(tasks);
     took.sort_unstable();
-    let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)].as_secs_f64() * 1000.0;
+    let pct = |p: f64| percentile_ms(&took, p);
     let per = |rss: u64| (rss as f64 - rss_base_bytes as f64) / n as f64;
     Ok(BigSession {
         participants: n,
@@ -778,14 +788,7 @@ async fn big_cluster_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<Bi
     let after = redis.net_bytes().await?;
     let rss_filled = rss()?;
     let joined = n - filled.refused;
-    let all_told = (joined * joined.saturating_sub(1) / 2) as u64;
-    let told =
-        || -> u64 { tallies.lock().expect("tallies").iter().map(|t| t.notes.load(Ordering::Relaxed)).sum() };
-    let limit = Instant::now() + TOLD_LIMIT;
-    while told() < all_told && Instant::now() < limit {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let told_seconds = (told() >= all_told).then(|| begin.elapsed().as_secs_f64());
+    let told_seconds = everyone_told(&tallies, joined, begin).await;
     let server_cpu = cpu.cores();
     tokio::time::sleep(Duration::from_secs_f64(plan.big_idle_s)).await;
     let rss_idle = rss()?;
@@ -793,10 +796,7 @@ async fn big_cluster_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<Bi
     drop(tasks);
     filled.took.sort_unstable();
     let took = &filled.took;
-    let pct = |p: f64| {
-        took.get(((took.len() as f64 * p) as usize).min(took.len().saturating_sub(1)))
-            .map_or(f64::NAN, |t| t.as_secs_f64() * 1000.0)
-    };
+    let pct = |p: f64| percentile_ms(took, p);
     Ok(BigCluster {
         nodes: nodes.len(),
         participants: n,
@@ -940,7 +940,7 @@ async fn joins_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Joins> {
     let plan = &ctx.plan;
     let mut took = round.took;
     took.sort_unstable();
-    let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)].as_secs_f64() * 1000.0;
+    let pct = |p: f64| percentile_ms(&took, p);
     Ok(Joins {
         joins: plan.joins,
         concurrency: plan.join_concurrency,

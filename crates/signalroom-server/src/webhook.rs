@@ -188,15 +188,6 @@ impl Drop for Webhook {
     }
 }
 
-/// A participant's join, as its `participantJoined` and `participantLeft` tell it.
-struct Joined {
-    at: u64,
-    ip: String,
-    platform: String,
-    client_data: String,
-    server_data: String,
-}
-
 /// Turns events into OpenVidu's JSON, remembering what later events need.
 #[derive(Default)]
 struct Shapes {
@@ -243,15 +234,8 @@ impl Shapes {
                 server_data,
                 ..
             } => {
-                let joined = Joined {
-                    at: *at,
-                    ip: ip.clone(),
-                    platform: platform.clone(),
-                    client_data: client_data.clone(),
-                    server_data: server_data.clone(),
-                };
                 let mut json = self.base(session, *at);
-                participant(&mut json, connection, &joined);
+                participant(&mut json, connection, [ip, platform, client_data, server_data]);
                 Some(("participantJoined", json))
             }
             ServerEvent::ParticipantLeft {
@@ -265,18 +249,11 @@ impl Shapes {
                 server_data,
             } => {
                 // What it said at its join comes with the event, whichever node it joined through.
-                let joined = Joined {
-                    at: *joined_at,
-                    ip: ip.clone(),
-                    platform: platform.clone(),
-                    client_data: client_data.clone(),
-                    server_data: server_data.clone(),
-                };
                 let mut json = self.base(session, now);
-                json.insert("startTime".into(), joined.at.into());
-                json.insert("duration".into(), (now.saturating_sub(joined.at) / 1000).into());
+                json.insert("startTime".into(), (*joined_at).into());
+                json.insert("duration".into(), (now.saturating_sub(*joined_at) / 1000).into());
                 json.insert("reason".into(), reason.as_str().into());
-                participant(&mut json, connection, &joined);
+                participant(&mut json, connection, [ip, platform, client_data, server_data]);
                 Some(("participantLeft", json))
             }
             ServerEvent::SignalSent { session, from, to, everyone, kind, data, .. } => {
@@ -295,17 +272,19 @@ impl Shapes {
     }
 }
 
-/// A participant's fields, as OpenVidu's `participantJoined` and `participantLeft` have them.
-fn participant(json: &mut Map<String, Value>, connection: &ConnectionId, joined: &Joined) {
+/// A participant's fields, as OpenVidu's `participantJoined` and `participantLeft` have them:
+/// its connection, then its join's address, platform, client data and server data.
+fn participant(json: &mut Map<String, Value>, connection: &ConnectionId, joined: [&String; 4]) {
+    let [ip, platform, client_data, server_data] = joined;
     // OpenVidu still sends the deprecated `participantId`, equal to `connectionId`.
     json.insert("participantId".into(), connection.as_str().into());
     json.insert("connectionId".into(), connection.as_str().into());
     // No geolocation database: OpenVidu's location of an unknown address.
     json.insert("location".into(), "unknown".into());
-    json.insert("ip".into(), joined.ip.as_str().into());
-    json.insert("platform".into(), joined.platform.as_str().into());
-    json.insert("clientData".into(), joined.client_data.as_str().into());
-    json.insert("serverData".into(), joined.server_data.as_str().into());
+    json.insert("ip".into(), ip.as_str().into());
+    json.insert("platform".into(), platform.as_str().into());
+    json.insert("clientData".into(), client_data.as_str().into());
+    json.insert("serverData".into(), server_data.as_str().into());
 }
 
 /// Why a session ended, as OpenVidu reports it: its last participant leaving on its own is

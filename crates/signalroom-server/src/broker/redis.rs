@@ -285,6 +285,8 @@ struct Replica {
 
 /// A session this node follows: its replica once loaded, and the versions applied so far.
 struct Cell {
+    /// The keys its operations are submitted with (made once: every signal uses them).
+    keys: Keys,
     replica: Mutex<Option<Replica>>,
     /// Loaded, and the session not gone (read without the replica's lock, by every signal).
     live: AtomicBool,
@@ -295,6 +297,20 @@ struct Cell {
     /// is always locked first).
     early: Mutex<Vec<Message>>,
     applied: watch::Sender<u64>,
+}
+
+/// A session's keys, as [`SUBMIT`] takes them.
+struct Keys {
+    snap: String,
+    ver: String,
+    log: String,
+    channel: String,
+}
+
+impl Keys {
+    fn of(id: &str) -> Self {
+        Self { snap: key(id, "snap"), ver: key(id, "ver"), log: key(id, "log"), channel: channel(id) }
+    }
 }
 
 /// What an operation of this node waits for.
@@ -527,28 +543,34 @@ impl RedisBroker {
         let session = SessionId::from(id);
         self.shared.pending.insert(op_id, Mutex::new(Waiter { session, caller: caller.cloned(), answer }));
         let mut cmd = redis::cmd("EVAL");
+        let keys = &cell.keys;
         cmd.arg(SUBMIT)
             .arg(4)
-            .arg(key(id, "snap"))
-            .arg(key(id, "ver"))
-            .arg(key(id, "log"))
-            .arg(channel(id))
+            .arg(&keys.snap)
+            .arg(&keys.ver)
+            .arg(&keys.log)
+            .arg(&keys.channel)
             .arg(&self.shared.node)
             .arg(op_id)
             .arg(serde_json::to_string(op).expect("operations serialise"));
         let (numbered, version) = oneshot::channel();
         let _ = self.jobs.send(Job { cmd, done: Some(numbered) });
-        let (shared, id) = (Arc::clone(&self.shared), id.to_owned());
+        let shared = Arc::clone(&self.shared);
         async move {
             let version = version.await.unwrap_or_else(|_| Err("the operation writer stopped".into()));
-            let refusal = match version {
-                Ok(v) if v > 0 => return Ok(()),
-                Ok(_) => Refusal::NoSession(id),
-                Err(e) => Refusal::BrokerDown(e),
-            };
+            if matches!(version, Ok(v) if v > 0) {
+                return Ok(());
+            }
             // Not numbered: it will not come back.
-            if let Some((_, waiter)) = shared.pending.remove(&op_id) {
-                waiter.into_inner().answer.fail(refusal.clone());
+            let waiter = shared.pending.remove(&op_id).map(|(_, w)| w.into_inner());
+            let refusal = match version {
+                Err(e) => Refusal::BrokerDown(e),
+                Ok(_) => {
+                    Refusal::NoSession(waiter.as_ref().map_or_else(String::new, |w| w.session.to_string()))
+                }
+            };
+            if let Some(waiter) = waiter {
+                waiter.answer.fail(refusal.clone());
             }
             Err(refusal)
         }
@@ -636,6 +658,7 @@ async fn follow(shared: &Arc<Shared>, id: &str) -> Result<Arc<Cell>, Refusal> {
         dashmap::Entry::Occupied(o) => (Arc::clone(o.get()), false),
         dashmap::Entry::Vacant(v) => {
             let cell = Arc::new(Cell {
+                keys: Keys::of(id),
                 replica: Mutex::new(None),
                 live: AtomicBool::new(false),
                 used: AtomicU64::new(shared.now_ms()),
@@ -1319,20 +1342,17 @@ impl Broker for RedisBroker {
     async fn hand_off(&self, session: &str, who: &ConnectionId) {
         let Some(cell) = self.shared.replicas.get(session).map(|c| Arc::clone(&c)) else { return };
         // Everything numbered up to here was queued for it; nothing after will be.
-        let mut applied = Applied::default();
+        let mut batch = Batch::default();
         let written = {
             let _deferring = crate::outbox::Deferring::begin();
             let mut guard = cell.replica.lock();
             let Some(replica) = guard.as_mut() else { return };
             // (What is held is for places in the roster: pushed before one leaves it.)
-            replica.release(&mut applied);
+            replica.release(&mut batch.applied);
             replica.roster.shift_remove(who);
             replica.room.last_seq()
         };
-        for who in applied.slow {
-            let node = self.shared.node.clone();
-            let _ = self.shared.notices.send(Notice::Lost { session: SessionId::from(session), who, node });
-        }
+        batch.finish(&self.shared, &SessionId::from(session), &cell);
         let mut conn = self.shared.conn.clone();
         let recorded: redis::RedisResult<()> =
             conn.set_ex(drained_key(session, who.as_str()), written, DRAINED_TTL.as_secs()).await;
