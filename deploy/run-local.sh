@@ -4,9 +4,12 @@
 # balancer's URL and runs until Ctrl-C or SIGTERM, then stops all of them. SIGHUP makes a rolling
 # restart: each node in turn drains (SIGTERM) and is started again, the next once it is ready.
 #
-#   deploy/run-local.sh [--port LB_PORT] [--secret SECRET] [--signalroom PATH]
+#   deploy/run-local.sh [--port LB_PORT] [--secret SECRET] [--signalroom PATH] [--redis KIND]
 #   kill -HUP <its pid>       # a rolling restart, as a release would do it
 #
+# --redis one (default): one redis-server; sentinel: a primary, a replica and three sentinels
+# (redis+sentinel://); cluster: a Redis Cluster of three primaries with a replica each
+# (redis-cluster://). Kill a primary (its pid is logged) to watch a failover.
 # Ports: the balancer on LB_PORT (default 4443; 0 = any free port), Redis and the nodes on free
 # loopback ports. Tokens point to the balancer (--public-url), so every client goes through it.
 # Needs redis-server, haproxy and a signalroom binary (default: `signalroom` on PATH, else
@@ -18,12 +21,14 @@ export PATH="$PATH:/usr/sbin"
 lb_port=4443
 secret=${OPENVIDU_SECRET:-MY_SECRET}
 signalroom=${SIGNALROOM_BIN:-}
+redis_kind=one
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) lb_port=$2; shift 2 ;;
     --secret) secret=$2; shift 2 ;;
     --signalroom) signalroom=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --redis) redis_kind=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-local.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,24 +61,82 @@ trap 'exit 143' TERM
 [ "$lb_port" = 0 ] && lb_port=$(free_port)
 public="http://127.0.0.1:$lb_port"
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
-  >"$work/redis.log" 2>&1 &
-pids+=($!)
+# A port free with the one 10,000 above it (a cluster node's bus port).
+free_pair() {
+  python3 -c '
+import random, socket
+while True:
+    p = random.randint(20000, 40000)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+        print(p); break
+    except OSError:
+        pass'
+}
 redis_ping() {
   local reply=
-  { exec 3<>"/dev/tcp/127.0.0.1/$redis_port"; } 2>/dev/null || return 1
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
   printf 'PING\r\n' >&3 && read -r -t 1 reply <&3
   exec 3<&-
   [ "${reply%$'\r'}" = +PONG ]
 }
-for _ in $(seq 100); do
-  redis_ping && break
-  sleep 0.1
-done
-redis_ping || { log "redis-server did not start:"; cat "$work/redis.log" >&2; exit 1; }
-broker="redis://127.0.0.1:$redis_port/0"
-log "redis-server at $broker"
+# Starts a redis-server on port $1 (more arguments are its own) and waits for its PONG.
+start_redis() {
+  local port=$1; shift
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" "$@" \
+    >"$work/redis-$port.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    redis_ping "$port" && break
+    sleep 0.1
+  done
+  redis_ping "$port" || { log "redis-server did not start:"; cat "$work/redis-$port.log" >&2; exit 1; }
+  log "redis-server on port $port: pid $!"
+}
+case "$redis_kind" in
+  one)
+    redis_port=$(free_port)
+    start_redis "$redis_port"
+    broker="redis://127.0.0.1:$redis_port/0"
+    ;;
+  sentinel)
+    primary=$(free_port)
+    start_redis "$primary"
+    start_redis "$(free_port)" --replicaof 127.0.0.1 "$primary"
+    sentinels=()
+    for i in 1 2 3; do
+      port=$(free_port)
+      printf 'port %s\nbind 127.0.0.1\nsentinel monitor signalroom 127.0.0.1 %s 2\nsentinel down-after-milliseconds signalroom 1000\nsentinel failover-timeout signalroom 5000\n' \
+        "$port" "$primary" >"$work/sentinel-$i.conf"
+      redis-server "$work/sentinel-$i.conf" --sentinel >"$work/sentinel-$i.log" 2>&1 &
+      pids+=($!)
+      sentinels+=("127.0.0.1:$port")
+    done
+    for _ in $(seq 100); do
+      [ "$(redis-cli -p "${sentinels[0]#*:}" sentinel master signalroom 2>/dev/null | sed -n '/^num-other-sentinels$/{n;p}')" = 2 ] && break
+      sleep 0.1
+    done
+    broker="redis+sentinel://$(IFS=,; echo "${sentinels[*]}")/signalroom"
+    ;;
+  cluster)
+    addrs=()
+    for _ in 1 2 3 4 5 6; do
+      port=$(free_pair)
+      start_redis "$port" --cluster-enabled yes --cluster-config-file "nodes-$port.conf" --cluster-node-timeout 1000
+      addrs+=("127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$work/cluster-create.log" 2>&1 \
+      || { log "redis-cli --cluster create failed:"; cat "$work/cluster-create.log" >&2; exit 1; }
+    for _ in $(seq 100); do
+      redis-cli -p "${addrs[0]#*:}" cluster info | grep -q cluster_state:ok && break
+      sleep 0.1
+    done
+    broker="redis-cluster://$(IFS=,; echo "${addrs[*]:0:3}")"
+    ;;
+  *) log "--redis $redis_kind: one, sentinel or cluster"; exit 2 ;;
+esac
+log "Redis ($redis_kind) at $broker"
 
 node_addrs=()
 # Starts node $1 on address $2 and waits for its ready line.

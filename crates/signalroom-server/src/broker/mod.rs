@@ -34,6 +34,7 @@
 //! The hub, the front ends and the room never depend on which broker runs: [`AnyBroker`] is the
 //! one type they hold.
 
+mod link;
 mod local;
 mod redis;
 

@@ -52,15 +52,15 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
-use futures_util::{FutureExt, StreamExt};
 use indexmap::IndexMap;
 use parking_lot::Mutex;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use redis::aio::PubSubSink;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::link::{Event, Feed, Link, Topology};
 use super::{Applied, Broker, For, Held, Notice, Reply, Ticket, deliver};
 use crate::op::{Op, Value};
 use crate::outbox::{Limits, Order, Out, Outbox, Resumed};
@@ -101,36 +101,69 @@ fn snapshot_every(connections: usize) -> u64 {
     SNAPSHOT_MIN.max(2 * connections as u64)
 }
 
-/// Numbers an operation, logs and publishes it. KEYS: snap, ver, log, channel. ARGV: node,
-/// operation number on that node, the operation. Returns its version, or -1 if there is no such
-/// session.
+/// Numbers an operation, logs it and, unless ARGV[4] is empty, publishes it with the command
+/// ARGV[4] names (`PUBLISH`, or `SPUBLISH` in a cluster). KEYS: snap, ver, log, channel. ARGV:
+/// node, operation number on that node, the operation, the publishing command. Returns its
+/// version, or -1 if there is no such session. (With replicas, operations are published by
+/// [`RELEASE`] once the replicas have them.)
 const SUBMIT: &str = r#"
 local epoch = redis.call("HGET", KEYS[1], "epoch")
 if not epoch then return -1 end
 local v = redis.call("INCR", KEYS[2])
 local m = v .. "\n" .. epoch .. "\n" .. ARGV[1] .. "\n" .. ARGV[2] .. "\n" .. ARGV[3]
 redis.call("XADD", KEYS[3], v .. "-1", "m", m)
-redis.call("PUBLISH", KEYS[4], m)
+if ARGV[4] ~= "" then redis.call(ARGV[4], KEYS[4], m) end
 return v
 "#;
 
-/// Creates a session unless it exists. KEYS: snap, ver, sessions. ARGV: epoch, room, id.
+/// Publishes, in order, the operations numbered but not yet published (the snapshot's `pub` is
+/// the last published version), once the replicas acknowledged them (`WAIT`, just before).
+/// KEYS: snap, ver, log, channel. ARGV: the publishing command. Returns the last version.
+const RELEASE: &str = r#"
+local v = tonumber(redis.call("GET", KEYS[2]) or "0")
+local p = tonumber(redis.call("HGET", KEYS[1], "pub") or "0")
+if v > p then
+  for _, e in ipairs(redis.call("XRANGE", KEYS[3], (p + 1) .. "-1", v .. "-1")) do
+    redis.call(ARGV[1], KEYS[4], e[2][2])
+  end
+  redis.call("HSET", KEYS[1], "pub", v)
+end
+return v
+"#;
+
+/// Creates a session unless it exists. KEYS: snap, ver. ARGV: epoch, room, "1" if operations
+/// are published by [`RELEASE`]. (The caller adds its id to `sr:sessions` first, outside the
+/// script: in a cluster that key is on another shard.)
 const CREATE: &str = r#"
 if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
 redis.call("HSET", KEYS[1], "epoch", ARGV[1], "ver", 0, "room", ARGV[2], "pver", 0, "proom", ARGV[2])
+if ARGV[3] == "1" then redis.call("HSET", KEYS[1], "pub", 0) end
 redis.call("SET", KEYS[2], 0)
-redis.call("SADD", KEYS[3], ARGV[3])
 return 1
 "#;
 
 /// What a replica starts from: `{epoch, version, room, operations after it...}` (the previous
-/// snapshot, so that the log after it reaches back a whole snapshot interval), or nil. KEYS:
-/// snap, log.
+/// snapshot, so that the log after it reaches back a whole snapshot interval), or nil. With
+/// replicas, only published operations are read (the ones numbered after them may yet be lost
+/// to a failover). KEYS: snap, log.
 const LOAD: &str = r#"
-local s = redis.call("HMGET", KEYS[1], "epoch", "pver", "proom")
+local s = redis.call("HMGET", KEYS[1], "epoch", "pver", "proom", "pub")
 if not s[1] then return false end
 local out = {s[1], s[2], s[3]}
-for _, e in ipairs(redis.call("XRANGE", KEYS[2], (tonumber(s[2]) + 1) .. "-1", "+")) do
+local last = "+"
+if s[4] then last = s[4] .. "-1" end
+for _, e in ipairs(redis.call("XRANGE", KEYS[2], (tonumber(s[2]) + 1) .. "-1", last)) do
+  out[#out + 1] = e[2][2]
+end
+return out
+"#;
+
+/// The log's (published) operations from version ARGV[1] on. KEYS: snap, log.
+const READ: &str = r#"
+local last = redis.call("HGET", KEYS[1], "pub")
+if last then last = last .. "-1" else last = "+" end
+local out = {}
+for _, e in ipairs(redis.call("XRANGE", KEYS[2], ARGV[1] .. "-1", last)) do
   out[#out + 1] = e[2][2]
 end
 return out
@@ -147,12 +180,11 @@ redis.call("XTRIM", KEYS[2], "MINID", (cur + 1) .. "-1")
 return 1
 "#;
 
-/// Forgets a closed session (if it is still that one). KEYS: snap, ver, log, sessions. ARGV:
-/// epoch, id.
+/// Forgets a closed session (if it is still that one); the caller then takes its id out of
+/// `sr:sessions`. KEYS: snap, ver, log. ARGV: epoch.
 const DROP: &str = r#"
 if redis.call("HGET", KEYS[1], "epoch") ~= ARGV[1] then return 0 end
 redis.call("DEL", KEYS[1], KEYS[2], KEYS[3])
-redis.call("SREM", KEYS[4], ARGV[2])
 return 1
 "#;
 
@@ -347,9 +379,25 @@ struct Shared {
     subscribed: Mutex<HashSet<String>>,
     /// Orders subscribing and unsubscribing (held across their round trip).
     gate: tokio::sync::Mutex<()>,
+    /// Where subscriptions are made: a pub/sub connection (`None` while it is being
+    /// re-established), or, in a cluster, `conn` itself (sharded pub/sub).
     sink: Mutex<Option<PubSubSink>>,
     notices: mpsc::UnboundedSender<Notice>,
-    conn: ConnectionManager,
+    conn: Link,
+    /// The command operations are published with (`PUBLISH`, `SPUBLISH`).
+    publish: &'static str,
+    /// Keys are sharded: no command crosses slots, and pub/sub is sharded.
+    sharded: bool,
+    /// How many replicas must have an operation before it is published (0: published as it is
+    /// numbered).
+    acks: usize,
+    /// Replicas did not acknowledge in time: operations are published without waiting for them
+    /// until they are back ([`watch_replicas`]).
+    degraded: AtomicBool,
+    /// When this node last failed to reach Redis, in ms from its start (0: never): until a
+    /// heartbeat's lifetime has passed since, other nodes' missing heartbeats may be Redis's
+    /// doing (a failover), not theirs.
+    trouble: AtomicU64,
     /// When this node started (the origin of [`Cell::used`]).
     started: Instant,
 }
@@ -357,6 +405,17 @@ struct Shared {
 impl Shared {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Redis failed this node just now.
+    fn troubled(&self) {
+        self.trouble.store(self.now_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// Whether Redis failed this node within a heartbeat's lifetime (see [`Shared::trouble`]).
+    fn recently_troubled(&self) -> bool {
+        let at = self.trouble.load(Ordering::Relaxed);
+        at > 0 && self.now_ms().saturating_sub(at) < (NODE_TTL + HEARTBEAT).as_millis() as u64
     }
 }
 
@@ -384,14 +443,15 @@ impl Drop for RedisBroker {
     }
 }
 
-/// A broker URL without its password, for logs and messages.
+/// The broker URL without its password, for logs and messages (any scheme; hosts may be a
+/// comma-separated list).
 pub(crate) fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    // (A password may hold '/', '?' or '@': the hosts follow the last '@'.)
+    let Some((auth, hosts)) = rest.rsplit_once('@') else { return url.to_owned() };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{hosts}"),
+        None => url.to_owned(),
     }
 }
 
@@ -406,9 +466,9 @@ fn transient(e: &redis::RedisError) -> bool {
 
 /// Runs a command that is safe to repeat, once more after a short pause if the connection was
 /// being re-established.
-async fn again<T, F, Fut>(conn: &ConnectionManager, mut run: F) -> redis::RedisResult<T>
+async fn again<T, F, Fut>(conn: &Link, mut run: F) -> redis::RedisResult<T>
 where
-    F: FnMut(ConnectionManager) -> Fut,
+    F: FnMut(Link) -> Fut,
     Fut: std::future::Future<Output = redis::RedisResult<T>>,
 {
     match run(conn.clone()).await {
@@ -430,7 +490,7 @@ struct Loaded {
 }
 
 /// Reads what a replica starts from; `None`: no such session.
-async fn load(conn: &ConnectionManager, id: &str) -> Result<Option<Loaded>, Refusal> {
+async fn load(conn: &Link, id: &str) -> Result<Option<Loaded>, Refusal> {
     let found: Option<Vec<String>> = again(conn, |mut conn| async move {
         redis::cmd("EVAL")
             .arg(LOAD)
@@ -456,21 +516,19 @@ async fn load(conn: &ConnectionManager, id: &str) -> Result<Option<Loaded>, Refu
 }
 
 /// Reads the log's operations from version `from` on.
-async fn read_log(conn: &ConnectionManager, id: &str, from: u64) -> redis::RedisResult<Vec<Message>> {
-    let entries: Vec<(String, Vec<(String, String)>)> = again(conn, |mut conn| async move {
-        redis::cmd("XRANGE")
+async fn read_log(conn: &Link, id: &str, from: u64) -> redis::RedisResult<Vec<Message>> {
+    let entries: Vec<String> = again(conn, |mut conn| async move {
+        redis::cmd("EVAL")
+            .arg(READ)
+            .arg(2)
+            .arg(key(id, "snap"))
             .arg(key(id, "log"))
-            .arg(format!("{from}-1"))
-            .arg("+")
+            .arg(from)
             .query_async(&mut conn)
             .await
     })
     .await?;
-    Ok(entries
-        .into_iter()
-        .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "m"))
-        .filter_map(|(_, m)| Message::parse(&m))
-        .collect())
+    Ok(entries.iter().filter_map(|m| Message::parse(m)).collect())
 }
 
 impl RedisBroker {
@@ -487,14 +545,27 @@ impl RedisBroker {
         url: &str,
         linger: Duration,
         queue: Limits,
-    ) -> Result<Self, redis::RedisError> {
-        if url.starts_with("rediss:") {
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let topology = Topology::parse(url)?;
+        if url.starts_with("rediss") {
             // rediss:// runs on rustls, which needs a process-wide crypto provider.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = redis::Client::open(url)?;
-        let conn = client.get_connection_manager().await?;
-        let (sink, stream) = client.get_async_pubsub().await?.split();
+        let (pushes, pushed) = mpsc::unbounded_channel();
+        let (conn, follower) = Link::connect(&topology, topology.sharded().then_some(pushes)).await?;
+        let (sink, feed, client) = match (&topology, &conn) {
+            (Topology::Cluster { .. }, _) => (None, Feed::Sharded(pushed), None),
+            (Topology::Single { url }, _) => {
+                let client = redis::Client::open(url.as_str())?;
+                let (sink, stream) = client.get_async_pubsub().await?.split();
+                (Some(sink), Feed::Plain(stream), Some(client))
+            }
+            (Topology::Sentinel { .. }, link) => {
+                let client = link.client().expect("a followed primary");
+                let (sink, stream) = client.get_async_pubsub().await?.split();
+                (Some(sink), Feed::Plain(stream), None)
+            }
+        };
         let (notices, notices_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             node: random_id("node_", 12),
@@ -504,22 +575,31 @@ impl RedisBroker {
             pending: DashMap::new(),
             subscribed: Mutex::new(HashSet::new()),
             gate: tokio::sync::Mutex::new(()),
-            sink: Mutex::new(Some(sink)),
+            sink: Mutex::new(sink),
             notices,
             conn: conn.clone(),
+            publish: topology.publish(),
+            sharded: topology.sharded(),
+            acks: topology.replicas(),
+            degraded: AtomicBool::new(false),
+            trouble: AtomicU64::new(0),
             started: Instant::now(),
         });
         let mut beat = conn.clone();
         let _: () = beat.set_ex(node_key(&shared.node), 1, NODE_TTL.as_secs()).await?;
-        tracing::info!(node = %shared.node, url = %redact(url), "sharing sessions through Redis");
+        tracing::info!(node = %shared.node, url = %redact(url), acks = shared.acks, "sharing sessions through Redis");
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
-        let tasks = vec![
-            tokio::spawn(write_ops(conn.clone(), jobs_rx)),
-            tokio::spawn(heartbeat(beat, shared.node.clone())),
-            tokio::spawn(read_messages(client, stream, Arc::clone(&shared))),
+        let mut tasks = vec![
+            tokio::spawn(write_ops(Arc::clone(&shared), jobs_rx)),
+            tokio::spawn(heartbeat(beat, Arc::clone(&shared))),
+            tokio::spawn(read_messages(client, feed, Arc::clone(&shared))),
             tokio::spawn(reap(Arc::clone(&shared))),
             tokio::spawn(sweep(Arc::clone(&shared))),
         ];
+        tasks.extend(follower);
+        if shared.acks > 0 {
+            tasks.push(tokio::spawn(watch_replicas(Arc::clone(&shared))));
+        }
         Ok(Self { shared, next_op: AtomicU64::new(1), jobs, notices_rx: Mutex::new(Some(notices_rx)), tasks })
     }
 
@@ -552,19 +632,26 @@ impl RedisBroker {
             .arg(&keys.channel)
             .arg(&self.shared.node)
             .arg(op_id)
-            .arg(serde_json::to_string(op).expect("operations serialise"));
+            .arg(serde_json::to_string(op).expect("operations serialise"))
+            .arg(if self.shared.acks == 0 { self.shared.publish } else { "" });
         let (numbered, version) = oneshot::channel();
-        let _ = self.jobs.send(Job { cmd, done: Some(numbered) });
+        let _ = self.jobs.send(Job { cmd, session: SessionId::from(id), op_id, done: numbered });
         let shared = Arc::clone(&self.shared);
         async move {
-            let version = version.await.unwrap_or_else(|_| Err("the operation writer stopped".into()));
-            if matches!(version, Ok(v) if v > 0) {
-                return Ok(());
+            let version =
+                version.await.unwrap_or_else(|_| Err(Failed::Refused("the operation writer stopped".into())));
+            match version {
+                Ok(v) if v > 0 => return Ok(()),
+                // Numbered or not: it comes back, or is refused, once Redis answers again
+                // ([`settle`]).
+                Err(Failed::Uncertain) => return Ok(()),
+                _ => {}
             }
             // Not numbered: it will not come back.
             let waiter = shared.pending.remove(&op_id).map(|(_, w)| w.into_inner());
             let refusal = match version {
-                Err(e) => Refusal::BrokerDown(e),
+                Err(Failed::Refused(e)) => Refusal::BrokerDown(e),
+                Err(Failed::Uncertain) => unreachable!("returned above"),
                 Ok(_) => {
                     Refusal::NoSession(waiter.as_ref().map_or_else(String::new, |w| w.session.to_string()))
                 }
@@ -596,24 +683,34 @@ impl RedisBroker {
         if applied.left.is_empty() && !applied.closed {
             return;
         }
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(applied.left.len() + 1);
         for left in &applied.left {
-            pipe.del(rpc_key(left.rpc_id.as_str())).ignore();
+            let mut del = redis::cmd("DEL");
+            del.arg(rpc_key(left.rpc_id.as_str()));
+            cmds.push(del);
         }
+        let mut dropped = None;
         if let (true, Some(epoch)) = (applied.closed, epoch) {
-            pipe.cmd("EVAL")
-                .arg(DROP)
-                .arg(4)
-                .arg(key(id, "snap"))
-                .arg(key(id, "ver"))
-                .arg(key(id, "log"))
-                .arg(SESSIONS)
-                .arg(epoch)
-                .arg(id)
-                .ignore();
+            let mut drop = redis::cmd("EVAL");
+            drop.arg(DROP).arg(3).arg(key(id, "snap")).arg(key(id, "ver")).arg(key(id, "log")).arg(epoch);
+            dropped = Some(drop);
         }
-        let done: redis::RedisResult<()> = pipe.query_async(&mut self.shared.conn.clone()).await;
-        if let Err(e) = done {
+        let done = async {
+            if cmds.is_empty() && dropped.is_none() {
+                return Ok(());
+            }
+            if let Some(drop) = dropped {
+                // Unlisted once gone (in a cluster, `sr:sessions` is on another shard).
+                let gone: i64 = drop.query_async(&mut self.shared.conn.clone()).await?;
+                if gone == 1 {
+                    let mut srem = redis::cmd("SREM");
+                    srem.arg(SESSIONS).arg(id);
+                    cmds.push(srem);
+                }
+            }
+            self.shared.conn.each(cmds).await
+        };
+        if let Err(e) = done.await {
             tracing::warn!(session = id, error = %e, "could not forget what an operation ended");
         }
     }
@@ -746,9 +843,13 @@ async fn subscribe(shared: &Shared, id: &str) -> Result<(), Refusal> {
     if shared.subscribed.lock().contains(&name) {
         return Ok(());
     }
-    let sink = shared.sink.lock().clone();
-    let Some(mut sink) = sink else { return Err(Refusal::BrokerDown("Redis is unreachable".into())) };
-    sink.subscribe(&name).await.map_err(down)?;
+    if let Link::Cluster(conn) = &shared.conn {
+        conn.clone().ssubscribe(&name).await.map_err(down)?;
+    } else {
+        let sink = shared.sink.lock().clone();
+        let Some(mut sink) = sink else { return Err(Refusal::BrokerDown("Redis is unreachable".into())) };
+        sink.subscribe(&name).await.map_err(down)?;
+    }
     shared.subscribed.lock().insert(name);
     Ok(())
 }
@@ -758,6 +859,10 @@ async fn unsubscribe_if_unfollowed(shared: &Shared, session: &SessionId) -> Resu
     let _gate = shared.gate.lock().await;
     let name = channel(session.as_str());
     if shared.replicas.contains_key(session) || !shared.subscribed.lock().remove(&name) {
+        return Ok(());
+    }
+    if let Link::Cluster(conn) = &shared.conn {
+        conn.clone().sunsubscribe(&name).await.map_err(down)?;
         return Ok(());
     }
     let sink = shared.sink.lock().clone();
@@ -893,6 +998,7 @@ async fn fill(shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>, from:
                 return;
             }
             Err(e) => {
+                shared.troubled();
                 tracing::warn!(%session, error = %e, "cannot read a session's log: retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
@@ -1161,19 +1267,27 @@ impl Broker for RedisBroker {
         let id = room.id.clone();
         let text = serde_json::to_string(&room).expect("rooms serialise");
         let epoch = random_id("", 12);
+        // Listed first: a session is never without its entry in `sr:sessions` (an entry without
+        // a session is pruned by the reaper).
+        let listed: redis::RedisResult<()> = again(&self.shared.conn, |mut conn| {
+            let id = id.clone();
+            async move { conn.sadd(SESSIONS, id.as_str()).await }
+        })
+        .await;
+        listed.map_err(down)?;
         // Repeated if the connection was being re-established (nothing was stored then).
+        let durable = if self.shared.acks > 0 { "1" } else { "0" };
         let created: i64 = again(&self.shared.conn, |mut conn| {
             let (text, id, epoch) = (text.clone(), id.clone(), epoch.clone());
             async move {
                 redis::cmd("EVAL")
                     .arg(CREATE)
-                    .arg(3)
+                    .arg(2)
                     .arg(key(id.as_str(), "snap"))
                     .arg(key(id.as_str(), "ver"))
-                    .arg(SESSIONS)
                     .arg(epoch)
                     .arg(text)
-                    .arg(id.as_str())
+                    .arg(durable)
                     .query_async(&mut conn)
                     .await
             }
@@ -1260,7 +1374,12 @@ impl Broker for RedisBroker {
         if let Some(cell) = cell.filter(|c| c.replica.lock().is_some()) {
             // Everything numbered before the read is applied first.
             let mut conn = self.shared.conn.clone();
-            let latest: Option<u64> = conn.get(key(id, "ver")).await.ok().flatten();
+            let latest: Option<u64> = if self.shared.acks > 0 {
+                // (Numbered operations not yet published may yet be lost to a failover.)
+                conn.hget(key(id, "snap"), "pub").await.ok().flatten()
+            } else {
+                conn.get(key(id, "ver")).await.ok().flatten()
+            };
             let mut applied = cell.applied.subscribe();
             let latest = latest.unwrap_or(0);
             let deadline = tokio::time::Instant::now() + OP_WAIT;
@@ -1430,56 +1549,224 @@ impl Applied<Value> {
     }
 }
 
-/// A command for the operation writer; `done` gets a script's answer.
+/// A [`SUBMIT`] for the operation writer; `done` gets its answer.
 struct Job {
     cmd: redis::Cmd,
-    done: Option<oneshot::Sender<Result<i64, String>>>,
+    session: SessionId,
+    op_id: u64,
+    done: oneshot::Sender<Result<i64, Failed>>,
+}
+
+/// Why an operation was not numbered.
+enum Failed {
+    /// Redis refused it (the message says why): it was not numbered.
+    Refused(String),
+    /// The connection failed while it was on its way, with replicas: it may have been numbered
+    /// (and may survive a failover); [`settle`] finds out.
+    Uncertain,
 }
 
 /// Sends the operations handed over ([`RedisBroker::hand_over`]) to Redis in the order handed
 /// over: whatever waits when a round trip ends goes in the next pipeline, so a sender with many
-/// signals on their way, or many senders, cost one round trip per batch instead of one each.
-async fn write_ops(mut conn: ConnectionManager, mut jobs: mpsc::UnboundedReceiver<Job>) {
+/// signals on their way, or many senders, cost one round trip per batch instead of one each. In
+/// a cluster, a pipeline holds one session's operations (its keys' slot), and the sessions'
+/// pipelines run concurrently.
+///
+/// With replicas, a pipeline numbers its operations, waits for the replicas to have them
+/// (`WAIT`), then publishes them ([`RELEASE`]): an operation any node applied is on a replica
+/// when its primary dies.
+async fn write_ops(shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(OP_BATCH);
-    let mut waiting = Vec::with_capacity(OP_BATCH);
     while jobs.recv_many(&mut batch, OP_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for job in batch.drain(..) {
-            pipe.add_command(job.cmd);
-            waiting.push(job.done);
+        if !shared.sharded {
+            write_batch(&shared, std::mem::take(&mut batch)).await;
+            continue;
         }
-        match pipe.query_async::<Vec<redis::Value>>(&mut conn).await {
-            Ok(answers) => {
-                let mut answers = answers.into_iter();
-                for done in waiting.drain(..) {
-                    let answer = match answers.next() {
-                        Some(redis::Value::ServerError(e)) => Err(e.to_string()),
-                        Some(v) => redis::from_redis_value::<i64>(v).map_err(|e| e.to_string()),
-                        None => Err("no answer from Redis".to_owned()),
-                    };
-                    if let Some(done) = done {
-                        let _ = done.send(answer);
-                    }
+        let mut by_session: IndexMap<SessionId, Vec<Job>> = IndexMap::new();
+        for job in batch.drain(..) {
+            by_session.entry(job.session.clone()).or_default().push(job);
+        }
+        futures_util::future::join_all(by_session.into_values().map(|jobs| write_batch(&shared, jobs))).await;
+    }
+}
+
+/// Adds to `pipe` what publishes the operations numbered before it: `WAIT` for the replicas
+/// (unless they are known to be missing), then [`RELEASE`] for each session.
+fn add_release<'a>(
+    shared: &Shared,
+    pipe: &mut redis::Pipeline,
+    sessions: impl Iterator<Item = &'a SessionId>,
+) {
+    if !shared.degraded.load(Ordering::Relaxed) {
+        pipe.cmd("WAIT").arg(shared.acks).arg(super::link::WAIT_REPLICAS.as_millis() as u64);
+    }
+    for session in sessions {
+        let id = session.as_str();
+        pipe.cmd("EVAL")
+            .arg(RELEASE)
+            .arg(4)
+            .arg(key(id, "snap"))
+            .arg(key(id, "ver"))
+            .arg(key(id, "log"))
+            .arg(channel(id))
+            .arg(shared.publish);
+    }
+}
+
+/// One pipeline of operations (see [`write_ops`]).
+async fn write_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let mut waiting = Vec::with_capacity(jobs.len());
+    let mut sessions: IndexMap<SessionId, Vec<u64>> = IndexMap::new();
+    for job in jobs {
+        pipe.add_command(job.cmd);
+        sessions.entry(job.session).or_default().push(job.op_id);
+        waiting.push(job.done);
+    }
+    let waited = shared.acks > 0 && !shared.degraded.load(Ordering::Relaxed);
+    if shared.acks > 0 {
+        add_release(shared, &mut pipe, sessions.keys());
+    }
+    match pipe.query_async::<Vec<redis::Value>>(&mut shared.conn.clone()).await {
+        Ok(answers) => {
+            let mut answers = answers.into_iter();
+            for done in waiting {
+                let answer = match answers.next() {
+                    Some(redis::Value::ServerError(e)) => Err(Failed::Refused(e.to_string())),
+                    Some(v) => redis::from_redis_value::<i64>(v).map_err(|e| Failed::Refused(e.to_string())),
+                    None => Err(Failed::Refused("no answer from Redis".to_owned())),
+                };
+                let _ = done.send(answer);
+            }
+            if waited {
+                let acknowledged = answers.next().and_then(|v| redis::from_redis_value::<usize>(v).ok());
+                if acknowledged.is_some_and(|n| n < shared.acks)
+                    && !shared.degraded.swap(true, Ordering::Relaxed)
+                {
+                    tracing::error!(
+                        wanted = shared.acks,
+                        acknowledged,
+                        "Redis replicas did not acknowledge in time: publishing without them until they are back \
+                         (a failover meanwhile may lose the latest operations)"
+                    );
                 }
             }
-            Err(e) => {
-                let e = e.to_string();
-                for done in waiting.drain(..).flatten() {
-                    let _ = done.send(Err(e.clone()));
-                }
+        }
+        Err(e) if shared.acks > 0 => {
+            shared.troubled();
+            tracing::warn!(error = %e, "Redis failed while numbering operations: settling them once it is back");
+            for done in waiting {
+                let _ = done.send(Err(Failed::Uncertain));
+            }
+            tokio::spawn(settle(Arc::clone(shared), sessions));
+        }
+        Err(e) => {
+            shared.troubled();
+            let e = e.to_string();
+            for done in waiting {
+                let _ = done.send(Err(Failed::Refused(e.clone())));
             }
         }
     }
 }
 
-/// Keeps this node's heartbeat alive.
-async fn heartbeat(mut conn: ConnectionManager, node: String) {
-    let mut tick = tokio::time::interval(HEARTBEAT);
-    let mut was_down = false;
+/// After the connection failed under operations of this node (with replicas): once Redis
+/// answers again (its primary, or the replica promoted in its place), publishes whatever of
+/// theirs was numbered and survived, lets the replica here apply it, and refuses the rest to
+/// their callers ("retry"): each operation ends applied or refused, never both, never lost.
+async fn settle(shared: Arc<Shared>, sessions: IndexMap<SessionId, Vec<u64>>) {
+    let deadline = tokio::time::Instant::now() + OP_WAIT;
+    for (session, ops) in sessions {
+        let mut pause = Duration::from_millis(50);
+        let last = loop {
+            let mut pipe = redis::pipe();
+            add_release(&shared, &mut pipe, std::iter::once(&session));
+            match pipe.query_async::<Vec<redis::Value>>(&mut shared.conn.clone()).await {
+                Ok(answers) => {
+                    break answers.last().and_then(|v| redis::from_redis_value_ref::<u64>(v).ok());
+                }
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%session, error = %e, "Redis is not back yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(_) => break None,
+            }
+        };
+        if let (Some(last), Some(cell)) = (last, shared.replicas.get(&session).map(|c| Arc::clone(&c))) {
+            let mut applied = cell.applied.subscribe();
+            let _ = tokio::time::timeout_at(deadline, applied.wait_for(|v| *v >= last)).await;
+        }
+        for op_id in ops {
+            if let Some((_, waiter)) = shared.pending.remove(&op_id) {
+                waiter.into_inner().answer.fail(Refusal::BrokerDown(
+                    "Redis failed over while the operation was on its way, and it was not applied: retry"
+                        .into(),
+                ));
+            }
+        }
+    }
+}
+
+/// With replicas, after they failed to acknowledge: looks every second whether enough are
+/// connected again (to the primary, or to each cluster primary), then waits for them again.
+async fn watch_replicas(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let beat: redis::RedisResult<()> = conn.set_ex(node_key(&node), 1, NODE_TTL.as_secs()).await;
+        if !shared.degraded.load(Ordering::Relaxed) {
+            continue;
+        }
+        let fewest = if shared.sharded {
+            let nodes: redis::RedisResult<String> =
+                redis::cmd("CLUSTER").arg("NODES").query_async(&mut shared.conn.clone()).await;
+            nodes.ok().map(|nodes| fewest_cluster_replicas(&nodes))
+        } else {
+            let info: redis::RedisResult<String> =
+                redis::cmd("INFO").arg("replication").query_async(&mut shared.conn.clone()).await;
+            info.ok().and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("connected_slaves:"))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+        };
+        if fewest.is_some_and(|n| n >= shared.acks) {
+            shared.degraded.store(false, Ordering::Relaxed);
+            tracing::info!(replicas = fewest, "Redis replicas are back: operations wait for them again");
+        }
+    }
+}
+
+/// The fewest connected replicas any primary holding slots has, from `CLUSTER NODES`.
+fn fewest_cluster_replicas(nodes: &str) -> usize {
+    let lines: Vec<Vec<&str>> =
+        nodes.lines().map(|l| l.split(' ').collect()).filter(|f: &Vec<&str>| f.len() >= 8).collect();
+    let primaries = lines.iter().filter(|f| f[2].contains("master") && !f[2].contains("fail") && f.len() > 8);
+    primaries
+        .map(|p| {
+            lines
+                .iter()
+                .filter(|f| {
+                    f[2].contains("slave") && !f[2].contains("fail") && f[3] == p[0] && f[7] == "connected"
+                })
+                .count()
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+/// Keeps this node's heartbeat alive.
+async fn heartbeat(mut conn: Link, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut was_down = false;
+    let node = &shared.node;
+    loop {
+        tick.tick().await;
+        let beat: redis::RedisResult<()> = conn.set_ex(node_key(node), 1, NODE_TTL.as_secs()).await;
+        if beat.is_err() {
+            shared.troubled();
+        }
         match beat {
             Ok(()) if was_down => {
                 tracing::info!(%node, "Redis is back");
@@ -1498,19 +1785,35 @@ async fn heartbeat(mut conn: ConnectionManager, node: String) {
 /// At most this many messages are read before they are applied.
 const MAX_BATCH: usize = 256;
 
-/// Applies every message of the followed sessions, in order; reconnects (with backoff) and
-/// resubscribes when Redis goes away, then fills each replica from the log.
-async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: Arc<Shared>) {
+/// Applies every message of the followed sessions, in order. A plain feed that ends (Redis went
+/// away, or Sentinel named another primary) is replaced, with backoff, by a new subscription to
+/// the same channels, then each replica fills from the log what it missed; a cluster's feed
+/// resubscribes by itself, and a session's replica fills from the log when its channel is
+/// subscribed again.
+async fn read_messages(client: Option<redis::Client>, mut feed: Feed, shared: Arc<Shared>) {
     let mut batch: Vec<(SessionId, Message)> = Vec::new();
+    let mut switches = shared.conn.switches();
     loop {
-        let mut ended = false;
-        while let Some(msg) = stream.next().await {
+        loop {
+            let event = match &mut switches {
+                Some(switches) => tokio::select! {
+                    event = feed.next() => event,
+                    _ = switches.changed() => {
+                        // (The old primary may live on as a replica: leave it.)
+                        tracing::info!(node = %shared.node, "following the new primary's channels");
+                        None
+                    }
+                },
+                None => feed.next().await,
+            };
+            let Some(event) = event else { break };
             // With the messages already there: a session's consecutive messages are applied
             // together (one push per participant for several signals).
-            read_message(&msg, &mut batch);
+            read_event(&shared, event, &mut batch);
+            let mut ended = false;
             while batch.len() < MAX_BATCH {
-                match stream.next().now_or_never() {
-                    Some(Some(msg)) => read_message(&msg, &mut batch),
+                match feed.try_next() {
+                    Some(Some(event)) => read_event(&shared, event, &mut batch),
                     Some(None) => {
                         ended = true;
                         break;
@@ -1518,41 +1821,22 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
                     None => break,
                 }
             }
-            let mut messages = batch.drain(..).peekable();
-            while let Some((session, first)) = messages.next() {
-                let Some(cell) = shared.replicas.get(&session).map(|c| Arc::clone(&c)) else {
-                    while messages.next_if(|(s, _)| *s == session).is_some() {}
-                    continue;
-                };
-                {
-                    // A replica still loading has them applied once it is loaded.
-                    let mut guard = cell.replica.lock();
-                    let mut put = |message: Message| match guard.as_mut() {
-                        Some(replica) => {
-                            replica.ahead.insert(message.ver, message);
-                        }
-                        None => cell.early.lock().push(message),
-                    };
-                    put(first);
-                    while let Some((_, next)) = messages.next_if(|(s, _)| *s == session) {
-                        put(next);
-                    }
-                    if guard.is_none() {
-                        continue;
-                    }
-                }
-                apply_ahead(&shared, &session, &cell);
-            }
+            apply_batch(&shared, &mut batch);
             if ended {
                 break;
             }
         }
+        if matches!(feed, Feed::Sharded(_)) {
+            // The cluster connection is gone with the broker.
+            return;
+        }
         tracing::error!(node = %shared.node, "lost the Redis subscription: reconnecting");
         *shared.sink.lock() = None;
         let mut attempt = 0;
-        stream = loop {
+        feed = loop {
             tokio::time::sleep(RESUBSCRIBE_BACKOFF[attempt.min(RESUBSCRIBE_BACKOFF.len() - 1)]).await;
             attempt += 1;
+            let Some(client) = client.clone().or_else(|| shared.conn.client()) else { return };
             match client.get_async_pubsub().await {
                 Ok(pubsub) => {
                     let (mut sink, stream) = pubsub.split();
@@ -1561,7 +1845,7 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
                         *shared.sink.lock() = Some(sink);
                         tracing::info!(node = %shared.node, sessions = channels.len(), "Redis subscription back");
                         resume_replicas(&shared).await;
-                        break stream;
+                        break Feed::Plain(stream);
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, attempt, "Redis still unreachable"),
@@ -1570,14 +1854,58 @@ async fn read_messages(client: redis::Client, mut stream: PubSubStream, shared: 
     }
 }
 
-/// Adds a session message to `batch`, or logs why it cannot be read.
-fn read_message(msg: &redis::Msg, batch: &mut Vec<(SessionId, Message)>) {
-    let channel = msg.get_channel_name();
-    let Some(session) = session_of(channel) else { return };
-    match msg.get_payload::<String>().map(|p| Message::parse(&p)) {
-        Ok(Some(message)) => batch.push((SessionId::from(session), message)),
-        Ok(None) => tracing::warn!(session, "ignoring an unreadable session message"),
-        Err(e) => tracing::warn!(session, error = %e, "ignoring a session message"),
+/// Adds a session message to `batch`; a channel subscribed again has its replica filled.
+fn read_event(shared: &Arc<Shared>, event: Event, batch: &mut Vec<(SessionId, Message)>) {
+    match event {
+        Event::Message { channel, payload } => {
+            let Some(session) = session_of(&channel) else { return };
+            match Message::parse(&payload) {
+                Some(message) => batch.push((SessionId::from(session), message)),
+                None => tracing::warn!(session, "ignoring an unreadable session message"),
+            }
+        }
+        Event::Subscribed { channel } => {
+            let Some(session) = session_of(&channel).map(SessionId::from) else { return };
+            let Some(cell) = shared.replicas.get(&session).map(|c| Arc::clone(&c)) else { return };
+            let from = {
+                let mut guard = cell.replica.lock();
+                let Some(replica) = guard.as_mut().filter(|r| !r.filling) else { return };
+                replica.filling = true;
+                replica.ver + 1
+            };
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move { fill(&shared, &session, &cell, from).await });
+        }
+        Event::Other => {}
+    }
+}
+
+/// Hands a batch of messages to their replicas and applies them.
+fn apply_batch(shared: &Arc<Shared>, batch: &mut Vec<(SessionId, Message)>) {
+    let mut messages = batch.drain(..).peekable();
+    while let Some((session, first)) = messages.next() {
+        let Some(cell) = shared.replicas.get(&session).map(|c| Arc::clone(&c)) else {
+            while messages.next_if(|(s, _)| *s == session).is_some() {}
+            continue;
+        };
+        {
+            // A replica still loading has them applied once it is loaded.
+            let mut guard = cell.replica.lock();
+            let mut put = |message: Message| match guard.as_mut() {
+                Some(replica) => {
+                    replica.ahead.insert(message.ver, message);
+                }
+                None => cell.early.lock().push(message),
+            };
+            put(first);
+            while let Some((_, next)) = messages.next_if(|(s, _)| *s == session) {
+                put(next);
+            }
+            if guard.is_none() {
+                continue;
+            }
+        }
+        apply_ahead(shared, &session, &cell);
     }
 }
 
@@ -1699,10 +2027,14 @@ async fn sweep(shared: Arc<Shared>) {
 async fn reap(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(REAP_EVERY);
     let mut conn = shared.conn.clone();
+    // Listed sessions found missing at the last look: unlisted if still missing at this one (a
+    // session is listed just before it is made).
+    let mut missing: HashSet<String> = HashSet::new();
     loop {
         tick.tick().await;
         let Ok(ids): redis::RedisResult<Vec<String>> = conn.smembers(SESSIONS).await else { continue };
         let mut alive: HashMap<String, bool> = HashMap::new();
+        let was_missing = std::mem::take(&mut missing);
         for id in ids {
             // Who is held by which node: from the replica here, or from Redis.
             let local = shared.replicas.get(id.as_str()).map(|c| Arc::clone(&c));
@@ -1725,9 +2057,21 @@ async fn reap(shared: Arc<Shared>) {
                         }
                         room.participants().map(|(who, _, m)| (who.clone(), m.node.clone())).collect()
                     }
-                    _ => continue,
+                    Ok(None) => {
+                        if was_missing.contains(&id) {
+                            let _: redis::RedisResult<i64> = conn.srem(SESSIONS, &id).await;
+                        } else {
+                            missing.insert(id);
+                        }
+                        continue;
+                    }
+                    Err(_) => continue,
                 },
             };
+            if shared.recently_troubled() {
+                // (A failover may have lost heartbeats, or kept nodes from writing them.)
+                continue;
+            }
             for (who, node) in held {
                 if node == shared.node {
                     continue;
@@ -1755,6 +2099,14 @@ mod tests {
         assert_eq!(redact("rediss://:s3cret@127.0.0.1:6400/0"), "rediss://:***@127.0.0.1:6400/0");
         assert_eq!(redact("redis://user:pw@h:1"), "redis://user:***@h:1");
         assert_eq!(redact("redis://127.0.0.1:6379/2"), "redis://127.0.0.1:6379/2");
+        assert_eq!(
+            redact("redis+sentinel://:p@w/d@h1:26379,h2/mymaster"),
+            "redis+sentinel://:***@h1:26379,h2/mymaster"
+        );
+        assert_eq!(
+            redact("redis-cluster://:pw@a:7000,b:7001?replicas=0"),
+            "redis-cluster://:***@a:7000,b:7001?replicas=0"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod support;
 mod attack;
 mod bad_input;
 mod cluster;
+mod failover;
 mod lifecycle;
 mod operations;
 mod rest;

@@ -268,7 +268,7 @@ impl Drop for Balancer {
 /// that need Redis or a second process then fail).
 pub struct TestCluster {
     pub nodes: Vec<TestServer>,
-    pub redis: Option<RedisProcess>,
+    pub redis: Option<SharedRedis>,
 }
 
 impl TestCluster {
@@ -281,7 +281,7 @@ impl TestCluster {
         if selfcheck() {
             return Self { nodes: vec![TestServer::single_with(|c| tweak(c)).await], redis: None };
         }
-        let redis = RedisProcess::start();
+        let redis = SharedRedis::start();
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
             let url = redis.url();
@@ -302,7 +302,7 @@ impl TestCluster {
     }
 
     pub fn redis(&mut self) -> &mut RedisProcess {
-        self.redis.as_mut().expect("a Redis (not in SIGNALROOM_TEST_CLUSTER_SELFCHECK)")
+        self.redis.as_mut().expect("a Redis (not in SIGNALROOM_TEST_CLUSTER_SELFCHECK)").one()
     }
 
     /// The Redis URL the nodes share.
@@ -314,4 +314,318 @@ impl TestCluster {
 /// `SIGNALROOM_TEST_CLUSTER_SELFCHECK=1`: see [`TestCluster`].
 pub fn selfcheck() -> bool {
     std::env::var("SIGNALROOM_TEST_CLUSTER_SELFCHECK").is_ok_and(|v| v == "1")
+}
+
+// ---- Redis Cluster and Sentinel ----------------------------------------------------------------
+
+/// Runs `redis-cli` with `args` and returns its output (failing the test if it cannot run).
+pub fn redis_cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(args).output().unwrap_or_else(|e| {
+        panic!("redis-cli (Debian's redis-tools, installed with redis-server) cannot run: {e}")
+    });
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A loopback port free right now whose cluster bus port (+10,000) is free too.
+fn free_cluster_port() -> u16 {
+    for _ in 0..100 {
+        let port = 20000 + (rand_u16() % 20000);
+        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10000) {
+            return port;
+        }
+    }
+    panic!("no free port pair for a Redis Cluster node");
+}
+
+fn rand_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish() as u16
+}
+
+/// Waits until `check` holds, or fails with `what` after `within`.
+pub fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Redis Cluster of the test's own: `primaries` primaries with `replicas` replicas each, on
+/// loopback, no persistence, a one-second node timeout (failovers within seconds).
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+    dir: ScratchDir,
+}
+
+impl RedisCluster {
+    pub fn start(primaries: usize, replicas: usize) -> Self {
+        let dir = ScratchDir::new("redis-cluster");
+        let n = primaries * (1 + replicas);
+        let mut ports = Vec::with_capacity(n);
+        let mut children = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = free_cluster_port();
+            let p = port.to_string();
+            let conf = format!("nodes-{p}.conf");
+            let args = [
+                "--port",
+                &p,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &conf,
+                "--cluster-node-timeout",
+                "1000",
+            ];
+            let child = spawn("redis-server", &args, &[], &dir.0, &format!("redis-{i}.log"));
+            ports.push(port);
+            children.push(Some(child));
+        }
+        for &port in &ports {
+            wait_until(PROCESS_START, &format!("cluster node {port} answers PING"), || ping(port));
+        }
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        let r = replicas.to_string();
+        args.extend(["--cluster-replicas", &r, "--cluster-yes"]);
+        let out = redis_cli(&args);
+        assert!(out.contains("[OK] All 16384 slots covered"), "redis-cli --cluster create:\n{out}");
+        let cluster = Self { ports, children, dir };
+        for &port in &cluster.ports {
+            wait_until(PROCESS_START, &format!("cluster node {port} is ok"), || {
+                redis_cli(&["-p", &port.to_string(), "cluster", "info"]).contains("cluster_state:ok")
+            });
+        }
+        if replicas > 0 {
+            wait_until(PROCESS_START, "every replica in sync", || {
+                cluster.ports.iter().all(|p| {
+                    let info = redis_cli(&["-p", &p.to_string(), "info", "replication"]);
+                    !info.contains("role:slave") || info.contains("master_link_status:up")
+                })
+            });
+        }
+        cluster
+    }
+
+    /// The broker URL (`replicas=N`: operations wait for that many replicas).
+    pub fn url(&self, replicas: usize) -> String {
+        let seeds: Vec<String> = self.ports.iter().take(3).map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis-cluster://{}?replicas={replicas}", seeds.join(","))
+    }
+
+    /// The port of the primary holding `key` now.
+    pub fn primary_of(&self, key: &str) -> u16 {
+        let slot: u16 = redis_cli(&["-p", &self.ports[0].to_string(), "cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("a slot");
+        self.primary_of_slot(slot)
+    }
+
+    pub fn primary_of_slot(&self, slot: u16) -> u16 {
+        if let Some(&port) = self.alive().next() {
+            let nodes = redis_cli(&["-p", &port.to_string(), "cluster", "nodes"]);
+            for line in nodes.lines() {
+                let f: Vec<&str> = line.split(' ').collect();
+                if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
+                    continue;
+                }
+                let owns = f[8..].iter().any(|r| match r.split_once('-') {
+                    Some((a, b)) => {
+                        a.parse::<u16>().is_ok_and(|a| a <= slot) && b.parse::<u16>().is_ok_and(|b| slot <= b)
+                    }
+                    None => r.parse::<u16>().is_ok_and(|s| s == slot),
+                });
+                if owns {
+                    let addr = f[1].split('@').next().unwrap_or_default();
+                    return addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+                }
+            }
+        }
+        panic!("no primary holds slot {slot}");
+    }
+
+    fn alive(&self) -> impl Iterator<Item = &u16> {
+        self.ports.iter().zip(&self.children).filter(|(_, c)| c.is_some()).map(|(p, _)| p)
+    }
+
+    /// SIGKILLs the node on `port`.
+    pub fn kill(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).expect("a node of this cluster");
+        if let Some(mut child) = self.children[i].take() {
+            kill(&mut child);
+        }
+    }
+
+    /// How many keys each live primary holds.
+    pub fn keys_per_primary(&self) -> Vec<(u16, u64)> {
+        self.alive()
+            .filter(|p| redis_cli(&["-p", &p.to_string(), "info", "replication"]).contains("role:master"))
+            .map(|p| {
+                let n = redis_cli(&["-p", &p.to_string(), "dbsize"]).trim().parse().unwrap_or(0);
+                (*p, n)
+            })
+            .collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            kill(child);
+        }
+    }
+}
+
+/// A primary, one replica and three sentinels watching them (quorum 2, one second to call the
+/// primary down), on loopback, no persistence.
+pub struct RedisSentinel {
+    pub primary: u16,
+    pub replica: u16,
+    pub sentinels: Vec<u16>,
+    children: Vec<(u16, Option<Child>)>,
+    dir: ScratchDir,
+}
+
+pub const SENTINEL_MASTER: &str = "signalroom";
+
+impl RedisSentinel {
+    pub fn start() -> Self {
+        let dir = ScratchDir::new("redis-sentinel");
+        let mut children = Vec::new();
+        let data = |port: u16, extra: &[&str], dir: &Path, log: &str| {
+            let p = port.to_string();
+            let mut args = vec!["--port", &p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+            args.extend_from_slice(extra);
+            spawn("redis-server", &args, &[], dir, log)
+        };
+        let primary = free_port();
+        children.push((primary, Some(data(primary, &[], &dir.0, "primary.log"))));
+        wait_until(PROCESS_START, "the primary answers PING", || ping(primary));
+        let replica = free_port();
+        let of = primary.to_string();
+        children
+            .push((replica, Some(data(replica, &["--replicaof", "127.0.0.1", &of], &dir.0, "replica.log"))));
+        wait_until(PROCESS_START, "the replica is in sync", || {
+            redis_cli(&["-p", &replica.to_string(), "info", "replication"]).contains("master_link_status:up")
+        });
+        let mut sentinels = Vec::new();
+        for i in 0..3 {
+            let port = free_port();
+            let conf = dir.0.join(format!("sentinel-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary} 2\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                     sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+                ),
+            )
+            .expect("sentinel.conf");
+            let conf = conf.to_string_lossy().into_owned();
+            let child =
+                spawn("redis-server", &[&conf, "--sentinel"], &[], &dir.0, &format!("sentinel-{i}.log"));
+            children.push((port, Some(child)));
+            sentinels.push(port);
+        }
+        for &port in &sentinels {
+            wait_until(PROCESS_START, "a sentinel knows the replica and the other sentinels", || {
+                let out = redis_cli(&["-p", &port.to_string(), "sentinel", "master", SENTINEL_MASTER]);
+                let field = |name: &str| {
+                    let mut lines = out.lines();
+                    while let Some(l) = lines.next() {
+                        if l.trim() == name {
+                            return lines.next().unwrap_or("").trim().to_owned();
+                        }
+                    }
+                    String::new()
+                };
+                field("num-slaves") == "1" && field("num-other-sentinels") == "2"
+            });
+        }
+        Self { primary, replica, sentinels, children, dir }
+    }
+
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+sentinel://{}/{SENTINEL_MASTER}", hosts.join(","))
+    }
+
+    /// SIGKILLs the primary.
+    pub fn kill_primary(&mut self) {
+        let primary = self.primary;
+        if let Some((_, child)) = self.children.iter_mut().find(|(p, _)| *p == primary) {
+            if let Some(mut c) = child.take() {
+                kill(&mut c);
+            }
+        }
+    }
+
+    /// The port of the primary the sentinels name now.
+    pub fn named_primary(&self) -> Option<u16> {
+        let out = redis_cli(&[
+            "-p",
+            &self.sentinels[0].to_string(),
+            "sentinel",
+            "get-master-addr-by-name",
+            SENTINEL_MASTER,
+        ]);
+        out.lines().nth(1)?.trim().parse().ok()
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            if let Some(c) = child.as_mut() {
+                kill(c);
+            }
+        }
+    }
+}
+
+/// The Redis a multi-node test shares: one `redis-server`, or, with
+/// `SIGNALROOM_TEST_REDIS=cluster`, a 3-primary Redis Cluster (the same tests, run again).
+pub enum SharedRedis {
+    One(RedisProcess),
+    Cluster(RedisCluster),
+}
+
+impl SharedRedis {
+    pub fn start() -> Self {
+        if std::env::var("SIGNALROOM_TEST_REDIS").is_ok_and(|v| v == "cluster") {
+            SharedRedis::Cluster(RedisCluster::start(3, 0))
+        } else {
+            SharedRedis::One(RedisProcess::start())
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            SharedRedis::One(r) => r.url(),
+            SharedRedis::Cluster(c) => c.url(0),
+        }
+    }
+
+    /// The one `redis-server` (a test that restarts it, or reads its subscriptions).
+    pub fn one(&mut self) -> &mut RedisProcess {
+        match self {
+            SharedRedis::One(r) => r,
+            SharedRedis::Cluster(_) => {
+                panic!("this test needs one redis-server, not SIGNALROOM_TEST_REDIS=cluster")
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::redis_support::{Balancer, RedisProcess, free_port};
+use crate::redis_support::{Balancer, SharedRedis, free_port};
 
 pub const SECRET: &str = "test-secret";
 /// How long a test waits for a frame it expects.
@@ -34,7 +34,7 @@ pub struct TestServer {
     pub url: String,
     /// Kept alive for the test: the balancer first, then Redis (dropped in this order).
     balancer: Option<Balancer>,
-    redis: Option<RedisProcess>,
+    redis: Option<SharedRedis>,
 }
 
 impl TestServer {
@@ -72,14 +72,14 @@ impl TestServer {
     }
 
     async fn behind_balancer(n: usize, tweak: impl Fn(&mut Config)) -> Self {
-        let redis = (n > 1).then(RedisProcess::start);
+        let redis = (n > 1).then(SharedRedis::start);
         let port = free_port();
         let public = format!("http://127.0.0.1:{port}/");
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
             let mut config = Config { secret: SECRET.into(), ..Config::local() };
             config.public_url = Some(public.parse().expect("public URL"));
-            config.broker = redis.as_ref().map(RedisProcess::url);
+            config.broker = redis.as_ref().map(SharedRedis::url);
             tweak(&mut config);
             nodes.push(Server::start(config).await.expect("node starts"));
         }
