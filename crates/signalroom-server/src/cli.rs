@@ -202,7 +202,9 @@ struct ServeArgs {
           value_parser = at_least(1))]
     max_sessions: usize,
     /// Share sessions with other nodes through Redis: redis://HOST:PORT[/DB] (rediss:// for TLS;
-    /// a password in the URL). Default: sessions live in this process.
+    /// a password in the URL), redis+sentinel://H1:26379,H2:26379/MASTER_NAME[/DB], or
+    /// redis-cluster://H1:6379,H2:6379 (?replicas=N: replicas an operation waits for, default 1).
+    /// Default: sessions live in this process.
     #[arg(long, env = "SIGNALROOM_BROKER")]
     broker: Option<String>,
     /// Seconds a participant whose socket dropped is kept for a reconnection.

@@ -63,7 +63,8 @@ pub struct Config {
     /// How long after `leaveRoom` or an eviction the server closes a socket the client keeps open.
     pub linger_close: Duration,
     /// Where the sessions live: `None` in this process (one node); `redis://HOST:PORT[/DB]` (or
-    /// `rediss://`, with a password in the URL if needed) to share them with other nodes.
+    /// `rediss://`, with a password in the URL if needed), `redis+sentinel://H:26379,.../MASTER`
+    /// or `redis-cluster://H:6379,...` to share them with other nodes.
     pub broker: Option<String>,
     /// Make a self-signed certificate at start (for the public URL's host) and serve TLS with it;
     /// ignored when `tls` is given.
