@@ -15,6 +15,7 @@
 //! replicas have it (`WAIT`): a failover can then lose no operation that any node applied.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubStream};
@@ -158,7 +159,103 @@ fn percent_encode(s: &str) -> String {
 pub(crate) enum Link {
     Single(ConnectionManager),
     Sentinel(Arc<Followed>),
-    Cluster(ClusterConnection),
+    Cluster(Arc<Sharded>),
+}
+
+/// A Redis Cluster connection, renewed when it keeps failing: the cluster client reconnects to a
+/// dead primary until it happens to reread the slots, which took it 13 to 16 s after a shard's
+/// failover; a new connection reads them from the live nodes at once. So once commands have been
+/// failing for [`RENEW_AFTER`], a task makes a new connection every [`RENEW_AFTER`] until they
+/// succeed again.
+pub(crate) struct Sharded {
+    client: redis::cluster::ClusterClient,
+    current: parking_lot::RwLock<ClusterConnection>,
+    /// When a command last failed, and last succeeded, in ms from `started` (0: never).
+    failed: AtomicU64,
+    succeeded: AtomicU64,
+    started: std::time::Instant,
+    /// Counts the renewals (the subscriptions are made again on each).
+    switches: watch::Sender<u64>,
+    /// Asks for a renewal now (a node connection dropped, a subscription failed).
+    renew: tokio::sync::Notify,
+}
+
+/// How long commands fail before the cluster connection is renewed, and between renewals.
+pub(crate) const RENEW_AFTER: Duration = Duration::from_millis(500);
+
+impl Sharded {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    fn conn(&self) -> ClusterConnection {
+        self.current.read().clone()
+    }
+
+    fn note<T>(&self, result: &RedisResult<T>) {
+        let at = self.now_ms();
+        match result {
+            Ok(_) => self.succeeded.store(at, Ordering::Relaxed),
+            Err(_) => self.failed.store(at, Ordering::Relaxed),
+        }
+    }
+
+    /// Subscribes to a sharded channel, on the connection of now.
+    pub(crate) async fn ssubscribe(&self, channel: &str) -> RedisResult<()> {
+        self.conn().ssubscribe(channel).await
+    }
+
+    pub(crate) async fn sunsubscribe(&self, channel: &str) -> RedisResult<()> {
+        self.conn().sunsubscribe(channel).await
+    }
+
+    /// Renews the connection as soon as [`RENEW_AFTER`] allows: one of its node connections
+    /// dropped (its subscriptions with it, which a node that only listens would not notice), or
+    /// subscribing failed.
+    pub(crate) fn renew_soon(&self) {
+        self.renew.notify_one();
+    }
+}
+
+/// Renews a failing cluster connection (see [`Sharded`]) while the link lives.
+async fn renew_failing(sharded: Arc<Sharded>) {
+    let mut tick = tokio::time::interval(RENEW_AFTER / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing_since: Option<u64> = None;
+    let mut renewed_at = 0;
+    let mut asked = false;
+    let after = RENEW_AFTER.as_millis() as u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = sharded.renew.notified() => asked = true,
+        }
+        let (failed, succeeded, now) = (
+            sharded.failed.load(Ordering::Relaxed),
+            sharded.succeeded.load(Ordering::Relaxed),
+            sharded.now_ms(),
+        );
+        let failing = if failed <= succeeded {
+            failing_since = None;
+            false
+        } else {
+            now.saturating_sub(*failing_since.get_or_insert(failed)) >= after
+        };
+        if !(failing || asked) || now.saturating_sub(renewed_at) < after {
+            continue;
+        }
+        asked = false;
+        renewed_at = now;
+        match tokio::time::timeout(CONNECT_TIMEOUT, sharded.client.get_async_connection()).await {
+            Ok(Ok(conn)) => {
+                *sharded.current.write() = conn;
+                sharded.switches.send_modify(|n| *n += 1);
+                tracing::warn!("Redis Cluster commands kept failing: reconnected, with the slots read anew");
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "no Redis Cluster connection yet"),
+            Err(_) => tracing::debug!("no Redis Cluster connection yet (timed out)"),
+        }
+    }
 }
 
 /// The primary Sentinel names, followed: a task asks the sentinels every [`SENTINEL_POLL`] and,
@@ -210,8 +307,19 @@ impl Link {
                 if let Some(pushes) = pushes {
                     builder = builder.push_sender(pushes);
                 }
-                let conn = builder.build()?.get_async_connection().await?;
-                Ok((Link::Cluster(conn), None))
+                let client = builder.build()?;
+                let conn = client.get_async_connection().await?;
+                let sharded = Arc::new(Sharded {
+                    client,
+                    current: parking_lot::RwLock::new(conn),
+                    failed: AtomicU64::new(0),
+                    succeeded: AtomicU64::new(0),
+                    started: std::time::Instant::now(),
+                    switches: watch::channel(0).0,
+                    renew: tokio::sync::Notify::new(),
+                });
+                let task = tokio::spawn(renew_failing(Arc::clone(&sharded)));
+                Ok((Link::Cluster(sharded), Some(task)))
             }
         }
     }
@@ -224,11 +332,13 @@ impl Link {
         }
     }
 
-    /// Changes each time the link switches to another primary (Sentinel).
+    /// Changes each time the link switches to another primary (Sentinel) or connection (a
+    /// cluster's, renewed).
     pub(crate) fn switches(&self) -> Option<watch::Receiver<u64>> {
         match self {
             Link::Sentinel(f) => Some(f.switches.subscribe()),
-            _ => None,
+            Link::Cluster(c) => Some(c.switches.subscribe()),
+            Link::Single(_) => None,
         }
     }
 
@@ -236,10 +346,10 @@ impl Link {
     /// command each (concurrently) in a cluster. Errors are logged by the caller.
     pub(crate) async fn each(&self, cmds: Vec<Cmd>) -> RedisResult<()> {
         match self {
-            Link::Cluster(conn) => {
+            Link::Cluster(_) => {
                 let runs = cmds.into_iter().map(|cmd| {
-                    let mut conn = conn.clone();
-                    async move { cmd.query_async::<Value>(&mut conn).await.map(drop) }
+                    let mut link = self.clone();
+                    async move { cmd.query_async::<Value>(&mut link).await.map(drop) }
                 });
                 futures_util::future::try_join_all(runs).await.map(drop)
             }
@@ -305,7 +415,14 @@ impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Link::Single(conn) => conn.req_packed_command(cmd),
-            Link::Cluster(conn) => conn.req_packed_command(cmd),
+            Link::Cluster(c) => {
+                let (c, mut conn) = (Arc::clone(c), c.conn());
+                Box::pin(async move {
+                    let result = conn.req_packed_command(cmd).await;
+                    c.note(&result);
+                    result
+                })
+            }
             Link::Sentinel(f) => {
                 let mut conn = f.current.read().0.clone();
                 Box::pin(async move { conn.req_packed_command(cmd).await })
@@ -321,7 +438,14 @@ impl ConnectionLike for Link {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Link::Single(conn) => conn.req_packed_commands(cmd, offset, count),
-            Link::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+            Link::Cluster(c) => {
+                let (c, mut conn) = (Arc::clone(c), c.conn());
+                Box::pin(async move {
+                    let result = conn.req_packed_commands(cmd, offset, count).await;
+                    c.note(&result);
+                    result
+                })
+            }
             Link::Sentinel(f) => {
                 let mut conn = f.current.read().0.clone();
                 Box::pin(async move { conn.req_packed_commands(cmd, offset, count).await })
@@ -332,7 +456,7 @@ impl ConnectionLike for Link {
     fn get_db(&self) -> i64 {
         match self {
             Link::Single(conn) => conn.get_db(),
-            Link::Cluster(conn) => conn.get_db(),
+            Link::Cluster(c) => c.conn().get_db(),
             Link::Sentinel(f) => f.current.read().0.get_db(),
         }
     }
@@ -353,6 +477,8 @@ pub(crate) enum Event {
     Message { channel: String, payload: String },
     /// The channel was subscribed (again, after a reconnection, if it was already).
     Subscribed { channel: String },
+    /// A connection of the feed dropped (a cluster node's): its subscriptions may be gone.
+    Lost,
     /// Nothing this module reads (a confirmation of unsubscription, an unreadable message).
     Other,
 }
@@ -405,6 +531,7 @@ fn sharded(push: PushInfo) -> Event {
             Some(channel) => Event::Subscribed { channel },
             None => Event::Other,
         },
+        redis::PushKind::Disconnection => Event::Lost,
         _ => Event::Other,
     }
 }

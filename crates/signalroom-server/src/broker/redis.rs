@@ -844,7 +844,7 @@ async fn subscribe(shared: &Shared, id: &str) -> Result<(), Refusal> {
         return Ok(());
     }
     if let Link::Cluster(conn) = &shared.conn {
-        conn.clone().ssubscribe(&name).await.map_err(down)?;
+        conn.ssubscribe(&name).await.map_err(down)?;
     } else {
         let sink = shared.sink.lock().clone();
         let Some(mut sink) = sink else { return Err(Refusal::BrokerDown("Redis is unreachable".into())) };
@@ -862,7 +862,7 @@ async fn unsubscribe_if_unfollowed(shared: &Shared, session: &SessionId) -> Resu
         return Ok(());
     }
     if let Link::Cluster(conn) = &shared.conn {
-        conn.clone().sunsubscribe(&name).await.map_err(down)?;
+        conn.sunsubscribe(&name).await.map_err(down)?;
         return Ok(());
     }
     let sink = shared.sink.lock().clone();
@@ -1799,6 +1799,20 @@ async fn read_messages(client: Option<redis::Client>, mut feed: Feed, shared: Ar
                 Some(switches) => tokio::select! {
                     event = feed.next() => event,
                     _ = switches.changed() => {
+                        if let Link::Cluster(conn) = &shared.conn {
+                            // A renewed cluster connection: subscribe its channels again (each
+                            // replica fills from the log what it missed when its channel is back).
+                            let channels: Vec<String> = shared.subscribed.lock().iter().cloned().collect();
+                            for name in channels {
+                                if let Err(e) = conn.ssubscribe(&name).await {
+                                    // (The shard may not have its new primary yet: again.)
+                                    tracing::debug!(channel = name, error = %e, "cannot subscribe again yet");
+                                    conn.renew_soon();
+                                    break;
+                                }
+                            }
+                            continue;
+                        }
                         // (The old primary may live on as a replica: leave it.)
                         tracing::info!(node = %shared.node, "following the new primary's channels");
                         None
@@ -1875,6 +1889,11 @@ fn read_event(shared: &Arc<Shared>, event: Event, batch: &mut Vec<(SessionId, Me
             };
             let shared = Arc::clone(shared);
             tokio::spawn(async move { fill(&shared, &session, &cell, from).await });
+        }
+        Event::Lost => {
+            if let Link::Cluster(conn) = &shared.conn {
+                conn.renew_soon();
+            }
         }
         Event::Other => {}
     }

@@ -248,12 +248,7 @@ async fn sessions_spread_over_every_shard_of_a_cluster_and_work_across_them() {
     }
 }
 
-/// Not run by default: with the cluster client of `redis` 1.2, a node takes 13 to 16 s after the
-/// kill to reach the promoted replica (it keeps reconnecting to the dead primary), longer than
-/// [`SWITCH_BOUND`] and than a client's ping watchdog (15 s), so the test fails on the switch's
-/// length. Run it with `cargo test -p signalroom-server --test it -- --ignored failover::`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a shard failover takes 13-16 s with the redis 1.2 cluster client (see the docs)"]
 async fn a_cluster_shard_failover_loses_no_participant_and_no_signal() {
     logs();
     let mut cluster = RedisCluster::start(3, 1);
