@@ -194,6 +194,16 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
         measured: m,
         pass: check(m, |x| x >= 0.5),
     });
+    let m = ratio(
+        twonode(results, "two_node_cluster_fanout", "deliveries_per_s"),
+        twonode(results, "two_node_fanout", "deliveries_per_s"),
+    );
+    out.push(Target {
+        name: "two nodes over a 3-primary Redis Cluster: fan-out deliveries/s ÷ over one Redis",
+        goal: "≥ 0.8",
+        measured: m,
+        pass: check(m, |x| x >= 0.8),
+    });
     let m = twonode_p99_added(results).map(|us| us / 1000.0);
     out.push(Target {
         name: "two nodes + Redis: p99 across nodes at fixed load − one node's p99 (ms)",
@@ -386,6 +396,13 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
             fmt_rate(one),
             fmt_rate(two),
             fmt_ratio(ratio(two, one))
+        );
+        let cluster = f("two_node_cluster_fanout", "deliveries_per_s");
+        let _ = writeln!(
+            t,
+            "| … two nodes over a 3-primary Redis Cluster (ratio ÷ over one Redis) | | {} | {} |",
+            fmt_rate(cluster),
+            fmt_ratio(ratio(cluster, two))
         );
         let redis = f("one_node_redis_fanout", "deliveries_per_s");
         let _ = writeln!(

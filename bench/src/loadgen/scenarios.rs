@@ -503,6 +503,8 @@ pub(crate) struct TwoNode {
     pub one_node_fanout: Fanout,
     pub one_node_redis_fanout: Fanout,
     pub two_node_fanout: Fanout,
+    /// The same two nodes over a 3-primary Redis Cluster instead of one `redis-server`.
+    pub two_node_cluster_fanout: Fanout,
     pub one_node_latency: Latency,
     pub two_node_latency: Latency,
 }
@@ -516,6 +518,7 @@ pub(crate) async fn twonode(ctx: &Ctx) -> anyhow::Result<TwoNode> {
     let one_node_fanout = fan(Topology::Single).await?;
     let one_node_redis_fanout = fan(Topology::Redis(1)).await?;
     let two_node_fanout = fan(Topology::Redis(2)).await?;
+    let two_node_cluster_fanout = fan(Topology::RedisCluster(2)).await?;
     // Side by side, as scenario 2's servers.
     let topologies = [Topology::Single, Topology::Redis(2)];
     let mut latencies = latency_side_by_side(ctx, &topologies.map(|t| (d, t))).await.into_iter();
@@ -531,6 +534,7 @@ pub(crate) async fn twonode(ctx: &Ctx) -> anyhow::Result<TwoNode> {
         one_node_fanout,
         one_node_redis_fanout,
         two_node_fanout,
+        two_node_cluster_fanout,
         one_node_latency,
         two_node_latency,
     })

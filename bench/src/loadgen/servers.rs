@@ -42,6 +42,8 @@ pub(crate) enum Topology {
     Single,
     /// This many signalroom nodes sharing a fresh `redis-server` (1: one node with the Redis broker).
     Redis(usize),
+    /// This many signalroom nodes sharing a fresh Redis Cluster of three primaries (no replicas).
+    RedisCluster(usize),
 }
 
 impl Topology {
@@ -51,6 +53,7 @@ impl Topology {
             Topology::Single => "1 node".to_owned(),
             Topology::Redis(1) => "1 node + Redis".to_owned(),
             Topology::Redis(n) => format!("{n} nodes + Redis"),
+            Topology::RedisCluster(n) => format!("{n} nodes + a 3-primary Redis Cluster"),
         }
     }
 
@@ -59,6 +62,7 @@ impl Topology {
         match self {
             Topology::Single => String::new(),
             Topology::Redis(n) => format!("-redis{n}"),
+            Topology::RedisCluster(n) => format!("-rediscluster{n}"),
         }
     }
 }
@@ -98,23 +102,108 @@ impl Launch {
         let nodes = match topology {
             Topology::Single => {
                 let node = self.start(dialect, label, extra).await?;
-                return Ok(Deployment { nodes: vec![node], redis: None });
+                return Ok(Deployment { nodes: vec![node], redis: None, cluster: None });
             }
-            Topology::Redis(nodes) => nodes.max(1),
+            Topology::Redis(nodes) | Topology::RedisCluster(nodes) => nodes.max(1),
         };
         if dialect != Dialect::OpenVidu {
             bail!("only signalroom shares sessions through Redis");
         }
         let label = format!("{label}{}", topology.suffix());
-        let redis = self.start_redis(&label).await?;
-        let broker = redis.url();
+        let (redis, cluster) = match topology {
+            Topology::RedisCluster(_) => (None, Some(self.start_redis_cluster(&label).await?)),
+            _ => (Some(self.start_redis(&label).await?), None),
+        };
+        let broker = match (&redis, &cluster) {
+            (Some(redis), _) => redis.url(),
+            (_, Some(cluster)) => cluster.url(),
+            _ => unreachable!("one of them"),
+        };
         let mut args = vec!["--broker", broker.as_str()];
         args.extend_from_slice(extra);
         let mut started = Vec::with_capacity(nodes);
         for i in 0..nodes {
             started.push(self.start(dialect, &format!("{label}-node{i}"), &args).await?);
         }
-        Ok(Deployment { nodes: started, redis: Some(redis) })
+        Ok(Deployment { nodes: started, redis, cluster })
+    }
+
+    /// Starts three `redis-server`s in cluster mode on free loopback ports (each with its bus port
+    /// free), makes them a cluster of three primaries (`redis-cli --cluster create`), and waits
+    /// until it is ok.
+    async fn start_redis_cluster(&self, label: &str) -> anyhow::Result<RedisClusterProc> {
+        std::fs::create_dir_all(&self.logs)?;
+        let mut ports = Vec::new();
+        let mut children = Vec::new();
+        let mut pids = Vec::new();
+        let mut seed = std::process::id() as u64
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+        while ports.len() < 3 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let port = 20000 + (seed >> 33) as u16 % 20000;
+            let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+            if !free(port) || !free(port + 10000) {
+                continue;
+            }
+            let log_path = self.logs.join(format!("redis-{label}-{port}.log"));
+            let log =
+                std::fs::File::create(&log_path).with_context(|| format!("cannot create {log_path:?}"))?;
+            let mut command = self.command(std::path::Path::new("redis-server"));
+            let p = port.to_string();
+            command
+                .args(["--port", &p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{label}-{p}.conf"),
+                ])
+                .current_dir(&self.logs)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true);
+            let child = command
+                .spawn()
+                .context("cannot start redis-server (Debian: apt-get install redis-server)")?;
+            pids.push(child.id().context("redis-server exited at once")?);
+            children.push(child);
+            let deadline = tokio::time::Instant::now() + REDIS_START_TIMEOUT;
+            while !redis_ping(port).await {
+                if tokio::time::Instant::now() > deadline {
+                    bail!("redis-server on port {port} never answered PING (log: {log_path:?})");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            ports.push(port);
+        }
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .await
+            .context("cannot run redis-cli (Debian: redis-tools, with redis-server)")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(text.contains("All 16384 slots covered"), "redis-cli --cluster create: {text}");
+        let deadline = tokio::time::Instant::now() + REDIS_START_TIMEOUT;
+        for port in &ports {
+            loop {
+                let info = tokio::process::Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .await?;
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                anyhow::ensure!(tokio::time::Instant::now() < deadline, "the cluster never became ok");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(RedisClusterProc { ports, pids, _children: children })
     }
 
     /// Starts `redis-server` on a free loopback port without persistence (`--save "" --appendonly
@@ -280,17 +369,35 @@ impl RedisProc {
     }
 }
 
-/// What one scenario runs against: one server, or signalroom nodes sharing a `redis-server`.
+/// A Redis Cluster of one scenario: three primaries, no replicas.
+pub(crate) struct RedisClusterProc {
+    ports: Vec<u16>,
+    pids: Vec<u32>,
+    _children: Vec<Child>,
+}
+
+impl RedisClusterProc {
+    /// The URL the nodes are given (`--broker`): the seeds, no replica to wait for.
+    pub(crate) fn url(&self) -> String {
+        let seeds: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis-cluster://{}?replicas=0", seeds.join(","))
+    }
+}
+
+/// What one scenario runs against: one server, or signalroom nodes sharing a `redis-server` or a
+/// Redis Cluster.
 pub(crate) struct Deployment {
     /// The nodes; the first is where senders join.
     pub nodes: Vec<ServerProc>,
     pub redis: Option<RedisProc>,
+    pub cluster: Option<RedisClusterProc>,
 }
 
 impl Deployment {
     /// Every process of the deployment: the nodes, then Redis.
     pub(crate) fn pids(&self) -> Vec<u32> {
-        self.nodes.iter().map(|n| n.pid).chain(self.redis.as_ref().map(|r| r.pid)).collect()
+        let cluster = self.cluster.iter().flat_map(|c| c.pids.iter().copied());
+        self.nodes.iter().map(|n| n.pid).chain(self.redis.as_ref().map(|r| r.pid)).chain(cluster).collect()
     }
 
     /// Stops every process (SIGKILL) and reaps it.
