@@ -79,7 +79,7 @@ struct CompareArgs {
     #[arg(long)]
     stamp: Option<String>,
     /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation,twonode,
-    /// bigsession,bigcluster).
+    /// bigsession,bigcluster,scaleout).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these servers (comma-separated: signalroom,raw,socketio).
@@ -312,6 +312,37 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         }
     }
 
+    let mut scaleout = Value::Null;
+    if wanted("scaleout") && dialects.contains(&Dialect::OpenVidu) {
+        match scenarios::scale_out(&ctx).await {
+            Ok(x) => {
+                progress(&format!(
+                    "scale-out: {} participants in {} sessions over {} nodes + {} shards, filled in {:.1} s; \
+                     {}/{} deliveries in {:.1} s ({:.0}/s), {} closed; commands per shard {:?} (balance {:.2})",
+                    x.participants,
+                    x.sessions,
+                    x.nodes,
+                    x.shards,
+                    x.fill_seconds,
+                    x.deliveries,
+                    x.expected_deliveries,
+                    x.send_seconds,
+                    x.deliveries_per_s,
+                    x.closed,
+                    x.commands_per_shard,
+                    x.shard_balance,
+                ));
+                scaleout = to_value(x);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress(&format!("  scaleout: FAILED: {msg}"));
+                failures.push(format!("scaleout: {msg}"));
+                scaleout = json!({"error": msg});
+            }
+        }
+    }
+
     let mut bigcluster = Value::Null;
     if wanted("bigcluster") && dialects.contains(&Dialect::OpenVidu) {
         match scenarios::big_cluster(&ctx).await {
@@ -406,6 +437,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         "python": python,
         "twonode": twonode,
         "bigcluster": bigcluster,
+        "scaleout": scaleout,
         "seconds": started.elapsed().as_secs_f64(),
     });
     let targets = report::targets(&results);

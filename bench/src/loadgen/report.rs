@@ -211,6 +211,21 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
         measured: m,
         pass: twonode_p99_added(results).map(|us| us <= TWONODE_P99_ALLOWANCE_US),
     });
+    let so = |key: &str| results["scaleout"][key].as_f64();
+    let m = ratio(so("deliveries"), so("expected_deliveries"));
+    out.push(Target {
+        name: "scale-out (four nodes, 3-primary Redis Cluster): deliveries made ÷ signals × session size",
+        goal: "1",
+        measured: m,
+        pass: check(m, |x| x == 1.0),
+    });
+    let m = so("shard_balance");
+    out.push(Target {
+        name: "scale-out: Redis commands on the least busy shard ÷ the busiest",
+        goal: "≥ 0.5",
+        measured: m,
+        pass: check(m, |x| x >= 0.5),
+    });
     let bc = |key: &str| results["bigcluster"][key].as_f64();
     let one = |key: &str| num(results, "signalroom", &["bigsession", key]);
     let m = bc("refused");

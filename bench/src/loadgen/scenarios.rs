@@ -63,6 +63,11 @@ pub(crate) struct Plan {
     pub big_concurrency: usize,
     /// How long the big session sits idle before its memory is read again.
     pub big_idle_s: f64,
+    /// Scenario 10: sessions of `scaleout_size` participants spread over four nodes sharing a
+    /// 3-primary Redis Cluster, each sent `scaleout_signals` broadcasts.
+    pub scaleout_sessions: usize,
+    pub scaleout_size: usize,
+    pub scaleout_signals: usize,
 }
 
 impl Plan {
@@ -90,6 +95,9 @@ impl Plan {
             big_participants: 10_000,
             big_concurrency: 100,
             big_idle_s: 5.0,
+            scaleout_sessions: 600,
+            scaleout_size: 5,
+            scaleout_signals: 20,
         }
     }
 
@@ -117,6 +125,9 @@ impl Plan {
             big_participants: 40,
             big_concurrency: 10,
             big_idle_s: 0.2,
+            scaleout_sessions: 6,
+            scaleout_size: 3,
+            scaleout_signals: 3,
         }
     }
 }
@@ -1221,4 +1232,180 @@ async fn python_on(ctx: &Ctx, py: &PathBuf, server: &ServerProc) -> anyhow::Resu
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
+}
+
+/// Scenario 10: the largest topology this machine holds: four nodes over a 3-primary Redis
+/// Cluster, many small sessions with their participants spread over the nodes, each session sent
+/// broadcasts through the REST API of every node in turn. Shows that every signal is delivered and
+/// that Redis's load spreads over the shards.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ScaleOut {
+    pub nodes: usize,
+    pub shards: usize,
+    pub sessions: usize,
+    pub participants: usize,
+    pub fill_seconds: f64,
+    pub signals: usize,
+    /// Deliveries expected (signals × session size) and made.
+    pub expected_deliveries: u64,
+    pub deliveries: u64,
+    pub send_seconds: f64,
+    pub deliveries_per_s: f64,
+    /// Commands each primary ran during the scenario, and the fewest ÷ the most.
+    pub commands_per_shard: Vec<u64>,
+    pub shard_balance: f64,
+    /// Participants whose socket a node closed.
+    pub closed: usize,
+}
+
+/// How long the deliveries of scenario 10 may take to arrive once sent.
+const SCALEOUT_DRAIN: Duration = Duration::from_secs(60);
+
+pub(crate) async fn scale_out(ctx: &Ctx) -> anyhow::Result<ScaleOut> {
+    let deployment = ctx.launch.deploy(Dialect::OpenVidu, "scaleout", Topology::RedisCluster(4), &[]).await?;
+    let result = scale_out_on(ctx, &deployment).await;
+    deployment.stop().await;
+    result
+}
+
+async fn scale_out_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<ScaleOut> {
+    let plan = &ctx.plan;
+    let cluster = deployment.cluster.as_ref().context("scenario 10 runs over a Redis Cluster")?;
+    let nodes = &deployment.nodes;
+    let tasks = Tasks::default();
+    let tallies: Arc<Mutex<Vec<Arc<Tally>>>> = Arc::new(Mutex::new(Vec::new()));
+    let before = cluster.commands_per_primary().await?;
+    let begin = Instant::now();
+    let mut refused = 0;
+    // Sessions fill a few at a time, each spread over the nodes (its i-th participant on node
+    // (session + i) mod 4).
+    for chunk in (0..plan.scaleout_sessions).collect::<Vec<_>>().chunks(16) {
+        let mut fills = tokio::task::JoinSet::new();
+        for &s in chunk {
+            let rotated: Vec<usize> = (0..nodes.len()).map(|i| (s + i) % nodes.len()).collect();
+            let (ctx_http, tasks, tallies) = (ctx.http.clone(), tasks.clone(), Arc::clone(&tallies));
+            let picked: Vec<(SocketAddr, String, crate::dialect::Dialect)> =
+                rotated.iter().map(|&i| (nodes[i].addr, nodes[i].url.clone(), nodes[i].dialect)).collect();
+            let size = plan.scaleout_size;
+            fills.spawn(async move {
+                fill_session(&ctx_http, &picked, &format!("scale{s}"), size, &tasks, &tallies).await
+            });
+        }
+        while let Some(done) = fills.join_next().await {
+            refused += done??;
+        }
+    }
+    anyhow::ensure!(refused == 0, "{refused} joins refused");
+    let fill_seconds = begin.elapsed().as_secs_f64();
+    let received = || sum_signals(&tallies.lock().expect("tallies"));
+    let start_count = received();
+    // Broadcasts through REST, every node in turn, a few dozen in flight.
+    let gate = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut sends = tokio::task::JoinSet::new();
+    let sent_at = Instant::now();
+    let mut signals = 0;
+    for round in 0..plan.scaleout_signals {
+        for s in 0..plan.scaleout_sessions {
+            let node = &nodes[(s + round) % nodes.len()];
+            let url = format!("{}/openvidu/api/signal", node.url);
+            let (http, gate) = (ctx.http.clone(), Arc::clone(&gate));
+            let body = {
+                let mut data = Vec::new();
+                crate::dialect::signal_data(&mut data, crate::dialect::now_ns(), round as u64, 64);
+                let data = String::from_utf8(data).expect("ASCII");
+                serde_json::json!({"session": format!("scale{s}"), "type": "n", "data": data})
+            };
+            signals += 1;
+            sends.spawn(async move {
+                let _permit = gate.acquire_owned().await?;
+                let status =
+                    http.post(url).basic_auth("OPENVIDUAPP", Some(SECRET)).json(&body).send().await?.status();
+                anyhow::ensure!(status.is_success(), "POST /signal: HTTP {status}");
+                anyhow::Ok(())
+            });
+        }
+    }
+    while let Some(done) = sends.join_next().await {
+        done??;
+    }
+    let expected = (signals * plan.scaleout_size) as u64;
+    let limit = Instant::now() + SCALEOUT_DRAIN;
+    while received() - start_count < expected && Instant::now() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let send_seconds = sent_at.elapsed().as_secs_f64();
+    let deliveries = received() - start_count;
+    let after = cluster.commands_per_primary().await?;
+    let commands_per_shard: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a.saturating_sub(*b)).collect();
+    let (least, most) = (
+        commands_per_shard.iter().copied().min().unwrap_or(0),
+        commands_per_shard.iter().copied().max().unwrap_or(0),
+    );
+    let closed = tallies.lock().expect("tallies").iter().filter(|t| t.closed.load(Ordering::Relaxed)).count();
+    Ok(ScaleOut {
+        nodes: nodes.len(),
+        shards: commands_per_shard.len(),
+        sessions: plan.scaleout_sessions,
+        participants: plan.scaleout_sessions * plan.scaleout_size,
+        fill_seconds,
+        signals,
+        expected_deliveries: expected,
+        deliveries,
+        send_seconds,
+        deliveries_per_s: deliveries as f64 / send_seconds,
+        shard_balance: if most == 0 { 0.0 } else { least as f64 / most as f64 },
+        commands_per_shard,
+        closed,
+    })
+}
+
+/// Creates session `room` and joins `size` participants to it, the i-th on node i mod k; returns
+/// how many joins were refused.
+async fn fill_session(
+    http: &reqwest::Client,
+    nodes: &[(SocketAddr, String, Dialect)],
+    room: &str,
+    size: usize,
+    tasks: &Tasks,
+    tallies: &Arc<Mutex<Vec<Arc<Tally>>>>,
+) -> anyhow::Result<usize> {
+    let api = format!("{}/openvidu/api", nodes[0].1);
+    let status = http
+        .post(format!("{api}/sessions"))
+        .basic_auth("OPENVIDUAPP", Some(SECRET))
+        .json(&serde_json::json!({"customSessionId": room}))
+        .send()
+        .await?
+        .status();
+    anyhow::ensure!(status.is_success(), "creating session {room}: HTTP {status}");
+    let mut refused = 0;
+    for i in 0..size {
+        let (addr, url, dialect) = &nodes[i % nodes.len()];
+        let c: serde_json::Value = http
+            .post(format!("{url}/openvidu/api/sessions/{room}/connection"))
+            .basic_auth("OPENVIDUAPP", Some(SECRET))
+            .json(&serde_json::json!({}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let token = c["token"].as_str().context("no token")?.to_owned();
+        let seat = crate::dialect::Seat { room: room.to_owned(), token: Some(token) };
+        match dialect.join(*addr, &seat, ConnectOptions::default()).await {
+            Ok(j) => {
+                let tally = Arc::new(Tally::default());
+                tallies.lock().expect("tallies").push(Arc::clone(&tally));
+                tasks.spawn(crowd::receive(
+                    *dialect,
+                    j.reader,
+                    Some(j.writer),
+                    tally,
+                    Arc::new(Progress::default()),
+                ));
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    Ok(refused)
 }

@@ -377,6 +377,27 @@ pub(crate) struct RedisClusterProc {
 }
 
 impl RedisClusterProc {
+    /// Commands each primary has run so far (`INFO stats`: `total_commands_processed`).
+    pub(crate) async fn commands_per_primary(&self) -> anyhow::Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(self.ports.len());
+        for port in &self.ports {
+            let info = tokio::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "info", "stats"])
+                .output()
+                .await
+                .context("cannot run redis-cli")?;
+            let text = String::from_utf8_lossy(&info.stdout);
+            let n = text
+                .lines()
+                .find_map(|l| l.strip_prefix("total_commands_processed:"))
+                .context("no total_commands_processed in INFO stats")?
+                .trim()
+                .parse()?;
+            out.push(n);
+        }
+        Ok(out)
+    }
+
     /// The URL the nodes are given (`--broker`): the seeds, no replica to wait for.
     pub(crate) fn url(&self) -> String {
         let seeds: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
