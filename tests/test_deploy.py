@@ -1,6 +1,6 @@
-"""``deploy/run-local.sh``: redis-server, two nodes and HAProxy on this machine. Two participants
-join through the balancer (each may land on either node) and exchange broadcast and targeted signals
-both ways; everything is stopped afterwards."""
+"""``deploy/run-local.sh``: Redis (one redis-server, Sentinel, or a Redis Cluster), two nodes and
+HAProxy on this machine. Two participants join through the balancer (each may land on either node)
+and exchange broadcast and targeted signals both ways; everything is stopped afterwards."""
 
 from __future__ import annotations
 
@@ -26,17 +26,18 @@ STOP_TIMEOUT_S = 15.0
 TIMEOUT = 10.0
 
 
-@pytest.fixture
-def deployment(signalroom_binary: Path) -> Iterator[tuple[str, str]]:
-    """``deploy/run-local.sh`` on a free balancer port: (balancer URL, secret); stopped with SIGTERM."""
+@pytest.fixture(params=["one", "sentinel", "cluster"])
+def deployment(signalroom_binary: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """``deploy/run-local.sh --redis KIND`` on a free balancer port: (balancer URL, secret);
+    stopped with SIGTERM."""
     secret = "s3cr3t-" + secrets.token_hex(8)
     with tempfile.TemporaryFile() as stderr:
-        yield from _run(signalroom_binary, secret, stderr)
+        yield from _run(signalroom_binary, secret, stderr, request.param)
 
 
-def _run(signalroom_binary: Path, secret: str, stderr: IO[bytes]) -> Iterator[tuple[str, str]]:
+def _run(signalroom_binary: Path, secret: str, stderr: IO[bytes], redis: str) -> Iterator[tuple[str, str]]:
     script = subprocess.Popen(
-        [str(REPO_ROOT / "deploy" / "run-local.sh"), "--port", "0", "--secret", secret],
+        [str(REPO_ROOT / "deploy" / "run-local.sh"), "--port", "0", "--secret", secret, "--redis", redis],
         env={**os.environ, "SIGNALROOM_BIN": str(signalroom_binary)},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
