@@ -45,7 +45,7 @@
 //! the client's `lastSeq` (the client is told whether they still reached back that far), and the
 //! old node closes the old socket.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -219,6 +219,16 @@ fn session_of(channel: &str) -> Option<&str> {
 }
 
 const SESSIONS: &str = "sr:sessions";
+
+/// The set of nodes that ever beat and were not found stopped with nobody held (the reaper's
+/// list of nodes to watch).
+const NODES: &str = "sr:nodes";
+
+/// The set of sessions node `node` holds (or held) participants of: added to before a
+/// participant joins or moves there, kept up to date by its heartbeat.
+fn held_key(node: &str) -> String {
+    format!("sr:held:{node}")
+}
 
 /// One operation as the log and the channel carry it: `version\nepoch\nnode\nnumber\nop`.
 #[derive(Debug, Clone)]
@@ -398,6 +408,8 @@ struct Shared {
     /// heartbeat's lifetime has passed since, other nodes' missing heartbeats may be Redis's
     /// doing (a failover), not theirs.
     trouble: AtomicU64,
+    /// Sessions in this node's held set ([`held_key`]), as far as it knows.
+    held: DashMap<SessionId, ()>,
     /// When this node started (the origin of [`Cell::used`]).
     started: Instant,
 }
@@ -583,10 +595,12 @@ impl RedisBroker {
             acks: topology.replicas(),
             degraded: AtomicBool::new(false),
             trouble: AtomicU64::new(0),
+            held: DashMap::new(),
             started: Instant::now(),
         });
         let mut beat = conn.clone();
         let _: () = beat.set_ex(node_key(&shared.node), 1, NODE_TTL.as_secs()).await?;
+        let _: () = beat.sadd(NODES, &shared.node).await?;
         tracing::info!(node = %shared.node, url = %redact(url), acks = shared.acks, "sharing sessions through Redis");
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
         let mut tasks = vec![
@@ -675,6 +689,18 @@ impl RedisBroker {
         let (done, outcome) = oneshot::channel();
         let numbered = self.hand_over(id, &cell, caller, &op, Answer::Reply(reply, done));
         outcome_of(numbered, outcome).await
+    }
+
+    /// Adds session `id` to this node's held set, unless it is there: before a participant joins
+    /// or moves here, so that the others find it if this node dies.
+    async fn holding(&self, id: &str) -> Result<(), Refusal> {
+        if self.shared.held.contains_key(id) {
+            return Ok(());
+        }
+        let mut conn = self.shared.conn.clone();
+        let _: i64 = conn.sadd(held_key(&self.shared.node), id).await.map_err(down)?;
+        self.shared.held.insert(SessionId::from(id), ());
+        Ok(())
     }
 
     /// After an operation of this node was applied: forgets what it ended in Redis (the RPC
@@ -1307,6 +1333,9 @@ impl Broker for RedisBroker {
         op: Op,
         reply: Reply,
     ) -> Result<Applied<Value>, Refusal> {
+        if matches!(op, Op::Join { .. }) {
+            self.holding(id).await?;
+        }
         let applied = self.submit(id, caller, op, reply).await?;
         if !applied.left.is_empty() || applied.closed {
             let epoch =
@@ -1482,6 +1511,7 @@ impl Broker for RedisBroker {
 
     async fn retire(&self) {
         let mut conn = self.shared.conn.clone();
+        // (Its held set stays: the others reap what is left of its participants, then forget it.)
         let gone: redis::RedisResult<()> = conn.del(node_key(&self.shared.node)).await;
         if let Err(e) = gone {
             tracing::warn!(error = %e, "cannot tell the other nodes that this one stops");
@@ -1515,6 +1545,7 @@ impl Broker for RedisBroker {
                     .flatten()
             }
         };
+        self.holding(session).await?;
         let (done, resumed) = oneshot::channel();
         let op = Op::Relocate { who: who.clone(), node: self.shared.node.clone() };
         let numbered = self.hand_over(
@@ -1761,11 +1792,30 @@ async fn heartbeat(mut conn: Link, shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     let mut was_down = false;
     let node = &shared.node;
+    // Sessions found without participants here at the last beat: taken out of this node's
+    // held set if still without at this one (a join adds its session just before it runs).
+    let mut empty: HashSet<SessionId> = HashSet::new();
     loop {
         tick.tick().await;
         let beat: redis::RedisResult<()> = conn.set_ex(node_key(node), 1, NODE_TTL.as_secs()).await;
         if beat.is_err() {
             shared.troubled();
+        } else {
+            let now_empty: HashSet<SessionId> = shared
+                .replicas
+                .iter()
+                .filter(|e| e.value().replica.lock().as_ref().is_some_and(|r| r.roster.is_empty()))
+                .map(|e| e.key().clone())
+                .collect();
+            let gone: Vec<&SessionId> = now_empty.intersection(&empty).collect();
+            if !gone.is_empty() {
+                for id in &gone {
+                    shared.held.remove(*id);
+                }
+                let ids: Vec<&str> = gone.iter().map(|id| id.as_str()).collect();
+                let _: redis::RedisResult<i64> = conn.srem(held_key(node), ids).await;
+            }
+            empty = now_empty;
         }
         match beat {
             Ok(()) if was_down => {
@@ -2042,70 +2092,112 @@ async fn sweep(shared: Arc<Shared>) {
 }
 
 /// Finds participants held by nodes whose heartbeat expired, for the hub to evict once they had
-/// the reconnection grace to come back.
+/// the reconnection grace to come back. A round costs O(nodes), whatever the number of sessions:
+/// it looks at the heartbeats of the nodes in [`NODES`], and only for a node found dead at the
+/// sessions it held participants of ([`held_key`]); a dead node whose sessions hold none of its
+/// participants any more is forgotten. Every few rounds it also checks a few listed sessions,
+/// unlisting those that no longer exist ([`prune_listed`]).
 async fn reap(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(REAP_EVERY);
     let mut conn = shared.conn.clone();
-    // Listed sessions found missing at the last look: unlisted if still missing at this one (a
-    // session is listed just before it is made).
     let mut missing: HashSet<String> = HashSet::new();
-    loop {
+    for round in 0u64.. {
         tick.tick().await;
-        let Ok(ids): redis::RedisResult<Vec<String>> = conn.smembers(SESSIONS).await else { continue };
-        let mut alive: HashMap<String, bool> = HashMap::new();
-        let was_missing = std::mem::take(&mut missing);
-        for id in ids {
-            // Who is held by which node: from the replica here, or from Redis.
-            let local = shared.replicas.get(id.as_str()).map(|c| Arc::clone(&c));
-            let held: Option<Vec<(ConnectionId, String)>> = match local {
-                Some(cell) => cell.replica.lock().as_ref().map(|r| {
-                    r.room.participants().map(|(who, _, m)| (who.clone(), m.node.clone())).collect()
-                }),
-                None => None,
-            };
-            let held = match held {
-                Some(held) => held,
-                None => match load(&shared.conn, &id).await {
-                    Ok(Some(Loaded { mut room, log, .. })) => {
-                        for message in log {
-                            if let Ok(op) = serde_json::from_str::<Op>(&message.op) {
-                                if !room.is_closed() {
-                                    let _ = op.run(&mut room);
-                                }
-                            }
-                        }
-                        room.participants().map(|(who, _, m)| (who.clone(), m.node.clone())).collect()
-                    }
-                    Ok(None) => {
-                        if was_missing.contains(&id) {
-                            let _: redis::RedisResult<i64> = conn.srem(SESSIONS, &id).await;
-                        } else {
-                            missing.insert(id);
-                        }
-                        continue;
-                    }
-                    Err(_) => continue,
-                },
-            };
-            if shared.recently_troubled() {
-                // (A failover may have lost heartbeats, or kept nodes from writing them.)
+        if round % PRUNE_EVERY == 0 {
+            prune_listed(&mut conn, &mut missing).await;
+        }
+        if shared.recently_troubled() {
+            // (A failover may have lost heartbeats, or kept nodes from writing them.)
+            continue;
+        }
+        let Ok(nodes): redis::RedisResult<Vec<String>> = conn.smembers(NODES).await else { continue };
+        for node in nodes {
+            if node == shared.node {
                 continue;
             }
-            for (who, node) in held {
-                if node == shared.node {
+            match conn.exists::<_, bool>(node_key(&node)).await {
+                Ok(false) => {}
+                // Alive, or Redis cannot say.
+                _ => continue,
+            }
+            let Ok(sessions): redis::RedisResult<Vec<String>> = conn.smembers(held_key(&node)).await else {
+                continue;
+            };
+            if sessions.is_empty() {
+                tracing::info!(%node, "a stopped node holds nobody any more: forgotten");
+                let _: redis::RedisResult<i64> = conn.srem(NODES, &node).await;
+                continue;
+            }
+            for id in sessions {
+                let Some(held) = participants_of(&shared, &id).await else { continue };
+                let theirs: Vec<ConnectionId> =
+                    held.into_iter().filter(|(_, n)| *n == node).map(|(who, _)| who).collect();
+                if theirs.is_empty() {
+                    let _: redis::RedisResult<i64> = conn.srem(held_key(&node), &id).await;
                     continue;
                 }
-                if !alive.contains_key(&node) {
-                    let exists: bool = conn.exists(node_key(&node)).await.unwrap_or(true);
-                    alive.insert(node.clone(), exists);
+                for who in theirs {
+                    let gone =
+                        Notice::NodeGone { session: SessionId::from(id.as_str()), who, node: node.clone() };
+                    let _ = shared.notices.send(gone);
                 }
-                if alive[&node] {
-                    continue;
-                }
-                let gone = Notice::NodeGone { session: SessionId::from(id.as_str()), who, node };
-                let _ = shared.notices.send(gone);
             }
         }
+    }
+}
+
+/// The reaper checks a few listed sessions every this many rounds.
+const PRUNE_EVERY: u64 = 10;
+/// ...this many.
+const PRUNE_SAMPLE: usize = 20;
+
+/// Unlists sessions listed in `sr:sessions` that do not exist, found missing twice in a row (a
+/// session is listed just before it is made; a node that died between the two leaves its id).
+async fn prune_listed(conn: &mut Link, missing: &mut HashSet<String>) {
+    let Ok(sample): redis::RedisResult<Vec<String>> =
+        redis::cmd("SRANDMEMBER").arg(SESSIONS).arg(PRUNE_SAMPLE).query_async(conn).await
+    else {
+        return;
+    };
+    let was_missing = std::mem::take(missing);
+    for id in sample {
+        if conn.exists::<_, bool>(key(&id, "snap")).await.unwrap_or(true) {
+            continue;
+        }
+        if was_missing.contains(&id) {
+            let _: redis::RedisResult<i64> = conn.srem(SESSIONS, &id).await;
+        } else {
+            missing.insert(id);
+        }
+    }
+}
+
+/// Who is in session `id`, and on which node: from the replica here, or from Redis. `None` if
+/// the session is gone or cannot be read.
+async fn participants_of(shared: &Shared, id: &str) -> Option<Vec<(ConnectionId, String)>> {
+    let local = shared.replicas.get(id).map(|c| Arc::clone(&c));
+    if let Some(cell) = local {
+        let held = cell.replica.lock().as_ref().map(|r| {
+            r.room.participants().map(|(who, _, m)| (who.clone(), m.node.clone())).collect::<Vec<_>>()
+        });
+        if held.is_some() {
+            return held;
+        }
+    }
+    match load(&shared.conn, id).await {
+        Ok(Some(Loaded { mut room, log, .. })) => {
+            for message in log {
+                if let Ok(op) = serde_json::from_str::<Op>(&message.op) {
+                    if !room.is_closed() {
+                        let _ = op.run(&mut room);
+                    }
+                }
+            }
+            Some(room.participants().map(|(who, _, m)| (who.clone(), m.node.clone())).collect())
+        }
+        // Gone: nobody is held in it.
+        Ok(None) => Some(Vec::new()),
+        Err(_) => None,
     }
 }
 
