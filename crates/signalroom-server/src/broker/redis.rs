@@ -27,7 +27,14 @@
 //! - `sr:rpc:{rpc id}`: the session and connection of a participant, for reconnections;
 //! - `sr:node:{node id}`: a node's heartbeat, refreshed every [`HEARTBEAT`], expiring after
 //!   [`NODE_TTL`]; participants of a node whose heartbeat expired are evicted by the others once
-//!   the reconnection grace has passed without them coming back.
+//!   the reconnection grace has passed without them coming back;
+//! - `sr:nodes`, `sr:held:{node id}`: the nodes, and the sessions each holds participants of,
+//!   for the reaper ([`reap`]), whose rounds cost O(nodes).
+//!
+//! Which Redis (one server, Sentinel's primary, a Redis Cluster) and how the connection follows
+//! it is [`super::link`]'s; in a cluster no script or pipeline mixes a session's keys with
+//! another's. With replicas, operations are published by [`RELEASE`] once `WAIT` says the
+//! replicas have them ([`write_ops`]).
 //!
 //! A replica starts from the previous snapshot and the log after it, having subscribed first, so
 //! that nothing published meanwhile is missed; a version that skips one (a message lost with a
