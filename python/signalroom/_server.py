@@ -61,8 +61,10 @@ class Server:
         - ``max_signal_bytes``: largest signal ``data`` accepted (default 2 MiB: a signal is bounded by the 50 KiB frame and the REST body limit).
         - ``send_queue``: frames queued per participant before a too slow one is disconnected.
         - ``reconnection_grace``: seconds a participant whose link dropped may reconnect (default 10).
-        - ``broker``: ``redis://HOST:PORT[/DB]`` to share sessions with other servers through Redis
-          (default: sessions live in this server).
+        - ``broker``: ``redis://HOST:PORT[/DB]`` to share sessions with other servers through Redis;
+          ``redis+sentinel://H1:26379,H2:26379/MASTER_NAME`` through the primary Redis Sentinel names;
+          ``redis-cluster://H1:6379,H2:6379`` through a Redis Cluster (default: sessions live in this
+          server).
         - ``drain_window``: seconds over which :meth:`adrain` closes its sockets (default 5).
         """
         self._native = _native.Server(
