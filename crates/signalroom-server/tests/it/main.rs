@@ -6,6 +6,8 @@ mod support;
 mod attack;
 mod bad_input;
 mod cluster;
+mod history;
+mod hook;
 mod lifecycle;
 mod operations;
 mod rest;
