@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -257,3 +259,23 @@ async def test_the_hook_works_through_two_nodes(signalroom_cluster: SignalroomCl
         assert (await darn).data == "****"
     finally:
         await asyncio.gather(alice.disconnect(), bob.disconnect())
+
+
+def test_the_readme_moderation_bot_runs_and_type_checks(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", readme, flags=re.DOTALL | re.MULTILINE)
+    [bot] = [b for b in blocks if "signal_hook=moderate" in b]
+    assert len([line for line in bot.splitlines() if line.strip()]) <= 30
+    run = subprocess.run([sys.executable, "-c", bot], capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "refused: that word is not allowed here\nbob, joining later, reads: well **** (history)\n"
+    (tmp_path / "bot.py").write_text(bot)
+    typed = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(tmp_path / "bot.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert typed.returncode == 0, typed.stdout + typed.stderr
