@@ -156,7 +156,9 @@ impl Hub {
 
     /// A participant's signal that waited for the signal hook (or behind one that did), handed to
     /// the broker once those before it were: `submitted` is told then, so that the next one
-    /// follows in order. Its event is emitted here.
+    /// follows in order. Its event is emitted here. `true`: its broadcast and reply are held back,
+    /// as [`Hub::send_message`] says, for the socket's reader to release with the next ones (a
+    /// burst of signals through the hook then reaches each receiver in one push, as without).
     pub(crate) async fn send_after_hook(
         self: &Arc<Self>,
         session: &str,
@@ -165,19 +167,16 @@ impl Hub {
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
         submitted: tokio::sync::oneshot::Sender<()>,
-    ) -> Result<(), Refusal> {
+    ) -> Result<bool, Refusal> {
         if let Some(ticket) = self.start_message(session, from, message, caller, reply.clone()) {
             let _ = submitted.send(());
             let applied = ticket.await?;
             self.message_done(session, from, message, applied).await;
-            return Ok(());
+            return Ok(false);
         }
         let held = self.send_message(session, from, message, caller, reply).await;
         let _ = submitted.send(());
-        if held? {
-            self.release_now(session);
-        }
-        Ok(())
+        held
     }
 
     /// Evicts (with `networkDisconnect`) whoever the broker finds lost on its own: receivers too

@@ -161,7 +161,11 @@ impl SocketConn {
                 self.hub.message_done(session, from, message, applied).await;
                 Ok(())
             }
-            (Ok(_), None) => Ok(()),
+            (Ok(applied), None) => {
+                // Held back by the broker ([`Hub::send_after_hook`]): released with the next ones.
+                self.held |= applied.held.is_some();
+                Ok(())
+            }
             (Err(refusal), _) => Err(refusal),
         };
         if let Err(refusal) = result {
@@ -404,8 +408,8 @@ impl SocketConn {
                     message.to = to;
                 }
             }
-            hub.send_after_hook(session, from, &message, &caller, reply, submitted).await?;
-            Ok(crate::broker::Applied::handled())
+            let held = hub.send_after_hook(session, from, &message, &caller, reply, submitted).await?;
+            Ok(crate::broker::Applied { held: held.then_some(0), ..crate::broker::Applied::handled() })
         });
         self.on_way_bytes += bytes;
         self.tickets.push_back(ticket);
