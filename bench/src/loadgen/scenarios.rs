@@ -1244,8 +1244,10 @@ pub(crate) struct Extensions {
     /// ...and the load generator (the allow-all hook included, in the hook's rounds).
     pub plain_loadgen_cpu: f64,
     pub hook_loadgen_cpu: f64,
-    /// Requests the allow-all hook answered (every signal of the hook's rounds).
+    /// Requests the allow-all hook answered (every signal of the hook's rounds)...
     pub hook_requests: u64,
+    /// ...over this many connections.
+    pub hook_connections: u64,
     /// Whether every round delivered every signal.
     pub complete: bool,
 }
@@ -1304,6 +1306,7 @@ pub(crate) async fn extensions(ctx: &Ctx, n: usize) -> anyhow::Result<Extensions
         plain_loadgen_cpu: median(&loadgen_cpu[0]),
         hook_loadgen_cpu: median(&loadgen_cpu[1]),
         hook_requests: hook.requests(),
+        hook_connections: hook.connections.load(Ordering::Relaxed),
         complete,
     })
 }
@@ -1319,6 +1322,7 @@ fn median(values: &[f64]) -> f64 {
 struct AllowAll {
     addr: std::net::SocketAddr,
     requests: Arc<std::sync::atomic::AtomicU64>,
+    connections: Arc<std::sync::atomic::AtomicU64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -1333,6 +1337,8 @@ impl AllowAll {
         let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let counted = Arc::clone(&requests);
+        let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let accepted = Arc::clone(&connections);
         std::thread::Builder::new().name("allow-all-hook".into()).spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
@@ -1341,6 +1347,7 @@ impl AllowAll {
                 let Ok(listener) = socket.listen(HOOK_BACKLOG) else { return };
                 let serve = async {
                     while let Ok((socket, _)) = listener.accept().await {
+                        accepted.fetch_add(1, Ordering::Relaxed);
                         tokio::spawn(answer_all(socket, Arc::clone(&counted)));
                     }
                 };
@@ -1350,7 +1357,7 @@ impl AllowAll {
                 }
             });
         })?;
-        Ok(Self { addr, requests, stop: Some(stop) })
+        Ok(Self { addr, requests, connections, stop: Some(stop) })
     }
 
     fn url(&self) -> String {
