@@ -36,6 +36,7 @@ the mypy plugin :mod:`signalroom.mypy_plugin`; from a terminal ``python -m signa
 from __future__ import annotations
 
 from ._api import ServerApi
+from ._history import HistoryEntry, SignalHistory
 from ._native import (
     Connection,
     ConnectionEvent,
@@ -81,6 +82,7 @@ from .errors import (
     SignalroomError,
     SignalTimeoutError,
 )
+from .hook import HookRequest, SignalHook
 
 __all__ = [
     "DEFAULT_SECRET",
@@ -96,6 +98,8 @@ __all__ = [
     "Event",
     "EventName",
     "HandlerErrorHook",
+    "HistoryEntry",
+    "HookRequest",
     "InvalidArgumentError",
     "InvalidSignalError",
     "Recipient",
@@ -114,6 +118,8 @@ __all__ = [
     "SessionEvent",
     "SessionObject",
     "SignalEvent",
+    "SignalHistory",
+    "SignalHook",
     "SignalStream",
     "SignalTimeoutError",
     "SignalroomError",
@@ -124,8 +130,9 @@ __all__ = [
     "__version__",
     "connect",
     "enable_logging",
+    "hook",
     "read_transcript",
     "sync",
 ]
 
-from . import sync
+from . import hook, sync

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from . import _native
+from ._history import HistoryEntry, SignalHistory
 from ._native import ConnectionObject, SessionObject
 
 if TYPE_CHECKING:
@@ -44,9 +46,25 @@ class ServerApi:
     def __repr__(self) -> str:
         return repr(self._native)
 
-    async def create_session(self, custom_session_id: str | None = None) -> SessionObject:
-        """Creates a session; with ``custom_session_id``, returns the existing one if there is one."""
-        return await self._native.create_session(custom_session_id)
+    async def create_session(
+        self, custom_session_id: str | None = None, *, signal_history: SignalHistory | None = None
+    ) -> SessionObject:
+        """Creates a session; with ``custom_session_id``, returns the existing one if there is one.
+        ``signal_history`` (a signalroom server's extension) makes it keep its last signals for
+        late joiners (``connect(..., history=True)``) and :meth:`signal_history`."""
+        if signal_history is None:
+            return await self._native.create_session(custom_session_id)
+        return await self._native.create_session(custom_session_id, signal_history=signal_history.to_json())
+
+    async def signal_history(
+        self, session_id: str, *, limit: int | None = None, since: int | None = None
+    ) -> list[HistoryEntry]:
+        """The signals a session kept (a signalroom server's ``GET /sessions/{id}/signals``),
+        oldest first: the last ``limit`` (the server's default: 100) of those after ``since`` (an
+        entry's ``seq``). Empty for a session keeping none; :class:`ServerApiError` 404 if there is
+        no such session."""
+        text = await self._native.signal_history(session_id, limit=limit, since=since)
+        return [HistoryEntry._from_json(item) for item in json.loads(text)]
 
     async def get_session(self, session_id: str) -> SessionObject:
         """A session (its pending connections included); :class:`ServerApiError` 404 if none."""

@@ -2,7 +2,7 @@
 
 Every public name has a docstring here, so that an editor shows it on hover."""
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from os import PathLike
 from typing import Any, Literal, final
 
@@ -54,6 +54,7 @@ def connect(
     reconnect_interval: float = 3.0,
     reconnect_attempts: int = 2000,
     accept_invalid_certs: bool = False,
+    history: bool = False,
 ) -> Awaitable[Session]:
     """Joins the session of ``token``; resolves to a native :class:`Session`. Use
     :func:`signalroom.connect`, which adds handlers, ``wait_for`` and streams."""
@@ -102,6 +103,10 @@ class SignalEvent:
     @property
     def from_(self) -> Connection | None:
         """The sender, or ``None`` for a signal sent through the REST API."""
+    @property
+    def history(self) -> bool:
+        """Sent before this participant joined: from the session's history (``connect(...,
+        history=True)``)."""
 
 @final
 class ConnectionEvent:
@@ -298,8 +303,13 @@ class ServerApi:
     @property
     def url(self) -> str:
         """The REST base: ``http(s)://host:port/openvidu/api``."""
-    def create_session(self, custom_session_id: str | None = None) -> Awaitable[SessionObject]:
-        """Creates a session (or returns the existing one of ``custom_session_id``)."""
+    def create_session(
+        self, custom_session_id: str | None = None, *, signal_history: str | None = None
+    ) -> Awaitable[SessionObject]:
+        """Creates a session (or returns the existing one of ``custom_session_id``);
+        ``signal_history``: the ``signalHistory`` setting as JSON text."""
+    def signal_history(self, session_id: str, *, limit: int | None = None, since: int | None = None) -> Awaitable[str]:
+        """The signals a session kept, as JSON text."""
     def get_session(self, session_id: str) -> Awaitable[SessionObject]:
         """A session."""
     def list_sessions(self) -> Awaitable[list[SessionObject]]:
@@ -353,6 +363,11 @@ class Server:
         reconnection_grace: float | None = None,
         broker: str | None = None,
         drain_window: float | None = None,
+        signal_history: str | None = None,
+        signal_hook: Callable[[str, Callable[..., None]], None] | None = None,
+        signal_hook_types: list[str] | None = None,
+        signal_hook_timeout: float | None = None,
+        signal_hook_fail_open: bool = False,
     ) -> Server:
         """Configures a server (not started yet)."""
     def start(self) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from . import _native
 from ._api import ServerApi
+from ._history import SignalHistory
+from .hook import SignalHook, _Dispatcher
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -51,6 +54,11 @@ class Server:
         reconnection_grace: float | None = None,
         broker: str | None = None,
         drain_window: float | None = None,
+        signal_history: SignalHistory | None = None,
+        signal_hook: SignalHook | None = None,
+        signal_hook_types: Sequence[str] | None = None,
+        signal_hook_timeout: float | None = None,
+        signal_hook_fail_open: bool = False,
     ) -> None:
         """Configures a server (not started yet).
 
@@ -66,7 +74,18 @@ class Server:
           ``redis-cluster://H1:6379,H2:6379`` through a Redis Cluster (default: sessions live in this
           server).
         - ``drain_window``: seconds over which :meth:`adrain` closes its sockets (default 5).
+        - ``signal_history``: what sessions created without a ``signal_history`` of their own keep
+          of their signals (default: nothing, as OpenVidu).
+        - ``signal_hook``: a function (plain or ``async def``) asked before each signal of the types
+          ``signal_hook_types`` (default: every type) is delivered: it takes a
+          :class:`HookRequest` and returns ``None``/``True`` (deliver), ``False`` or
+          :func:`signalroom.hook.refuse` (refuse with a reason), or :func:`signalroom.hook.allow`
+          (deliver other data or to other recipients). It runs on the loop that started the server
+          (``astart``/``async with``), else on signalroom's own; one that raises, or gives no answer
+          within ``signal_hook_timeout`` seconds (default 1), refuses the signal, unless
+          ``signal_hook_fail_open`` delivers it.
         """
+        self._dispatcher = None if signal_hook is None else _Dispatcher(signal_hook)
         self._native = _native.Server(
             secret=secret,
             host=host,
@@ -79,12 +98,19 @@ class Server:
             reconnection_grace=reconnection_grace,
             broker=broker,
             drain_window=drain_window,
+            signal_history=None if signal_history is None else signal_history.to_json(),
+            signal_hook=self._dispatcher,
+            signal_hook_types=None if signal_hook_types is None else list(signal_hook_types),
+            signal_hook_timeout=signal_hook_timeout,
+            signal_hook_fail_open=signal_hook_fail_open,
         )
 
     def start(self) -> Self:
         """Starts serving and returns ``self`` once the socket listens (blocks briefly; the GIL is
         released). Starting a running server does nothing. Raises :class:`ServerStartError` (an
         ``OSError``) if the address cannot be bound or the TLS files cannot be loaded."""
+        if self._dispatcher is not None:
+            self._dispatcher.bind()
         self._native.start()
         return self
 
@@ -95,6 +121,8 @@ class Server:
 
     async def astart(self) -> Self:
         """:meth:`start`, without blocking the event loop."""
+        if self._dispatcher is not None:
+            self._dispatcher.bind()
         await self._native.start_async()
         return self
 

@@ -903,7 +903,8 @@ class Session:
                 token = self._rejoin()
                 if inspect.isawaitable(token):
                     token = await token
-                native = await _native.connect(token, **self._options)
+                # A rejoin does not ask for the history again: it was delivered on the first join.
+                native = await _native.connect(token, **{**self._options, "history": False})
             except Exception as e:  # noqa: BLE001 (retried; the last one is logged)
                 error = e
                 log.info("signalroom: rejoin attempt %d of %r failed: %s", attempt, self.session_id, e)
@@ -1145,6 +1146,7 @@ def connect(
     rejoin_attempts: int = 30,
     rejoin_interval: float = 1.0,
     while_reconnecting: WhileReconnecting = "wait",
+    history: bool = False,
 ) -> Connecting:
     """Joins the session of ``token`` (from :meth:`ServerApi.create_connection`), as openvidu-browser
     does; ``await`` it for a :class:`Session`, or use ``async with``.
@@ -1164,6 +1166,10 @@ def connect(
       fires only if every attempt failed.
     - ``while_reconnecting``: what :meth:`Session.signal` does while the link is down: ``"wait"``
       (default; at most ``timeout`` seconds) or ``"fail"`` (raise :class:`ConnectionLostError` at once).
+    - ``history``: ask a signalroom server for the session's signal history (a session created
+      with ``signal_history``): its signals arrive first, oldest first, as :class:`SignalEvent`
+      with ``history`` true, before any live signal and none twice. Register handlers before
+      they are dispatched: they are delivered with the first events, after ``connectionCreated``.
 
     Raises :class:`RpcError` (401) for an unknown or used token, :class:`ConnectionLostError` when
     the server cannot be reached, :class:`InvalidArgumentError` for a malformed token.
@@ -1198,6 +1204,7 @@ def connect(
         "reconnect_interval": reconnect_interval,
         "reconnect_attempts": reconnect_attempts,
         "accept_invalid_certs": accept_invalid_certs,
+        "history": history,
     }
     policy: dict[str, Any] = {
         "rejoin": rejoin,

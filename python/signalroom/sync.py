@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _api, _server, _session
+from ._history import HistoryEntry, SignalHistory
 from ._native import (
     Connection,
     ConnectionEvent,
@@ -551,9 +552,18 @@ class ServerApi:
     def __repr__(self) -> str:
         return f"<signalroom.sync.ServerApi {self.url}>"
 
-    def create_session(self, custom_session_id: str | None = None) -> SessionObject:
-        """Creates a session; with ``custom_session_id``, returns the existing one if there is one."""
-        return _runner.run(self._api.create_session(custom_session_id))
+    def create_session(
+        self, custom_session_id: str | None = None, *, signal_history: SignalHistory | None = None
+    ) -> SessionObject:
+        """Creates a session; with ``custom_session_id``, returns the existing one if there is one;
+        ``signal_history``: what it keeps of its signals (a signalroom server's extension)."""
+        return _runner.run(self._api.create_session(custom_session_id, signal_history=signal_history))
+
+    def signal_history(
+        self, session_id: str, *, limit: int | None = None, since: int | None = None
+    ) -> list[HistoryEntry]:
+        """The signals a session kept, oldest first (see :meth:`signalroom.ServerApi.signal_history`)."""
+        return _runner.run(self._api.signal_history(session_id, limit=limit, since=since))
 
     def get_session(self, session_id: str) -> SessionObject:
         """A session."""

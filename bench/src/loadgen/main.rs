@@ -23,6 +23,9 @@ use crate::dialect::Dialect;
 use crate::scenarios::{Ctx, Plan};
 use crate::servers::{Launch, Topology};
 
+/// Receivers of scenario 10 (the signal hook's and the signal history's cost).
+const EXTENSIONS_RECEIVERS: usize = 100;
+
 /// The whole run stops after this long, whatever happened (a full run takes about 3 minutes).
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 
@@ -79,7 +82,7 @@ struct CompareArgs {
     #[arg(long)]
     stamp: Option<String>,
     /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation,twonode,
-    /// bigsession,bigcluster,scaleout).
+    /// bigsession,bigcluster,scaleout,extensions).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these servers (comma-separated: signalroom,raw,socketio).
@@ -425,6 +428,33 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         }
     }
 
+    let mut extensions = Value::Null;
+    if wanted("extensions") && dialects.contains(&Dialect::OpenVidu) {
+        let n = if args.smoke { 3 } else { EXTENSIONS_RECEIVERS };
+        match scenarios::extensions(&ctx, n).await {
+            Ok(e) => {
+                progress(&format!(
+                    "fan-out N={n} with an allow-all signal hook: {:.0} deliveries/s ({} hook requests) vs {:.0}                      without: {:.2}×; with the signal history on for its type: {:.0}: {:.2}× (medians of {} rounds){}",
+                    e.hook_median,
+                    e.hook_requests,
+                    e.plain_median,
+                    e.hook_ratio,
+                    e.history_median,
+                    e.history_ratio,
+                    e.rounds,
+                    if e.complete { "" } else { " INCOMPLETE" }
+                ));
+                extensions = to_value(e);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress(&format!("  extensions: FAILED: {msg}"));
+                failures.push(format!("extensions: {msg}"));
+                extensions = json!({"error": msg});
+            }
+        }
+    }
+
     let stamp = args.stamp.clone().unwrap_or_else(utc_stamp);
     let mut results = json!({
         "stamp": stamp,
@@ -438,6 +468,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         "twonode": twonode,
         "bigcluster": bigcluster,
         "scaleout": scaleout,
+        "extensions": extensions,
         "seconds": started.elapsed().as_secs_f64(),
     });
     let targets = report::targets(&results);

@@ -63,7 +63,7 @@ pub(crate) struct Plan {
     pub big_concurrency: usize,
     /// How long the big session sits idle before its memory is read again.
     pub big_idle_s: f64,
-    /// Scenario 10: sessions of `scaleout_size` participants spread over four nodes sharing a
+    /// Scenario 12: sessions of `scaleout_size` participants spread over four nodes sharing a
     /// 3-primary Redis Cluster, each sent `scaleout_signals` broadcasts.
     pub scaleout_sessions: usize,
     pub scaleout_size: usize,
@@ -1234,7 +1234,7 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
-/// Scenario 10: the largest topology this machine holds: four nodes over a 3-primary Redis
+/// Scenario 12: the largest topology this machine holds: four nodes over a 3-primary Redis
 /// Cluster, many small sessions with their participants spread over the nodes, each session sent
 /// broadcasts through the REST API of every node in turn. Shows that every signal is delivered and
 /// that Redis's load spreads over the shards.
@@ -1258,7 +1258,7 @@ pub(crate) struct ScaleOut {
     pub closed: usize,
 }
 
-/// How long the deliveries of scenario 10 may take to arrive once sent.
+/// How long the deliveries of scenario 12 may take to arrive once sent.
 const SCALEOUT_DRAIN: Duration = Duration::from_secs(60);
 
 pub(crate) async fn scale_out(ctx: &Ctx) -> anyhow::Result<ScaleOut> {
@@ -1270,7 +1270,7 @@ pub(crate) async fn scale_out(ctx: &Ctx) -> anyhow::Result<ScaleOut> {
 
 async fn scale_out_on(ctx: &Ctx, deployment: &Deployment) -> anyhow::Result<ScaleOut> {
     let plan = &ctx.plan;
-    let cluster = deployment.cluster.as_ref().context("scenario 10 runs over a Redis Cluster")?;
+    let cluster = deployment.cluster.as_ref().context("scenario 12 runs over a Redis Cluster")?;
     let nodes = &deployment.nodes;
     let tasks = Tasks::default();
     let tallies: Arc<Mutex<Vec<Arc<Tally>>>> = Arc::new(Mutex::new(Vec::new()));
@@ -1408,4 +1408,196 @@ async fn fill_session(
         }
     }
     Ok(refused)
+}
+
+/// Scenario 10: what the signal hook and the signal history cost a fan-out (signalroom only).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Extensions {
+    pub receivers: usize,
+    /// Rounds of each configuration, taking turns (plain, hook, history) so that a slow moment of
+    /// the machine falls on all three.
+    pub rounds: usize,
+    /// Deliveries/s of each round, per configuration.
+    pub plain: Vec<f64>,
+    pub hook: Vec<f64>,
+    pub history: Vec<f64>,
+    /// Medians.
+    pub plain_median: f64,
+    pub hook_median: f64,
+    pub history_median: f64,
+    /// Medians ÷ plain's.
+    pub hook_ratio: f64,
+    pub history_ratio: f64,
+    /// Cores the server used while measured (medians), per configuration...
+    pub plain_server_cpu: f64,
+    pub hook_server_cpu: f64,
+    pub history_server_cpu: f64,
+    /// ...and the load generator (the allow-all hook included, in the hook's rounds).
+    pub plain_loadgen_cpu: f64,
+    pub hook_loadgen_cpu: f64,
+    /// Requests the allow-all hook answered (every signal of the hook's rounds)...
+    pub hook_requests: u64,
+    /// ...over this many connections.
+    pub hook_connections: u64,
+    /// Whether every round delivered every signal.
+    pub complete: bool,
+}
+
+/// The allow-all hook's listen backlog.
+const HOOK_BACKLOG: u32 = 4096;
+
+/// Rounds of each configuration in [`extensions`].
+const EXTENSION_ROUNDS: usize = 5;
+
+/// Scenario 10: fan-out to `n` receivers with a signal hook that allows everything (an HTTP server
+/// of the load generator's, on a thread of its own: on the load generator's core) and with the
+/// signal history on for the signal's type, each against the same fan-out without.
+pub(crate) async fn extensions(ctx: &Ctx, n: usize) -> anyhow::Result<Extensions> {
+    let hook = AllowAll::start()?;
+    let hook_url = hook.url();
+    let history = r#"{"size":100,"types":["bench"]}"#;
+    let configs: [(&str, Vec<&str>); 3] = [
+        ("plain", vec![]),
+        ("hook", vec!["--signal-hook", hook_url.as_str(), "--signal-hook-types", "bench"]),
+        ("history", vec!["--signal-history", history]),
+    ];
+    let mut figures: [Vec<f64>; 3] = Default::default();
+    let mut server_cpu: [Vec<f64>; 3] = Default::default();
+    let mut loadgen_cpu: [Vec<f64>; 3] = Default::default();
+    let mut complete = true;
+    for round in 0..EXTENSION_ROUNDS {
+        for (i, (name, extra)) in configs.iter().enumerate() {
+            let label = format!("extensions-{name}-{round}");
+            let deployment = ctx.launch.deploy(Dialect::OpenVidu, &label, Topology::Single, extra).await?;
+            let result = fanout_on(ctx, &deployment, n).await;
+            deployment.stop().await;
+            let f = result?;
+            complete &= f.complete;
+            figures[i].push(f.deliveries_per_s);
+            server_cpu[i].push(f.server_cpu);
+            loadgen_cpu[i].push(f.loadgen_cpu);
+        }
+    }
+    let [plain, hook_runs, history_runs] = figures;
+    let (p, h, s) = (median(&plain), median(&hook_runs), median(&history_runs));
+    Ok(Extensions {
+        receivers: n,
+        rounds: EXTENSION_ROUNDS,
+        plain_median: p,
+        hook_median: h,
+        history_median: s,
+        hook_ratio: h / p.max(1e-9),
+        history_ratio: s / p.max(1e-9),
+        plain,
+        hook: hook_runs,
+        history: history_runs,
+        plain_server_cpu: median(&server_cpu[0]),
+        hook_server_cpu: median(&server_cpu[1]),
+        history_server_cpu: median(&server_cpu[2]),
+        plain_loadgen_cpu: median(&loadgen_cpu[0]),
+        hook_loadgen_cpu: median(&loadgen_cpu[1]),
+        hook_requests: hook.requests(),
+        hook_connections: hook.connections.load(Ordering::Relaxed),
+        complete,
+    })
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// A signal hook that allows everything: HTTP/1.1 with keep-alive on 127.0.0.1, answering every
+/// `POST` with `{}`, on a thread (and runtime) of its own.
+struct AllowAll {
+    addr: std::net::SocketAddr,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+    connections: Arc<std::sync::atomic::AtomicU64>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl AllowAll {
+    fn start() -> anyhow::Result<Self> {
+        // A backlog for every connection the server's hook client opens at once (one per signal
+        // waiting for the hook, up to a socket's 256): with the default 128, SYNs are dropped and
+        // retried a second later.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind("127.0.0.1:0".parse()?)?;
+        let addr = socket.local_addr()?;
+        let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let counted = Arc::clone(&requests);
+        let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let accepted = Arc::clone(&connections);
+        std::thread::Builder::new().name("allow-all-hook".into()).spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(listener) = socket.listen(HOOK_BACKLOG) else { return };
+                let serve = async {
+                    while let Ok((socket, _)) = listener.accept().await {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(answer_all(socket, Arc::clone(&counted)));
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+        Ok(Self { addr, requests, connections, stop: Some(stop) })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for AllowAll {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Answers every request on one connection with `200 {}`.
+async fn answer_all(mut socket: tokio::net::TcpStream, requests: Arc<std::sync::atomic::AtomicU64>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        // A request: headers up to the blank line, then Content-Length bytes of body.
+        let request_len = loop {
+            if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let body = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + body {
+                    break end + 4 + body;
+                }
+            }
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        buf.drain(..request_len);
+        requests.fetch_add(1, Ordering::Relaxed);
+        if socket.write_all(ANSWER).await.is_err() {
+            return;
+        }
+    }
 }

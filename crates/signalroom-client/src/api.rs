@@ -182,10 +182,25 @@ impl ServerApi {
     /// When a session with that custom id exists already (409), returns it instead, as
     /// openvidu-node-client does; so calling this twice with the same id is safe.
     pub async fn create_session(&self, custom_session_id: Option<&str>) -> Result<SessionObject> {
-        let body = match custom_session_id {
+        self.create_session_with(custom_session_id, None).await
+    }
+
+    /// As [`ServerApi::create_session`], with signalroom's `signalHistory` extension: the session
+    /// keeps its last broadcast signals of the chosen types, for late joiners
+    /// ([`ConnectOptions::history`](crate::ConnectOptions::history)) and
+    /// [`ServerApi::signal_history`].
+    pub async fn create_session_with(
+        &self,
+        custom_session_id: Option<&str>,
+        signal_history: Option<&signalroom_core::history::SignalHistory>,
+    ) -> Result<SessionObject> {
+        let mut body = match custom_session_id {
             Some(id) => json!({ "customSessionId": id }),
             None => json!({}),
         };
+        if let Some(history) = signal_history {
+            body["signalHistory"] = serde_json::to_value(history).unwrap_or_default();
+        }
         let url = self.url(&["sessions"]);
         for _ in 0..2 {
             match self.send(Method::POST, url.clone(), Some(&body)).await {
@@ -211,6 +226,34 @@ impl ServerApi {
         url.set_query(Some("pendingConnections=true"));
         let response = self.send(Method::GET, url, None).await?;
         self.json("get_session", response).await
+    }
+
+    /// The signals a session kept (`GET /sessions/{id}/signals`, a signalroom extension), oldest
+    /// first: the last `limit` (the server's default: 100) of those numbered after `since`. Empty
+    /// for a session keeping none; 404 when it does not exist.
+    pub async fn signal_history(
+        &self,
+        session_id: impl AsRef<str>,
+        limit: Option<usize>,
+        since: Option<u64>,
+    ) -> Result<Vec<signalroom_core::history::HistoryEntry>> {
+        let mut url = self.url(&["sessions", session_id.as_ref(), "signals"]);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(limit) = limit {
+                query.append_pair("limit", &limit.to_string());
+            }
+            if let Some(since) = since {
+                query.append_pair("since", &since.to_string());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let response = self.send(Method::GET, url, None).await?;
+        let page: Page<signalroom_core::history::HistoryEntry> =
+            self.json("signal_history", response).await?;
+        Ok(page.content)
     }
 
     /// Every session (`GET /sessions?pendingConnections=true`).

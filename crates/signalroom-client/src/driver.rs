@@ -159,6 +159,7 @@ async fn join(
         secret: String::new(),
         recorder: false,
         stt: false,
+        history: shared.opts.history,
     };
     let (id, rx) = shared.send_on(&link, method::JOIN_ROOM, Some(params(&join)), PendingKind::JoinRoom);
     let result = tokio::select! {

@@ -30,6 +30,9 @@ pub struct SignalEvent {
     pub kind: String,
     /// The sender; `None` for signals sent through the REST API.
     pub from: Option<Connection>,
+    /// Sent before this participant joined: from the session's history, which the server gives
+    /// on joining when asked ([`ConnectOptions::history`](crate::ConnectOptions::history)).
+    pub history: bool,
 }
 
 impl SignalEvent {
@@ -120,14 +123,14 @@ mod tests {
 
     #[test]
     fn subscriptions_match_like_openvidu_browser() {
-        let ev = SignalEvent { data: "hi".into(), kind: "signal:chat".into(), from: None };
+        let ev = SignalEvent { data: "hi".into(), kind: "signal:chat".into(), from: None, history: false };
         assert!(ev.matches("signal"));
         assert!(ev.matches("signal:chat"));
         assert!(!ev.matches("chat"));
         assert!(!ev.matches("signal:other"));
         assert_eq!(ev.user_type(), "chat");
         // A REST signal sent with a bare type fires only `signal` and the bare name.
-        let ev = SignalEvent { data: String::new(), kind: "chat".into(), from: None };
+        let ev = SignalEvent { data: String::new(), kind: "chat".into(), from: None, history: false };
         assert!(ev.matches("chat"));
         assert!(!ev.matches("signal:chat"));
     }

@@ -194,6 +194,7 @@ impl Shared {
             data: n.data.map(|d| d.into_owned()).unwrap_or_default(),
             kind: n.kind.map(|k| k.into_owned()).unwrap_or_else(|| crate::event::SIGNAL_EVENT.to_owned()),
             from,
+            history: false,
         };
         state.emit(Event::Signal(event));
     }
@@ -217,6 +218,20 @@ fn install_join(state: &mut SessionData, result: JoinRoomResult) {
     state.emit(Event::ConnectionCreated(local));
     for c in state.remotes.clone() {
         state.emit(Event::ConnectionCreated(c));
+    }
+    // Then what was said before (signalroom's extension, when asked), before anything live.
+    for entry in result.signal_history.unwrap_or_default() {
+        let from = entry.from.map(|id| match state.connection_of(id.as_str()) {
+            Some(c) => c.clone(),
+            None => Connection::new(id, 0, ""), // it left since
+        });
+        let event = SignalEvent {
+            data: entry.data.unwrap_or_default(),
+            kind: entry.kind.unwrap_or_else(|| crate::event::SIGNAL_EVENT.to_owned()),
+            from,
+            history: true,
+        };
+        state.emit(Event::Signal(event));
     }
 }
 
@@ -312,10 +327,21 @@ mod tests {
                 Event::Signal(SignalEvent {
                     data: "hi".into(),
                     kind: "signal:chat".into(),
-                    from: Some(carol.clone())
+                    from: Some(carol.clone()),
+                    history: false,
                 }),
-                Event::Signal(SignalEvent { data: "me".into(), kind: "signal:chat".into(), from: Some(bob) }),
-                Event::Signal(SignalEvent { data: "srv".into(), kind: "signal".into(), from: None }),
+                Event::Signal(SignalEvent {
+                    data: "me".into(),
+                    kind: "signal:chat".into(),
+                    from: Some(bob),
+                    history: false
+                }),
+                Event::Signal(SignalEvent {
+                    data: "srv".into(),
+                    kind: "signal".into(),
+                    from: None,
+                    history: false
+                }),
                 Event::ConnectionDestroyed { connection: carol, reason: EndReason::Disconnect },
                 Event::ConnectionPropertyChanged { property: "role".into(), new_value: "SUBSCRIBER".into() },
             ]

@@ -72,6 +72,7 @@ pub use options::{
     REQUEST_TIMEOUT, default_platform,
 };
 pub use session::{EventReceiver, Session, Subscription};
+pub use signalroom_core::history::{HistoryEntry, SignalHistory};
 pub use signalroom_core::rest::{ConnectionObject, ConnectionStatus, SessionObject, SignalRequest};
 pub use signalroom_core::signal::Signal;
 pub use signalroom_core::{ConnectionId, EndReason, Role, RpcSessionId, SessionId};

@@ -50,6 +50,11 @@ pub struct ConnectOptions {
     /// Attempts to reopen a broken link before the session ends with `networkDisconnect`;
     /// 0 disables reconnection.
     pub reconnect_attempts: u32,
+    /// Ask a signalroom server for the session's signal history on joining: it comes as
+    /// [`Event::Signal`](crate::Event::Signal)s marked [`history`](crate::SignalEvent::history),
+    /// oldest first, after the `ConnectionCreated` events and before any live signal. Other
+    /// servers (and sessions keeping no history) send none.
+    pub history: bool,
 }
 
 impl Default for ConnectOptions {
@@ -64,6 +69,7 @@ impl Default for ConnectOptions {
             connect_timeout: CONNECT_TIMEOUT,
             reconnect_interval: RECONNECT_INTERVAL,
             reconnect_attempts: RECONNECT_ATTEMPTS,
+            history: false,
         }
     }
 }
@@ -72,6 +78,12 @@ impl ConnectOptions {
     /// Sets the client data.
     pub fn with_metadata(mut self, metadata: impl Into<String>) -> Self {
         self.metadata = metadata.into();
+        self
+    }
+
+    /// Asks for the session's signal history on joining (see [`ConnectOptions::history`]).
+    pub fn with_history(mut self, history: bool) -> Self {
+        self.history = history;
         self
     }
 

@@ -40,6 +40,8 @@ pub mod codes {
     pub const SIGNAL_FORMAT_INVALID: i64 = 600;
     /// Signal `to` contains an unknown or null recipient.
     pub const SIGNAL_TO_INVALID: i64 = 601;
+    /// signalroom's: the server's signal hook refused the signal (the message is its reason).
+    pub const SIGNAL_REFUSED: i64 = 602;
     /// A method other than ping/connect called before a successful joinRoom.
     pub const USER_METADATA_FORMAT_INVALID_OR_NOT_JOINED: i64 = 803;
     /// Pro service not enabled.

@@ -21,6 +21,7 @@
 mod error;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod history;
 mod ids;
 pub mod jsonrpc;
 pub mod limits;

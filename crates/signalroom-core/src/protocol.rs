@@ -213,6 +213,10 @@ pub struct JoinRoomParams {
     /// Hidden speech-to-text participant.
     #[serde(default)]
     pub stt: bool,
+    /// signalroom's extension: the joiner asks for the session's signal history, in the
+    /// answer's `signalHistory` (never sent when `false`, so the request is OpenVidu's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
 }
 
 /// An existing participant in a `joinRoom` result.
@@ -262,6 +266,10 @@ pub struct JoinRoomResult {
     pub role: Role,
     /// The RPC session id, for reconnection.
     pub session_id: RpcSessionId,
+    /// signalroom's extension, when the joiner asked (`history`): the signals the session kept,
+    /// oldest first, all sent before the join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_history: Option<Vec<crate::history::HistoryEntry>>,
 }
 
 /// `sendMessage` params: the signal as a JSON string (spec §3.3).

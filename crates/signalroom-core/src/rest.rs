@@ -180,7 +180,12 @@ impl SessionProperties {
                 "Parameter 'customSessionId' is wrong: {custom:?} must match [a-zA-Z0-9_-]+"
             )));
         }
+        let signal_history = match field(body, "signalHistory") {
+            None => None,
+            Some(v) => Some(crate::history::SignalHistory::from_value(v)?),
+        };
         Ok(Self {
+            signal_history,
             media_mode: media_mode.to_owned(),
             recording_mode: recording_mode.to_owned(),
             default_recording_properties: default_recording_properties(recording),
@@ -320,6 +325,10 @@ pub struct SessionProperties {
     pub forced_video_codec: String,
     /// Default `false`.
     pub allow_transcoding: bool,
+    /// signalroom's extension: what the session keeps of its signals (absent: nothing, as
+    /// OpenVidu).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_history: Option<crate::history::SignalHistory>,
 }
 
 /// Whether a Connection has been used to join.

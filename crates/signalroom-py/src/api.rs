@@ -173,6 +173,13 @@ pub struct ServerApi {
     api: signalroom_client::ServerApi,
 }
 
+/// A `signalHistory` setting from its JSON text.
+pub(crate) fn history_setting(text: &str) -> PyResult<signalroom_core::history::SignalHistory> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| invalid_argument(format!("signal_history: {e}")))?;
+    signalroom_core::history::SignalHistory::from_value(&value).map_err(|e| invalid_argument(e.0))
+}
+
 fn role(role: Option<String>) -> PyResult<Option<Role>> {
     role.map(|r| {
         Role::parse(&r.to_ascii_uppercase())
@@ -203,16 +210,38 @@ impl ServerApi {
     }
 
     /// Creates a session; with `custom_session_id`, returns the existing one if there is one.
-    #[pyo3(signature = (custom_session_id = None))]
+    /// `signal_history`: signalroom's `signalHistory` setting, as JSON text.
+    #[pyo3(signature = (custom_session_id = None, *, signal_history = None))]
     fn create_session<'py>(
         &self,
         py: Python<'py>,
         custom_session_id: Option<String>,
+        signal_history: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let history = signal_history.map(|text| history_setting(&text)).transpose()?;
+        let api = self.api.clone();
+        future_into_py(py, async move {
+            let s = api
+                .create_session_with(custom_session_id.as_deref(), history.as_ref())
+                .await
+                .map_err(PyClientError)?;
+            Ok::<_, PyClientError>(SessionResult(s))
+        })
+    }
+
+    /// The signals a session kept, as JSON text (a list of entries).
+    #[pyo3(signature = (session_id, *, limit = None, since = None))]
+    fn signal_history<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        limit: Option<usize>,
+        since: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let api = self.api.clone();
         future_into_py(py, async move {
-            let s = api.create_session(custom_session_id.as_deref()).await.map_err(PyClientError)?;
-            Ok::<_, PyClientError>(SessionResult(s))
+            let entries = api.signal_history(&session_id, limit, since).await.map_err(PyClientError)?;
+            Ok::<_, PyClientError>(serde_json::to_string(&entries).unwrap_or_else(|_| "[]".to_owned()))
         })
     }
 

@@ -45,6 +45,9 @@ pub struct SignalEvent {
     pub data: Py<PyString>,
     /// The sender, or ``None`` for a signal sent through the REST API.
     pub from_: Option<Py<Connection>>,
+    /// Sent before this participant joined: from the session's history (``connect(...,
+    /// history=True)``).
+    pub history: bool,
 }
 
 #[pymethods]
@@ -55,7 +58,8 @@ impl SignalEvent {
             None => "None".to_owned(),
         };
         let (ty, data) = (self.r#type.bind(py), self.data.bind(py));
-        format!("SignalEvent(type={ty:?}, data={data:?}, from_={from})")
+        let history = if self.history { ", history=True" } else { "" };
+        format!("SignalEvent(type={ty:?}, data={data:?}, from_={from}{history})")
     }
 }
 
@@ -210,7 +214,8 @@ fn convert<'py>(py: Python<'py>, event: Event, reuse: &mut Reuse) -> PyResult<Bo
                 }),
             };
             let data = PyString::new(py, &signal.data).unbind();
-            Bound::new(py, SignalEvent { name, r#type, data, from_ })?.into_any()
+            let history = signal.history;
+            Bound::new(py, SignalEvent { name, r#type, data, from_, history })?.into_any()
         }
         Event::ConnectionCreated(c) => {
             let connection = connection(py, c)?;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::get_runtime;
-use signalroom_server::{Config, DEFAULT_SEND_QUEUE, TlsConfig};
+use signalroom_server::hook::{HookDecision, HookFn, HookTarget};
+use signalroom_server::{Config, DEFAULT_SEND_QUEUE, SignalHookConfig, TlsConfig};
+use tokio::sync::oneshot;
 use url::Url;
 
 use crate::bridge::future_into_py;
@@ -48,6 +50,47 @@ fn keep(running: &Running, server: signalroom_server::Server) {
     *running.lock() = Some((server, address));
 }
 
+/// Answers one question to the signal hook (native half of `signalroom.Server(signal_hook=...)`):
+/// called once, with the decision as JSON text (`None`: allow), or with why there is none.
+#[pyclass(frozen, module = "signalroom._native")]
+pub struct HookAnswer {
+    tx: Mutex<Option<oneshot::Sender<Result<HookDecision, String>>>>,
+}
+
+#[pymethods]
+impl HookAnswer {
+    #[pyo3(signature = (decision = None, error = None))]
+    fn __call__(&self, decision: Option<String>, error: Option<String>) {
+        let answer = match (error, decision) {
+            (Some(error), _) => Err(error),
+            (None, None) => Ok(HookDecision::allow()),
+            (None, Some(text)) => serde_json::from_str(&text).map_err(|e| format!("not a decision: {e}")),
+        };
+        if let Some(tx) = self.tx.lock().take() {
+            let _ = tx.send(answer);
+        }
+    }
+}
+
+/// The hook function over `submit`, a Python callable `(request_json, answer)` that schedules the
+/// user's function and calls `answer` with its decision.
+fn hook_function(submit: Py<PyAny>) -> HookFn {
+    let submit = Arc::new(submit);
+    Arc::new(move |request| {
+        let submit = Arc::clone(&submit);
+        Box::pin(async move {
+            let text = serde_json::to_string(&request).map_err(|e| e.to_string())?;
+            let (tx, rx) = oneshot::channel();
+            Python::attach(|py| {
+                let answer = Py::new(py, HookAnswer { tx: Mutex::new(Some(tx)) })?;
+                submit.call1(py, (text, answer)).map(drop)
+            })
+            .map_err(|e| format!("the hook function could not be called: {e}"))?;
+            rx.await.map_err(|_| "the hook function gave no answer".to_owned())?
+        })
+    })
+}
+
 #[pymethods]
 impl Server {
     /// A server, not started yet. (`secret` defaults to `signalroom_server::DEFAULT_SECRET`,
@@ -56,7 +99,9 @@ impl Server {
     #[pyo3(signature = (
         *, secret = "MY_SECRET", host = "127.0.0.1", port = 0, public_url = None,
         tls_cert = None, tls_key = None, max_signal_bytes = None, send_queue = None,
-        reconnection_grace = None, broker = None, drain_window = None,
+        reconnection_grace = None, broker = None, drain_window = None, signal_history = None,
+        signal_hook = None, signal_hook_types = None, signal_hook_timeout = None,
+        signal_hook_fail_open = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -71,6 +116,11 @@ impl Server {
         reconnection_grace: Option<f64>,
         broker: Option<String>,
         drain_window: Option<f64>,
+        signal_history: Option<String>,
+        signal_hook: Option<Py<PyAny>>,
+        signal_hook_types: Option<Vec<String>>,
+        signal_hook_timeout: Option<f64>,
+        signal_hook_fail_open: bool,
     ) -> PyResult<Self> {
         let listen: SocketAddr = (host, port)
             .to_socket_addrs()
@@ -106,6 +156,20 @@ impl Server {
         }
         if let Some(window) = drain_window {
             config.drain_window = seconds("drain_window", window)?;
+        }
+        config.signal_history = signal_history.map(|text| crate::api::history_setting(&text)).transpose()?;
+        if let Some(submit) = signal_hook {
+            let mut hook = SignalHookConfig::new(HookTarget::Function(hook_function(submit)));
+            if let Some(types) = signal_hook_types {
+                hook.types =
+                    SignalHookConfig::parse_types(&serde_json::to_string(&types).unwrap_or_default())
+                        .map_err(invalid_argument)?;
+            }
+            if let Some(timeout) = signal_hook_timeout {
+                hook.timeout = seconds("signal_hook_timeout", timeout)?;
+            }
+            hook.fail_open = signal_hook_fail_open;
+            config.signal_hook = Some(hook);
         }
         Ok(Self { config, running: Arc::new(Mutex::new(None)) })
     }

@@ -28,7 +28,7 @@ pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
 #[pyo3(signature = (
     token, *, data = "", platform = None, timeout = 10.0, connect_timeout = 10.0,
     ping_interval = 5.0, ping_timeout = 5.0, reconnect_interval = 3.0, reconnect_attempts = 2000,
-    accept_invalid_certs = false,
+    accept_invalid_certs = false, history = false,
 ))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn connect<'py>(
@@ -43,6 +43,7 @@ pub(crate) fn connect<'py>(
     reconnect_interval: f64,
     reconnect_attempts: u32,
     accept_invalid_certs: bool,
+    history: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut options = ConnectOptions::default()
         .with_metadata(data)
@@ -50,7 +51,8 @@ pub(crate) fn connect<'py>(
         .with_connect_timeout(seconds("connect_timeout", connect_timeout)?)
         .with_ping(seconds("ping_interval", ping_interval)?, seconds("ping_timeout", ping_timeout)?)
         .with_reconnect(seconds("reconnect_interval", reconnect_interval)?, reconnect_attempts)
-        .with_accept_invalid_certs(accept_invalid_certs);
+        .with_accept_invalid_certs(accept_invalid_certs)
+        .with_history(history);
     if options.ping_interval.is_zero() {
         return Err(invalid_argument("ping_interval must be more than 0 seconds"));
     }

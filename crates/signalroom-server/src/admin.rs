@@ -83,6 +83,7 @@ pub(crate) enum Admin {
     Kick { session: String, connection: String },
     Drain,
     Token { session: String, role: Option<RoleArg>, data: Option<String> },
+    History { session: String, limit: Option<usize>, since: Option<u64> },
 }
 
 /// Runs `command` against `target`; prints its result to stdout, a problem to stderr; the exit
@@ -143,6 +144,14 @@ async fn execute(api: &ServerApi, command: Admin, as_json: bool) -> signalroom_c
                 format!("{connection} removed from {session}")
             })
         }
+        Admin::History { session, limit, since } => {
+            let entries = api.signal_history(&session, limit, since).await?;
+            Ok(if as_json {
+                pretty(&serde_json::to_value(&entries).unwrap_or_default())
+            } else {
+                history_table(&entries)
+            })
+        }
         Admin::Token { session, role, data } => {
             // The session is made when missing (409: it exists already).
             match api.create_session(Some(&session)).await {
@@ -169,6 +178,23 @@ async fn execute(api: &ServerApi, command: Admin, as_json: bool) -> signalroom_c
             })
         }
     }
+}
+
+/// A session's signal history, one row per signal, oldest first.
+fn history_table(entries: &[signalroom_core::history::HistoryEntry]) -> String {
+    let mut table = Table::new();
+    table.load_style(comfy_table::presets::NOTHING);
+    table.set_header(["SEQ", "SENT", "FROM", "TYPE", "DATA"]);
+    for e in entries {
+        table.add_row([
+            e.seq.to_string(),
+            local_time(e.created_at).map_or_else(|| e.created_at.to_string(), |t| t.date_time()),
+            e.from.as_ref().map_or_else(|| "server".to_owned(), ToString::to_string),
+            e.kind.clone().unwrap_or_default(),
+            e.data.clone().unwrap_or_default(),
+        ]);
+    }
+    table.to_string()
 }
 
 /// Prints why the server refused, or could not be reached, and what to do about it; the exit

@@ -17,8 +17,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::admin::{Admin, Listen, RoleArg, Target};
 use crate::config::{Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig};
+use crate::hook::{HookTarget, SignalHookConfig};
 use crate::server::Server;
 use crate::webhook::WebhookConfig;
+use signalroom_core::history::SignalHistory;
 
 /// Exit status of a run that failed after parsing (e.g. the address is taken).
 const EXIT_FAILURE: u8 = 1;
@@ -59,6 +61,19 @@ enum Command {
         /// Recipients' connection ids (none: everyone).
         #[arg(long, value_name = "CONNECTION", num_args = 1..)]
         to: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the signals a session kept (its signalHistory), oldest first.
+    History {
+        /// The session.
+        session: String,
+        /// At most this many (the last ones; the server's default: 100).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Only those after this signal number (a `seq` printed before).
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
         #[command(flatten)]
         target: Target,
     },
@@ -256,6 +271,63 @@ struct ServeArgs {
     #[arg(long, env = "OPENVIDU_WEBHOOK_EVENTS", value_name = "JSON",
           value_parser = WebhookConfig::parse_events)]
     webhook_events: Option<EventNames>,
+    /// The signal history of sessions created without a `signalHistory` of their own: a JSON
+    /// object as that field, e.g. {"size":100,"ttlSeconds":3600,"types":["chat"]} (default: none,
+    /// as OpenVidu).
+    #[arg(long, env = "SIGNALROOM_SIGNAL_HISTORY", value_name = "JSON", value_parser = parse_history)]
+    signal_history: Option<SignalHistory>,
+    /// Ask this URL before delivering a signal (a POST of the signal as JSON; the answer allows,
+    /// refuses or rewrites it).
+    #[arg(long, env = "SIGNALROOM_SIGNAL_HOOK", value_name = "URL")]
+    signal_hook: Option<url::Url>,
+    /// Headers of every signal hook post: a JSON array of "Name: value" strings.
+    #[arg(long, env = "SIGNALROOM_SIGNAL_HOOK_HEADERS", value_name = "JSON",
+          value_parser = WebhookConfig::parse_headers, requires = "signal_hook")]
+    signal_hook_headers: Option<Headers>,
+    /// The signal types the hook is asked about: a JSON array or a comma-separated list (default:
+    /// every type).
+    #[arg(long, env = "SIGNALROOM_SIGNAL_HOOK_TYPES", value_name = "TYPES",
+          value_parser = SignalHookConfig::parse_types, requires = "signal_hook")]
+    signal_hook_types: Option<Types>,
+    /// How long the signal hook has to answer, in milliseconds.
+    #[arg(long, env = "SIGNALROOM_SIGNAL_HOOK_TIMEOUT_MS", value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    signal_hook_timeout_ms: u64,
+    /// When the signal hook is down, slow or answers nonsense: `closed` refuses the signal,
+    /// `open` delivers it unchanged.
+    #[arg(long, env = "SIGNALROOM_SIGNAL_HOOK_FAIL", value_enum, default_value_t = HookFail::Closed)]
+    signal_hook_fail: HookFail,
+}
+
+/// What a failing signal hook does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HookFail {
+    /// Refuse the signal.
+    Closed,
+    /// Deliver it unchanged.
+    Open,
+}
+
+type Types = Vec<String>;
+
+fn parse_history(value: &str) -> Result<SignalHistory, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(value).map_err(|e| format!("{value:?} is not JSON: {e}"))?;
+    SignalHistory::from_value(&json).map_err(|e| e.0)
+}
+
+/// The signal hook the arguments ask for.
+fn signal_hook(args: &mut ServeArgs) -> Result<Option<SignalHookConfig>, String> {
+    let Some(url) = args.signal_hook.take() else { return Ok(None) };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("the signal hook {url} is not http:// or https://"));
+    }
+    let headers = args.signal_hook_headers.take().unwrap_or_default();
+    let mut config = SignalHookConfig::new(HookTarget::Http { url, headers });
+    config.types = args.signal_hook_types.take().unwrap_or_default();
+    config.timeout = Duration::from_millis(args.signal_hook_timeout_ms);
+    config.fail_open = args.signal_hook_fail == HookFail::Open;
+    Ok(Some(config))
 }
 
 // Aliases, so that clap takes each list as one value (its derive reads `Vec` as "repeatable").
@@ -328,6 +400,9 @@ async fn execute(command: Command) -> u8 {
             crate::admin::run(target, Admin::Kick { session, connection }).await
         }
         Command::Drain { target } => crate::admin::run(target, Admin::Drain).await,
+        Command::History { session, limit, since, target } => {
+            crate::admin::run(target, Admin::History { session, limit, since }).await
+        }
         Command::Token { session, role, data, target } => {
             crate::admin::run(target, Admin::Token { session, role, data }).await
         }
@@ -390,8 +465,8 @@ fn webhook(args: &mut ServeArgs) -> Result<Option<WebhookConfig>, String> {
 
 /// Serves until SIGTERM or Ctrl-C; the exit status.
 async fn serve(mut args: ServeArgs) -> u8 {
-    let webhook = match webhook(&mut args) {
-        Ok(webhook) => webhook,
+    let (webhook, signal_hook) = match webhook(&mut args).and_then(|w| Ok((w, signal_hook(&mut args)?))) {
+        Ok(both) => both,
         Err(e) => {
             eprintln!("signalroom: {e}");
             return EXIT_USAGE;
@@ -433,6 +508,8 @@ async fn serve(mut args: ServeArgs) -> u8 {
         metrics: !args.no_metrics,
         metrics_listen: args.metrics_listen,
         webhook,
+        signal_history: args.signal_history.take(),
+        signal_hook,
         ..Config::local()
     };
     let server = match Server::start(config).await {

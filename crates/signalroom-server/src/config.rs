@@ -5,6 +5,7 @@ use std::time::Duration;
 use signalroom_core::limits;
 use url::Url;
 
+pub use crate::hook::SignalHookConfig;
 pub use crate::webhook::WebhookConfig;
 
 /// Everything the server can be told. [`Config::local`] is a development default on a random
@@ -75,6 +76,11 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Post OpenVidu's webhook events.
     pub webhook: Option<WebhookConfig>,
+    /// The signal history of sessions created without a `signalHistory` of their own; `None`:
+    /// they keep none, as OpenVidu.
+    pub signal_history: Option<signalroom_core::history::SignalHistory>,
+    /// Asked before delivering signals of the types it covers.
+    pub signal_hook: Option<SignalHookConfig>,
 }
 
 /// PEM files for TLS.
@@ -123,6 +129,8 @@ impl Config {
             metrics: true,
             metrics_listen: None,
             webhook: None,
+            signal_history: None,
+            signal_hook: None,
         }
     }
 }

@@ -86,6 +86,8 @@ pub(crate) struct Hub {
     /// following [`Hub::subscribe`] would miss some whenever more than the channel holds come at
     /// once (a load balancer dropping 10,000 sockets makes 10,000 `LinkLost` before its turn).
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The signal hook, if one is configured.
+    pub(crate) hook: Option<crate::hook::SignalHook>,
 }
 
 impl Hub {
@@ -117,7 +119,64 @@ impl Hub {
             frame_counts: Arc::default(),
             wants_signals: AtomicBool::new(false),
             metrics,
+            hook: None,
         }
+    }
+
+    /// The hub with a signal hook.
+    pub(crate) fn with_hook(self, hook: Option<crate::hook::SignalHook>) -> Self {
+        Self { hook, ..self }
+    }
+
+    /// Whether the signal hook must see signals of wire type `kind`.
+    pub(crate) fn hooked(&self, kind: Option<&str>) -> bool {
+        self.hook.as_ref().is_some_and(|h| h.covers(kind))
+    }
+
+    /// Asks the signal hook about a signal (of a type it covers): `Ok(None)` to deliver it as it
+    /// is, `Ok(Some)` rewritten, `Err` refused.
+    pub(crate) async fn check_signal(
+        &self,
+        session: &str,
+        from: Option<&ConnectionId>,
+        to: &[ConnectionId],
+        data: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Option<crate::hook::Rewrite>, Refusal> {
+        let Some(hook) = &self.hook else { return Ok(None) };
+        let request = crate::hook::HookRequest {
+            session_id: session.into(),
+            from: from.cloned(),
+            to: to.to_vec(),
+            kind: kind.map(|k| signalroom_core::signal::user_type(k).to_owned()),
+            data: data.map(str::to_owned),
+        };
+        hook.check(request).await
+    }
+
+    /// A participant's signal that waited for the signal hook (or behind one that did), handed to
+    /// the broker once those before it were: `submitted` is told then, so that the next one
+    /// follows in order. Its event is emitted here. `true`: its broadcast and reply are held back,
+    /// as [`Hub::send_message`] says, for the socket's reader to release with the next ones (a
+    /// burst of signals through the hook then reaches each receiver in one push, as without).
+    pub(crate) async fn send_after_hook(
+        self: &Arc<Self>,
+        session: &str,
+        from: &ConnectionId,
+        message: &SignalMessage,
+        caller: &Arc<Outbox>,
+        reply: Option<Utf8Bytes>,
+        submitted: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<bool, Refusal> {
+        if let Some(ticket) = self.start_message(session, from, message, caller, reply.clone()) {
+            let _ = submitted.send(());
+            let applied = ticket.await?;
+            self.message_done(session, from, message, applied).await;
+            return Ok(false);
+        }
+        let held = self.send_message(session, from, message, caller, reply).await;
+        let _ = submitted.send(());
+        held
     }
 
     /// Evicts (with `networkDisconnect`) whoever the broker finds lost on its own: receivers too
@@ -302,8 +361,11 @@ impl Hub {
     pub(crate) async fn create_session(
         &self,
         custom_id: &str,
-        props: SessionProperties,
+        mut props: SessionProperties,
     ) -> Result<SessionObject, Refusal> {
+        if props.signal_history.is_none() {
+            props.signal_history.clone_from(&self.config.signal_history);
+        }
         let max = self.config.max_sessions;
         if self.broker.session_count().await >= max {
             tracing::warn!("session limit of {max} reached: refusing to create another session");

@@ -30,6 +30,7 @@ mod events;
 #[doc(hidden)]
 pub mod fuzz;
 mod heap;
+pub mod hook;
 mod hub;
 mod limit;
 mod metrics;
@@ -46,7 +47,8 @@ mod webhook;
 mod ws;
 
 pub use config::{
-    Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, TlsConfig, WebhookConfig,
+    Config, DEFAULT_SECRET, DEFAULT_SEND_QUEUE, DEFAULT_SEND_QUEUE_BYTES, SignalHookConfig, TlsConfig,
+    WebhookConfig,
 };
 pub use error::{Error, Result};
 pub use events::ServerEvent;

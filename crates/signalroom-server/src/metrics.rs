@@ -60,6 +60,12 @@ struct HttpRequest {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookDecision {
+    /// `allowed`, `refused`, `rewritten`, `failed_open` (delivered), `failed_closed` (refused).
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BrokerKind {
     broker: &'static str,
 }
@@ -136,6 +142,7 @@ pub(crate) struct Metrics {
     sockets: Gauge,
     queue_depth: Histogram,
     broker_up: Family<BrokerKind, Gauge>,
+    hook_decisions: Family<HookDecision, Counter>,
     broker_rtt: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Webhook deliveries, registered here so that one scrape shows them.
     pub webhook: WebhookMetrics,
@@ -187,6 +194,7 @@ impl Metrics {
             // 0, 1, 2, 4, ... 16384 items.
             queue_depth: Histogram::new(std::iter::once(0.0).chain(exponential_buckets(1.0, 2.0, 15))),
             broker_up: Family::default(),
+            hook_decisions: Family::default(),
             broker_rtt: Gauge::default(),
             webhook: WebhookMetrics::default(),
         };
@@ -255,6 +263,11 @@ impl Metrics {
         );
         r.register("notifications_replayed", "Notifications replayed on reconnections", m.replayed.clone());
         r.register("http_requests", "HTTP requests, by method, route and status", m.http.clone());
+        r.register(
+            "signal_hook_decisions",
+            "Signals the signal hook was asked about, by decision (allowed, refused, rewritten, failed_open, failed_closed)",
+            m.hook_decisions.clone(),
+        );
         r.register("broker_up", "Whether the broker answers (1) or not (0)", m.broker_up.clone());
         r.register_with_unit(
             "broker_round_trip",
@@ -337,6 +350,21 @@ impl Metrics {
             let kind = FrameKind { kind };
             self.frames_sent.get_or_create(&kind).inner().store(n.load(Relaxed), Relaxed);
             self.frame_bytes_sent.get_or_create(&kind).inner().store(bytes.load(Relaxed), Relaxed);
+        }
+        if let Some(hook) = &hub.hook {
+            let c = &hook.counts;
+            for (decision, n) in [
+                ("allowed", &c.allowed),
+                ("refused", &c.refused),
+                ("rewritten", &c.rewritten),
+                ("failed_open", &c.failed_open),
+                ("failed_closed", &c.failed_closed),
+            ] {
+                self.hook_decisions
+                    .get_or_create(&HookDecision { decision })
+                    .inner()
+                    .store(n.load(Relaxed), Relaxed);
+            }
         }
         self.deliveries.inner().store(counts.deliveries.load(Relaxed), Relaxed);
         self.delivered_bytes.inner().store(counts.delivered_bytes.load(Relaxed), Relaxed);

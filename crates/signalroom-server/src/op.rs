@@ -25,8 +25,16 @@ pub(crate) enum Op {
     DeleteConnection { id: String },
     /// `joinRoom`.
     Join(Joiner),
-    /// A signal from a participant, or from the server (`from: None`).
-    Signal { from: Option<ConnectionId>, to: Vec<ConnectionId>, data: Option<String>, kind: Option<String> },
+    /// A signal from a participant, or from the server (`from: None`), sent at `at` (ms; for
+    /// the session's history).
+    Signal {
+        from: Option<ConnectionId>,
+        to: Vec<ConnectionId>,
+        data: Option<String>,
+        kind: Option<String>,
+        #[serde(default)]
+        at: u64,
+    },
     /// `leaveRoom`.
     Leave { who: ConnectionId },
     /// RPC `forceDisconnect` by a moderator.
@@ -75,8 +83,8 @@ impl Op {
                 let (result, effects) = room.join(joiner)?;
                 (Value::Joined(Box::new(result)), effects)
             }
-            Op::Signal { from, to, data, kind } => {
-                (Value::Done, room.signal(from.as_ref(), &to, data.as_deref(), kind.as_deref())?)
+            Op::Signal { from, to, data, kind, at } => {
+                (Value::Done, room.signal(from.as_ref(), &to, data.as_deref(), kind.as_deref(), at)?)
             }
             Op::Leave { who } => (Value::Done, room.leave(&who)),
             Op::ForceDisconnect { by, target } => (Value::Done, room.force_disconnect(&by, &target)?),
@@ -154,7 +162,11 @@ mod tests {
             Op::CreateConnection { minted, props: ConnectionProperties::default(), now: 1 },
             Op::Join(joiner),
             Op::Signal {
-                from: Some("con_A".into()), to: vec![], data: Some("hé\n\"x\"".into()), kind: None
+                from: Some("con_A".into()),
+                to: vec![],
+                data: Some("hé\n\"x\"".into()),
+                kind: None,
+                at: 5,
             },
             Op::UpdateConnection { id: "con_A".into(), role: Some(Role::Moderator), record: None },
             Op::EvictLost { who: "con_A".into(), node: "elsewhere".into() },

@@ -16,6 +16,8 @@ use crate::hub::Hub;
 
 const INDEX: &str = include_str!("../assets/chat/index.html");
 const SCRIPT: &str = include_str!("../assets/chat/chat.js");
+/// The signal history module for openvidu-browser pages (an ES module).
+const HISTORY_MODULE: &str = include_str!("../assets/history/signalroom-history.js");
 /// `static/js/openvidu-browser-2.32.2.min.js` of the npm package `openvidu-browser@2.32.2`.
 const OPENVIDU_BROWSER: &str = include_str!("../assets/openvidu-browser/openvidu-browser-2.32.2.min.js");
 const OPENVIDU_BROWSER_LICENSE: &str = include_str!("../assets/openvidu-browser/LICENSE");
@@ -25,6 +27,7 @@ pub(crate) fn router() -> Router<Arc<Hub>> {
     Router::new()
         .route("/", get(|| async { with_type("text/html; charset=utf-8", INDEX) }))
         .route("/chat.js", get(|| async { with_type(JAVASCRIPT, SCRIPT) }))
+        .route("/signalroom-history.js", get(|| async { with_type(JAVASCRIPT, HISTORY_MODULE) }))
         .route("/chat/config.json", get(config))
         .route("/openvidu-browser-2.32.2.min.js", get(|| async { with_type(JAVASCRIPT, OPENVIDU_BROWSER) }))
         .route("/openvidu-browser/LICENSE", get(|| async { with_type(TEXT, OPENVIDU_BROWSER_LICENSE) }))
@@ -59,7 +62,9 @@ mod tests {
     #[test]
     fn the_page_loads_the_embedded_bundle_and_its_script() {
         assert!(super::INDEX.contains(r#"<script src="/openvidu-browser-2.32.2.min.js"></script>"#));
-        assert!(super::INDEX.contains(r#"<script src="/chat.js"></script>"#));
+        assert!(super::INDEX.contains(r#"<script type="module" src="/chat.js"></script>"#));
+        assert!(super::SCRIPT.contains("from '/signalroom-history.js'"));
+        assert!(super::HISTORY_MODULE.contains("export function withHistory"));
         assert!(super::OPENVIDU_BROWSER.len() > 300_000);
         assert!(super::OPENVIDU_BROWSER_LICENSE.contains("Apache License"));
     }

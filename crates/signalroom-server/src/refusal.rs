@@ -114,6 +114,12 @@ pub(crate) enum Refusal {
     /// The server holds its maximum number of sessions (REST: 503).
     #[error("the server holds its maximum of {0} sessions: close some before creating more")]
     TooManySessions(usize),
+    /// The signal hook refused the signal; the message is its reason (JSON-RPC 602, HTTP 403).
+    #[error("{0}")]
+    SignalRefused(String),
+    /// The signal hook failed and fails closed (JSON-RPC 602, HTTP 503; retrying may help).
+    #[error("signal refused: the signal hook is unavailable ({0})")]
+    HookUnavailable(String),
     /// REST: a request body over the configured limit (413).
     #[error("request body is over the limit of {0} bytes")]
     BodyTooLarge(usize),
@@ -146,6 +152,7 @@ impl Refusal {
             Refusal::TooManySessions(_) => codes::ROOM_CANNOT_BE_CREATED,
             Refusal::Reconnection => codes::RECONNECTION_ERROR,
             Refusal::NoValidRecipient => codes::SIGNAL_TO_INVALID,
+            Refusal::SignalRefused(_) | Refusal::HookUnavailable(_) => codes::SIGNAL_REFUSED,
             Refusal::BadRequest(_)
             | Refusal::SessionExists
             | Refusal::NotActive
@@ -175,9 +182,11 @@ impl Refusal {
                 (StatusCode::NOT_FOUND, Some(self.to_string()))
             }
             Refusal::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, Some(self.to_string())),
-            Refusal::Stopping | Refusal::BrokerDown(_) | Refusal::TooManySessions(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, Some(self.to_string()))
-            }
+            Refusal::SignalRefused(_) => (StatusCode::FORBIDDEN, Some(self.to_string())),
+            Refusal::Stopping
+            | Refusal::BrokerDown(_)
+            | Refusal::TooManySessions(_)
+            | Refusal::HookUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Some(self.to_string())),
             Refusal::NotJson(_)
             | Refusal::InvalidRequest(_)
             | Refusal::UnknownMethod(_)
@@ -220,6 +229,8 @@ mod tests {
             (Refusal::TooManySessions(1), 204, StatusCode::SERVICE_UNAVAILABLE),
             (Refusal::BodyTooLarge(1), 999, StatusCode::PAYLOAD_TOO_LARGE),
             (Refusal::NotActive, 999, StatusCode::NOT_ACCEPTABLE),
+            (Refusal::SignalRefused("spam".into()), 602, StatusCode::FORBIDDEN),
+            (Refusal::HookUnavailable("down".into()), 602, StatusCode::SERVICE_UNAVAILABLE),
             (
                 Refusal::Signal(signalroom_core::Error::SignalRecipients { reason: "x".into() }),
                 601,

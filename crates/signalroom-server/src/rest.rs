@@ -37,6 +37,7 @@ pub(crate) fn router(state: Arc<Hub>) -> Router<Arc<Hub>> {
             get(get_connection).patch(update_connection).delete(delete_connection),
         )
         .route("/sessions/{id}/stream/{sid}", delete(delete_stream))
+        .route("/sessions/{id}/signals", get(signal_history))
         .route("/tokens", post(create_token))
         .route("/signal", post(send_signal))
         .route("/config", get(config))
@@ -327,10 +328,43 @@ async fn send_signal(AxumState(hub): Shared, body: Bytes) -> ApiResult {
             .into());
         }
     };
-    let (data, kind) = (req.data.as_deref(), req.kind.as_deref());
+    let (mut data, kind) = (req.data.as_deref(), req.kind.as_deref());
+    let mut to = to;
+    let rewrite =
+        if hub.hooked(kind) { hub.check_signal(session_id, None, to, data, kind).await? } else { None };
+    if let Some(rewrite) = &rewrite {
+        data = rewrite.data.as_deref().or(data);
+        to = rewrite.to.as_deref().unwrap_or(to);
+    }
     hub.signal(session_id, None, to, data, kind, None, None).await?;
     Ok(StatusCode::OK.into_response())
 }
+
+/// signalroom's extension: the signals the session kept (`signalHistory`), oldest first, as a
+/// page; `since` (a signal's `seq`) keeps those after it, `limit` (default 100) the last of them.
+async fn signal_history(
+    AxumState(hub): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let number = |key: &str, default: u64| match q.get(key).map(|v| v.parse::<u64>()) {
+        None => Ok(default),
+        Some(Ok(n)) => Ok(n),
+        Some(Err(_)) => Err(ApiError::bad(format!("Parameter '{key}' must be a non-negative integer"))),
+    };
+    let limit =
+        number("limit", DEFAULT_HISTORY_LIMIT)?.min(signalroom_core::history::MAX_HISTORY_SIZE as u64);
+    let since = number("since", 0)?;
+    let now = now_ms();
+    let entries = hub
+        .read(&id, move |room| room.signal_history(now, since, limit as usize))
+        .await
+        .ok_or_else(|| Refusal::NoSession(id.clone()))?;
+    Ok(Json(Page::new(entries)).into_response())
+}
+
+/// What `GET /sessions/{id}/signals` gives without a `limit`.
+const DEFAULT_HISTORY_LIMIT: u64 = 100;
 
 // ---- config ----------------------------------------------------------------------------------
 

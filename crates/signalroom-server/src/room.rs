@@ -10,12 +10,13 @@
 //! extension), so the numbers along what one participant receives increase, and a fan-out is
 //! serialised once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use axum::extract::ws::Utf8Bytes;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use signalroom_core::history::HistoryEntry;
 use signalroom_core::jsonrpc::Notification;
 use signalroom_core::protocol::{
     ConnectionPropertyChanged, FullMetadata, JoinRoomResult, ParticipantLeft, RemoteParticipant,
@@ -156,6 +157,10 @@ pub(crate) struct Room {
     pending_tokens: HashMap<String, ConnectionId>,
     /// The last sequence number given to a notification.
     last_seq: u64,
+    /// The signals kept, when the session keeps some (`props.signal_history`). Stored with the
+    /// room, so that a shared broker's snapshot carries it to the nodes that follow the session.
+    #[serde(default, skip_serializing_if = "History::is_empty")]
+    history: History,
     /// The participants' entries for join answers, kept as they join and leave. Not stored
     /// with the room: a room read back lists its participants from its connections.
     #[serde(skip)]
@@ -215,6 +220,53 @@ impl Answers {
     }
 }
 
+/// A session's last broadcast signals of the types its `signalHistory` names, oldest first,
+/// bounded in count, bytes and age.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct History {
+    entries: VecDeque<HistoryEntry>,
+    /// What the entries count for ([`HistoryEntry::cost`]).
+    bytes: usize,
+}
+
+impl History {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Keeps `entry`, dropping the oldest beyond the bounds (one larger than the byte bound
+    /// alone is not kept).
+    fn push(&mut self, entry: HistoryEntry, setting: &signalroom_core::history::SignalHistory) {
+        let cost = entry.cost();
+        if cost > setting.max_bytes {
+            return;
+        }
+        self.bytes += cost;
+        self.entries.push_back(entry);
+        while self.entries.len() > setting.size || self.bytes > setting.max_bytes {
+            self.pop();
+        }
+        self.expire(self.entries.back().map_or(0, |e| e.created_at), setting.ttl_seconds);
+    }
+
+    fn pop(&mut self) {
+        if let Some(old) = self.entries.pop_front() {
+            self.bytes -= old.cost();
+        }
+    }
+
+    /// Drops what is older than `ttl_seconds` at `now` (0: nothing expires).
+    fn expire(&mut self, now: u64, ttl_seconds: u64) {
+        if ttl_seconds == 0 {
+            return;
+        }
+        let oldest = now.saturating_sub(ttl_seconds.saturating_mul(1000));
+        while self.entries.front().is_some_and(|e| e.created_at < oldest) {
+            self.pop();
+        }
+    }
+}
+
 impl Room {
     /// A new session, not active until somebody joins.
     pub fn new(id: SessionId, props: SessionProperties, now: u64) -> Self {
@@ -227,6 +279,7 @@ impl Room {
             connections: IndexMap::new(),
             pending_tokens: HashMap::new(),
             last_seq: 0,
+            history: History::default(),
             answers: Answers { kept: true, ..Answers::default() },
         }
     }
@@ -444,19 +497,24 @@ impl Room {
             record,
             role,
             session_id: joiner.rpc_id,
+            // Added to the answer by its maker when the joiner asks ([`Room::history_answer`]).
+            signal_history: None,
         };
         Ok((result, effects))
     }
 
-    /// A signal from participant `from` (RPC `sendMessage`) or from the server (`None`, REST):
-    /// the notification to its recipients, then the reply. The recipients are checked all or
-    /// nothing (spec §5.1).
+    /// A signal from participant `from` (RPC `sendMessage`) or from the server (`None`, REST),
+    /// sent at `at` (ms): the notification to its recipients, then the reply. The recipients are
+    /// checked all or nothing (spec §5.1). A broadcast of a type the session's `signalHistory`
+    /// names is kept (signals to chosen participants never are: a late joiner would read others'
+    /// private messages).
     pub fn signal(
         &mut self,
         from: Option<&ConnectionId>,
         to: &[ConnectionId],
         data: Option<&str>,
         kind: Option<&str>,
+        at: u64,
     ) -> Result<Effects, Refusal> {
         self.refuse_if_closed()?;
         if from.is_none() && !self.active {
@@ -479,7 +537,32 @@ impl Room {
             kind: kind.map(Into::into),
             from: from.map(|f| f.as_str().into()),
         };
-        Ok(vec![self.note_with(audience, |seq| params.notification_json(seq)), Effect::Reply])
+        let kept = audience == Audience::All;
+        let effects = vec![self.note_with(audience, |seq| params.notification_json(seq)), Effect::Reply];
+        if let Some(setting) = self.props.signal_history.as_ref().filter(|h| kept && h.keeps(kind)) {
+            let entry = HistoryEntry {
+                seq: self.last_seq,
+                created_at: at,
+                from: from.cloned(),
+                kind: kind.map(str::to_owned),
+                data: data.map(str::to_owned),
+            };
+            self.history.push(entry, setting);
+        }
+        Ok(effects)
+    }
+
+    /// The signals kept at `now` (ms), oldest first: the last `limit` of those numbered after
+    /// `since` (their `seq`).
+    pub fn signal_history(&self, now: u64, since: u64, limit: usize) -> Vec<HistoryEntry> {
+        let Some(setting) = &self.props.signal_history else { return Vec::new() };
+        let oldest = match setting.ttl_seconds {
+            0 => 0,
+            ttl => now.saturating_sub(ttl.saturating_mul(1000)),
+        };
+        let fresh: Vec<_> =
+            self.history.entries.iter().filter(|e| e.seq > since && e.created_at >= oldest).collect();
+        fresh[fresh.len().saturating_sub(limit)..].iter().map(|e| (*e).clone()).collect()
     }
 
     /// `leaveRoom`: `participantLeft` (`disconnect`) to the others, the reply, then the socket
@@ -655,6 +738,23 @@ impl Room {
         out
     }
 
+    /// A `joinRoom` response (from [`Room::join_answer_json`]) with signalroom's `signalHistory`
+    /// extension: the signals the session kept when `result` joined, oldest first (an empty list
+    /// when it keeps none). Every one of them was numbered before the join, so none comes live
+    /// again; openvidu-browser never asks for it.
+    pub fn history_answer(&self, mut answer: String, result: &JoinRoomResult) -> String {
+        if !answer.ends_with("}}") {
+            return answer;
+        }
+        let entries = self.signal_history(result.created_at, 0, usize::MAX);
+        let history = serde_json::to_string(&entries).expect("history entries serialise");
+        answer.truncate(answer.len() - 2);
+        answer.push_str(r#","signalHistory":"#);
+        answer.push_str(&history);
+        answer.push_str("}}");
+        answer
+    }
+
     /// The REST Session object; pending Connections too with `pending`.
     pub fn session_object(&self, pending: bool) -> SessionObject {
         let content = self
@@ -783,6 +883,7 @@ pub(crate) mod tests {
             custom_session_id: "S".into(),
             forced_video_codec: "MEDIA_SERVER_PREFERRED".into(),
             allow_transcoding: false,
+            signal_history: None,
         }
     }
 
@@ -971,35 +1072,38 @@ pub(crate) mod tests {
     #[test]
     fn a_signal_reaches_its_recipients_before_the_reply_and_is_all_or_nothing() {
         let mut room = room_with(&["A", "B", "C"]);
-        let effects = room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat")).unwrap();
+        let effects = room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat"), 0).unwrap();
         assert_eq!(
             lines(&effects),
             [r#"notify all sendMessage {"data":"hi","from":"con_A","type":"signal:chat"}"#, "reply"]
         );
-        let effects = room.signal(Some(&id("A")), &[id("C"), id("B"), id("C")], Some("x"), None).unwrap();
+        let effects = room.signal(Some(&id("A")), &[id("C"), id("B"), id("C")], Some("x"), None, 0).unwrap();
         assert_eq!(lines(&effects)[0], r#"notify only con_C,con_B sendMessage {"data":"x","from":"con_A"}"#);
-        let err = room.signal(Some(&id("A")), &[id("B"), id("Z")], Some("x"), None).unwrap_err();
+        let err = room.signal(Some(&id("A")), &[id("B"), id("Z")], Some("x"), None, 0).unwrap_err();
         assert_eq!(err.rpc().code, 601);
-        assert_eq!(room.signal(None, &[id("Z")], Some("x"), None).unwrap_err(), Refusal::NoValidRecipient);
+        assert_eq!(room.signal(None, &[id("Z")], Some("x"), None, 0).unwrap_err(), Refusal::NoValidRecipient);
     }
 
     #[test]
     fn a_signal_from_somebody_gone_is_refused() {
         let mut room = room_with(&["A"]);
-        assert!(matches!(room.signal(Some(&id("Z")), &[], Some("x"), None), Err(Refusal::NoLongerJoined(_))));
+        assert!(matches!(
+            room.signal(Some(&id("Z")), &[], Some("x"), None, 0),
+            Err(Refusal::NoLongerJoined(_))
+        ));
     }
 
     #[test]
     fn a_server_signal_needs_an_active_session() {
         let mut room = Room::new("S".into(), props(), 0);
-        assert_eq!(room.signal(None, &[], Some("x"), None).unwrap_err(), Refusal::NotActive);
+        assert_eq!(room.signal(None, &[], Some("x"), None, 0).unwrap_err(), Refusal::NotActive);
     }
 
     #[test]
     fn sequence_numbers_increase_along_every_notification() {
         let mut room = room_with(&["A", "B"]);
         let seqs: Vec<u64> = (0..3)
-            .flat_map(|_| room.signal(Some(&id("A")), &[], Some("x"), None).unwrap())
+            .flat_map(|_| room.signal(Some(&id("A")), &[], Some("x"), None, 0).unwrap())
             .filter_map(|e| match e {
                 Effect::Notify { seq, frame, .. } => {
                     assert!(frame.as_str().ends_with(&format!(r#","seq":{seq}}}"#)));
@@ -1061,7 +1165,7 @@ pub(crate) mod tests {
             ]
         );
         assert!(room.is_closed());
-        assert!(matches!(room.signal(None, &[], None, None), Err(Refusal::NoSession(_))));
+        assert!(matches!(room.signal(None, &[], None, None, 0), Err(Refusal::NoSession(_))));
     }
 
     #[test]
@@ -1107,5 +1211,94 @@ pub(crate) mod tests {
         let mut joined = room_with(&["A"]);
         assert!(!joined.is_stale(u64::MAX, 0));
         assert!(!joined.close_if_never_joined());
+    }
+
+    fn with_history(room: &mut Room, size: usize, ttl_seconds: u64, max_bytes: usize) {
+        room.props.signal_history = Some(signalroom_core::history::SignalHistory {
+            size,
+            ttl_seconds,
+            types: vec!["chat".into()],
+            max_bytes,
+        });
+    }
+
+    fn kept(room: &Room, now: u64) -> Vec<String> {
+        room.signal_history(now, 0, usize::MAX).into_iter().map(|e| e.data.unwrap_or_default()).collect()
+    }
+
+    #[test]
+    fn history_keeps_the_last_broadcasts_of_its_types() {
+        let mut room = room_with(&["A", "B"]);
+        room.signal(Some(&id("A")), &[], Some("before"), Some("signal:chat"), 1).unwrap();
+        assert!(kept(&room, 1).is_empty(), "nothing is kept without a setting");
+        with_history(&mut room, 3, 0, 1 << 20);
+        for (i, kind) in ["signal:chat", "signal:cursor", "signal:chat", "chat", "signal:chat", "signal:chat"]
+            .into_iter()
+            .enumerate()
+        {
+            room.signal(Some(&id("A")), &[], Some(&format!("m{i}")), Some(kind), 10 + i as u64).unwrap();
+        }
+        // To chosen participants: never kept. From the server: kept.
+        room.signal(Some(&id("A")), &[id("B")], Some("private"), Some("signal:chat"), 20).unwrap();
+        room.signal(None, &[], Some("srv"), Some("signal:chat"), 21).unwrap();
+        assert_eq!(kept(&room, 21), ["m4", "m5", "srv"]);
+        let all = room.signal_history(21, 0, usize::MAX);
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "{all:?}");
+        assert_eq!(all[2].from, None);
+        assert_eq!(all[0].from, Some(id("A")));
+        // `since` and `limit`.
+        assert_eq!(room.signal_history(21, all[0].seq, usize::MAX).len(), 2);
+        assert_eq!(room.signal_history(21, 0, 1)[0].data.as_deref(), Some("srv"));
+        // Refused signals are not kept.
+        assert!(room.signal(Some(&id("Z")), &[], Some("no"), Some("signal:chat"), 22).is_err());
+        assert_eq!(kept(&room, 22), ["m4", "m5", "srv"]);
+    }
+
+    #[test]
+    fn history_is_bounded_in_bytes_and_time() {
+        let mut room = room_with(&["A"]);
+        // Each entry costs 64 + 100 (data) + 11 (type) + 5 (sender) = 180 bytes.
+        with_history(&mut room, 100, 1, 1000);
+        let data = "x".repeat(100);
+        for i in 0..10 {
+            room.signal(Some(&id("A")), &[], Some(&data), Some("signal:chat"), i).unwrap();
+        }
+        let entries = room.signal_history(10, 0, usize::MAX);
+        assert_eq!(entries.len(), 5, "1000 bytes hold five entries of 180");
+        assert!(entries.iter().map(HistoryEntry::cost).sum::<usize>() <= 1000);
+        assert_eq!(entries.last().unwrap().created_at, 9);
+        // One entry larger than the whole bound is not kept (and does not empty the history).
+        room.signal(Some(&id("A")), &[], Some(&"y".repeat(2000)), Some("signal:chat"), 10).unwrap();
+        assert_eq!(room.signal_history(10, 0, usize::MAX).len(), 5);
+        // Time: a second's TTL.
+        room.signal(Some(&id("A")), &[], Some("late"), Some("signal:chat"), 1_500).unwrap();
+        assert_eq!(kept(&room, 1_500), ["late"], "older than a second at 1.5 s: expired when a signal came");
+        assert_eq!(kept(&room, 2_600), Vec::<String>::new(), "expired at reading time too");
+        // The history is stored with the room (a shared broker's snapshot) and read back.
+        room.signal(Some(&id("A")), &[], Some("again"), Some("signal:chat"), 2_600).unwrap();
+        let back: Room = serde_json::from_str(&serde_json::to_string(&room).unwrap()).unwrap();
+        assert_eq!(kept(&back, 2_600), ["again"]);
+    }
+
+    #[test]
+    fn a_join_answer_carries_the_history_when_asked() {
+        let mut room = room_with(&["A"]);
+        with_history(&mut room, 10, 0, 1 << 20);
+        room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat"), 5).unwrap();
+        let tok = pending(&mut room, "B", Role::Publisher);
+        let (result, _) = room.join(joiner(&tok, "B")).unwrap();
+        let raw = RawValue::from_string("7".into()).unwrap();
+        let plain = room.join_answer_json(&raw, &result);
+        let with: serde_json::Value =
+            serde_json::from_str(&room.history_answer(plain.clone(), &result)).unwrap();
+        let plain: serde_json::Value = serde_json::from_str(&plain).unwrap();
+        assert!(plain["result"].get("signalHistory").is_none());
+        assert_eq!(
+            with["result"]["signalHistory"],
+            json!([{"seq": 2, "createdAt": 5, "from": "con_A", "type": "signal:chat", "data": "hi"}])
+        );
+        let mut without = with.clone();
+        without["result"].as_object_mut().unwrap().remove("signalHistory");
+        assert_eq!(without, plain, "the answer is otherwise the same");
     }
 }

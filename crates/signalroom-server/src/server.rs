@@ -98,7 +98,14 @@ impl Server {
             ),
         };
         let metrics = config.metrics.then(|| Arc::new(Metrics::new()));
-        let hub = Arc::new(Hub::new(config.clone(), token_base, public, broker, metrics.clone()));
+        let hook = config
+            .signal_hook
+            .clone()
+            .map(crate::hook::SignalHook::new)
+            .transpose()
+            .map_err(Error::Config)?;
+        let hub =
+            Arc::new(Hub::new(config.clone(), token_base, public, broker, metrics.clone()).with_hook(hook));
         hub.watch_notices();
 
         let mut metrics_tasks = Vec::new();

@@ -61,11 +61,38 @@ class HandlerError(AssertionError):
     """A signalroom handler raised during the test (the exception is chained as its cause)."""
 
 
+#: The marker that installs a signal hook in the test's servers:
+#: ``@pytest.mark.signalroom_signal_hook(hook=fn, types=["chat"], timeout=1.0, fail_open=False)``
+#: (``hook=`` by name: pytest takes a marker given one function alone as decorating it).
+SIGNAL_HOOK = "signalroom_signal_hook"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{HANDLER_ERRORS_OK}: a signalroom handler may raise in this test without failing it",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{SIGNAL_HOOK}(hook=fn, types=None, timeout=None, fail_open=False): the servers of the "
+        "signalroom_server and signalroom_cluster fixtures ask fn (a signal hook) before delivering a signal",
+    )
+
+
+def _signal_hook_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The ``Server`` options of the test's ``signalroom_signal_hook`` marker, if any."""
+    marker = request.node.get_closest_marker(SIGNAL_HOOK)
+    if marker is None:
+        return {}
+    fn = marker.args[0] if marker.args else marker.kwargs.get("hook")
+    if not callable(fn):
+        pytest.fail(f"@pytest.mark.{SIGNAL_HOOK}(hook=fn) needs a function (plain or async def)", pytrace=False)
+    return {
+        "signal_hook": fn,
+        "signal_hook_types": marker.kwargs.get("types"),
+        "signal_hook_timeout": marker.kwargs.get("timeout"),
+        "signal_hook_fail_open": bool(marker.kwargs.get("fail_open", False)),
+    }
 
 
 @pytest.hookimpl(wrapper=True)
@@ -208,10 +235,11 @@ class ParticipantFactory(Protocol):
 
 
 @pytest.fixture
-def signalroom_server() -> Iterator[Server]:
+def signalroom_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """A signalroom server in this process, on a free loopback port with a random secret; stopped
-    after the test."""
-    with Server(secret="test-" + secrets.token_hex(8), port=0) as server:
+    after the test. A test marked ``@pytest.mark.signalroom_signal_hook(hook=fn, ...)`` gets one asking
+    ``fn`` before delivering signals."""
+    with Server(secret="test-" + secrets.token_hex(8), port=0, **_signal_hook_options(request)) as server:
         yield server
 
 
@@ -260,7 +288,7 @@ def _redis_answers(port: int) -> bool:
 
 
 @pytest.fixture
-def signalroom_cluster() -> Iterator[SignalroomCluster]:
+def signalroom_cluster(request: pytest.FixtureRequest) -> Iterator[SignalroomCluster]:
     """Two signalroom servers in this process on free loopback ports, with one random secret,
     sharing their sessions through a ``redis-server`` started for the test (free port, no
     persistence); all stopped after the test. Fails the test when ``redis-server`` is not installed
@@ -288,7 +316,9 @@ def signalroom_cluster() -> Iterator[SignalroomCluster]:
                 time.sleep(0.01)
             broker = f"redis://127.0.0.1:{port}/0"
             secret = "test-" + secrets.token_hex(8)
-            with Server(secret=secret, port=0, broker=broker) as a, Server(secret=secret, port=0, broker=broker) as b:
+            hook = _signal_hook_options(request)
+            a, b = (Server(secret=secret, port=0, broker=broker, **hook) for _ in range(2))
+            with a, b:
                 yield SignalroomCluster((a, b), broker)
         finally:
             redis.kill()

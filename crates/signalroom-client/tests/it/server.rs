@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use signalroom_client::{
     ApiOptions, ConnectOptions, ConnectionId, ConnectionOptions, ConnectionStatus, EndReason, Error, Event,
-    Role, ServerApi, Session, SessionState, Signal, SignalEvent,
+    Role, ServerApi, Session, SessionState, Signal, SignalEvent, SignalHistory,
 };
 
 use crate::support::*;
@@ -514,4 +514,38 @@ async fn wss_with_a_self_signed_certificate_needs_the_opt_in() {
     next_event(&mut events).await;
     session.signal(chat("over tls")).await.unwrap();
     assert_eq!(next_signal_event(&mut events).await.data, "over tls");
+}
+
+#[tokio::test]
+async fn a_late_joiner_that_asks_gets_the_history_first_then_live_signals() {
+    let ts = TestServer::start().await;
+    let setting = SignalHistory { size: 2, ttl_seconds: 0, types: vec!["chat".into()], max_bytes: 1 << 20 };
+    ts.api.create_session_with(Some("kept"), Some(&setting)).await.unwrap();
+    let (alice, _alice_events) = ts.join("kept", "alice").await;
+    for i in 0..3 {
+        alice.signal(chat(&format!("m{i}"))).await.unwrap();
+    }
+    alice.signal(Signal::broadcast("cursor", "not kept").unwrap()).await.unwrap();
+    let token = ts.token("kept", "bob").await;
+    let (bob, mut bob_events) = Session::connect_with(&token, fast().with_history(true)).await.unwrap();
+    assert_eq!(next_event(&mut bob_events).await, Event::ConnectionCreated(bob.connection()));
+    assert_eq!(next_event(&mut bob_events).await, Event::ConnectionCreated(alice.connection()));
+    for data in ["m1", "m2"] {
+        let s = next_signal_event(&mut bob_events).await;
+        assert_eq!((s.data.as_str(), s.history, s.from.as_ref()), (data, true, Some(&alice.connection())));
+    }
+    alice.signal(chat("live")).await.unwrap();
+    let live = next_signal_event(&mut bob_events).await;
+    assert_eq!((live.data.as_str(), live.history), ("live", false));
+    expect_no_event(&mut bob_events, Duration::from_millis(200)).await;
+
+    // The back end reads the same; a client that does not ask gets none.
+    let kept = ts.api.signal_history("kept", None, None).await.unwrap();
+    let datas: Vec<_> = kept.iter().map(|e| e.data.as_deref().unwrap_or("")).collect();
+    assert_eq!(datas, ["m2", "live"]);
+    assert_eq!(ts.api.signal_history("kept", Some(1), None).await.unwrap().len(), 1);
+    let (_carol, mut carol_events) = ts.join("kept", "carol").await;
+    next_event(&mut carol_events).await; // alice
+    next_event(&mut carol_events).await; // bob
+    expect_no_event(&mut carol_events, Duration::from_millis(200)).await;
 }

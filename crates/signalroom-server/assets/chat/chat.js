@@ -1,9 +1,13 @@
 // The chat page: a token from the REST API, then openvidu-browser's session.connect and
-// session.signal({type: 'chat'}). Everyone in the session sees every message, Python bots too.
-'use strict';
+// session.signal({type: 'chat'}). Everyone in the session sees every message, Python bots too;
+// a newcomer sees the conversation so far (the session keeps its last chat messages: signalroom's
+// signal history).
+import { withHistory } from '/signalroom-history.js';
 
 (() => {
   const $ = (id) => document.getElementById(id);
+  // What the sessions this page creates keep: their last 100 chat messages for a day.
+  const HISTORY = { size: 100, ttlSeconds: 86400, types: ['chat'] };
   let session = null;
   let me = null;
 
@@ -67,11 +71,14 @@
     const secret = $('secret').value;
     me = $('name').value.trim();
     try {
-      await api('/sessions', { customSessionId: room }, secret);
+      // signalroom keeps the last chat messages of the sessions this page makes (a session that
+      // exists already keeps its own setting).
+      await api('/sessions', { customSessionId: room, signalHistory: HISTORY }, secret);
       const connection = await api(`/sessions/${encodeURIComponent(room)}/connection`, {}, secret);
       const ov = new OpenVidu();
       ov.enableProdMode();
       session = ov.initSession();
+      const history = withHistory(session);
       session.on('signal:chat', (e) => show(senderOf(e), e.data, e.from && e.from.connectionId === session.connection.connectionId));
       session.on('connectionCreated', (e) => {
         if (session.connection && e.connection.connectionId !== session.connection.connectionId) {
@@ -89,6 +96,15 @@
         $('text').disabled = $('send').disabled = $('leave').disabled = true;
       });
       await session.connect(connection.token, me);
+      const earlier = await history;
+      if (earlier.length > 0) {
+        show(null, 'Earlier in this session:');
+        for (const s of earlier) {
+          const mine = s.from !== null && s.from === session.connection.connectionId;
+          show(s.from === null ? 'server' : s.connection ? nameOf(s.connection) : s.from, s.data, mine);
+        }
+        show(null, 'Now:');
+      }
       $('join').hidden = true;
       $('room').hidden = false;
       $('title').textContent = room;

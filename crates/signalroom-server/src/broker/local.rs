@@ -235,7 +235,10 @@ impl Broker for LocalBroker {
     ) -> Result<Applied<()>, Refusal> {
         // A participant's broadcast is held back; its socket's reader makes the next operation.
         let sender = from.filter(|_| caller.is_some());
-        self.run(id, caller, sender, |room| Ok(Outcome::new((), room.signal(from, to, data, kind)?, reply)))
+        let at = crate::util::now_ms();
+        self.run(id, caller, sender, |room| {
+            Ok(Outcome::new((), room.signal(from, to, data, kind, at)?, reply))
+        })
     }
 
     fn start_signal(
@@ -420,7 +423,7 @@ mod tests {
         let reply = Out::Frame("reply B".into());
         let applied = broker
             .run("S", Some(&b), None, |room| {
-                Ok(Outcome::new((), room.signal(Some(&from), &[], None, None)?, Some(reply)))
+                Ok(Outcome::new((), room.signal(Some(&from), &[], None, None, 0)?, Some(reply)))
             })
             .unwrap();
         assert!(applied.held.is_none());

@@ -92,6 +92,13 @@ pub(crate) struct Applied<R> {
     pub held: Option<u64>,
 }
 
+impl Applied<()> {
+    /// What a ticket gives when it finished its signal itself (one through the signal hook).
+    pub(crate) fn handled() -> Self {
+        Self { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: None }
+    }
+}
+
 /// A participant who left the roster: who, its RPC session id, why, and its stay.
 #[derive(Debug, Clone)]
 pub(crate) struct Left {

@@ -1375,6 +1375,7 @@ impl Broker for RedisBroker {
             to: to.to_vec(),
             data: data.map(str::to_owned),
             kind: kind.map(str::to_owned),
+            at: crate::util::now_ms(),
         };
         let applied = self.submit(id, caller, op, Reply::Ready(reply)).await?;
         Ok(Applied { value: (), ..applied.map_value() })
@@ -1399,6 +1400,7 @@ impl Broker for RedisBroker {
             to: to.to_vec(),
             data: data.map(str::to_owned),
             kind: kind.map(str::to_owned),
+            at: crate::util::now_ms(),
         };
         let (done, outcome) = oneshot::channel();
         let numbered = self.hand_over(id, &cell, Some(caller), &op, Answer::Reply(Reply::Ready(reply), done));

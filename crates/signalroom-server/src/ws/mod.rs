@@ -295,6 +295,15 @@ async fn read_loop(
                 msg
             }
             None => {
+                // Signals that went through the signal hook finish in bursts too: while their
+                // outcomes are there at once, their held frames wait to go out together.
+                if conn.held && !conn.tickets.is_empty() {
+                    if let Some(Some(step)) = conn.tickets.next().now_or_never() {
+                        in_row += 1;
+                        Box::pin(conn.finish(step)).await;
+                        continue;
+                    }
+                }
                 in_row = 0;
                 conn.release();
                 let deadline = [

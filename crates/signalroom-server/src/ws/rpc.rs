@@ -43,7 +43,8 @@ struct OnWay {
     /// The request's id (`None`: a notification, not answered).
     id: Option<Box<RawValue>>,
     joined: Joined,
-    message: SignalMessage,
+    /// The signal, for its event; `None`: its ticket emitted it (one through the signal hook).
+    message: Option<SignalMessage>,
     bytes: usize,
 }
 
@@ -83,6 +84,10 @@ pub(crate) struct SocketConn {
     /// ...and what each needs to be finished.
     on_way: VecDeque<OnWay>,
     on_way_bytes: usize,
+    /// The last signal that waits for the signal hook (or behind one that does) tells here when
+    /// it is handed to the broker: until then, this socket's next signals wait behind it, so
+    /// that they are delivered in the order they were sent.
+    hooked: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Signals of this socket are held back by the broker ([`Hub::send_message`]): released
     /// ([`SocketConn::release`]) before the reader waits for the client, and before anything
     /// else is answered, so that the client gets its answers in order.
@@ -118,6 +123,7 @@ impl SocketConn {
             tickets: FuturesOrdered::new(),
             on_way: VecDeque::new(),
             on_way_bytes: 0,
+            hooked: None,
             held: false,
         }
     }
@@ -150,12 +156,17 @@ impl SocketConn {
         let Some(signal) = self.on_way.pop_front() else { return };
         self.on_way_bytes -= signal.bytes;
         let (session, from) = (signal.joined.session.as_str(), &signal.joined.connection);
-        let result = match outcome {
-            Ok(applied) => {
-                self.hub.message_done(session, from, &signal.message, applied).await;
+        let result = match (outcome, &signal.message) {
+            (Ok(applied), Some(message)) => {
+                self.hub.message_done(session, from, message, applied).await;
                 Ok(())
             }
-            Err(refusal) => Err(refusal),
+            (Ok(applied), None) => {
+                // Held back by the broker ([`Hub::send_after_hook`]): released with the next ones.
+                self.held |= applied.held.is_some();
+                Ok(())
+            }
+            (Err(refusal), _) => Err(refusal),
         };
         if let Err(refusal) = result {
             let refusal = self.for_client(refusal);
@@ -329,13 +340,23 @@ impl SocketConn {
     async fn send_message(&mut self, me: Joined, p: SendMessageParams<'_>) -> RpcResult {
         let message = SignalMessage::parse(&p.message, self.hub.config.max_signal_bytes)?;
         let reply = self.ok_frame();
+        let hooked = self.hub.hooked(message.kind.as_deref());
+        if hooked || self.behind_hook() {
+            self.after_hook(me, message, hooked, reply, p.message.len());
+            return Ok(());
+        }
         let (session, from) = (me.session.as_str(), &me.connection);
         if let Some(ticket) = self.hub.start_message(session, from, &message, &self.outbox, reply.clone()) {
             // On its way: the next request is read meanwhile; the outcome comes in order.
             let bytes = p.message.len();
             self.on_way_bytes += bytes;
             self.tickets.push_back(ticket);
-            self.on_way.push_back(OnWay { id: self.request_id.take(), joined: me, message, bytes });
+            self.on_way.push_back(OnWay {
+                id: self.request_id.take(),
+                joined: me,
+                message: Some(message),
+                bytes,
+            });
             return Ok(());
         }
         if !self.on_way.is_empty() {
@@ -343,6 +364,56 @@ impl SocketConn {
         }
         self.held |= self.hub.send_message(session, from, &message, &self.outbox, reply).await?;
         Ok(())
+    }
+
+    /// Whether a signal of this socket still waits for the signal hook, or behind one that does.
+    fn behind_hook(&mut self) -> bool {
+        let Some(last) = &mut self.hooked else { return false };
+        if matches!(last.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)) {
+            return true;
+        }
+        self.hooked = None;
+        false
+    }
+
+    /// A signal on its way through the signal hook (`hooked`), or behind one: the hook is asked at
+    /// once (so a slow hook delays a burst by one answer, not one per signal), and the signal is
+    /// handed to the broker after the one before it.
+    fn after_hook(
+        &mut self,
+        me: Joined,
+        message: SignalMessage,
+        hooked: bool,
+        reply: Option<Utf8Bytes>,
+        bytes: usize,
+    ) {
+        let before = self.hooked.take();
+        let (submitted, next) = tokio::sync::oneshot::channel();
+        self.hooked = Some(next);
+        let (hub, caller, joined) = (Arc::clone(&self.hub), Arc::clone(&self.outbox), me.clone());
+        let ticket: Ticket = Box::pin(async move {
+            let (session, from) = (joined.session.as_str(), &joined.connection);
+            let (to, data, kind) = (&message.to, message.data.as_deref(), message.kind.as_deref());
+            let verdict =
+                if hooked { hub.check_signal(session, Some(from), to, data, kind).await } else { Ok(None) };
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            let mut message = message;
+            if let Some(rewrite) = verdict? {
+                if let Some(data) = rewrite.data {
+                    message.data = Some(data);
+                }
+                if let Some(to) = rewrite.to {
+                    message.to = to;
+                }
+            }
+            let held = hub.send_after_hook(session, from, &message, &caller, reply, submitted).await?;
+            Ok(crate::broker::Applied { held: held.then_some(0), ..crate::broker::Applied::handled() })
+        });
+        self.on_way_bytes += bytes;
+        self.tickets.push_back(ticket);
+        self.on_way.push_back(OnWay { id: self.request_id.take(), joined: me, message: None, bytes });
     }
 
     fn ping(&mut self, p: PingParams) -> RpcResult {
@@ -381,8 +452,11 @@ impl SocketConn {
             acks: self.acks,
         };
         let id = self.request_id.clone();
+        let history = p.history;
         let reply = move |result: &signalroom_core::protocol::JoinRoomResult, room: &crate::room::Room| {
-            Utf8Bytes::from(id.as_deref().map(|id| room.join_answer_json(id, result)).unwrap_or_default())
+            let answer = id.as_deref().map(|id| room.join_answer_json(id, result)).unwrap_or_default();
+            let answer = if history { room.history_answer(answer, result) } else { answer };
+            Utf8Bytes::from(answer)
         };
         let result = self.hub.join(req, &self.outbox, reply).await?;
         self.push(Out::Order(Order::KeepOpen));

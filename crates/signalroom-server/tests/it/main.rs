@@ -7,6 +7,8 @@ mod attack;
 mod bad_input;
 mod cluster;
 mod failover;
+mod history;
+mod hook;
 mod lifecycle;
 mod operations;
 mod rest;
