@@ -80,6 +80,12 @@ impl Shared {
                     .map_err(|e| Error::UnexpectedResponse { method, reason: e.to_string() }),
                 PendingKind::JoinRoom => match serde_json::from_str::<JoinRoomResult>(raw) {
                     Ok(result) => {
+                        let max = result
+                            .max_frame_bytes
+                            .map_or(signalroom_core::limits::DEFAULT_MAX_FRAME_BYTES, |m| {
+                                usize::try_from(m).unwrap_or(usize::MAX)
+                            });
+                        self.max_frame.store(max, std::sync::atomic::Ordering::Relaxed);
                         install_join(&mut state, result);
                         Ok(Value::Null)
                     }

@@ -16,6 +16,11 @@ use crate::options::ConnectOptions;
 use crate::pending::params;
 use crate::state::{Command, SessionState, Shared};
 
+/// The bytes a `sendMessage` request adds around its params:
+/// `{"jsonrpc":"2.0","id":N,"method":"sendMessage","params":…}` with the longest id (20 digits).
+const SEND_MESSAGE_FRAME_OVERHEAD: usize =
+    r#"{"jsonrpc":"2.0","id":,"method":"sendMessage","params":}"#.len() + 20;
+
 /// The events of a session, in arrival order; closed after
 /// [`Event::SessionDisconnected`].
 ///
@@ -107,11 +112,25 @@ impl Session {
     pub fn signal(&self, signal: Signal) -> impl Future<Output = Result<()>> + Send + 'static {
         let message = SendMessageParams { message: signal.to_message_json().into() };
         let shared = Arc::clone(&self.handle.shared);
-        let queued = shared.enqueue(method::SEND_MESSAGE, Some(params(&message)));
+        let params = params(&message);
+        let limit = self.max_frame_bytes();
+        let size = params.get().len() + SEND_MESSAGE_FRAME_OVERHEAD;
+        let queued = if size > limit {
+            Err(signalroom_core::Error::FrameTooLarge { size, limit }.into())
+        } else {
+            shared.enqueue(method::SEND_MESSAGE, Some(params))
+        };
         async move {
             let (id, rx) = queued?;
             shared.reply_to(method::SEND_MESSAGE, id, rx).await.map(drop)
         }
+    }
+
+    /// The largest frame the server accepts, in bytes: what its `joinRoom` answer said
+    /// (signalroom's `maxFrameBytes`), or OpenVidu's 50 KiB for a server that says nothing.
+    /// [`Session::signal`] refuses a signal whose request would be larger.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.shared().max_frame.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A stream of the signals named `name`: `signal` for every signal, otherwise those whose wire

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use parking_lot::Mutex;
 use signalroom_core::token::TokenInfo;
@@ -118,6 +118,9 @@ pub(crate) struct Shared {
     pub(crate) token: TokenInfo,
     pub(crate) next_id: AtomicU64,
     pub(crate) next_link: AtomicU64,
+    /// The largest frame the server accepts: its `joinRoom` answer's `maxFrameBytes`
+    /// (signalroom's extension), else OpenVidu's 50 KiB.
+    pub(crate) max_frame: AtomicUsize,
     pub(crate) state: Mutex<SessionData>,
     pub(crate) user_tx: mpsc::UnboundedSender<Outgoing>,
     pub(crate) cmd_tx: mpsc::UnboundedSender<Command>,
@@ -155,6 +158,7 @@ impl Shared {
             token,
             next_id: AtomicU64::new(0),
             next_link: AtomicU64::new(0),
+            max_frame: AtomicUsize::new(signalroom_core::limits::DEFAULT_MAX_FRAME_BYTES),
             state: Mutex::new(state),
             user_tx,
             cmd_tx,

@@ -381,8 +381,12 @@ impl SocketConn {
             acks: self.acks,
         };
         let id = self.request_id.clone();
+        let max_frame_bytes = Some(self.hub.config.max_frame_bytes as u64);
         let reply = move |result: &signalroom_core::protocol::JoinRoomResult, room: &crate::room::Room| {
-            Utf8Bytes::from(id.as_deref().map(|id| room.join_answer_json(id, result)).unwrap_or_default())
+            // signalroom's extension: the frame limit, so that clients refuse a larger signal
+            // before sending it (openvidu-browser ignores the member).
+            let result = signalroom_core::protocol::JoinRoomResult { max_frame_bytes, ..result.clone() };
+            Utf8Bytes::from(id.as_deref().map(|id| room.join_answer_json(id, &result)).unwrap_or_default())
         };
         let result = self.hub.join(req, &self.outbox, reply).await?;
         self.push(Out::Order(Order::KeepOpen));
