@@ -207,6 +207,9 @@ class Session:
     def connection(self) -> Connection:
         """This participant."""
     @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame the server accepts, in bytes (51200 for a server that does not say)."""
+    @property
     def connection_id(self) -> str:
         """This participant's connection id."""
     @property
