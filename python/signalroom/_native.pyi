@@ -2,6 +2,7 @@
 
 Every public name has a docstring here, so that an editor shows it on hover."""
 
+import asyncio
 from collections.abc import Awaitable, Iterable
 from os import PathLike
 from typing import Any, Literal, final
@@ -193,8 +194,8 @@ class Session:
         *,
         type: str | None = None,  # noqa: A002
         to: Iterable[_Recipient] | None = None,
-    ) -> Awaitable[None]:
-        """Sends a signal; resolves when the server accepted it."""
+    ) -> asyncio.Future[None]:
+        """Sends a signal (queued now, in call order); resolves when the server accepted it."""
     def next_events(self) -> Awaitable[list[_Event] | None]:
         """Every event queued since the last call (waits for one); ``None`` once the session is over."""
     def disconnect(self) -> Awaitable[None]:

@@ -11,6 +11,7 @@ are the caller's (unique among its requests); a reply counts only from the parti
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import json
@@ -122,28 +123,10 @@ class Requests:
         data = json.dumps({"id": rid, "method": method, "payload": payload}, ensure_ascii=False)
         sent = False
         try:
-            try:
-                queued = session._native.signal(data, type=REQUEST_TYPE, to=[target])  # queued now
-                sent = True
-                await queued
-            except RpcError as e:
-                sent = False
-                if e.code == 601:
-                    raise TargetLeftError(
-                        f"request {method!r} to {target}: not in session {session.session_id!r}",
-                        method=method,
-                        target=target,
-                    ) from None
-                raise
-            except InvalidSignalError as e:
-                sent = False
-                raise InvalidSignalError(
-                    f"request {method!r}: the payload is too big for one signal ({e}); "
-                    "send it as a stream (session.send_text) and request with a reference to it",
-                    field="data",
-                    size=e.size,
-                    limit=e.limit,
-                ) from None
+            # Queued now; its failure (refused, too big) fails the request through _refused.
+            queued = session._native.signal(data, type=REQUEST_TYPE, to=[target])
+            sent = True
+            queued.add_done_callback(functools.partial(self._refused, rid))
             return await future
         except (asyncio.CancelledError, RequestTimeoutError):
             if sent:  # the handler's task there, if any, is cancelled
@@ -157,6 +140,31 @@ class Requests:
                 future.exception()  # retrieved
             else:
                 future.cancel()
+
+    def _refused(self, rid: str, queued: asyncio.Future[None]) -> None:
+        """The request's signal was answered: if refused, the request fails with why."""
+        if queued.cancelled():
+            return
+        error = queued.exception()
+        pending = self._pending.get(rid)
+        if error is None or pending is None or pending.future.done():
+            return
+        method, target = pending.method, pending.target
+        if isinstance(error, RpcError) and error.code == 601:
+            error = TargetLeftError(
+                f"request {method!r} to {target}: not in session {self._session.session_id!r}",
+                method=method,
+                target=target,
+            )
+        elif isinstance(error, InvalidSignalError):
+            error = InvalidSignalError(
+                f"request {method!r}: the payload is too big for one signal ({error}); "
+                "send it as a stream (session.send_text) and request with a reference to it",
+                field="data",
+                size=error.size,
+                limit=error.limit,
+            )
+        pending.future.set_exception(error)
 
     def _expire(self, rid: str, timeout: float) -> None:
         pending = self._pending.get(rid)
@@ -261,20 +269,20 @@ class Requests:
         payload = message.get("payload", "")
         fn = self._handlers.get(method) if isinstance(method, str) else None
         if fn is None:
-            self._session._spawn(self._reply(caller, rid, error=("no-handler", f"no handler of {method!r}")))
+            self._reply(caller, rid, error=("no-handler", f"no handler of {method!r}"))
             return
         request = Request(rid, method, payload if isinstance(payload, str) else json.dumps(payload), caller)
         try:
             result = fn(request)
         except Exception as e:  # noqa: BLE001 (goes to the caller)
-            self._session._spawn(self._reply(caller, rid, error=("handler-failed", _describe(e))))
+            self._reply(caller, rid, error=("handler-failed", _describe(e)))
             return
         if inspect.isawaitable(result):
             task = self._session._spawn(self._serve(caller, rid, result))
             self._serving[key] = task
             task.add_done_callback(lambda _t: self._serving.pop(key, None))
         else:
-            self._session._spawn(self._reply(caller, rid, result=result))
+            self._reply(caller, rid, result=result)
 
     async def _serve(self, caller: Connection, rid: str, result: Awaitable[Any]) -> None:
         try:
@@ -282,13 +290,12 @@ class Requests:
         except asyncio.CancelledError:
             raise  # the caller gave up or left: no reply
         except Exception as e:  # noqa: BLE001 (goes to the caller)
-            await self._reply(caller, rid, error=("handler-failed", _describe(e)))
+            self._reply(caller, rid, error=("handler-failed", _describe(e)))
             return
-        await self._reply(caller, rid, result=reply)
+        self._reply(caller, rid, result=reply)
 
-    async def _reply(
-        self, caller: Connection, rid: str, *, result: Any = None, error: tuple[str, str] | None = None
-    ) -> None:
+    def _reply(self, caller: Connection, rid: str, *, result: Any = None, error: tuple[str, str] | None = None) -> None:
+        """Queues the reply (no task: the signal is queued when called)."""
         if error is None:
             if result is None:
                 result = ""
@@ -300,14 +307,23 @@ class Requests:
         else:
             body["error"] = {"code": error[0], "message": error[1]}
         try:
-            await self._session._native.signal(
+            queued = self._session._native.signal(
                 json.dumps(body, ensure_ascii=False), type=REPLY_TYPE, to=[caller.connection_id]
             )
-        except InvalidSignalError as e:
-            body = {"id": rid, "error": {"code": "reply-too-big", "message": str(e)}}
-            await self._send_quietly(json.dumps(body), REPLY_TYPE, caller.connection_id)
-        except Exception as e:  # noqa: BLE001 (the caller left, the session ended: nobody to tell)
+        except Exception as e:  # noqa: BLE001 (the session is over: nobody to tell)
             log.info("signalroom: a reply to %s could not be sent: %s", caller.connection_id, e)
+            return
+        queued.add_done_callback(functools.partial(self._replied, caller.connection_id, rid))
+
+    def _replied(self, caller: str, rid: str, queued: asyncio.Future[None]) -> None:
+        if queued.cancelled():
+            return
+        error = queued.exception()
+        if isinstance(error, InvalidSignalError):
+            body = {"id": rid, "error": {"code": "reply-too-big", "message": str(error)}}
+            self._session._spawn(self._send_quietly(json.dumps(body), REPLY_TYPE, caller))
+        elif error is not None:  # the caller left, the session ended: nobody to tell
+            log.info("signalroom: a reply to %s could not be sent: %s", caller, error)
 
     async def _send_quietly(self, data: str, kind: str, to: str) -> None:
         try:
