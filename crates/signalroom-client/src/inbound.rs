@@ -143,6 +143,7 @@ impl Shared {
                     match state.remotes.iter().position(|c| c.connection_id == left.connection_id) {
                         Some(i) => {
                             let connection = state.remotes.remove(i);
+                            state.requests.left(&connection.connection_id);
                             state.emit(Event::ConnectionDestroyed { connection, reason: left.reason });
                         }
                         None => {
@@ -201,6 +202,26 @@ impl Shared {
             kind: n.kind.map(|k| k.into_owned()).unwrap_or_else(|| crate::event::SIGNAL_EVENT.to_owned()),
             from,
         };
+        if event.kind == crate::requests::REPLY_WIRE_TYPE && state.requests.on_reply(&event) {
+            return;
+        }
+        if event.kind == crate::requests::REQUEST_WIRE_TYPE {
+            if let Some(what) = state.requests.on_request(&event) {
+                if let (Some(incoming), Some(shared)) = (what, self.me.upgrade()) {
+                    let key = match &incoming {
+                        crate::requests::Incoming::Serve(_, r) => {
+                            Some((r.caller.connection_id.clone(), r.id.clone()))
+                        }
+                        crate::requests::Incoming::NoHandler { .. } => None,
+                    };
+                    let task = tokio::spawn(crate::session::serve_request(shared, incoming));
+                    if let Some((caller, id)) = key {
+                        state.requests.serving(caller, id, task.abort_handle());
+                    }
+                }
+                return;
+            }
+        }
         state.emit(Event::Signal(event));
     }
 }

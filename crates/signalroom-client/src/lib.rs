@@ -59,6 +59,7 @@ mod inbound;
 mod link;
 mod options;
 mod pending;
+mod requests;
 mod session;
 mod state;
 mod tls;
@@ -71,6 +72,7 @@ pub use options::{
     CONNECT_TIMEOUT, ConnectOptions, PING_INTERVAL, PING_TIMEOUT, RECONNECT_ATTEMPTS, RECONNECT_INTERVAL,
     REQUEST_TIMEOUT, default_platform,
 };
+pub use requests::{HandlerFuture, HandlerResult, REPLY_TYPE, REQUEST_TYPE, Request, RequestFailure};
 pub use session::{EventReceiver, Session, Subscription};
 pub use signalroom_core::rest::{ConnectionObject, ConnectionStatus, SessionObject, SignalRequest};
 pub use signalroom_core::signal::Signal;

@@ -10,11 +10,80 @@ use signalroom_core::{ConnectionId, Role, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{self, Joined};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::{Connection, Event, SignalEvent};
 use crate::options::ConnectOptions;
 use crate::pending::params;
+use crate::requests::{self, REPLY_TYPE, REQUEST_TYPE, Request, RequestFailure};
 use crate::state::{Command, SessionState, Shared};
+
+/// Sends a signal for `shared`: refused before anything is sent when its frame would be over the
+/// server's limit; queued now, in call order.
+fn send_signal(shared: &Arc<Shared>, signal: Signal) -> impl Future<Output = Result<()>> + Send + 'static {
+    let message = SendMessageParams { message: signal.to_message_json().into() };
+    let shared = Arc::clone(shared);
+    let params = params(&message);
+    let limit = shared.max_frame.load(std::sync::atomic::Ordering::Relaxed);
+    let size = params.get().len() + SEND_MESSAGE_FRAME_OVERHEAD;
+    let queued = if size > limit {
+        Err(signalroom_core::Error::FrameTooLarge { size, limit }.into())
+    } else {
+        shared.enqueue(method::SEND_MESSAGE, Some(params))
+    };
+    async move {
+        let (id, rx) = queued?;
+        shared.reply_to(method::SEND_MESSAGE, id, rx).await.map(drop)
+    }
+}
+
+/// A request given up (dropped, timed out) after it was sent: the other side is told to cancel
+/// its handler.
+struct CancelOnDrop {
+    shared: Arc<Shared>,
+    id: String,
+    to: ConnectionId,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let forgotten = self.shared.state.lock().requests.forget(&self.id);
+        if self.armed && forgotten {
+            if let Ok(signal) =
+                Signal::new(requests::cancel_data(&self.id), Some(REQUEST_TYPE), vec![self.to.clone()])
+            {
+                drop(send_signal(&self.shared, signal)); // queued; its answer is not awaited
+            }
+        }
+    }
+}
+
+/// Runs a request's handler (or says there is none) and sends the reply to the caller.
+pub(crate) async fn serve_request(shared: Arc<Shared>, incoming: requests::Incoming) {
+    let (caller, id, data) = match incoming {
+        requests::Incoming::Serve(handler, request) => {
+            let (caller, id) = (request.caller.connection_id.clone(), request.id.clone());
+            let outcome = handler(request).await;
+            let data = requests::reply_data(&id, &outcome);
+            (caller, id, data)
+        }
+        requests::Incoming::NoHandler { caller, id, method } => {
+            let data = requests::error_data(&id, "no-handler", &format!("no handler of {method:?}"));
+            (caller, id, data)
+        }
+    };
+    let Ok(signal) = Signal::new(data, Some(REPLY_TYPE), vec![caller.clone()]) else { return };
+    match send_signal(&shared, signal).await {
+        Err(Error::Invalid(e @ signalroom_core::Error::FrameTooLarge { .. })) => {
+            let data = requests::error_data(&id, "reply-too-big", &e.to_string());
+            if let Ok(signal) = Signal::new(data, Some(REPLY_TYPE), vec![caller]) {
+                let _ = send_signal(&shared, signal).await;
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "a reply could not be sent"),
+        Ok(()) => {}
+    }
+}
 
 /// The bytes a `sendMessage` request adds around its params:
 /// `{"jsonrpc":"2.0","id":N,"method":"sendMessage","params":…}` with the longest id (20 digits).
@@ -110,20 +179,71 @@ impl Session {
     /// The request is queued when this is called, not when the future is first polled, so
     /// signals go out in the order of the calls even when their futures run concurrently.
     pub fn signal(&self, signal: Signal) -> impl Future<Output = Result<()>> + Send + 'static {
-        let message = SendMessageParams { message: signal.to_message_json().into() };
-        let shared = Arc::clone(&self.handle.shared);
-        let params = params(&message);
-        let limit = self.max_frame_bytes();
-        let size = params.get().len() + SEND_MESSAGE_FRAME_OVERHEAD;
-        let queued = if size > limit {
-            Err(signalroom_core::Error::FrameTooLarge { size, limit }.into())
-        } else {
-            shared.enqueue(method::SEND_MESSAGE, Some(params))
+        send_signal(&self.handle.shared, signal)
+    }
+
+    /// Asks participant `to` to run its handler of `method` with `payload` (the envelope of
+    /// signalroom's Python package and browser module, `docs/protocol.md`) and returns its reply.
+    /// Dropping the future (or the timeout) tells the other side to cancel its handler.
+    ///
+    /// Errors: [`Error::Request`](crate::Error::Request) with [`RequestFailure::Timeout`],
+    /// `NoHandler`, `TargetLeft` (it left, or is not in the session), `HandlerFailed` (with the
+    /// handler's message) or `ReplyTooBig`; [`Error::Invalid`](crate::Error::Invalid) for a payload too big for one
+    /// signal; [`Error::Disconnected`](crate::Error::Disconnected) when this session ends first.
+    pub async fn request(
+        &self,
+        to: &ConnectionId,
+        method: &str,
+        payload: &str,
+        timeout: std::time::Duration,
+    ) -> Result<String> {
+        let shared = &self.handle.shared;
+        let (id, rx) = shared.state.lock().requests.register(to.clone());
+        let failed = |failure: RequestFailure, message: String| Error::Request {
+            method: method.to_owned(),
+            target: to.clone(),
+            failure,
+            message,
         };
-        async move {
-            let (id, rx) = queued?;
-            shared.reply_to(method::SEND_MESSAGE, id, rx).await.map(drop)
+        let mut guard =
+            CancelOnDrop { shared: Arc::clone(shared), id: id.clone(), to: to.clone(), armed: false };
+        let signal =
+            Signal::new(requests::request_data(&id, method, payload), Some(REQUEST_TYPE), vec![to.clone()])?;
+        match send_signal(shared, signal).await {
+            Ok(()) => guard.armed = true,
+            Err(Error::Rpc { code: 601, .. }) => {
+                return Err(failed(RequestFailure::TargetLeft, "not in the session".into()));
+            }
+            Err(e) => return Err(e),
         }
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) => {
+                Err(failed(RequestFailure::Timeout, format!("no reply within {} ms", timeout.as_millis())))
+            }
+            Ok(Err(_)) => {
+                guard.armed = false;
+                Err(shared.closed_error())
+            }
+            Ok(Ok(outcome)) => {
+                guard.armed = false;
+                outcome.map_err(|(failure, message)| failed(failure, message))
+            }
+        }
+    }
+
+    /// Makes `handler` answer the requests of `method` ([`Session::request`], or the Python
+    /// package's and browser module's): it receives a [`Request`] and gives the reply, or an
+    /// error message the caller gets as [`RequestFailure::HandlerFailed`]. It runs as a task,
+    /// aborted if the caller gives up or leaves. Once a handler is registered this session also
+    /// answers requests of other methods, with `NoHandler`; request signals no longer reach its
+    /// events.
+    pub fn handle<F, Fut>(&self, method: &str, handler: F)
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = requests::HandlerResult> + Send + 'static,
+    {
+        let handler: requests::Handler = Arc::new(move |request| Box::pin(handler(request)));
+        self.shared().state.lock().requests.handlers.insert(method.to_owned(), handler);
     }
 
     /// The largest frame the server accepts, in bytes: what its `joinRoom` answer said

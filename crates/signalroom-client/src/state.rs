@@ -45,6 +45,8 @@ pub(crate) struct SessionData {
     /// The `seq` of the last notification handled (signalroom's resume extension): sent in pings
     /// and in `connect`, and the bar a notification must pass to be handled at all.
     pub(crate) last_seq: Option<u64>,
+    /// Requests in flight and request handlers ([`crate::Session::request`]).
+    pub(crate) requests: crate::requests::Requests,
     events: Option<mpsc::UnboundedSender<Event>>,
     subscribers: Vec<(String, mpsc::UnboundedSender<SignalEvent>)>,
 }
@@ -80,6 +82,7 @@ impl SessionData {
         self.emit(Event::SessionDisconnected { reason: reason.clone() });
         self.events = None;
         self.subscribers.clear();
+        self.requests.end();
         for (_, p) in self.pending.drain() {
             let _ = p.tx.send(Err(Error::Disconnected { reason: reason.clone() }));
         }
@@ -124,6 +127,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<SessionData>,
     pub(crate) user_tx: mpsc::UnboundedSender<Outgoing>,
     pub(crate) cmd_tx: mpsc::UnboundedSender<Command>,
+    /// This very value, for the tasks it starts (request handlers).
+    pub(crate) me: std::sync::Weak<Shared>,
 }
 
 /// The receiving ends the driver owns.
@@ -150,10 +155,11 @@ impl Shared {
             rpc_session_id: None,
             remotes: Vec::new(),
             last_seq: None,
+            requests: crate::requests::Requests::default(),
             events: Some(events),
             subscribers: Vec::new(),
         };
-        let shared = Arc::new(Self {
+        let shared = Arc::new_cyclic(|me| Self {
             opts,
             token,
             next_id: AtomicU64::new(0),
@@ -162,6 +168,7 @@ impl Shared {
             state: Mutex::new(state),
             user_tx,
             cmd_tx,
+            me: me.clone(),
         });
         let channels = DriverChannels { user_rx: Arc::new(tokio::sync::Mutex::new(user_rx)), cmd_rx };
         (shared, channels)

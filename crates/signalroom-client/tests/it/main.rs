@@ -6,6 +6,7 @@ mod mock;
 mod proxy;
 mod support;
 
+mod requests;
 mod resume;
 mod server;
 mod wire;
