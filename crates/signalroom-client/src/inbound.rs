@@ -7,6 +7,9 @@ use signalroom_core::protocol::{
     ConnectionPropertyChanged, JoinRoomResult, ParticipantLeft, ReconnectResult, RemoteParticipant,
     SignalNotification, notification,
 };
+use std::sync::Arc;
+
+use signalroom_core::signal::Signal;
 use signalroom_core::{ConnectionId, Role};
 
 use crate::error::Error;
@@ -144,6 +147,7 @@ impl Shared {
                         Some(i) => {
                             let connection = state.remotes.remove(i);
                             state.requests.left(&connection.connection_id);
+                            state.streams.left(&connection.connection_id);
                             state.emit(Event::ConnectionDestroyed { connection, reason: left.reason });
                         }
                         None => {
@@ -202,6 +206,24 @@ impl Shared {
             kind: n.kind.map(|k| k.into_owned()).unwrap_or_else(|| crate::event::SIGNAL_EVENT.to_owned()),
             from,
         };
+        if event.kind == crate::streams::STREAM_WIRE_TYPE {
+            if let Some(shared) = self.me.upgrade() {
+                let me = state.local.as_ref().map(|c| c.connection_id.clone());
+                let acks: crate::streams::AckSender = Arc::new(move |to, data| {
+                    if let Ok(signal) = Signal::new(data, Some(crate::streams::ACK_TYPE), vec![to]) {
+                        // Queued from the task, not here: the session's state is locked here.
+                        let shared = Arc::clone(&shared);
+                        tokio::spawn(async move { crate::session::send_signal(&shared, signal).await });
+                    }
+                });
+                if state.streams.on_chunk(&event, me.as_ref(), &acks) {
+                    return;
+                }
+            }
+        }
+        if event.kind == crate::streams::ACK_WIRE_TYPE && state.streams.on_ack(&event) {
+            return;
+        }
         if event.kind == crate::requests::REPLY_WIRE_TYPE && state.requests.on_reply(&event) {
             return;
         }

@@ -47,6 +47,8 @@ pub(crate) struct SessionData {
     pub(crate) last_seq: Option<u64>,
     /// Requests in flight and request handlers ([`crate::Session::request`]).
     pub(crate) requests: crate::requests::Requests,
+    /// Streams being received, and the writers' flow control ([`crate::Session::open_stream`]).
+    pub(crate) streams: crate::streams::Streams,
     events: Option<mpsc::UnboundedSender<Event>>,
     subscribers: Vec<(String, mpsc::UnboundedSender<SignalEvent>)>,
 }
@@ -83,6 +85,7 @@ impl SessionData {
         self.events = None;
         self.subscribers.clear();
         self.requests.end();
+        self.streams.end(reason.as_str());
         for (_, p) in self.pending.drain() {
             let _ = p.tx.send(Err(Error::Disconnected { reason: reason.clone() }));
         }
@@ -156,6 +159,7 @@ impl Shared {
             remotes: Vec::new(),
             last_seq: None,
             requests: crate::requests::Requests::default(),
+            streams: crate::streams::Streams::default(),
             events: Some(events),
             subscribers: Vec::new(),
         };

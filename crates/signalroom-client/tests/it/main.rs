@@ -9,4 +9,5 @@ mod support;
 mod requests;
 mod resume;
 mod server;
+mod streams;
 mod wire;
