@@ -233,3 +233,28 @@ def start_server(signalroom_binary: Path, request: pytest.FixtureRequest) -> Sta
         return run_server(signalroom_binary, request.node, args, env)
 
     return start
+
+
+# -- two participants, on one node or on two nodes sharing Redis ---------------------------------
+
+
+@pytest.fixture(params=["one node", "two nodes"])
+async def pair(request: pytest.FixtureRequest) -> Any:
+    """``(alice, bob)``: two participants of one session who already see each other, on one
+    in-process server, or (``two nodes``) alice on one node and bob on another, sharing Redis."""
+    import signalroom
+
+    if request.param == "one node":
+        server = request.getfixturevalue("signalroom_server")
+        apis = (server.api(), server.api())
+    else:
+        cluster = request.getfixturevalue("signalroom_cluster")
+        apis = (cluster.api(0), cluster.api(1))
+    await apis[0].create_session("room")
+    alice = await signalroom.connect((await apis[0].create_connection("room")).token, data="alice")
+    bob_seen = alice.wait_for("connectionCreated", predicate=lambda e: e.connection.data == "bob")
+    bob = await signalroom.connect((await apis[1].create_connection("room")).token, data="bob")
+    await bob_seen
+    yield alice, bob
+    await alice.disconnect()
+    await bob.disconnect()

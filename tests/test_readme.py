@@ -3,6 +3,7 @@ configuration runs the pytest example without a warning."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -154,3 +155,49 @@ def test_the_cluster_section_says_round_robin_may_split_a_persons_rest_call_and_
     assert "round robin" in note
     assert "REST call" in note and "WebSocket" in note and "another" in note
     assert "expected and fine" in note
+
+
+def _bot_example() -> str:
+    found = [b for b in _blocks("python") if '@bot.handle("ask")' in b]
+    assert len(found) == 1, "the README has one bot example"
+    return found[0]
+
+
+async def test_the_readme_bot_streams_its_answer_to_whoever_asks(tmp_path: Path) -> None:
+    example = _bot_example()
+    assert len([line for line in example.splitlines() if line.strip()]) <= 25
+    bot_file = tmp_path / "readme_bot.py"
+    bot_file.write_text(example)
+    mypy = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mypy",
+        "--strict",
+        "--no-incremental",
+        str(bot_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    output, _ = await mypy.communicate()
+    assert mypy.returncode == 0, output.decode()
+    async with signalroom.Server(secret="readme-bot") as server:
+        script = example.replace("http://127.0.0.1:4443", server.url).replace("MY_SECRET", "readme-bot")
+        api = signalroom.ServerApi(server.url, "readme-bot")
+        await api.create_session("lobby")
+        me = await signalroom.connect((await api.create_connection("lobby")).token, data="me")
+        bot_here = me.wait_for("connectionCreated", predicate=lambda e: e.connection.data == "bot", timeout=30.0)
+        process = await asyncio.create_subprocess_exec(sys.executable, "-c", script)
+        try:
+            bot = (await bot_here).connection
+            answer = me.next_stream("answer", timeout=10.0)
+            reply = asyncio.ensure_future(me.request(bot, "ask", "what is this?", timeout=30.0))
+            stream = await answer
+            pieces = [piece async for piece in stream]
+            assert "".join(str(p) for p in pieces) == "You asked 'what is this?'. Let me think, one word at a time. "
+            assert len(pieces) == 13  # word by word
+            assert await reply == ""
+        finally:
+            process.terminate()
+            await process.wait()
+            await me.disconnect()

@@ -2,6 +2,7 @@
 
 Every public name has a docstring here, so that an editor shows it on hover."""
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from os import PathLike
 from typing import Any, Literal, final
@@ -198,8 +199,8 @@ class Session:
         *,
         type: str | None = None,  # noqa: A002
         to: Iterable[_Recipient] | None = None,
-    ) -> Awaitable[None]:
-        """Sends a signal; resolves when the server accepted it."""
+    ) -> asyncio.Future[None]:
+        """Sends a signal (queued now, in call order); resolves when the server accepted it."""
     def next_events(self) -> Awaitable[list[_Event] | None]:
         """Every event queued since the last call (waits for one); ``None`` once the session is over."""
     def disconnect(self) -> Awaitable[None]:
@@ -211,6 +212,9 @@ class Session:
     @property
     def connection(self) -> Connection:
         """This participant."""
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame the server accepts, in bytes (51200 for a server that does not say)."""
     @property
     def connection_id(self) -> str:
         """This participant's connection id."""

@@ -32,6 +32,17 @@ from ._native import (
     SessionEvent,
     SignalEvent,
 )
+from ._requests import REPLY_TYPE, REQUEST_TYPE, RequestHandler, Requests
+from ._streams import (
+    ACK_TYPE,
+    STREAM_TYPE,
+    IncomingStream,
+    IncomingStreams,
+    StreamHandler,
+    Streams,
+    StreamWriter,
+    recipients_of,
+)
 from .errors import ConnectionLostError, InvalidArgumentError, InvalidSignalError, SignalTimeoutError
 
 if TYPE_CHECKING:
@@ -40,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TIMEOUT",
     "REJOIN_REASONS",
+    "REQUEST_TIMEOUT",
     "Connecting",
     "EndReason",
     "Event",
@@ -196,6 +208,11 @@ _ConnectionEventName = Literal["connectionCreated", "connectionDestroyed"]
 _ReconnectingEventName = Literal["reconnecting"]
 
 _SignalHandler = TypeVar("_SignalHandler", bound=Callable[[SignalEvent], object])
+_RequestHandlerT = TypeVar("_RequestHandlerT", bound=RequestHandler)
+_StreamHandlerT = TypeVar("_StreamHandlerT", bound=StreamHandler)
+
+#: Default timeout of :meth:`Session.request`, in seconds.
+REQUEST_TIMEOUT = 5.0
 _ConnectionHandler = TypeVar("_ConnectionHandler", bound=Callable[[ConnectionEvent], object])
 _PropertyHandler = TypeVar("_PropertyHandler", bound=Callable[[ConnectionPropertyChangedEvent], object])
 _DisconnectedHandler = TypeVar("_DisconnectedHandler", bound=Callable[[SessionDisconnectedEvent], object])
@@ -353,6 +370,16 @@ class Session:
         self._over = False
         self._batches = 0  # event batches received from Rust (diagnostics, tests)
         self._connection = native.connection
+        self._requests = Requests(self)
+        self._streams_in = Streams(self)
+        self._streams_out: dict[str, StreamWriter] = {}
+        # Signals of these types are requests, replies and streams: handled here, not by handlers.
+        self._reserved: dict[str, Callable[[SignalEvent], None]] = {
+            f"signal:{REQUEST_TYPE}": self._requests.on_request,
+            f"signal:{REPLY_TYPE}": self._requests.on_reply,
+            f"signal:{STREAM_TYPE}": self._streams_in.on_chunk,
+            f"signal:{ACK_TYPE}": self._streams_in.on_ack,
+        }
         self._pump = self._loop.create_task(self._run(), name=f"signalroom events of {native.connection_id}")
 
     # -- what the session is -------------------------------------------------------------------
@@ -361,6 +388,14 @@ class Session:
     def connection(self) -> Connection:
         """This participant (``connection.connection_id``, ``connection.data``)."""
         return self._connection
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest WebSocket frame the server accepts, in bytes: what signalroom's server says
+        when joining (``--max-frame-bytes``), or OpenVidu's 51200 for a server that does not say.
+        :meth:`signal` refuses a signal whose frame would be larger; streams (:meth:`send_text`)
+        carry anything larger."""
+        return self._native.max_frame_bytes
 
     @property
     def connection_id(self) -> str:
@@ -754,6 +789,215 @@ class Session:
             self._streams.append(weakref.ref(stream))
         return stream
 
+    # -- requests and streams ------------------------------------------------------------------
+
+    async def request(
+        self, to: Recipient, method: str, payload: str = "", *, timeout: float | None = REQUEST_TIMEOUT
+    ) -> str:
+        """Asks participant ``to`` (a :class:`Connection` or its id) to run its handler of
+        ``method`` (:meth:`handle`) with ``payload``, and returns the string it replies. Several
+        requests may be in flight at once; cancelling the calling task cancels the handler's task
+        on the other side.
+
+        Raises (all :class:`RequestError`): :class:`RequestTimeoutError` after ``timeout`` seconds
+        (``None``: no limit), :class:`NoHandlerError` when ``to`` handles no ``method``,
+        :class:`TargetLeftError` when ``to`` left before replying (or is not in the session),
+        :class:`HandlerError` with the handler's exception as ``message``,
+        :class:`ReplyTooBigError` when the reply did not fit in a signal; and
+        :class:`InvalidSignalError` for a payload too big for one signal, :class:`ConnectionLostError`
+        when this session ends first.
+
+        Example::
+
+            reply = await session.request(bot, "ask", "what is 6 x 7?", timeout=5.0)
+        """
+        return await self._requests.request(to, method, payload, timeout)
+
+    @overload
+    def handle(self, method: str) -> Callable[[_RequestHandlerT], _RequestHandlerT]: ...
+    @overload
+    def handle(self, method: str, fn: _RequestHandlerT) -> _RequestHandlerT: ...
+    def handle(self, method: str, fn: RequestHandler | None = None) -> Any:
+        """Makes ``fn`` answer the requests of ``method`` (:meth:`request`): it receives a
+        :class:`Request` (``.payload``, ``.caller``, ``.method``) and returns the reply string;
+        an ``async def`` runs as a task (and is cancelled if the caller gives up or leaves), a plain
+        function inline. An exception it raises reaches the caller as :class:`HandlerError` with
+        its message. One handler per method: a new one replaces the previous one. As a decorator,
+        returns the function unchanged.
+
+        Example::
+
+            @session.handle("ask")
+            async def ask(request: signalroom.Request) -> str:
+                return f"you asked {request.payload!r}"
+        """
+        if fn is None:
+
+            def register(f: _RequestHandlerT) -> _RequestHandlerT:
+                self._requests.handle(method, f)
+                return f
+
+            return register
+        self._requests.handle(method, fn)
+        return fn
+
+    def unhandle(self, method: str) -> None:
+        """Stops answering ``method``: callers then get :class:`NoHandlerError`."""
+        self._requests.unhandle(method)
+
+    def open_stream(
+        self,
+        *,
+        to: Recipients | None = None,
+        topic: str = "",
+        total: int | None = None,
+        binary: bool = False,
+    ) -> StreamWriter:
+        """A stream to everyone else in the session, or to ``to``: :meth:`StreamWriter.write`
+        text (``bytes`` with ``binary=True``) in pieces of any size, then ``close()`` it (or use
+        ``async with``). Receivers choose streams by ``topic``; ``total`` (bytes, UTF-8 for text)
+        is shown to them as the size to expect. A writer waits while a reader is too far behind.
+
+        Example::
+
+            async with session.open_stream(topic="answer", to=[asker]) as stream:
+                async for token in model.generate(prompt):
+                    await stream.write(token)
+        """
+        self._own_loop("open_stream")
+        if not isinstance(topic, str):
+            raise InvalidArgumentError(f"topic must be a string, not {type(topic).__name__}")
+        if total is not None and (not isinstance(total, int) or total < 0):
+            raise InvalidArgumentError(f"total must be a number of bytes >= 0 or None, not {total!r}")
+        writer = StreamWriter(
+            self, self._streams_in.next_id(), to=recipients_of(to), topic=topic, total=total, binary=binary
+        )
+        if to is None:  # everyone here now is a reader until it says otherwise
+            writer._presumed = {c.connection_id for c in self._native.remote_connections}
+        self._streams_out[writer.id] = writer
+        return writer
+
+    async def send_text(self, data: str, *, to: Recipients | None = None, topic: str = "") -> None:
+        """Sends ``data``, of any size, as one stream: receivers get it whole with
+        ``await stream.text()`` (:meth:`on_stream`, :meth:`next_stream`). Returns once every chunk
+        was accepted by the server.
+
+        Example::
+
+            await session.send_text(report, topic="report", to=[boss])
+        """
+        if not isinstance(data, str):
+            raise InvalidArgumentError(f"send_text takes a str, not {type(data).__name__}")
+        total = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+        async with self.open_stream(to=to, topic=topic, total=total) as stream:
+            await stream.write(data)
+
+    async def send_bytes(self, data: bytes, *, to: Recipients | None = None, topic: str = "") -> None:
+        """Sends ``data`` (bytes, any size) as one binary stream; see :meth:`send_text`."""
+        async with self.open_stream(to=to, topic=topic, total=len(data), binary=True) as stream:
+            await stream.write(data)
+
+    @overload
+    def on_stream(self, topic: str | None = None) -> Callable[[_StreamHandlerT], _StreamHandlerT]: ...
+    @overload
+    def on_stream(self, topic: str | None, fn: _StreamHandlerT) -> _StreamHandlerT: ...
+    def on_stream(self, topic: str | None = None, fn: StreamHandler | None = None) -> Any:
+        """Registers ``fn`` for the streams of ``topic`` (every topic when ``None``) that arrive from
+        now on: it receives an :class:`IncomingStream` as soon as its first chunk arrives. Plain
+        functions run inline, ``async def`` as tasks; errors go to :attr:`on_error`. Streams that
+        nobody reads (no handler, :meth:`next_stream` or :meth:`streams` for their topic) are
+        dropped.
+
+        Example::
+
+            @session.on_stream("answer")
+            async def show(stream: signalroom.IncomingStream) -> None:
+                async for piece in stream:
+                    print(piece, end="")
+        """
+        if fn is None:
+
+            def register(f: _StreamHandlerT) -> _StreamHandlerT:
+                self._streams_in.on(topic, f)
+                return f
+
+            return register
+        if not callable(fn):
+            raise TypeError(f"handler must be callable, not {type(fn).__name__}")
+        self._streams_in.on(topic, fn)
+        return fn
+
+    def off_stream(self, topic: str | None = None, fn: StreamHandler | None = None) -> None:
+        """Unregisters ``fn`` (every handler of ``topic`` when omitted)."""
+        self._streams_in.off(topic, fn)
+
+    def next_stream(
+        self, topic: str | None = None, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> asyncio.Future[IncomingStream]:
+        """The next stream of ``topic`` (any topic when ``None``) to arrive, as an awaitable; it
+        starts watching when called. Raises :class:`SignalTimeoutError` after ``timeout`` seconds
+        and :class:`ConnectionLostError` if the session ends first.
+
+        Example::
+
+            incoming = session.next_stream("report")
+            await other.send_text(big, topic="report")
+            text = await (await incoming).text()
+        """
+        loop = self._own_loop("next_stream")
+        future: asyncio.Future[IncomingStream] = loop.create_future()
+        if self._over:
+            future.set_exception(self._lost_error("stream"))
+            return future
+        self._streams_in.wait(topic, future)
+        if timeout is not None:
+            seconds = timeout
+
+            def expire() -> None:
+                if not future.done():
+                    future.set_exception(
+                        SignalTimeoutError(f"no stream of topic {topic!r} within {seconds:g} s", timeout=seconds)
+                    )
+
+            timer = loop.call_later(timeout, expire)
+            future.add_done_callback(lambda _f: timer.cancel())
+        return future
+
+    def streams(self, topic: str | None = None) -> IncomingStreams:
+        """The streams of ``topic`` (every topic when ``None``) that arrive from now on, as an async
+        iterator that ends when the session ends.
+
+        Example::
+
+            async for stream in session.streams("answer"):
+                print(await stream.text())
+        """
+        self._own_loop("streams")
+        return self._streams_in.iterate(topic, self._over)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Runs ``coroutine`` as a task of this session (kept alive; an exception is logged)."""
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._spawned_done)
+        return task
+
+    def _spawned_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("signalroom: a task of %r failed", self, exc_info=task.exception())
+
+    def _run_handler(self, fn: Callable[..., object], arg: Any) -> None:
+        try:
+            result = fn(arg)
+        except Exception as error:  # noqa: BLE001 (reported to on_error)
+            self._handler_failed(fn, arg, error)
+            return
+        if result is not None and inspect.isawaitable(result):
+            task = asyncio.ensure_future(result, loop=self._loop)
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._on_task_done, fn, arg))
+
     # -- leaving -------------------------------------------------------------------------------
 
     async def disconnect(self) -> None:
@@ -935,6 +1179,10 @@ class Session:
         handlers = self._handlers
         name = event.name
         if type(event) is SignalEvent:
+            reserved = self._reserved.get(name)
+            if reserved is not None:
+                reserved(event)
+                return
             fns = handlers.get("signal", ())
             if name != "signal":
                 specific = handlers.get(name)
@@ -951,6 +1199,10 @@ class Session:
                     self._held_end = event  # not over yet: the pump rejoins once Rust is done
                     return
                 self._ended = event
+            elif name == "connectionDestroyed":
+                left = event.connection.connection_id  # type: ignore[union-attr]
+                self._requests.left(left)
+                self._streams_in.left(left)
             fns = handlers.get(name, ())
         for observer in self._observers:
             observer(event)
@@ -1006,6 +1258,9 @@ class Session:
         self._over = True
         self._link_up.set()
         self._observers = []
+        reason = self._ended.reason if self._ended is not None else self._native.end_reason
+        self._requests.ended(ConnectionLostError(f"the session ended ({reason}) before the reply came", reason=reason))
+        self._streams_in.ended(reason)
         for waiter in list(self._waiters):
             if not waiter.future.done():
                 waiter.future.set_exception(self._lost_error(waiter.name))

@@ -7,6 +7,14 @@ so ``except TimeoutError`` or ``except ValueError`` work as you expect::
     ├── RpcError(SignalroomError)                           .code .message .method .data
     ├── ConnectionLostError(SignalroomError, ConnectionError)  .reason
     ├── SignalTimeoutError(SignalroomError, TimeoutError)   .timeout
+    ├── RequestError(SignalroomError)                       .method .target: a request failed
+    │   ├── RequestTimeoutError(RequestError, TimeoutError)  no reply in time
+    │   ├── NoHandlerError(RequestError)                    nothing handles that method there
+    │   ├── TargetLeftError(RequestError, ConnectionError)  the target left (or was never in)
+    │   ├── HandlerError(RequestError)                      the handler raised; .message
+    │   └── ReplyTooBigError(RequestError)                  the reply did not fit in a frame
+    ├── StreamError(SignalroomError)                        .stream_id
+    │   └── StreamAbortedError(StreamError)                 the sender aborted or left; .reason
     ├── ServerApiError(SignalroomError)                     .status .message
     └── ServerStartError(SignalroomError, OSError)          .errno
 
@@ -27,13 +35,21 @@ from typing import Any
 
 __all__ = [
     "ConnectionLostError",
+    "HandlerError",
     "InvalidArgumentError",
     "InvalidSignalError",
+    "NoHandlerError",
+    "ReplyTooBigError",
+    "RequestError",
+    "RequestTimeoutError",
     "RpcError",
     "ServerApiError",
     "ServerStartError",
     "SignalTimeoutError",
     "SignalroomError",
+    "StreamAbortedError",
+    "StreamError",
+    "TargetLeftError",
 ]
 
 
@@ -57,12 +73,19 @@ class InvalidSignalError(SignalroomError, ValueError):
     """The signal was refused before anything was sent: its ``type``, ``data`` or ``to`` is
     malformed or over a limit. Fix the input; retrying the same signal will not help.
 
-    ``field`` names the culprit (``"type"``, ``"data"`` or ``"to"``) when known.
+    ``field`` names the culprit (``"type"``, ``"data"`` or ``"to"``) when known. For a signal too
+    big for one WebSocket frame, ``size`` is the frame it would make and ``limit`` the largest the
+    server accepts (both in bytes); the session stays up. Send such payloads as a stream
+    (:meth:`Session.send_text <signalroom.Session.send_text>`).
     """
 
-    def __init__(self, text: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, text: str, *, field: str | None = None, size: int | None = None, limit: int | None = None
+    ) -> None:
         super().__init__(text)
         self.field = field
+        self.size = size
+        self.limit = limit
 
 
 class InvalidArgumentError(SignalroomError, ValueError):
@@ -110,6 +133,83 @@ class SignalTimeoutError(SignalroomError, TimeoutError):
         super().__init__(text)
         self.timeout = timeout
         self.method = method
+
+
+class RequestError(SignalroomError):
+    """A :meth:`Session.request <signalroom.Session.request>` got no reply: one of the subclasses
+    says why. ``method`` is the method asked, ``target`` the connection id asked.
+
+    Example::
+
+        try:
+            reply = await session.request(bot, "ask", "what time is it?", timeout=5.0)
+        except signalroom.HandlerError as e:
+            print("the bot failed:", e.message)
+        except signalroom.RequestError as e:
+            print("no answer:", e)
+    """
+
+    #: The error's code on the wire (``"handler-failed"``, ``"no-handler"``, ...), for replies.
+    code = "request-failed"
+
+    def __init__(self, text: str, *, method: str = "", target: str = "", message: str = "") -> None:
+        super().__init__(text)
+        self.method = method
+        self.target = target
+        #: The other side's message (the handler's exception, for :class:`HandlerError`).
+        self.message = message
+
+
+class RequestTimeoutError(RequestError, TimeoutError):
+    """No reply came within the request's ``timeout`` (``.timeout``, seconds). The target may be
+    slow, or not run signalroom's request handling at all."""
+
+    code = "timeout"
+
+    def __init__(
+        self, text: str, *, method: str = "", target: str = "", message: str = "", timeout: float | None = None
+    ) -> None:
+        RequestError.__init__(self, text, method=method, target=target, message=message)
+        self.timeout = timeout
+
+
+class NoHandlerError(RequestError):
+    """The target handles no request of that method (no ``@session.handle(method)`` there)."""
+
+    code = "no-handler"
+
+
+class TargetLeftError(RequestError, ConnectionError):
+    """The target left the session before it replied (or was not in it)."""
+
+    code = "target-left"
+
+
+class HandlerError(RequestError):
+    """The target's handler raised an exception: ``message`` is its text (its type and message)."""
+
+    code = "handler-failed"
+
+
+class ReplyTooBigError(RequestError):
+    """The handler's reply did not fit in one signal (a frame of the server's size); reply with
+    less, or stream the answer (:meth:`Session.send_text <signalroom.Session.send_text>`)."""
+
+    code = "reply-too-big"
+
+
+class StreamError(SignalroomError):
+    """A stream could not be read or written. ``stream_id`` is the stream's id."""
+
+    def __init__(self, text: str, *, stream_id: str = "", reason: str = "") -> None:
+        super().__init__(text)
+        self.stream_id = stream_id
+        self.reason = reason
+
+
+class StreamAbortedError(StreamError):
+    """The stream ended before its end: the sender aborted it (``reason`` says why), left the
+    session (``reason`` ``"sender left"``), or this session ended."""
 
 
 class ServerApiError(SignalroomError):

@@ -45,6 +45,7 @@ from ._native import (
     SessionObject,
     SignalEvent,
 )
+from ._requests import Request
 from ._session import (
     DEFAULT_TIMEOUT,
     EndReason,
@@ -77,6 +78,7 @@ log = logging.getLogger("signalroom")
 DEFAULT_BUFFER = 10_000
 
 _T = TypeVar("_T")
+_SyncRequestHandler = TypeVar("_SyncRequestHandler", bound=Callable[[Request], str])
 
 
 class _Runner:
@@ -257,6 +259,74 @@ class Session:
     def force_disconnect(self, connection: _session.Recipient) -> None:
         """Evicts a participant (needs the ``MODERATOR`` role)."""
         _runner.run(self._session.force_disconnect(connection))
+
+    # -- requests and streams ------------------------------------------------------------------
+
+    def request(
+        self,
+        to: _session.Recipient,
+        method: str,
+        payload: str = "",
+        *,
+        timeout: float | None = _session.REQUEST_TIMEOUT,
+    ) -> str:
+        """Asks ``to`` to run its handler of ``method`` and returns its reply (see
+        :meth:`signalroom.Session.request`, and its errors). Blocks; not from a handler of this
+        session's plain ``on()`` handlers (they run on the background loop): from a request
+        handler (:meth:`handle`), which runs on a worker thread, it works.
+
+        Example::
+
+            print(session.request(bot, "ask", "what is 6 x 7?"))
+        """
+        return _runner.run(self._session.request(to, method, payload, timeout=timeout))
+
+    @overload
+    def handle(self, method: str) -> Callable[[_SyncRequestHandler], _SyncRequestHandler]: ...
+    @overload
+    def handle(self, method: str, fn: _SyncRequestHandler) -> _SyncRequestHandler: ...
+    def handle(self, method: str, fn: _SyncRequestHandler | None = None) -> Any:
+        """Makes ``fn`` (a plain function of a :class:`signalroom.Request`, returning the reply
+        string) answer the requests of ``method``. It runs on a worker thread, so it may block and
+        call this session's methods; an exception it raises reaches the caller as
+        :class:`HandlerError`.
+
+        Example::
+
+            @session.handle("ask")
+            def ask(request: signalroom.Request) -> str:
+                return request.payload.upper()
+        """
+        if fn is None:
+
+            def register(f: _SyncRequestHandler) -> _SyncRequestHandler:
+                self.handle(method, f)
+                return f
+
+            return register
+        handler = fn
+
+        async def on_worker(request: Request) -> str:
+            return await asyncio.get_running_loop().run_in_executor(None, handler, request)
+
+        _runner.call(lambda: self._session.handle(method, on_worker))
+        return fn
+
+    def send_text(self, data: str, *, to: Recipients | None = None, topic: str = "") -> None:
+        """Sends ``data``, of any size, as one stream (see :meth:`signalroom.Session.send_text`);
+        returns once it was all sent."""
+        _runner.run(self._session.send_text(data, to=to, topic=topic))
+
+    def receive_text(self, topic: str | None = None, *, timeout: float | None = DEFAULT_TIMEOUT) -> str:
+        """The whole text of the next stream of ``topic`` (any topic when ``None``) that begins
+        after this call, e.g. one sent with ``send_text``. Raises :class:`SignalTimeoutError` when
+        none begins within ``timeout`` seconds."""
+
+        async def receive() -> str:
+            stream = await self._session.next_stream(topic, timeout=timeout)
+            return await stream.text()
+
+        return _runner.run(receive())
 
     # -- handlers ------------------------------------------------------------------------------
 

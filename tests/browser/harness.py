@@ -14,12 +14,15 @@ HERE = Path(__file__).resolve().parent
 OPENVIDU_BUNDLE = HERE / "node_modules" / "openvidu-browser" / "static" / "js" / "openvidu-browser-2.32.2.js"
 # openvidu-browser 2.22.0 (npm alias openvidu-browser-2.22), which always opens wss://.
 OPENVIDU_BUNDLE_2_22 = HERE / "node_modules" / "openvidu-browser-2.22" / "static" / "js" / "openvidu-browser-2.22.0.js"
+SIGNALROOM_MODULE = HERE.parent.parent / "crates" / "signalroom-server" / "assets" / "js" / "signalroom.js"
 ROUTES: dict[str, tuple[Path, str]] = {
     "/": (HERE / "static" / "index.html", "text/html; charset=utf-8"),
     "/2.22": (HERE / "static" / "index-2.22.html", "text/html; charset=utf-8"),
     "/harness.js": (HERE / "static" / "harness.js", "text/javascript; charset=utf-8"),
     "/openvidu-browser.js": (OPENVIDU_BUNDLE, "text/javascript; charset=utf-8"),
     "/openvidu-browser-2.22.js": (OPENVIDU_BUNDLE_2_22, "text/javascript; charset=utf-8"),
+    # signalroom's requests and streams, imported from the repository as it is.
+    "/signalroom.js": (SIGNALROOM_MODULE, "text/javascript; charset=utf-8"),
 }
 
 

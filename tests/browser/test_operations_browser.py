@@ -213,3 +213,47 @@ async def test_openvidu_browser_2_22_joins_over_wss_with_the_self_signed_certifi
 def test_the_npm_bundle_is_the_embedded_one() -> None:
     embedded = HERE.parent.parent / "crates/signalroom-server/assets/openvidu-browser/openvidu-browser-2.32.2.min.js"
     assert Path(embedded).read_bytes() == NPM_BUNDLE.read_bytes()
+
+
+async def test_the_chat_page_asks_a_bot_and_shows_its_answer_as_it_streams(
+    server_process: SignalroomServer, chromium: Chromium
+) -> None:
+    server = server_process
+    ada = await open_chat(chromium, server, "Ada")
+    api = signalroom.ServerApi(server.url, server.secret)
+    bot = await signalroom.connect((await api.create_connection("demo")).token, data="bot")
+    words = ["signalroom", "is", "an", "OpenVidu", "signalling", "server."]
+    streaming = "[...document.querySelectorAll('#messages li.streaming')].map(li => li.textContent)"
+
+    @bot.handle("ask")
+    async def ask(request: signalroom.Request) -> str:
+        assert request.payload == "what is signalroom?"
+        async with bot.open_stream(topic="answer") as stream:
+            for i, word in enumerate(words):
+                await stream.write(word + " ")
+                # The page shows the answer so far while the bot is still writing it.
+                so_far = "bot" + " ".join(words[: i + 1]) + " "
+                await ada.wait_for(f"{streaming}.includes({json.dumps(so_far)})", timeout=WAIT)
+        return "done"
+
+    try:
+        await ada.wait_for("document.getElementById('people').textContent.includes('bot')", timeout=WAIT)
+        await say(ada, "@bot what is signalroom?")
+        await ada.wait_for(shown("Ada", "@bot what is signalroom?"), timeout=WAIT)
+        answer = " ".join(words) + " "
+        await ada.wait_for(
+            "[...document.querySelectorAll('#messages li.answer')].some(li => li.textContent === "
+            f"{json.dumps('bot' + answer)})",
+            timeout=WAIT,
+        )
+        # Asking someone who answers nothing says so.
+        await say(ada, "@nobody hello")
+        bob = await signalroom.connect((await api.create_connection("demo")).token, data="Bob")
+        try:
+            await ada.wait_for("document.getElementById('people').textContent.includes('Bob')", timeout=WAIT)
+            await say(ada, "@Bob are you a bot?")
+            await ada.wait_for(notice("No answer: Bob does not answer questions"), timeout=WAIT)
+        finally:
+            await bob.disconnect()
+    finally:
+        await bot.disconnect()

@@ -82,7 +82,7 @@ struct CompareArgs {
     #[arg(long)]
     stamp: Option<String>,
     /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation,twonode,
-    /// bigsession,bigcluster,scaleout,extensions).
+    /// bigsession,bigcluster,scaleout,extensions,rpc).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these servers (comma-separated: signalroom,raw,socketio).
@@ -346,6 +346,32 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         }
     }
 
+    let mut rpc = Value::Null;
+    if wanted("rpc") && dialects.contains(&Dialect::OpenVidu) {
+        match scenarios::rpc(&ctx).await {
+            Ok(r) => {
+                progress(&format!(
+                    "rpc: request/reply {:.0} round trips/s (p99 {:.0} µs) vs by hand {:.0} (p99 {:.0} µs): {:.2}×; \
+                     send_text {:.1} MB/s vs raw signals {:.1} MB/s",
+                    r["requests"]["round_trips_per_s"].as_f64().unwrap_or(f64::NAN),
+                    r["requests"]["p99_us"].as_f64().unwrap_or(f64::NAN),
+                    r["by_hand"]["round_trips_per_s"].as_f64().unwrap_or(f64::NAN),
+                    r["by_hand"]["p99_us"].as_f64().unwrap_or(f64::NAN),
+                    r["rate_ratio"].as_f64().unwrap_or(f64::NAN),
+                    r["send_text_mb_per_s"].as_f64().unwrap_or(f64::NAN),
+                    r["raw_signals_mb_per_s"].as_f64().unwrap_or(f64::NAN),
+                ));
+                rpc = r;
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress(&format!("  rpc: FAILED: {msg}"));
+                failures.push(format!("rpc: {msg}"));
+                rpc = json!({"error": msg});
+            }
+        }
+    }
+
     let mut bigcluster = Value::Null;
     if wanted("bigcluster") && dialects.contains(&Dialect::OpenVidu) {
         match scenarios::big_cluster(&ctx).await {
@@ -465,6 +491,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         "plan": to_value(plan),
         "servers": Value::Object(servers),
         "python": python,
+        "rpc": rpc,
         "twonode": twonode,
         "bigcluster": bigcluster,
         "scaleout": scaleout,

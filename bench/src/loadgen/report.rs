@@ -151,6 +151,13 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
         measured: m,
         pass: check(m, |x| x >= 6.0),
     });
+    let m = results["rpc"]["rate_ratio"].as_f64();
+    out.push(Target {
+        name: "Python request/reply round trips/s ÷ the same by hand with two signals",
+        goal: "≥ 0.9",
+        measured: m,
+        pass: check(m, |x| x >= 0.9),
+    });
     let m = isolation_share(results, "signalroom");
     out.push(Target {
         name: "isolation: others' throughput with a stalled participant ÷ without",
@@ -394,6 +401,40 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
             let _ = writeln!(t, "5. Python: {}", py.get("error").map_or("not run".into(), |e| e.to_string()));
         }
     }
+    let rpc = &results["rpc"];
+    if let Some(err) = rpc.get("error") {
+        let _ = writeln!(t, "\n10. Python requests and streams: failed: {err}");
+    } else if rpc["status"].as_str() == Some("ok") {
+        let f = |side: &str, key: &str| rpc[side][key].as_f64();
+        let _ = writeln!(t);
+        let _ = writeln!(
+            t,
+            "| 10. two Python participants | `request` / `send_text` | by hand / raw signals | ratio |"
+        );
+        let _ = writeln!(t, "|---|---:|---:|---:|");
+        let _ = writeln!(
+            t,
+            "| round trips/s | {} | {} | {} |",
+            fmt_rate(f("requests", "round_trips_per_s")),
+            fmt_rate(f("by_hand", "round_trips_per_s")),
+            fmt_ratio(rpc["rate_ratio"].as_f64())
+        );
+        let _ = writeln!(
+            t,
+            "| p99 µs | {} | {} | {} |",
+            fmt_num(f("requests", "p99_us"), 0),
+            fmt_num(f("by_hand", "p99_us"), 0),
+            fmt_ratio(rpc["p99_ratio"].as_f64())
+        );
+        let _ = writeln!(
+            t,
+            "| {} MB in one stream, MB/s | {} | {} | {} |",
+            fmt_num(rpc["stream_bytes"].as_f64().map(|b| b / 1e6), 0),
+            fmt_num(rpc["send_text_mb_per_s"].as_f64(), 1),
+            fmt_num(rpc["raw_signals_mb_per_s"].as_f64(), 1),
+            fmt_ratio(rpc["stream_ratio"].as_f64())
+        );
+    }
     let tn = &results["twonode"];
     if let Some(err) = tn.get("error") {
         let _ = writeln!(t, "\n7. two nodes + Redis: failed: {err}");
@@ -506,6 +547,19 @@ pub(crate) fn checks(results: &Value) -> Checks {
         }
         None if py.is_null() => {}
         _ => c.failed.push(format!("python: {py}")),
+    }
+    let rpc = &results["rpc"];
+    match rpc["status"].as_str() {
+        Some(s) if s.starts_with("pending") => c.skipped += 1,
+        Some(_)
+            if positive(&rpc["requests"], "round_trips_per_s")
+                && positive(&rpc["by_hand"], "round_trips_per_s")
+                && positive(rpc, "send_text_mb_per_s") =>
+        {
+            c.passed += 1
+        }
+        None if rpc.is_null() => {}
+        _ => c.failed.push(format!("rpc: {rpc}")),
     }
     let tn = &results["twonode"];
     if !tn.is_null() {

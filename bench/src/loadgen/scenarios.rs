@@ -56,6 +56,11 @@ pub(crate) struct Plan {
     pub isolation_measure_s: f64,
     pub python_signals: u64,
     pub python_timeout_s: f64,
+    /// Scenario 11: request/reply round trips (each way of doing them), in this many alternating
+    /// rounds, and the bytes of the `send_text` against raw signals.
+    pub rpc_requests: u64,
+    pub rpc_rounds: u64,
+    pub rpc_stream_bytes: u64,
     /// Receivers of the two-node fan-out (and of its one-node reference).
     pub twonode_receivers: usize,
     /// Participants of the big session, and how many join at once.
@@ -91,6 +96,9 @@ impl Plan {
             isolation_measure_s: 5.0,
             python_signals: 100_000,
             python_timeout_s: 60.0,
+            rpc_requests: 20_000,
+            rpc_rounds: 10,
+            rpc_stream_bytes: 50_000_000,
             twonode_receivers: 1000,
             big_participants: 10_000,
             big_concurrency: 100,
@@ -121,6 +129,9 @@ impl Plan {
             isolation_measure_s: 0.4,
             python_signals: 300,
             python_timeout_s: 30.0,
+            rpc_requests: 100,
+            rpc_rounds: 2,
+            rpc_stream_bytes: 200_000,
             twonode_receivers: 10,
             big_participants: 40,
             big_concurrency: 10,
@@ -1228,6 +1239,40 @@ async fn python_on(ctx: &Ctx, py: &PathBuf, server: &ServerProc) -> anyhow::Resu
         websockets,
         ratio,
     })
+}
+
+/// Scenario 11: requests and streams between two Python participants of the `signalroom`
+/// package (`bench/python/requests.py`), against the same done by hand with signals. Its figures
+/// are the script's JSON line, as is.
+pub(crate) async fn rpc(ctx: &Ctx) -> anyhow::Result<serde_json::Value> {
+    let Some(py) = &ctx.python else {
+        return Ok(serde_json::json!({"status": "pending: no Python interpreter given"}));
+    };
+    // The raw signals of the stream comparison are sent without flow control: queues big enough
+    // that the reader is not evicted by a burst (the stream itself needs no such room).
+    let args = ["--send-queue", PYTHON_SEND_QUEUE, "--send-queue-bytes", PYTHON_SEND_QUEUE_BYTES];
+    let server = ctx.launch.start(Dialect::OpenVidu, "rpc", &args).await?;
+    let plan = &ctx.plan;
+    let out = Command::new(py)
+        .arg("-u")
+        .arg(ctx.python_dir.join("requests.py"))
+        .args(["--url", &server.url, "--secret", crate::servers::SECRET])
+        .args(["--requests", &plan.rpc_requests.to_string(), "--rounds", &plan.rpc_rounds.to_string()])
+        .args(["--stream-bytes", &plan.rpc_stream_bytes.to_string()])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(secs(600.0), out).await;
+    server.stop().await;
+    let out = out.context("the requests scenario did not finish in 10 minutes")??;
+    if !out.status.success() {
+        bail!("bench/python/requests.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().context("bench/python/requests.py printed nothing")?;
+    let mut result: serde_json::Value =
+        serde_json::from_str(line).with_context(|| format!("bad result {line:?}"))?;
+    result["status"] = "ok".into();
+    Ok(result)
 }
 
 fn secs(s: f64) -> Duration {

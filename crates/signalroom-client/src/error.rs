@@ -1,4 +1,6 @@
-use signalroom_core::EndReason;
+use signalroom_core::{ConnectionId, EndReason};
+
+use crate::requests::RequestFailure;
 
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -89,6 +91,21 @@ pub enum Error {
     /// timeout). Retrying may help.
     #[error("server API request failed: {0}")]
     Http(#[source] BoxError),
+
+    /// A request to another participant ([`Session::request`](crate::Session::request)) got no
+    /// reply: `failure` says why, `message` is the other side's (the handler's error). Retrying
+    /// may help after a timeout only.
+    #[error("request {method:?} to {target}: {failure}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Request {
+        /// The method asked.
+        method: String,
+        /// The participant asked.
+        target: ConnectionId,
+        /// Why there is no reply.
+        failure: RequestFailure,
+        /// The other side's message, if any.
+        message: String,
+    },
 }
 
 impl Error {
@@ -99,6 +116,7 @@ impl Error {
                 true
             }
             Error::Api { status, .. } => *status >= 500,
+            Error::Request { failure, .. } => *failure == RequestFailure::Timeout,
             Error::Invalid(_)
             | Error::Rpc { .. }
             | Error::Disconnected { .. }

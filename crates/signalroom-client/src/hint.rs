@@ -168,7 +168,7 @@ impl Error {
             Error::ConnectionLost { .. } => Some(Cause::Reconnecting),
             Error::Disconnected { .. } => Some(Cause::SessionOver),
             Error::UnexpectedResponse { .. } => Some(Cause::NotOpenVidu),
-            Error::Invalid(_) => None,
+            Error::Invalid(_) | Error::Request { .. } => None,
         }
     }
 

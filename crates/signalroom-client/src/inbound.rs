@@ -7,6 +7,9 @@ use signalroom_core::protocol::{
     ConnectionPropertyChanged, JoinRoomResult, ParticipantLeft, ReconnectResult, RemoteParticipant,
     SignalNotification, notification,
 };
+use std::sync::Arc;
+
+use signalroom_core::signal::Signal;
 use signalroom_core::{ConnectionId, Role};
 
 use crate::error::Error;
@@ -80,6 +83,12 @@ impl Shared {
                     .map_err(|e| Error::UnexpectedResponse { method, reason: e.to_string() }),
                 PendingKind::JoinRoom => match serde_json::from_str::<JoinRoomResult>(raw) {
                     Ok(result) => {
+                        let max = result
+                            .max_frame_bytes
+                            .map_or(signalroom_core::limits::DEFAULT_MAX_FRAME_BYTES, |m| {
+                                usize::try_from(m).unwrap_or(usize::MAX)
+                            });
+                        self.max_frame.store(max, std::sync::atomic::Ordering::Relaxed);
                         install_join(&mut state, result);
                         Ok(Value::Null)
                     }
@@ -137,6 +146,8 @@ impl Shared {
                     match state.remotes.iter().position(|c| c.connection_id == left.connection_id) {
                         Some(i) => {
                             let connection = state.remotes.remove(i);
+                            state.requests.left(&connection.connection_id);
+                            state.streams.left(&connection.connection_id);
                             state.emit(Event::ConnectionDestroyed { connection, reason: left.reason });
                         }
                         None => {
@@ -196,6 +207,44 @@ impl Shared {
             from,
             history: false,
         };
+        if event.kind == crate::streams::STREAM_WIRE_TYPE {
+            if let Some(shared) = self.me.upgrade() {
+                let me = state.local.as_ref().map(|c| c.connection_id.clone());
+                let acks: crate::streams::AckSender = Arc::new(move |to, data| {
+                    if let Ok(signal) = Signal::new(data, Some(crate::streams::ACK_TYPE), vec![to]) {
+                        // Queued from the task, not here: the session's state is locked here.
+                        let shared = Arc::clone(&shared);
+                        tokio::spawn(async move { crate::session::send_signal(&shared, signal).await });
+                    }
+                });
+                if state.streams.on_chunk(&event, me.as_ref(), &acks) {
+                    return;
+                }
+            }
+        }
+        if event.kind == crate::streams::ACK_WIRE_TYPE && state.streams.on_ack(&event) {
+            return;
+        }
+        if event.kind == crate::requests::REPLY_WIRE_TYPE && state.requests.on_reply(&event) {
+            return;
+        }
+        if event.kind == crate::requests::REQUEST_WIRE_TYPE {
+            if let Some(what) = state.requests.on_request(&event) {
+                if let (Some(incoming), Some(shared)) = (what, self.me.upgrade()) {
+                    let key = match &incoming {
+                        crate::requests::Incoming::Serve(_, r) => {
+                            Some((r.caller.connection_id.clone(), r.id.clone()))
+                        }
+                        crate::requests::Incoming::NoHandler { .. } => None,
+                    };
+                    let task = tokio::spawn(crate::session::serve_request(shared, incoming));
+                    if let Some((caller, id)) = key {
+                        state.requests.serving(caller, id, task.abort_handle());
+                    }
+                }
+                return;
+            }
+        }
         state.emit(Event::Signal(event));
     }
 }

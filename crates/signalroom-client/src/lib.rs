@@ -59,8 +59,10 @@ mod inbound;
 mod link;
 mod options;
 mod pending;
+mod requests;
 mod session;
 mod state;
+mod streams;
 mod tls;
 
 pub use api::{API_TIMEOUT, ApiOptions, ConnectionOptions, ServerApi};
@@ -71,12 +73,14 @@ pub use options::{
     CONNECT_TIMEOUT, ConnectOptions, PING_INTERVAL, PING_TIMEOUT, RECONNECT_ATTEMPTS, RECONNECT_INTERVAL,
     REQUEST_TIMEOUT, default_platform,
 };
-pub use session::{EventReceiver, Session, Subscription};
+pub use requests::{HandlerFuture, HandlerResult, REPLY_TYPE, REQUEST_TYPE, Request, RequestFailure};
+pub use session::{EventReceiver, Session, StreamWriter, Subscription};
 pub use signalroom_core::history::{HistoryEntry, SignalHistory};
 pub use signalroom_core::rest::{ConnectionObject, ConnectionStatus, SessionObject, SignalRequest};
 pub use signalroom_core::signal::Signal;
 pub use signalroom_core::{ConnectionId, EndReason, Role, RpcSessionId, SessionId};
 pub use state::SessionState;
+pub use streams::{ACK_TYPE, IncomingStream, STREAM_TYPE, StreamAborted, WINDOW_BYTES, WINDOW_CHUNKS};
 
 #[cfg(test)]
 mod tests {

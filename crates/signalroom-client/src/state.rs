@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use parking_lot::Mutex;
 use signalroom_core::token::TokenInfo;
@@ -45,6 +45,10 @@ pub(crate) struct SessionData {
     /// The `seq` of the last notification handled (signalroom's resume extension): sent in pings
     /// and in `connect`, and the bar a notification must pass to be handled at all.
     pub(crate) last_seq: Option<u64>,
+    /// Requests in flight and request handlers ([`crate::Session::request`]).
+    pub(crate) requests: crate::requests::Requests,
+    /// Streams being received, and the writers' flow control ([`crate::Session::open_stream`]).
+    pub(crate) streams: crate::streams::Streams,
     events: Option<mpsc::UnboundedSender<Event>>,
     subscribers: Vec<(String, mpsc::UnboundedSender<SignalEvent>)>,
 }
@@ -80,6 +84,8 @@ impl SessionData {
         self.emit(Event::SessionDisconnected { reason: reason.clone() });
         self.events = None;
         self.subscribers.clear();
+        self.requests.end();
+        self.streams.end(reason.as_str());
         for (_, p) in self.pending.drain() {
             let _ = p.tx.send(Err(Error::Disconnected { reason: reason.clone() }));
         }
@@ -118,9 +124,14 @@ pub(crate) struct Shared {
     pub(crate) token: TokenInfo,
     pub(crate) next_id: AtomicU64,
     pub(crate) next_link: AtomicU64,
+    /// The largest frame the server accepts: its `joinRoom` answer's `maxFrameBytes`
+    /// (signalroom's extension), else OpenVidu's 50 KiB.
+    pub(crate) max_frame: AtomicUsize,
     pub(crate) state: Mutex<SessionData>,
     pub(crate) user_tx: mpsc::UnboundedSender<Outgoing>,
     pub(crate) cmd_tx: mpsc::UnboundedSender<Command>,
+    /// This very value, for the tasks it starts (request handlers).
+    pub(crate) me: std::sync::Weak<Shared>,
 }
 
 /// The receiving ends the driver owns.
@@ -147,17 +158,21 @@ impl Shared {
             rpc_session_id: None,
             remotes: Vec::new(),
             last_seq: None,
+            requests: crate::requests::Requests::default(),
+            streams: crate::streams::Streams::default(),
             events: Some(events),
             subscribers: Vec::new(),
         };
-        let shared = Arc::new(Self {
+        let shared = Arc::new_cyclic(|me| Self {
             opts,
             token,
             next_id: AtomicU64::new(0),
             next_link: AtomicU64::new(0),
+            max_frame: AtomicUsize::new(signalroom_core::limits::DEFAULT_MAX_FRAME_BYTES),
             state: Mutex::new(state),
             user_tx,
             cmd_tx,
+            me: me.clone(),
         });
         let channels = DriverChannels { user_rx: Arc::new(tokio::sync::Mutex::new(user_rx)), cmd_rx };
         (shared, channels)

@@ -38,6 +38,20 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// The request this signal makes is larger than the largest frame the server accepts (its
+    /// `maxFrameBytes`, OpenVidu's 50 KiB for other servers): refused before sending, since the
+    /// server would close the socket. Send it as a stream instead.
+    #[error(
+        "signal too big: its frame would be {size} bytes, over the server's limit of {limit} bytes; \
+         nothing was sent and the session is still up: send large payloads as a stream \
+         (Python: session.send_text(data) or session.open_stream())"
+    )]
+    FrameTooLarge {
+        /// Size of the frame the signal makes, in bytes.
+        size: usize,
+        /// The largest frame the server accepts, in bytes.
+        limit: usize,
+    },
     /// A token that cannot be parsed.
     #[error("token not valid: {0:?}")]
     InvalidToken(String),
@@ -47,9 +61,10 @@ impl Error {
     /// The JSON-RPC error code OpenVidu uses for this error.
     pub fn rpc_code(&self) -> i64 {
         match self {
-            Error::SignalFormat { .. } | Error::InvalidField { .. } | Error::DataTooLarge { .. } => {
-                codes::SIGNAL_FORMAT_INVALID
-            }
+            Error::SignalFormat { .. }
+            | Error::InvalidField { .. }
+            | Error::DataTooLarge { .. }
+            | Error::FrameTooLarge { .. } => codes::SIGNAL_FORMAT_INVALID,
             Error::SignalRecipients { .. } => codes::SIGNAL_TO_INVALID,
             Error::InvalidToken(_) => codes::TOKEN_INVALID,
         }

@@ -270,6 +270,12 @@ pub struct JoinRoomResult {
     /// oldest first, all sent before the join.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal_history: Option<Vec<crate::history::HistoryEntry>>,
+    /// signalroom's extension: the largest WebSocket frame the server accepts, in bytes
+    /// (`--max-frame-bytes`). Clients refuse a larger request before sending it. Absent from
+    /// other servers: assume OpenVidu's [`DEFAULT_MAX_FRAME_BYTES`](crate::limits::DEFAULT_MAX_FRAME_BYTES).
+    /// openvidu-browser ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_frame_bytes: Option<u64>,
 }
 
 /// `sendMessage` params: the signal as a JSON string (spec §3.3).

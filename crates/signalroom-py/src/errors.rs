@@ -219,6 +219,12 @@ fn errno(err: &std::io::Error) -> Attr {
 pub(crate) fn core_error(py: Python<'_>, err: CoreError) -> PyErr {
     let text = err.to_string();
     match err {
+        CoreError::FrameTooLarge { size, limit } => new_error(
+            py,
+            Class::InvalidSignal,
+            text,
+            &[("field", "data".into()), ("size", Attr::Int(size as i64)), ("limit", Attr::Int(limit as i64))],
+        ),
         CoreError::DataTooLarge { .. } => {
             let text = format!("{text}: send less data per signal, or split it");
             new_error(py, Class::InvalidSignal, text, &[("field", "data".into())])

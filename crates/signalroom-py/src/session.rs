@@ -202,6 +202,13 @@ impl Session {
         self.session.connection().into()
     }
 
+    /// The largest frame the server accepts, in bytes (its `joinRoom` answer's `maxFrameBytes`,
+    /// or OpenVidu's 51200 for a server that does not say).
+    #[getter]
+    fn max_frame_bytes(&self) -> usize {
+        self.session.max_frame_bytes()
+    }
+
     /// This participant's connection id.
     #[getter]
     fn connection_id(&self) -> &str {

@@ -21,6 +21,9 @@ const HISTORY_MODULE: &str = include_str!("../assets/history/signalroom-history.
 /// `static/js/openvidu-browser-2.32.2.min.js` of the npm package `openvidu-browser@2.32.2`.
 const OPENVIDU_BROWSER: &str = include_str!("../assets/openvidu-browser/openvidu-browser-2.32.2.min.js");
 const OPENVIDU_BROWSER_LICENSE: &str = include_str!("../assets/openvidu-browser/LICENSE");
+/// signalroom's requests and streams for openvidu-browser, an ES module, and its types.
+const EXTRAS: &str = include_str!("../assets/js/signalroom.js");
+const EXTRAS_TYPES: &str = include_str!("../assets/js/signalroom.d.ts");
 
 /// The page's routes.
 pub(crate) fn router() -> Router<Arc<Hub>> {
@@ -31,10 +34,13 @@ pub(crate) fn router() -> Router<Arc<Hub>> {
         .route("/chat/config.json", get(config))
         .route("/openvidu-browser-2.32.2.min.js", get(|| async { with_type(JAVASCRIPT, OPENVIDU_BROWSER) }))
         .route("/openvidu-browser/LICENSE", get(|| async { with_type(TEXT, OPENVIDU_BROWSER_LICENSE) }))
+        .route("/signalroom.js", get(|| async { with_type(JAVASCRIPT, EXTRAS) }))
+        .route("/signalroom.d.ts", get(|| async { with_type(TYPESCRIPT, EXTRAS_TYPES) }))
 }
 
 const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
+const TYPESCRIPT: &str = "application/typescript; charset=utf-8";
 
 fn with_type(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -67,5 +73,7 @@ mod tests {
         assert!(super::HISTORY_MODULE.contains("export function withHistory"));
         assert!(super::OPENVIDU_BROWSER.len() > 300_000);
         assert!(super::OPENVIDU_BROWSER_LICENSE.contains("Apache License"));
+        assert!(super::EXTRAS.contains("export function attach(session"));
+        assert!(super::EXTRAS_TYPES.contains("export function attach(session: Session"));
     }
 }

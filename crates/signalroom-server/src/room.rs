@@ -499,6 +499,8 @@ impl Room {
             session_id: joiner.rpc_id,
             // Added to the answer by its maker when the joiner asks ([`Room::history_answer`]).
             signal_history: None,
+            // The front end's to say (it knows its frame limit): `ws` sets it.
+            max_frame_bytes: None,
         };
         Ok((result, effects))
     }
@@ -734,6 +736,9 @@ impl Room {
         push(&mut out, r#","record":"#, &r.record);
         push(&mut out, r#","role":"#, &r.role);
         push(&mut out, r#","sessionId":"#, &r.session_id);
+        if let Some(max) = r.max_frame_bytes {
+            push(&mut out, r#","maxFrameBytes":"#, &max);
+        }
         out.push_str("}}");
         out
     }
@@ -829,7 +834,7 @@ impl Serialize for JoinAnswer<'_> {
                 metadata: FullMetadata(&m.client_data, &c.props.data),
             })
         });
-        let mut st = s.serialize_struct("JoinRoomResult", 12)?;
+        let mut st = s.serialize_struct("JoinRoomResult", 12 + usize::from(r.max_frame_bytes.is_some()))?;
         st.serialize_field("id", &r.id)?;
         st.serialize_field("finalUserId", &r.final_user_id)?;
         st.serialize_field("createdAt", &r.created_at)?;
@@ -842,6 +847,9 @@ impl Serialize for JoinAnswer<'_> {
         st.serialize_field("record", &r.record)?;
         st.serialize_field("role", &r.role)?;
         st.serialize_field("sessionId", &r.session_id)?;
+        if let Some(max) = r.max_frame_bytes {
+            st.serialize_field("maxFrameBytes", &max)?;
+        }
         st.end()
     }
 }
@@ -992,6 +1000,14 @@ pub(crate) mod tests {
         let serialised = signalroom_core::jsonrpc::Response::new(&id, &whole).to_json();
         assert_eq!(made, serialised);
         assert_eq!(back.join_answer_json(&id, &result), serialised);
+
+        // With the frame limit the front end adds (signalroom's extension), last.
+        let limited = JoinRoomResult { max_frame_bytes: Some(51_200), ..result.clone() };
+        let whole = JoinRoomResult { max_frame_bytes: Some(51_200), ..whole };
+        let serialised = signalroom_core::jsonrpc::Response::new(&id, &whole).to_json();
+        assert!(serialised.ends_with(r#","maxFrameBytes":51200}}"#), "{serialised}");
+        assert_eq!(room.join_answer_json(&id, &limited), serialised);
+        assert_eq!(back.join_answer_json(&id, &limited), serialised);
     }
 
     /// The entries kept for answers follow joins and leaves: each answer lists everyone in,

@@ -6,6 +6,8 @@ mod mock;
 mod proxy;
 mod support;
 
+mod requests;
 mod resume;
 mod server;
+mod streams;
 mod wire;

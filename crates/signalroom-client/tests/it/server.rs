@@ -197,6 +197,35 @@ async fn the_server_judges_the_data_size() {
 }
 
 #[tokio::test]
+async fn a_signal_too_big_for_the_frame_the_server_announced_is_refused_before_sending() {
+    // The default server announces OpenVidu's 50 KiB in its joinRoom answer.
+    let ts = TestServer::start().await;
+    let (alice, mut alice_events) = ts.join("room", "alice").await;
+    assert_eq!(alice.max_frame_bytes(), 51_200);
+    match alice.signal(chat(&"x".repeat(51_200))).await {
+        Err(e @ Error::Invalid(signalroom_core::Error::FrameTooLarge { size, limit: 51_200 })) => {
+            assert!(size > 51_200 && size < 51_400, "{size}");
+            let text = e.to_string();
+            assert!(text.contains("51200") && text.contains("send_text"), "{text}");
+            assert!(!e.is_transient());
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was sent and the session is still up: the largest signal that fits goes through.
+    let fits = "x".repeat(51_200 - 200);
+    alice.signal(chat(&fits)).await.unwrap();
+    assert_eq!(next_signal_event(&mut alice_events).await.data.len(), fits.len());
+    assert_eq!(alice.state(), SessionState::Connected);
+
+    // A server configured with larger frames says so; its clients use them.
+    let ts = TestServer::start_with(|c| c.max_frame_bytes = 128 * 1024).await;
+    let (alice, mut alice_events) = ts.join("room", "alice").await;
+    assert_eq!(alice.max_frame_bytes(), 128 * 1024);
+    alice.signal(chat(&"x".repeat(100_000))).await.unwrap();
+    assert_eq!(next_signal_event(&mut alice_events).await.data.len(), 100_000);
+}
+
+#[tokio::test]
 async fn unknown_recipients_are_refused_with_601() {
     let ts = TestServer::start().await;
     let (alice, mut alice_events) = ts.join("room", "alice").await;

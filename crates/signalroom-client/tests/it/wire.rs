@@ -123,6 +123,27 @@ async fn sends_exactly_what_openvidu_browser_sends() {
 }
 
 #[tokio::test]
+async fn a_server_that_announces_no_frame_limit_gets_openvidus() {
+    init_tracing();
+    let mut mock = MockServer::start().await;
+    let token = mock.token("S1", "tok_A");
+    let connecting =
+        tokio::spawn(async move { Session::connect_with(&token, ConnectOptions::default()).await });
+    let mut conn = mock.next().await;
+    let ping = conn.recv().await;
+    conn.pong(&ping).await;
+    let join = conn.recv().await;
+    conn.reply(&join, join_result("con_T1", json!([]))).await; // real OpenVidu: no maxFrameBytes
+    let (session, _events) = connecting.await.unwrap().unwrap();
+    assert_eq!(session.max_frame_bytes(), signalroom_core::limits::DEFAULT_MAX_FRAME_BYTES);
+    let too_big = Signal::broadcast("chat", "x".repeat(51_200)).unwrap();
+    assert!(matches!(
+        session.signal(too_big).await,
+        Err(Error::Invalid(signalroom_core::Error::FrameTooLarge { limit: 51_200, .. }))
+    ));
+}
+
+#[tokio::test]
 async fn pings_every_interval_with_only_the_last_seq() {
     init_tracing();
     let mut mock = MockServer::start().await;

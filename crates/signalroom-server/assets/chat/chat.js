@@ -1,7 +1,8 @@
 // The chat page: a token from the REST API, then openvidu-browser's session.connect and
 // session.signal({type: 'chat'}). Everyone in the session sees every message, Python bots too;
 // a newcomer sees the conversation so far (the session keeps its last chat messages: signalroom's
-// signal history).
+// signal history). "@name question" also asks participant `name` (a bot) through signalroom.js: a
+// request of method `ask`; an answer the bot streams (topic `answer`) appears as it arrives.
 import { withHistory } from '/signalroom-history.js';
 
 (() => {
@@ -9,6 +10,7 @@ import { withHistory } from '/signalroom-history.js';
   // What the sessions this page creates keep: their last 100 chat messages for a day.
   const HISTORY = { size: 100, ttlSeconds: 86400, types: ['chat'] };
   let session = null;
+  let extras = null; // signalroom.js on the session: requests and streams
   let me = null;
 
   // Who a connection is: its client data (`name`, or `name%/%server data`), else its id (a
@@ -26,6 +28,58 @@ import { withHistory } from '/signalroom-history.js';
     sessionClosedByServer: 'The session was closed.',
   };
 
+  // Participants whose answer came as a stream (their reply is then not shown twice).
+  const answered = new Set();
+
+  // A message being written: its text grows as pieces arrive. Returns the text node.
+  function showGrowing(who) {
+    const item = document.createElement('li');
+    item.className = 'streaming';
+    const name = document.createElement('span');
+    name.className = 'who';
+    name.textContent = who;
+    const text = document.createTextNode('');
+    item.append(name, text);
+    $('messages').append(item);
+    return { item, text };
+  }
+
+  // An answer streamed by a participant: shown piece by piece.
+  async function showStream(stream) {
+    const { item, text } = showGrowing(nameOf(stream.sender));
+    try {
+      for await (const piece of stream) {
+        text.data += piece;
+        $('messages').scrollTop = $('messages').scrollHeight;
+      }
+      item.className = 'answer';
+    } catch (e) {
+      item.className = 'answer';
+      show(null, `The answer was cut short: ${e && e.message ? e.message : e}`);
+    }
+  }
+
+  // "@name question": the participant called `name`, and the question; else null.
+  function addressed(text) {
+    const match = /^@(\S+)\s+(.+)$/s.exec(text);
+    if (!match || !session) return null;
+    for (const c of session.remoteConnections.values()) {
+      if (nameOf(c) === match[1]) return { to: c, question: match[2] };
+    }
+    return null;
+  }
+
+  async function ask(to, question) {
+    try {
+      const reply = await extras.request(to, 'ask', question, { timeout: 60000 });
+      if (reply && !answered.has(to.connectionId)) show(nameOf(to), reply, false);
+    } catch (e) {
+      const why = e && e.code === 'no-handler' ? `${nameOf(to)} does not answer questions` : (e && e.message ? e.message : e);
+      show(null, `No answer: ${why}`);
+    } finally {
+      answered.delete(to.connectionId);
+    }
+  }
   function show(who, text, mine) {
     const item = document.createElement('li');
     if (who === null) {
@@ -95,6 +149,9 @@ import { withHistory } from '/signalroom-history.js';
         show(null, `${ended[e.reason] || 'The connection is gone.'} (${e.reason})`);
         $('text').disabled = $('send').disabled = $('leave').disabled = true;
       });
+      const signalroom = await import('/signalroom.js');
+      extras = signalroom.attach(session);
+      extras.onStream('answer', (stream) => { answered.add(stream.sender.connectionId); return showStream(stream); });
       await session.connect(connection.token, me);
       const earlier = await history;
       if (earlier.length > 0) {
@@ -127,7 +184,10 @@ import { withHistory } from '/signalroom-history.js';
       await session.signal({ type: 'chat', data: text });
     } catch (e) {
       show(null, `Not sent: ${e && e.message ? e.message : e}`);
+      return;
     }
+    const question = addressed(text);
+    if (question) ask(question.to, question.question);
   }
 
   $('join').addEventListener('submit', join);

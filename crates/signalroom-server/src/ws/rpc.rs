@@ -453,10 +453,13 @@ impl SocketConn {
         };
         let id = self.request_id.clone();
         let history = p.history;
+        let max_frame_bytes = self.hub.config.max_frame_bytes as u64;
         let reply = move |result: &signalroom_core::protocol::JoinRoomResult, room: &crate::room::Room| {
             let answer = id.as_deref().map(|id| room.join_answer_json(id, result)).unwrap_or_default();
             let answer = if history { room.history_answer(answer, result) } else { answer };
-            Utf8Bytes::from(answer)
+            // signalroom's extension: the frame limit, so that clients refuse a larger signal
+            // before sending it (openvidu-browser ignores the member).
+            Utf8Bytes::from(with_max_frame_bytes(answer, max_frame_bytes))
         };
         let result = self.hub.join(req, &self.outbox, reply).await?;
         self.push(Out::Order(Order::KeepOpen));
@@ -662,6 +665,19 @@ fn is_known(name: &str) -> bool {
             | method::ON_ICE_CANDIDATE
     ) || method::MEDIA_UNSUPPORTED.contains(&name)
         || method::PRO_ONLY.contains(&name)
+}
+
+/// A join answer with signalroom's `maxFrameBytes` extension added to its result (the answer is
+/// made as text, often from a cached listing of everyone: the member is appended, not the result
+/// rebuilt).
+fn with_max_frame_bytes(mut answer: String, max: u64) -> String {
+    if answer.ends_with("}}") {
+        answer.truncate(answer.len() - 2);
+        answer.push_str(r#","maxFrameBytes":"#);
+        answer.push_str(&max.to_string());
+        answer.push_str("}}");
+    }
+    answer
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ async fn join_room_result_has_every_field_and_announces_the_joiner_first() {
     assert!(!r["finalUserId"].as_str().unwrap().is_empty());
     assert!(r["sessionId"].as_str().unwrap().len() >= 20, "RPC session id: {r}");
     assert!(r.get("life").is_none(), "never send life: {r}");
+    // signalroom's extension: the largest frame it accepts (openvidu-browser ignores it).
+    assert_eq!(r["maxFrameBytes"], 51_200);
     let value = r["value"].as_array().unwrap();
     assert_eq!(value.len(), 1, "existing participants, joiner excluded: {r}");
     assert_eq!(value[0]["id"], alice.connection_id.as_str());
