@@ -75,6 +75,27 @@ struct Stream {
     switch: Duration,
 }
 
+impl Stream {
+    /// Prints the figures (with `--nocapture`): the switch's length as the client saw it.
+    fn report(&self, what: &str, rest: Duration) {
+        eprintln!(
+            "{what}: {} signals accepted, {} refused ({:?}); first answer after {:?}, last refusal after {:?}, REST ok after {rest:?}",
+            self.delivered.len(),
+            self.refused.len(),
+            self.refused,
+            self.first_answer,
+            self.switch,
+        );
+    }
+}
+
+/// After the switch, a newcomer joins on node `b` and gets `alice`'s next signal.
+async fn works_after(alice: &mut Peer, b: &TestServer) {
+    let mut carol = b.join("S", "carol").await;
+    assert!(alice.signal(&[], "after", "late").await.is_ok());
+    assert_eq!(carol.notification("sendMessage").await["data"], "after");
+}
+
 /// Sends signals from `alice` while `kill` runs after [`BEFORE`] of them, until [`AFTER`] were
 /// accepted after the switch; checks what `alice` and `bob` received.
 async fn stream_across(alice: &mut Peer, bob: &mut Peer, kill: impl FnOnce()) -> Stream {
@@ -173,19 +194,8 @@ async fn a_sentinel_failover_loses_no_participant_and_no_signal() {
     let stream = stream_across(&mut alice, &mut bob, || redis.kill_primary()).await;
     let rest = both_still_there([&a, &b], killed).await;
     assert_eq!(redis.named_primary(), Some(redis.replica), "the replica was promoted (old primary {old})");
-    eprintln!(
-        "sentinel failover: {} signals accepted, {} refused ({:?}); first answer after {:?}, last refusal after {:?}, REST ok after {:?}",
-        stream.delivered.len(),
-        stream.refused.len(),
-        stream.refused,
-        stream.first_answer,
-        stream.switch,
-        rest
-    );
-    // New participants and sessions work on both nodes after the switch.
-    let mut carol = b.join("S", "carol").await;
-    assert!(alice.signal(&[], "after", "late").await.is_ok());
-    assert_eq!(carol.notification("sendMessage").await["data"], "after");
+    stream.report("sentinel failover", rest);
+    works_after(&mut alice, &b).await;
     b.create_session("T").await;
     assert_eq!(a.get("/sessions/T").await.0, StatusCode::OK);
 }
@@ -264,16 +274,6 @@ async fn a_cluster_shard_failover_loses_no_participant_and_no_signal() {
     let rest = both_still_there([&a, &b], killed).await;
     let now = cluster.primary_of("sr:{S}:snap");
     assert_ne!(now, doomed, "a replica took the shard over");
-    eprintln!(
-        "cluster shard failover: {} signals accepted, {} refused ({:?}); first answer after {:?}, last refusal after {:?}, REST ok after {:?}",
-        stream.delivered.len(),
-        stream.refused.len(),
-        stream.refused,
-        stream.first_answer,
-        stream.switch,
-        rest
-    );
-    let mut carol = b.join("S", "carol").await;
-    assert!(alice.signal(&[], "after", "late").await.is_ok());
-    assert_eq!(carol.notification("sendMessage").await["data"], "after");
+    stream.report("cluster shard failover", rest);
+    works_after(&mut alice, &b).await;
 }
