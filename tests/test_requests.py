@@ -75,11 +75,11 @@ async def test_no_handler_at_the_target(pair: Pair) -> None:
         await alice.request(bob.connection, "nope")
 
 
-async def test_a_request_times_out_and_its_handler_is_cancelled(pair: Pair) -> None:
-    alice, bob = pair
+def handle_forever(session: signalroom.Session) -> tuple[asyncio.Event, asyncio.Event]:
+    """Makes `session` handle method ``forever`` by never answering: (started, cancelled)."""
     started, cancelled = asyncio.Event(), asyncio.Event()
 
-    @bob.handle("forever")
+    @session.handle("forever")
     async def forever(request: signalroom.Request) -> str:
         started.set()
         try:
@@ -88,6 +88,13 @@ async def test_a_request_times_out_and_its_handler_is_cancelled(pair: Pair) -> N
             cancelled.set()
             raise
         return "never"
+
+    return started, cancelled
+
+
+async def test_a_request_times_out_and_its_handler_is_cancelled(pair: Pair) -> None:
+    alice, bob = pair
+    started, cancelled = handle_forever(bob)
 
     with pytest.raises(signalroom.RequestTimeoutError) as caught:
         await alice.request(bob.connection, "forever", timeout=0.5)
@@ -119,17 +126,7 @@ async def test_the_target_leaving_mid_request_fails_it(pair: Pair) -> None:
 
 async def test_cancelling_the_caller_cancels_the_handler(pair: Pair) -> None:
     alice, bob = pair
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    @bob.handle("forever")
-    async def forever(request: signalroom.Request) -> str:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return "never"
+    started, cancelled = handle_forever(bob)
 
     asking = asyncio.ensure_future(alice.request(bob.connection, "forever", timeout=None))
     await asyncio.wait_for(started.wait(), 5.0)
