@@ -279,6 +279,10 @@ impl Hub {
         self.broker.ping().await
     }
 
+    pub(crate) fn broker_replicas_waited(&self) -> Option<bool> {
+        self.broker.replicas_waited()
+    }
+
     fn limits(&self) -> Limits {
         self.config.send_queue_limits()
     }

@@ -144,6 +144,8 @@ pub(crate) struct Metrics {
     broker_up: Family<BrokerKind, Gauge>,
     hook_decisions: Family<HookDecision, Counter>,
     broker_rtt: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Only with replicas asked for: no series otherwise.
+    broker_replicas_waited: Family<BrokerKind, Gauge>,
     /// Webhook deliveries, registered here so that one scrape shows them.
     pub webhook: WebhookMetrics,
 }
@@ -196,6 +198,7 @@ impl Metrics {
             broker_up: Family::default(),
             hook_decisions: Family::default(),
             broker_rtt: Gauge::default(),
+            broker_replicas_waited: Family::default(),
             webhook: WebhookMetrics::default(),
         };
         let r = &mut registry;
@@ -274,6 +277,11 @@ impl Metrics {
             "Round trip of a PING to Redis, measured at scrape time",
             Unit::Seconds,
             m.broker_rtt.clone(),
+        );
+        r.register(
+            "broker_replicas_waited",
+            "With Redis replicas asked for (replicas=N): whether operations wait for them before they are published (1), or are published without them since they failed to acknowledge in time (0; a failover then may lose the latest operations)",
+            m.broker_replicas_waited.clone(),
         );
         r.register(
             "webhook_events_delivered",
@@ -386,6 +394,9 @@ impl Metrics {
                 tracing::warn!(error = %e, "the broker does not answer");
                 self.broker_up.get_or_create(&BrokerKind { broker: "redis" }).set(0);
             }
+        }
+        if let Some(waited) = hub.broker_replicas_waited() {
+            self.broker_replicas_waited.get_or_create(&BrokerKind { broker: "redis" }).set(i64::from(waited));
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

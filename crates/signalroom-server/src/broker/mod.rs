@@ -283,6 +283,15 @@ impl AnyBroker {
             AnyBroker::Redis(redis) => Some(redis.ping().await.map_err(|e| e.to_string())),
         }
     }
+
+    /// Whether operations wait for Redis replicas before they are published (`None` without
+    /// Redis, or when no replica is asked for).
+    pub(crate) fn replicas_waited(&self) -> Option<bool> {
+        match self {
+            AnyBroker::Local(_) => None,
+            AnyBroker::Redis(redis) => redis.replicas_waited(),
+        }
+    }
 }
 
 /// Calls the same method on whichever broker runs.

@@ -552,6 +552,13 @@ async fn read_log(conn: &Link, id: &str, from: u64) -> redis::RedisResult<Vec<Me
 
 impl RedisBroker {
     /// One `PING` round trip (for the metrics, at scrape time).
+    /// Whether operations wait for replicas before they are published: `None` when none are
+    /// asked for (`replicas=0`), `Some(false)` while they failed to acknowledge in time and
+    /// operations are published without them (a failover then may lose the latest).
+    pub(crate) fn replicas_waited(&self) -> Option<bool> {
+        (self.shared.acks > 0).then(|| !self.shared.degraded.load(Ordering::Relaxed))
+    }
+
     pub(crate) async fn ping(&self) -> redis::RedisResult<Duration> {
         let started = Instant::now();
         let _: String = redis::cmd("PING").query_async(&mut self.shared.conn.clone()).await?;

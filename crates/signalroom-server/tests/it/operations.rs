@@ -9,7 +9,7 @@ use crate::redis_support::RedisProcess;
 use crate::support::{Peer, TestServer};
 
 /// The value of the sample line `name` (with its labels, as rendered) in `/metrics` at `base`.
-async fn metric(http: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
+pub(crate) async fn metric(http: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
     let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }

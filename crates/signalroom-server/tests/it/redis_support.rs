@@ -354,6 +354,21 @@ pub fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool)
     }
 }
 
+/// Whether every replica of the primary on `port` is online and has everything it has (its
+/// replication offset is the primary's).
+pub fn caught_up(port: u16) -> bool {
+    let info = redis_cli(&["-p", &port.to_string(), "info", "replication"]);
+    let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    let (Some(offset), Some(n)) = (field("master_repl_offset:"), field("connected_slaves:")) else {
+        return false;
+    };
+    let replicas: Vec<&str> =
+        info.lines().filter(|l| l.starts_with("slave") && l.contains("state=")).collect();
+    n != "0"
+        && replicas.len().to_string() == n
+        && replicas.iter().all(|r| r.contains("state=online") && r.contains(&format!(",offset={offset},")))
+}
+
 /// A Redis Cluster of the test's own: `primaries` primaries with `replicas` replicas each, on
 /// loopback, no persistence, a one-second node timeout (failovers within seconds).
 pub struct RedisCluster {
