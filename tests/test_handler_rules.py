@@ -183,7 +183,7 @@ def test_a_session_left_connected_leaves_with_a_resource_warning_when_its_loop_s
         assert left == [f"{connection_id} disconnect"]
 
 
-def test_the_readme_handler_rules_are_what_a_notebook_sees() -> None:
+def test_the_guides_handler_rules_are_what_a_notebook_sees() -> None:
     # Re-running a cell in a kernel: the same rule as above, through a real interpreter's __main__.
     script = textwrap.dedent(
         """

@@ -261,9 +261,9 @@ async def test_the_hook_works_through_two_nodes(signalroom_cluster: SignalroomCl
         await asyncio.gather(alice.disconnect(), bob.disconnect())
 
 
-def test_the_readme_moderation_bot_runs_and_type_checks(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    blocks = re.findall(r"^```python\n(.*?)^```", readme, flags=re.DOTALL | re.MULTILINE)
+def test_the_operations_pages_moderation_bot_runs_and_type_checks(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "server" / "operations.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", page, flags=re.DOTALL | re.MULTILINE)
     [bot] = [b for b in blocks if "signal_hook=moderate" in b]
     assert len([line for line in bot.splitlines() if line.strip()]) <= 30
     run = subprocess.run([sys.executable, "-c", bot], capture_output=True, text=True, timeout=60, check=False)

@@ -1,4 +1,4 @@
-"""The limits the README states hold as stated: a signal type of 256 bytes (without its
+"""The limits docs/server/limits.md states hold as stated: a signal type of 256 bytes (without its
 ``signal:`` prefix) passes, from the client and through REST; 257 is refused, counted alike."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A real notebook, executed by Jupyter's own executor (nbclient) in an IPython kernel: top-level
-``await``, the README's notebook cells, and a cell run again that must not register its handler
+``await``, the Python guide's notebook cells (docs/python/guide.md), and a cell run again that must not register its handler
 twice."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import nbclient
 import nbformat
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "python" / "guide.md"
 
 
-def _readme_notebook_cells() -> list[str]:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+def _guide_notebook_cells() -> list[str]:
+    blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
     notebook = [b for b in blocks if "# %%" in b]
-    assert len(notebook) == 1, "the README has one notebook example, its cells split by '# %%'"
+    assert len(notebook) == 1, "the guide has one notebook example, its cells split by '# %%'"
     return [cell.strip() for cell in re.split(r"^# %%.*$", notebook[0], flags=re.MULTILINE) if cell.strip()]
 
 
@@ -31,7 +31,7 @@ def _outputs(cell: nbformat.NotebookNode) -> str:
     return "".join(texts)
 
 
-CELLS_AFTER_THE_README = [
+CELLS_AFTER_THE_GUIDE = [
     "got = []\nme.on('signal:chat', lambda e: got.append(e.data))",
     (
         "other = await signalroom.connect((await api.create_connection('lobby')).token)\n"
@@ -55,17 +55,17 @@ CELLS_AFTER_THE_README = [
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Jupyter's own path migration notices
 def test_a_notebook_with_top_level_await_and_a_cell_run_again() -> None:
-    readme_cells = _readme_notebook_cells()
-    assert any("await " in c for c in readme_cells), "the README notebook uses top-level await"
-    handler_cell = next(c for c in readme_cells if "@me.on(" in c)
-    # The README's cells, its handler cell run again, then the test's own cells.
-    cells = [*readme_cells, handler_cell, *CELLS_AFTER_THE_README]
+    guide_cells = _guide_notebook_cells()
+    assert any("await " in c for c in guide_cells), "the guide's notebook uses top-level await"
+    handler_cell = next(c for c in guide_cells if "@me.on(" in c)
+    # The guide's cells, its handler cell run again, then the test's own cells.
+    cells = [*guide_cells, handler_cell, *CELLS_AFTER_THE_GUIDE]
     code_cells = [nbformat.v4.new_code_cell(c) for c in cells]  # type: ignore[no-untyped-call]
     notebook = nbformat.v4.new_notebook(cells=code_cells)  # type: ignore[no-untyped-call]
     client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=60, allow_errors=False)
     client.execute()
     outputs = [_outputs(c) for c in notebook.cells]
-    # The README's handler kept each signal once though its cell ran twice; with the lambda, two
+    # The guide's handler kept each signal once though its cell ran twice; with the lambda, two
     # handlers, not three.
     assert outputs[-2] == "['one', 'two'] ['one', 'two'] 2\n", outputs
     assert outputs[-1] == "disconnect\n", outputs

@@ -569,7 +569,7 @@ async def test_json_logs_and_no_colours_off_a_terminal(start_server: StartServer
         assert "\x1b[" not in server.stderr_tail(200)
 
 
-def test_every_serve_flag_has_an_environment_variable_in_the_readme_table(signalroom_binary: Path) -> None:
+def test_every_serve_flag_has_an_environment_variable_in_the_servers_table(signalroom_binary: Path) -> None:
     help_text = subprocess.run(
         [str(signalroom_binary), "serve", "--help"], capture_output=True, text=True, timeout=TIMEOUT, check=True
     ).stdout
@@ -578,14 +578,14 @@ def test_every_serve_flag_has_an_environment_variable_in_the_readme_table(signal
     envs = {re.findall(r"--[a-z][a-z-]+", block)[0]: re.search(r"\[env: (\w+)", block) for block in blocks}
     del envs["--help"]
     assert len(envs) >= 20
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = readme[readme.index("| Flag | Environment variable |") :]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "server" / "index.md").read_text()
+    table = page[page.index("| Flag | Environment variable |") :]
     table = table[: table.index("\n\n")]
     rows = {flag: row for row in table.splitlines()[2:] for flag in re.findall(r"--[a-z-]+", row.split("|")[1])}
     for flag, env in envs.items():
         assert env, f"{flag} has no environment variable"
-        assert flag in rows, f"{flag} missing from the README table"
-        assert f"`{env.group(1)}`" in rows[flag], f"{flag}: {env.group(1)} not in its README row"
+        assert flag in rows, f"{flag} missing from the table of docs/server/index.md"
+        assert f"`{env.group(1)}`" in rows[flag], f"{flag}: {env.group(1)} not in its row of docs/server/index.md"
 
 
 def test_flags_are_read_from_the_environment(signalroom_binary: Path) -> None:

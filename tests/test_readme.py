@@ -1,5 +1,6 @@
 """The README's Python examples run as shown, type-check with ``mypy --strict``, and its pytest
-configuration runs the pytest example without a warning."""
+configuration runs the pytest example without a warning; so do the examples of the documentation
+pages the README sends a reader to for the rest (bots, the rejoin bot, several nodes)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import signalroom
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 
-def _blocks(language: str) -> list[str]:
-    found = re.findall(rf"^( *)```{language}\n(.*?)^ *```", README.read_text(), flags=re.DOTALL | re.MULTILINE)
+def _blocks(language: str, page: Path = README) -> list[str]:
+    found = re.findall(rf"^( *)```{language}\n(.*?)^ *```", page.read_text(), flags=re.DOTALL | re.MULTILINE)
     return [textwrap.dedent(block) for _, block in found]
 
 
@@ -104,10 +107,23 @@ def test_the_readme_names_its_prerequisites_and_no_file_outside_the_repository()
             assert (README.parent / link).exists(), link
 
 
+def test_the_readme_names_the_test_command_and_links_every_page_of_the_site() -> None:
+    """A first visit finds the test command, and a way to every page the README no longer carries."""
+    text = README.read_text()
+    tests = text.split("\n## Tests\n", 1)[1].split("\n## ", 1)[0]
+    assert "`scripts/test` is the test command" in tests
+    assert (ROOT / "scripts" / "test").is_file()
+    linked = set(re.findall(r"\]\((docs/[^)#]+\.md)", text))
+    pages = {f"docs/{p.relative_to(DOCS).as_posix()}" for p in DOCS.rglob("*.md")}
+    missing = sorted(pages - linked - {"docs/changelog.md"})  # the README links CHANGELOG.md itself
+    assert not missing, f"pages the README does not link: {missing}"
+    assert 150 <= len(text.splitlines()) <= 250, "the README is a first visit's page: the rest is on the site"
+
+
 def test_the_readme_rejoin_bot_answers_the_readme_sync_example() -> None:
-    """The README's examples that talk to each other work together: its bot answers the ping of
-    its sync example with the pong that example waits for."""
-    [bot] = [b for b in _blocks("python") if "rejoin=fresh_token" in b]
+    """The examples that talk to each other work together: the guide's rejoin bot answers the ping
+    of the README's sync example with the pong that example waits for."""
+    [bot] = [b for b in _blocks("python", DOCS / "python" / "guide.md") if "rejoin=fresh_token" in b]
     bot_script = (
         "import asyncio\nimport sys\n\nimport signalroom\n\n\nasync def main() -> None:\n"
         "    api = signalroom.ServerApi(sys.argv[1], sys.argv[2])\n"
@@ -145,12 +161,14 @@ def test_the_readme_rejoin_bot_answers_the_readme_sync_example() -> None:
     assert process.returncode == 0, bot_stderr
 
 
-def test_the_cluster_section_says_round_robin_may_split_a_persons_rest_call_and_websocket() -> None:
-    """The balancer of deploy/ routes every request on its own; the README says what that means
-    for one person, so that nobody debugs it."""
-    haproxy = (README.parent / "deploy" / "haproxy.cfg").read_text()
+def test_the_cluster_page_says_round_robin_may_split_a_persons_rest_call_and_websocket() -> None:
+    """The balancer of deploy/ routes every request on its own; the page on several nodes says what
+    that means for one person, so that nobody debugs it."""
+    haproxy = (ROOT / "deploy" / "haproxy.cfg").read_text()
     assert re.search(r"^\s*balance roundrobin", haproxy, flags=re.MULTILINE)
-    cluster = README.read_text().split("## Several nodes, one service", 1)[1].split("\n## ", 1)[0]
+    page = (DOCS / "server" / "cluster.md").read_text()
+    assert page.startswith('--8<-- "deploy/README.md"')  # deploy/README.md, then the sections below
+    cluster = page.split("\n## Behind a round-robin balancer\n", 1)[1].split("\n## ", 1)[0]
     note = " ".join(cluster.split())
     assert "round robin" in note
     assert "REST call" in note and "WebSocket" in note and "another" in note
@@ -158,12 +176,12 @@ def test_the_cluster_section_says_round_robin_may_split_a_persons_rest_call_and_
 
 
 def _bot_example() -> str:
-    found = [b for b in _blocks("python") if '@bot.handle("ask")' in b]
-    assert len(found) == 1, "the README has one bot example"
+    found = [b for b in _blocks("python", DOCS / "python" / "bots.md") if '@bot.handle("ask")' in b]
+    assert len(found) == 1, "the bots' page has one bot example"
     return found[0]
 
 
-async def test_the_readme_bot_streams_its_answer_to_whoever_asks(tmp_path: Path) -> None:
+async def test_the_chat_page_bot_streams_its_answer_to_whoever_asks(tmp_path: Path) -> None:
     example = _bot_example()
     assert len([line for line in example.splitlines() if line.strip()]) <= 25
     bot_file = tmp_path / "readme_bot.py"

@@ -1,5 +1,5 @@
 //! Limits, as named constants. The server may be configured within them; every one of them is a
-//! flag of `signalroom serve` (see the README's table of limits).
+//! flag of `signalroom serve` (see the table of limits in `docs/server/limits.md`).
 
 /// Maximum size of an inbound WebSocket frame accepted by the server: OpenVidu's 50 KiB
 /// (`setMaxTextMessageBufferSize(50*1024)`, spec §2.1). Larger frames close the socket with 1009
