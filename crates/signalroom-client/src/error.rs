@@ -1,3 +1,6 @@
+//! What can go wrong in a session or a REST call: [`Error`], each variant saying whether
+//! retrying helps.
+
 use signalroom_core::{ConnectionId, EndReason};
 
 use crate::requests::RequestFailure;

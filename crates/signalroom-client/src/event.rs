@@ -1,3 +1,6 @@
+//! What a session hears: [`Event`]s (signals, participants joining and leaving, the session's
+//! end) and the [`Connection`] they are about, as openvidu-browser names them.
+
 use signalroom_core::signal::user_type;
 use signalroom_core::{ConnectionId, EndReason};
 

@@ -1,3 +1,6 @@
+//! How a session connects: [`ConnectOptions`] and the timings openvidu-browser uses (request
+//! timeout, ping interval and timeout, reconnection interval).
+
 use std::time::Duration;
 
 /// Timeout of every request but `ping`, as openvidu-browser.

@@ -1,3 +1,6 @@
+//! [`Session`], a participant joined with a token: sends signals, subscribes to events, leaves.
+//! It is a handle: the connection itself is driven by a task of its own (`driver`).
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};

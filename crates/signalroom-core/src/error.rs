@@ -1,3 +1,6 @@
+//! Why a frame, a signal or a token is refused ([`Error`]), each mapped to the JSON-RPC error
+//! OpenVidu gives for it.
+
 use crate::jsonrpc::{ErrorObject, codes};
 
 /// A `Result` with this crate's [`Error`].

@@ -1,3 +1,7 @@
+//! The ids every crate passes around, as newtypes over a shared string: a session's
+//! ([`SessionId`]), a participant's ([`ConnectionId`]) and a link's ([`RpcSessionId`]). Cheap to
+//! clone, compared by value.
+
 use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;

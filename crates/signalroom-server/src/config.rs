@@ -1,3 +1,6 @@
+//! [`Config`]: everything the server can be told (listening, secret, limits, broker, TLS,
+//! webhooks, the signal hook), with the defaults and the checks a bad value fails.
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,3 +1,5 @@
+//! Why the server could not start ([`Error`]), each variant saying whether retrying helps.
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

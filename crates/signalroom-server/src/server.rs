@@ -1,3 +1,6 @@
+//! [`Server`]: starts the listeners (HTTP with WebSocket, metrics, TLS), builds the hub over the
+//! chosen broker, and drains or shuts it all down.
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,3 +1,6 @@
+//! Small helpers with no better home: the clock in ms, OpenVidu-style random ids, a
+//! constant-time comparison for secrets, and the client address behind a proxy.
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;

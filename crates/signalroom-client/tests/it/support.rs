@@ -1,3 +1,6 @@
+//! What the client's integration tests share: the step timeout, logs, an in-process server and
+//! helpers to connect participants and wait for their events.
+
 use std::time::Duration;
 
 use signalroom_client::{ConnectOptions, Event, EventReceiver, Session, Subscription};
