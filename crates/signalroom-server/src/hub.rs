@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use crate::broker::{AnyBroker, Applied, Broker, Later, Notice, Reply, Ticket};
 use crate::config::Config;
 use crate::events::ServerEvent;
-use crate::op::{Op, Value};
+use crate::op::{Op, SignalOp, Value};
 use crate::outbox::{Limits, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{CloseMode, Joiner, Minted, Room};
@@ -138,12 +138,10 @@ impl Hub {
     pub(crate) async fn check_signal(
         &self,
         session: &str,
-        from: Option<&ConnectionId>,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        signal: SignalOp<'_>,
     ) -> Result<Option<crate::hook::Rewrite>, Refusal> {
         let Some(hook) = &self.hook else { return Ok(None) };
+        let SignalOp { from, to, data, kind } = signal;
         let request = crate::hook::HookRequest {
             session_id: session.into(),
             from: from.cloned(),
@@ -712,36 +710,23 @@ impl Hub {
 
     /// A signal from participant `from` (RPC) or from the server (`None`, REST). `true`: held
     /// back, as [`Hub::send_message`] says (a participant's broadcast, with a caller).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn signal(
         &self,
         session: &str,
-        from: Option<&ConnectionId>,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Utf8Bytes>,
     ) -> Result<bool, Refusal> {
-        let applied =
-            self.broker.signal(session, from, to, data, kind, caller, reply.map(Out::Frame)).await?;
+        let applied = self.broker.signal(session, signal, caller, reply.map(Out::Frame)).await?;
         let held = applied.held.is_some();
-        self.signal_applied(session, from, to, data, kind, applied).await;
+        self.signal_applied(session, signal, applied).await;
         Ok(held)
     }
 
     /// What follows a signal the broker applied: evictions of the receivers too slow for it, and
     /// its event.
-    #[allow(clippy::too_many_arguments)]
-    async fn signal_applied(
-        &self,
-        session: &str,
-        from: Option<&ConnectionId>,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
-        mut applied: Applied<()>,
-    ) {
+    async fn signal_applied(&self, session: &str, signal: SignalOp<'_>, mut applied: Applied<()>) {
+        let SignalOp { from, to, data, kind } = signal;
         if !applied.slow.is_empty() || !applied.left.is_empty() || applied.closed {
             // Rare (evictions): boxed, so that it does not size the futures of every signal.
             Box::pin(self.settle(session, &mut applied)).await;
@@ -781,8 +766,7 @@ impl Hub {
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
     ) -> Option<Ticket> {
-        let (data, kind) = (message.data.as_deref(), message.kind.as_deref());
-        self.broker.start_signal(session, from, &message.to, data, kind, caller, reply.map(Out::Frame))
+        self.broker.start_signal(session, SignalOp::message(from, message), caller, reply.map(Out::Frame))
     }
 
     /// A signal handed over with [`Hub::start_message`] was applied.
@@ -793,8 +777,7 @@ impl Hub {
         message: &SignalMessage,
         applied: Applied<()>,
     ) {
-        let (data, kind) = (message.data.as_deref(), message.kind.as_deref());
-        self.signal_applied(session, Some(from), &message.to, data, kind, applied).await;
+        self.signal_applied(session, SignalOp::message(from, message), applied).await;
     }
 
     /// A signal as `sendMessage` carries it. `true`: its broadcast and reply are held back
@@ -808,16 +791,7 @@ impl Hub {
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
     ) -> Result<bool, Refusal> {
-        self.signal(
-            session,
-            Some(from),
-            &message.to,
-            message.data.as_deref(),
-            message.kind.as_deref(),
-            Some(caller),
-            reply,
-        )
-        .await
+        self.signal(session, SignalOp::message(from, message), Some(caller), reply).await
     }
 
     /// `leaveRoom`.

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use signalroom_core::protocol::JoinRoomResult;
 use signalroom_core::rest::{ConnectionObject, ConnectionProperties};
+use signalroom_core::signal::SignalMessage;
 use signalroom_core::{ConnectionId, EndReason, Role};
 
 use crate::refusal::Refusal;
@@ -54,6 +55,45 @@ pub(crate) enum Op {
     Relocate { who: ConnectionId, node: String },
 }
 
+/// A signal on its way through the hub and the broker, borrowed from the request that carries
+/// it: from a participant (`sendMessage`) or from the server (`from: None`, REST), to chosen
+/// participants or to everyone (`to` empty), with its data and type as given.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignalOp<'a> {
+    pub from: Option<&'a ConnectionId>,
+    pub to: &'a [ConnectionId],
+    pub data: Option<&'a str>,
+    pub kind: Option<&'a str>,
+}
+
+impl<'a> SignalOp<'a> {
+    /// A participant's `sendMessage`.
+    pub(crate) fn message(from: &'a ConnectionId, message: &'a SignalMessage) -> Self {
+        Self {
+            from: Some(from),
+            to: &message.to,
+            data: message.data.as_deref(),
+            kind: message.kind.as_deref(),
+        }
+    }
+
+    /// Runs on `room`, sent at `at` (ms): see [`Room::signal`].
+    pub(crate) fn run(self, room: &mut Room, at: u64) -> Result<Effects, Refusal> {
+        room.signal(self.from, self.to, self.data, self.kind, at)
+    }
+
+    /// As an operation a shared broker orders and every replica runs.
+    pub(crate) fn to_op(self, at: u64) -> Op {
+        Op::Signal {
+            from: self.from.cloned(),
+            to: self.to.to_vec(),
+            data: self.data.map(str::to_owned),
+            kind: self.kind.map(str::to_owned),
+            at,
+        }
+    }
+}
+
 /// What an operation gives its caller.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
@@ -84,7 +124,9 @@ impl Op {
                 (Value::Joined(Box::new(result)), effects)
             }
             Op::Signal { from, to, data, kind, at } => {
-                (Value::Done, room.signal(from.as_ref(), &to, data.as_deref(), kind.as_deref(), at)?)
+                let signal =
+                    SignalOp { from: from.as_ref(), to: &to, data: data.as_deref(), kind: kind.as_deref() };
+                (Value::Done, signal.run(room, at)?)
             }
             Op::Leave { who } => (Value::Done, room.leave(&who)),
             Op::ForceDisconnect { by, target } => (Value::Done, room.force_disconnect(&by, &target)?),

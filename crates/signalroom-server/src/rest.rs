@@ -19,6 +19,7 @@ use signalroom_core::signal::{SignalRequest, SignalRequestError, json_kind};
 use signalroom_core::{EndReason, OPENVIDU_VERSION};
 
 use crate::hub::Hub;
+use crate::op::SignalOp;
 use crate::refusal::Refusal;
 use crate::room::CloseMode;
 use crate::util::{constant_time_eq, now_ms};
@@ -328,15 +329,13 @@ async fn send_signal(AxumState(hub): Shared, body: Bytes) -> ApiResult {
             .into());
         }
     };
-    let (mut data, kind) = (req.data.as_deref(), req.kind.as_deref());
-    let mut to = to;
-    let rewrite =
-        if hub.hooked(kind) { hub.check_signal(session_id, None, to, data, kind).await? } else { None };
+    let mut signal = SignalOp { from: None, to, data: req.data.as_deref(), kind: req.kind.as_deref() };
+    let rewrite = if hub.hooked(signal.kind) { hub.check_signal(session_id, signal).await? } else { None };
     if let Some(rewrite) = &rewrite {
-        data = rewrite.data.as_deref().or(data);
-        to = rewrite.to.as_deref().unwrap_or(to);
+        signal.data = rewrite.data.as_deref().or(signal.data);
+        signal.to = rewrite.to.as_deref().unwrap_or(signal.to);
     }
-    hub.signal(session_id, None, to, data, kind, None, None).await?;
+    hub.signal(session_id, signal, None, None).await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use signalroom_core::{ConnectionId, RpcSessionId, SessionId};
 
 use super::{Applied, Broker, For, Held, Outcome, Reply, deliver};
-use crate::op::{Op, Value};
+use crate::op::{Op, SignalOp, Value};
 use crate::outbox::{Limits, Out, Outbox};
 use crate::refusal::Refusal;
 use crate::room::{Audience, Effect, Room};
@@ -226,28 +226,20 @@ impl Broker for LocalBroker {
     async fn signal(
         &self,
         id: &str,
-        from: Option<&ConnectionId>,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<crate::outbox::Out>,
     ) -> Result<Applied<()>, Refusal> {
         // A participant's broadcast is held back; its socket's reader makes the next operation.
-        let sender = from.filter(|_| caller.is_some());
+        let sender = signal.from.filter(|_| caller.is_some());
         let at = crate::util::now_ms();
-        self.run(id, caller, sender, |room| {
-            Ok(Outcome::new((), room.signal(from, to, data, kind, at)?, reply))
-        })
+        self.run(id, caller, sender, |room| Ok(Outcome::new((), signal.run(room, at)?, reply)))
     }
 
     fn start_signal(
         &self,
         _id: &str,
-        _from: &ConnectionId,
-        _to: &[ConnectionId],
-        _data: Option<&str>,
-        _kind: Option<&str>,
+        _signal: SignalOp<'_>,
         _caller: &Arc<Outbox>,
         _reply: Option<crate::outbox::Out>,
     ) -> Option<super::Ticket> {
@@ -318,6 +310,10 @@ mod tests {
     use crate::room::{Joiner, Minted};
 
     const LIMITS: Limits = Limits { frames: 1024, bytes: 1 << 20 };
+
+    fn sig<'a>(from: Option<&'a ConnectionId>, to: &'a [ConnectionId], data: &'a str) -> SignalOp<'a> {
+        SignalOp { from, to, data: Some(data), kind: None }
+    }
 
     async fn broker() -> LocalBroker {
         let broker = LocalBroker::new(Duration::from_secs(10), Limits { frames: 4096, bytes: 16 << 20 });
@@ -453,22 +449,20 @@ mod tests {
         let (from_b, from_c) = (ConnectionId::from("con_B"), ConnectionId::from("con_C"));
         for n in 1..=2 {
             let reply = Some(Out::Frame(format!("reply B{n}").into()));
-            let applied =
-                broker.signal("S", Some(&from_b), &[], Some("x"), None, Some(&b), reply).await.unwrap();
+            let applied = broker.signal("S", sig(Some(&from_b), &[], "x"), Some(&b), reply).await.unwrap();
             assert!(applied.held.is_some());
             assert_eq!(applied.delivered, 3, "counted when held");
         }
         assert!(queued(&a, 1).is_empty() && queued(&b, 2).is_empty());
         let to_a = [ConnectionId::from("con_A")];
         let reply = Some(Out::Frame("reply C".into()));
-        let applied =
-            broker.signal("S", Some(&from_c), &to_a, Some("y"), None, Some(&c), reply).await.unwrap();
+        let applied = broker.signal("S", sig(Some(&from_c), &to_a, "y"), Some(&c), reply).await.unwrap();
         assert!(applied.held.is_none(), "a targeted signal is not held");
         assert_eq!(queued(&a, 1), ["sendMessage con_B", "sendMessage con_B", "sendMessage con_C"]);
         assert_eq!(queued(&b, 2), ["sendMessage con_B", "reply B1", "sendMessage con_B", "reply B2"]);
         assert_eq!(queued(&c, 3), ["sendMessage con_B", "sendMessage con_B", "reply C"]);
 
-        let applied = broker.signal("S", None, &[], Some("z"), None, None, None).await.unwrap();
+        let applied = broker.signal("S", sig(None, &[], "z"), None, None).await.unwrap();
         assert!(applied.held.is_none(), "the server's signal is pushed at once");
         assert_eq!(queued(&a, 1), ["sendMessage "]);
     }
@@ -491,8 +485,7 @@ mod tests {
         let mut slow = Vec::new();
         for n in 0..8 {
             let reply = Some(Out::Frame(format!("reply {n}").into()));
-            let applied =
-                broker.signal("S", Some(&from), &[], Some("x"), None, Some(&a), reply).await.unwrap();
+            let applied = broker.signal("S", sig(Some(&from), &[], "x"), Some(&a), reply).await.unwrap();
             assert_eq!(applied.held.is_some(), n % 4 != 3, "at most 8 frames (a quarter of 32) are held");
             slow.extend(applied.slow);
         }

@@ -53,7 +53,7 @@ use tokio::sync::mpsc;
 
 use smallvec::SmallVec;
 
-use crate::op::{Op, Value};
+use crate::op::{Op, SignalOp, Value};
 use crate::outbox::{Framed, Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Effects, Room};
@@ -126,14 +126,10 @@ pub(crate) trait Broker: Send + Sync + 'static {
 
     /// A signal: what `apply` with [`Room::signal`] does, which a broker may do without the
     /// whole room (a signal changes nothing but the session's sequence).
-    #[allow(clippy::too_many_arguments)]
     fn signal(
         &self,
         id: &str,
-        from: Option<&ConnectionId>,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
     ) -> impl Future<Output = Result<Applied<()>, Refusal>> + Send;
@@ -143,14 +139,10 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// with the operations the same caller applies after them; the ticket tells the outcome.
     /// `None`: this broker does not hand signals over (it applies them at once): call
     /// [`Broker::signal`].
-    #[allow(clippy::too_many_arguments)]
     fn start_signal(
         &self,
         id: &str,
-        from: &ConnectionId,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        signal: SignalOp<'_>,
         caller: &Arc<Outbox>,
         reply: Option<Out>,
     ) -> Option<Ticket>;
@@ -334,27 +326,21 @@ impl Broker for AnyBroker {
     async fn signal(
         &self,
         id: &str,
-        from: Option<&ConnectionId>,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
     ) -> Result<Applied<()>, Refusal> {
-        each_async!(self, b => b.signal(id, from, to, data, kind, caller, reply))
+        each_async!(self, b => b.signal(id, signal, caller, reply))
     }
 
     fn start_signal(
         &self,
         id: &str,
-        from: &ConnectionId,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        signal: SignalOp<'_>,
         caller: &Arc<Outbox>,
         reply: Option<Out>,
     ) -> Option<Ticket> {
-        each!(self, b => b.start_signal(id, from, to, data, kind, caller, reply))
+        each!(self, b => b.start_signal(id, signal, caller, reply))
     }
 
     async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {

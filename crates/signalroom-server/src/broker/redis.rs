@@ -69,7 +69,7 @@ use tokio::task::JoinHandle;
 
 use super::link::{Event, Feed, Link, Topology};
 use super::{Applied, Broker, For, Held, Notice, Reply, Ticket, deliver};
-use crate::op::{Op, Value};
+use crate::op::{Op, SignalOp, Value};
 use crate::outbox::{Limits, Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, Effect, Room};
@@ -1370,20 +1370,11 @@ impl Broker for RedisBroker {
     async fn signal(
         &self,
         id: &str,
-        from: Option<&ConnectionId>,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
     ) -> Result<Applied<()>, Refusal> {
-        let op = Op::Signal {
-            from: from.cloned(),
-            to: to.to_vec(),
-            data: data.map(str::to_owned),
-            kind: kind.map(str::to_owned),
-            at: crate::util::now_ms(),
-        };
+        let op = signal.to_op(crate::util::now_ms());
         let applied = self.submit(id, caller, op, Reply::Ready(reply)).await?;
         Ok(Applied { value: (), ..applied.map_value() })
     }
@@ -1391,10 +1382,7 @@ impl Broker for RedisBroker {
     fn start_signal(
         &self,
         id: &str,
-        from: &ConnectionId,
-        to: &[ConnectionId],
-        data: Option<&str>,
-        kind: Option<&str>,
+        signal: SignalOp<'_>,
         caller: &Arc<Outbox>,
         reply: Option<Out>,
     ) -> Option<Ticket> {
@@ -1402,13 +1390,7 @@ impl Broker for RedisBroker {
         if !cell.live.load(Ordering::Acquire) {
             return None;
         }
-        let op = Op::Signal {
-            from: Some(from.clone()),
-            to: to.to_vec(),
-            data: data.map(str::to_owned),
-            kind: kind.map(str::to_owned),
-            at: crate::util::now_ms(),
-        };
+        let op = signal.to_op(crate::util::now_ms());
         let (done, outcome) = oneshot::channel();
         let numbered = self.hand_over(id, &cell, Some(caller), &op, Answer::Reply(Reply::Ready(reply), done));
         Some(Box::pin(async move { outcome_of(numbered, outcome).await.map(Applied::map_value) }))

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::broker::Ticket;
 use crate::hub::{Hub, JoinRequest};
+use crate::op::SignalOp;
 use crate::outbox::{Order, Out, Outbox};
 use crate::refusal::Refusal;
 use crate::util::constant_time_eq;
@@ -393,9 +394,8 @@ impl SocketConn {
         let (hub, caller, joined) = (Arc::clone(&self.hub), Arc::clone(&self.outbox), me.clone());
         let ticket: Ticket = Box::pin(async move {
             let (session, from) = (joined.session.as_str(), &joined.connection);
-            let (to, data, kind) = (&message.to, message.data.as_deref(), message.kind.as_deref());
-            let verdict =
-                if hooked { hub.check_signal(session, Some(from), to, data, kind).await } else { Ok(None) };
+            let signal = SignalOp::message(from, &message);
+            let verdict = if hooked { hub.check_signal(session, signal).await } else { Ok(None) };
             if let Some(before) = before {
                 let _ = before.await;
             }
