@@ -495,7 +495,7 @@ impl Hub {
     /// Asks the process to drain this node, as SIGTERM does; `false` with the broker in this
     /// process (nowhere to go).
     pub(crate) fn ask_drain(&self) -> bool {
-        if matches!(self.broker, AnyBroker::Local(_)) {
+        if !self.broker.shared() {
             return false;
         }
         self.drain_asked.notify_one();
@@ -516,7 +516,7 @@ impl Hub {
     /// closes its sockets over `window` as a network drop, keeping their participants, which
     /// resume on another node. `false` with the broker in this process (nowhere to go).
     pub(crate) fn begin_drain(&self, window: Duration) -> bool {
-        if matches!(self.broker, AnyBroker::Local(_)) {
+        if !self.broker.shared() {
             return false;
         }
         if self.drain.set((tokio::time::Instant::now(), window)).is_ok() {
@@ -663,14 +663,13 @@ impl Hub {
             client_data,
             took: started.elapsed(),
         });
-        // Only the local broker holds frames back.
-        if let (Some(mark), AnyBroker::Local(local)) = (held, &self.broker) {
+        if let Some(mark) = held {
             // The `participantJoined` is held back for the next joins' (see `Applied::held`):
             // the joins of other sockets ready now run first, then what they held is pushed,
             // by the last of them (while joins keep coming, for a while); in a big session,
             // by a task a moment later, so that each participant gets a write's worth.
             tokio::task::yield_now().await;
-            match local.after_join(&req.session, mark) {
+            match self.broker.after_join(&req.session, mark) {
                 Later::Released(Ok(mut applied)) => self.settle(&req.session, &mut applied).await,
                 Later::At(due) => {
                     let (hub, session) = (Arc::clone(self), req.session.as_str().to_owned());
@@ -684,10 +683,9 @@ impl Hub {
 
     /// Releases the frames joins held back in `session` when they are due (first at `due`).
     async fn release_when_due(&self, session: &str, mut due: std::time::Instant) {
-        let AnyBroker::Local(local) = &self.broker else { return };
         loop {
             tokio::time::sleep_until(due.into()).await;
-            match local.release_due(session) {
+            match self.broker.release_due(session) {
                 Later::At(next) => due = next,
                 Later::Released(Ok(mut applied)) => return self.settle(session, &mut applied).await,
                 Later::Released(Err(_)) | Later::Nothing => return,
@@ -700,8 +698,7 @@ impl Hub {
     /// by a task of their own. A socket's reader calls it
     /// between frames, where a future would size every socket's task.
     pub(crate) fn release_now(self: &Arc<Self>, session: &str) {
-        let AnyBroker::Local(local) = &self.broker else { return };
-        let Ok(mut applied) = local.release(session) else { return };
+        let Some(Ok(mut applied)) = self.broker.release(session) else { return };
         if !applied.slow.is_empty() || !applied.left.is_empty() || applied.closed {
             let (hub, session) = (Arc::clone(self), session.to_owned());
             tokio::spawn(async move { hub.settle(&session, &mut applied).await });

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use signalroom_core::{ConnectionId, RpcSessionId, SessionId};
 
-use super::{Applied, Broker, For, Held, Outcome, Reply, deliver};
+use super::{Applied, Broker, For, Held, Later, Outcome, Reply, deliver};
 use crate::op::{Op, SignalOp, Value};
 use crate::outbox::{Limits, Out, Outbox};
 use crate::refusal::Refusal;
@@ -38,16 +38,6 @@ impl Cell {
     }
 }
 
-/// What to do about frames held back after a join ([`LocalBroker::after_join`]).
-pub(crate) enum Later {
-    /// Nothing: someone else releases them.
-    Nothing,
-    /// Released now.
-    Released(Result<Applied<()>, Refusal>),
-    /// To be released at this time ([`LocalBroker::release_due`]).
-    At(Instant),
-}
-
 /// Everything in this process: a sharded map of sessions, each under its own lock, so busy
 /// sessions never contend.
 #[derive(Debug)]
@@ -72,53 +62,8 @@ impl LocalBroker {
     }
 
     /// Pushes what is held back in session `id` ([`Cell::held`]): an operation without effects.
-    pub(crate) fn release(&self, id: &str) -> Result<Applied<()>, Refusal> {
+    fn push_held(&self, id: &str) -> Result<Applied<()>, Refusal> {
         self.run(id, None, None, |_| Ok(Outcome::new((), Vec::new(), None)))
-    }
-
-    /// After a join that held frames (marked `mark`), once the joins of other sockets ready
-    /// then ran: releases what is held if it is ripe ([`Held::ripe`]); else leaves it to a join
-    /// that held after this one, if any; else, this being the last join of a run, releases it
-    /// now in a small session, or asks for a task to release it when due ([`Held::due`]): once
-    /// for what is held, [`Later::At`].
-    pub(crate) fn after_join(&self, id: &str, mark: u64) -> Later {
-        let Some(cell) = self.cell(id) else { return Later::Nothing };
-        {
-            let mut c = cell.lock();
-            let members = c.roster.len();
-            if c.held.is_empty() {
-                return Later::Nothing;
-            }
-            if !c.held.ripe(members) {
-                if c.held.newer_than(mark) || c.held.armed {
-                    return Later::Nothing;
-                }
-                if let Some(due) = c.held.due(members) {
-                    c.held.armed = true;
-                    return Later::At(due);
-                }
-            }
-        }
-        Later::Released(self.release(id))
-    }
-
-    /// For the task [`LocalBroker::after_join`] asked for, at the time it gave: releases what is
-    /// held if it is due by now, or tells when it will be.
-    pub(crate) fn release_due(&self, id: &str) -> Later {
-        let Some(cell) = self.cell(id) else { return Later::Nothing };
-        {
-            let mut c = cell.lock();
-            let members = c.roster.len();
-            if c.held.is_empty() {
-                c.held.armed = false;
-                return Later::Nothing;
-            }
-            match c.held.due(members) {
-                Some(due) if due > Instant::now() && !c.held.ripe(members) => return Later::At(due),
-                _ => c.held.armed = false,
-            }
-        }
-        Later::Released(self.release(id))
     }
 
     /// [`Broker::apply`]; `sender`: the operation is that participant's signal, whose broadcast
@@ -283,6 +228,59 @@ impl Broker for LocalBroker {
         "local"
     }
 
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn release(&self, id: &str) -> Option<Result<Applied<()>, Refusal>> {
+        Some(self.push_held(id))
+    }
+
+    /// After a join that held frames (marked `mark`), once the joins of other sockets ready
+    /// then ran: releases what is held if it is ripe ([`Held::ripe`]); else leaves it to a join
+    /// that held after this one, if any; else, this being the last join of a run, releases it
+    /// now in a small session, or asks for a task to release it when due ([`Held::due`]): once
+    /// for what is held, [`Later::At`].
+    fn after_join(&self, id: &str, mark: u64) -> Later {
+        let Some(cell) = self.cell(id) else { return Later::Nothing };
+        {
+            let mut c = cell.lock();
+            let members = c.roster.len();
+            if c.held.is_empty() {
+                return Later::Nothing;
+            }
+            if !c.held.ripe(members) {
+                if c.held.newer_than(mark) || c.held.armed {
+                    return Later::Nothing;
+                }
+                if let Some(due) = c.held.due(members) {
+                    c.held.armed = true;
+                    return Later::At(due);
+                }
+            }
+        }
+        Later::Released(self.push_held(id))
+    }
+
+    /// For the task [`Broker::after_join`] asked for, at the time it gave: releases what is
+    /// held if it is due by now, or tells when it will be.
+    fn release_due(&self, id: &str) -> Later {
+        let Some(cell) = self.cell(id) else { return Later::Nothing };
+        {
+            let mut c = cell.lock();
+            let members = c.roster.len();
+            if c.held.is_empty() {
+                c.held.armed = false;
+                return Later::Nothing;
+            }
+            match c.held.due(members) {
+                Some(due) if due > Instant::now() && !c.held.ripe(members) => return Later::At(due),
+                _ => c.held.armed = false,
+            }
+        }
+        Later::Released(self.push_held(id))
+    }
+
     async fn adopt(
         &self,
         _session: &str,
@@ -362,7 +360,7 @@ mod tests {
     async fn broker_with_a() -> (LocalBroker, Arc<Outbox>) {
         let broker = broker().await;
         let (a, _) = join(&broker, "A", 1).await;
-        broker.release("S").unwrap();
+        broker.release("S").expect("a session").unwrap();
         let _ = queued(&a, 1);
         (broker, a)
     }
@@ -400,7 +398,7 @@ mod tests {
         assert_eq!(queued(&a, 1), ["answer A"], "nothing pushed to A yet");
         assert_eq!(queued(&b, 2), ["answer B"]);
         assert_eq!(queued(&c, 3), ["answer C"]);
-        let applied = broker.release("S").unwrap();
+        let applied = broker.release("S").expect("a session").unwrap();
         assert!(applied.held.is_none());
         assert_eq!(queued(&a, 1), ["participantJoined con_B", "participantJoined con_C"]);
         assert_eq!(queued(&b, 2), ["participantJoined con_C"]);
@@ -443,7 +441,7 @@ mod tests {
         let (a, _) = join(&broker, "A", 1).await;
         let (b, _) = join(&broker, "B", 2).await;
         let (c, _) = join(&broker, "C", 3).await;
-        broker.release("S").unwrap();
+        broker.release("S").expect("a session").unwrap();
         let (_, _, _) = (queued(&a, 1), queued(&b, 2), queued(&c, 3));
 
         let (from_b, from_c) = (ConnectionId::from("con_B"), ConnectionId::from("con_C"));
@@ -475,7 +473,7 @@ mod tests {
         broker.create(Room::new("S".into(), props(), 0)).await.unwrap();
         let (a, _) = join(&broker, "A", 1).await;
         let (b, _) = join(&broker, "B", 2).await;
-        broker.release("S").unwrap();
+        broker.release("S").expect("a session").unwrap();
         let _ = queued(&a, 1);
         // B's queue (1,024 frames, as every test outbox) is all but full.
         for _ in 0..1020 {
@@ -522,7 +520,7 @@ mod tests {
         for i in 0..39 {
             join(&broker, &format!("P{i}"), 10 + i).await;
         }
-        broker.release("S").unwrap();
+        broker.release("S").expect("a session").unwrap();
         let _ = queued(&a, 1);
         // 41 participants with X: held for 41 × 50 µs.
         let mark = join(&broker, "X", 100).await.1.held.unwrap();

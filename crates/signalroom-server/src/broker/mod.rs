@@ -38,7 +38,7 @@ mod link;
 mod local;
 mod redis;
 
-pub(crate) use local::{Later, LocalBroker};
+pub(crate) use local::LocalBroker;
 pub(crate) use redis::{RedisBroker, redact};
 
 use std::future::Future;
@@ -203,6 +203,33 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// that stopped beating): the hub evicts them with `networkDisconnect`. `None` for a broker that
     /// reports everything through [`Applied`]. Taken once.
     fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>>;
+
+    /// Whether sessions outlive this process: another node can take a participant over, so a
+    /// draining node may close its sockets and let them resume there.
+    fn shared(&self) -> bool;
+
+    /// Pushes what operations on session `id` held back ([`Applied::held`]). `None`: this
+    /// broker holds nothing back.
+    fn release(&self, id: &str) -> Option<Result<Applied<()>, Refusal>>;
+
+    /// After a join whose frames were held back (marked `mark`, [`Applied::held`]), once the
+    /// joins of other sockets ready then ran: releases them, leaves them to a later join, or
+    /// asks for a task to release them when due.
+    fn after_join(&self, id: &str, mark: u64) -> Later;
+
+    /// For the task [`Broker::after_join`] asked for, at the time it gave: releases what is held
+    /// if it is due by now, or tells when it will be.
+    fn release_due(&self, id: &str) -> Later;
+}
+
+/// What to do about frames held back after a join ([`Broker::after_join`]).
+pub(crate) enum Later {
+    /// Nothing: someone else releases them, or nothing is held.
+    Nothing,
+    /// Released now.
+    Released(Result<Applied<()>, Refusal>),
+    /// To be released at this time ([`Broker::release_due`]).
+    At(std::time::Instant),
 }
 
 /// The outcome of a signal handed over ([`Broker::start_signal`]), on its way.
@@ -392,6 +419,22 @@ impl Broker for AnyBroker {
 
     fn notices(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {
         each!(self, b => b.notices())
+    }
+
+    fn shared(&self) -> bool {
+        each!(self, b => b.shared())
+    }
+
+    fn release(&self, id: &str) -> Option<Result<Applied<()>, Refusal>> {
+        each!(self, b => b.release(id))
+    }
+
+    fn after_join(&self, id: &str, mark: u64) -> Later {
+        each!(self, b => b.after_join(id, mark))
+    }
+
+    fn release_due(&self, id: &str) -> Later {
+        each!(self, b => b.release_due(id))
     }
 }
 

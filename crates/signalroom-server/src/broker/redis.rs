@@ -68,7 +68,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::link::{Event, Feed, Link, Topology};
-use super::{Applied, Broker, For, Held, Notice, Reply, Ticket, deliver};
+use super::{Applied, Broker, For, Held, Later, Notice, Reply, Ticket, deliver};
 use crate::op::{Op, SignalOp, Value};
 use crate::outbox::{Limits, Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
@@ -1518,6 +1518,25 @@ impl Broker for RedisBroker {
 
     fn node(&self) -> &str {
         &self.shared.node
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    // Operations here are published to every node following the session, which applies and
+    // pushes them as they come: nothing is held back.
+
+    fn release(&self, _id: &str) -> Option<Result<Applied<()>, Refusal>> {
+        None
+    }
+
+    fn after_join(&self, _id: &str, _mark: u64) -> Later {
+        Later::Nothing
+    }
+
+    fn release_due(&self, _id: &str) -> Later {
+        Later::Nothing
     }
 
     async fn adopt(
