@@ -3,9 +3,14 @@
 //! A connection whose first request is the upgrade goes straight to its socket ([`accept`]);
 //! hyper serves every other request. Per socket: a reader (this task) handles requests in order,
 //! so one sender's signals keep their order ([`rpc`]); a writer task ([`writer`]) drains the
-//! outbox into the socket. tungstenite reads and checks the client's frames; the writer alone
-//! writes to the socket: the server's frames, framed by [`frame`] straight from the queued
-//! payloads, and the control frames tungstenite answers with ([`transport`]).
+//! outbox into the socket. tungstenite reads and checks the client's frames.
+//!
+//! Who writes to a socket: its writer, always, but while it sleeps on an empty outbox; then at
+//! most one pusher at a time, the one that claimed the socket under the outbox's lock, writes
+//! small frames it pushed itself (see `outbox::direct`: the claim is the outbox's `Direct`
+//! state, and the writer takes the socket back, after a claimed write, whenever it wakes). Both
+//! write the server's frames framed by [`frame`] straight from the queued payloads; the control
+//! frames tungstenite answers with go through the writer ([`transport`]).
 
 mod accept;
 pub(crate) mod frame;

@@ -1,4 +1,5 @@
-//! A socket's writer task: the only code that writes to the socket. It drains the outbox it is
+//! A socket's writer task: what writes to the socket while it is awake (the rule is in the
+//! module docs of `ws`). It drains the outbox it is
 //! attached to (the socket's own, then its participant's), follows a reconnection to the
 //! participant's outbox, honours close orders, and ends when another socket takes its
 //! participant over or the reader is done.

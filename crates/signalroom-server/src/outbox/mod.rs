@@ -22,17 +22,25 @@
 //! time as the write). The pusher claims the socket under the outbox's lock; what is pushed
 //! meanwhile queues behind its frame, and the writer takes over again if the socket does not take
 //! the whole frame.
+//!
+//! What is queued ([`Out`], [`Framed`], [`Order`]) is in `out`; the writes by pushers
+//! ([`Sink`], [`Deferring`]) in `direct`; the queue itself, bounded and resumable, here.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use parking_lot::Mutex;
 use tokio::task::AbortHandle;
+
+mod direct;
+mod out;
+
+use self::direct::Direct;
+pub(crate) use self::direct::{DIRECT_MAX, Deferring, Sink, Written};
+pub(crate) use self::out::{Framed, Order, Out, is_notification, one_by_one, seq_of};
 
 /// A queue that grew past this many slots is shrunk back once drained.
 const SHRINK_ABOVE: usize = 1024;
@@ -42,253 +50,6 @@ const SHRINK_ABOVE: usize = 1024;
 /// and an idle participant should not hold that memory (2 KiB of 13 per participant, in rooms of
 /// 100).
 pub(crate) const IDLE_SLOTS: usize = 8;
-
-/// Something for a socket's writer.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Out {
-    /// A text frame: a notification (shared: a fan-out is serialised once), or a reply to a
-    /// request of the socket it was written for. Which one, and a notification's sequence number,
-    /// are read from the frame ([`Out::note`], [`seq_of`]): one variant keeps the queue's slots at
-    /// 32 bytes, and they are the fan-out's cache misses.
-    Frame(Utf8Bytes),
-    /// An order about the socket itself, or frames framed already ([`Order::Write`]).
-    Order(Order),
-}
-
-/// Notifications framed once, headers and payloads back to back: the writer of every receiver
-/// writes them from here, as they are (a server's frames are not masked, so they are the same
-/// bytes on every socket). A receiver gets those from an index on (a participant that joined
-/// among them gets those that followed its join). The frames are kept too, for what needs them
-/// one by one (a resume, a detached queue, a client that acknowledges).
-#[derive(Debug, PartialEq)]
-pub(crate) struct Framed {
-    bytes: Vec<u8>,
-    frames: Vec<Utf8Bytes>,
-    /// Where each frame's header starts in `bytes`, and the payload bytes before it.
-    starts: Vec<(usize, usize)>,
-    payload: usize,
-}
-
-impl Framed {
-    /// Frames `frames` (notifications, in order).
-    pub(crate) fn new(frames: Vec<Utf8Bytes>) -> Self {
-        let payload: usize = frames.iter().map(|f| f.len()).sum();
-        let mut bytes = Vec::with_capacity(payload + 4 * frames.len());
-        let mut starts = Vec::with_capacity(frames.len());
-        let mut before = 0;
-        for f in &frames {
-            starts.push((bytes.len(), before));
-            bytes
-                .extend_from_slice(crate::ws::frame::Header::new(crate::ws::frame::TEXT, f.len()).as_bytes());
-            bytes.extend_from_slice(f.as_bytes());
-            before += f.len();
-        }
-        Self { bytes, frames, starts, payload }
-    }
-
-    /// How many frames there are.
-    pub(crate) fn len(&self) -> usize {
-        self.frames.len()
-    }
-
-    /// The frames from index `from` on, framed.
-    pub(crate) fn bytes_from(&self, from: u32) -> &[u8] {
-        self.starts.get(from as usize).map_or(&[], |&(at, _)| &self.bytes[at..])
-    }
-
-    /// The frames from index `from` on.
-    pub(crate) fn frames_from(&self, from: u32) -> &[Utf8Bytes] {
-        self.frames.get(from as usize..).unwrap_or_default()
-    }
-
-    /// The payload bytes of the frames from index `from` on.
-    pub(crate) fn payload_from(&self, from: u32) -> usize {
-        self.starts.get(from as usize).map_or(0, |&(_, before)| self.payload - before)
-    }
-}
-
-/// An order about a socket, or frames to write as they are (kept apart from [`Out::Frame`] so
-/// that an [`Out`] is 32 bytes: a text frame's buffer leaves room for one other variant).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Order {
-    /// Write notifications framed once for every receiver ([`Framed`]), from the one at this
-    /// index on: what operations held back is pushed to a receiver as one item. (Frames, not an
-    /// order about the socket: [`Out::is_order`].)
-    Write(Arc<Framed>, u32),
-    /// Close the socket now with this code and reason.
-    Close { code: u16, reason: &'static str },
-    /// Close the socket after this delay unless the client closes it first.
-    CloseAfter(Duration),
-    /// Cancel a pending [`Order::CloseAfter`]: the socket carries a participant again.
-    KeepOpen,
-    /// The rest of frames a pusher wrote in part ([`Sink`]): the writer's first bytes, before
-    /// anything else (they are the middle of a frame). Only for the socket they were begun on:
-    /// dropped with it.
-    Rest(Box<[u8]>),
-}
-
-/// Frames up to this many bytes (headers included) may be written by their pusher ([`Sink`]);
-/// larger ones are the writer's, which can wait for the socket.
-pub(crate) const DIRECT_MAX: usize = 16 * 1024;
-
-/// A socket its pushers may write to while its writer sleeps on an empty outbox.
-pub(crate) trait Sink: Send + Sync + std::fmt::Debug {
-    /// Writes `out` (frames: [`Out::Frame`] or [`Order::Write`]) as far as the socket takes it
-    /// now, without waiting.
-    fn write_now(&self, out: &Out) -> Written;
-}
-
-/// How much of its frames a [`Sink`] wrote.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Written {
-    /// Everything.
-    All,
-    /// A part: these bytes are left.
-    Part(Box<[u8]>),
-    /// Nothing (the socket's buffer is full, or the socket failed: the writer finds out which).
-    Nothing,
-}
-
-/// Who may write to the socket of an outbox's writer, besides the writer.
-#[derive(Debug, Default)]
-enum Direct {
-    /// Nobody: the writer is awake, or has no [`Sink`].
-    #[default]
-    Off,
-    /// The writer sleeps on an empty queue: the next push may claim its sink.
-    Parked,
-    /// A pusher writes `out` (claim number `claim`); pushes queue behind it, and the writer waits
-    /// for it (`wants`: the writer woke meanwhile, for something else).
-    Claimed { claim: u64, out: Out, wants: bool },
-}
-
-thread_local! {
-    /// The writes that pushes claimed while a [`Deferring`] lives on this thread.
-    static DEFERRED: RefCell<Deferred> = const { RefCell::new(Deferred { depth: 0, writes: Vec::new() }) };
-}
-
-/// A claimed write: the outbox, the claim, the socket and the frames.
-type Claim = (Arc<Outbox>, u64, Arc<dyn Sink>, Out);
-
-struct Deferred {
-    depth: u32,
-    writes: Vec<Claim>,
-}
-
-/// Writes one operation leaves to its own task at most ([`Deferring`]): the sockets of a larger
-/// fan-out past these are written by their writers, which other threads of the runtime can take
-/// on meanwhile (one task writing to a thousand sockets would keep them all to one thread).
-const DEFERRED_MAX: usize = 128;
-
-/// While one lives (on this thread), a push that claims a socket ([`Sink`]) leaves the write until
-/// the last is dropped: a session's lock is taken after one is made and released before it is
-/// dropped, so that a fan-out's writes are not made under the lock. It must not live across an
-/// `.await`. At most [`DEFERRED_MAX`] writes are claimed meanwhile.
-#[must_use]
-pub(crate) struct Deferring(());
-
-impl Deferring {
-    pub(crate) fn begin() -> Self {
-        DEFERRED.with_borrow_mut(|d| d.depth += 1);
-        Deferring(())
-    }
-}
-
-impl Drop for Deferring {
-    fn drop(&mut self) {
-        let mut writes = DEFERRED.with_borrow_mut(|d| {
-            d.depth -= 1;
-            if d.depth == 0 { std::mem::take(&mut d.writes) } else { Vec::new() }
-        });
-        if writes.is_empty() {
-            return;
-        }
-        for (outbox, claim, sink, out) in writes.drain(..) {
-            outbox.write_claimed(claim, &*sink, &out);
-        }
-        // The list's room is kept for the next fan-out of this thread.
-        DEFERRED.with_borrow_mut(|d| {
-            if d.writes.capacity() < writes.capacity() && d.writes.is_empty() {
-                d.writes = writes;
-            }
-        });
-    }
-}
-
-/// How every notification frame starts (replies have an `id` there).
-const NOTE_PREFIX: &str = r#"{"jsonrpc":"2.0","method":"#;
-
-/// Whether a frame the server queued is a notification (else a response).
-pub(crate) fn is_notification(frame: &str) -> bool {
-    frame.starts_with(NOTE_PREFIX)
-}
-
-/// The sequence number a notification frame ends with (`…,"seq":N}`, as the room serialises it).
-pub(crate) fn seq_of(frame: &str) -> u64 {
-    let body = frame.strip_suffix('}').unwrap_or(frame);
-    body.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0)
-}
-
-impl Out {
-    /// Payload bytes.
-    pub(crate) fn bytes(&self) -> usize {
-        match self {
-            Out::Frame(f) => f.len(),
-            Out::Order(Order::Write(framed, from)) => framed.payload_from(*from),
-            Out::Order(Order::Rest(rest)) => rest.len(),
-            Out::Order(_) => 0,
-        }
-    }
-
-    /// Frames.
-    pub(crate) fn frames(&self) -> usize {
-        match self {
-            Out::Frame(_) => 1,
-            Out::Order(Order::Write(framed, from)) => framed.len().saturating_sub(*from as usize),
-            Out::Order(_) => 0,
-        }
-    }
-
-    /// Whether this is an order about the socket (not frames).
-    pub(crate) fn is_order(&self) -> bool {
-        matches!(self, Out::Order(order) if !matches!(order, Order::Write(..) | Order::Rest(_)))
-    }
-
-    /// Whether a pusher may write this itself ([`Sink`]): frames, and not many bytes of them.
-    fn is_direct(&self) -> bool {
-        match self {
-            Out::Frame(f) => f.len() + 4 <= DIRECT_MAX,
-            Out::Order(Order::Write(framed, from)) => framed.bytes_from(*from).len() <= DIRECT_MAX,
-            Out::Order(_) => false,
-        }
-    }
-
-    /// Whether this is notifications only ([`Out::note`], or framed ones).
-    fn is_notes(&self) -> bool {
-        matches!(self, Out::Order(Order::Write(..))) || self.note().is_some()
-    }
-
-    /// The frame, if this is a notification (replayable on a resume).
-    fn note(&self) -> Option<&Utf8Bytes> {
-        match self {
-            Out::Frame(f) if f.as_str().starts_with(NOTE_PREFIX) => Some(f),
-            _ => None,
-        }
-    }
-}
-
-/// `items` with framed notifications given one by one (for what needs them so: rare paths).
-pub(crate) fn one_by_one(items: impl IntoIterator<Item = Out>) -> impl Iterator<Item = Out> {
-    items.into_iter().flat_map(|out| -> Box<dyn Iterator<Item = Out>> {
-        match out {
-            Out::Order(Order::Write(framed, from)) => {
-                let frames: Vec<Out> = framed.frames_from(from).iter().cloned().map(Out::Frame).collect();
-                Box::new(frames.into_iter())
-            }
-            other => Box::new(std::iter::once(other)),
-        }
-    })
-}
 
 /// Frees an empty queue's room if it holds more than `slots`.
 fn release_above(queue: &mut VecDeque<Out>, slots: usize) {
@@ -379,41 +140,11 @@ struct State {
 }
 
 impl State {
-    /// Claims the socket for `out`, when its writer sleeps on an empty queue and `out` is frames
-    /// small enough for a pusher to write ([`Sink`]).
-    fn claim(&mut self, out: &Out) -> Option<(u64, Arc<dyn Sink>)> {
-        if !matches!(self.direct, Direct::Parked) || !self.items.is_empty() || !out.is_direct() {
-            return None;
-        }
-        let sink = Arc::clone(self.sink.as_ref()?);
-        self.claims += 1;
-        self.direct = Direct::Claimed { claim: self.claims, out: out.clone(), wants: false };
-        Some((self.claims, sink))
-    }
-
     /// Keeps the writer's waker, for a push, a redirect or the end of a claimed write to wake.
     fn register(&mut self, cx: &Context<'_>) {
         match &self.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => self.waker = Some(cx.waker().clone()),
-        }
-    }
-
-    /// Whether a pusher is writing to the socket: the writer waits, and is woken once it is done.
-    fn claimed(&mut self, cx: &Context<'_>) -> bool {
-        let Direct::Claimed { wants, .. } = &mut self.direct else { return false };
-        *wants = true;
-        self.register(cx);
-        true
-    }
-
-    /// Takes the socket back from the pushers (its writer is gone, or another socket carries the
-    /// participant now): a claimed write, perhaps not made, is owed still, first.
-    fn revoke(&mut self) {
-        if let Direct::Claimed { out, .. } = std::mem::take(&mut self.direct) {
-            self.bytes += out.bytes();
-            self.frames += out.frames();
-            self.items.push_front(out);
         }
     }
 
@@ -536,20 +267,11 @@ impl Outbox {
     /// A push that finds the writer asleep on an empty queue writes the frames itself ([`Sink`]),
     /// at once or, while a [`Deferring`] lives on this thread, when the last one is dropped.
     pub(crate) fn push(self: &Arc<Self>, out: Out) -> bool {
-        let may_claim = DEFERRED.with_borrow(|d| d.depth == 0 || d.writes.len() < DEFERRED_MAX);
+        let may_claim = direct::may_claim();
         let mut st = self.state.lock();
         if let Some((claim, sink)) = if may_claim { st.claim(&out) } else { None } {
             drop(st);
-            let now = DEFERRED.with_borrow_mut(|d| {
-                if d.depth == 0 {
-                    return Some(out);
-                }
-                d.writes.push((Arc::clone(self), claim, Arc::clone(&sink), out));
-                None
-            });
-            if let Some(out) = now {
-                self.write_claimed(claim, &*sink, &out);
-            }
+            self.write_or_defer(claim, sink, out);
             return true;
         }
         if let Err(out) = st.queue(out) {
@@ -590,87 +312,6 @@ impl Outbox {
             return true;
         }
         self.push(Out::Order(Order::Write(Arc::clone(framed), from)))
-    }
-
-    /// Makes a claimed write (claim number `claim`), then gives the socket back: to the writer
-    /// if anything queued meanwhile, or the socket did not take all of `out` (the rest goes
-    /// first), or the writer woke meanwhile; else to the next push.
-    fn write_claimed(&self, claim: u64, sink: &dyn Sink, out: &Out) {
-        let written = sink.write_now(out);
-        let mut st = self.state.lock();
-        let st = &mut *st;
-        match &st.direct {
-            Direct::Claimed { claim: c, .. } if *c == claim => {}
-            // Taken back meanwhile ([`State::revoke`]): `out` is in the queue again.
-            _ => return,
-        }
-        let Direct::Claimed { wants, .. } = std::mem::take(&mut st.direct) else { return };
-        match written {
-            Written::All | Written::Part(_) if st.acking => {
-                State::keep(&mut st.kept, &mut st.kept_bytes, out);
-                st.trim_kept();
-            }
-            _ => {}
-        }
-        match written {
-            Written::All => {}
-            Written::Part(rest) => {
-                st.bytes += rest.len();
-                st.frames += 1;
-                st.items.push_front(Out::Order(Order::Rest(rest)));
-            }
-            Written::Nothing => {
-                st.bytes += out.bytes();
-                st.frames += out.frames();
-                st.items.push_front(out.clone());
-            }
-        }
-        if st.items.is_empty() && !wants {
-            st.direct = Direct::Parked;
-            return;
-        }
-        if let Some(w) = st.waker.take() {
-            w.wake();
-        }
-    }
-
-    /// The writer of socket `me` woke for something else than its queue (a control frame, the
-    /// reader's end, a close due): it takes the socket back from the pushers, once a write one
-    /// claimed is done, and what was queued meanwhile into `buf` (the rest of a frame a pusher
-    /// wrote in part first).
-    pub(crate) async fn reclaim(&self, buf: &mut VecDeque<Out>, me: u64) {
-        poll_fn(|cx| {
-            let mut st = self.state.lock();
-            if st.claimed(cx) {
-                return Poll::Pending;
-            }
-            st.direct = Direct::Off;
-            if st.writer == me && !st.items.is_empty() {
-                self.drain_into(&mut st, buf);
-            }
-            Poll::Ready(())
-        })
-        .await;
-    }
-
-    /// Pushers may write to socket `me` ([`Sink`]) while its writer sleeps on this outbox.
-    pub(crate) fn give_sink(&self, me: u64, sink: Arc<dyn Sink>) {
-        let mut st = self.state.lock();
-        if st.writer == me {
-            st.sink = Some(sink);
-        }
-    }
-
-    /// The writer of socket `me` is gone, or drains another outbox now: pushers no longer write
-    /// to its socket here (and this outbox no longer holds it open). Returns the socket's
-    /// [`Sink`], if it was here.
-    pub(crate) fn writer_gone(&self, me: u64) -> Option<Arc<dyn Sink>> {
-        let mut st = self.state.lock();
-        if st.writer != me {
-            return None;
-        }
-        st.revoke();
-        st.sink.take()
     }
 
     /// A full outbox refuses `out` (the receiver is too slow). A close order it cannot take means
@@ -913,6 +554,9 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::direct::DEFERRED_MAX;
     use super::*;
 
     const LIMITS: Limits = Limits { frames: 4, bytes: 1 << 20 };
