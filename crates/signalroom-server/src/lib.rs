@@ -44,6 +44,7 @@ mod server;
 mod tls;
 mod util;
 mod webhook;
+mod wire;
 mod ws;
 
 pub use config::{

@@ -1076,9 +1076,7 @@ mod tests {
         let mut expected = Vec::new();
         for s in 2..=3 {
             let Out::Frame(text) = note(s) else { unreachable!() };
-            expected.extend_from_slice(
-                crate::ws::frame::Header::new(crate::ws::frame::TEXT, text.len()).as_bytes(),
-            );
+            expected.extend_from_slice(crate::wire::Header::new(crate::wire::TEXT, text.len()).as_bytes());
             expected.extend_from_slice(text.as_bytes());
         }
         assert_eq!(f.bytes_from(1), expected);

@@ -44,8 +44,7 @@ impl Framed {
         let mut before = 0;
         for f in &frames {
             starts.push((bytes.len(), before));
-            bytes
-                .extend_from_slice(crate::ws::frame::Header::new(crate::ws::frame::TEXT, f.len()).as_bytes());
+            bytes.extend_from_slice(crate::wire::Header::new(crate::wire::TEXT, f.len()).as_bytes());
             bytes.extend_from_slice(f.as_bytes());
             before += f.len();
         }

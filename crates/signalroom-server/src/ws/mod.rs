@@ -9,11 +9,10 @@
 //! most one pusher at a time, the one that claimed the socket under the outbox's lock, writes
 //! small frames it pushed itself (see `outbox::direct`: the claim is the outbox's `Direct`
 //! state, and the writer takes the socket back, after a claimed write, whenever it wakes). Both
-//! write the server's frames framed by [`frame`] straight from the queued payloads; the control
+//! write the server's frames framed by [`crate::wire`] straight from the queued payloads; the control
 //! frames tungstenite answers with go through the writer ([`transport`]).
 
 mod accept;
-pub(crate) mod frame;
 mod rpc;
 mod transport;
 mod writer;

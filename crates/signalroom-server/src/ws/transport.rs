@@ -13,7 +13,7 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::frame::CLOSE;
+use crate::wire::CLOSE;
 
 /// Control frames tungstenite wrote, waiting for the writer; bounded in bytes.
 #[derive(Debug)]
@@ -226,7 +226,7 @@ impl AsyncWrite for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::frame::{Header, TEXT, close_payload};
+    use crate::wire::{Header, TEXT, close_payload};
 
     fn framed(opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = Header::new(opcode, payload.len()).as_bytes().to_vec();

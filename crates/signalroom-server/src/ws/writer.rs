@@ -17,15 +17,15 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 
-use super::frame::{self, CLOSE, TEXT};
 use super::transport::{Control, TcpSocket};
 use crate::heap;
 use crate::metrics::FrameCounts;
 use crate::outbox::{IDLE_SLOTS, Order, Out, Outbox, Sink, Take, Written, is_notification};
+use crate::wire::{self, CLOSE, TEXT};
 
 /// Frames written between flushes at most, so a long queue reaches the socket in pieces: as many
 /// as one write call takes.
-const WRITE_BATCH: usize = frame::FRAMES_PER_WRITE;
+const WRITE_BATCH: usize = wire::FRAMES_PER_WRITE;
 /// How long a close frame may take to write.
 const CLOSE_WRITE: Duration = Duration::from_secs(1);
 /// How long a writer with nothing to write waits before it releases what a burst made its queues
@@ -178,7 +178,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
                 }
             }
             let write = async {
-                frame::write_frames(socket, TEXT, frames, piece).await?;
+                wire::write_frames(socket, TEXT, frames, piece).await?;
                 socket.flush().await
             };
             let wrote = io(*close_at, timeout, write).await;
@@ -250,20 +250,20 @@ impl Sink for TcpSocket {
         };
         let written = match out {
             // A large frame (a join answer) is written from where it is, as the writer does.
-            Out::Frame(text) if text.len() > frame::COPIED_FRAME => {
-                let header = frame::Header::new(TEXT, text.len());
+            Out::Frame(text) if text.len() > wire::COPIED_FRAME => {
+                let header = wire::Header::new(TEXT, text.len());
                 let (head, payload) = (header.as_bytes(), text.as_bytes());
                 match stream.try_write_vectored(&[IoSlice::new(head), IoSlice::new(payload)]) {
                     Ok(n) if n == head.len() + payload.len() => Written::All,
                     Ok(n) if n > 0 => {
-                        Written::Part(frame::unwritten(Some(&header), payload, n).concat().into())
+                        Written::Part(wire::unwritten(Some(&header), payload, n).concat().into())
                     }
                     _ => Written::Nothing,
                 }
             }
-            Out::Frame(text) => frame::GATHERED.with_borrow_mut(|buf| {
+            Out::Frame(text) => wire::GATHERED.with_borrow_mut(|buf| {
                 buf.clear();
-                buf.extend_from_slice(frame::Header::new(TEXT, text.len()).as_bytes());
+                buf.extend_from_slice(wire::Header::new(TEXT, text.len()).as_bytes());
                 buf.extend_from_slice(text.as_bytes());
                 write(buf)
             }),
@@ -302,9 +302,9 @@ async fn write_control<W: AsyncWrite + Unpin>(
 /// Writes a close frame (the server's last frame), with a code and reason or without, and
 /// flushes it, within [`CLOSE_WRITE`].
 async fn write_close<W: AsyncWrite + Unpin>(socket: &mut W, why: Option<(u16, &str)>) -> std::io::Result<()> {
-    let payload = why.map_or_else(Vec::new, |(code, reason)| frame::close_payload(code, reason));
+    let payload = why.map_or_else(Vec::new, |(code, reason)| wire::close_payload(code, reason));
     let write = async {
-        frame::write_frames(socket, CLOSE, &[payload], |p| frame::Piece::Payload(p)).await?;
+        wire::write_frames(socket, CLOSE, &[payload], |p| wire::Piece::Payload(p)).await?;
         socket.flush().await
     };
     tokio::time::timeout(CLOSE_WRITE, write)
@@ -339,12 +339,12 @@ fn is_note(out: &Out) -> bool {
 }
 
 /// What to write of an item (an order has nothing; the writer only writes runs of frames).
-fn piece(out: &Out) -> frame::Piece<'_> {
+fn piece(out: &Out) -> wire::Piece<'_> {
     match out {
-        Out::Frame(text) => frame::Piece::Payload(text.as_bytes()),
-        Out::Order(Order::Write(framed, from)) => frame::Piece::Framed(framed.bytes_from(*from)),
-        Out::Order(Order::Rest(rest)) => frame::Piece::Framed(rest),
-        Out::Order(_) => frame::Piece::Payload(&[]),
+        Out::Frame(text) => wire::Piece::Payload(text.as_bytes()),
+        Out::Order(Order::Write(framed, from)) => wire::Piece::Framed(framed.bytes_from(*from)),
+        Out::Order(Order::Rest(rest)) => wire::Piece::Framed(rest),
+        Out::Order(_) => wire::Piece::Payload(&[]),
     }
 }
 
@@ -422,7 +422,7 @@ mod tests {
         assert!(matches!(socket.write_now(&Out::Frame(small.clone())), Written::All));
         let mut got = vec![0; 2 + 100];
         client.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got[..2], frame::Header::new(TEXT, 100).as_bytes());
+        assert_eq!(&got[..2], wire::Header::new(TEXT, 100).as_bytes());
         assert_eq!(&got[2..], small.as_bytes());
 
         // 8 MiB: more than the socket's buffers hold while the client does not read.
@@ -433,7 +433,7 @@ mod tests {
             Written::All => panic!("8 MiB taken at once: the test needs a full socket"),
             Written::Nothing => panic!("nothing written"),
         };
-        let header = frame::Header::new(TEXT, large.len());
+        let header = wire::Header::new(TEXT, large.len());
         let whole = header.as_bytes().len() + large.len();
         let mut read = Vec::with_capacity(whole);
         let reading = client.read_to_end(&mut read);

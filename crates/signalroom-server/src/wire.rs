@@ -1,4 +1,6 @@
-//! Server frames, framed here and written straight from the queued payloads.
+//! The WebSocket wire below the outbox and the writer: server frames, framed here (headers,
+//! close payloads, notifications framed once for every receiver) and written straight from the
+//! queued payloads.
 //!
 //! A server's frames are not masked (RFC 6455 §5.1), so a frame is a 2 to 10 byte header followed
 //! by its payload, byte for byte. A fan-out's payload is one shared buffer: the writer of each
