@@ -40,6 +40,12 @@ macro_rules! id_type {
             }
         }
 
+        impl From<&$name> for $name {
+            fn from(id: &$name) -> Self {
+                id.clone()
+            }
+        }
+
         impl From<String> for $name {
             fn from(s: String) -> Self {
                 Self(Arc::from(s))

@@ -39,7 +39,7 @@ pub(crate) enum Closing {
 
 /// Who joins, from which socket.
 pub(crate) struct JoinRequest {
-    pub session: String,
+    pub session: SessionId,
     pub token: String,
     pub token_id: Option<String>,
     pub secret: bool,
@@ -137,7 +137,7 @@ impl Hub {
     /// is, `Ok(Some)` rewritten, `Err` refused.
     pub(crate) async fn check_signal(
         &self,
-        session: &str,
+        session: &SessionId,
         signal: SignalOp<'_>,
     ) -> Result<Option<crate::hook::Rewrite>, Refusal> {
         let Some(hook) = &self.hook else { return Ok(None) };
@@ -159,7 +159,7 @@ impl Hub {
     /// burst of signals through the hook then reaches each receiver in one push, as without).
     pub(crate) async fn send_after_hook(
         self: &Arc<Self>,
-        session: &str,
+        session: &SessionId,
         from: &ConnectionId,
         message: &SignalMessage,
         caller: &Arc<Outbox>,
@@ -189,7 +189,7 @@ impl Hub {
             while let Some(notice) = notices.recv().await {
                 let Some(hub) = hub.upgrade() else { return };
                 match notice {
-                    Notice::Lost { session, who, node } => hub.evict_lost(session.as_str(), who, &node).await,
+                    Notice::Lost { session, who, node } => hub.evict_lost(&session, who, &node).await,
                     Notice::NodeGone { session, who, node } => {
                         if !waiting.insert((session.clone(), who.clone())) {
                             continue;
@@ -198,7 +198,7 @@ impl Hub {
                         let waiting = Arc::clone(&waiting);
                         tokio::spawn(async move {
                             tokio::time::sleep(hub.config.reconnection_grace).await;
-                            hub.evict_lost(session.as_str(), who.clone(), &node).await;
+                            hub.evict_lost(&session, who.clone(), &node).await;
                             waiting.remove(&(session, who));
                         });
                     }
@@ -294,8 +294,7 @@ impl Hub {
         let ids = self.broker.sessions().await;
         let mut participants = 0;
         for id in &ids {
-            participants +=
-                self.broker.read(id.as_str(), |room| room.participants().count()).await.unwrap_or(0);
+            participants += self.broker.read(id, |room| room.participants().count()).await.unwrap_or(0);
         }
         (ids.len(), participants)
     }
@@ -304,7 +303,7 @@ impl Hub {
     /// its effects, and whoever was too slow for those evictions, and so on.
     async fn apply(
         &self,
-        session: &str,
+        session: &SessionId,
         caller: Option<&Arc<Outbox>>,
         op: Op,
         reply: Reply,
@@ -316,7 +315,7 @@ impl Hub {
 
     /// Announces who left, then evicts the slow receivers an operation found (and those the
     /// evictions find, and so on).
-    async fn settle<R>(&self, session: &str, applied: &mut Applied<R>) {
+    async fn settle<R>(&self, session: &SessionId, applied: &mut Applied<R>) {
         self.announce_left(session, &applied.left, applied.closed);
         let mut slow = std::mem::take(&mut applied.slow);
         while !slow.is_empty() {
@@ -336,9 +335,9 @@ impl Hub {
         }
     }
 
-    fn announce_left(&self, session: &str, left: &[crate::broker::Left], closed: bool) {
+    fn announce_left(&self, session: &SessionId, left: &[crate::broker::Left], closed: bool) {
         for crate::broker::Left { who, reason, stay, .. } in left {
-            tracing::info!(session, connection = %who, %reason, "participant removed");
+            tracing::info!(session = %session, connection = %who, %reason, "participant removed");
             self.emit(|| ServerEvent::ParticipantLeft {
                 session: session.into(),
                 connection: who.clone(),
@@ -351,7 +350,7 @@ impl Hub {
             });
         }
         if closed {
-            tracing::info!(session, "session closed");
+            tracing::info!(session = %session, "session closed");
             let reason = left.last().map_or(EndReason::Other(String::new()), |l| l.reason.clone());
             self.emit(|| ServerEvent::SessionDestroyed { session: session.into(), reason });
         }
@@ -384,17 +383,17 @@ impl Hub {
     }
 
     /// A session as the REST API shows it.
-    pub(crate) async fn session(&self, id: &str, pending: bool) -> Result<SessionObject, Refusal> {
+    pub(crate) async fn session(&self, id: &SessionId, pending: bool) -> Result<SessionObject, Refusal> {
         self.broker
             .read(id, |room| room.session_object(pending))
             .await
-            .ok_or_else(|| Refusal::NoSession(id.into()))
+            .ok_or_else(|| Refusal::NoSession(id.to_string()))
     }
 
     /// `Err(NoSession)` when the session does not exist; its object is not built (a session's
     /// object lists every Connection, and a route that only checks would pay for all of them).
-    pub(crate) async fn check_session(&self, id: &str) -> Result<(), Refusal> {
-        self.broker.read(id, |_| ()).await.ok_or_else(|| Refusal::NoSession(id.into()))
+    pub(crate) async fn check_session(&self, id: &SessionId) -> Result<(), Refusal> {
+        self.broker.read(id, |_| ()).await.ok_or_else(|| Refusal::NoSession(id.to_string()))
     }
 
     /// Refuses connection metadata over the configured limit.
@@ -410,7 +409,7 @@ impl Hub {
     pub(crate) async fn sessions(&self, pending: bool) -> Vec<SessionObject> {
         let mut out = Vec::new();
         for id in self.broker.sessions().await {
-            if let Some(s) = self.broker.read(id.as_str(), |room| room.session_object(pending)).await {
+            if let Some(s) = self.broker.read(&id, |room| room.session_object(pending)).await {
                 out.push(s);
             }
         }
@@ -421,7 +420,7 @@ impl Hub {
     /// Closes a session: evicts every participant with `reason`.
     pub(crate) async fn close_session(
         &self,
-        id: &str,
+        id: &SessionId,
         reason: EndReason,
         close: CloseMode,
     ) -> Result<(), Refusal> {
@@ -438,7 +437,7 @@ impl Hub {
         for id in self.broker.sessions().await {
             // This node's participants only: with a shared broker, the sessions go on elsewhere.
             let op = Op::EvictNode { node: node.clone(), reason: EndReason::OpenviduServerStopped };
-            if let Ok(applied) = self.apply(id.as_str(), None, op, Reply::NONE).await {
+            if let Ok(applied) = self.apply(&id, None, op, Reply::NONE).await {
                 evicted.extend(applied.left.into_iter().map(|l| (id.clone(), l.who)));
             }
         }
@@ -447,8 +446,7 @@ impl Hub {
         // `participantEvicted`), or after a moment.
         let deadline = tokio::time::Instant::now() + EVICTIONS_DELIVERED;
         for (session, who) in evicted {
-            while self.broker.outbox(session.as_str(), &who).await.is_some()
-                && tokio::time::Instant::now() < deadline
+            while self.broker.outbox(&session, &who).await.is_some() && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -529,7 +527,7 @@ impl Hub {
     /// Participant `who`'s socket on this node is closed for a drain: it is left to resume on
     /// another node, which replays what it was not written here.
     pub(crate) async fn hand_off(&self, session: &SessionId, who: &ConnectionId) {
-        self.broker.hand_off(session.as_str(), who).await;
+        self.broker.hand_off(session, who).await;
     }
 
     /// Stops a drained node: the sockets still open are closed, nobody is evicted (those who did
@@ -547,7 +545,7 @@ impl Hub {
         let mut removed = 0;
         for id in self.broker.sessions().await {
             let op = Op::CollectIfStale { now, threshold };
-            if let Ok(applied) = self.broker.apply(id.as_str(), None, op, Reply::NONE).await {
+            if let Ok(applied) = self.broker.apply(&id, None, op, Reply::NONE).await {
                 if applied.value.collected() {
                     removed += 1;
                     self.emit(|| ServerEvent::SessionDestroyed {
@@ -562,17 +560,17 @@ impl Hub {
 
     // ---- connections ----------------------------------------------------------------------
 
-    fn mint(&self, session: &str) -> Minted {
+    fn mint(&self, session: &SessionId) -> Minted {
         let id = ConnectionId::from(random_id("con_", 10));
         let token_id = random_id("tok_", 16);
-        let token = signalroom_core::token::build_token(&self.token_base, session, &token_id);
+        let token = signalroom_core::token::build_token(&self.token_base, session.as_str(), &token_id);
         Minted { id, token_id, token }
     }
 
     /// Creates a pending Connection.
     pub(crate) async fn create_connection(
         &self,
-        session: &str,
+        session: &SessionId,
         props: ConnectionProperties,
     ) -> Result<ConnectionObject, Refusal> {
         self.check_metadata(&props.data)?;
@@ -584,18 +582,22 @@ impl Hub {
     }
 
     /// One Connection.
-    pub(crate) async fn connection(&self, session: &str, id: &str) -> Result<ConnectionObject, Refusal> {
+    pub(crate) async fn connection(
+        &self,
+        session: &SessionId,
+        id: &str,
+    ) -> Result<ConnectionObject, Refusal> {
         self.broker
             .read(session, |room| room.connection_object(id))
             .await
-            .ok_or_else(|| Refusal::NoSession(session.into()))?
+            .ok_or_else(|| Refusal::NoSession(session.to_string()))?
             .ok_or(Refusal::NoConnection)
     }
 
     /// Changes a Connection's role and record.
     pub(crate) async fn update_connection(
         &self,
-        session: &str,
+        session: &SessionId,
         id: &str,
         role: Option<signalroom_core::Role>,
         record: Option<bool>,
@@ -606,7 +608,7 @@ impl Hub {
     }
 
     /// Deletes a pending Connection or evicts its participant.
-    pub(crate) async fn delete_connection(&self, session: &str, id: &str) -> Result<(), Refusal> {
+    pub(crate) async fn delete_connection(&self, session: &SessionId, id: &str) -> Result<(), Refusal> {
         self.apply(session, None, Op::DeleteConnection { id: id.to_owned() }, Reply::NONE).await?;
         Ok(())
     }
@@ -672,7 +674,7 @@ impl Hub {
             match self.broker.after_join(&req.session, mark) {
                 Later::Released(Ok(mut applied)) => self.settle(&req.session, &mut applied).await,
                 Later::At(due) => {
-                    let (hub, session) = (Arc::clone(self), req.session.as_str().to_owned());
+                    let (hub, session) = (Arc::clone(self), req.session.clone());
                     tokio::spawn(async move { hub.release_when_due(&session, due).await });
                 }
                 Later::Released(Err(_)) | Later::Nothing => {}
@@ -682,7 +684,7 @@ impl Hub {
     }
 
     /// Releases the frames joins held back in `session` when they are due (first at `due`).
-    async fn release_when_due(&self, session: &str, mut due: std::time::Instant) {
+    async fn release_when_due(&self, session: &SessionId, mut due: std::time::Instant) {
         loop {
             tokio::time::sleep_until(due.into()).await;
             match self.broker.release_due(session) {
@@ -697,7 +699,7 @@ impl Hub {
     /// holds frames back), without waiting: the evictions of slow receivers it finds are settled
     /// by a task of their own. A socket's reader calls it
     /// between frames, where a future would size every socket's task.
-    pub(crate) fn release_now(self: &Arc<Self>, session: &str) {
+    pub(crate) fn release_now(self: &Arc<Self>, session: &SessionId) {
         let Some(Ok(mut applied)) = self.broker.release(session) else { return };
         if !applied.slow.is_empty() || !applied.left.is_empty() || applied.closed {
             let (hub, session) = (Arc::clone(self), session.to_owned());
@@ -709,7 +711,7 @@ impl Hub {
     /// back, as [`Hub::send_message`] says (a participant's broadcast, with a caller).
     pub(crate) async fn signal(
         &self,
-        session: &str,
+        session: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Utf8Bytes>,
@@ -722,7 +724,7 @@ impl Hub {
 
     /// What follows a signal the broker applied: evictions of the receivers too slow for it, and
     /// its event.
-    async fn signal_applied(&self, session: &str, signal: SignalOp<'_>, mut applied: Applied<()>) {
+    async fn signal_applied(&self, session: &SessionId, signal: SignalOp<'_>, mut applied: Applied<()>) {
         let SignalOp { from, to, data, kind } = signal;
         if !applied.slow.is_empty() || !applied.left.is_empty() || applied.closed {
             // Rare (evictions): boxed, so that it does not size the futures of every signal.
@@ -757,7 +759,7 @@ impl Hub {
     /// order. `None`: the broker applies signals at once; call [`Hub::send_message`].
     pub(crate) fn start_message(
         &self,
-        session: &str,
+        session: &SessionId,
         from: &ConnectionId,
         message: &SignalMessage,
         caller: &Arc<Outbox>,
@@ -769,7 +771,7 @@ impl Hub {
     /// A signal handed over with [`Hub::start_message`] was applied.
     pub(crate) async fn message_done(
         &self,
-        session: &str,
+        session: &SessionId,
         from: &ConnectionId,
         message: &SignalMessage,
         applied: Applied<()>,
@@ -782,7 +784,7 @@ impl Hub {
     /// client or answers it otherwise.
     pub(crate) async fn send_message(
         &self,
-        session: &str,
+        session: &SessionId,
         from: &ConnectionId,
         message: &SignalMessage,
         caller: &Arc<Outbox>,
@@ -794,7 +796,7 @@ impl Hub {
     /// `leaveRoom`.
     pub(crate) async fn leave(
         &self,
-        session: &str,
+        session: &SessionId,
         who: &ConnectionId,
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
@@ -807,7 +809,7 @@ impl Hub {
     /// RPC `forceDisconnect`.
     pub(crate) async fn force_disconnect(
         &self,
-        session: &str,
+        session: &SessionId,
         by: &ConnectionId,
         target: &ConnectionId,
         caller: &Arc<Outbox>,
@@ -819,7 +821,11 @@ impl Hub {
     }
 
     /// Reads something of a participant's room (role checks).
-    pub(crate) async fn read<R: Send>(&self, session: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+    pub(crate) async fn read<R: Send>(
+        &self,
+        session: &SessionId,
+        f: impl FnOnce(&Room) -> R + Send,
+    ) -> Option<R> {
         self.broker.read(session, f).await
     }
 
@@ -835,20 +841,18 @@ impl Hub {
         reply: impl FnOnce(Resumed) -> Utf8Bytes + Send + 'static,
     ) -> Result<(SessionId, ConnectionId, Arc<Outbox>, Resumed), Refusal> {
         let (session, who) = self.broker.find_rpc(rpc).await.ok_or(Refusal::Reconnection)?;
-        let joined =
-            self.broker.read(session.as_str(), |room| room.is_participant(&who)).await.unwrap_or(false);
+        let joined = self.broker.read(&session, |room| room.is_participant(&who)).await.unwrap_or(false);
         if !joined {
             return Err(Refusal::Reconnection);
         }
-        let (outbox, resumed) = match self.broker.outbox(session.as_str(), &who).await {
+        let (outbox, resumed) = match self.broker.outbox(&session, &who).await {
             Some(outbox) => {
                 let resumed = outbox.resume(me, abort, last_seq, reply);
                 (outbox, resumed)
             }
             // Its outbox is on another node: this socket's own takes over.
             None => {
-                let resumed =
-                    self.broker.adopt(session.as_str(), &who, own, last_seq, Box::new(reply)).await?;
+                let resumed = self.broker.adopt(&session, &who, own, last_seq, Box::new(reply)).await?;
                 (Arc::clone(own), resumed)
             }
         };
@@ -881,7 +885,7 @@ impl Hub {
         if lost || self.is_stopping() || grace.is_zero() {
             tokio::spawn(async move {
                 let node = hub.broker.node().to_owned();
-                hub.evict_lost(session.as_str(), who, &node).await;
+                hub.evict_lost(&session, who, &node).await;
             });
             return;
         }
@@ -892,14 +896,14 @@ impl Hub {
             tokio::time::sleep(grace).await;
             if outbox.is_detached_since(epoch) {
                 let node = hub.broker.node().to_owned();
-                hub.evict_lost(session.as_str(), who, &node).await;
+                hub.evict_lost(&session, who, &node).await;
             }
         });
     }
 
     /// Evicts `who` with `networkDisconnect` if its socket is still held by `node` (a
     /// reconnection on another node in the meantime keeps it).
-    async fn evict_lost(&self, session: &str, who: ConnectionId, node: &str) {
+    async fn evict_lost(&self, session: &SessionId, who: ConnectionId, node: &str) {
         let _ = self.apply(session, None, Op::EvictLost { who, node: node.to_owned() }, Reply::NONE).await;
     }
 }

@@ -16,7 +16,7 @@ use signalroom_core::rest::{
     self, ConnectionProperties, ConnectionUpdate, ErrorBody, Page, SessionProperties, TokenObject,
 };
 use signalroom_core::signal::{SignalRequest, SignalRequestError, json_kind};
-use signalroom_core::{EndReason, OPENVIDU_VERSION};
+use signalroom_core::{EndReason, OPENVIDU_VERSION, SessionId};
 
 use crate::hub::Hub;
 use crate::op::SignalOp;
@@ -226,20 +226,20 @@ async fn list_sessions(AxumState(hub): Shared, Query(q): Query<HashMap<String, S
 
 async fn get_session(
     AxumState(hub): Shared,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     Ok(Json(hub.session(&id, pending_param(&q, false)).await?).into_response())
 }
 
-async fn close_session(AxumState(hub): Shared, Path(id): Path<String>) -> ApiResult {
+async fn close_session(AxumState(hub): Shared, Path(id): Path<SessionId>) -> ApiResult {
     hub.close_session(&id, EndReason::SessionClosedByServer, CloseMode::Linger).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---- connections -----------------------------------------------------------------------------
 
-async fn create_connection(AxumState(hub): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn create_connection(AxumState(hub): Shared, Path(id): Path<SessionId>, body: Bytes) -> ApiResult {
     // A missing session is reported before a bad body, as OpenVidu does.
     hub.check_session(&id).await?;
     let props = ConnectionProperties::from_body(&object_body(&body)?)?;
@@ -248,13 +248,13 @@ async fn create_connection(AxumState(hub): Shared, Path(id): Path<String>, body:
 
 async fn list_connections(
     AxumState(hub): Shared,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     Ok(Json(hub.session(&id, pending_param(&q, true)).await?.connections).into_response())
 }
 
-async fn get_connection(AxumState(hub): Shared, Path((id, cid)): Path<(String, String)>) -> ApiResult {
+async fn get_connection(AxumState(hub): Shared, Path((id, cid)): Path<(SessionId, String)>) -> ApiResult {
     let object =
         hub.connection(&id, &cid).await.map_err(|r| ApiError::refused(r, StatusCode::BAD_REQUEST))?;
     Ok(Json(object).into_response())
@@ -262,19 +262,19 @@ async fn get_connection(AxumState(hub): Shared, Path((id, cid)): Path<(String, S
 
 async fn update_connection(
     AxumState(hub): Shared,
-    Path((id, cid)): Path<(String, String)>,
+    Path((id, cid)): Path<(SessionId, String)>,
     body: Bytes,
 ) -> ApiResult {
     let update = ConnectionUpdate::from_body(&object_body(&body)?)?;
     Ok(Json(hub.update_connection(&id, &cid, update.role, update.record).await?).into_response())
 }
 
-async fn delete_connection(AxumState(hub): Shared, Path((id, cid)): Path<(String, String)>) -> ApiResult {
+async fn delete_connection(AxumState(hub): Shared, Path((id, cid)): Path<(SessionId, String)>) -> ApiResult {
     hub.delete_connection(&id, &cid).await.map_err(|r| ApiError::refused(r, StatusCode::BAD_REQUEST))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn delete_stream(AxumState(hub): Shared, Path((id, _sid)): Path<(String, String)>) -> ApiResult {
+async fn delete_stream(AxumState(hub): Shared, Path((id, _sid)): Path<(SessionId, String)>) -> ApiResult {
     hub.check_session(&id).await.map_err(|r| ApiError::refused(r, StatusCode::BAD_REQUEST))?;
     Err(ApiError::empty(StatusCode::NOT_FOUND))
 }
@@ -282,8 +282,8 @@ async fn delete_stream(AxumState(hub): Shared, Path((id, _sid)): Path<(String, S
 async fn create_token(AxumState(hub): Shared, body: Bytes) -> ApiResult {
     let b = object_body(&body)?;
     let session_id = rest::opt_str(&b, "session")?
-        .ok_or_else(|| rest::BadRequest("Parameter 'session' is mandatory".into()))?
-        .to_owned();
+        .map(SessionId::from)
+        .ok_or_else(|| rest::BadRequest("Parameter 'session' is mandatory".into()))?;
     let props = ConnectionProperties {
         role: rest::opt_role(&b)?.unwrap_or_default(),
         data: rest::opt_str(&b, "data")?.unwrap_or("").to_owned(),
@@ -315,14 +315,14 @@ async fn send_signal(AxumState(hub): Shared, body: Bytes) -> ApiResult {
         return Err(ApiError::bad("request body is missing: send a JSON object with at least 'session'"));
     }
     let req = SignalRequest::from_body(&object_body(&body)?, hub.config.max_signal_bytes)?;
-    let session_id = req.session.as_str();
+    let session_id = &SessionId::from(req.session.as_str());
     let to = match req.recipients() {
         Ok(to) => to,
         Err(_) => {
             // Checked after the session: a missing session is 404, an inactive one 406.
             let active = hub.read(session_id, |room| room.is_active()).await;
             return Err(match active {
-                None => Refusal::NoSession(session_id.to_owned()),
+                None => Refusal::NoSession(session_id.to_string()),
                 Some(false) => Refusal::NotActive,
                 Some(true) => Refusal::NoValidRecipient,
             }
@@ -343,7 +343,7 @@ async fn send_signal(AxumState(hub): Shared, body: Bytes) -> ApiResult {
 /// page; `since` (a signal's `seq`) keeps those after it, `limit` (default 100) the last of them.
 async fn signal_history(
     AxumState(hub): Shared,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let number = |key: &str, default: u64| match q.get(key).map(|v| v.parse::<u64>()) {
@@ -358,7 +358,7 @@ async fn signal_history(
     let entries = hub
         .read(&id, move |room| room.signal_history(now, since, limit as usize))
         .await
-        .ok_or_else(|| Refusal::NoSession(id.clone()))?;
+        .ok_or_else(|| Refusal::NoSession(id.to_string()))?;
     Ok(Json(Page::new(entries)).into_response())
 }
 

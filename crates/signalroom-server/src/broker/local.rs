@@ -156,11 +156,12 @@ impl Broker for LocalBroker {
 
     async fn apply(
         &self,
-        id: &str,
+        id: &SessionId,
         caller: Option<&Arc<Outbox>>,
         op: Op,
         reply: Reply,
     ) -> Result<Applied<Value>, Refusal> {
+        let id = id.as_str();
         self.run(id, caller, None, |room| {
             let (value, effects) = op.run(room)?;
             let reply = reply.build(&value, room);
@@ -170,11 +171,12 @@ impl Broker for LocalBroker {
 
     async fn signal(
         &self,
-        id: &str,
+        id: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<crate::outbox::Out>,
     ) -> Result<Applied<()>, Refusal> {
+        let id = id.as_str();
         // A participant's broadcast is held back; its socket's reader makes the next operation.
         let sender = signal.from.filter(|_| caller.is_some());
         let at = crate::util::now_ms();
@@ -183,7 +185,7 @@ impl Broker for LocalBroker {
 
     fn start_signal(
         &self,
-        _id: &str,
+        _id: &SessionId,
         _signal: SignalOp<'_>,
         _caller: &Arc<Outbox>,
         _reply: Option<crate::outbox::Out>,
@@ -192,7 +194,8 @@ impl Broker for LocalBroker {
         None
     }
 
-    async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+    async fn read<R: Send>(&self, id: &SessionId, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+        let id = id.as_str();
         let cell = self.cell(id)?;
         let guard = cell.lock();
         (!guard.room.is_closed()).then(|| f(&guard.room))
@@ -210,7 +213,8 @@ impl Broker for LocalBroker {
         self.rpc.get(rpc).map(|e| e.clone())
     }
 
-    async fn outbox(&self, session: &str, who: &ConnectionId) -> Option<Arc<Outbox>> {
+    async fn outbox(&self, session: &SessionId, who: &ConnectionId) -> Option<Arc<Outbox>> {
+        let session = session.as_str();
         let cell = self.cell(session)?;
         let guard = cell.lock();
         guard.roster.get(who).cloned()
@@ -220,7 +224,7 @@ impl Broker for LocalBroker {
         self.sessions.len()
     }
 
-    async fn hand_off(&self, _session: &str, _who: &ConnectionId) {}
+    async fn hand_off(&self, _session: &SessionId, _who: &ConnectionId) {}
 
     async fn retire(&self) {}
 
@@ -232,7 +236,8 @@ impl Broker for LocalBroker {
         false
     }
 
-    fn release(&self, id: &str) -> Option<Result<Applied<()>, Refusal>> {
+    fn release(&self, id: &SessionId) -> Option<Result<Applied<()>, Refusal>> {
+        let id = id.as_str();
         Some(self.push_held(id))
     }
 
@@ -241,7 +246,8 @@ impl Broker for LocalBroker {
     /// that held after this one, if any; else, this being the last join of a run, releases it
     /// now in a small session, or asks for a task to release it when due ([`Held::due`]): once
     /// for what is held, [`Later::At`].
-    fn after_join(&self, id: &str, mark: u64) -> Later {
+    fn after_join(&self, id: &SessionId, mark: u64) -> Later {
+        let id = id.as_str();
         let Some(cell) = self.cell(id) else { return Later::Nothing };
         {
             let mut c = cell.lock();
@@ -264,7 +270,8 @@ impl Broker for LocalBroker {
 
     /// For the task [`Broker::after_join`] asked for, at the time it gave: releases what is
     /// held if it is due by now, or tells when it will be.
-    fn release_due(&self, id: &str) -> Later {
+    fn release_due(&self, id: &SessionId) -> Later {
+        let id = id.as_str();
         let Some(cell) = self.cell(id) else { return Later::Nothing };
         {
             let mut c = cell.lock();
@@ -283,7 +290,7 @@ impl Broker for LocalBroker {
 
     async fn adopt(
         &self,
-        _session: &str,
+        _session: &SessionId,
         _who: &ConnectionId,
         _outbox: &Arc<Outbox>,
         _last_seq: Option<u64>,
@@ -308,6 +315,10 @@ mod tests {
     use crate::room::{Joiner, Minted};
 
     const LIMITS: Limits = Limits { frames: 1024, bytes: 1 << 20 };
+
+    fn sid() -> SessionId {
+        SessionId::from("S")
+    }
 
     fn sig<'a>(from: Option<&'a ConnectionId>, to: &'a [ConnectionId], data: &'a str) -> SignalOp<'a> {
         SignalOp { from, to, data: Some(data), kind: None }
@@ -360,7 +371,7 @@ mod tests {
     async fn broker_with_a() -> (LocalBroker, Arc<Outbox>) {
         let broker = broker().await;
         let (a, _) = join(&broker, "A", 1).await;
-        broker.release("S").expect("a session").unwrap();
+        broker.release(&sid()).expect("a session").unwrap();
         let _ = queued(&a, 1);
         (broker, a)
     }
@@ -398,7 +409,7 @@ mod tests {
         assert_eq!(queued(&a, 1), ["answer A"], "nothing pushed to A yet");
         assert_eq!(queued(&b, 2), ["answer B"]);
         assert_eq!(queued(&c, 3), ["answer C"]);
-        let applied = broker.release("S").expect("a session").unwrap();
+        let applied = broker.release(&sid()).expect("a session").unwrap();
         assert!(applied.held.is_none());
         assert_eq!(queued(&a, 1), ["participantJoined con_B", "participantJoined con_C"]);
         assert_eq!(queued(&b, 2), ["participantJoined con_C"]);
@@ -441,26 +452,26 @@ mod tests {
         let (a, _) = join(&broker, "A", 1).await;
         let (b, _) = join(&broker, "B", 2).await;
         let (c, _) = join(&broker, "C", 3).await;
-        broker.release("S").expect("a session").unwrap();
+        broker.release(&sid()).expect("a session").unwrap();
         let (_, _, _) = (queued(&a, 1), queued(&b, 2), queued(&c, 3));
 
         let (from_b, from_c) = (ConnectionId::from("con_B"), ConnectionId::from("con_C"));
         for n in 1..=2 {
             let reply = Some(Out::Frame(format!("reply B{n}").into()));
-            let applied = broker.signal("S", sig(Some(&from_b), &[], "x"), Some(&b), reply).await.unwrap();
+            let applied = broker.signal(&sid(), sig(Some(&from_b), &[], "x"), Some(&b), reply).await.unwrap();
             assert!(applied.held.is_some());
             assert_eq!(applied.delivered, 3, "counted when held");
         }
         assert!(queued(&a, 1).is_empty() && queued(&b, 2).is_empty());
         let to_a = [ConnectionId::from("con_A")];
         let reply = Some(Out::Frame("reply C".into()));
-        let applied = broker.signal("S", sig(Some(&from_c), &to_a, "y"), Some(&c), reply).await.unwrap();
+        let applied = broker.signal(&sid(), sig(Some(&from_c), &to_a, "y"), Some(&c), reply).await.unwrap();
         assert!(applied.held.is_none(), "a targeted signal is not held");
         assert_eq!(queued(&a, 1), ["sendMessage con_B", "sendMessage con_B", "sendMessage con_C"]);
         assert_eq!(queued(&b, 2), ["sendMessage con_B", "reply B1", "sendMessage con_B", "reply B2"]);
         assert_eq!(queued(&c, 3), ["sendMessage con_B", "sendMessage con_B", "reply C"]);
 
-        let applied = broker.signal("S", sig(None, &[], "z"), None, None).await.unwrap();
+        let applied = broker.signal(&sid(), sig(None, &[], "z"), None, None).await.unwrap();
         assert!(applied.held.is_none(), "the server's signal is pushed at once");
         assert_eq!(queued(&a, 1), ["sendMessage "]);
     }
@@ -473,7 +484,7 @@ mod tests {
         broker.create(Room::new("S".into(), props(), 0)).await.unwrap();
         let (a, _) = join(&broker, "A", 1).await;
         let (b, _) = join(&broker, "B", 2).await;
-        broker.release("S").expect("a session").unwrap();
+        broker.release(&sid()).expect("a session").unwrap();
         let _ = queued(&a, 1);
         // B's queue (1,024 frames, as every test outbox) is all but full.
         for _ in 0..1020 {
@@ -483,7 +494,7 @@ mod tests {
         let mut slow = Vec::new();
         for n in 0..8 {
             let reply = Some(Out::Frame(format!("reply {n}").into()));
-            let applied = broker.signal("S", sig(Some(&from), &[], "x"), Some(&a), reply).await.unwrap();
+            let applied = broker.signal(&sid(), sig(Some(&from), &[], "x"), Some(&a), reply).await.unwrap();
             assert_eq!(applied.held.is_some(), n % 4 != 3, "at most 8 frames (a quarter of 32) are held");
             slow.extend(applied.slow);
         }
@@ -499,16 +510,16 @@ mod tests {
         let (broker, a) = broker_with_a().await;
         let first = join(&broker, "B", 2).await.1.held.unwrap();
         let second = join(&broker, "C", 3).await.1.held.unwrap();
-        assert!(matches!(broker.after_join("S", first), Later::Nothing), "C's join came after");
+        assert!(matches!(broker.after_join(&sid(), first), Later::Nothing), "C's join came after");
         assert!(queued(&a, 1).is_empty(), "still held");
-        let Later::Released(released) = broker.after_join("S", second) else { panic!("not released") };
+        let Later::Released(released) = broker.after_join(&sid(), second) else { panic!("not released") };
         assert!(released.unwrap().held.is_none());
         assert_eq!(queued(&a, 1), ["participantJoined con_B", "participantJoined con_C"]);
 
         let first = join(&broker, "D", 4).await.1.held.unwrap();
         let _ = join(&broker, "E", 5).await;
         tokio::time::sleep(super::super::MAX_RUN).await;
-        assert!(matches!(broker.after_join("S", first), Later::Released(_)), "held for too long: released");
+        assert!(matches!(broker.after_join(&sid(), first), Later::Released(_)), "held for too long: released");
         assert_eq!(queued(&a, 1), ["participantJoined con_D", "participantJoined con_E"]);
     }
 
@@ -520,27 +531,27 @@ mod tests {
         for i in 0..39 {
             join(&broker, &format!("P{i}"), 10 + i).await;
         }
-        broker.release("S").expect("a session").unwrap();
+        broker.release(&sid()).expect("a session").unwrap();
         let _ = queued(&a, 1);
         // 41 participants with X: held for 41 × 50 µs.
         let mark = join(&broker, "X", 100).await.1.held.unwrap();
-        let Later::At(due) = broker.after_join("S", mark) else { panic!("released at once") };
+        let Later::At(due) = broker.after_join(&sid(), mark) else { panic!("released at once") };
         let wait = due - Instant::now();
         assert!(wait <= std::time::Duration::from_micros(41 * 50) && !wait.is_zero(), "{wait:?}");
-        assert!(matches!(broker.after_join("S", mark), Later::Nothing), "one task asked for");
-        assert!(matches!(broker.release_due("S"), Later::At(_)), "not due yet");
+        assert!(matches!(broker.after_join(&sid(), mark), Later::Nothing), "one task asked for");
+        assert!(matches!(broker.release_due(&sid()), Later::At(_)), "not due yet");
         assert!(queued(&a, 1).is_empty());
         tokio::time::sleep_until(due.into()).await;
-        assert!(matches!(broker.release_due("S"), Later::Released(Ok(_))));
+        assert!(matches!(broker.release_due(&sid()), Later::Released(Ok(_))));
         assert_eq!(queued(&a, 1), ["participantJoined con_X"]);
-        assert!(matches!(broker.release_due("S"), Later::Nothing), "nothing left");
+        assert!(matches!(broker.release_due(&sid()), Later::Nothing), "nothing left");
 
         // Joiners with 8 KiB of metadata each: the fourth join's frames make 32 KiB.
         let big = "m".repeat(8 * 1024);
         let mut last = Later::Nothing;
         for i in 0..4 {
             let mark = join_with(&broker, &format!("Q{i}"), 200 + i, &big).await.1.held.unwrap();
-            last = broker.after_join("S", mark);
+            last = broker.after_join(&sid(), mark);
         }
         assert!(matches!(last, Later::Released(Ok(_))), "a write's worth held: released");
         assert_eq!(queued(&a, 1).len(), 4);

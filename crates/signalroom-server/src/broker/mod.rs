@@ -118,7 +118,7 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// there is no open session `id`.
     fn apply(
         &self,
-        id: &str,
+        id: &SessionId,
         caller: Option<&Arc<Outbox>>,
         op: Op,
         reply: Reply,
@@ -128,7 +128,7 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// whole room (a signal changes nothing but the session's sequence).
     fn signal(
         &self,
-        id: &str,
+        id: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
@@ -141,7 +141,7 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// [`Broker::signal`].
     fn start_signal(
         &self,
-        id: &str,
+        id: &SessionId,
         signal: SignalOp<'_>,
         caller: &Arc<Outbox>,
         reply: Option<Out>,
@@ -150,7 +150,7 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// Reads a session's room.
     fn read<R: Send>(
         &self,
-        id: &str,
+        id: &SessionId,
         f: impl FnOnce(&Room) -> R + Send,
     ) -> impl Future<Output = Option<R>> + Send;
 
@@ -169,7 +169,11 @@ pub(crate) trait Broker: Send + Sync + 'static {
     fn find_rpc(&self, rpc: &RpcSessionId) -> impl Future<Output = Option<(SessionId, ConnectionId)>> + Send;
 
     /// The outbox of a participant whose socket this node holds (or held).
-    fn outbox(&self, session: &str, who: &ConnectionId) -> impl Future<Output = Option<Arc<Outbox>>> + Send;
+    fn outbox(
+        &self,
+        session: &SessionId,
+        who: &ConnectionId,
+    ) -> impl Future<Output = Option<Arc<Outbox>>> + Send;
 
     /// A reconnection of `who` landed on this node while its outbox is on another: `outbox` (the
     /// new socket's) takes its place, gets `reply` then every notification for `who` after
@@ -177,7 +181,7 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// [`Refusal::Reconnection`] when the broker cannot (one node: never needed).
     fn adopt(
         &self,
-        session: &str,
+        session: &SessionId,
         who: &ConnectionId,
         outbox: &Arc<Outbox>,
         last_seq: Option<u64>,
@@ -190,7 +194,7 @@ pub(crate) trait Broker: Send + Sync + 'static {
     /// Participant `who`'s socket on this node closes for a drain: nothing more is queued for it
     /// here, and a reconnection on another node replays everything after what was queued (a
     /// broker in one process never drains).
-    fn hand_off(&self, session: &str, who: &ConnectionId) -> impl Future<Output = ()> + Send;
+    fn hand_off(&self, session: &SessionId, who: &ConnectionId) -> impl Future<Output = ()> + Send;
 
     /// This node stops for good: the others are told at once rather than when its heartbeat
     /// expires.
@@ -210,16 +214,16 @@ pub(crate) trait Broker: Send + Sync + 'static {
 
     /// Pushes what operations on session `id` held back ([`Applied::held`]). `None`: this
     /// broker holds nothing back.
-    fn release(&self, id: &str) -> Option<Result<Applied<()>, Refusal>>;
+    fn release(&self, id: &SessionId) -> Option<Result<Applied<()>, Refusal>>;
 
     /// After a join whose frames were held back (marked `mark`, [`Applied::held`]), once the
     /// joins of other sockets ready then ran: releases them, leaves them to a later join, or
     /// asks for a task to release them when due.
-    fn after_join(&self, id: &str, mark: u64) -> Later;
+    fn after_join(&self, id: &SessionId, mark: u64) -> Later;
 
     /// For the task [`Broker::after_join`] asked for, at the time it gave: releases what is held
     /// if it is due by now, or tells when it will be.
-    fn release_due(&self, id: &str) -> Later;
+    fn release_due(&self, id: &SessionId) -> Later;
 }
 
 /// What to do about frames held back after a join ([`Broker::after_join`]).
@@ -342,7 +346,7 @@ impl Broker for AnyBroker {
 
     async fn apply(
         &self,
-        id: &str,
+        id: &SessionId,
         caller: Option<&Arc<Outbox>>,
         op: Op,
         reply: Reply,
@@ -352,7 +356,7 @@ impl Broker for AnyBroker {
 
     async fn signal(
         &self,
-        id: &str,
+        id: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
@@ -362,7 +366,7 @@ impl Broker for AnyBroker {
 
     fn start_signal(
         &self,
-        id: &str,
+        id: &SessionId,
         signal: SignalOp<'_>,
         caller: &Arc<Outbox>,
         reply: Option<Out>,
@@ -370,7 +374,7 @@ impl Broker for AnyBroker {
         each!(self, b => b.start_signal(id, signal, caller, reply))
     }
 
-    async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+    async fn read<R: Send>(&self, id: &SessionId, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
         each_async!(self, b => b.read(id, f))
     }
 
@@ -386,7 +390,7 @@ impl Broker for AnyBroker {
         each_async!(self, b => b.find_rpc(rpc))
     }
 
-    async fn outbox(&self, session: &str, who: &ConnectionId) -> Option<Arc<Outbox>> {
+    async fn outbox(&self, session: &SessionId, who: &ConnectionId) -> Option<Arc<Outbox>> {
         each_async!(self, b => b.outbox(session, who))
     }
 
@@ -394,7 +398,7 @@ impl Broker for AnyBroker {
         each_async!(self, b => b.session_count())
     }
 
-    async fn hand_off(&self, session: &str, who: &ConnectionId) {
+    async fn hand_off(&self, session: &SessionId, who: &ConnectionId) {
         each_async!(self, b => b.hand_off(session, who))
     }
 
@@ -404,7 +408,7 @@ impl Broker for AnyBroker {
 
     async fn adopt(
         &self,
-        session: &str,
+        session: &SessionId,
         who: &ConnectionId,
         outbox: &Arc<Outbox>,
         last_seq: Option<u64>,
@@ -425,15 +429,15 @@ impl Broker for AnyBroker {
         each!(self, b => b.shared())
     }
 
-    fn release(&self, id: &str) -> Option<Result<Applied<()>, Refusal>> {
+    fn release(&self, id: &SessionId) -> Option<Result<Applied<()>, Refusal>> {
         each!(self, b => b.release(id))
     }
 
-    fn after_join(&self, id: &str, mark: u64) -> Later {
+    fn after_join(&self, id: &SessionId, mark: u64) -> Later {
         each!(self, b => b.after_join(id, mark))
     }
 
-    fn release_due(&self, id: &str) -> Later {
+    fn release_due(&self, id: &SessionId) -> Later {
         each!(self, b => b.release_due(id))
     }
 }

@@ -141,7 +141,7 @@ impl SocketConn {
             return;
         }
         if let Some(joined) = &self.joined {
-            self.hub.release_now(joined.session.as_str());
+            self.hub.release_now(&joined.session);
         }
     }
 
@@ -156,7 +156,7 @@ impl SocketConn {
     pub(super) async fn finish(&mut self, outcome: Result<crate::broker::Applied<()>, Refusal>) {
         let Some(signal) = self.on_way.pop_front() else { return };
         self.on_way_bytes -= signal.bytes;
-        let (session, from) = (signal.joined.session.as_str(), &signal.joined.connection);
+        let (session, from) = (&signal.joined.session, &signal.joined.connection);
         let result = match (outcome, &signal.message) {
             (Ok(applied), Some(message)) => {
                 self.hub.message_done(session, from, message, applied).await;
@@ -278,7 +278,7 @@ impl SocketConn {
             }
             method::LEAVE_ROOM => {
                 let reply = self.ok_frame();
-                Box::pin(self.hub.leave(me.session.as_str(), &me.connection, &self.outbox, reply)).await?;
+                Box::pin(self.hub.leave(&me.session, &me.connection, &self.outbox, reply)).await?;
                 self.joined = None;
                 Ok(())
             }
@@ -286,7 +286,7 @@ impl SocketConn {
                 let p: ForceDisconnectParams = params(name, frame)?;
                 let reply = self.ok_frame();
                 Box::pin(self.hub.force_disconnect(
-                    me.session.as_str(),
+                    &me.session,
                     &me.connection,
                     &p.connection_id,
                     &self.outbox,
@@ -297,14 +297,14 @@ impl SocketConn {
             method::FORCE_UNPUBLISH => {
                 let conn = me.connection.clone();
                 self.hub
-                    .read(me.session.as_str(), move |room| room.require_moderator(&conn, "forceUnpublish"))
+                    .read(&me.session, move |room| room.require_moderator(&conn, "forceUnpublish"))
                     .await
                     .unwrap_or(Err(Refusal::NoLongerJoined(self.rpc_id.clone())))?;
                 Err(Refusal::NoStream)
             }
             method::PUBLISH_VIDEO => {
                 let conn = me.connection.clone();
-                if self.hub.read(me.session.as_str(), move |room| room.role_of(&conn)).await.flatten()
+                if self.hub.read(&me.session, move |room| room.role_of(&conn)).await.flatten()
                     == Some(Role::Subscriber)
                 {
                     return Err(Refusal::CannotPublish);
@@ -346,7 +346,7 @@ impl SocketConn {
             self.after_hook(me, message, hooked, reply, p.message.len());
             return Ok(());
         }
-        let (session, from) = (me.session.as_str(), &me.connection);
+        let (session, from) = (&me.session, &me.connection);
         if let Some(ticket) = self.hub.start_message(session, from, &message, &self.outbox, reply.clone()) {
             // On its way: the next request is read meanwhile; the outcome comes in order.
             let bytes = p.message.len();
@@ -393,7 +393,7 @@ impl SocketConn {
         self.hooked = Some(next);
         let (hub, caller, joined) = (Arc::clone(&self.hub), Arc::clone(&self.outbox), me.clone());
         let ticket: Ticket = Box::pin(async move {
-            let (session, from) = (joined.session.as_str(), &joined.connection);
+            let (session, from) = (&joined.session, &joined.connection);
             let signal = SignalOp::message(from, &message);
             let verdict = if hooked { hub.check_signal(session, signal).await } else { Ok(None) };
             if let Some(before) = before {
@@ -441,7 +441,7 @@ impl SocketConn {
         }
         let secret = !p.secret.is_empty() && constant_time_eq(&p.secret, &self.hub.config.secret);
         let req = JoinRequest {
-            session: p.session,
+            session: SessionId::from(p.session),
             token_id: signalroom_core::token::token_id(&p.token).map(str::to_owned),
             token: p.token,
             secret,

@@ -708,11 +708,12 @@ impl Broker for RedisBroker {
 
     async fn apply(
         &self,
-        id: &str,
+        id: &SessionId,
         caller: Option<&Arc<Outbox>>,
         op: Op,
         reply: Reply,
     ) -> Result<Applied<Value>, Refusal> {
+        let id = id.as_str();
         if matches!(op, Op::Join { .. }) {
             self.holding(id).await?;
         }
@@ -735,11 +736,12 @@ impl Broker for RedisBroker {
 
     async fn signal(
         &self,
-        id: &str,
+        id: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
     ) -> Result<Applied<()>, Refusal> {
+        let id = id.as_str();
         let op = signal.to_op(crate::util::now_ms());
         let applied = self.submit(id, caller, op, Reply::Ready(reply)).await?;
         Ok(Applied { value: (), ..applied.map_value() })
@@ -747,11 +749,12 @@ impl Broker for RedisBroker {
 
     fn start_signal(
         &self,
-        id: &str,
+        id: &SessionId,
         signal: SignalOp<'_>,
         caller: &Arc<Outbox>,
         reply: Option<Out>,
     ) -> Option<Ticket> {
+        let id = id.as_str();
         let cell = self.shared.replicas.get(id).map(|c| Arc::clone(&c))?;
         if !cell.live.load(Ordering::Acquire) {
             return None;
@@ -762,7 +765,8 @@ impl Broker for RedisBroker {
         Some(Box::pin(async move { outcome_of(numbered, outcome).await.map(Applied::map_value) }))
     }
 
-    async fn read<R: Send>(&self, id: &str, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+    async fn read<R: Send>(&self, id: &SessionId, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
+        let id = id.as_str();
         let cell = self.shared.replicas.get(id).map(|c| Arc::clone(&c));
         if let Some(cell) = cell.filter(|c| c.replica.lock().is_some()) {
             // Everything numbered before the read is applied first.
@@ -841,7 +845,8 @@ impl Broker for RedisBroker {
         serde_json::from_str(&value?).ok()
     }
 
-    async fn outbox(&self, session: &str, who: &ConnectionId) -> Option<Arc<Outbox>> {
+    async fn outbox(&self, session: &SessionId, who: &ConnectionId) -> Option<Arc<Outbox>> {
+        let session = session.as_str();
         let cell = self.shared.replicas.get(session).map(|c| Arc::clone(&c))?;
         let guard = cell.replica.lock();
         guard.as_ref()?.roster.get(who).cloned()
@@ -851,7 +856,8 @@ impl Broker for RedisBroker {
         again(&self.shared.conn, |mut conn| async move { conn.scard(SESSIONS).await }).await.unwrap_or(0)
     }
 
-    async fn hand_off(&self, session: &str, who: &ConnectionId) {
+    async fn hand_off(&self, session: &SessionId, who: &ConnectionId) {
+        let session = session.as_str();
         let Some(cell) = self.shared.replicas.get(session).map(|c| Arc::clone(&c)) else { return };
         // Everything numbered up to here was queued for it; nothing after will be.
         let mut batch = Batch::default();
@@ -893,26 +899,27 @@ impl Broker for RedisBroker {
     // Operations here are published to every node following the session, which applies and
     // pushes them as they come: nothing is held back.
 
-    fn release(&self, _id: &str) -> Option<Result<Applied<()>, Refusal>> {
+    fn release(&self, _id: &SessionId) -> Option<Result<Applied<()>, Refusal>> {
         None
     }
 
-    fn after_join(&self, _id: &str, _mark: u64) -> Later {
+    fn after_join(&self, _id: &SessionId, _mark: u64) -> Later {
         Later::Nothing
     }
 
-    fn release_due(&self, _id: &str) -> Later {
+    fn release_due(&self, _id: &SessionId) -> Later {
         Later::Nothing
     }
 
     async fn adopt(
         &self,
-        session: &str,
+        session: &SessionId,
         who: &ConnectionId,
         outbox: &Arc<Outbox>,
         last_seq: Option<u64>,
         reply: Box<dyn FnOnce(Resumed) -> Utf8Bytes + Send>,
     ) -> Result<Resumed, Refusal> {
+        let session = session.as_str();
         let cell = self.replica(session).await.map_err(|_| Refusal::Reconnection)?;
         // A client that does not say what it got (openvidu-browser) resumes after what a
         // drained node wrote to it.
