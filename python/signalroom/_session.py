@@ -22,6 +22,18 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
 
 from . import _native
+from ._event_names import (
+    SESSION_EVENTS,
+    SIGNAL,
+    SIGNAL_PREFIX,
+    ConnectionEventName,
+    DisconnectedEventName,
+    EventName,
+    PropertyChangedEventName,
+    ReconnectedEventName,
+    ReconnectingEventName,
+    RejoinedEventName,
+)
 from ._native import (
     Connection,
     ConnectionEvent,
@@ -90,17 +102,6 @@ EndReason = Literal[
     "sessionClosedByServer",
     "networkDisconnect",
     "openviduServerStopped",
-]
-
-#: The names of the events a session fires besides ``"signal"`` and ``"signal:<type>"``.
-EventName = Literal[
-    "connectionCreated",
-    "connectionDestroyed",
-    "connectionPropertyChanged",
-    "sessionDisconnected",
-    "reconnecting",
-    "reconnected",
-    "rejoined",
 ]
 
 #: How :meth:`Session.signal` behaves while the link is down: ``"wait"`` for it (at most the
@@ -181,15 +182,6 @@ TokenFactory = Callable[[], Union[Awaitable[str], str]]
 #: Called with the handler that raised, the event and the exception (see :attr:`Session.on_error`).
 HandlerErrorHook = Callable[[Callable[..., object], Event, BaseException], object]
 
-SESSION_EVENTS = (
-    "connectionCreated",
-    "connectionDestroyed",
-    "connectionPropertyChanged",
-    "sessionDisconnected",
-    "reconnecting",
-    "reconnected",
-    "rejoined",
-)
 _SESSION_EVENTS = frozenset(SESSION_EVENTS)
 
 # Who hears of handler errors that reached the default hook (the pytest plugin, per test).
@@ -203,9 +195,6 @@ def _default_on_error(fn: Callable[..., object], event: Any, error: BaseExceptio
     for listener in _handler_error_listeners:
         listener(fn, event, error)
 
-
-_ConnectionEventName = Literal["connectionCreated", "connectionDestroyed"]
-_ReconnectingEventName = Literal["reconnecting"]
 
 _SignalHandler = TypeVar("_SignalHandler", bound=Callable[[SignalEvent], object])
 _RequestHandlerT = TypeVar("_RequestHandlerT", bound=RequestHandler)
@@ -226,7 +215,7 @@ def _check_name(name: str) -> str:
     """``name`` if a session can fire it; else an ``InvalidArgumentError`` saying what to use."""
     if not isinstance(name, str):
         raise TypeError(f"event name must be a str, not {type(name).__name__}")
-    if name == "signal" or name.startswith("signal:") or name in _SESSION_EVENTS:
+    if name == SIGNAL or name.startswith(SIGNAL_PREFIX) or name in _SESSION_EVENTS:
         return name
     if name.startswith(("stream", "publisher", "recording", "broadcast", "speech", "network", "exception")):
         raise InvalidArgumentError(f"event {name!r} is not supported: signalroom is signalling only (no media)")
@@ -534,29 +523,29 @@ class Session:
     # -- handlers ------------------------------------------------------------------------------
 
     @overload
-    def on(self, name: _ConnectionEventName) -> Callable[[_ConnectionHandler], _ConnectionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ConnectionEventName) -> Callable[[_ConnectionHandler], _ConnectionHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: _ConnectionEventName, fn: _ConnectionHandler) -> _ConnectionHandler: ...
+    def on(self, name: ConnectionEventName, fn: _ConnectionHandler) -> _ConnectionHandler: ...
     @overload
-    def on(self, name: Literal["connectionPropertyChanged"]) -> Callable[[_PropertyHandler], _PropertyHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: PropertyChangedEventName) -> Callable[[_PropertyHandler], _PropertyHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["connectionPropertyChanged"], fn: _PropertyHandler) -> _PropertyHandler: ...
+    def on(self, name: PropertyChangedEventName, fn: _PropertyHandler) -> _PropertyHandler: ...
     @overload
-    def on(self, name: Literal["sessionDisconnected"]) -> Callable[[_DisconnectedHandler], _DisconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: DisconnectedEventName) -> Callable[[_DisconnectedHandler], _DisconnectedHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["sessionDisconnected"], fn: _DisconnectedHandler) -> _DisconnectedHandler: ...
+    def on(self, name: DisconnectedEventName, fn: _DisconnectedHandler) -> _DisconnectedHandler: ...
     @overload
-    def on(self, name: _ReconnectingEventName) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ReconnectingEventName) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: _ReconnectingEventName, fn: _SessionHandler) -> _SessionHandler: ...
+    def on(self, name: ReconnectingEventName, fn: _SessionHandler) -> _SessionHandler: ...
     @overload
-    def on(self, name: Literal["reconnected"]) -> Callable[[_ReconnectedHandler], _ReconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ReconnectedEventName) -> Callable[[_ReconnectedHandler], _ReconnectedHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["reconnected"], fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
+    def on(self, name: ReconnectedEventName, fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
     @overload
-    def on(self, name: Literal["rejoined"]) -> Callable[[_RejoinedHandler], _RejoinedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: RejoinedEventName) -> Callable[[_RejoinedHandler], _RejoinedHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["rejoined"], fn: _RejoinedHandler) -> _RejoinedHandler: ...
+    def on(self, name: RejoinedEventName, fn: _RejoinedHandler) -> _RejoinedHandler: ...
     @overload
     def on(self, name: str) -> Callable[[_SignalHandler], _SignalHandler]: ...
     @overload
@@ -681,7 +670,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: _ConnectionEventName,
+        event: ConnectionEventName,
         *,
         predicate: Callable[[ConnectionEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -689,7 +678,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: Literal["connectionPropertyChanged"],
+        event: PropertyChangedEventName,
         *,
         predicate: Callable[[ConnectionPropertyChangedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -697,7 +686,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: Literal["sessionDisconnected"],
+        event: DisconnectedEventName,
         *,
         predicate: Callable[[SessionDisconnectedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -705,7 +694,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: _ReconnectingEventName,
+        event: ReconnectingEventName,
         *,
         predicate: Callable[[SessionEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -713,7 +702,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: Literal["reconnected"],
+        event: ReconnectedEventName,
         *,
         predicate: Callable[[ReconnectedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -721,7 +710,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: Literal["rejoined"],
+        event: RejoinedEventName,
         *,
         predicate: Callable[[RejoinedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,

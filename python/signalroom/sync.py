@@ -30,9 +30,17 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _api, _server, _session
+from ._event_names import (
+    ConnectionEventName,
+    DisconnectedEventName,
+    PropertyChangedEventName,
+    ReconnectedEventName,
+    ReconnectingEventName,
+    RejoinedEventName,
+)
 from ._history import HistoryEntry, SignalHistory
 from ._native import (
     Connection,
@@ -56,7 +64,6 @@ from ._session import (
     RejoinedEvent,
     Role,
     State,
-    _ConnectionEventName,
     _ConnectionHandler,
     _DisconnectedHandler,
     _PropertyHandler,
@@ -331,29 +338,29 @@ class Session:
     # -- handlers ------------------------------------------------------------------------------
 
     @overload
-    def on(self, name: _ConnectionEventName) -> Callable[[_ConnectionHandler], _ConnectionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ConnectionEventName) -> Callable[[_ConnectionHandler], _ConnectionHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: _ConnectionEventName, fn: _ConnectionHandler) -> _ConnectionHandler: ...
+    def on(self, name: ConnectionEventName, fn: _ConnectionHandler) -> _ConnectionHandler: ...
     @overload
-    def on(self, name: Literal["connectionPropertyChanged"]) -> Callable[[_PropertyHandler], _PropertyHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: PropertyChangedEventName) -> Callable[[_PropertyHandler], _PropertyHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["connectionPropertyChanged"], fn: _PropertyHandler) -> _PropertyHandler: ...
+    def on(self, name: PropertyChangedEventName, fn: _PropertyHandler) -> _PropertyHandler: ...
     @overload
-    def on(self, name: Literal["sessionDisconnected"]) -> Callable[[_DisconnectedHandler], _DisconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: DisconnectedEventName) -> Callable[[_DisconnectedHandler], _DisconnectedHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["sessionDisconnected"], fn: _DisconnectedHandler) -> _DisconnectedHandler: ...
+    def on(self, name: DisconnectedEventName, fn: _DisconnectedHandler) -> _DisconnectedHandler: ...
     @overload
-    def on(self, name: Literal["reconnecting"]) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ReconnectingEventName) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["reconnecting"], fn: _SessionHandler) -> _SessionHandler: ...
+    def on(self, name: ReconnectingEventName, fn: _SessionHandler) -> _SessionHandler: ...
     @overload
-    def on(self, name: Literal["reconnected"]) -> Callable[[_ReconnectedHandler], _ReconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ReconnectedEventName) -> Callable[[_ReconnectedHandler], _ReconnectedHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["reconnected"], fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
+    def on(self, name: ReconnectedEventName, fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
     @overload
-    def on(self, name: Literal["rejoined"]) -> Callable[[_RejoinedHandler], _RejoinedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: RejoinedEventName) -> Callable[[_RejoinedHandler], _RejoinedHandler]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["rejoined"], fn: _RejoinedHandler) -> _RejoinedHandler: ...
+    def on(self, name: RejoinedEventName, fn: _RejoinedHandler) -> _RejoinedHandler: ...
     @overload
     def on(self, name: str) -> Callable[[_SignalHandler], _SignalHandler]: ...
     @overload
@@ -419,7 +426,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: _ConnectionEventName,
+        name: ConnectionEventName,
         *,
         predicate: Callable[[ConnectionEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -427,7 +434,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["connectionPropertyChanged"],
+        name: PropertyChangedEventName,
         *,
         predicate: Callable[[ConnectionPropertyChangedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -435,7 +442,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["sessionDisconnected"],
+        name: DisconnectedEventName,
         *,
         predicate: Callable[[SessionDisconnectedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -443,7 +450,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["reconnecting"],
+        name: ReconnectingEventName,
         *,
         predicate: Callable[[SessionEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -451,7 +458,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["reconnected"],
+        name: ReconnectedEventName,
         *,
         predicate: Callable[[ReconnectedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -459,7 +466,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["rejoined"],
+        name: RejoinedEventName,
         *,
         predicate: Callable[[RejoinedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
