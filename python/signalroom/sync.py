@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from . import _api, _server, _session
+from . import _api, _connect, _events, _server, _session
 from ._event_names import (
     ConnectionEventName,
     DisconnectedEventName,
@@ -41,6 +41,7 @@ from ._event_names import (
     ReconnectingEventName,
     RejoinedEventName,
 )
+from ._events import EndReason, Event, HandlerErrorHook, RejoinedEvent, check_name
 from ._history import HistoryEntry, SignalHistory
 from ._native import (
     Connection,
@@ -54,24 +55,8 @@ from ._native import (
     SignalEvent,
 )
 from ._requests import Request
-from ._session import (
-    DEFAULT_TIMEOUT,
-    EndReason,
-    Event,
-    HandlerErrorHook,
-    Recipients,
-    Recorder,
-    RejoinedEvent,
-    Role,
-    State,
-    _ConnectionHandler,
-    _DisconnectedHandler,
-    _PropertyHandler,
-    _ReconnectedHandler,
-    _RejoinedHandler,
-    _SessionHandler,
-    _SignalHandler,
-)
+from ._session import DEFAULT_TIMEOUT, Recipients, Role, State
+from ._transcript import Recorder
 from .errors import ConnectionLostError, SignalTimeoutError
 
 if TYPE_CHECKING:
@@ -338,33 +323,37 @@ class Session:
     # -- handlers ------------------------------------------------------------------------------
 
     @overload
-    def on(self, name: ConnectionEventName) -> Callable[[_ConnectionHandler], _ConnectionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ConnectionEventName) -> Callable[[_events.ConnectionHandlerT], _events.ConnectionHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: ConnectionEventName, fn: _ConnectionHandler) -> _ConnectionHandler: ...
+    def on(self, name: ConnectionEventName, fn: _events.ConnectionHandlerT) -> _events.ConnectionHandlerT: ...
     @overload
-    def on(self, name: PropertyChangedEventName) -> Callable[[_PropertyHandler], _PropertyHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: PropertyChangedEventName) -> Callable[[_events.PropertyHandlerT], _events.PropertyHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: PropertyChangedEventName, fn: _PropertyHandler) -> _PropertyHandler: ...
+    def on(self, name: PropertyChangedEventName, fn: _events.PropertyHandlerT) -> _events.PropertyHandlerT: ...
     @overload
-    def on(self, name: DisconnectedEventName) -> Callable[[_DisconnectedHandler], _DisconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(  # type: ignore[overload-overlap]
+        self, name: DisconnectedEventName
+    ) -> Callable[[_events.DisconnectedHandlerT], _events.DisconnectedHandlerT]: ...
     @overload
-    def on(self, name: DisconnectedEventName, fn: _DisconnectedHandler) -> _DisconnectedHandler: ...
+    def on(self, name: DisconnectedEventName, fn: _events.DisconnectedHandlerT) -> _events.DisconnectedHandlerT: ...
     @overload
-    def on(self, name: ReconnectingEventName) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ReconnectingEventName) -> Callable[[_events.SessionHandlerT], _events.SessionHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: ReconnectingEventName, fn: _SessionHandler) -> _SessionHandler: ...
+    def on(self, name: ReconnectingEventName, fn: _events.SessionHandlerT) -> _events.SessionHandlerT: ...
     @overload
-    def on(self, name: ReconnectedEventName) -> Callable[[_ReconnectedHandler], _ReconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(  # type: ignore[overload-overlap]
+        self, name: ReconnectedEventName
+    ) -> Callable[[_events.ReconnectedHandlerT], _events.ReconnectedHandlerT]: ...
     @overload
-    def on(self, name: ReconnectedEventName, fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
+    def on(self, name: ReconnectedEventName, fn: _events.ReconnectedHandlerT) -> _events.ReconnectedHandlerT: ...
     @overload
-    def on(self, name: RejoinedEventName) -> Callable[[_RejoinedHandler], _RejoinedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: RejoinedEventName) -> Callable[[_events.RejoinedHandlerT], _events.RejoinedHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: RejoinedEventName, fn: _RejoinedHandler) -> _RejoinedHandler: ...
+    def on(self, name: RejoinedEventName, fn: _events.RejoinedHandlerT) -> _events.RejoinedHandlerT: ...
     @overload
-    def on(self, name: str) -> Callable[[_SignalHandler], _SignalHandler]: ...
+    def on(self, name: str) -> Callable[[_events.SignalHandlerT], _events.SignalHandlerT]: ...
     @overload
-    def on(self, name: str, fn: _SignalHandler) -> _SignalHandler: ...
+    def on(self, name: str, fn: _events.SignalHandlerT) -> _events.SignalHandlerT: ...
     def on(self, name: str, fn: Callable[[Any], object] | None = None) -> Any:
         """Registers ``fn`` for the event ``name`` (see :meth:`signalroom.Session.on`: the same
         names, event classes and rules); it runs on the package's background thread. Returns
@@ -512,7 +501,7 @@ class Session:
                 "receive() from a handler would wait for itself: events are delivered on the thread "
                 "that runs handlers; register a handler for the event instead"
             )
-        wanted = None if name is None else _session._check_name(name)
+        wanted = None if name is None else check_name(name)
 
         def matches(event: Event) -> bool:
             if (
@@ -601,7 +590,7 @@ def connect(token: str, *, buffer: int = DEFAULT_BUFFER, **options: Any) -> Sess
     """
 
     async def open_session() -> Session:
-        session = await _session.connect(token, **options)
+        session = await _connect.connect(token, **options)
         return Session(session, buffer)
 
     return _runner.run(open_session())
