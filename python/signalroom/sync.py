@@ -6,6 +6,12 @@ sessions live on an event loop of the package's own, in a background thread star
 on that background thread; events are also kept, from the moment of joining, for
 :meth:`Session.receive` and iteration, so nothing that arrives before you ask is missed.
 
+Its ``Session``, ``ServerApi`` and ``Server`` have the methods of the asyncio ones, with the same
+parameters, but: instead of ``wait_for()`` and ``signals()``, :meth:`Session.receive` and iteration;
+instead of the stream objects (``open_stream()``, ``on_stream()``, ``next_stream()``, ``streams()``),
+whole texts and bytes (``send_text()``, ``send_bytes()``, :meth:`Session.receive_text`);
+``wait_closed()`` takes a ``timeout``; a request handler is a plain function, run on a worker thread.
+
 Example (one signal, one reply)::
 
     with signalroom.sync.connect(token) as session:
@@ -41,7 +47,7 @@ from ._event_names import (
     ReconnectingEventName,
     RejoinedEventName,
 )
-from ._events import EndReason, Event, HandlerErrorHook, RejoinedEvent, check_name
+from ._events import AnyHandler, EndReason, Event, HandlerErrorHook, RejoinedEvent, check_name
 from ._history import HistoryEntry, SignalHistory
 from ._native import (
     Connection,
@@ -185,6 +191,12 @@ class Session:
         return self._session.connection
 
     @property
+    def max_frame_bytes(self) -> int:
+        """The largest WebSocket frame the server accepts, in bytes (see
+        :attr:`signalroom.Session.max_frame_bytes`): :meth:`send_text` carries anything larger."""
+        return self._session.max_frame_bytes
+
+    @property
     def connection_id(self) -> str:
         """This participant's connection id."""
         return self._session.connection_id
@@ -304,10 +316,18 @@ class Session:
         _runner.call(lambda: self._session.handle(method, on_worker))
         return fn
 
+    def unhandle(self, method: str) -> None:
+        """Stops answering ``method``: callers then get :class:`NoHandlerError`."""
+        _runner.call(lambda: self._session.unhandle(method))
+
     def send_text(self, data: str, *, to: Recipients | None = None, topic: str = "") -> None:
         """Sends ``data``, of any size, as one stream (see :meth:`signalroom.Session.send_text`);
         returns once it was all sent."""
         _runner.run(self._session.send_text(data, to=to, topic=topic))
+
+    def send_bytes(self, data: bytes, *, to: Recipients | None = None, topic: str = "") -> None:
+        """Sends ``data`` (bytes, any size) as one binary stream; see :meth:`send_text`."""
+        _runner.run(self._session.send_bytes(data, to=to, topic=topic))
 
     def receive_text(self, topic: str | None = None, *, timeout: float | None = DEFAULT_TIMEOUT) -> str:
         """The whole text of the next stream of ``topic`` (any topic when ``None``) that begins
@@ -354,7 +374,7 @@ class Session:
     def on(self, name: str) -> Callable[[_events.SignalHandlerT], _events.SignalHandlerT]: ...
     @overload
     def on(self, name: str, fn: _events.SignalHandlerT) -> _events.SignalHandlerT: ...
-    def on(self, name: str, fn: Callable[[Any], object] | None = None) -> Any:
+    def on(self, name: str, fn: AnyHandler | None = None) -> Any:
         """Registers ``fn`` for the event ``name`` (see :meth:`signalroom.Session.on`: the same
         names, event classes and rules); it runs on the package's background thread. Returns
         ``fn``; without ``fn``, a decorator.
@@ -367,7 +387,7 @@ class Session:
         """
         if fn is None:
 
-            def register(f: Callable[[Any], object]) -> Callable[[Any], object]:
+            def register(f: AnyHandler) -> AnyHandler:
                 self.on(name, f)
                 return f
 
@@ -375,7 +395,7 @@ class Session:
         handler = fn
         return _runner.call(lambda: self._session.on(name, handler))
 
-    def off(self, name: str, fn: Callable[..., object] | None = None) -> None:
+    def off(self, name: str, fn: AnyHandler | None = None) -> None:
         """Unregisters ``fn`` from ``name`` (every handler of ``name`` when ``fn`` is omitted)."""
         _runner.call(lambda: self._session.off(name, fn))
 
