@@ -217,3 +217,27 @@ def test_a_blocking_call_from_a_handler_is_refused_instead_of_hanging(server: si
         assert done.wait(TIMEOUT)
     assert len(errors) == 2
     assert all(isinstance(e, RuntimeError) and "would wait for itself" in str(e) for e in errors), errors
+
+
+def test_bytes_unhandle_and_the_frame_limit_as_on_the_asyncio_session(server: signalroom.sync.Server) -> None:
+    api = server.api()
+    api.create_session("lobby")
+    with (
+        signalroom.sync.connect(api.create_connection("lobby").token) as alice,
+        signalroom.sync.connect(api.create_connection("lobby").token) as bob,
+    ):
+        assert alice.max_frame_bytes == alice.aio.max_frame_bytes > 0
+        bob.handle("ask", lambda request: request.payload.upper())
+        assert alice.request(bob.connection, "ask", "hi", timeout=TIMEOUT) == "HI"
+        bob.unhandle("ask")
+        with pytest.raises(signalroom.NoHandlerError):
+            alice.request(bob.connection, "ask", "hi", timeout=TIMEOUT)
+        # Watching starts when next_stream() is called on the session's loop: before the send.
+        incoming = signalroom.sync._runner.call(lambda: bob.aio.next_stream("blob", timeout=TIMEOUT))
+        data = bytes(range(256)) * 1000  # larger than a frame: several chunks
+
+        async def read() -> bytes:
+            return await (await incoming).read()
+
+        alice.send_bytes(data, topic="blob", to=[bob.connection])
+        assert signalroom.sync._runner.run(read()) == data

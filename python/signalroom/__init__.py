@@ -36,6 +36,9 @@ the mypy plugin :mod:`signalroom.mypy_plugin`; from a terminal ``python -m signa
 from __future__ import annotations
 
 from ._api import ServerApi
+from ._connect import Connecting, connect
+from ._event_names import EventName
+from ._events import EndReason, Event, HandlerErrorHook, RejoinedEvent
 from ._history import HistoryEntry, SignalHistory
 from ._native import (
     Connection,
@@ -56,25 +59,17 @@ from ._session import (
     DEFAULT_TIMEOUT,
     REJOIN_REASONS,
     REQUEST_TIMEOUT,
-    Connecting,
-    EndReason,
-    Event,
-    EventName,
-    HandlerErrorHook,
     Recipient,
     Recipients,
-    Recorder,
-    RejoinedEvent,
     Role,
     Session,
     SignalStream,
     State,
     TokenFactory,
     WhileReconnecting,
-    connect,
 )
 from ._streams import IncomingStream, IncomingStreams, StreamHandler, StreamWriter
-from ._transcript import TranscriptRecord, read_transcript
+from ._transcript import Recorder, TranscriptRecord, read_transcript
 from .errors import (
     ConnectionLostError,
     HandlerError,

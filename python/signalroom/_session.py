@@ -1,9 +1,15 @@
-"""``Session``: a participant in an OpenVidu session, with handlers, ``wait_for`` and signal streams.
+"""``Session``: a participant's membership in an OpenVidu session: what it is (its connection, state,
+the others), sending (signals, requests, streams), handlers, waiting (``wait_for``, signal streams)
+and leaving; and the pump that delivers its events and rejoins.
 
 Events are queued by Rust and cross to asyncio in batches: one pump task per session, on the event
 loop that connected it, awaits ``_native.Session.next_events()`` (everything queued since its last
 call) and dispatches each event here, in arrival order. With a ``rejoin`` policy the pump also
 rejoins, with a fresh token, when the session was lost to the network or a server restart.
+
+Elsewhere: the event names (``_event_names``), the event classes and handler types (``_events``),
+``connect`` and its options (``_connect``), the transcript a session records (``_transcript``),
+requests (``_requests``) and streams (``_streams``).
 """
 
 from __future__ import annotations
@@ -11,17 +17,41 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import json
 import logging
 import os
-import time
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
 
 from . import _native
+from ._event_names import (
+    ConnectionEventName,
+    DisconnectedEventName,
+    EventName,
+    PropertyChangedEventName,
+    ReconnectedEventName,
+    ReconnectingEventName,
+    RejoinedEventName,
+)
+from ._events import (
+    AnyHandler,
+    ConnectionHandlerT,
+    DisconnectedHandlerT,
+    EndReason,
+    Event,
+    HandlerErrorHook,
+    PropertyHandlerT,
+    ReconnectedHandlerT,
+    RejoinedEvent,
+    RejoinedHandlerT,
+    SessionHandlerT,
+    SignalHandlerT,
+    check_name,
+    default_on_error,
+    name_of,
+)
 from ._native import (
     Connection,
     ConnectionEvent,
@@ -43,6 +73,7 @@ from ._streams import (
     StreamWriter,
     recipients_of,
 )
+from ._transcript import Recorder
 from .errors import ConnectionLostError, InvalidArgumentError, InvalidSignalError, SignalTimeoutError
 
 if TYPE_CHECKING:
@@ -52,7 +83,6 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "REJOIN_REASONS",
     "REQUEST_TIMEOUT",
-    "Connecting",
     "EndReason",
     "Event",
     "EventName",
@@ -67,7 +97,6 @@ __all__ = [
     "State",
     "TokenFactory",
     "WhileReconnecting",
-    "connect",
 ]
 
 log = logging.getLogger("signalroom")
@@ -81,28 +110,6 @@ Role = Literal["PUBLISHER", "SUBSCRIBER", "MODERATOR"]
 #: A session's state (:attr:`Session.state`).
 State = Literal["connected", "reconnecting", "disconnected"]
 
-#: Why a session ended (:attr:`SessionDisconnectedEvent.reason`) or a participant left
-#: (:attr:`ConnectionEvent.reason`). Other servers may send other values.
-EndReason = Literal[
-    "disconnect",
-    "forceDisconnectByUser",
-    "forceDisconnectByServer",
-    "sessionClosedByServer",
-    "networkDisconnect",
-    "openviduServerStopped",
-]
-
-#: The names of the events a session fires besides ``"signal"`` and ``"signal:<type>"``.
-EventName = Literal[
-    "connectionCreated",
-    "connectionDestroyed",
-    "connectionPropertyChanged",
-    "sessionDisconnected",
-    "reconnecting",
-    "reconnected",
-    "rejoined",
-]
-
 #: How :meth:`Session.signal` behaves while the link is down: ``"wait"`` for it (at most the
 #: session's ``timeout``) or ``"fail"`` at once with :class:`ConnectionLostError`.
 WhileReconnecting = Literal["wait", "fail"]
@@ -110,52 +117,6 @@ WhileReconnecting = Literal["wait", "fail"]
 #: Session end reasons after which a session with a ``rejoin`` policy rejoins: its link was lost
 #: for good, or its server stopped (a restart).
 REJOIN_REASONS: frozenset[str] = frozenset({"networkDisconnect", "openviduServerStopped"})
-
-
-class RejoinedEvent:
-    """``rejoined``: a session with a ``rejoin`` policy lost its place (network, server restart)
-    and joined again with a fresh token. It is a new participant for the others: ``connection``
-    is new, ``previous`` is the one it had; signals sent meanwhile were not received.
-
-    Example::
-
-        @session.on("rejoined")
-        def back(event: signalroom.RejoinedEvent) -> None:
-            print("rejoined as", event.connection.connection_id, "after", event.reason)
-    """
-
-    __slots__ = ("attempts", "connection", "previous", "reason")
-
-    #: Always ``"rejoined"``.
-    name: Literal["rejoined"] = "rejoined"
-
-    def __init__(self, connection: Connection, previous: Connection, reason: str, attempts: int) -> None:
-        #: This participant now.
-        self.connection = connection
-        #: This participant before it was lost.
-        self.previous = previous
-        #: Why the previous participation ended (``networkDisconnect``, ``openviduServerStopped``).
-        self.reason = reason
-        #: How many tries it took (1: the first).
-        self.attempts = attempts
-
-    def __repr__(self) -> str:
-        return (
-            f"RejoinedEvent({self.previous.connection_id!r} -> {self.connection.connection_id!r}, "
-            f"reason={self.reason!r}, attempts={self.attempts})"
-        )
-
-
-#: Any event a session delivers.
-Event = Union[
-    SignalEvent,
-    ConnectionEvent,
-    ConnectionPropertyChangedEvent,
-    SessionDisconnectedEvent,
-    SessionEvent,
-    ReconnectedEvent,
-    RejoinedEvent,
-]
 
 #: A recipient of a signal: a connection id, or anything with a ``connection_id``.
 Recipient = Union[str, Connection, ConnectionObject]
@@ -178,66 +139,11 @@ Recipients = _CollectionNotStr[Recipient]
 #: Gives a fresh token for a ``rejoin``: an ``async def`` (or plain function) of no argument.
 TokenFactory = Callable[[], Union[Awaitable[str], str]]
 
-#: Called with the handler that raised, the event and the exception (see :attr:`Session.on_error`).
-HandlerErrorHook = Callable[[Callable[..., object], Event, BaseException], object]
-
-SESSION_EVENTS = (
-    "connectionCreated",
-    "connectionDestroyed",
-    "connectionPropertyChanged",
-    "sessionDisconnected",
-    "reconnecting",
-    "reconnected",
-    "rejoined",
-)
-_SESSION_EVENTS = frozenset(SESSION_EVENTS)
-
-# Who hears of handler errors that reached the default hook (the pytest plugin, per test).
-_handler_error_listeners: list[Callable[[Callable[..., object], Any, BaseException], None]] = []
-
-
-def _default_on_error(fn: Callable[..., object], event: Any, error: BaseException) -> None:
-    """The default :attr:`Session.on_error`: logs the error with its traceback (logger
-    ``signalroom``) and tells the pytest plugin, which fails the running test."""
-    log.error("signalroom: handler %s failed on %r", _name_of(fn), event, exc_info=error)
-    for listener in _handler_error_listeners:
-        listener(fn, event, error)
-
-
-_ConnectionEventName = Literal["connectionCreated", "connectionDestroyed"]
-_ReconnectingEventName = Literal["reconnecting"]
-
-_SignalHandler = TypeVar("_SignalHandler", bound=Callable[[SignalEvent], object])
-_RequestHandlerT = TypeVar("_RequestHandlerT", bound=RequestHandler)
-_StreamHandlerT = TypeVar("_StreamHandlerT", bound=StreamHandler)
-
 #: Default timeout of :meth:`Session.request`, in seconds.
 REQUEST_TIMEOUT = 5.0
-_ConnectionHandler = TypeVar("_ConnectionHandler", bound=Callable[[ConnectionEvent], object])
-_PropertyHandler = TypeVar("_PropertyHandler", bound=Callable[[ConnectionPropertyChangedEvent], object])
-_DisconnectedHandler = TypeVar("_DisconnectedHandler", bound=Callable[[SessionDisconnectedEvent], object])
-_SessionHandler = TypeVar("_SessionHandler", bound=Callable[[SessionEvent], object])
-_ReconnectedHandler = TypeVar("_ReconnectedHandler", bound=Callable[[ReconnectedEvent], object])
-_RejoinedHandler = TypeVar("_RejoinedHandler", bound=Callable[[RejoinedEvent], object])
-_AnyHandler = Callable[[Any], object]
 
-
-def _check_name(name: str) -> str:
-    """``name`` if a session can fire it; else an ``InvalidArgumentError`` saying what to use."""
-    if not isinstance(name, str):
-        raise TypeError(f"event name must be a str, not {type(name).__name__}")
-    if name == "signal" or name.startswith("signal:") or name in _SESSION_EVENTS:
-        return name
-    if name.startswith(("stream", "publisher", "recording", "broadcast", "speech", "network", "exception")):
-        raise InvalidArgumentError(f"event {name!r} is not supported: signalroom is signalling only (no media)")
-    raise InvalidArgumentError(
-        f"unknown event {name!r}: use 'signal' (every signal), 'signal:<type>' (e.g. 'signal:{name}' for "
-        f"signals of type {name!r}) or one of {', '.join(SESSION_EVENTS)}"
-    )
-
-
-def _name_of(fn: object) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
+_RequestHandlerT = TypeVar("_RequestHandlerT", bound=RequestHandler)
+_StreamHandlerT = TypeVar("_StreamHandlerT", bound=StreamHandler)
 
 
 def _same_definition(a: object, b: object) -> bool:
@@ -360,7 +266,7 @@ class Session:
         self._link_up = asyncio.Event()
         self._link_up.set()
         self._leaving = asyncio.Event()
-        self._handlers: dict[str, tuple[_AnyHandler, ...]] = {}
+        self._handlers: dict[str, tuple[AnyHandler, ...]] = {}
         self._on_error: HandlerErrorHook | None = None
         self._observers: list[Callable[[Event], None]] = []  # recorders, sync buffers: not handlers
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -534,34 +440,34 @@ class Session:
     # -- handlers ------------------------------------------------------------------------------
 
     @overload
-    def on(self, name: _ConnectionEventName) -> Callable[[_ConnectionHandler], _ConnectionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ConnectionEventName) -> Callable[[ConnectionHandlerT], ConnectionHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: _ConnectionEventName, fn: _ConnectionHandler) -> _ConnectionHandler: ...
+    def on(self, name: ConnectionEventName, fn: ConnectionHandlerT) -> ConnectionHandlerT: ...
     @overload
-    def on(self, name: Literal["connectionPropertyChanged"]) -> Callable[[_PropertyHandler], _PropertyHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: PropertyChangedEventName) -> Callable[[PropertyHandlerT], PropertyHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["connectionPropertyChanged"], fn: _PropertyHandler) -> _PropertyHandler: ...
+    def on(self, name: PropertyChangedEventName, fn: PropertyHandlerT) -> PropertyHandlerT: ...
     @overload
-    def on(self, name: Literal["sessionDisconnected"]) -> Callable[[_DisconnectedHandler], _DisconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: DisconnectedEventName) -> Callable[[DisconnectedHandlerT], DisconnectedHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["sessionDisconnected"], fn: _DisconnectedHandler) -> _DisconnectedHandler: ...
+    def on(self, name: DisconnectedEventName, fn: DisconnectedHandlerT) -> DisconnectedHandlerT: ...
     @overload
-    def on(self, name: _ReconnectingEventName) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ReconnectingEventName) -> Callable[[SessionHandlerT], SessionHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: _ReconnectingEventName, fn: _SessionHandler) -> _SessionHandler: ...
+    def on(self, name: ReconnectingEventName, fn: SessionHandlerT) -> SessionHandlerT: ...
     @overload
-    def on(self, name: Literal["reconnected"]) -> Callable[[_ReconnectedHandler], _ReconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ReconnectedEventName) -> Callable[[ReconnectedHandlerT], ReconnectedHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["reconnected"], fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
+    def on(self, name: ReconnectedEventName, fn: ReconnectedHandlerT) -> ReconnectedHandlerT: ...
     @overload
-    def on(self, name: Literal["rejoined"]) -> Callable[[_RejoinedHandler], _RejoinedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: RejoinedEventName) -> Callable[[RejoinedHandlerT], RejoinedHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["rejoined"], fn: _RejoinedHandler) -> _RejoinedHandler: ...
+    def on(self, name: RejoinedEventName, fn: RejoinedHandlerT) -> RejoinedHandlerT: ...
     @overload
-    def on(self, name: str) -> Callable[[_SignalHandler], _SignalHandler]: ...
+    def on(self, name: str) -> Callable[[SignalHandlerT], SignalHandlerT]: ...
     @overload
-    def on(self, name: str, fn: _SignalHandler) -> _SignalHandler: ...
-    def on(self, name: str, fn: _AnyHandler | None = None) -> Any:
+    def on(self, name: str, fn: SignalHandlerT) -> SignalHandlerT: ...
+    def on(self, name: str, fn: AnyHandler | None = None) -> Any:
         """Registers ``fn`` for the event ``name``; as a decorator, returns the function unchanged.
 
         Names: ``"signal"`` (every signal), ``"signal:<type>"`` (signals of that type),
@@ -590,10 +496,10 @@ class Session:
 
             session.on("connectionCreated", lambda e: print("joined:", e.connection.data))
         """
-        name = _check_name(name)
+        name = check_name(name)
         if fn is None:
 
-            def register(f: _AnyHandler) -> _AnyHandler:
+            def register(f: AnyHandler) -> AnyHandler:
                 self.on(name, f)
                 return f
 
@@ -610,7 +516,7 @@ class Session:
             if registered == fn:
                 return fn
             if _same_definition(registered, fn):
-                log.info("signalroom: %s for %r replaced by its new definition", _name_of(fn), name)
+                log.info("signalroom: %s for %r replaced by its new definition", name_of(fn), name)
                 handlers[i] = fn
                 break
         else:
@@ -618,7 +524,7 @@ class Session:
         self._handlers[name] = tuple(handlers)
         return fn
 
-    def off(self, name: str, fn: _AnyHandler | None = None) -> None:
+    def off(self, name: str, fn: AnyHandler | None = None) -> None:
         """Unregisters ``fn`` from ``name`` (every handler of ``name`` when ``fn`` is omitted).
         Unregistering a handler that is not registered does nothing.
 
@@ -626,7 +532,7 @@ class Session:
 
             session.off("signal:chat", reply)
         """
-        name = _check_name(name)
+        name = check_name(name)
         if fn is None:
             self._handlers.pop(name, None)
             return
@@ -647,7 +553,7 @@ class Session:
             assert session.handlers("signal:chat") == [reply]
         """
         if name is not None:
-            return list(self._handlers.get(_check_name(name), ()))
+            return list(self._handlers.get(check_name(name), ()))
         return [fn for fns in self._handlers.values() for fn in fns]
 
     @property
@@ -662,7 +568,7 @@ class Session:
 
             session.on_error = lambda handler, event, error: sentry_sdk.capture_exception(error)
         """
-        return self._on_error or _default_on_error
+        return self._on_error or default_on_error
 
     @on_error.setter
     def on_error(self, hook: HandlerErrorHook | None) -> None:
@@ -681,7 +587,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: _ConnectionEventName,
+        event: ConnectionEventName,
         *,
         predicate: Callable[[ConnectionEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -689,7 +595,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: Literal["connectionPropertyChanged"],
+        event: PropertyChangedEventName,
         *,
         predicate: Callable[[ConnectionPropertyChangedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -697,7 +603,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: Literal["sessionDisconnected"],
+        event: DisconnectedEventName,
         *,
         predicate: Callable[[SessionDisconnectedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -705,7 +611,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: _ReconnectingEventName,
+        event: ReconnectingEventName,
         *,
         predicate: Callable[[SessionEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -713,7 +619,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: Literal["reconnected"],
+        event: ReconnectedEventName,
         *,
         predicate: Callable[[ReconnectedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -721,7 +627,7 @@ class Session:
     @overload
     def wait_for(  # type: ignore[overload-overlap]
         self,
-        event: Literal["rejoined"],
+        event: RejoinedEventName,
         *,
         predicate: Callable[[RejoinedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -754,7 +660,7 @@ class Session:
             await session.signal("say bye", type="chat")
             event = await answer
         """
-        name = _check_name(event)
+        name = check_name(event)
         if timeout is not None and not timeout >= 0:
             raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
         loop = self._own_loop("wait_for")
@@ -1269,202 +1175,3 @@ class Session:
             if stream is not None:
                 stream._push(None)
         self._streams = []
-
-
-class Recorder:
-    """Writes a session's events to a JSON Lines file (made by :meth:`Session.record`). Each line
-    is flushed as it is written, so a crash loses nothing already seen."""
-
-    def __init__(self, session: Session, path: str | os.PathLike[str]) -> None:
-        self._session: Session | None = session
-        #: The file written to.
-        self.path = os.fspath(path)
-        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-
-    @property
-    def closed(self) -> bool:
-        """Whether it stopped writing."""
-        return self._file is None
-
-    def close(self) -> None:
-        """Stops writing and closes the file. Closing twice does nothing."""
-        session, self._session = self._session, None
-        if session is not None:
-            try:
-                session._observers.remove(self._write)
-            except ValueError:
-                pass
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _write(self, event: Event) -> None:
-        file, session = self._file, self._session
-        if file is None or session is None:
-            return
-        record: dict[str, Any] = {
-            "time": time.time(),
-            "event": event.name,
-            "type": None,
-            "data": None,
-            "from": None,
-            "to": session.connection_id,
-            "reason": None,
-        }
-        if isinstance(event, SignalEvent):
-            record["type"] = event.type
-            record["data"] = event.data
-            record["from"] = None if event.from_ is None else event.from_.connection_id
-        elif isinstance(event, (ConnectionEvent, RejoinedEvent)):
-            record["from"] = event.connection.connection_id
-            record["data"] = event.connection.data
-            record["reason"] = event.reason
-        elif isinstance(event, ConnectionPropertyChangedEvent):
-            record["type"] = event.property
-            record["data"] = event.new_value
-        elif isinstance(event, SessionDisconnectedEvent):
-            record["reason"] = event.reason
-        file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        if isinstance(event, SessionDisconnectedEvent):
-            self.close()
-
-
-class Connecting(Coroutine[Any, Any, "Session"]):
-    """What :func:`connect` returns: a coroutine (``await`` it, or give it to ``asyncio.run``,
-    ``asyncio.create_task`` or ``asyncio.ensure_future``) for a :class:`Session`, or use it with
-    ``async with`` to leave the session at the end of the block."""
-
-    def __init__(self, token: str, options: dict[str, Any], policy: dict[str, Any]) -> None:
-        self._token = token
-        self._options = options
-        self._policy = policy
-        self._coroutine: Coroutine[Any, Any, Session] | None = None
-        self._session: Session | None = None
-
-    def _started(self) -> Coroutine[Any, Any, Session]:
-        if self._coroutine is None:
-            self._coroutine = self._connect()
-        return self._coroutine
-
-    def __await__(self) -> Generator[Any, None, Session]:
-        return self._started().__await__()
-
-    def send(self, value: Any) -> Any:
-        """Coroutine protocol: resumes the connection attempt (as ``coroutine.send``)."""
-        return self._started().send(value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        """Coroutine protocol: raises an exception inside the connection attempt."""
-        if val is None and tb is None:
-            return self._started().throw(typ)
-        return self._started().throw(typ, val, tb)
-
-    def close(self) -> None:
-        """Coroutine protocol: abandons the connection attempt (nothing happens if never started)."""
-        if self._coroutine is not None:
-            self._coroutine.close()
-
-    async def _connect(self) -> Session:
-        native = await _native.connect(self._token, **self._options)
-        return Session(native, options=self._options, **self._policy)
-
-    async def __aenter__(self) -> Session:
-        self._session = await self._connect()
-        return self._session
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._session is not None:
-            await self._session.disconnect()
-
-
-def connect(
-    token: str,
-    *,
-    data: str = "",
-    platform: str | None = None,
-    timeout: float = 10.0,
-    connect_timeout: float = 10.0,
-    ping_interval: float = 5.0,
-    ping_timeout: float = 5.0,
-    reconnect_interval: float = 3.0,
-    reconnect_attempts: int = 2000,
-    accept_invalid_certs: bool = False,
-    rejoin: TokenFactory | None = None,
-    rejoin_attempts: int = 30,
-    rejoin_interval: float = 1.0,
-    while_reconnecting: WhileReconnecting = "wait",
-    history: bool = False,
-) -> Connecting:
-    """Joins the session of ``token`` (from :meth:`ServerApi.create_connection`), as openvidu-browser
-    does; ``await`` it for a :class:`Session`, or use ``async with``.
-
-    - ``data``: this participant's client data; others see it in ``connection.data``.
-    - ``timeout``: of each request (join, signal, leave), in seconds.
-    - ``ping_interval``/``ping_timeout``: keepalive; a ping unanswered in time means the link broke.
-    - ``reconnect_interval``/``reconnect_attempts``: how a broken link is reopened (0 attempts: never);
-      when all fail the session ends with ``sessionDisconnected`` (``networkDisconnect``).
-    - ``accept_invalid_certs``: accept any TLS certificate (development only).
-    - ``rejoin``: opt-in; a function of no argument (``async def`` or plain) giving a fresh token.
-      When the session is lost for good (reason ``networkDisconnect`` or
-      ``openviduServerStopped``: a server restart), the session joins again with a new token, up to
-      ``rejoin_attempts`` times ``rejoin_interval`` seconds apart (an exception from ``rejoin`` counts
-      as a failed attempt), fires ``rejoined`` (a :class:`RejoinedEvent`) and goes on: same
-      :class:`Session` object, handlers and waiters kept, a new connection id. ``sessionDisconnected``
-      fires only if every attempt failed.
-    - ``while_reconnecting``: what :meth:`Session.signal` does while the link is down: ``"wait"``
-      (default; at most ``timeout`` seconds) or ``"fail"`` (raise :class:`ConnectionLostError` at once).
-    - ``history``: ask a signalroom server for the session's signal history (a session created
-      with ``signal_history``): its signals arrive first, oldest first, as :class:`SignalEvent`
-      with ``history`` true, before any live signal and none twice. Register handlers before
-      they are dispatched: they are delivered with the first events, after ``connectionCreated``.
-
-    Raises :class:`RpcError` (401) for an unknown or used token, :class:`ConnectionLostError` when
-    the server cannot be reached, :class:`InvalidArgumentError` for a malformed token.
-
-    Example::
-
-        session = await signalroom.connect(conn.token, data='{"name": "bot"}')
-
-        async with signalroom.connect(conn.token) as session:
-            await session.signal("hi", type="chat")
-
-        async def fresh_token() -> str:
-            return (await api.create_connection("lobby")).token
-
-        bot = await signalroom.connect(await fresh_token(), rejoin=fresh_token)
-    """
-    if rejoin is not None and not callable(rejoin):
-        raise TypeError(f"rejoin must be a function giving a token, not {type(rejoin).__name__}")
-    if rejoin_attempts < 1:
-        raise InvalidArgumentError(f"rejoin_attempts must be at least 1, not {rejoin_attempts}")
-    if not rejoin_interval >= 0:
-        raise InvalidArgumentError(f"rejoin_interval must be a number of seconds >= 0, not {rejoin_interval!r}")
-    if while_reconnecting not in ("wait", "fail"):
-        raise InvalidArgumentError(f"while_reconnecting must be 'wait' or 'fail', not {while_reconnecting!r}")
-    options: dict[str, Any] = {
-        "data": data,
-        "platform": platform,
-        "timeout": timeout,
-        "connect_timeout": connect_timeout,
-        "ping_interval": ping_interval,
-        "ping_timeout": ping_timeout,
-        "reconnect_interval": reconnect_interval,
-        "reconnect_attempts": reconnect_attempts,
-        "accept_invalid_certs": accept_invalid_certs,
-        "history": history,
-    }
-    policy: dict[str, Any] = {
-        "rejoin": rejoin,
-        "rejoin_attempts": rejoin_attempts,
-        "rejoin_interval": rejoin_interval,
-        "while_reconnecting": while_reconnecting,
-    }
-    return Connecting(token, options, policy)

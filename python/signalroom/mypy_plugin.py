@@ -27,17 +27,11 @@ from mypy.nodes import Expression, StrExpr
 from mypy.plugin import MethodContext, MethodSigContext, Plugin
 from mypy.types import AnyType, FunctionLike, Type, TypeOfAny
 
-SESSION_EVENTS = frozenset(
-    {
-        "connectionCreated",
-        "connectionDestroyed",
-        "connectionPropertyChanged",
-        "sessionDisconnected",
-        "reconnecting",
-        "reconnected",
-        "rejoined",
-    }
-)
+from ._event_names import SESSION_EVENTS as EVENT_NAMES
+from ._event_names import SIGNAL, SIGNAL_PREFIX
+
+#: The names of the events besides signals (``signalroom._event_names``, where the session takes them from).
+SESSION_EVENTS = frozenset(EVENT_NAMES)
 
 #: The error code of an unknown event name (``# type: ignore[signalroom-event]``).
 EVENT_NAME = ErrorCode("signalroom-event", "Check signalroom event names", "signalroom")
@@ -50,11 +44,11 @@ CHECKED_METHODS = frozenset(
 
 
 def _problem(name: str) -> str | None:
-    if name == "signal" or name in SESSION_EVENTS:
+    if name == SIGNAL or name in SESSION_EVENTS:
         return None
-    if name.startswith("signal:"):
-        return None if len(name) > len("signal:") else 'empty signal type: write "signal" for every signal'
-    close = difflib.get_close_matches(name, ["signal", *sorted(SESSION_EVENTS)], n=1, cutoff=0.6)
+    if name.startswith(SIGNAL_PREFIX):
+        return None if len(name) > len(SIGNAL_PREFIX) else 'empty signal type: write "signal" for every signal'
+    close = difflib.get_close_matches(name, [SIGNAL, *sorted(SESSION_EVENTS)], n=1, cutoff=0.6)
     if close:
         return f'unknown signalroom event "{name}": did you mean "{close[0]}"?'
     others = ", ".join(sorted(SESSION_EVENTS))

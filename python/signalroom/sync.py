@@ -6,6 +6,12 @@ sessions live on an event loop of the package's own, in a background thread star
 on that background thread; events are also kept, from the moment of joining, for
 :meth:`Session.receive` and iteration, so nothing that arrives before you ask is missed.
 
+Its ``Session``, ``ServerApi`` and ``Server`` have the methods of the asyncio ones, with the same
+parameters, but: instead of ``wait_for()`` and ``signals()``, :meth:`Session.receive` and iteration;
+instead of the stream objects (``open_stream()``, ``on_stream()``, ``next_stream()``, ``streams()``),
+whole texts and bytes (``send_text()``, ``send_bytes()``, :meth:`Session.receive_text`);
+``wait_closed()`` takes a ``timeout``; a request handler is a plain function, run on a worker thread.
+
 Example (one signal, one reply)::
 
     with signalroom.sync.connect(token) as session:
@@ -30,9 +36,18 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from . import _api, _server, _session
+from . import _api, _connect, _events, _server, _session
+from ._event_names import (
+    ConnectionEventName,
+    DisconnectedEventName,
+    PropertyChangedEventName,
+    ReconnectedEventName,
+    ReconnectingEventName,
+    RejoinedEventName,
+)
+from ._events import AnyHandler, EndReason, Event, HandlerErrorHook, RejoinedEvent, check_name
 from ._history import HistoryEntry, SignalHistory
 from ._native import (
     Connection,
@@ -46,25 +61,8 @@ from ._native import (
     SignalEvent,
 )
 from ._requests import Request
-from ._session import (
-    DEFAULT_TIMEOUT,
-    EndReason,
-    Event,
-    HandlerErrorHook,
-    Recipients,
-    Recorder,
-    RejoinedEvent,
-    Role,
-    State,
-    _ConnectionEventName,
-    _ConnectionHandler,
-    _DisconnectedHandler,
-    _PropertyHandler,
-    _ReconnectedHandler,
-    _RejoinedHandler,
-    _SessionHandler,
-    _SignalHandler,
-)
+from ._session import DEFAULT_TIMEOUT, Recipients, Role, State
+from ._transcript import Recorder
 from .errors import ConnectionLostError, SignalTimeoutError
 
 if TYPE_CHECKING:
@@ -193,6 +191,12 @@ class Session:
         return self._session.connection
 
     @property
+    def max_frame_bytes(self) -> int:
+        """The largest WebSocket frame the server accepts, in bytes (see
+        :attr:`signalroom.Session.max_frame_bytes`): :meth:`send_text` carries anything larger."""
+        return self._session.max_frame_bytes
+
+    @property
     def connection_id(self) -> str:
         """This participant's connection id."""
         return self._session.connection_id
@@ -312,10 +316,18 @@ class Session:
         _runner.call(lambda: self._session.handle(method, on_worker))
         return fn
 
+    def unhandle(self, method: str) -> None:
+        """Stops answering ``method``: callers then get :class:`NoHandlerError`."""
+        _runner.call(lambda: self._session.unhandle(method))
+
     def send_text(self, data: str, *, to: Recipients | None = None, topic: str = "") -> None:
         """Sends ``data``, of any size, as one stream (see :meth:`signalroom.Session.send_text`);
         returns once it was all sent."""
         _runner.run(self._session.send_text(data, to=to, topic=topic))
+
+    def send_bytes(self, data: bytes, *, to: Recipients | None = None, topic: str = "") -> None:
+        """Sends ``data`` (bytes, any size) as one binary stream; see :meth:`send_text`."""
+        _runner.run(self._session.send_bytes(data, to=to, topic=topic))
 
     def receive_text(self, topic: str | None = None, *, timeout: float | None = DEFAULT_TIMEOUT) -> str:
         """The whole text of the next stream of ``topic`` (any topic when ``None``) that begins
@@ -331,34 +343,38 @@ class Session:
     # -- handlers ------------------------------------------------------------------------------
 
     @overload
-    def on(self, name: _ConnectionEventName) -> Callable[[_ConnectionHandler], _ConnectionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ConnectionEventName) -> Callable[[_events.ConnectionHandlerT], _events.ConnectionHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: _ConnectionEventName, fn: _ConnectionHandler) -> _ConnectionHandler: ...
+    def on(self, name: ConnectionEventName, fn: _events.ConnectionHandlerT) -> _events.ConnectionHandlerT: ...
     @overload
-    def on(self, name: Literal["connectionPropertyChanged"]) -> Callable[[_PropertyHandler], _PropertyHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: PropertyChangedEventName) -> Callable[[_events.PropertyHandlerT], _events.PropertyHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["connectionPropertyChanged"], fn: _PropertyHandler) -> _PropertyHandler: ...
+    def on(self, name: PropertyChangedEventName, fn: _events.PropertyHandlerT) -> _events.PropertyHandlerT: ...
     @overload
-    def on(self, name: Literal["sessionDisconnected"]) -> Callable[[_DisconnectedHandler], _DisconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(  # type: ignore[overload-overlap]
+        self, name: DisconnectedEventName
+    ) -> Callable[[_events.DisconnectedHandlerT], _events.DisconnectedHandlerT]: ...
     @overload
-    def on(self, name: Literal["sessionDisconnected"], fn: _DisconnectedHandler) -> _DisconnectedHandler: ...
+    def on(self, name: DisconnectedEventName, fn: _events.DisconnectedHandlerT) -> _events.DisconnectedHandlerT: ...
     @overload
-    def on(self, name: Literal["reconnecting"]) -> Callable[[_SessionHandler], _SessionHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: ReconnectingEventName) -> Callable[[_events.SessionHandlerT], _events.SessionHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["reconnecting"], fn: _SessionHandler) -> _SessionHandler: ...
+    def on(self, name: ReconnectingEventName, fn: _events.SessionHandlerT) -> _events.SessionHandlerT: ...
     @overload
-    def on(self, name: Literal["reconnected"]) -> Callable[[_ReconnectedHandler], _ReconnectedHandler]: ...  # type: ignore[overload-overlap]
+    def on(  # type: ignore[overload-overlap]
+        self, name: ReconnectedEventName
+    ) -> Callable[[_events.ReconnectedHandlerT], _events.ReconnectedHandlerT]: ...
     @overload
-    def on(self, name: Literal["reconnected"], fn: _ReconnectedHandler) -> _ReconnectedHandler: ...
+    def on(self, name: ReconnectedEventName, fn: _events.ReconnectedHandlerT) -> _events.ReconnectedHandlerT: ...
     @overload
-    def on(self, name: Literal["rejoined"]) -> Callable[[_RejoinedHandler], _RejoinedHandler]: ...  # type: ignore[overload-overlap]
+    def on(self, name: RejoinedEventName) -> Callable[[_events.RejoinedHandlerT], _events.RejoinedHandlerT]: ...  # type: ignore[overload-overlap]
     @overload
-    def on(self, name: Literal["rejoined"], fn: _RejoinedHandler) -> _RejoinedHandler: ...
+    def on(self, name: RejoinedEventName, fn: _events.RejoinedHandlerT) -> _events.RejoinedHandlerT: ...
     @overload
-    def on(self, name: str) -> Callable[[_SignalHandler], _SignalHandler]: ...
+    def on(self, name: str) -> Callable[[_events.SignalHandlerT], _events.SignalHandlerT]: ...
     @overload
-    def on(self, name: str, fn: _SignalHandler) -> _SignalHandler: ...
-    def on(self, name: str, fn: Callable[[Any], object] | None = None) -> Any:
+    def on(self, name: str, fn: _events.SignalHandlerT) -> _events.SignalHandlerT: ...
+    def on(self, name: str, fn: AnyHandler | None = None) -> Any:
         """Registers ``fn`` for the event ``name`` (see :meth:`signalroom.Session.on`: the same
         names, event classes and rules); it runs on the package's background thread. Returns
         ``fn``; without ``fn``, a decorator.
@@ -371,7 +387,7 @@ class Session:
         """
         if fn is None:
 
-            def register(f: Callable[[Any], object]) -> Callable[[Any], object]:
+            def register(f: AnyHandler) -> AnyHandler:
                 self.on(name, f)
                 return f
 
@@ -379,7 +395,7 @@ class Session:
         handler = fn
         return _runner.call(lambda: self._session.on(name, handler))
 
-    def off(self, name: str, fn: Callable[..., object] | None = None) -> None:
+    def off(self, name: str, fn: AnyHandler | None = None) -> None:
         """Unregisters ``fn`` from ``name`` (every handler of ``name`` when ``fn`` is omitted)."""
         _runner.call(lambda: self._session.off(name, fn))
 
@@ -419,7 +435,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: _ConnectionEventName,
+        name: ConnectionEventName,
         *,
         predicate: Callable[[ConnectionEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -427,7 +443,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["connectionPropertyChanged"],
+        name: PropertyChangedEventName,
         *,
         predicate: Callable[[ConnectionPropertyChangedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -435,7 +451,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["sessionDisconnected"],
+        name: DisconnectedEventName,
         *,
         predicate: Callable[[SessionDisconnectedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -443,7 +459,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["reconnecting"],
+        name: ReconnectingEventName,
         *,
         predicate: Callable[[SessionEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -451,7 +467,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["reconnected"],
+        name: ReconnectedEventName,
         *,
         predicate: Callable[[ReconnectedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -459,7 +475,7 @@ class Session:
     @overload
     def receive(  # type: ignore[overload-overlap]
         self,
-        name: Literal["rejoined"],
+        name: RejoinedEventName,
         *,
         predicate: Callable[[RejoinedEvent], object] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
@@ -505,7 +521,7 @@ class Session:
                 "receive() from a handler would wait for itself: events are delivered on the thread "
                 "that runs handlers; register a handler for the event instead"
             )
-        wanted = None if name is None else _session._check_name(name)
+        wanted = None if name is None else check_name(name)
 
         def matches(event: Event) -> bool:
             if (
@@ -594,7 +610,7 @@ def connect(token: str, *, buffer: int = DEFAULT_BUFFER, **options: Any) -> Sess
     """
 
     async def open_session() -> Session:
-        session = await _session.connect(token, **options)
+        session = await _connect.connect(token, **options)
         return Session(session, buffer)
 
     return _runner.run(open_session())

@@ -1,0 +1,1 @@
+"""End-to-end tests with openvidu-browser in Chromium (see README.md here)."""

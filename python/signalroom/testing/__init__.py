@@ -45,11 +45,12 @@ from typing import Any, Protocol
 
 import pytest
 
-from .. import _session
+from .. import _events
 from .._api import ServerApi
+from .._connect import connect
 from .._native import SignalEvent
 from .._server import Server
-from .._session import DEFAULT_TIMEOUT, Role, Session, connect
+from .._session import DEFAULT_TIMEOUT, Role, Session
 
 __all__ = ["HandlerError", "ParticipantFactory", "SignalroomCluster", "assert_signal", "record_signals"]
 
@@ -104,16 +105,16 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     def listener(fn: Callable[..., object], event: Any, error: BaseException) -> None:
         errors.append((fn, event, error))
 
-    _session._handler_error_listeners.append(listener)
+    _events.handler_error_listeners.append(listener)
     try:
         result = yield
     finally:
-        _session._handler_error_listeners.remove(listener)
+        _events.handler_error_listeners.remove(listener)
     if errors and item.get_closest_marker(HANDLER_ERRORS_OK) is None:
         fn, event, error = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise HandlerError(
-            f"signalroom handler {_session._name_of(fn)} raised {type(error).__name__}: {error} on {event!r}{more}; "
+            f"signalroom handler {_events.name_of(fn)} raised {type(error).__name__}: {error} on {event!r}{more}; "
             f"mark the test @pytest.mark.{HANDLER_ERRORS_OK} if that is expected"
         ) from error
     return result
