@@ -28,6 +28,7 @@ pub mod limits;
 pub mod protocol;
 pub mod rest;
 pub mod signal;
+pub mod signal_frame;
 pub mod token;
 
 pub use error::{Error, Result};

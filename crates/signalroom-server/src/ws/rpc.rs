@@ -19,6 +19,7 @@ use signalroom_core::protocol::{
     method,
 };
 use signalroom_core::signal::SignalMessage;
+use signalroom_core::signal_frame::{self, SignalFrame};
 use signalroom_core::{ConnectionId, Role, RpcSessionId, SessionId};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -196,7 +197,11 @@ impl SocketConn {
         &'a mut self,
         text: &'a str,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        // Every signal's way: the request read in one pass, straight into its params.
+        // Every signal's way: the request read by hand, the signal straight out of its string...
+        if let Some(frame) = signal_frame::parse(text, self.hub.config.max_signal_bytes) {
+            return Box::pin(self.signal_frame(frame));
+        }
+        // ...or by serde in one pass, straight into its params.
         match SendMessageRequest::parse(text) {
             Some(request) => Box::pin(self.signal(request)),
             None => Box::pin(self.handle_frame(text)),
@@ -337,19 +342,35 @@ impl SocketConn {
         }
     }
 
+    /// A `sendMessage` request read by hand ([`signal_frame::parse`]).
+    async fn signal_frame(&mut self, frame: SignalFrame<'_>) {
+        self.request_id = frame.id.and_then(|id| RawValue::from_string(id.to_owned()).ok());
+        let result = match self.bound() {
+            Some(me) => self.send_signal(me, frame.message, frame.message_len).await,
+            None => Err(Refusal::NotJoined(self.rpc_id.clone())),
+        };
+        if let Err(refusal) = result {
+            self.refused(refusal);
+        }
+    }
+
     /// `sendMessage` from participant `me`.
     async fn send_message(&mut self, me: Joined, p: SendMessageParams<'_>) -> RpcResult {
         let message = SignalMessage::parse(&p.message, self.hub.config.max_signal_bytes)?;
+        self.send_signal(me, message, p.message.len()).await
+    }
+
+    /// Signal `message` (`bytes` of JSON) from participant `me`.
+    async fn send_signal(&mut self, me: Joined, message: SignalMessage, bytes: usize) -> RpcResult {
         let reply = self.ok_frame();
         let hooked = self.hub.hooked(message.kind.as_deref());
         if hooked || self.behind_hook() {
-            self.after_hook(me, message, hooked, reply, p.message.len());
+            self.after_hook(me, message, hooked, reply, bytes);
             return Ok(());
         }
         let (session, from) = (&me.session, &me.connection);
         if let Some(ticket) = self.hub.start_message(session, from, &message, &self.outbox, reply.clone()) {
             // On its way: the next request is read meanwhile; the outcome comes in order.
-            let bytes = p.message.len();
             self.on_way_bytes += bytes;
             self.tickets.push_back(ticket);
             self.on_way.push_back(OnWay {
