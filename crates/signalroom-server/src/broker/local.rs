@@ -519,7 +519,10 @@ mod tests {
         let first = join(&broker, "D", 4).await.1.held.unwrap();
         let _ = join(&broker, "E", 5).await;
         tokio::time::sleep(super::super::MAX_RUN).await;
-        assert!(matches!(broker.after_join(&sid(), first), Later::Released(_)), "held for too long: released");
+        assert!(
+            matches!(broker.after_join(&sid(), first), Later::Released(_)),
+            "held for too long: released"
+        );
         assert_eq!(queued(&a, 1), ["participantJoined con_D", "participantJoined con_E"]);
     }
 
