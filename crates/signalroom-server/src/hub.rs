@@ -10,7 +10,6 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use signalroom_core::protocol::JoinRoomResult;
 use signalroom_core::rest::{ConnectionObject, ConnectionProperties, SessionObject, SessionProperties};
-use signalroom_core::signal::SignalMessage;
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::broadcast;
 
@@ -155,24 +154,23 @@ impl Hub {
     /// A participant's signal that waited for the signal hook (or behind one that did), handed to
     /// the broker once those before it were: `submitted` is told then, so that the next one
     /// follows in order. Its event is emitted here. `true`: its broadcast and reply are held back,
-    /// as [`Hub::send_message`] says, for the socket's reader to release with the next ones (a
+    /// as [`Hub::signal`] says, for the socket's reader to release with the next ones (a
     /// burst of signals through the hook then reaches each receiver in one push, as without).
     pub(crate) async fn send_after_hook(
         self: &Arc<Self>,
         session: &SessionId,
-        from: &ConnectionId,
-        message: &SignalMessage,
+        signal: SignalOp<'_>,
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
         submitted: tokio::sync::oneshot::Sender<()>,
     ) -> Result<bool, Refusal> {
-        if let Some(ticket) = self.start_message(session, from, message, caller, reply.clone()) {
+        if let Some(ticket) = self.start_message(session, signal, caller, reply.clone()) {
             let _ = submitted.send(());
             let applied = ticket.await?;
-            self.message_done(session, from, message, applied).await;
+            self.message_done(session, signal, applied).await;
             return Ok(false);
         }
-        let held = self.send_message(session, from, message, caller, reply).await;
+        let held = self.signal(session, signal, Some(caller), reply).await;
         let _ = submitted.send(());
         held
     }
@@ -707,8 +705,10 @@ impl Hub {
         }
     }
 
-    /// A signal from participant `from` (RPC) or from the server (`None`, REST). `true`: held
-    /// back, as [`Hub::send_message`] says (a participant's broadcast, with a caller).
+    /// A signal from a participant (RPC) or from the server (`from: None`, REST). `true`: its
+    /// broadcast and reply are held back ([`Applied::held`]; a participant's signal, with a
+    /// caller, on the local broker); the caller releases them ([`Hub::release_now`]) before it
+    /// waits for its client or answers it otherwise.
     pub(crate) async fn signal(
         &self,
         session: &SessionId,
@@ -754,43 +754,22 @@ impl Hub {
         });
     }
 
-    /// A signal as `sendMessage` carries it, handed to the broker without waiting for it: the
-    /// caller finishes it with [`Hub::message_done`], in
-    /// order. `None`: the broker applies signals at once; call [`Hub::send_message`].
+    /// A participant's signal handed to the broker without waiting for it: the caller finishes
+    /// it with [`Hub::message_done`], in order. `None`: the broker applies signals at once; call
+    /// [`Hub::signal`].
     pub(crate) fn start_message(
         &self,
         session: &SessionId,
-        from: &ConnectionId,
-        message: &SignalMessage,
+        signal: SignalOp<'_>,
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
     ) -> Option<Ticket> {
-        self.broker.start_signal(session, SignalOp::message(from, message), caller, reply.map(Out::Frame))
+        self.broker.start_signal(session, signal, caller, reply.map(Out::Frame))
     }
 
     /// A signal handed over with [`Hub::start_message`] was applied.
-    pub(crate) async fn message_done(
-        &self,
-        session: &SessionId,
-        from: &ConnectionId,
-        message: &SignalMessage,
-        applied: Applied<()>,
-    ) {
-        self.signal_applied(session, SignalOp::message(from, message), applied).await;
-    }
-
-    /// A signal as `sendMessage` carries it. `true`: its broadcast and reply are held back
-    /// ([`Applied::held`]); the caller releases them ([`Hub::release_now`]) before it waits for its
-    /// client or answers it otherwise.
-    pub(crate) async fn send_message(
-        &self,
-        session: &SessionId,
-        from: &ConnectionId,
-        message: &SignalMessage,
-        caller: &Arc<Outbox>,
-        reply: Option<Utf8Bytes>,
-    ) -> Result<bool, Refusal> {
-        self.signal(session, SignalOp::message(from, message), Some(caller), reply).await
+    pub(crate) async fn message_done(&self, session: &SessionId, signal: SignalOp<'_>, applied: Applied<()>) {
+        self.signal_applied(session, signal, applied).await;
     }
 
     /// `leaveRoom`.

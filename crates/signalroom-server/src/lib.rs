@@ -40,6 +40,7 @@ mod page;
 mod refusal;
 mod rest;
 mod room;
+mod sending;
 mod server;
 mod tls;
 mod util;

@@ -58,7 +58,7 @@ const READ_BUFFER: usize = 4 * 1024;
 /// server's core idles meanwhile (fan-out to 10 receivers, a sender with 1,024 signals in flight:
 /// the core 89% busy; with this bound 99%, and 4–16% more deliveries per second). As many as the
 /// broker holds back at most: a yield comes with a release that was due.
-const READ_BURST: usize = crate::broker::MAX_HELD;
+const READ_BURST: usize = crate::sending::MOST_HELD;
 /// Close code for frames over the size limit.
 const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code for a protocol error (RFC 6455 §7.4.1).
@@ -292,7 +292,7 @@ async fn read_loop(
         }
         // While the client's frames are there to read at once, its signals stay held back
         // (several per push to each receiver); before waiting for more, they are released.
-        let ready = if conn.held && conn.can_read() { stream.next().now_or_never() } else { None };
+        let ready = if conn.sending.holds() && conn.can_read() { stream.next().now_or_never() } else { None };
         let msg = match ready {
             Some(msg) => {
                 in_row += 1;
@@ -301,10 +301,10 @@ async fn read_loop(
             None => {
                 // Signals that went through the signal hook finish in bursts too: while their
                 // outcomes are there at once, their held frames wait to go out together.
-                if conn.held && !conn.tickets.is_empty() {
-                    if let Some(Some(step)) = conn.tickets.next().now_or_never() {
+                if conn.sending.holds() {
+                    if let Some(outcome) = conn.sending.next_now() {
                         in_row += 1;
-                        Box::pin(conn.finish(step)).await;
+                        Box::pin(conn.finish(outcome)).await;
                         continue;
                     }
                 }
@@ -320,8 +320,8 @@ async fn read_loop(
                 .min_by_key(|(at, _)| *at);
                 tokio::select! {
                     msg = stream.next(), if conn.can_read() => msg,
-                    Some(step) = conn.tickets.next(), if !conn.tickets.is_empty() => {
-                        Box::pin(conn.finish(step)).await;
+                    Some(outcome) = conn.sending.next(), if !conn.sending.is_idle() => {
+                        Box::pin(conn.finish(outcome)).await;
                         continue;
                     }
                     why = &mut must_close => {

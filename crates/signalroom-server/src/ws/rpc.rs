@@ -1,14 +1,11 @@
 //! One socket's JSON-RPC session: parses each request, calls the hub, and answers through the
 //! socket's outbox (so a reply keeps its place among the notifications, spec §5.2, §7.3).
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use futures_util::StreamExt;
-use futures_util::stream::FuturesOrdered;
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -24,31 +21,15 @@ use signalroom_core::{ConnectionId, Role, RpcSessionId, SessionId};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::broker::Ticket;
 use crate::hub::{Hub, JoinRequest};
-use crate::op::SignalOp;
 use crate::outbox::{Order, Out, Outbox};
 use crate::refusal::Refusal;
+use crate::sending::{Outcome, Outgoing, Sending};
 use crate::util::constant_time_eq;
 
 /// Bounds on the interval a client may ask the ping watchdog for.
 const MIN_PING_INTERVAL_MS: u64 = 1_000;
 const MAX_PING_INTERVAL_MS: u64 = 300_000;
-
-/// At most this many of a socket's signals are on their way through the broker at once...
-const MAX_ON_WAY: usize = 256;
-/// ...holding at most this many bytes of data; then the socket is not read until some are done.
-const MAX_ON_WAY_BYTES: usize = 1 << 20;
-
-/// A signal handed to the broker, waiting for its outcome.
-struct OnWay {
-    /// The request's id (`None`: a notification, not answered).
-    id: Option<Box<RawValue>>,
-    joined: Joined,
-    /// The signal, for its event; `None`: its ticket emitted it (one through the signal hook).
-    message: Option<SignalMessage>,
-    bytes: usize,
-}
 
 /// Where this socket's participant is.
 #[derive(Debug, Clone)]
@@ -81,19 +62,8 @@ pub(crate) struct SocketConn {
     acks: bool,
     /// The raw id of the request being handled; `None` for notifications (no reply).
     request_id: Option<Box<RawValue>>,
-    /// Signals handed to the broker ([`Hub::start_message`]), their outcomes in order...
-    pub(super) tickets: FuturesOrdered<Ticket>,
-    /// ...and what each needs to be finished.
-    on_way: VecDeque<OnWay>,
-    on_way_bytes: usize,
-    /// The last signal that waits for the signal hook (or behind one that does) tells here when
-    /// it is handed to the broker: until then, this socket's next signals wait behind it, so
-    /// that they are delivered in the order they were sent.
-    hooked: Option<tokio::sync::oneshot::Receiver<()>>,
-    /// Signals of this socket are held back by the broker ([`Hub::send_message`]): released
-    /// ([`SocketConn::release`]) before the reader waits for the client, and before anything
-    /// else is answered, so that the client gets its answers in order.
-    pub(super) held: bool,
+    /// This socket's signals on their way, in order.
+    pub(super) sending: Sending,
 }
 
 type RpcResult = Result<(), Refusal>;
@@ -122,60 +92,38 @@ impl SocketConn {
             joined_once: false,
             acks: false,
             request_id: None,
-            tickets: FuturesOrdered::new(),
-            on_way: VecDeque::new(),
-            on_way_bytes: 0,
-            hooked: None,
-            held: false,
+            sending: Sending::default(),
         }
     }
 
     /// Whether the socket may be read: not too many signals on their way.
     pub(super) fn can_read(&self) -> bool {
-        self.on_way.len() < MAX_ON_WAY && self.on_way_bytes < MAX_ON_WAY_BYTES
+        self.sending.can_take()
     }
 
     /// Pushes what the broker held back of this socket's signals (and of others' operations on
     /// its session).
     pub(super) fn release(&mut self) {
-        if !std::mem::take(&mut self.held) {
-            return;
-        }
         if let Some(joined) = &self.joined {
-            self.hub.release_now(&joined.session);
+            self.sending.release(&self.hub, &joined.session);
         }
     }
 
     /// Finishes every signal on its way, in order.
     pub(super) async fn drain(&mut self) {
-        while let Some(step) = self.tickets.next().await {
-            Box::pin(self.finish(step)).await;
+        while !self.sending.is_idle() {
+            let Some(outcome) = self.sending.next().await else { break };
+            Box::pin(self.finish(outcome)).await;
         }
     }
 
     /// Finishes the oldest signal on its way: its event, or its error reply.
-    pub(super) async fn finish(&mut self, outcome: Result<crate::broker::Applied<()>, Refusal>) {
-        let Some(signal) = self.on_way.pop_front() else { return };
-        self.on_way_bytes -= signal.bytes;
-        let (session, from) = (&signal.joined.session, &signal.joined.connection);
-        let result = match (outcome, &signal.message) {
-            (Ok(applied), Some(message)) => {
-                self.hub.message_done(session, from, message, applied).await;
-                Ok(())
-            }
-            (Ok(applied), None) => {
-                // Held back by the broker ([`Hub::send_after_hook`]): released with the next ones.
-                self.held |= applied.held.is_some();
-                Ok(())
-            }
-            (Err(refusal), _) => Err(refusal),
-        };
-        if let Err(refusal) = result {
-            let refusal = self.for_client(refusal);
-            match signal.id {
-                Some(id) => self.send_error(Some(&id), &refusal),
-                None => tracing::debug!(error = %refusal, "error on a notification (not answered)"),
-            }
+    pub(super) async fn finish(&mut self, outcome: Outcome) {
+        let Some((id, refusal)) = self.sending.finish(&self.hub, outcome).await else { return };
+        let refusal = self.for_client(refusal);
+        match id {
+            Some(id) => self.send_error(Some(&id), &refusal),
+            None => tracing::debug!(error = %refusal, "error on a notification (not answered)"),
         }
     }
 
@@ -253,7 +201,7 @@ impl SocketConn {
             return;
         }
         self.request_id = frame.id.map(|id| id.to_owned());
-        if method != method::SEND_MESSAGE && !self.on_way.is_empty() {
+        if method != method::SEND_MESSAGE && !self.sending.is_idle() {
             // Whatever else the client asks comes after its signals.
             self.drain().await;
         }
@@ -362,79 +310,22 @@ impl SocketConn {
 
     /// Signal `message` (`bytes` of JSON) from participant `me`.
     async fn send_signal(&mut self, me: Joined, message: SignalMessage, bytes: usize) -> RpcResult {
+        let Joined { session, connection: from } = me;
         let reply = self.ok_frame();
-        let hooked = self.hub.hooked(message.kind.as_deref());
-        if hooked || self.behind_hook() {
-            self.after_hook(me, message, hooked, reply, bytes);
-            return Ok(());
-        }
-        let (session, from) = (&me.session, &me.connection);
-        if let Some(ticket) = self.hub.start_message(session, from, &message, &self.outbox, reply.clone()) {
-            // On its way: the next request is read meanwhile; the outcome comes in order.
-            self.on_way_bytes += bytes;
-            self.tickets.push_back(ticket);
-            self.on_way.push_back(OnWay {
-                id: self.request_id.take(),
-                joined: me,
-                message: Some(message),
-                bytes,
-            });
-            return Ok(());
-        }
-        if !self.on_way.is_empty() {
-            self.drain().await;
-        }
-        self.held |= self.hub.send_message(session, from, &message, &self.outbox, reply).await?;
-        Ok(())
-    }
-
-    /// Whether a signal of this socket still waits for the signal hook, or behind one that does.
-    fn behind_hook(&mut self) -> bool {
-        let Some(last) = &mut self.hooked else { return false };
-        if matches!(last.try_recv(), Err(tokio::sync::oneshot::error::TryRecvError::Empty)) {
-            return true;
-        }
-        self.hooked = None;
-        false
-    }
-
-    /// A signal on its way through the signal hook (`hooked`), or behind one: the hook is asked at
-    /// once (so a slow hook delays a burst by one answer, not one per signal), and the signal is
-    /// handed to the broker after the one before it.
-    fn after_hook(
-        &mut self,
-        me: Joined,
-        message: SignalMessage,
-        hooked: bool,
-        reply: Option<Utf8Bytes>,
-        bytes: usize,
-    ) {
-        let before = self.hooked.take();
-        let (submitted, next) = tokio::sync::oneshot::channel();
-        self.hooked = Some(next);
-        let (hub, caller, joined) = (Arc::clone(&self.hub), Arc::clone(&self.outbox), me.clone());
-        let ticket: Ticket = Box::pin(async move {
-            let (session, from) = (&joined.session, &joined.connection);
-            let signal = SignalOp::message(from, &message);
-            let verdict = if hooked { hub.check_signal(session, signal).await } else { Ok(None) };
-            if let Some(before) = before {
-                let _ = before.await;
+        let signal = Outgoing { session, from, message, id: self.request_id.take(), reply, bytes };
+        let sent = match self.sending.send(&self.hub, signal, &self.outbox).await {
+            Ok(Some(signal)) => {
+                // Applied at once, after this socket's signals still on their way.
+                self.drain().await;
+                self.sending.send(&self.hub, signal, &self.outbox).await.map(drop)
             }
-            let mut message = message;
-            if let Some(rewrite) = verdict? {
-                if let Some(data) = rewrite.data {
-                    message.data = Some(data);
-                }
-                if let Some(to) = rewrite.to {
-                    message.to = to;
-                }
-            }
-            let held = hub.send_after_hook(session, from, &message, &caller, reply, submitted).await?;
-            Ok(crate::broker::Applied { held: held.then_some(0), ..crate::broker::Applied::handled() })
-        });
-        self.on_way_bytes += bytes;
-        self.tickets.push_back(ticket);
-        self.on_way.push_back(OnWay { id: self.request_id.take(), joined: me, message: None, bytes });
+            other => other.map(drop),
+        };
+        sent.map_err(|(id, refusal)| {
+            // Refused at once: answered as the request being handled.
+            self.request_id = id;
+            refusal
+        })
     }
 
     fn ping(&mut self, p: PingParams) -> RpcResult {
