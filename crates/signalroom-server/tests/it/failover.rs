@@ -317,3 +317,29 @@ async fn a_cluster_shard_failover_loses_no_participant_and_no_signal() {
     stream.report("cluster shard failover", rest);
     works_after(&mut alice, &b).await;
 }
+
+/// A replica that is connected but slow to acknowledge (frozen here, as on a starved host) slows
+/// operations down, and they keep waiting for it: the node does not fall back to publishing
+/// without it, which would let a failover lose what it applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_replica_is_waited_for_not_given_up() {
+    logs();
+    let redis = RedisSentinel::start();
+    let url = redis.url();
+    let a = TestServer::single_with(|c| c.broker = Some(url.clone())).await;
+    a.create_session("S").await;
+    let mut alice = a.join("S", "alice").await;
+    let mut bob = a.join("S", "bob").await;
+    replicas_waited([&a, &a]).await;
+    redis.freeze_replica(true);
+    for i in 0..3 {
+        let sent = alice.signal(&[], &format!("slow {i}"), "signal:n").await;
+        assert!(sent.is_ok(), "accepted once the wait for the replica timed out: {sent:?}");
+    }
+    let waited = metric(&a.http, &a.url, r#"signalroom_broker_replicas_waited{broker="redis"}"#).await;
+    redis.freeze_replica(false);
+    assert_eq!(waited, Some(1.0), "operations still wait for the replica");
+    for i in 0..3 {
+        assert_eq!(bob.notification("sendMessage").await["data"], format!("slow {i}"));
+    }
+}

@@ -588,6 +588,17 @@ impl RedisSentinel {
         }
     }
 
+    /// Freezes the replica (SIGSTOP) or lets it go on (SIGCONT): frozen, it stays connected to
+    /// the primary but acknowledges nothing, as on a host too busy to run it.
+    pub fn freeze_replica(&self, frozen: bool) {
+        let replica = self.replica;
+        let (_, child) = self.children.iter().find(|(p, _)| *p == replica).expect("the replica");
+        let pid = child.as_ref().expect("the replica runs").id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &pid]).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// The port of the primary the sentinels name now.
     pub fn named_primary(&self) -> Option<u16> {
         let out = redis_cli(&[

@@ -296,6 +296,8 @@ struct Shared {
     /// Replicas did not acknowledge in time: operations are published without waiting for them
     /// until they are back ([`watch_replicas`]).
     degraded: AtomicBool,
+    /// Connected replicas were slow to acknowledge (logged once until they keep up again).
+    lagging: AtomicBool,
     /// When this node last failed to reach Redis, in ms from its start (0: never): until a
     /// heartbeat's lifetime has passed since, other nodes' missing heartbeats may be Redis's
     /// doing (a failover), not theirs.
@@ -493,6 +495,7 @@ impl RedisBroker {
             sharded: topology.sharded(),
             acks: topology.replicas(),
             degraded: AtomicBool::new(false),
+            lagging: AtomicBool::new(false),
             trouble: AtomicU64::new(0),
             held: DashMap::new(),
             started: Instant::now(),

@@ -108,15 +108,10 @@ pub(super) async fn write_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
             }
             if waited {
                 let acknowledged = answers.next().and_then(|v| redis::from_redis_value::<usize>(v).ok());
-                if acknowledged.is_some_and(|n| n < shared.acks)
-                    && !shared.degraded.swap(true, Ordering::Relaxed)
-                {
-                    tracing::error!(
-                        wanted = shared.acks,
-                        acknowledged,
-                        "Redis replicas did not acknowledge in time: publishing without them until they are back \
-                         (a failover meanwhile may lose the latest operations)"
-                    );
+                match acknowledged {
+                    Some(n) if n < shared.acks => short_of_replicas(shared, n).await,
+                    Some(_) => shared.lagging.store(false, Ordering::Relaxed),
+                    None => {}
                 }
             }
         }
@@ -176,6 +171,49 @@ pub(super) async fn settle(shared: Arc<Shared>, sessions: IndexMap<SessionId, Ve
     }
 }
 
+/// Replicas acknowledged fewer than asked (`acknowledged`) in time. Connected ones only lag (a
+/// busy host): operations keep waiting for them, those of this pipeline being published already.
+/// Missing ones (gone, or a failover left the new primary without any): operations are published
+/// without them until they are back ([`watch_replicas`]).
+async fn short_of_replicas(shared: &Shared, acknowledged: usize) {
+    let connected = connected_replicas(shared).await;
+    if connected.is_some_and(|n| n >= shared.acks) {
+        if !shared.lagging.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                wanted = shared.acks,
+                acknowledged,
+                connected,
+                "Redis replicas are connected but slow to acknowledge: operations keep waiting for them"
+            );
+        }
+        return;
+    }
+    if !shared.degraded.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            wanted = shared.acks,
+            acknowledged,
+            connected,
+            "Redis replicas did not acknowledge in time and are not all connected: publishing without them \
+             until they are back (a failover meanwhile may lose the latest operations)"
+        );
+    }
+}
+
+/// How many replicas are connected: to the primary, or the fewest any cluster primary has.
+async fn connected_replicas(shared: &Shared) -> Option<usize> {
+    if shared.sharded {
+        let nodes: redis::RedisResult<String> =
+            redis::cmd("CLUSTER").arg("NODES").query_async(&mut shared.conn.clone()).await;
+        nodes.ok().map(|nodes| fewest_cluster_replicas(&nodes))
+    } else {
+        let info: redis::RedisResult<String> =
+            redis::cmd("INFO").arg("replication").query_async(&mut shared.conn.clone()).await;
+        info.ok().and_then(|info| {
+            info.lines().find_map(|l| l.strip_prefix("connected_slaves:")).and_then(|n| n.trim().parse().ok())
+        })
+    }
+}
+
 /// With replicas, after they failed to acknowledge: looks every second whether enough are
 /// connected again (to the primary, or to each cluster primary), then waits for them again.
 pub(super) async fn watch_replicas(shared: Arc<Shared>) {
@@ -185,19 +223,7 @@ pub(super) async fn watch_replicas(shared: Arc<Shared>) {
         if !shared.degraded.load(Ordering::Relaxed) {
             continue;
         }
-        let fewest = if shared.sharded {
-            let nodes: redis::RedisResult<String> =
-                redis::cmd("CLUSTER").arg("NODES").query_async(&mut shared.conn.clone()).await;
-            nodes.ok().map(|nodes| fewest_cluster_replicas(&nodes))
-        } else {
-            let info: redis::RedisResult<String> =
-                redis::cmd("INFO").arg("replication").query_async(&mut shared.conn.clone()).await;
-            info.ok().and_then(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("connected_slaves:"))
-                    .and_then(|n| n.trim().parse().ok())
-            })
-        };
+        let fewest = connected_replicas(&shared).await;
         if fewest.is_some_and(|n| n >= shared.acks) {
             shared.degraded.store(false, Ordering::Relaxed);
             tracing::info!(replicas = fewest, "Redis replicas are back: operations wait for them again");
