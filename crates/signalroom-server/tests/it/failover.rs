@@ -97,9 +97,9 @@ async fn works_after(alice: &mut Peer, b: &TestServer) {
     assert_eq!(carol.notification("sendMessage").await["data"], "after");
 }
 
-/// What the tests stand on: both nodes wait for the replicas before they publish (a replica
-/// slower than the wait, on a machine this busy, has them publish without it for a while, and a
-/// failover then may lose the latest operations: the documented trade, not what is tested).
+/// What the tests stand on: both nodes wait for the replicas before they publish (had a replica
+/// been disconnected a moment on a machine this busy, they would publish without it for a while,
+/// and a failover then may lose the latest operations: the documented trade, not what is tested).
 async fn replicas_waited(nodes: [&TestServer; 2]) {
     let waited = r#"signalroom_broker_replicas_waited{broker="redis"}"#;
     for node in nodes {
