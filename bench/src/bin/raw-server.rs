@@ -34,6 +34,7 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -70,10 +71,20 @@ struct Args {
 /// A frame on a room's ring: for everyone but the client of id `skip` (0: everyone).
 type Item = (u64, Utf8Bytes);
 
-/// A room: its ring and, with `--join-answers`, the listing of its members so far.
+/// A room: its ring and, with `--join-answers`, the listing of its members so far and the log of
+/// its join notifications, framed.
 struct Room {
     tx: broadcast::Sender<Item>,
     listing: String,
+    log: Arc<Log>,
+}
+
+/// Every notification of a room, framed once, one after the other: each writer writes the bytes
+/// from where it is to the end (no work per notification and receiver). `len` tells the writers
+/// the log grew.
+struct Log {
+    bytes: Mutex<Vec<u8>>,
+    len: tokio::sync::watch::Sender<usize>,
 }
 
 #[derive(Clone)]
@@ -107,7 +118,11 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         next_id += 1;
-        tokio::spawn(client(stream, server.clone(), next_id));
+        if server.join_answers {
+            tokio::spawn(joiner(stream, server.clone(), next_id));
+        } else {
+            tokio::spawn(client(stream, server.clone(), next_id));
+        }
     }
 }
 
@@ -136,35 +151,13 @@ async fn client(stream: TcpStream, server: Server, id: u64) {
         return;
     };
     let room_name = if server.by_path { path } else { String::new() };
-    let (room, mut rx, answer) = {
+    let (room, mut rx) = {
         let mut rooms = server.rooms.lock().expect("rooms");
-        let room = rooms
-            .entry(room_name)
-            .or_insert_with(|| Room { tx: broadcast::channel(server.ring).0, listing: String::new() });
-        let rx = room.tx.subscribe();
-        let answer = server.join_answers.then(|| {
-            let answer = format!(
-                r#"{{"id":1,"jsonrpc":"2.0","result":{{"id":"con_{id:010}","createdAt":1765000000000,"metadata":"p","value":[{}],"session":"s","version":"2.32.2"}}}}"#,
-                room.listing
-            );
-            let me = entry(id);
-            let _ = room.tx.send((id, Utf8Bytes::from(joined_notification(&me))));
-            if !room.listing.is_empty() {
-                room.listing.push(',');
-            }
-            room.listing.push_str(&me);
-            Utf8Bytes::from(answer)
-        });
-        (room.tx.clone(), rx, answer)
+        let room = rooms.entry(room_name).or_insert_with(|| Room::new(server.ring));
+        (room.tx.clone(), room.tx.subscribe())
     };
     let (mut sink, mut source) = ws.split();
-    let hold = server.join_answers;
     let write = async move {
-        if let Some(answer) = answer {
-            if sink.send(Message::Text(answer)).await.is_err() {
-                return;
-            }
-        }
         loop {
             let first = match rx.recv().await {
                 Ok((skip, _)) if skip == id => continue,
@@ -175,28 +168,16 @@ async fn client(stream: TcpStream, server: Server, id: u64) {
             if sink.feed(Message::Text(first)).await.is_err() {
                 return;
             }
-            if hold {
-                // Joins: the writer sleeps through HOLD (woken by nothing), then takes everything
-                // the ring got meanwhile, so that a run of joins costs each socket one wake-up and
-                // one write (tokio's broadcast wakes every waiting receiver on every send).
-                tokio::time::sleep(HOLD).await;
-            }
-            loop {
-                for _ in 1..WRITE_BATCH {
-                    match rx.try_recv() {
-                        Ok((skip, _)) if skip == id => {}
-                        Ok((_, text)) => {
-                            if sink.feed(Message::Text(text)).await.is_err() {
-                                return;
-                            }
+            for _ in 1..WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok((skip, _)) if skip == id => {}
+                    Ok((_, text)) => {
+                        if sink.feed(Message::Text(text)).await.is_err() {
+                            return;
                         }
-                        Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                        Err(_) => break,
                     }
-                }
-                // Joins: everything that came during the hold, in batches of WRITE_BATCH.
-                if !hold || rx.is_empty() {
-                    break;
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
                 }
             }
             if sink.flush().await.is_err() {
@@ -218,5 +199,117 @@ async fn client(stream: TcpStream, server: Server, id: u64) {
     tokio::select! {
         () = write => {},
         () = read => {},
+    }
+}
+
+impl Room {
+    fn new(ring: usize) -> Self {
+        let log = Log { bytes: Mutex::new(Vec::new()), len: tokio::sync::watch::channel(0).0 };
+        Self { tx: broadcast::channel(ring).0, listing: String::new(), log: Arc::new(log) }
+    }
+}
+
+/// A server frame (unmasked, final) carrying `payload`, appended to `out`.
+fn frame_into(out: &mut Vec<u8>, payload: &[u8]) {
+    out.push(0x81);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+/// A client of `--join-answers`: the upgrade by hand (the socket stays ours, so frames built once
+/// are written as they are), the join's answer, then every notification of its room in batches.
+/// A joiner's notification is framed once, for everyone, onto the room's log; a writer woken by
+/// the log's growth sleeps HOLD, then writes everything from where it was to the log's end (one
+/// copy of those bytes, one write): a run of joins costs each socket one wake-up and one write,
+/// and nothing per notification and receiver. What clients send is read and dropped.
+async fn joiner(mut stream: TcpStream, server: Server, id: u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.set_nodelay(true);
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        if head.len() > 16 * 1024 {
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..end]).into_owned();
+    let path = text.split(' ').nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_owned();
+    let Some(key) = text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("sec-websocket-key").then(|| value.trim().to_owned())
+    }) else {
+        return;
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let mut out = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes();
+    let (log, mut at) = {
+        let mut rooms = server.rooms.lock().expect("rooms");
+        let room = rooms.entry(path).or_insert_with(|| Room::new(server.ring));
+        let answer = format!(
+            r#"{{"id":1,"jsonrpc":"2.0","result":{{"id":"con_{id:010}","createdAt":1765000000000,"metadata":"p","value":[{}],"session":"s","version":"2.32.2"}}}}"#,
+            room.listing
+        );
+        frame_into(&mut out, answer.as_bytes());
+        let me = entry(id);
+        // The joiner's own notification is before where it starts reading.
+        let len = {
+            let mut bytes = room.log.bytes.lock().expect("log");
+            frame_into(&mut bytes, joined_notification(&me).as_bytes());
+            bytes.len()
+        };
+        room.log.len.send_replace(len);
+        if !room.listing.is_empty() {
+            room.listing.push(',');
+        }
+        room.listing.push_str(&me);
+        (Arc::clone(&room.log), len)
+    };
+    let (mut read, mut write) = stream.into_split();
+    let writer = async move {
+        if write.write_all(&out).await.is_err() {
+            return;
+        }
+        out.clear();
+        let mut len = log.len.subscribe();
+        loop {
+            if len.wait_for(|&n| n > at).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(HOLD).await;
+            {
+                let bytes = log.bytes.lock().expect("log");
+                out.extend_from_slice(&bytes[at..]);
+                at = bytes.len();
+            }
+            if write.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+    };
+    let reader = async move { while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {} };
+    tokio::select! {
+        () = writer => {},
+        () = reader => {},
     }
 }
