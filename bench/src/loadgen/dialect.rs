@@ -95,7 +95,15 @@ impl Dialect {
     ) -> io::Result<Joined> {
         match self {
             Dialect::Raw => {
-                let (reader, writer) = wire::connect(addr, "/", opts).await?;
+                // (The path names the room; a raw-server without `--rooms` has one room.)
+                let (mut reader, writer) = wire::connect(addr, &format!("/{}", seat.room), opts).await?;
+                if opts.answered {
+                    // The first frame is the join's answer (`raw-server --join-answers`).
+                    match reader.next().await? {
+                        Some(frame) if frame.opcode == OP_TEXT => {}
+                        _ => return Err(io::Error::other("raw join: no answer")),
+                    }
+                }
                 Ok(Joined { reader, writer })
             }
             Dialect::SocketIo => {

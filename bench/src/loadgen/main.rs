@@ -3,6 +3,7 @@
 //! scenario against each (and signalroom as two nodes sharing a `redis-server` against one node),
 //! prints a table of absolute figures and ratios, and writes the figures as JSON. `scripts/bench` builds everything and runs it; see `bench/README.md`.
 
+mod bots;
 mod crowd;
 mod dialect;
 mod procstat;
@@ -10,6 +11,8 @@ mod report;
 mod scenarios;
 mod sender;
 mod servers;
+mod smallrooms;
+mod steady;
 mod wire;
 
 use std::path::PathBuf;
@@ -82,7 +85,7 @@ struct CompareArgs {
     #[arg(long)]
     stamp: Option<String>,
     /// Only these scenarios (comma-separated: fanout,latency,idle,joins,python,isolation,twonode,
-    /// bigsession,bigcluster,scaleout,extensions,rpc).
+    /// bigsession,bigcluster,scaleout,extensions,rpc,bots,smallrooms).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these servers (comma-separated: signalroom,raw,socketio).
@@ -250,6 +253,17 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
                 ));
             }
             record(d.server_name(), "joins", r.map(to_value), &mut failures);
+            if d == Dialect::Raw {
+                let r = scenarios::joins_answered(&ctx).await;
+                if let Ok(j) = &r {
+                    progress(&format!(
+                        "joins raw writing OpenVidu's join bytes: {:.0} joins/s (p50 {:.1} ms, p99 {:.1} ms; \
+                         cores: server {:.2}, load generator {:.2})",
+                        j.joins_per_s, j.p50_ms, j.p99_ms, j.server_cpu, j.loadgen_cpu
+                    ));
+                }
+                record("raw", "joins_answered", r.map(to_value), &mut failures);
+            }
         }
     }
     if wanted("isolation") {
@@ -311,6 +325,53 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
                 progress(&format!("  python: FAILED: {msg}"));
                 failures.push(format!("python: {msg}"));
                 python = json!({"error": msg});
+            }
+        }
+    }
+
+    let mut smallrooms = Value::Null;
+    if wanted("smallrooms") {
+        match smallrooms::small_rooms(&ctx, &dialects).await {
+            Ok(r) => {
+                for run in [&r.raw, &r.signalroom].into_iter().flatten() {
+                    progress(&format!(
+                        "small rooms {}: {} participants at {:.0} signals/s: {:.0} deliveries/s (of {:.0}), \
+                         p50 {:.0} µs p99 {:.0} µs p99.9 {:.0} µs; server {:.2} cores, {:.0} ns per delivery",
+                        run.server,
+                        run.participants,
+                        run.signals_per_s,
+                        run.deliveries_per_s,
+                        run.expected_deliveries_per_s,
+                        run.p50_us,
+                        run.p99_us,
+                        run.p999_us,
+                        run.server_cpu,
+                        run.cpu_ns_per_delivery
+                    ));
+                }
+                smallrooms = to_value(r);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress(&format!("  smallrooms: FAILED: {msg}"));
+                failures.push(format!("smallrooms: {msg}"));
+                smallrooms = json!({"error": msg});
+            }
+        }
+    }
+
+    let mut bots = Value::Null;
+    if wanted("bots") && dialects.contains(&Dialect::OpenVidu) {
+        match bots::bots(&ctx).await {
+            Ok(b) => {
+                progress(&format!("bots: {} (signalroom ÷ websockets handled/s: {:?})", b.status, b.ratio));
+                bots = to_value(b);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                progress(&format!("  bots: FAILED: {msg}"));
+                failures.push(format!("bots: {msg}"));
+                bots = json!({"error": msg});
             }
         }
     }
@@ -492,6 +553,8 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
         "servers": Value::Object(servers),
         "python": python,
         "rpc": rpc,
+        "bots": bots,
+        "smallrooms": smallrooms,
         "twonode": twonode,
         "bigcluster": bigcluster,
         "scaleout": scaleout,

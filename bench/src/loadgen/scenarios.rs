@@ -73,12 +73,28 @@ pub(crate) struct Plan {
     pub scaleout_sessions: usize,
     pub scaleout_size: usize,
     pub scaleout_signals: usize,
+    /// Scenario 13: one Python process in `bots_sessions` sessions of `bots_size` participants
+    /// (the others the load generator's), signalled at `bots_signals_per_s` in all, then saturated.
+    pub bots_sessions: usize,
+    pub bots_size: usize,
+    pub bots_signals_per_s: u64,
+    pub bots_warmup_s: f64,
+    pub bots_measure_s: f64,
+    pub bots_saturate_s: f64,
+    /// Scenario 14: `smallrooms_sessions` rooms of `smallrooms_size`, everyone signalling at a
+    /// steady rate; raw is probed at `smallrooms_probe_signals_per_s` to find its half-busy rate.
+    pub smallrooms_sessions: usize,
+    pub smallrooms_size: usize,
+    pub smallrooms_probe_signals_per_s: u64,
+    pub smallrooms_probe_s: f64,
+    pub smallrooms_warmup_s: f64,
+    pub smallrooms_measure_s: f64,
 }
 
 impl Plan {
     pub(crate) fn full() -> Self {
         Self {
-            fanout_receivers: vec![10, 100, 1000],
+            fanout_receivers: vec![2, 10, 100, 1000],
             fanout_warmup_s: 0.5,
             fanout_measure_s: 3.0,
             latency_receivers: 100,
@@ -106,6 +122,18 @@ impl Plan {
             scaleout_sessions: 600,
             scaleout_size: 5,
             scaleout_signals: 20,
+            bots_sessions: 1000,
+            bots_size: 5,
+            bots_signals_per_s: 2000,
+            bots_warmup_s: 1.0,
+            bots_measure_s: 5.0,
+            bots_saturate_s: 3.0,
+            smallrooms_sessions: 2000,
+            smallrooms_size: 5,
+            smallrooms_probe_signals_per_s: 20_000,
+            smallrooms_probe_s: 2.0,
+            smallrooms_warmup_s: 1.0,
+            smallrooms_measure_s: 5.0,
         }
     }
 
@@ -139,6 +167,18 @@ impl Plan {
             scaleout_sessions: 6,
             scaleout_size: 3,
             scaleout_signals: 3,
+            bots_sessions: 4,
+            bots_size: 3,
+            bots_signals_per_s: 40,
+            bots_warmup_s: 0.2,
+            bots_measure_s: 0.5,
+            bots_saturate_s: 0.5,
+            smallrooms_sessions: 4,
+            smallrooms_size: 3,
+            smallrooms_probe_signals_per_s: 100,
+            smallrooms_probe_s: 0.3,
+            smallrooms_warmup_s: 0.2,
+            smallrooms_measure_s: 0.5,
         }
     }
 }
@@ -949,20 +989,30 @@ pub(crate) struct Joins {
 
 pub(crate) async fn joins(ctx: &Ctx, dialect: Dialect) -> anyhow::Result<Joins> {
     let server = ctx.launch.start(dialect, "joins", &[]).await?;
-    let result = joins_on(ctx, &server).await;
+    let result = joins_on(ctx, &server, ConnectOptions::default()).await;
     server.stop().await;
     result
 }
 
-async fn joins_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Joins> {
+/// Scenario 4 against `raw-server --rooms --join-answers`: raw writing what an OpenVidu join
+/// writes (the answer listing everyone in, a notification to each of them), with its leanest
+/// batching; a join is the upgrade and that answer.
+pub(crate) async fn joins_answered(ctx: &Ctx) -> anyhow::Result<Joins> {
+    let server = ctx.launch.start(Dialect::Raw, "joins-answered", &["--rooms", "--join-answers"]).await?;
+    let result = joins_on(ctx, &server, ConnectOptions { answered: true, ..ConnectOptions::default() }).await;
+    server.stop().await;
+    result
+}
+
+async fn joins_on(ctx: &Ctx, server: &ServerProc, opts: ConnectOptions) -> anyhow::Result<Joins> {
     // A round first, not timed, into sessions of its own, then left: both processes start the
     // timed round with their heaps grown (a cold load generator faults in the pages of 2,000
     // sockets and their join answers during the round: up to a third less joins/s, as measured
     // when this scenario ran first).
-    let warm = join_round(ctx, server, "warmup").await?;
+    let warm = join_round(ctx, server, "warmup", opts).await?;
     drop(warm.tasks);
     tokio::time::sleep(JOINS_SETTLE).await;
-    let round = join_round(ctx, server, "joins").await?;
+    let round = join_round(ctx, server, "joins", opts).await?;
     let plan = &ctx.plan;
     let mut took = round.took;
     took.sort_unstable();
@@ -993,7 +1043,12 @@ struct JoinRound {
     loadgen_cpu: f64,
 }
 
-async fn join_round(ctx: &Ctx, server: &ServerProc, prefix: &str) -> anyhow::Result<JoinRound> {
+async fn join_round(
+    ctx: &Ctx,
+    server: &ServerProc,
+    prefix: &str,
+    opts: ConnectOptions,
+) -> anyhow::Result<JoinRound> {
     let plan = &ctx.plan;
     let minting = Instant::now();
     let mut seats = Vec::with_capacity(plan.joins);
@@ -1008,7 +1063,6 @@ async fn join_round(ctx: &Ctx, server: &ServerProc, prefix: &str) -> anyhow::Res
     let tasks = Tasks::default();
     let dialect = server.dialect;
     let t = tasks.clone();
-    let opts = ConnectOptions::default();
     let (server_cpu, loadgen_cpu) = (CpuMeter::start(server.pid), CpuMeter::start(0));
     let (wall, took) =
         join_all(dialect, server.addr, seats, plan.join_concurrency, opts, move |_, j: Joined| {
@@ -1060,7 +1114,7 @@ async fn isolation_on(ctx: &Ctx, server: &ServerProc) -> anyhow::Result<Isolatio
     let room = "isolation";
     let (mut c, extra) = crowd(ctx, std::slice::from_ref(server), room, receivers, false, 1).await?;
     // The stalled participant: a tiny receive buffer, reads its join answer, then never reads again.
-    let stall_opts = ConnectOptions { recv_buffer: Some(4096) };
+    let stall_opts = ConnectOptions { recv_buffer: Some(4096), ..ConnectOptions::default() };
     let stalled = server.dialect.join(server.addr, &extra[0], stall_opts).await?;
     tokio::time::sleep(SETTLE).await;
     let warm = Instant::now() + secs(plan.fanout_warmup_s);

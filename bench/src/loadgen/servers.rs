@@ -267,7 +267,11 @@ impl Launch {
                 args.extend(extra.iter().map(|s| s.to_string()));
                 (self.signalroom.clone(), args)
             }
-            Dialect::Raw => (self.raw.clone(), vec!["--listen".into(), "127.0.0.1:0".into()]),
+            Dialect::Raw => {
+                let mut args: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into()];
+                args.extend(extra.iter().map(|s| s.to_string()));
+                (self.raw.clone(), args)
+            }
             Dialect::SocketIo => (self.node.clone(), vec![self.socketio.display().to_string()]),
         };
         let mut command = self.command(&program);

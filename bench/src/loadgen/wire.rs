@@ -42,6 +42,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct ConnectOptions {
     /// `SO_RCVBUF` to ask for before connecting (a participant that must stall quickly).
     pub recv_buffer: Option<u32>,
+    /// raw only: the join is answered (`raw-server --join-answers`): wait for the answer.
+    pub answered: bool,
 }
 
 /// Read buffers lent to the readers of a thread while they read.

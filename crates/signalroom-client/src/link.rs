@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::error::{Error, Result};
@@ -30,6 +30,10 @@ pub(crate) const CLOSE_FOR_RECONNECTION: (u16, &str) = (4104, "Connection closed
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Frames written before one flush.
 const MAX_BATCH: usize = 64;
+/// What one read of the socket may take. tungstenite's default, 128 KiB, is allocated for every
+/// socket and stays: most of the memory of an idle session, and a process in a thousand sessions
+/// holds a thousand. A frame larger than this is still read whole (the buffer grows for it).
+const READ_BUFFER: usize = 8 * 1024;
 
 /// Orders to the writer of one link.
 enum Ctrl {
@@ -57,8 +61,12 @@ impl Shared {
                 tls::verified()
             })
         });
-        let connecting =
-            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, true, connector);
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            url.as_str(),
+            Some(WebSocketConfig::default().read_buffer_size(READ_BUFFER)),
+            true,
+            connector,
+        );
         let ws = match tokio::time::timeout(self.opts.connect_timeout, connecting).await {
             Ok(Ok((ws, _response))) => ws,
             Ok(Err(e)) => return Err(Error::Connect { url, source: Box::new(e) }),

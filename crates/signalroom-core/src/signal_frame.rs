@@ -85,9 +85,15 @@ struct Outer<'a> {
     i: usize,
 }
 
-/// Where a string's plain run (no quote, backslash or control character) ends in `b`.
+/// Where a string's plain run (no quote, backslash or control character) ends in `b`: the next
+/// quote or backslash (memchr's vector search), then a check of the bytes before it (a loop the
+/// compiler vectorises), which is faster than one byte-at-a-time search for all three.
 fn plain_run(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+    let end = memchr::memchr2(b'"', b'\\', b)?;
+    match b[..end].iter().any(|&c| c < 0x20) {
+        false => Some(end),
+        true => b.iter().position(|&c| c < 0x20),
+    }
 }
 
 impl<'a> Outer<'a> {

@@ -1,10 +1,15 @@
 //! Rust futures as asyncio futures, safe at interpreter exit.
 //!
 //! Like `pyo3_async_runtimes::tokio::future_into_py` (and on its tokio runtime), with two
-//! differences that make a process exit cleanly while sessions are still open:
+//! differences that make a process exit cleanly while sessions are still open, and one that makes
+//! a process in a thousand sessions cheap:
 //!
-//! - The result *and the error* become Python objects only at delivery, under the GIL, on a
-//!   blocking-pool thread; the future itself never touches Python.
+//! - The result *and the error* become Python objects only at delivery, under the GIL, on the
+//!   delivery thread; the future itself never touches Python.
+//! - Results are delivered in batches: one thread takes every result ready, converts them under
+//!   one GIL acquisition and hands each event loop its share in one `call_soon_threadsafe` (one
+//!   wake-up of the loop), where a thread hop, a GIL acquisition and a wake-up per result made
+//!   each `await session.signal(...)` cost more than the signal.
 //! - Delivery never enters Python once the interpreter is exiting: an `atexit` hook
 //!   ([`at_exit`]) forbids new deliveries and waits for those in flight. Without it, a delivery
 //!   thread inside `loop.call_soon_threadsafe` (which releases the GIL to write the loop's
@@ -75,8 +80,101 @@ where
         result = fut => result,
         () = cancelled => return,
     };
-    // Waiting for the GIL must not hold a runtime worker; nothing waits for the delivery.
-    drop(tokio::task::spawn_blocking(move || target.deliver(result)));
+    // Waiting for the GIL must not hold a runtime worker: the delivery thread waits for it.
+    deliver_later(Delivery { target, outcome: Box::new(move |py| outcome(py, result)) });
+}
+
+/// A result made a Python object (under the GIL): `(true, value)` or `(false, exception)`.
+type Outcome = Box<dyn FnOnce(Python<'_>) -> (bool, Py<PyAny>) + Send>;
+
+/// A future to complete: `(future, ok, value or exception)`.
+type Completion = (Py<PyAny>, bool, Py<PyAny>);
+
+/// A result on its way to its event loop, made a Python object on the delivery thread.
+struct Delivery {
+    target: Target,
+    outcome: Outcome,
+}
+
+/// At most this many results are delivered under one GIL acquisition.
+const MAX_DELIVERY_BATCH: usize = 1024;
+
+/// Queues `delivery` for the delivery thread (started at the first call).
+fn deliver_later(delivery: Delivery) {
+    static QUEUE: std::sync::OnceLock<std::sync::mpsc::Sender<Delivery>> = std::sync::OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Delivery>();
+        std::thread::Builder::new()
+            .name("signalroom-deliver".into())
+            .spawn(move || {
+                let mut batch = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    batch.push(first);
+                    while batch.len() < MAX_DELIVERY_BATCH {
+                        match rx.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    deliver_all(&mut batch);
+                }
+            })
+            .expect("a thread for signalroom's deliveries");
+        tx
+    });
+    // The thread never stops: sending fails only at process exit, when nobody awaits any more.
+    let _ = queue.send(delivery);
+}
+
+/// Delivers `batch` (emptied): each event loop gets its results in one `call_soon_threadsafe`.
+fn deliver_all(batch: &mut Vec<Delivery>) {
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    if EXITING.load(Ordering::SeqCst) {
+        batch.clear();
+    } else {
+        Python::attach(|py| {
+            let Ok(complete) = complete_all_fn(py) else {
+                batch.clear();
+                return;
+            };
+            // (Loops are few: a process has one or a few; grouped by identity, in order.)
+            let mut loops: Vec<(Py<PyAny>, Vec<Completion>)> = Vec::new();
+            for Delivery { target, outcome } in batch.drain(..) {
+                let (ok, value) = outcome(py);
+                let items = match loops.iter_mut().find(|(l, _)| l.is(&target.event_loop)) {
+                    Some((_, items)) => items,
+                    None => {
+                        loops.push((target.event_loop, Vec::new()));
+                        &mut loops.last_mut().expect("just pushed").1
+                    }
+                };
+                items.push((target.future, ok, value));
+            }
+            for (event_loop, items) in loops {
+                // Fails only when the loop is closed: nobody can await the results any more.
+                let _ =
+                    event_loop.bind(py).call_method1(intern!(py, "call_soon_threadsafe"), (complete, items));
+            }
+        });
+    }
+    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Runs on the event loop: completes each `(future, ok, value)` of `items` unless it was
+/// cancelled meanwhile.
+#[pyfunction]
+fn complete_all(items: Vec<(Bound<'_, PyAny>, bool, Bound<'_, PyAny>)>) -> PyResult<()> {
+    for (future, ok, value) in items {
+        complete(&future, ok, &value)?;
+    }
+    Ok(())
+}
+
+fn complete_all_fn(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static COMPLETE_ALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    COMPLETE_ALL
+        .get_or_try_init(py, || Ok::<_, PyErr>(wrap_pyfunction!(complete_all, py)?.into_any().unbind()))
+        .map(|f| f.bind(py))
 }
 
 /// A result as Python sees it: `(true, value)` or `(false, exception)`.
@@ -97,33 +195,7 @@ struct Target {
     future: Py<PyAny>,
 }
 
-impl Target {
-    fn deliver<T, E>(self, result: Result<T, E>)
-    where
-        T: for<'a> IntoPyObject<'a>,
-        E: Into<PyErr>,
-    {
-        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-        if !EXITING.load(Ordering::SeqCst) {
-            Python::attach(|py| {
-                let (ok, value) = outcome(py, result);
-                let complete = match complete_fn(py) {
-                    Ok(f) => f,
-                    Err(_) => return,
-                };
-                // Fails only when the loop is closed: nobody can await the result any more.
-                let _ = self.event_loop.bind(py).call_method1(
-                    intern!(py, "call_soon_threadsafe"),
-                    (complete, self.future.bind(py), ok, value),
-                );
-            });
-        }
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Runs on the event loop: completes `future` unless it was cancelled meanwhile.
-#[pyfunction]
+/// Completes `future` unless it was cancelled meanwhile (on its event loop).
 fn complete(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = future.py();
     if future.call_method0(intern!(py, "done"))?.is_truthy()? {
@@ -132,13 +204,6 @@ fn complete(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> Py
     let method = if ok { intern!(py, "set_result") } else { intern!(py, "set_exception") };
     future.call_method1(method, (value,))?;
     Ok(())
-}
-
-fn complete_fn(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static COMPLETE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    COMPLETE
-        .get_or_try_init(py, || Ok::<_, PyErr>(wrap_pyfunction!(complete, py)?.into_any().unbind()))
-        .map(|f| f.bind(py))
 }
 
 /// The done callback of an asyncio future: tells the Rust side when it was cancelled.

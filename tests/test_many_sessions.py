@@ -1,0 +1,64 @@
+"""One process in many sessions: results and events of many sessions reach their awaiters when
+they are delivered together (in batches), successes and failures mixed, each to its own future."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+import signalroom
+from signalroom.testing import ParticipantFactory
+
+TIMEOUT = 10.0
+
+
+async def test_many_signals_of_many_sessions_each_resolve_their_own_future(
+    participant: ParticipantFactory,
+) -> None:
+    sessions = [await participant(f"room-{i % 5}", data=f"p{i}") for i in range(20)]
+    received: dict[str, int] = {s.connection_id: 0 for s in sessions}
+    everyone = asyncio.get_running_loop().create_future()
+    per_sender = 25
+
+    def count(session: signalroom.Session) -> Callable[[signalroom.SignalEvent], None]:
+        def on_signal(event: signalroom.SignalEvent) -> None:
+            received[session.connection_id] += 1
+            if all(n >= per_sender for n in received.values()) and not everyone.done():
+                everyone.set_result(None)
+
+        return on_signal
+
+    for s in sessions:
+        s.on("signal:self", count(s))
+    # Signals to oneself, and to somebody who is not there (refused: 601), all in flight at once:
+    # the refusals must reach their own awaiters, as exceptions, and no success get lost.
+    sends = []
+    for s in sessions:
+        for n in range(per_sender):
+            sends.append(s.signal(f"{n}", type="self", to=[s.connection]))
+            sends.append(s.signal("x", type="self", to=["con_nobody"]))
+    results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), TIMEOUT)
+    ok = results[0::2]
+    refused = results[1::2]
+    assert ok == [None] * len(ok)
+    assert all(isinstance(r, signalroom.RpcError) and r.code == 601 for r in refused), refused[:3]
+    await asyncio.wait_for(everyone, TIMEOUT)
+    assert set(received.values()) == {per_sender}
+
+
+async def test_a_cancelled_signal_await_does_not_disturb_the_others(participant: ParticipantFactory) -> None:
+    session = await participant("lobby")
+    got: list[str] = []
+    session.on("signal:n", lambda e: got.append(e.data))
+    last = session.wait_for("signal:n", predicate=lambda e: e.data == "49")
+    first = asyncio.ensure_future(session.signal("0", type="n", to=[session.connection]))
+    await asyncio.sleep(0)  # started: its result is on its way
+    first.cancel()
+    rest = [session.signal(str(i), type="n", to=[session.connection]) for i in range(1, 50)]
+    await asyncio.wait_for(asyncio.gather(*rest), TIMEOUT)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(last, TIMEOUT)
+    assert [d for d in got if d != "0"] == [str(i) for i in range(1, 50)]
