@@ -311,17 +311,7 @@ fn unescape_short(inner: &str) -> Option<String> {
     let mut rest = inner;
     while let Some(at) = rest.find('\\') {
         out.push_str(&rest[..at]);
-        let escaped = match rest.as_bytes().get(at + 1)? {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            _ => return None,
-        };
+        let escaped = short_escape(*rest.as_bytes().get(at + 1)?)?;
         out.push(escaped);
         rest = &rest[at + 2..];
     }
@@ -469,6 +459,23 @@ impl Serialize for FullMetadata<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
+}
+
+/// The character a JSON short escape (`\\` and this byte) stands for; `None` for `u` (four hex
+/// digits follow) and anything JSON does not allow there.
+#[inline]
+pub(crate) fn short_escape(byte: u8) -> Option<char> {
+    Some(match byte {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

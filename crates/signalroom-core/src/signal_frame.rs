@@ -354,17 +354,7 @@ impl<'a> Inner<'a> {
             // A quote, a backslash or a control character, in the outer text.
             match self.next()? {
                 b'"' => return Some(out),
-                b'\\' => out.push(match self.next()? {
-                    b'"' => '"',
-                    b'\\' => '\\',
-                    b'/' => '/',
-                    b'b' => '\u{8}',
-                    b'f' => '\u{c}',
-                    b'n' => '\n',
-                    b'r' => '\r',
-                    b't' => '\t',
-                    _ => return None,
-                }),
+                b'\\' => out.push(crate::protocol::short_escape(self.next()?)?),
                 // (`/` from an outer `\/`.)
                 c if c >= 0x20 && c.is_ascii() => out.push(char::from(c)),
                 _ => return None,

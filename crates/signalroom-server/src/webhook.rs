@@ -53,22 +53,15 @@ pub const EVENT_NAMES: &[&str] = &[
     "broadcastStopped",
 ];
 
-/// OpenVidu's default `OPENVIDU_WEBHOOK_EVENTS` (`signalSent` is sent only when asked for).
-pub const DEFAULT_EVENTS: &[&str] = &[
-    "sessionCreated",
-    "sessionDestroyed",
-    "participantJoined",
-    "participantLeft",
-    "webrtcConnectionCreated",
-    "webrtcConnectionDestroyed",
-    "recordingStatusChanged",
-    "filterEventDispatched",
-    "mediaNodeStatusChanged",
-    "nodeCrashed",
-    "nodeRecovered",
-    "broadcastStarted",
-    "broadcastStopped",
-];
+/// The events OpenVidu's default `OPENVIDU_WEBHOOK_EVENTS` leaves out (`signalSent` is sent
+/// only when asked for); the default is every other one of [`EVENT_NAMES`].
+const NOT_BY_DEFAULT: &[&str] =
+    &["signalSent", "autoscaling", "mediaServerCrashed", "mediaServerReconnected"];
+
+/// OpenVidu's default `OPENVIDU_WEBHOOK_EVENTS`.
+fn default_events() -> Vec<String> {
+    EVENT_NAMES.iter().filter(|e| !NOT_BY_DEFAULT.contains(e)).map(|&e| e.to_owned()).collect()
+}
 
 /// Where and what to post.
 #[derive(Debug, Clone)]
@@ -84,7 +77,7 @@ pub struct WebhookConfig {
 impl WebhookConfig {
     /// `endpoint` with OpenVidu's default events and no extra header.
     pub fn new(endpoint: Url) -> Self {
-        Self { endpoint, headers: Vec::new(), events: DEFAULT_EVENTS.iter().map(|&e| e.to_owned()).collect() }
+        Self { endpoint, headers: Vec::new(), events: default_events() }
     }
 
     /// Parses OpenVidu's `OPENVIDU_WEBHOOK_HEADERS`: a JSON array of `"Name: value"` strings.
@@ -377,6 +370,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_default_events_are_openvidus() {
+        let config = WebhookConfig::new("http://127.0.0.1:1/hook".parse().unwrap());
+        let openvidu = "sessionCreated,sessionDestroyed,participantJoined,participantLeft,\
+                        webrtcConnectionCreated,webrtcConnectionDestroyed,recordingStatusChanged,\
+                        filterEventDispatched,mediaNodeStatusChanged,nodeCrashed,nodeRecovered,\
+                        broadcastStarted,broadcastStopped";
+        assert_eq!(config.events.join(","), openvidu);
+    }
 
     #[test]
     fn parses_openvidu_headers_and_events() {
