@@ -34,7 +34,8 @@ import sys
 import time
 from collections.abc import Awaitable
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+
+from participant import join_with_websockets
 
 SIGNAL_TYPE = "signal:bench"
 JOIN_CONCURRENCY = 50
@@ -111,35 +112,9 @@ async def run_signalroom(tokens: list[str], stats: Stats) -> tuple[list[Any], Ca
 
 
 async def run_websockets(tokens: list[str], stats: Stats) -> tuple[list[Any], Callable[[], Awaitable[None]]]:
-    import websockets
 
     async def join(token: str) -> Any:
-        parts = urlsplit(token)
-        session_id = parse_qs(parts.query)["sessionId"][0]
-        url = f"{parts.scheme}://{parts.netloc}/openvidu?sessionId={session_id}"
-        ws = await websockets.connect(url, max_size=None, compression=None)
-        request = {
-            "jsonrpc": "2.0",
-            "method": "joinRoom",
-            "id": 1,
-            "params": {
-                "token": token,
-                "session": session_id,
-                "platform": "Python websockets",
-                "sdkVersion": "2.32.2",
-                "metadata": "",
-                "secret": "",
-                "recorder": False,
-                "stt": False,
-            },
-        }
-        await ws.send(json.dumps(request))
-        while True:
-            answer = json.loads(await ws.recv())
-            if answer.get("id") == 1:
-                if "error" in answer:
-                    raise RuntimeError(f"joinRoom refused: {answer['error']}")
-                break
+        ws = await join_with_websockets(token)
 
         async def pump() -> None:
             next_id = 2

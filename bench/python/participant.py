@@ -79,36 +79,42 @@ async def run_signalroom(token: str, count: int, timeout: float) -> dict[str, fl
     return counter.result()
 
 
-async def run_websockets(token: str, count: int, timeout: float) -> dict[str, float]:
+async def join_with_websockets(token: str) -> Any:
+    """A pure-Python participant's join: the ``websockets`` connection to the token's server, once
+    its ``joinRoom`` was answered (the shape openvidu-browser sends)."""
     import websockets
 
     parts = urlsplit(token)
     session_id = parse_qs(parts.query)["sessionId"][0]
     url = f"{parts.scheme}://{parts.netloc}/openvidu?sessionId={session_id}"
+    ws = await websockets.connect(url, max_size=None, compression=None)
+    join = {
+        "jsonrpc": "2.0",
+        "method": "joinRoom",
+        "id": 1,
+        "params": {
+            "token": token,
+            "session": session_id,
+            "platform": "Python websockets",
+            "sdkVersion": "2.32.2",
+            "metadata": "",
+            "secret": "",
+            "recorder": False,
+            "stt": False,
+        },
+    }
+    await ws.send(json.dumps(join))
+    while True:
+        answer = json.loads(await ws.recv())
+        if answer.get("id") == 1:
+            if "error" in answer:
+                raise RuntimeError(f"joinRoom refused: {answer['error']}")
+            return ws
+
+
+async def run_websockets(token: str, count: int, timeout: float) -> dict[str, float]:
     counter = Counter(count, asyncio.get_running_loop().create_future())
-    async with websockets.connect(url, max_size=None, compression=None) as ws:
-        join = {
-            "jsonrpc": "2.0",
-            "method": "joinRoom",
-            "id": 1,
-            "params": {
-                "token": token,
-                "session": session_id,
-                "platform": "Python websockets",
-                "sdkVersion": "2.32.2",
-                "metadata": "",
-                "secret": "",
-                "recorder": False,
-                "stt": False,
-            },
-        }
-        await ws.send(json.dumps(join))
-        while True:
-            answer = json.loads(await ws.recv())
-            if answer.get("id") == 1:
-                if "error" in answer:
-                    raise RuntimeError(f"joinRoom refused: {answer['error']}")
-                break
+    async with await join_with_websockets(token) as ws:
         hold_until_go()
 
         async def pump() -> None:
