@@ -91,34 +91,16 @@ impl RedisProcess {
     /// Starts `redis-server` on a free port and waits until it answers `PING`.
     pub fn start() -> Self {
         let dir = ScratchDir::new("redis");
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port();
-            if let Some(child) = Self::spawn_on(port, &dir.0) {
-                return Self { port, child: Some(child), dir };
-            }
-        }
-        panic!("redis-server did not start in {PORT_ATTEMPTS} attempts:\n{}", log_of(&dir.0, "redis.log"));
+        let (port, child) = start_on_free_port("redis-server", false, &dir.0, "redis.log", |port| {
+            Self::spawn_on(port, &dir.0)
+        });
+        Self { port, child: Some(child), dir }
     }
 
-    /// `None` when it exited before answering (its port was taken).
-    fn spawn_on(port: u16, dir: &Path) -> Option<Child> {
+    fn spawn_on(port: u16, dir: &Path) -> Child {
         let port_arg = port.to_string();
         let args = ["--port", &port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-        let mut child = spawn("redis-server", &args, &[], dir, "redis.log");
-        let deadline = Instant::now() + PROCESS_START;
-        loop {
-            if ping(port) {
-                return Some(child);
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                return None;
-            }
-            if Instant::now() > deadline {
-                kill(&mut child);
-                panic!("redis-server on port {port} never answered PING:\n{}", log_of(dir, "redis.log"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        spawn("redis-server", &args, &[], dir, "redis.log")
     }
 
     /// The URL to give the nodes (`Config::broker`, `--broker`).
@@ -140,8 +122,14 @@ impl RedisProcess {
     /// Starts it again on the same port, empty.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "redis-server is running");
-        let child = Self::spawn_on(self.port, &self.dir.0)
-            .unwrap_or_else(|| panic!("redis-server cannot listen on {} again", self.port));
+        let child = await_ping(
+            Self::spawn_on(self.port, &self.dir.0),
+            self.port,
+            "redis-server",
+            &self.dir.0,
+            "redis.log",
+        )
+        .unwrap_or_else(|| panic!("redis-server cannot listen on {} again", self.port));
         self.child = Some(child);
     }
 
@@ -327,15 +315,72 @@ pub fn redis_cli(args: &[&str]) -> String {
 }
 
 /// A loopback port free right now whose cluster bus port (+10,000) is free too.
-fn free_cluster_port() -> u16 {
-    for _ in 0..100 {
-        let port = 20000 + (rand_u16() % 20000);
-        let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if free(port) && free(port + 10000) {
+/// A port free right now for a server of the test's own, and its cluster-bus port (port + 10,000)
+/// too when `bus`.
+///
+/// They lie below the kernel's ephemeral range, so no outgoing connection of this host (the tests
+/// open thousands) can take one between the check and the server's bind; a port handed out
+/// earlier in this process is never handed out again, so two servers starting at once cannot
+/// meet on a port or a bus port.
+pub fn free_listen_port(bus: bool) -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const BUS: u16 = 10000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10000u16, ephemeral_low.saturating_sub(BUS).max(10000 + 1000));
+    let uses = |p: u16, bus: bool| if bus { vec![p, p + BUS] } else { vec![p] };
+    for _ in 0..200 {
+        let port = low + rand_u16() % (high - low);
+        let mut given = GIVEN.lock().unwrap();
+        let wanted = uses(port, bus);
+        // A port given out may yet be a cluster node's: keep its bus port clear either way.
+        let clashes = given.iter().any(|&g| uses(g, true).iter().any(|t| wanted.contains(t)));
+        let free = |p: &u16| TcpListener::bind(("127.0.0.1", *p)).is_ok();
+        if !clashes && wanted.iter().all(free) {
+            given.push(port);
             return port;
         }
     }
-    panic!("no free port pair for a Redis Cluster node");
+    panic!("no free loopback port below the ephemeral range");
+}
+
+/// Starts a server with `spawn_on(port)` on a port of [`free_listen_port`] and waits until it
+/// answers `PING`, trying other ports when it exits first (its port was taken after all).
+fn start_on_free_port(
+    what: &str,
+    bus: bool,
+    dir: &Path,
+    log: &str,
+    spawn_on: impl Fn(u16) -> Child,
+) -> (u16, Child) {
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_listen_port(bus);
+        if let Some(child) = await_ping(spawn_on(port), port, what, dir, log) {
+            return (port, child);
+        }
+    }
+    panic!("{what} did not start in {PORT_ATTEMPTS} attempts:\n{}", log_of(dir, log));
+}
+
+/// Waits until the server on `port` answers `PING`: `None` when it exits first (its port was
+/// taken), a failed test when it does neither within [`PROCESS_START`].
+fn await_ping(mut child: Child, port: u16, what: &str, dir: &Path, log: &str) -> Option<Child> {
+    let deadline = Instant::now() + PROCESS_START;
+    loop {
+        if ping(port) {
+            return Some(child);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        if Instant::now() > deadline {
+            kill(&mut child);
+            panic!("{what} on port {port} never answered PING:\n{}", log_of(dir, log));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn rand_u16() -> u16 {
@@ -384,31 +429,9 @@ impl RedisCluster {
         let mut ports = Vec::with_capacity(n);
         let mut children = Vec::with_capacity(n);
         for i in 0..n {
-            let port = free_cluster_port();
-            let p = port.to_string();
-            let conf = format!("nodes-{p}.conf");
-            let args = [
-                "--port",
-                &p,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                &conf,
-                "--cluster-node-timeout",
-                "1000",
-            ];
-            let child = spawn("redis-server", &args, &[], &dir.0, &format!("redis-{i}.log"));
+            let (port, child) = Self::spawn_node(i, &dir.0);
             ports.push(port);
             children.push(Some(child));
-        }
-        for &port in &ports {
-            wait_until(PROCESS_START, &format!("cluster node {port} answers PING"), || ping(port));
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut args = vec!["--cluster", "create"];
@@ -432,6 +455,32 @@ impl RedisCluster {
             });
         }
         cluster
+    }
+
+    /// Starts node `i` on a free port pair and waits until it answers `PING`.
+    fn spawn_node(i: usize, dir: &Path) -> (u16, Child) {
+        let log = format!("redis-{i}.log");
+        start_on_free_port(&format!("cluster node {i}"), true, dir, &log, |port| {
+            let p = port.to_string();
+            let conf = format!("nodes-{p}.conf");
+            let args = [
+                "--port",
+                &p,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &conf,
+                "--cluster-node-timeout",
+                "1000",
+            ];
+            spawn("redis-server", &args, &[], dir, &log)
+        })
     }
 
     /// The broker URL (`replicas=N`: operations wait for that many replicas).
@@ -526,32 +575,35 @@ impl RedisSentinel {
             args.extend_from_slice(extra);
             spawn("redis-server", &args, &[], dir, log)
         };
-        let primary = free_port();
-        children.push((primary, Some(data(primary, &[], &dir.0, "primary.log"))));
-        wait_until(PROCESS_START, "the primary answers PING", || ping(primary));
-        let replica = free_port();
+        let (primary, child) = start_on_free_port("the primary", false, &dir.0, "primary.log", |port| {
+            data(port, &[], &dir.0, "primary.log")
+        });
+        children.push((primary, Some(child)));
         let of = primary.to_string();
-        children
-            .push((replica, Some(data(replica, &["--replicaof", "127.0.0.1", &of], &dir.0, "replica.log"))));
+        let (replica, child) = start_on_free_port("the replica", false, &dir.0, "replica.log", |port| {
+            data(port, &["--replicaof", "127.0.0.1", &of], &dir.0, "replica.log")
+        });
+        children.push((replica, Some(child)));
         wait_until(PROCESS_START, "the replica is in sync", || {
             redis_cli(&["-p", &replica.to_string(), "info", "replication"]).contains("master_link_status:up")
         });
         let mut sentinels = Vec::new();
         for i in 0..3 {
-            let port = free_port();
-            let conf = dir.0.join(format!("sentinel-{i}.conf"));
-            std::fs::write(
-                &conf,
-                format!(
-                    "port {port}\nbind 127.0.0.1\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary} 2\n\
-                     sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
-                     sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
-                ),
-            )
-            .expect("sentinel.conf");
-            let conf = conf.to_string_lossy().into_owned();
-            let child =
-                spawn("redis-server", &[&conf, "--sentinel"], &[], &dir.0, &format!("sentinel-{i}.log"));
+            let log = format!("sentinel-{i}.log");
+            let (port, child) = start_on_free_port(&format!("sentinel {i}"), false, &dir.0, &log, |port| {
+                let conf = dir.0.join(format!("sentinel-{i}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary} 2\n\
+                         sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                         sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+                    ),
+                )
+                .expect("sentinel.conf");
+                let conf = conf.to_string_lossy().into_owned();
+                spawn("redis-server", &[&conf, "--sentinel"], &[], &dir.0, &log)
+            });
             children.push((port, Some(child)));
             sentinels.push(port);
         }

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::redis_support::{Balancer, SharedRedis, free_port};
+use crate::redis_support::{Balancer, SharedRedis, free_listen_port};
 
 pub const SECRET: &str = "test-secret";
 /// How long a test waits for a frame it expects.
@@ -73,7 +73,7 @@ impl TestServer {
 
     async fn behind_balancer(n: usize, tweak: impl Fn(&mut Config)) -> Self {
         let redis = (n > 1).then(SharedRedis::start);
-        let port = free_port();
+        let port = free_listen_port(false);
         let public = format!("http://127.0.0.1:{port}/");
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
