@@ -246,6 +246,8 @@ def signalroom_server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 #: How long a fresh ``redis-server`` has to answer ``PING``.
 REDIS_START_TIMEOUT = 10.0
+#: Ports tried for that ``redis-server`` (another process may take a free port before it binds).
+REDIS_PORT_ATTEMPTS = 5
 
 
 class SignalroomCluster:
@@ -288,6 +290,36 @@ def _redis_answers(port: int) -> bool:
         return False
 
 
+def _start_redis(program: str, tmp: str) -> tuple[int, subprocess.Popen[bytes]]:
+    """Starts ``redis-server`` on a free loopback port and waits until it answers ``PING``; tries
+    another port when it exits first (another process took the port meanwhile)."""
+    log_path = os.path.join(tmp, "redis.log")
+    for _ in range(REDIS_PORT_ATTEMPTS):
+        port = _free_port()
+        with open(log_path, "wb") as log_file:
+            redis = subprocess.Popen(
+                [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        while not _redis_answers(port):
+            if redis.poll() is not None:
+                break
+            if time.monotonic() > deadline:
+                redis.kill()
+                redis.wait()
+                with open(log_path, encoding="utf-8", errors="replace") as f:
+                    pytest.fail(f"redis-server on port {port} did not answer PING:\n{f.read()}", pytrace=False)
+            time.sleep(0.01)
+        else:
+            return port, redis
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        pytest.fail(f"redis-server did not start in {REDIS_PORT_ATTEMPTS} attempts:\n{f.read()}", pytrace=False)
+
+
 @pytest.fixture
 def signalroom_cluster(request: pytest.FixtureRequest) -> Iterator[SignalroomCluster]:
     """Two signalroom servers in this process on free loopback ports, with one random secret,
@@ -298,23 +330,8 @@ def signalroom_cluster(request: pytest.FixtureRequest) -> Iterator[SignalroomClu
     if program is None:
         pytest.fail("signalroom_cluster needs redis-server: apt-get install redis-server", pytrace=False)
     with tempfile.TemporaryDirectory(prefix="signalroom-redis-") as tmp:
-        port = _free_port()
-        log_path = os.path.join(tmp, "redis.log")
-        with open(log_path, "wb") as log_file:
-            redis = subprocess.Popen(
-                [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                cwd=tmp,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        port, redis = _start_redis(program, tmp)
         try:
-            deadline = time.monotonic() + REDIS_START_TIMEOUT
-            while not _redis_answers(port):
-                if redis.poll() is not None or time.monotonic() > deadline:
-                    with open(log_path, encoding="utf-8", errors="replace") as f:
-                        pytest.fail(f"redis-server on port {port} did not start:\n{f.read()}", pytrace=False)
-                time.sleep(0.01)
             broker = f"redis://127.0.0.1:{port}/0"
             secret = "test-" + secrets.token_hex(8)
             hook = _signal_hook_options(request)
