@@ -716,7 +716,7 @@ impl Hub {
         caller: Option<&Arc<Outbox>>,
         reply: Option<Utf8Bytes>,
     ) -> Result<bool, Refusal> {
-        let applied = self.broker.signal(session, signal, caller, reply.map(Out::Frame)).await?;
+        let applied = self.broker.signal(session, signal, caller, reply.map(Out::Reply)).await?;
         let held = applied.held.is_some();
         self.signal_applied(session, signal, applied).await;
         Ok(held)
@@ -764,7 +764,7 @@ impl Hub {
         caller: &Arc<Outbox>,
         reply: Option<Utf8Bytes>,
     ) -> Option<Ticket> {
-        self.broker.start_signal(session, signal, caller, reply.map(Out::Frame))
+        self.broker.start_signal(session, signal, caller, reply.map(Out::Reply))
     }
 
     /// A signal handed over with [`Hub::start_message`] was applied.
@@ -781,7 +781,7 @@ impl Hub {
         reply: Option<Utf8Bytes>,
     ) -> Result<(), Refusal> {
         let op = Op::Leave { who: who.clone() };
-        self.apply(session, Some(caller), op, Reply::Ready(reply.map(Out::Frame))).await?;
+        self.apply(session, Some(caller), op, Reply::Ready(reply.map(Out::Reply))).await?;
         Ok(())
     }
 
@@ -795,7 +795,7 @@ impl Hub {
         reply: Option<Utf8Bytes>,
     ) -> Result<(), Refusal> {
         let op = Op::ForceDisconnect { by: by.clone(), target: target.clone() };
-        self.apply(session, Some(caller), op, Reply::Ready(reply.map(Out::Frame))).await?;
+        self.apply(session, Some(caller), op, Reply::Ready(reply.map(Out::Reply))).await?;
         Ok(())
     }
 

@@ -28,6 +28,7 @@ use signalroom_core::rest::{
 use signalroom_core::signal::{Recipients, route};
 use signalroom_core::{ConnectionId, EndReason, OPENVIDU_VERSION, Role, RpcSessionId, SessionId};
 
+use crate::outbox::Note;
 use crate::refusal::Refusal;
 
 /// Who receives a notification, resolved against the roster at that point of the effect list.
@@ -53,8 +54,8 @@ pub(crate) enum CloseMode {
 /// One consequence of an operation, in the order it must happen.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Effect {
-    /// A notification (carrying sequence number `seq`) for `to`.
-    Notify { to: Audience, seq: u64, frame: Utf8Bytes },
+    /// A notification for `to` (its sequence number with it: [`Note::seq`]).
+    Notify { to: Audience, note: Note },
     /// The participant enters the roster: `All` includes it from here on.
     Enter(ConnectionId),
     /// The reply to the caller goes here.
@@ -363,7 +364,7 @@ impl Room {
     fn note_with(&mut self, to: Audience, text: impl FnOnce(u64) -> String) -> Effect {
         self.last_seq += 1;
         let seq = self.last_seq;
-        Effect::Notify { to, seq, frame: Utf8Bytes::from(text(seq)) }
+        Effect::Notify { to, note: Note::new(seq, Utf8Bytes::from(text(seq))) }
     }
 
     fn refuse_if_closed(&self) -> Result<(), Refusal> {
@@ -942,8 +943,8 @@ pub(crate) mod tests {
         effects
             .iter()
             .map(|e| match e {
-                Effect::Notify { to, frame, .. } => {
-                    let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+                Effect::Notify { to, note } => {
+                    let v: serde_json::Value = serde_json::from_str(note.frame().as_str()).unwrap();
                     let to = match to {
                         Audience::All => "all".to_owned(),
                         Audience::AllBut(x) => format!("all-but {x}"),
@@ -1121,9 +1122,9 @@ pub(crate) mod tests {
         let seqs: Vec<u64> = (0..3)
             .flat_map(|_| room.signal(Some(&id("A")), &[], Some("x"), None, 0).unwrap())
             .filter_map(|e| match e {
-                Effect::Notify { seq, frame, .. } => {
-                    assert!(frame.as_str().ends_with(&format!(r#","seq":{seq}}}"#)));
-                    Some(seq)
+                Effect::Notify { note, .. } => {
+                    assert!(note.frame().as_str().ends_with(&format!(r#","seq":{}}}"#, note.seq())));
+                    Some(note.seq())
                 }
                 _ => None,
             })

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use parking_lot::Mutex;
 use signalroom_core::{ConnectionId, RpcSessionId, SessionId};
 
-use super::{Applied, Broker, For, Held, Later, Outcome, Reply, deliver};
+use super::{Applied, Broker, Held, Later, Outcome, Reply, deliver};
 use crate::op::{Op, SignalOp, Value};
 use crate::outbox::{Limits, Out, Outbox};
 use crate::refusal::Refusal;
@@ -96,13 +96,13 @@ impl LocalBroker {
         let holding = joining || sender_at.is_some();
         for effect in effects {
             match (effect, sender_at) {
-                (Effect::Notify { to: Audience::All, frame, .. }, _) if holding => {
+                (Effect::Notify { to: Audience::All, note }, _) if holding => {
                     applied.delivered += cell.roster.len();
-                    cell.held.hold(frame, For::First(cell.roster.len()));
+                    cell.held.hold_note(note, cell.roster.len());
                 }
                 (Effect::Reply, Some(at)) => {
-                    if let Some(Out::Frame(frame)) = reply.take() {
-                        cell.held.hold(frame, For::At(at));
+                    if let Some(Out::Reply(frame)) = reply.take() {
+                        cell.held.hold_reply(frame, at);
                     }
                 }
                 // The joiner is appended to the roster, and nothing held is for it.
@@ -360,7 +360,7 @@ mod tests {
             final_user_id: "F".into(),
             now: 1,
         };
-        let answer = Out::Frame(format!("answer {n}").into());
+        let answer = Out::Reply(format!("answer {n}").into());
         let applied = broker
             .run("S", Some(&outbox), None, |room| Ok(Outcome::new((), room.join(joiner)?.1, Some(answer))))
             .unwrap();
@@ -383,13 +383,13 @@ mod tests {
         outbox.take_now(&mut buf, socket);
         crate::outbox::one_by_one(buf)
             .filter_map(|out| match out {
-                Out::Frame(f) if f.starts_with('{') => {
-                    let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
+                Out::Note(n) => {
+                    let v: serde_json::Value = serde_json::from_str(n.frame().as_str()).unwrap();
                     let p = &v["params"];
                     let who = p["id"].as_str().or(p["connectionId"].as_str()).or(p["from"].as_str());
                     Some(format!("{} {}", v["method"].as_str().unwrap(), who.unwrap_or("")))
                 }
-                Out::Frame(f) => Some(f.to_string()),
+                Out::Reply(f) => Some(f.to_string()),
                 _ => None,
             })
             .collect()
@@ -425,7 +425,7 @@ mod tests {
         let (a, _) = join(&broker, "A", 1).await;
         let (b, _) = join(&broker, "B", 2).await;
         let from = ConnectionId::from("con_B");
-        let reply = Out::Frame("reply B".into());
+        let reply = Out::Reply("reply B".into());
         let applied = broker
             .run("S", Some(&b), None, |room| {
                 Ok(Outcome::new((), room.signal(Some(&from), &[], None, None, 0)?, Some(reply)))
@@ -457,14 +457,14 @@ mod tests {
 
         let (from_b, from_c) = (ConnectionId::from("con_B"), ConnectionId::from("con_C"));
         for n in 1..=2 {
-            let reply = Some(Out::Frame(format!("reply B{n}").into()));
+            let reply = Some(Out::Reply(format!("reply B{n}").into()));
             let applied = broker.signal(&sid(), sig(Some(&from_b), &[], "x"), Some(&b), reply).await.unwrap();
             assert!(applied.held.is_some());
             assert_eq!(applied.delivered, 3, "counted when held");
         }
         assert!(queued(&a, 1).is_empty() && queued(&b, 2).is_empty());
         let to_a = [ConnectionId::from("con_A")];
-        let reply = Some(Out::Frame("reply C".into()));
+        let reply = Some(Out::Reply("reply C".into()));
         let applied = broker.signal(&sid(), sig(Some(&from_c), &to_a, "y"), Some(&c), reply).await.unwrap();
         assert!(applied.held.is_none(), "a targeted signal is not held");
         assert_eq!(queued(&a, 1), ["sendMessage con_B", "sendMessage con_B", "sendMessage con_C"]);
@@ -488,12 +488,12 @@ mod tests {
         let _ = queued(&a, 1);
         // B's queue (1,024 frames, as every test outbox) is all but full.
         for _ in 0..1020 {
-            assert!(b.push(Out::Frame("backlog".into())));
+            assert!(b.push(Out::Reply("backlog".into())));
         }
         let from = ConnectionId::from("con_A");
         let mut slow = Vec::new();
         for n in 0..8 {
-            let reply = Some(Out::Frame(format!("reply {n}").into()));
+            let reply = Some(Out::Reply(format!("reply {n}").into()));
             let applied = broker.signal(&sid(), sig(Some(&from), &[], "x"), Some(&a), reply).await.unwrap();
             assert_eq!(applied.held.is_some(), n % 4 != 3, "at most 8 frames (a quarter of 32) are held");
             slow.extend(applied.slow);

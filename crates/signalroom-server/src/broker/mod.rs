@@ -54,7 +54,7 @@ use tokio::sync::mpsc;
 use smallvec::SmallVec;
 
 use crate::op::{Op, SignalOp, Value};
-use crate::outbox::{Framed, Order, Out, Outbox, Resumed};
+use crate::outbox::{Framed, Note, Order, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Effects, Room};
 
@@ -261,7 +261,7 @@ impl Reply {
             (Reply::Ready(out), _) => out,
             (Reply::Join(answer), Value::Joined(result)) => {
                 let frame = answer(result, room);
-                (!frame.is_empty()).then_some(Out::Frame(frame))
+                (!frame.is_empty()).then_some(Out::Reply(frame))
             }
             (Reply::Join(_), _) => None,
         }
@@ -491,7 +491,8 @@ impl For {
 /// while anything is held (the places stay right).
 #[derive(Debug, Default)]
 pub(crate) struct Held {
-    frames: Vec<(Utf8Bytes, For)>,
+    /// Notifications ([`For::First`]) and replies ([`For::At`]).
+    frames: Vec<(Out, For)>,
     bytes: usize,
     /// Operations that held frames, ever: the mark of the last one ([`Applied::held`]).
     holds: u64,
@@ -502,9 +503,19 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    pub(crate) fn hold(&mut self, frame: Utf8Bytes, to: For) {
-        self.bytes += frame.len();
-        self.frames.push((frame, to));
+    /// Holds a notification for the first `n` of the roster.
+    pub(crate) fn hold_note(&mut self, note: Note, n: usize) {
+        self.hold(Out::Note(note), For::First(n));
+    }
+
+    /// Holds a reply for the participant at place `at` of the roster.
+    pub(crate) fn hold_reply(&mut self, frame: Utf8Bytes, at: usize) {
+        self.hold(Out::Reply(frame), For::At(at));
+    }
+
+    fn hold(&mut self, out: Out, to: For) {
+        self.bytes += out.bytes();
+        self.frames.push((out, to));
         self.since.get_or_insert_with(Instant::now);
     }
 
@@ -585,9 +596,9 @@ impl Held {
         // Everyone else: the notifications framed once.
         let mut firsts = Vec::with_capacity(self.frames.len());
         let mut ns = Vec::with_capacity(self.frames.len());
-        for (frame, to) in self.frames.drain(..) {
-            if let For::First(n) = to {
-                firsts.push(frame);
+        for (out, to) in self.frames.drain(..) {
+            if let (Out::Note(note), For::First(n)) = (out, to) {
+                firsts.push(note);
                 ns.push(n);
             }
         }
@@ -617,11 +628,11 @@ pub(crate) fn deliver<R>(
     applied: &mut Applied<R>,
 ) {
     match effect {
-        Effect::Notify { to, frame, .. } => match to {
-            Audience::All => notify(roster.iter(), &frame, applied),
-            Audience::AllBut(but) => notify(roster.iter().filter(|(id, _)| **id != but), &frame, applied),
+        Effect::Notify { to, note } => match to {
+            Audience::All => notify(roster.iter(), &note, applied),
+            Audience::AllBut(but) => notify(roster.iter().filter(|(id, _)| **id != but), &note, applied),
             Audience::Only(ids) => {
-                notify(ids.iter().filter_map(|id| roster.get_key_value(id)), &frame, applied)
+                notify(ids.iter().filter_map(|id| roster.get_key_value(id)), &note, applied)
             }
         },
         Effect::Enter(id) | Effect::Moved { who: id, .. } => {
@@ -650,12 +661,12 @@ pub(crate) fn deliver<R>(
 /// The fan-out: a refcount and a push per receiver, nothing else.
 fn notify<'a, R>(
     to: impl Iterator<Item = (&'a ConnectionId, &'a Arc<Outbox>)>,
-    frame: &Utf8Bytes,
+    note: &Note,
     applied: &mut Applied<R>,
 ) {
     for (id, outbox) in to {
         applied.delivered += 1;
-        if !outbox.push(Out::Frame(frame.clone())) && !applied.slow.contains(id) {
+        if !outbox.push(Out::Note(note.clone())) && !applied.slow.contains(id) {
             applied.slow.push(id.clone());
         }
     }

@@ -18,7 +18,7 @@ pub(crate) const DIRECT_MAX: usize = 16 * 1024;
 
 /// A socket its pushers may write to while its writer sleeps on an empty outbox.
 pub(crate) trait Sink: Send + Sync + std::fmt::Debug {
-    /// Writes `out` (frames: [`Out::Frame`] or [`Order::Write`]) as far as the socket takes it
+    /// Writes `out` (frames: [`Out::Note`], [`Out::Reply`] or [`Order::Write`]) as far as the socket takes it
     /// now, without waiting.
     fn write_now(&self, out: &Out) -> Written;
 }

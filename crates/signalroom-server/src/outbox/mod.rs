@@ -40,7 +40,7 @@ mod out;
 
 use self::direct::Direct;
 pub(crate) use self::direct::{DIRECT_MAX, Deferring, Sink, Written};
-pub(crate) use self::out::{Framed, Order, Out, is_notification, one_by_one, seq_of};
+pub(crate) use self::out::{Framed, Note, Order, Out, one_by_one};
 
 /// A queue that grew past this many slots is shrunk back once drained.
 const SHRINK_ABOVE: usize = 1024;
@@ -129,7 +129,7 @@ struct State {
     claims: u64,
     // The rest, for resumes:
     /// Written, kept until acknowledged (only for clients that acknowledge).
-    kept: VecDeque<Utf8Bytes>,
+    kept: VecDeque<Note>,
     kept_bytes: usize,
     /// The highest sequence number dropped before it was acknowledged (0: none).
     lost_upto: u64,
@@ -149,23 +149,19 @@ impl State {
     }
 
     /// Notifications taken for writing: kept for a resume while the client acknowledges them.
-    fn keep(kept: &mut VecDeque<Utf8Bytes>, kept_bytes: &mut usize, out: &Out) {
-        let frames = match out {
-            Out::Order(Order::Write(framed, from)) => framed.frames_from(*from),
-            _ => out.note().map(std::slice::from_ref).unwrap_or_default(),
-        };
-        for frame in frames {
-            *kept_bytes += frame.len();
-            kept.push_back(frame.clone());
+    fn keep(kept: &mut VecDeque<Note>, kept_bytes: &mut usize, out: &Out) {
+        for note in out.notes() {
+            *kept_bytes += note.len();
+            kept.push_back(note.clone());
         }
     }
 
     /// Forgets the oldest kept notifications past the limits.
     fn trim_kept(&mut self) {
         while self.kept.len() > self.limits.frames || self.kept_bytes > self.limits.bytes {
-            let Some(frame) = self.kept.pop_front() else { break };
-            self.kept_bytes -= frame.len();
-            self.lost_upto = self.lost_upto.max(seq_of(&frame));
+            let Some(note) = self.kept.pop_front() else { break };
+            self.kept_bytes -= note.len();
+            self.lost_upto = self.lost_upto.max(note.seq());
         }
     }
 
@@ -210,12 +206,8 @@ impl State {
             if let Some(old) = self.items.pop_front() {
                 self.bytes -= old.bytes();
                 self.frames -= old.frames();
-                let last = match &old {
-                    Out::Order(Order::Write(framed, from)) => framed.frames_from(*from).last(),
-                    _ => old.note(),
-                };
-                if let Some(frame) = last {
-                    self.lost_upto = self.lost_upto.max(seq_of(frame));
+                if let Some(note) = old.last_note() {
+                    self.lost_upto = self.lost_upto.max(note.seq());
                 }
             }
         }
@@ -290,13 +282,13 @@ impl Outbox {
     /// one wake-up: what several operations pushed to one receiver (see the local broker's held
     /// frames). `false`: a socket is attached and the outbox filled up, the receiver is too slow
     /// (what did not fit was not queued).
-    pub(crate) fn push_frames<'a>(&self, frames: impl Iterator<Item = &'a Utf8Bytes>) -> bool {
+    pub(crate) fn push_frames<'a>(&self, frames: impl Iterator<Item = &'a Out>) -> bool {
         let mut frames = frames.peekable();
         if frames.peek().is_none() {
             return true;
         }
         let mut st = self.state.lock();
-        let all = frames.into_iter().all(|frame| st.queue(Out::Frame(frame.clone())).is_ok());
+        let all = frames.into_iter().all(|out| st.queue(out.clone()).is_ok());
         let waker = if matches!(st.direct, Direct::Claimed { .. }) { None } else { st.waker.take() };
         drop(st);
         if let Some(w) = waker {
@@ -428,9 +420,9 @@ impl Outbox {
     pub(crate) fn ack(&self, last_seq: u64) {
         let mut st = self.state.lock();
         st.acking = true;
-        while st.kept.front().is_some_and(|frame| seq_of(frame) <= last_seq) {
-            let frame = st.kept.pop_front().expect("front exists");
-            st.kept_bytes -= frame.len();
+        while st.kept.front().is_some_and(|note| note.seq() <= last_seq) {
+            let note = st.kept.pop_front().expect("front exists");
+            st.kept_bytes -= note.len();
         }
     }
 
@@ -481,20 +473,20 @@ impl Outbox {
         let mut last = after;
         if last_seq.is_some() {
             st.acking = true;
-            for frame in kept.into_iter().filter(|frame| seq_of(frame) > after) {
-                last = seq_of(&frame);
-                items.push_back(Out::Frame(frame));
+            for note in kept.into_iter().filter(|note| note.seq() > after) {
+                last = note.seq();
+                items.push_back(Out::Note(note));
             }
         }
         // Replies and socket orders were for the old socket; a notification both kept and
         // given back unwritten goes once.
-        items.extend(one_by_one(queued).filter(|o| o.note().is_some_and(|frame| seq_of(frame) > last)));
+        items.extend(one_by_one(queued).filter(|o| o.note().is_some_and(|note| note.seq() > last)));
         let resumed =
             Resumed { recovered: last_seq.map(|l| st.lost_upto <= l), replayed: items.len() as u64 };
         let reply = reply(resumed);
         if !reply.is_empty() {
             // (empty: the connect came as a notification, which gets no answer)
-            items.push_front(Out::Frame(reply));
+            items.push_front(Out::Reply(reply));
         }
         items.push_back(Out::Order(Order::KeepOpen));
         st.bytes = items.iter().map(Out::bytes).sum();
@@ -566,11 +558,16 @@ mod tests {
     }
 
     fn note(seq: u64) -> Out {
-        Out::Frame(Utf8Bytes::from(format!(r#"{{"jsonrpc":"2.0","method":"n","params":{{}},"seq":{seq}}}"#)))
+        Out::Note(notice(seq))
+    }
+
+    fn notice(seq: u64) -> Note {
+        let text = format!(r#"{{"jsonrpc":"2.0","method":"n","params":{{}},"seq":{seq}}}"#);
+        Note::new(seq, Utf8Bytes::from(text))
     }
 
     fn seqs(buf: &VecDeque<Out>) -> Vec<u64> {
-        one_by_one(buf.iter().cloned()).filter_map(|o| o.note().map(|f| seq_of(f))).collect()
+        one_by_one(buf.iter().cloned()).filter_map(|o| o.note().map(Note::seq)).collect()
     }
 
     async fn take(o: &Outbox, me: u64) -> VecDeque<Out> {
@@ -624,10 +621,13 @@ mod tests {
         assert_eq!(*r.wrote.lock(), (2..=9).collect::<Vec<_>>());
         assert_eq!(o.depth(), 0);
         // Orders and large frames are the writer's.
-        assert!(o.push(Out::Frame(Utf8Bytes::from(format!(
-            r#"{{"jsonrpc":"2.0","method":"n","params":{{"d":"{}"}},"seq":10}}"#,
-            "x".repeat(DIRECT_MAX)
-        )))));
+        assert!(o.push(Out::Note(Note::new(
+            10,
+            Utf8Bytes::from(format!(
+                r#"{{"jsonrpc":"2.0","method":"n","params":{{"d":"{}"}},"seq":10}}"#,
+                "x".repeat(DIRECT_MAX)
+            ))
+        ))));
         assert!(o.push(note(11)), "queued behind it");
         assert_eq!(seqs(&take(&o, 1).await), [10, 11]);
         sleep_on(&o, 1, &sink).await;
@@ -692,7 +692,7 @@ mod tests {
 
     impl Sink for Stream {
         fn write_now(&self, out: &Out) -> Written {
-            let Out::Frame(text) = out else { return Written::Nothing };
+            let Some(text) = out.text() else { return Written::Nothing };
             let roll = {
                 let mut x = self.rng.lock();
                 *x ^= *x << 13;
@@ -753,7 +753,7 @@ mod tests {
                     }
                     for item in buf.drain(..) {
                         match item {
-                            Out::Frame(f) => out.extend_from_slice(f.as_bytes()),
+                            Out::Note(n) => out.extend_from_slice(n.frame().as_bytes()),
                             other => panic!("unexpected {other:?}"),
                         }
                     }
@@ -786,12 +786,8 @@ mod tests {
             })
         };
         pusher.await.unwrap();
-        let expected: Vec<u8> = (1..=FRAMES)
-            .flat_map(|seq| match note(seq) {
-                Out::Frame(f) => f.as_bytes().to_vec(),
-                _ => unreachable!(),
-            })
-            .collect();
+        let expected: Vec<u8> =
+            (1..=FRAMES).flat_map(|seq| notice(seq).frame().as_bytes().to_vec()).collect();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let written = stream.bytes.lock().iter().filter(|&&b| b != b'C').count();
@@ -902,20 +898,14 @@ mod tests {
     /// oldest make room (the resume reports them lost) and replies are dropped.
     #[tokio::test]
     async fn notifications_pushed_together_are_bounded_as_one_by_one() {
-        let frames = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Utf8Bytes> {
-            seqs.map(|s| match note(s) {
-                Out::Frame(f) => f,
-                _ => unreachable!(),
-            })
-            .collect()
-        };
+        let frames = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Out> { seqs.map(note).collect() };
         let o = Outbox::new(LIMITS, 1);
         assert!(o.push_frames(frames(1..=3).iter()));
         assert!(!o.push_frames(frames(4..=6).iter()), "full after 4: the receiver is too slow");
         assert_eq!(seqs(&take(&o, 1).await), [1, 2, 3, 4]);
 
         assert!(o.detach(1));
-        let reply = Utf8Bytes::from_static(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        let reply = Out::Reply(Utf8Bytes::from_static(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
         let mut pushed = frames(5..=10);
         pushed.insert(3, reply);
         assert!(o.push_frames(pushed.iter()), "nobody attached: the oldest make room");
@@ -933,25 +923,8 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<Out>(), 32);
-    }
-
-    #[test]
-    fn notifications_are_told_from_replies() {
-        assert!(note(1).note().is_some());
-        assert!(
-            Out::Frame(Utf8Bytes::from_static(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)).note().is_none()
-        );
-    }
-
-    #[test]
-    fn the_sequence_number_is_read_from_the_end_of_the_frame() {
-        assert_eq!(
-            seq_of(r#"{"jsonrpc":"2.0","method":"sendMessage","params":{"data":"a:1}"},"seq":42}"#),
-            42
-        );
-        assert_eq!(seq_of("not a notification"), 0);
+    fn a_slot_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<Out>(), 40);
     }
 
     #[tokio::test]
@@ -969,7 +942,7 @@ mod tests {
         assert_eq!(r, Resumed { recovered: Some(true), replayed: 3 });
         let buf = take(&o, 2).await;
         assert!(
-            matches!(&buf[0], Out::Frame(f) if f.as_str().contains("replayed: 3")),
+            matches!(&buf[0], Out::Reply(f) if f.as_str().contains("replayed: 3")),
             "the reply goes first"
         );
         assert_eq!(seqs(&buf), [8, 9, 12]);
@@ -1019,7 +992,7 @@ mod tests {
         o.push(note(1));
         take(&o, 1).await;
         o.push(note(2));
-        o.push(Out::Frame(Utf8Bytes::from_static("reply for socket 1")));
+        o.push(Out::Reply(Utf8Bytes::from_static("reply for socket 1")));
         o.detach(1);
         let r = o.resume(2, abort(), None, |_| Utf8Bytes::from_static("ok"));
         assert_eq!(r, Resumed { recovered: None, replayed: 1 });
@@ -1059,13 +1032,7 @@ mod tests {
     }
 
     fn framed(seqs: std::ops::RangeInclusive<u64>) -> Arc<Framed> {
-        let frames = seqs
-            .map(|s| match note(s) {
-                Out::Frame(f) => f,
-                _ => unreachable!(),
-            })
-            .collect();
-        Arc::new(Framed::new(frames))
+        Arc::new(Framed::new(seqs.map(notice).collect()))
     }
 
     /// Notifications framed once: each frame behind its header, a receiver's from an index on,
@@ -1075,7 +1042,7 @@ mod tests {
         let f = framed(1..=3);
         let mut expected = Vec::new();
         for s in 2..=3 {
-            let Out::Frame(text) = note(s) else { unreachable!() };
+            let text = notice(s).frame().clone();
             expected.extend_from_slice(crate::wire::Header::new(crate::wire::TEXT, text.len()).as_bytes());
             expected.extend_from_slice(text.as_bytes());
         }

@@ -1,6 +1,6 @@
-//! What an outbox queues ([`Out`]): text frames (a notification shared by every receiver of a
-//! fan-out, or a reply), notifications framed once for all their receivers ([`Framed`]), and
-//! orders about the socket ([`Order`]); and what is read back from a frame.
+//! What an outbox queues ([`Out`]): notifications ([`Note`]: shared by every receiver of a
+//! fan-out, with their sequence number), replies, notifications framed once for all their
+//! receivers ([`Framed`]), and orders about the socket ([`Order`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +9,51 @@ use axum::extract::ws::Utf8Bytes;
 
 use super::DIRECT_MAX;
 
-/// Something for a socket's writer.
+/// Something for a socket's writer: 40 bytes (a reply's buffer and the variant), the size of a
+/// slot in every receiver's queue that a fan-out writes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Out {
-    /// A text frame: a notification (shared: a fan-out is serialised once), or a reply to a
-    /// request of the socket it was written for. Which one, and a notification's sequence number,
-    /// are read from the frame ([`Out::note`], [`seq_of`]): one variant keeps the queue's slots at
-    /// 32 bytes, and they are the fan-out's cache misses.
-    Frame(Utf8Bytes),
+    /// A notification (shared: a fan-out serialises it once, and each receiver's slot holds a
+    /// reference).
+    Note(Note),
+    /// A reply to a request of the socket it was written for.
+    Reply(Utf8Bytes),
     /// An order about the socket itself, or frames framed already ([`Order::Write`]).
     Order(Order),
+}
+
+/// A notification: its frame, serialised once for all its receivers, and its number in the
+/// session's sequence (the frame's `seq`; 0 for a notice outside the sequence, such as the
+/// eviction of everyone from a session lost). Cloned for each receiver: one reference count, on
+/// one pointer (the two live behind it, made once per notification).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Note(Arc<(u64, Utf8Bytes)>);
+
+impl Note {
+    /// Notification `frame`, number `seq` of its session's sequence.
+    pub(crate) fn new(seq: u64, frame: Utf8Bytes) -> Self {
+        Self(Arc::new((seq, frame)))
+    }
+
+    /// A notice outside the session's sequence (nothing acknowledges or replays it by number).
+    pub(crate) fn unnumbered(frame: Utf8Bytes) -> Self {
+        Self::new(0, frame)
+    }
+
+    /// Its number in the session's sequence.
+    pub(crate) fn seq(&self) -> u64 {
+        self.0.0
+    }
+
+    /// The frame's text.
+    pub(crate) fn frame(&self) -> &Utf8Bytes {
+        &self.0.1
+    }
+
+    /// The frame's bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.0.1.len()
+    }
 }
 
 /// Notifications framed once, headers and payloads back to back: the writer of every receiver
@@ -29,7 +64,7 @@ pub(crate) enum Out {
 #[derive(Debug, PartialEq)]
 pub(crate) struct Framed {
     bytes: Vec<u8>,
-    frames: Vec<Utf8Bytes>,
+    frames: Vec<Note>,
     /// Where each frame's header starts in `bytes`, and the payload bytes before it.
     starts: Vec<(usize, usize)>,
     payload: usize,
@@ -37,7 +72,7 @@ pub(crate) struct Framed {
 
 impl Framed {
     /// Frames `frames` (notifications, in order).
-    pub(crate) fn new(frames: Vec<Utf8Bytes>) -> Self {
+    pub(crate) fn new(frames: Vec<Note>) -> Self {
         let payload: usize = frames.iter().map(|f| f.len()).sum();
         let mut bytes = Vec::with_capacity(payload + 4 * frames.len());
         let mut starts = Vec::with_capacity(frames.len());
@@ -45,7 +80,7 @@ impl Framed {
         for f in &frames {
             starts.push((bytes.len(), before));
             bytes.extend_from_slice(crate::wire::Header::new(crate::wire::TEXT, f.len()).as_bytes());
-            bytes.extend_from_slice(f.as_bytes());
+            bytes.extend_from_slice(f.frame().as_bytes());
             before += f.len();
         }
         Self { bytes, frames, starts, payload }
@@ -62,7 +97,7 @@ impl Framed {
     }
 
     /// The frames from index `from` on.
-    pub(crate) fn frames_from(&self, from: u32) -> &[Utf8Bytes] {
+    pub(crate) fn frames_from(&self, from: u32) -> &[Note] {
         self.frames.get(from as usize..).unwrap_or_default()
     }
 
@@ -72,8 +107,8 @@ impl Framed {
     }
 }
 
-/// An order about a socket, or frames to write as they are (kept apart from [`Out::Frame`] so
-/// that an [`Out`] is 32 bytes: a text frame's buffer leaves room for one other variant).
+/// An order about a socket, or frames to write as they are (an enum of its own, so that an
+/// [`Out`] is no larger than a reply).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Order {
     /// Write notifications framed once for every receiver ([`Framed`]), from the one at this
@@ -92,25 +127,12 @@ pub(crate) enum Order {
     Rest(Box<[u8]>),
 }
 
-/// How every notification frame starts (replies have an `id` there).
-pub(super) const NOTE_PREFIX: &str = r#"{"jsonrpc":"2.0","method":"#;
-
-/// Whether a frame the server queued is a notification (else a response).
-pub(crate) fn is_notification(frame: &str) -> bool {
-    frame.starts_with(NOTE_PREFIX)
-}
-
-/// The sequence number a notification frame ends with (`…,"seq":N}`, as the room serialises it).
-pub(crate) fn seq_of(frame: &str) -> u64 {
-    let body = frame.strip_suffix('}').unwrap_or(frame);
-    body.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0)
-}
-
 impl Out {
     /// Payload bytes.
     pub(crate) fn bytes(&self) -> usize {
         match self {
-            Out::Frame(f) => f.len(),
+            Out::Note(n) => n.len(),
+            Out::Reply(f) => f.len(),
             Out::Order(Order::Write(framed, from)) => framed.payload_from(*from),
             Out::Order(Order::Rest(rest)) => rest.len(),
             Out::Order(_) => 0,
@@ -120,7 +142,7 @@ impl Out {
     /// Frames.
     pub(crate) fn frames(&self) -> usize {
         match self {
-            Out::Frame(_) => 1,
+            Out::Note(_) | Out::Reply(_) => 1,
             Out::Order(Order::Write(framed, from)) => framed.len().saturating_sub(*from as usize),
             Out::Order(_) => 0,
         }
@@ -134,22 +156,48 @@ impl Out {
     /// Whether a pusher may write this itself ([`Sink`]): frames, and not many bytes of them.
     pub(super) fn is_direct(&self) -> bool {
         match self {
-            Out::Frame(f) => f.len() + 4 <= DIRECT_MAX,
+            Out::Note(_) | Out::Reply(_) => self.bytes() + 4 <= DIRECT_MAX,
             Out::Order(Order::Write(framed, from)) => framed.bytes_from(*from).len() <= DIRECT_MAX,
             Out::Order(_) => false,
         }
     }
 
-    /// Whether this is notifications only ([`Out::note`], or framed ones).
+    /// Whether this is notifications only (one, or framed ones).
     pub(super) fn is_notes(&self) -> bool {
-        matches!(self, Out::Order(Order::Write(..))) || self.note().is_some()
+        matches!(self, Out::Note(_) | Out::Order(Order::Write(..)))
     }
 
-    /// The frame, if this is a notification (replayable on a resume).
-    pub(super) fn note(&self) -> Option<&Utf8Bytes> {
+    /// The notification, if this is one (replayable on a resume).
+    pub(super) fn note(&self) -> Option<&Note> {
         match self {
-            Out::Frame(f) if f.as_str().starts_with(NOTE_PREFIX) => Some(f),
+            Out::Note(n) => Some(n),
             _ => None,
+        }
+    }
+
+    /// The text of this frame, if it is one frame (a notification or a reply).
+    pub(crate) fn text(&self) -> Option<&Utf8Bytes> {
+        match self {
+            Out::Note(n) => Some(n.frame()),
+            Out::Reply(f) => Some(f),
+            Out::Order(_) => None,
+        }
+    }
+
+    /// The last notification of this, if it holds any (one, or the last of framed ones).
+    pub(super) fn last_note(&self) -> Option<&Note> {
+        match self {
+            Out::Order(Order::Write(framed, from)) => framed.frames_from(*from).last(),
+            _ => self.note(),
+        }
+    }
+
+    /// The notifications of this (one, or framed ones), for a resume to keep.
+    pub(super) fn notes(&self) -> &[Note] {
+        match self {
+            Out::Order(Order::Write(framed, from)) => framed.frames_from(*from),
+            Out::Note(n) => std::slice::from_ref(n),
+            _ => &[],
         }
     }
 }
@@ -159,7 +207,7 @@ pub(crate) fn one_by_one(items: impl IntoIterator<Item = Out>) -> impl Iterator<
     items.into_iter().flat_map(|out| -> Box<dyn Iterator<Item = Out>> {
         match out {
             Out::Order(Order::Write(framed, from)) => {
-                let frames: Vec<Out> = framed.frames_from(from).iter().cloned().map(Out::Frame).collect();
+                let frames: Vec<Out> = framed.frames_from(from).iter().cloned().map(Out::Note).collect();
                 Box::new(frames.into_iter())
             }
             other => Box::new(std::iter::once(other)),

@@ -448,14 +448,14 @@ impl SocketConn {
 
     fn reply_ok(&mut self) {
         if let Some(frame) = self.ok_frame() {
-            self.push(Out::Frame(frame));
+            self.push(Out::Reply(frame));
         }
     }
 
     fn reply_result<R: Serialize>(&mut self, result: R) {
         let Some(id) = &self.request_id else { return };
         let text = Response::new(id, result).to_json();
-        self.push(Out::Frame(Utf8Bytes::from(text)));
+        self.push(Out::Reply(Utf8Bytes::from(text)));
     }
 
     /// The current request was refused: what its signals held goes out first, then the error.
@@ -478,7 +478,7 @@ impl SocketConn {
         let error = refusal.rpc();
         tracing::debug!(socket = self.id, code = error.code, message = %error.message, "request refused");
         let text = ErrorResponse::new(id, &error).to_json();
-        self.push(Out::Frame(Utf8Bytes::from(text)));
+        self.push(Out::Reply(Utf8Bytes::from(text)));
     }
 
     /// Takes what is queued for this socket, as its writer would (for [`super::handle_frames`]).

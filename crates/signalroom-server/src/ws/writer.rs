@@ -20,7 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use super::transport::{Control, TcpSocket};
 use crate::heap;
 use crate::metrics::FrameCounts;
-use crate::outbox::{IDLE_SLOTS, Order, Out, Outbox, Sink, Take, Written, is_notification};
+use crate::outbox::{IDLE_SLOTS, Order, Out, Outbox, Sink, Take, Written};
 use crate::wire::{self, CLOSE, TEXT};
 
 /// Frames written between flushes at most, so a long queue reaches the socket in pieces: as many
@@ -194,7 +194,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         }
         match batch.pop_front() {
             None => return Wrote::All,
-            Some(Out::Frame(_) | Out::Order(Order::Write(..) | Order::Rest(_))) => {
+            Some(Out::Note(_) | Out::Reply(_) | Out::Order(Order::Write(..) | Order::Rest(_))) => {
                 unreachable!("frames were written above")
             }
             Some(Out::Order(Order::Close { code, reason })) => {
@@ -250,7 +250,8 @@ impl Sink for TcpSocket {
         };
         let written = match out {
             // A large frame (a join answer) is written from where it is, as the writer does.
-            Out::Frame(text) if text.len() > wire::COPIED_FRAME => {
+            Out::Note(_) | Out::Reply(_) if out.bytes() > wire::COPIED_FRAME => {
+                let text = out.text().expect("one frame");
                 let header = wire::Header::new(TEXT, text.len());
                 let (head, payload) = (header.as_bytes(), text.as_bytes());
                 match stream.try_write_vectored(&[IoSlice::new(head), IoSlice::new(payload)]) {
@@ -261,7 +262,8 @@ impl Sink for TcpSocket {
                     _ => Written::Nothing,
                 }
             }
-            Out::Frame(text) => wire::GATHERED.with_borrow_mut(|buf| {
+            Out::Note(_) | Out::Reply(_) => wire::GATHERED.with_borrow_mut(|buf| {
+                let text = out.text().expect("one frame");
                 buf.clear();
                 buf.extend_from_slice(wire::Header::new(TEXT, text.len()).as_bytes());
                 buf.extend_from_slice(text.as_bytes());
@@ -335,13 +337,14 @@ async fn io(
 
 /// Whether frames count as notifications in the metrics (framed ones are), or as responses.
 fn is_note(out: &Out) -> bool {
-    !matches!(out, Out::Frame(f) if !is_notification(f))
+    !matches!(out, Out::Reply(_))
 }
 
 /// What to write of an item (an order has nothing; the writer only writes runs of frames).
 fn piece(out: &Out) -> wire::Piece<'_> {
     match out {
-        Out::Frame(text) => wire::Piece::Payload(text.as_bytes()),
+        Out::Note(note) => wire::Piece::Payload(note.frame().as_bytes()),
+        Out::Reply(text) => wire::Piece::Payload(text.as_bytes()),
         Out::Order(Order::Write(framed, from)) => wire::Piece::Framed(framed.bytes_from(*from)),
         Out::Order(Order::Rest(rest)) => wire::Piece::Framed(rest),
         Out::Order(_) => wire::Piece::Payload(&[]),
@@ -357,7 +360,8 @@ mod tests {
     use crate::outbox::Limits;
 
     fn note(seq: u64) -> Out {
-        Out::Frame(Utf8Bytes::from(format!(r#"{{"jsonrpc":"2.0","method":"n","params":{{}},"seq":{seq}}}"#)))
+        let text = format!(r#"{{"jsonrpc":"2.0","method":"n","params":{{}},"seq":{seq}}}"#);
+        Out::Note(crate::outbox::Note::new(seq, Utf8Bytes::from(text)))
     }
 
     #[tokio::test]
@@ -400,10 +404,7 @@ mod tests {
     }
 
     fn note_len(seq: u64) -> usize {
-        match note(seq) {
-            Out::Frame(f) => f.len(),
-            _ => 0,
-        }
+        note(seq).bytes()
     }
 
     /// A pusher writing to a sleeping writer's socket: small frames are gathered with their
@@ -419,7 +420,7 @@ mod tests {
         let socket = TcpSocket { tcp, counts: Arc::default() };
 
         let small = Utf8Bytes::from("x".repeat(100));
-        assert!(matches!(socket.write_now(&Out::Frame(small.clone())), Written::All));
+        assert!(matches!(socket.write_now(&Out::Reply(small.clone())), Written::All));
         let mut got = vec![0; 2 + 100];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got[..2], wire::Header::new(TEXT, 100).as_bytes());
@@ -428,7 +429,7 @@ mod tests {
         // 8 MiB: more than the socket's buffers hold while the client does not read.
         let text: String = (0..8 << 20).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
         let large = Utf8Bytes::from(text);
-        let rest = match socket.write_now(&Out::Frame(large.clone())) {
+        let rest = match socket.write_now(&Out::Reply(large.clone())) {
             Written::Part(rest) => rest,
             Written::All => panic!("8 MiB taken at once: the test needs a full socket"),
             Written::Nothing => panic!("nothing written"),

@@ -10,7 +10,7 @@ use redis::AsyncCommands;
 use signalroom_core::{EndReason, SessionId};
 
 use crate::broker::link::{Event, Feed, Link};
-use crate::outbox::{Order, Out};
+use crate::outbox::{Note, Order, Out};
 
 use super::keys::{channel, key, session_of};
 use super::replica::{apply_ahead, fill};
@@ -222,7 +222,7 @@ pub(super) async fn resume_replicas(shared: &Arc<Shared>) {
                         signalroom_core::protocol::notification::PARTICIPANT_EVICTED,
                         &params,
                     );
-                    outbox.push(Out::Frame(Utf8Bytes::from(evicted.to_json())));
+                    outbox.push(Out::Note(Note::unnumbered(Utf8Bytes::from(evicted.to_json()))));
                     outbox
                         .push(Out::Order(Order::Close { code: 1000, reason: "session lost by the broker" }));
                 }

@@ -76,7 +76,7 @@ use tokio::task::JoinHandle;
 use super::{Applied, Broker, Held, Later, Notice, Reply, Ticket};
 use crate::broker::link::{Feed, Link, Topology};
 use crate::op::{Op, SignalOp, Value};
-use crate::outbox::{Limits, Out, Outbox, Resumed};
+use crate::outbox::{Limits, Note, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, Room};
 use crate::util::random_id;
@@ -152,37 +152,37 @@ type Roster = IndexMap<ConnectionId, Arc<Outbox>>;
 /// audiences and frames, bounded in count and bytes.
 #[derive(Debug, Default)]
 struct Recent {
-    notes: VecDeque<(u64, Audience, Utf8Bytes)>,
+    notes: VecDeque<(Audience, Note)>,
     bytes: usize,
 }
 
 impl Recent {
-    fn keep(&mut self, seq: u64, to: &Audience, frame: &Utf8Bytes) {
-        self.bytes += frame.len();
-        self.notes.push_back((seq, to.clone(), frame.clone()));
+    fn keep(&mut self, to: &Audience, note: &Note) {
+        self.bytes += note.len();
+        self.notes.push_back((to.clone(), note.clone()));
         while self.notes.len() > RECENT_FRAMES || self.bytes > RECENT_BYTES {
-            let Some((_, _, old)) = self.notes.pop_front() else { break };
+            let Some((_, old)) = self.notes.pop_front() else { break };
             self.bytes -= old.len();
         }
     }
 
     /// The notifications for `who` after `last_seq`, and whether they reach back that far
     /// (`last_seq` is at least the room's last: nothing was missed).
-    fn missed(&self, who: &ConnectionId, last_seq: u64, room_seq: u64) -> (bool, Vec<Utf8Bytes>) {
+    fn missed(&self, who: &ConnectionId, last_seq: u64, room_seq: u64) -> (bool, Vec<Note>) {
         let recovered =
-            room_seq <= last_seq || self.notes.front().is_some_and(|(seq, _, _)| *seq <= last_seq + 1);
+            room_seq <= last_seq || self.notes.front().is_some_and(|(_, note)| note.seq() <= last_seq + 1);
         let frames = self
             .notes
             .iter()
-            .filter(|(seq, to, _)| {
-                *seq > last_seq
+            .filter(|(to, note)| {
+                note.seq() > last_seq
                     && match to {
                         Audience::All => true,
                         Audience::AllBut(but) => but != who,
                         Audience::Only(ids) => ids.contains(who),
                     }
             })
-            .map(|(_, _, frame)| frame.clone())
+            .map(|(_, note)| note.clone())
             .collect();
         (recovered, frames)
     }
@@ -1012,11 +1012,12 @@ mod tests {
     fn recent_notifications_replay_what_a_participant_missed() {
         let mut recent = Recent::default();
         let (a, b) = (ConnectionId::from("a"), ConnectionId::from("b"));
-        recent.keep(5, &Audience::All, &"n5".into());
-        recent.keep(6, &Audience::AllBut(a.clone()), &"n6".into());
-        recent.keep(7, &Audience::Only(vec![a.clone()]), &"n7".into());
-        assert_eq!(recent.missed(&a, 4, 7), (true, vec!["n5".into(), "n7".into()]));
-        assert_eq!(recent.missed(&b, 5, 7), (true, vec!["n6".into()]));
+        let n = |seq: u64| Note::new(seq, format!("n{seq}").into());
+        recent.keep(&Audience::All, &n(5));
+        recent.keep(&Audience::AllBut(a.clone()), &n(6));
+        recent.keep(&Audience::Only(vec![a.clone()]), &n(7));
+        assert_eq!(recent.missed(&a, 4, 7), (true, vec![n(5), n(7)]));
+        assert_eq!(recent.missed(&b, 5, 7), (true, vec![n(6)]));
         assert!(!recent.missed(&a, 2, 7).0, "5 is the oldest kept: 3 and 4 are gone");
         assert_eq!(recent.missed(&a, 7, 7), (true, vec![]));
     }

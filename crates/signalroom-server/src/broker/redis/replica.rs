@@ -12,7 +12,7 @@ use signalroom_core::{ConnectionId, SessionId};
 use tokio::sync::{oneshot, watch};
 
 use crate::broker::link::Link;
-use crate::broker::{Applied, For, Held, Notice, deliver};
+use crate::broker::{Applied, Held, Notice, deliver};
 use crate::op::{Op, Value};
 use crate::outbox::{Order, Out, Resumed};
 use crate::refusal::Refusal;
@@ -430,8 +430,8 @@ pub(super) fn apply_one(
     let mut present = before;
     for effect in &effects {
         match effect {
-            Effect::Notify { to, seq, frame } => {
-                replica.recent.keep(*seq, to, frame);
+            Effect::Notify { to, note } => {
+                replica.recent.keep(to, note);
                 applied.delivered += match to {
                     Audience::All => present,
                     Audience::AllBut(_) => present.saturating_sub(1),
@@ -470,9 +470,9 @@ pub(super) fn apply_one(
             };
             let resumed = Resumed { recovered, replayed: frames.len() as u64 };
             if let Some(outbox) = &caller {
-                outbox.push(Out::Frame(build(resumed)));
-                for frame in frames {
-                    outbox.push(Out::Frame(frame));
+                outbox.push(Out::Reply(build(resumed)));
+                for note in frames {
+                    outbox.push(Out::Note(note));
                 }
                 if let Some(last) = last_seq {
                     outbox.ack(last);
@@ -485,7 +485,7 @@ pub(super) fn apply_one(
     let roster = &mut replica.roster;
     for effect in effects {
         match effect {
-            Effect::Notify { to: Audience::All, frame, .. } => held.hold(frame, For::First(roster.len())),
+            Effect::Notify { to: Audience::All, note } => held.hold_note(note, roster.len()),
             Effect::Reply => {
                 let (Some(caller), Some(out)) = (&caller, reply.take()) else { continue };
                 if joining {
@@ -495,7 +495,7 @@ pub(super) fn apply_one(
                     continue;
                 }
                 match (out, roster.values().position(|o| Arc::ptr_eq(o, caller))) {
-                    (Out::Frame(frame), Some(at)) => held.hold(frame, For::At(at)),
+                    (Out::Reply(frame), Some(at)) => held.hold_reply(frame, at),
                     (out, _) => {
                         held.release(roster, &mut batch.applied);
                         caller.push(out);
