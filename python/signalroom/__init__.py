@@ -63,13 +63,13 @@ from ._session import (
     Recipients,
     Role,
     Session,
-    SignalStream,
     State,
     TokenFactory,
     WhileReconnecting,
 )
 from ._streams import IncomingStream, IncomingStreams, StreamHandler, StreamWriter
 from ._transcript import Recorder, TranscriptRecord, read_transcript
+from ._waiting import SignalStream
 from .errors import (
     ConnectionLostError,
     HandlerError,

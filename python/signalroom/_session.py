@@ -9,7 +9,8 @@ rejoins, with a fresh token, when the session was lost to the network or a serve
 
 Elsewhere: the event names (``_event_names``), the event classes and handler types (``_events``),
 ``connect`` and its options (``_connect``), the transcript a session records (``_transcript``),
-requests (``_requests``) and streams (``_streams``).
+requests (``_requests``), streams (``_streams``), and waiting: ``wait_for``'s futures and the
+signal streams, made, woken and ended (``_waiting``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import inspect
 import logging
 import os
 import warnings
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
@@ -74,6 +74,7 @@ from ._streams import (
     recipients_of,
 )
 from ._transcript import Recorder
+from ._waiting import SignalStream, Waiting
 from .errors import ConnectionLostError, InvalidArgumentError, InvalidSignalError, SignalTimeoutError
 
 if TYPE_CHECKING:
@@ -93,7 +94,6 @@ __all__ = [
     "RejoinedEvent",
     "Role",
     "Session",
-    "SignalStream",
     "State",
     "TokenFactory",
     "WhileReconnecting",
@@ -159,67 +159,6 @@ def _same_definition(a: object, b: object) -> bool:
     )
 
 
-class _Waiter:
-    """One pending :meth:`Session.wait_for`."""
-
-    __slots__ = ("future", "name", "predicate", "timer")
-
-    def __init__(self, name: str, predicate: Callable[[Any], object] | None, future: asyncio.Future[Any]) -> None:
-        self.name = name
-        self.predicate = predicate
-        self.future = future
-        self.timer: asyncio.TimerHandle | None = None
-
-
-class SignalStream:
-    """The signals of one type, in arrival order, as an async iterator; it ends when the session
-    ends. Made by :meth:`Session.signals`; it receives every signal that arrives after that call.
-
-    Example::
-
-        async for event in session.signals("chat"):
-            if event.data == "bye":
-                break
-
-    Leave a stream you stop reading with ``await stream.aclose()`` (or ``async with``), or just drop
-    it: it stops receiving once it is garbage-collected.
-    """
-
-    def __init__(self, name: str, ended: bool) -> None:
-        self.name = name
-        self._queue: asyncio.Queue[SignalEvent | None] = asyncio.Queue()
-        self._ended = ended
-
-    def _push(self, event: SignalEvent | None) -> None:
-        if not self._ended:
-            self._queue.put_nowait(event)
-            if event is None:
-                self._ended = True
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> SignalEvent:
-        if self._ended and self._queue.empty():
-            raise StopAsyncIteration
-        event = await self._queue.get()
-        if event is None:
-            raise StopAsyncIteration
-        return event
-
-    async def aclose(self) -> None:
-        """Stops receiving; signals already queued are dropped."""
-        self._ended = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
 class Session:
     """A participant's membership in an OpenVidu session. Made by :func:`signalroom.connect`.
 
@@ -270,8 +209,7 @@ class Session:
         self._on_error: HandlerErrorHook | None = None
         self._observers: list[Callable[[Event], None]] = []  # recorders, sync buffers: not handlers
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._waiters: list[_Waiter] = []
-        self._streams: list[weakref.ref[SignalStream]] = []  # a dropped stream stops receiving
+        self._waiting = Waiting(self)
         self._ended: SessionDisconnectedEvent | None = None
         self._over = False
         self._batches = 0  # event batches received from Rust (diagnostics, tests)
@@ -660,24 +598,7 @@ class Session:
             await session.signal("say bye", type="chat")
             event = await answer
         """
-        name = check_name(event)
-        if timeout is not None and not timeout >= 0:
-            raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
-        loop = self._own_loop("wait_for")
-        future: asyncio.Future[Any] = loop.create_future()
-        if self._over:
-            ended = self._ended
-            if name == "sessionDisconnected" and ended is not None and (predicate is None or predicate(ended)):
-                future.set_result(ended)
-            else:
-                future.set_exception(self._lost_error(name))
-            return future
-        waiter = _Waiter(name, predicate, future)
-        self._waiters.append(waiter)
-        if timeout is not None:
-            waiter.timer = loop.call_later(timeout, self._expire, waiter, timeout)
-        future.add_done_callback(functools.partial(self._forget_waiter, waiter))
-        return future
+        return self._waiting.wait_for(event, predicate, timeout)
 
     def signals(self, type: str | None = None) -> SignalStream:  # noqa: A002
         """The signals of ``type`` (every signal when ``None``) that arrive from now on, as an async
@@ -688,12 +609,7 @@ class Session:
             async for event in session.signals("chat"):
                 print(event.from_, event.data)
         """
-        name = "signal" if type is None else type if type.startswith("signal:") else f"signal:{type}"
-        self._own_loop("signals")
-        stream = SignalStream(name, ended=self._over)
-        if not self._over:
-            self._streams.append(weakref.ref(stream))
-        return stream
+        return self._waiting.signals(type)
 
     # -- requests and streams ------------------------------------------------------------------
 
@@ -983,27 +899,6 @@ class Session:
             reason=reason,
         )
 
-    def _expire(self, waiter: _Waiter, timeout: float) -> None:
-        if not waiter.future.done():
-            what = " matching the predicate" if waiter.predicate is not None else ""
-            waiter.future.set_exception(
-                SignalTimeoutError(
-                    f"no {waiter.name!r} event{what} within {timeout:g} s; is the sender in session "
-                    f"{self.session_id!r}, and was wait_for() called before the event could arrive?",
-                    timeout=timeout,
-                )
-            )
-
-    def _forget_waiter(self, waiter: _Waiter, future: asyncio.Future[Any]) -> None:
-        if waiter.timer is not None:
-            waiter.timer.cancel()
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            pass
-        if not future.cancelled():
-            future.exception()  # retrieved: an unawaited wait_for() that timed out logs nothing
-
     async def _run(self) -> None:
         """The pump: takes the events Rust queued, batch by batch, and dispatches them; rejoins
         when the session was lost and a ``rejoin`` policy is set."""
@@ -1122,35 +1017,11 @@ class Session:
                 task = asyncio.ensure_future(result, loop=self._loop)
                 self._tasks.add(task)
                 task.add_done_callback(functools.partial(self._on_task_done, fn, event))
-        if self._waiters:
-            self._wake_waiters(event, name)
-        if self._streams and type(event) is SignalEvent:
-            self._push_to_streams(event, name)
-
-    def _push_to_streams(self, event: SignalEvent, name: str) -> None:
-        alive = []
-        for ref in self._streams:
-            stream = ref()
-            if stream is None or stream._ended:
-                continue
-            alive.append(ref)
-            if stream.name == "signal" or stream.name == name:
-                stream._push(event)
-        self._streams = alive
-
-    def _wake_waiters(self, event: Event, name: str) -> None:
-        is_signal = type(event) is SignalEvent
-        for waiter in list(self._waiters):
-            if waiter.future.done() or not (waiter.name == name or (is_signal and waiter.name == "signal")):
-                continue
-            if waiter.predicate is not None:
-                try:
-                    if not waiter.predicate(event):
-                        continue
-                except Exception as error:  # noqa: BLE001 (raised where wait_for() is awaited)
-                    waiter.future.set_exception(error)
-                    continue
-            waiter.future.set_result(event)
+        waiting = self._waiting
+        if waiting.waiters:
+            waiting.wake(event, name)
+        if waiting.streams and type(event) is SignalEvent:
+            waiting.push(event, name)
 
     def _on_task_done(self, fn: Callable[..., object], event: Event, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -1167,11 +1038,4 @@ class Session:
         reason = self._ended.reason if self._ended is not None else self._native.end_reason
         self._requests.ended(ConnectionLostError(f"the session ended ({reason}) before the reply came", reason=reason))
         self._streams_in.ended(reason)
-        for waiter in list(self._waiters):
-            if not waiter.future.done():
-                waiter.future.set_exception(self._lost_error(waiter.name))
-        for ref in self._streams:
-            stream = ref()
-            if stream is not None:
-                stream._push(None)
-        self._streams = []
+        self._waiting.ended()
