@@ -9,23 +9,24 @@ rejoins, with a fresh token, when the session was lost to the network or a serve
 
 Elsewhere: the event names (``_event_names``), the event classes and handler types (``_events``),
 ``connect`` and its options (``_connect``), the transcript a session records (``_transcript``),
-requests (``_requests``), streams (``_streams``), and waiting: ``wait_for``'s futures and the
-signal streams, made, woken and ended (``_waiting``).
+requests (``_requests``), streams (``_streams``); the handlers registered, the observers and the
+dispatch of each event to them all (``_dispatch``); waiting: ``wait_for``'s futures and the signal
+streams, made, woken and ended (``_waiting``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import os
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
 
 from . import _native
+from ._dispatch import Dispatcher
 from ._event_names import (
     ConnectionEventName,
     DisconnectedEventName,
@@ -48,9 +49,7 @@ from ._events import (
     RejoinedHandlerT,
     SessionHandlerT,
     SignalHandlerT,
-    check_name,
     default_on_error,
-    name_of,
 )
 from ._native import (
     Connection,
@@ -62,10 +61,8 @@ from ._native import (
     SessionEvent,
     SignalEvent,
 )
-from ._requests import REPLY_TYPE, REQUEST_TYPE, RequestHandler, Requests
+from ._requests import RequestHandler, Requests
 from ._streams import (
-    ACK_TYPE,
-    STREAM_TYPE,
     IncomingStream,
     IncomingStreams,
     StreamHandler,
@@ -146,19 +143,6 @@ _RequestHandlerT = TypeVar("_RequestHandlerT", bound=RequestHandler)
 _StreamHandlerT = TypeVar("_StreamHandlerT", bound=StreamHandler)
 
 
-def _same_definition(a: object, b: object) -> bool:
-    """Whether ``a`` and ``b`` are two versions of one module-level function (a notebook cell or
-    a module run again defines a new function object under the same name)."""
-    if not (inspect.isfunction(a) and inspect.isfunction(b)):
-        return False
-    qualname = a.__qualname__
-    return (
-        qualname == b.__qualname__
-        and a.__module__ == b.__module__
-        and "<" not in qualname  # not a lambda, not a function defined inside another one
-    )
-
-
 class Session:
     """A participant's membership in an OpenVidu session. Made by :func:`signalroom.connect`.
 
@@ -205,10 +189,6 @@ class Session:
         self._link_up = asyncio.Event()
         self._link_up.set()
         self._leaving = asyncio.Event()
-        self._handlers: dict[str, tuple[AnyHandler, ...]] = {}
-        self._on_error: HandlerErrorHook | None = None
-        self._observers: list[Callable[[Event], None]] = []  # recorders, sync buffers: not handlers
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting = Waiting(self)
         self._ended: SessionDisconnectedEvent | None = None
         self._over = False
@@ -217,13 +197,7 @@ class Session:
         self._requests = Requests(self)
         self._streams_in = Streams(self)
         self._streams_out: dict[str, StreamWriter] = {}
-        # Signals of these types are requests, replies and streams: handled here, not by handlers.
-        self._reserved: dict[str, Callable[[SignalEvent], None]] = {
-            f"signal:{REQUEST_TYPE}": self._requests.on_request,
-            f"signal:{REPLY_TYPE}": self._requests.on_reply,
-            f"signal:{STREAM_TYPE}": self._streams_in.on_chunk,
-            f"signal:{ACK_TYPE}": self._streams_in.on_ack,
-        }
+        self._dispatcher = Dispatcher(self)
         self._pump = self._loop.create_task(self._run(), name=f"signalroom events of {native.connection_id}")
 
     # -- what the session is -------------------------------------------------------------------
@@ -286,6 +260,19 @@ class Session:
         if self._held_end is not None:
             return True
         return self._rejoin is not None and not self._leaving.is_set() and self._native.end_reason in REJOIN_REASONS
+
+    def _hold_end(self, end: SessionDisconnectedEvent) -> bool:
+        """Whether the session's end ``end`` is held for a rejoin: not over yet, the pump rejoins
+        once Rust is done."""
+        if (
+            self._rejoin is not None
+            and end.reason in REJOIN_REASONS
+            and not self._leaving.is_set()
+            and self._held_end is None
+        ):
+            self._held_end = end
+            return True
+        return False
 
     def __repr__(self) -> str:
         return f"<signalroom.Session {self.session_id!r} as {self.connection_id!r} ({self.state})>"
@@ -434,33 +421,7 @@ class Session:
 
             session.on("connectionCreated", lambda e: print("joined:", e.connection.data))
         """
-        name = check_name(name)
-        if fn is None:
-
-            def register(f: AnyHandler) -> AnyHandler:
-                self.on(name, f)
-                return f
-
-            return register
-        if not callable(fn):
-            raise TypeError(f"handler must be callable, not {type(fn).__name__}")
-        if self._loop.is_closed():
-            raise RuntimeError(
-                f"the event loop that connected {self!r} is closed: no handler of it can run any more; "
-                "connect a new session on the running loop"
-            )
-        handlers = list(self._handlers.get(name, ()))
-        for i, registered in enumerate(handlers):
-            if registered == fn:
-                return fn
-            if _same_definition(registered, fn):
-                log.info("signalroom: %s for %r replaced by its new definition", name_of(fn), name)
-                handlers[i] = fn
-                break
-        else:
-            handlers.append(fn)
-        self._handlers[name] = tuple(handlers)
-        return fn
+        return self._dispatcher.on(name, fn)
 
     def off(self, name: str, fn: AnyHandler | None = None) -> None:
         """Unregisters ``fn`` from ``name`` (every handler of ``name`` when ``fn`` is omitted).
@@ -470,17 +431,7 @@ class Session:
 
             session.off("signal:chat", reply)
         """
-        name = check_name(name)
-        if fn is None:
-            self._handlers.pop(name, None)
-            return
-        handlers = list(self._handlers.get(name, ()))
-        if fn in handlers:
-            handlers.remove(fn)
-        if handlers:
-            self._handlers[name] = tuple(handlers)
-        else:
-            self._handlers.pop(name, None)
+        self._dispatcher.off(name, fn)
 
     def handlers(self, name: str | None = None) -> list[Callable[..., object]]:
         """The handlers registered for ``name``, in the order they run (every handler of every
@@ -490,9 +441,7 @@ class Session:
 
             assert session.handlers("signal:chat") == [reply]
         """
-        if name is not None:
-            return list(self._handlers.get(check_name(name), ()))
-        return [fn for fns in self._handlers.values() for fn in fns]
+        return self._dispatcher.registered(name)
 
     @property
     def on_error(self) -> HandlerErrorHook:
@@ -506,19 +455,13 @@ class Session:
 
             session.on_error = lambda handler, event, error: sentry_sdk.capture_exception(error)
         """
-        return self._on_error or default_on_error
+        return self._dispatcher.on_error or default_on_error
 
     @on_error.setter
     def on_error(self, hook: HandlerErrorHook | None) -> None:
         if hook is not None and not callable(hook):
             raise TypeError(f"on_error must be callable or None, not {type(hook).__name__}")
-        self._on_error = hook
-
-    def _handler_failed(self, fn: Callable[..., object], event: Event, error: BaseException) -> None:
-        try:
-            self.on_error(fn, event, error)
-        except Exception:
-            log.exception("signalroom: the on_error hook failed on %r", error)
+        self._dispatcher.on_error = hook
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -797,29 +740,6 @@ class Session:
         self._own_loop("streams")
         return self._streams_in.iterate(topic, self._over)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Runs ``coroutine`` as a task of this session (kept alive; an exception is logged)."""
-        task = self._loop.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._spawned_done)
-        return task
-
-    def _spawned_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("signalroom: a task of %r failed", self, exc_info=task.exception())
-
-    def _run_handler(self, fn: Callable[..., object], arg: Any) -> None:
-        try:
-            result = fn(arg)
-        except Exception as error:  # noqa: BLE001 (reported to on_error)
-            self._handler_failed(fn, arg, error)
-            return
-        if result is not None and inspect.isawaitable(result):
-            task = asyncio.ensure_future(result, loop=self._loop)
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._on_task_done, fn, arg))
-
     # -- leaving -------------------------------------------------------------------------------
 
     async def disconnect(self) -> None:
@@ -867,7 +787,7 @@ class Session:
             frame = signalroom.read_transcript("chat.jsonl", frame=True)
         """
         recorder = Recorder(self, path)
-        self._observers.append(recorder._write)
+        self._dispatcher.observers.append(recorder._write)
         return recorder
 
     async def __aenter__(self) -> Self:
@@ -902,7 +822,7 @@ class Session:
     async def _run(self) -> None:
         """The pump: takes the events Rust queued, batch by batch, and dispatches them; rejoins
         when the session was lost and a ``rejoin`` policy is set."""
-        dispatch = self._dispatch
+        dispatch = self._dispatcher.dispatch
         try:
             while True:
                 batch = await self._native.next_events()
@@ -966,75 +886,20 @@ class Session:
             self._held_end = None
             self._link_up.set()
             log.info("signalroom: %r rejoined after %s (attempt %d)", self, lost.reason, attempt)
-            self._dispatch(RejoinedEvent(native.connection, previous, lost.reason, attempt))
+            self._dispatcher.dispatch(RejoinedEvent(native.connection, previous, lost.reason, attempt))
             return True
         if error is not None:
             log.warning("signalroom: %r could not rejoin: %s", self.session_id, error)
         self._held_end = None
         self._rejoin = None  # given up: this end is final
         self._link_up.set()
-        self._dispatch(lost)
+        self._dispatcher.dispatch(lost)
         return False
-
-    def _dispatch(self, event: Event) -> None:
-        handlers = self._handlers
-        name = event.name
-        if type(event) is SignalEvent:
-            reserved = self._reserved.get(name)
-            if reserved is not None:
-                reserved(event)
-                return
-            fns = handlers.get("signal", ())
-            if name != "signal":
-                specific = handlers.get(name)
-                if specific:
-                    fns = fns + specific if fns else specific
-        else:
-            if type(event) is SessionDisconnectedEvent:
-                if (
-                    self._rejoin is not None
-                    and event.reason in REJOIN_REASONS
-                    and not self._leaving.is_set()
-                    and self._held_end is None
-                ):
-                    self._held_end = event  # not over yet: the pump rejoins once Rust is done
-                    return
-                self._ended = event
-            elif name == "connectionDestroyed":
-                left = event.connection.connection_id  # type: ignore[union-attr]
-                self._requests.left(left)
-                self._streams_in.left(left)
-            fns = handlers.get(name, ())
-        for observer in self._observers:
-            observer(event)
-        for fn in fns:
-            try:
-                result = fn(event)
-            except Exception as error:  # noqa: BLE001 (reported to on_error)
-                self._handler_failed(fn, event, error)
-                continue
-            if result is not None and inspect.isawaitable(result):
-                task = asyncio.ensure_future(result, loop=self._loop)
-                self._tasks.add(task)
-                task.add_done_callback(functools.partial(self._on_task_done, fn, event))
-        waiting = self._waiting
-        if waiting.waiters:
-            waiting.wake(event, name)
-        if waiting.streams and type(event) is SignalEvent:
-            waiting.push(event, name)
-
-    def _on_task_done(self, fn: Callable[..., object], event: Event, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            self._handler_failed(fn, event, error)
 
     def _finish(self) -> None:
         self._over = True
         self._link_up.set()
-        self._observers = []
+        self._dispatcher.observers = []
         reason = self._ended.reason if self._ended is not None else self._native.end_reason
         self._requests.ended(ConnectionLostError(f"the session ended ({reason}) before the reply came", reason=reason))
         self._streams_in.ended(reason)

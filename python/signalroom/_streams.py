@@ -390,7 +390,9 @@ class IncomingStream:
             return  # everything read: the writer is done with this reader
         self._acked = (self._read, self._read_chunks)
         body = json.dumps({"id": self.id, "read": self._read, "n": self._read_chunks})
-        self._session._spawn(self._session._requests._send_quietly(body, ACK_TYPE, self.sender.connection_id))
+        self._session._dispatcher.spawn(
+            self._session._requests._send_quietly(body, ACK_TYPE, self.sender.connection_id)
+        )
 
     def __aiter__(self) -> Self:
         return self
@@ -489,7 +491,9 @@ class Streams:
             if not self._claim(stream):
                 # Nobody reads it here: the writer need not wait for this participant.
                 body = json.dumps({"id": sid, "skip": True})
-                self._session._spawn(self._session._requests._send_quietly(body, ACK_TYPE, sender.connection_id))
+                self._session._dispatcher.spawn(
+                    self._session._requests._send_quietly(body, ACK_TYPE, sender.connection_id)
+                )
                 return
             self._incoming[key] = stream
             stream._push(message)
@@ -529,7 +533,7 @@ class Streams:
         self._queues = alive
         for fn in self._handlers.get(stream.topic, []) + self._handlers.get(None, []):
             claimed = True
-            self._session._run_handler(fn, stream)
+            self._session._dispatcher.run(fn, stream)
         return claimed
 
     def on_ack(self, event: SignalEvent) -> None:
