@@ -53,11 +53,11 @@ from ._native import (
     __version__,
     enable_logging,
 )
+from ._pump import REJOIN_REASONS
 from ._requests import Request, RequestHandler
 from ._server import DEFAULT_SECRET, Server
 from ._session import (
     DEFAULT_TIMEOUT,
-    REJOIN_REASONS,
     REQUEST_TIMEOUT,
     Recipient,
     Recipients,

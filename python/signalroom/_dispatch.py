@@ -179,7 +179,7 @@ class Dispatcher:
         else:
             if type(event) is SessionDisconnectedEvent:
                 session = self._session
-                if session._hold_end(event):
+                if session._pump.hold_end(event):
                     return
                 session._ended = event
             elif name == "connectionDestroyed":

@@ -1,26 +1,25 @@
 """``Session``: a participant's membership in an OpenVidu session: what it is (its connection, state,
 the others), sending (signals, requests, streams), handlers, waiting (``wait_for``, signal streams)
-and leaving; and the pump that delivers its events and rejoins.
+and leaving. This is the public surface, documented and typed here; the session's parts below do
+the work.
 
 Events are queued by Rust and cross to asyncio in batches: one pump task per session, on the event
 loop that connected it, awaits ``_native.Session.next_events()`` (everything queued since its last
-call) and dispatches each event here, in arrival order. With a ``rejoin`` policy the pump also
-rejoins, with a fresh token, when the session was lost to the network or a server restart.
+call) and dispatches each event, in arrival order. With a ``rejoin`` policy the pump also rejoins,
+with a fresh token, when the session was lost to the network or a server restart.
 
-Elsewhere: the event names (``_event_names``), the event classes and handler types (``_events``),
-``connect`` and its options (``_connect``), the transcript a session records (``_transcript``),
-requests (``_requests``), streams (``_streams``); the handlers registered, the observers and the
-dispatch of each event to them all (``_dispatch``); waiting: ``wait_for``'s futures and the signal
-streams, made, woken and ended (``_waiting``).
+The session's parts: the pump, the rejoin policy and the session's end (``_pump``); the handlers,
+the observers and the dispatch of each event to them all (``_dispatch``); waiting: ``wait_for``'s
+futures and the signal streams, made, woken and ended (``_waiting``); requests (``_requests``) and
+streams (``_streams``). Elsewhere: the event names (``_event_names``), the event classes and
+handler types (``_events``), ``connect`` and its options (``_connect``), the transcript a session
+records (``_transcript``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-import logging
 import os
-import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
@@ -61,6 +60,7 @@ from ._native import (
     SessionEvent,
     SignalEvent,
 )
+from ._pump import Pump
 from ._requests import RequestHandler, Requests
 from ._streams import (
     IncomingStream,
@@ -79,7 +79,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "REJOIN_REASONS",
     "REQUEST_TIMEOUT",
     "EndReason",
     "Event",
@@ -96,7 +95,6 @@ __all__ = [
     "WhileReconnecting",
 ]
 
-log = logging.getLogger("signalroom")
 
 #: Default timeout of :meth:`Session.wait_for`, in seconds.
 DEFAULT_TIMEOUT = 10.0
@@ -110,10 +108,6 @@ State = Literal["connected", "reconnecting", "disconnected"]
 #: How :meth:`Session.signal` behaves while the link is down: ``"wait"`` for it (at most the
 #: session's ``timeout``) or ``"fail"`` at once with :class:`ConnectionLostError`.
 WhileReconnecting = Literal["wait", "fail"]
-
-#: Session end reasons after which a session with a ``rejoin`` policy rejoins: its link was lost
-#: for good, or its server stopped (a restart).
-REJOIN_REASONS: frozenset[str] = frozenset({"networkDisconnect", "openviduServerStopped"})
 
 #: A recipient of a signal: a connection id, or anything with a ``connection_id``.
 Recipient = Union[str, Connection, ConnectionObject]
@@ -181,14 +175,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._options = dict(options or {})
         self._timeout: float = self._options.get("timeout", DEFAULT_TIMEOUT)
-        self._rejoin = rejoin
-        self._rejoin_attempts = rejoin_attempts
-        self._rejoin_interval = rejoin_interval
         self._while_reconnecting: WhileReconnecting = while_reconnecting
-        self._held_end: SessionDisconnectedEvent | None = None  # lost, rejoining
-        self._link_up = asyncio.Event()
-        self._link_up.set()
-        self._leaving = asyncio.Event()
         self._waiting = Waiting(self)
         self._ended: SessionDisconnectedEvent | None = None
         self._over = False
@@ -198,7 +185,7 @@ class Session:
         self._streams_in = Streams(self)
         self._streams_out: dict[str, StreamWriter] = {}
         self._dispatcher = Dispatcher(self)
-        self._pump = self._loop.create_task(self._run(), name=f"signalroom events of {native.connection_id}")
+        self._pump = Pump(self, rejoin, rejoin_attempts, rejoin_interval)
 
     # -- what the session is -------------------------------------------------------------------
 
@@ -239,7 +226,7 @@ class Session:
     def state(self) -> State:
         """``connected``, ``reconnecting`` (the link is being reopened, or the session rejoined)
         or ``disconnected``."""
-        if self._rejoining():
+        if self._pump.rejoining():
             return "reconnecting"
         state = self._native.state
         return "connected" if state == "joining" else state
@@ -248,31 +235,9 @@ class Session:
     def end_reason(self) -> EndReason | str | None:
         """Why the session ended (an :data:`EndReason`: ``disconnect``, ``networkDisconnect``, ...),
         or ``None`` while on (rejoining included)."""
-        if self._rejoining():
+        if self._pump.rejoining():
             return None
         return self._native.end_reason
-
-    def _rejoining(self) -> bool:
-        """Whether the session was lost and will rejoin (the end may still be on its way from Rust:
-        the pump holds it when it comes)."""
-        if self._over:
-            return False
-        if self._held_end is not None:
-            return True
-        return self._rejoin is not None and not self._leaving.is_set() and self._native.end_reason in REJOIN_REASONS
-
-    def _hold_end(self, end: SessionDisconnectedEvent) -> bool:
-        """Whether the session's end ``end`` is held for a rejoin: not over yet, the pump rejoins
-        once Rust is done."""
-        if (
-            self._rejoin is not None
-            and end.reason in REJOIN_REASONS
-            and not self._leaving.is_set()
-            and self._held_end is None
-        ):
-            self._held_end = end
-            return True
-        return False
 
     def __repr__(self) -> str:
         return f"<signalroom.Session {self.session_id!r} as {self.connection_id!r} ({self.state})>"
@@ -310,7 +275,7 @@ class Session:
             raise InvalidSignalError(
                 f"to must be a list of connection ids, not a string: write to=[{to!r}]", field="to"
             )
-        rejoining = self._rejoining()
+        rejoining = self._pump.rejoining()
         if rejoining or self._native.state == "reconnecting":
             if self._while_reconnecting == "fail":
                 raise ConnectionLostError(
@@ -320,28 +285,16 @@ class Session:
                     reason=None,
                 )
             if rejoining:
-                await self._until_rejoined()
+                await self._pump.until_rejoined()
         try:
             await self._native.signal(data, type=type, to=to)
         except ConnectionLostError:
             # The link was down and, while the signal waited for it, the session ended in a way
             # that is rejoined: the signal waits for the rejoin, as when that was known first.
-            if self._while_reconnecting == "fail" or not self._rejoining():
+            if self._while_reconnecting == "fail" or not self._pump.rejoining():
                 raise
-            await self._until_rejoined()
+            await self._pump.until_rejoined()
             await self._native.signal(data, type=type, to=to)
-
-    async def _until_rejoined(self) -> None:
-        """Waits until the session lost is rejoined (:meth:`signal`'s wait)."""
-        if self._held_end is None:
-            self._link_up.clear()  # the pump is about to hold the end and rejoin; it sets it again
-        try:
-            await asyncio.wait_for(self._link_up.wait(), self._timeout)
-        except asyncio.TimeoutError:
-            raise SignalTimeoutError(
-                f"session {self.session_id!r} was still rejoining after {self._timeout:g} s; the signal was not sent",
-                timeout=self._timeout,
-            ) from None
 
     async def reply(self, event: SignalEvent, data: str, *, type: str | None = None) -> None:  # noqa: A002
         """Answers a signal: sends ``data`` to its sender only, with the same type unless ``type``
@@ -746,10 +699,9 @@ class Session:
         """Leaves the session. Returns once the server acknowledged and ``sessionDisconnected``
         (reason ``disconnect``) was delivered to the handlers. Leaving twice does nothing; leaving
         while rejoining stops rejoining."""
-        self._leaving.set()
-        self._link_up.set()
+        self._pump.leave()
         await self._native.disconnect()
-        pump = self._pump
+        pump = self._pump.task
         if not pump.done() and asyncio.current_task() is not pump and asyncio.get_running_loop() is self._loop:
             await asyncio.wait([pump])
 
@@ -764,8 +716,8 @@ class Session:
             print("session over:", ended.reason)
         """
         self._own_loop("wait_closed")
-        if not self._pump.done():
-            await asyncio.wait([self._pump])
+        if not self._pump.task.done():
+            await asyncio.wait([self._pump.task])
         if self._ended is None:
             raise ConnectionLostError(
                 f"the event pump of {self!r} stopped before the session ended", reason=self.end_reason
@@ -818,89 +770,3 @@ class Session:
             f"the session ended ({reason}) before a {name!r} event came; join again with a new token",
             reason=reason,
         )
-
-    async def _run(self) -> None:
-        """The pump: takes the events Rust queued, batch by batch, and dispatches them; rejoins
-        when the session was lost and a ``rejoin`` policy is set."""
-        dispatch = self._dispatcher.dispatch
-        try:
-            while True:
-                batch = await self._native.next_events()
-                if batch is None:
-                    if self._held_end is not None and await self._rejoin_now(self._held_end):
-                        continue
-                    return
-                self._batches += 1
-                for event in batch:
-                    dispatch(event)
-        except asyncio.CancelledError:
-            self._abandoned()
-            raise
-        except Exception:  # never expected: a bug; say so rather than go quiet
-            log.exception("signalroom: the event pump of %r failed", self)
-        finally:
-            self._finish()
-
-    def _abandoned(self) -> None:
-        """The pump was cancelled: its event loop is shutting down (``asyncio.run`` returning)
-        with the session still on. Leave, so the server does not keep a ghost participant."""
-        if self._over or self._native.state == "disconnected":
-            return
-        self._native.close()
-        warnings.warn(
-            f"{self!r} was still connected when its event loop shut down; it was disconnected. "
-            "Leave explicitly with 'await session.disconnect()' or 'async with signalroom.connect(...)'",
-            ResourceWarning,
-            stacklevel=1,
-        )
-
-    async def _rejoin_now(self, lost: SessionDisconnectedEvent) -> bool:
-        """Joins again with fresh tokens, up to ``rejoin_attempts`` times; True once rejoined.
-        Otherwise delivers ``lost`` (the held ``sessionDisconnected``)."""
-        assert self._rejoin is not None
-        self._link_up.clear()
-        previous = self._connection
-        error: BaseException | None = None
-        for attempt in range(1, self._rejoin_attempts + 1):
-            if self._leaving.is_set():
-                break
-            try:
-                token = self._rejoin()
-                if inspect.isawaitable(token):
-                    token = await token
-                # A rejoin does not ask for the history again: it was delivered on the first join.
-                native = await _native.connect(token, **{**self._options, "history": False})
-            except Exception as e:  # noqa: BLE001 (retried; the last one is logged)
-                error = e
-                log.info("signalroom: rejoin attempt %d of %r failed: %s", attempt, self.session_id, e)
-                try:
-                    await asyncio.wait_for(self._leaving.wait(), self._rejoin_interval)
-                except asyncio.TimeoutError:
-                    pass
-                continue
-            if self._leaving.is_set():  # disconnect() was called meanwhile: leave this one too
-                await native.disconnect()
-                break
-            self._native = native
-            self._connection = native.connection
-            self._held_end = None
-            self._link_up.set()
-            log.info("signalroom: %r rejoined after %s (attempt %d)", self, lost.reason, attempt)
-            self._dispatcher.dispatch(RejoinedEvent(native.connection, previous, lost.reason, attempt))
-            return True
-        if error is not None:
-            log.warning("signalroom: %r could not rejoin: %s", self.session_id, error)
-        self._held_end = None
-        self._rejoin = None  # given up: this end is final
-        self._link_up.set()
-        self._dispatcher.dispatch(lost)
-        return False
-
-    def _finish(self) -> None:
-        self._over = True
-        self._link_up.set()
-        self._dispatcher.observers = []
-        reason = self._ended.reason if self._ended is not None else self._native.end_reason
-        self._requests.ended(ConnectionLostError(f"the session ended ({reason}) before the reply came", reason=reason))
-        self._streams_in.ended(reason)
-        self._waiting.ended()
