@@ -238,12 +238,21 @@ class Requests:
 
     # -- the handler's side --------------------------------------------------------------------
 
-    def handle(self, method: str, fn: RequestHandler) -> None:
+    def handle(self, method: str, fn: RequestHandler | None) -> Any:
+        """:meth:`Session.handle`."""
+        if fn is None:
+
+            def register(f: RequestHandler) -> RequestHandler:
+                self.handle(method, f)
+                return f
+
+            return register
         if not isinstance(method, str) or not method:
             raise InvalidArgumentError(f"method must be a non-empty string, not {method!r}")
         if not callable(fn):
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
         self._handlers[method] = fn
+        return fn
 
     def unhandle(self, method: str) -> None:
         self._handlers.pop(method, None)

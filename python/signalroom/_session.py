@@ -68,11 +68,10 @@ from ._streams import (
     StreamHandler,
     Streams,
     StreamWriter,
-    recipients_of,
 )
 from ._transcript import Recorder
 from ._waiting import SignalStream, Waiting
-from .errors import ConnectionLostError, InvalidArgumentError, InvalidSignalError, SignalTimeoutError
+from .errors import ConnectionLostError, InvalidArgumentError, InvalidSignalError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -549,15 +548,7 @@ class Session:
             async def ask(request: signalroom.Request) -> str:
                 return f"you asked {request.payload!r}"
         """
-        if fn is None:
-
-            def register(f: _RequestHandlerT) -> _RequestHandlerT:
-                self._requests.handle(method, f)
-                return f
-
-            return register
-        self._requests.handle(method, fn)
-        return fn
+        return self._requests.handle(method, fn)
 
     def unhandle(self, method: str) -> None:
         """Stops answering ``method``: callers then get :class:`NoHandlerError`."""
@@ -582,18 +573,7 @@ class Session:
                 async for token in model.generate(prompt):
                     await stream.write(token)
         """
-        self._own_loop("open_stream")
-        if not isinstance(topic, str):
-            raise InvalidArgumentError(f"topic must be a string, not {type(topic).__name__}")
-        if total is not None and (not isinstance(total, int) or total < 0):
-            raise InvalidArgumentError(f"total must be a number of bytes >= 0 or None, not {total!r}")
-        writer = StreamWriter(
-            self, self._streams_in.next_id(), to=recipients_of(to), topic=topic, total=total, binary=binary
-        )
-        if to is None:  # everyone here now is a reader until it says otherwise
-            writer._presumed = {c.connection_id for c in self._native.remote_connections}
-        self._streams_out[writer.id] = writer
-        return writer
+        return self._streams_in.open(to, topic, total, binary)
 
     async def send_text(self, data: str, *, to: Recipients | None = None, topic: str = "") -> None:
         """Sends ``data``, of any size, as one stream: receivers get it whole with
@@ -633,17 +613,7 @@ class Session:
                 async for piece in stream:
                     print(piece, end="")
         """
-        if fn is None:
-
-            def register(f: _StreamHandlerT) -> _StreamHandlerT:
-                self._streams_in.on(topic, f)
-                return f
-
-            return register
-        if not callable(fn):
-            raise TypeError(f"handler must be callable, not {type(fn).__name__}")
-        self._streams_in.on(topic, fn)
-        return fn
+        return self._streams_in.on(topic, fn)
 
     def off_stream(self, topic: str | None = None, fn: StreamHandler | None = None) -> None:
         """Unregisters ``fn`` (every handler of ``topic`` when omitted)."""
@@ -662,24 +632,7 @@ class Session:
             await other.send_text(big, topic="report")
             text = await (await incoming).text()
         """
-        loop = self._own_loop("next_stream")
-        future: asyncio.Future[IncomingStream] = loop.create_future()
-        if self._over:
-            future.set_exception(self._lost_error("stream"))
-            return future
-        self._streams_in.wait(topic, future)
-        if timeout is not None:
-            seconds = timeout
-
-            def expire() -> None:
-                if not future.done():
-                    future.set_exception(
-                        SignalTimeoutError(f"no stream of topic {topic!r} within {seconds:g} s", timeout=seconds)
-                    )
-
-            timer = loop.call_later(timeout, expire)
-            future.add_done_callback(lambda _f: timer.cancel())
-        return future
+        return self._streams_in.next(topic, timeout)
 
     def streams(self, topic: str | None = None) -> IncomingStreams:
         """The streams of ``topic`` (every topic when ``None``) that arrive from now on, as an async
