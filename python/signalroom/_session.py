@@ -703,7 +703,7 @@ class Session:
     ) -> None:
         await self.disconnect()
 
-    # -- delivery ------------------------------------------------------------------------------
+    # -- for the session's parts ---------------------------------------------------------------
 
     def _own_loop(self, what: str) -> asyncio.AbstractEventLoop:
         try:
