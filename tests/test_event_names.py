@@ -15,6 +15,7 @@ import signalroom.mypy_plugin
 from signalroom import _event_names
 
 NAMES = Path(_event_names.__file__)
+PLUGIN = NAMES.with_name("mypy_plugin.py")
 
 
 def test_the_names_module_imports_nothing_of_the_package() -> None:
@@ -29,6 +30,23 @@ def test_the_names_module_imports_nothing_of_the_package() -> None:
     names, loaded = json.loads(run.stdout)
     assert loaded == []
     assert names == list(_event_names.SESSION_EVENTS)
+
+
+def test_the_plugin_loaded_by_its_path_imports_nothing_of_the_package() -> None:
+    # As mypy loads plugins = [".../signalroom/mypy_plugin.py"]: its directory first on sys.path,
+    # then a module of its own name; no signalroom module, the compiled extension least of all.
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(PLUGIN.parent)!r})\n"
+        "import mypy_plugin\n"
+        "loaded = sorted(m for m in sys.modules if m == 'signalroom' or m.startswith('signalroom.'))\n"
+        "print(json.dumps([sorted(mypy_plugin.SESSION_EVENTS), 'signalroom._native' in sys.modules, loaded]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    names, native, loaded = json.loads(run.stdout)
+    assert not native
+    assert loaded == []
+    assert names == sorted(_event_names.SESSION_EVENTS)
 
 
 def test_every_name_is_in_event_name_once_and_the_plugin_knows_them() -> None:

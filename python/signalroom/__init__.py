@@ -53,23 +53,23 @@ from ._native import (
     __version__,
     enable_logging,
 )
+from ._pump import REJOIN_REASONS
 from ._requests import Request, RequestHandler
 from ._server import DEFAULT_SECRET, Server
 from ._session import (
     DEFAULT_TIMEOUT,
-    REJOIN_REASONS,
     REQUEST_TIMEOUT,
     Recipient,
     Recipients,
     Role,
     Session,
-    SignalStream,
     State,
     TokenFactory,
     WhileReconnecting,
 )
 from ._streams import IncomingStream, IncomingStreams, StreamHandler, StreamWriter
 from ._transcript import Recorder, TranscriptRecord, read_transcript
+from ._waiting import SignalStream
 from .errors import (
     ConnectionLostError,
     HandlerError,

@@ -130,7 +130,9 @@ class Requests:
             return await future
         except (asyncio.CancelledError, RequestTimeoutError):
             if sent:  # the handler's task there, if any, is cancelled
-                session._spawn(self._send_quietly(json.dumps({"id": rid, "cancel": True}), REQUEST_TYPE, target))
+                session._dispatcher.spawn(
+                    self._send_quietly(json.dumps({"id": rid, "cancel": True}), REQUEST_TYPE, target)
+                )
             raise
         finally:
             if pending.timer is not None:
@@ -236,12 +238,21 @@ class Requests:
 
     # -- the handler's side --------------------------------------------------------------------
 
-    def handle(self, method: str, fn: RequestHandler) -> None:
+    def handle(self, method: str, fn: RequestHandler | None) -> Any:
+        """:meth:`Session.handle`."""
+        if fn is None:
+
+            def register(f: RequestHandler) -> RequestHandler:
+                self.handle(method, f)
+                return f
+
+            return register
         if not isinstance(method, str) or not method:
             raise InvalidArgumentError(f"method must be a non-empty string, not {method!r}")
         if not callable(fn):
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
         self._handlers[method] = fn
+        return fn
 
     def unhandle(self, method: str) -> None:
         self._handlers.pop(method, None)
@@ -278,7 +289,7 @@ class Requests:
             self._reply(caller, rid, error=("handler-failed", _describe(e)))
             return
         if inspect.isawaitable(result):
-            task = self._session._spawn(self._serve(caller, rid, result))
+            task = self._session._dispatcher.spawn(self._serve(caller, rid, result))
             self._serving[key] = task
             task.add_done_callback(lambda _t: self._serving.pop(key, None))
         else:
@@ -321,7 +332,7 @@ class Requests:
         error = queued.exception()
         if isinstance(error, InvalidSignalError):
             body = {"id": rid, "error": {"code": "reply-too-big", "message": str(error)}}
-            self._session._spawn(self._send_quietly(json.dumps(body), REPLY_TYPE, caller))
+            self._session._dispatcher.spawn(self._send_quietly(json.dumps(body), REPLY_TYPE, caller))
         elif error is not None:  # the caller left, the session ended: nobody to tell
             log.info("signalroom: a reply to %s could not be sent: %s", caller, error)
 

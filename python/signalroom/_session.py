@@ -1,31 +1,31 @@
 """``Session``: a participant's membership in an OpenVidu session: what it is (its connection, state,
 the others), sending (signals, requests, streams), handlers, waiting (``wait_for``, signal streams)
-and leaving; and the pump that delivers its events and rejoins.
+and leaving. This is the public surface, documented and typed here; the session's parts below do
+the work.
 
 Events are queued by Rust and cross to asyncio in batches: one pump task per session, on the event
 loop that connected it, awaits ``_native.Session.next_events()`` (everything queued since its last
-call) and dispatches each event here, in arrival order. With a ``rejoin`` policy the pump also
-rejoins, with a fresh token, when the session was lost to the network or a server restart.
+call) and dispatches each event, in arrival order. With a ``rejoin`` policy the pump also rejoins,
+with a fresh token, when the session was lost to the network or a server restart.
 
-Elsewhere: the event names (``_event_names``), the event classes and handler types (``_events``),
-``connect`` and its options (``_connect``), the transcript a session records (``_transcript``),
-requests (``_requests``) and streams (``_streams``).
+The session's parts: the pump, the rejoin policy and the session's end (``_pump``); the handlers,
+the observers and the dispatch of each event to them all (``_dispatch``); waiting: ``wait_for``'s
+futures and the signal streams, made, woken and ended (``_waiting``); requests (``_requests``) and
+streams (``_streams``). Elsewhere: the event names (``_event_names``), the event classes and
+handler types (``_events``), ``connect`` and its options (``_connect``), the transcript a session
+records (``_transcript``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
-import logging
 import os
-import warnings
-import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
 
 from . import _native
+from ._dispatch import Dispatcher
 from ._event_names import (
     ConnectionEventName,
     DisconnectedEventName,
@@ -48,9 +48,7 @@ from ._events import (
     RejoinedHandlerT,
     SessionHandlerT,
     SignalHandlerT,
-    check_name,
     default_on_error,
-    name_of,
 )
 from ._native import (
     Connection,
@@ -62,26 +60,24 @@ from ._native import (
     SessionEvent,
     SignalEvent,
 )
-from ._requests import REPLY_TYPE, REQUEST_TYPE, RequestHandler, Requests
+from ._pump import Pump
+from ._requests import RequestHandler, Requests
 from ._streams import (
-    ACK_TYPE,
-    STREAM_TYPE,
     IncomingStream,
     IncomingStreams,
     StreamHandler,
     Streams,
     StreamWriter,
-    recipients_of,
 )
 from ._transcript import Recorder
-from .errors import ConnectionLostError, InvalidArgumentError, InvalidSignalError, SignalTimeoutError
+from ._waiting import SignalStream, Waiting
+from .errors import ConnectionLostError, InvalidArgumentError, InvalidSignalError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "REJOIN_REASONS",
     "REQUEST_TIMEOUT",
     "EndReason",
     "Event",
@@ -93,13 +89,11 @@ __all__ = [
     "RejoinedEvent",
     "Role",
     "Session",
-    "SignalStream",
     "State",
     "TokenFactory",
     "WhileReconnecting",
 ]
 
-log = logging.getLogger("signalroom")
 
 #: Default timeout of :meth:`Session.wait_for`, in seconds.
 DEFAULT_TIMEOUT = 10.0
@@ -113,10 +107,6 @@ State = Literal["connected", "reconnecting", "disconnected"]
 #: How :meth:`Session.signal` behaves while the link is down: ``"wait"`` for it (at most the
 #: session's ``timeout``) or ``"fail"`` at once with :class:`ConnectionLostError`.
 WhileReconnecting = Literal["wait", "fail"]
-
-#: Session end reasons after which a session with a ``rejoin`` policy rejoins: its link was lost
-#: for good, or its server stopped (a restart).
-REJOIN_REASONS: frozenset[str] = frozenset({"networkDisconnect", "openviduServerStopped"})
 
 #: A recipient of a signal: a connection id, or anything with a ``connection_id``.
 Recipient = Union[str, Connection, ConnectionObject]
@@ -144,80 +134,6 @@ REQUEST_TIMEOUT = 5.0
 
 _RequestHandlerT = TypeVar("_RequestHandlerT", bound=RequestHandler)
 _StreamHandlerT = TypeVar("_StreamHandlerT", bound=StreamHandler)
-
-
-def _same_definition(a: object, b: object) -> bool:
-    """Whether ``a`` and ``b`` are two versions of one module-level function (a notebook cell or
-    a module run again defines a new function object under the same name)."""
-    if not (inspect.isfunction(a) and inspect.isfunction(b)):
-        return False
-    qualname = a.__qualname__
-    return (
-        qualname == b.__qualname__
-        and a.__module__ == b.__module__
-        and "<" not in qualname  # not a lambda, not a function defined inside another one
-    )
-
-
-class _Waiter:
-    """One pending :meth:`Session.wait_for`."""
-
-    __slots__ = ("future", "name", "predicate", "timer")
-
-    def __init__(self, name: str, predicate: Callable[[Any], object] | None, future: asyncio.Future[Any]) -> None:
-        self.name = name
-        self.predicate = predicate
-        self.future = future
-        self.timer: asyncio.TimerHandle | None = None
-
-
-class SignalStream:
-    """The signals of one type, in arrival order, as an async iterator; it ends when the session
-    ends. Made by :meth:`Session.signals`; it receives every signal that arrives after that call.
-
-    Example::
-
-        async for event in session.signals("chat"):
-            if event.data == "bye":
-                break
-
-    Leave a stream you stop reading with ``await stream.aclose()`` (or ``async with``), or just drop
-    it: it stops receiving once it is garbage-collected.
-    """
-
-    def __init__(self, name: str, ended: bool) -> None:
-        self.name = name
-        self._queue: asyncio.Queue[SignalEvent | None] = asyncio.Queue()
-        self._ended = ended
-
-    def _push(self, event: SignalEvent | None) -> None:
-        if not self._ended:
-            self._queue.put_nowait(event)
-            if event is None:
-                self._ended = True
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> SignalEvent:
-        if self._ended and self._queue.empty():
-            raise StopAsyncIteration
-        event = await self._queue.get()
-        if event is None:
-            raise StopAsyncIteration
-        return event
-
-    async def aclose(self) -> None:
-        """Stops receiving; signals already queued are dropped."""
-        self._ended = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 class Session:
@@ -258,20 +174,8 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._options = dict(options or {})
         self._timeout: float = self._options.get("timeout", DEFAULT_TIMEOUT)
-        self._rejoin = rejoin
-        self._rejoin_attempts = rejoin_attempts
-        self._rejoin_interval = rejoin_interval
         self._while_reconnecting: WhileReconnecting = while_reconnecting
-        self._held_end: SessionDisconnectedEvent | None = None  # lost, rejoining
-        self._link_up = asyncio.Event()
-        self._link_up.set()
-        self._leaving = asyncio.Event()
-        self._handlers: dict[str, tuple[AnyHandler, ...]] = {}
-        self._on_error: HandlerErrorHook | None = None
-        self._observers: list[Callable[[Event], None]] = []  # recorders, sync buffers: not handlers
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._waiters: list[_Waiter] = []
-        self._streams: list[weakref.ref[SignalStream]] = []  # a dropped stream stops receiving
+        self._waiting = Waiting(self)
         self._ended: SessionDisconnectedEvent | None = None
         self._over = False
         self._batches = 0  # event batches received from Rust (diagnostics, tests)
@@ -279,14 +183,8 @@ class Session:
         self._requests = Requests(self)
         self._streams_in = Streams(self)
         self._streams_out: dict[str, StreamWriter] = {}
-        # Signals of these types are requests, replies and streams: handled here, not by handlers.
-        self._reserved: dict[str, Callable[[SignalEvent], None]] = {
-            f"signal:{REQUEST_TYPE}": self._requests.on_request,
-            f"signal:{REPLY_TYPE}": self._requests.on_reply,
-            f"signal:{STREAM_TYPE}": self._streams_in.on_chunk,
-            f"signal:{ACK_TYPE}": self._streams_in.on_ack,
-        }
-        self._pump = self._loop.create_task(self._run(), name=f"signalroom events of {native.connection_id}")
+        self._dispatcher = Dispatcher(self)
+        self._pump = Pump(self, rejoin, rejoin_attempts, rejoin_interval)
 
     # -- what the session is -------------------------------------------------------------------
 
@@ -327,7 +225,7 @@ class Session:
     def state(self) -> State:
         """``connected``, ``reconnecting`` (the link is being reopened, or the session rejoined)
         or ``disconnected``."""
-        if self._rejoining():
+        if self._pump.rejoining():
             return "reconnecting"
         state = self._native.state
         return "connected" if state == "joining" else state
@@ -336,18 +234,9 @@ class Session:
     def end_reason(self) -> EndReason | str | None:
         """Why the session ended (an :data:`EndReason`: ``disconnect``, ``networkDisconnect``, ...),
         or ``None`` while on (rejoining included)."""
-        if self._rejoining():
+        if self._pump.rejoining():
             return None
         return self._native.end_reason
-
-    def _rejoining(self) -> bool:
-        """Whether the session was lost and will rejoin (the end may still be on its way from Rust:
-        the pump holds it when it comes)."""
-        if self._over:
-            return False
-        if self._held_end is not None:
-            return True
-        return self._rejoin is not None and not self._leaving.is_set() and self._native.end_reason in REJOIN_REASONS
 
     def __repr__(self) -> str:
         return f"<signalroom.Session {self.session_id!r} as {self.connection_id!r} ({self.state})>"
@@ -385,7 +274,7 @@ class Session:
             raise InvalidSignalError(
                 f"to must be a list of connection ids, not a string: write to=[{to!r}]", field="to"
             )
-        rejoining = self._rejoining()
+        rejoining = self._pump.rejoining()
         if rejoining or self._native.state == "reconnecting":
             if self._while_reconnecting == "fail":
                 raise ConnectionLostError(
@@ -395,28 +284,16 @@ class Session:
                     reason=None,
                 )
             if rejoining:
-                await self._until_rejoined()
+                await self._pump.until_rejoined()
         try:
             await self._native.signal(data, type=type, to=to)
         except ConnectionLostError:
             # The link was down and, while the signal waited for it, the session ended in a way
             # that is rejoined: the signal waits for the rejoin, as when that was known first.
-            if self._while_reconnecting == "fail" or not self._rejoining():
+            if self._while_reconnecting == "fail" or not self._pump.rejoining():
                 raise
-            await self._until_rejoined()
+            await self._pump.until_rejoined()
             await self._native.signal(data, type=type, to=to)
-
-    async def _until_rejoined(self) -> None:
-        """Waits until the session lost is rejoined (:meth:`signal`'s wait)."""
-        if self._held_end is None:
-            self._link_up.clear()  # the pump is about to hold the end and rejoin; it sets it again
-        try:
-            await asyncio.wait_for(self._link_up.wait(), self._timeout)
-        except asyncio.TimeoutError:
-            raise SignalTimeoutError(
-                f"session {self.session_id!r} was still rejoining after {self._timeout:g} s; the signal was not sent",
-                timeout=self._timeout,
-            ) from None
 
     async def reply(self, event: SignalEvent, data: str, *, type: str | None = None) -> None:  # noqa: A002
         """Answers a signal: sends ``data`` to its sender only, with the same type unless ``type``
@@ -496,33 +373,7 @@ class Session:
 
             session.on("connectionCreated", lambda e: print("joined:", e.connection.data))
         """
-        name = check_name(name)
-        if fn is None:
-
-            def register(f: AnyHandler) -> AnyHandler:
-                self.on(name, f)
-                return f
-
-            return register
-        if not callable(fn):
-            raise TypeError(f"handler must be callable, not {type(fn).__name__}")
-        if self._loop.is_closed():
-            raise RuntimeError(
-                f"the event loop that connected {self!r} is closed: no handler of it can run any more; "
-                "connect a new session on the running loop"
-            )
-        handlers = list(self._handlers.get(name, ()))
-        for i, registered in enumerate(handlers):
-            if registered == fn:
-                return fn
-            if _same_definition(registered, fn):
-                log.info("signalroom: %s for %r replaced by its new definition", name_of(fn), name)
-                handlers[i] = fn
-                break
-        else:
-            handlers.append(fn)
-        self._handlers[name] = tuple(handlers)
-        return fn
+        return self._dispatcher.on(name, fn)
 
     def off(self, name: str, fn: AnyHandler | None = None) -> None:
         """Unregisters ``fn`` from ``name`` (every handler of ``name`` when ``fn`` is omitted).
@@ -532,17 +383,7 @@ class Session:
 
             session.off("signal:chat", reply)
         """
-        name = check_name(name)
-        if fn is None:
-            self._handlers.pop(name, None)
-            return
-        handlers = list(self._handlers.get(name, ()))
-        if fn in handlers:
-            handlers.remove(fn)
-        if handlers:
-            self._handlers[name] = tuple(handlers)
-        else:
-            self._handlers.pop(name, None)
+        self._dispatcher.off(name, fn)
 
     def handlers(self, name: str | None = None) -> list[Callable[..., object]]:
         """The handlers registered for ``name``, in the order they run (every handler of every
@@ -552,9 +393,7 @@ class Session:
 
             assert session.handlers("signal:chat") == [reply]
         """
-        if name is not None:
-            return list(self._handlers.get(check_name(name), ()))
-        return [fn for fns in self._handlers.values() for fn in fns]
+        return self._dispatcher.registered(name)
 
     @property
     def on_error(self) -> HandlerErrorHook:
@@ -568,19 +407,13 @@ class Session:
 
             session.on_error = lambda handler, event, error: sentry_sdk.capture_exception(error)
         """
-        return self._on_error or default_on_error
+        return self._dispatcher.on_error or default_on_error
 
     @on_error.setter
     def on_error(self, hook: HandlerErrorHook | None) -> None:
         if hook is not None and not callable(hook):
             raise TypeError(f"on_error must be callable or None, not {type(hook).__name__}")
-        self._on_error = hook
-
-    def _handler_failed(self, fn: Callable[..., object], event: Event, error: BaseException) -> None:
-        try:
-            self.on_error(fn, event, error)
-        except Exception:
-            log.exception("signalroom: the on_error hook failed on %r", error)
+        self._dispatcher.on_error = hook
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -660,24 +493,7 @@ class Session:
             await session.signal("say bye", type="chat")
             event = await answer
         """
-        name = check_name(event)
-        if timeout is not None and not timeout >= 0:
-            raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
-        loop = self._own_loop("wait_for")
-        future: asyncio.Future[Any] = loop.create_future()
-        if self._over:
-            ended = self._ended
-            if name == "sessionDisconnected" and ended is not None and (predicate is None or predicate(ended)):
-                future.set_result(ended)
-            else:
-                future.set_exception(self._lost_error(name))
-            return future
-        waiter = _Waiter(name, predicate, future)
-        self._waiters.append(waiter)
-        if timeout is not None:
-            waiter.timer = loop.call_later(timeout, self._expire, waiter, timeout)
-        future.add_done_callback(functools.partial(self._forget_waiter, waiter))
-        return future
+        return self._waiting.wait_for(event, predicate, timeout)
 
     def signals(self, type: str | None = None) -> SignalStream:  # noqa: A002
         """The signals of ``type`` (every signal when ``None``) that arrive from now on, as an async
@@ -688,12 +504,7 @@ class Session:
             async for event in session.signals("chat"):
                 print(event.from_, event.data)
         """
-        name = "signal" if type is None else type if type.startswith("signal:") else f"signal:{type}"
-        self._own_loop("signals")
-        stream = SignalStream(name, ended=self._over)
-        if not self._over:
-            self._streams.append(weakref.ref(stream))
-        return stream
+        return self._waiting.signals(type)
 
     # -- requests and streams ------------------------------------------------------------------
 
@@ -737,15 +548,7 @@ class Session:
             async def ask(request: signalroom.Request) -> str:
                 return f"you asked {request.payload!r}"
         """
-        if fn is None:
-
-            def register(f: _RequestHandlerT) -> _RequestHandlerT:
-                self._requests.handle(method, f)
-                return f
-
-            return register
-        self._requests.handle(method, fn)
-        return fn
+        return self._requests.handle(method, fn)
 
     def unhandle(self, method: str) -> None:
         """Stops answering ``method``: callers then get :class:`NoHandlerError`."""
@@ -770,18 +573,7 @@ class Session:
                 async for token in model.generate(prompt):
                     await stream.write(token)
         """
-        self._own_loop("open_stream")
-        if not isinstance(topic, str):
-            raise InvalidArgumentError(f"topic must be a string, not {type(topic).__name__}")
-        if total is not None and (not isinstance(total, int) or total < 0):
-            raise InvalidArgumentError(f"total must be a number of bytes >= 0 or None, not {total!r}")
-        writer = StreamWriter(
-            self, self._streams_in.next_id(), to=recipients_of(to), topic=topic, total=total, binary=binary
-        )
-        if to is None:  # everyone here now is a reader until it says otherwise
-            writer._presumed = {c.connection_id for c in self._native.remote_connections}
-        self._streams_out[writer.id] = writer
-        return writer
+        return self._streams_in.open(to, topic, total, binary)
 
     async def send_text(self, data: str, *, to: Recipients | None = None, topic: str = "") -> None:
         """Sends ``data``, of any size, as one stream: receivers get it whole with
@@ -821,17 +613,7 @@ class Session:
                 async for piece in stream:
                     print(piece, end="")
         """
-        if fn is None:
-
-            def register(f: _StreamHandlerT) -> _StreamHandlerT:
-                self._streams_in.on(topic, f)
-                return f
-
-            return register
-        if not callable(fn):
-            raise TypeError(f"handler must be callable, not {type(fn).__name__}")
-        self._streams_in.on(topic, fn)
-        return fn
+        return self._streams_in.on(topic, fn)
 
     def off_stream(self, topic: str | None = None, fn: StreamHandler | None = None) -> None:
         """Unregisters ``fn`` (every handler of ``topic`` when omitted)."""
@@ -850,24 +632,7 @@ class Session:
             await other.send_text(big, topic="report")
             text = await (await incoming).text()
         """
-        loop = self._own_loop("next_stream")
-        future: asyncio.Future[IncomingStream] = loop.create_future()
-        if self._over:
-            future.set_exception(self._lost_error("stream"))
-            return future
-        self._streams_in.wait(topic, future)
-        if timeout is not None:
-            seconds = timeout
-
-            def expire() -> None:
-                if not future.done():
-                    future.set_exception(
-                        SignalTimeoutError(f"no stream of topic {topic!r} within {seconds:g} s", timeout=seconds)
-                    )
-
-            timer = loop.call_later(timeout, expire)
-            future.add_done_callback(lambda _f: timer.cancel())
-        return future
+        return self._streams_in.next(topic, timeout)
 
     def streams(self, topic: str | None = None) -> IncomingStreams:
         """The streams of ``topic`` (every topic when ``None``) that arrive from now on, as an async
@@ -881,39 +646,15 @@ class Session:
         self._own_loop("streams")
         return self._streams_in.iterate(topic, self._over)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Runs ``coroutine`` as a task of this session (kept alive; an exception is logged)."""
-        task = self._loop.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._spawned_done)
-        return task
-
-    def _spawned_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("signalroom: a task of %r failed", self, exc_info=task.exception())
-
-    def _run_handler(self, fn: Callable[..., object], arg: Any) -> None:
-        try:
-            result = fn(arg)
-        except Exception as error:  # noqa: BLE001 (reported to on_error)
-            self._handler_failed(fn, arg, error)
-            return
-        if result is not None and inspect.isawaitable(result):
-            task = asyncio.ensure_future(result, loop=self._loop)
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._on_task_done, fn, arg))
-
     # -- leaving -------------------------------------------------------------------------------
 
     async def disconnect(self) -> None:
         """Leaves the session. Returns once the server acknowledged and ``sessionDisconnected``
         (reason ``disconnect``) was delivered to the handlers. Leaving twice does nothing; leaving
         while rejoining stops rejoining."""
-        self._leaving.set()
-        self._link_up.set()
+        self._pump.leave()
         await self._native.disconnect()
-        pump = self._pump
+        pump = self._pump.task
         if not pump.done() and asyncio.current_task() is not pump and asyncio.get_running_loop() is self._loop:
             await asyncio.wait([pump])
 
@@ -928,8 +669,8 @@ class Session:
             print("session over:", ended.reason)
         """
         self._own_loop("wait_closed")
-        if not self._pump.done():
-            await asyncio.wait([self._pump])
+        if not self._pump.task.done():
+            await asyncio.wait([self._pump.task])
         if self._ended is None:
             raise ConnectionLostError(
                 f"the event pump of {self!r} stopped before the session ended", reason=self.end_reason
@@ -951,7 +692,7 @@ class Session:
             frame = signalroom.read_transcript("chat.jsonl", frame=True)
         """
         recorder = Recorder(self, path)
-        self._observers.append(recorder._write)
+        self._dispatcher.observers.append(recorder._write)
         return recorder
 
     async def __aenter__(self) -> Self:
@@ -962,7 +703,7 @@ class Session:
     ) -> None:
         await self.disconnect()
 
-    # -- delivery ------------------------------------------------------------------------------
+    # -- for the session's parts ---------------------------------------------------------------
 
     def _own_loop(self, what: str) -> asyncio.AbstractEventLoop:
         try:
@@ -982,196 +723,3 @@ class Session:
             f"the session ended ({reason}) before a {name!r} event came; join again with a new token",
             reason=reason,
         )
-
-    def _expire(self, waiter: _Waiter, timeout: float) -> None:
-        if not waiter.future.done():
-            what = " matching the predicate" if waiter.predicate is not None else ""
-            waiter.future.set_exception(
-                SignalTimeoutError(
-                    f"no {waiter.name!r} event{what} within {timeout:g} s; is the sender in session "
-                    f"{self.session_id!r}, and was wait_for() called before the event could arrive?",
-                    timeout=timeout,
-                )
-            )
-
-    def _forget_waiter(self, waiter: _Waiter, future: asyncio.Future[Any]) -> None:
-        if waiter.timer is not None:
-            waiter.timer.cancel()
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            pass
-        if not future.cancelled():
-            future.exception()  # retrieved: an unawaited wait_for() that timed out logs nothing
-
-    async def _run(self) -> None:
-        """The pump: takes the events Rust queued, batch by batch, and dispatches them; rejoins
-        when the session was lost and a ``rejoin`` policy is set."""
-        dispatch = self._dispatch
-        try:
-            while True:
-                batch = await self._native.next_events()
-                if batch is None:
-                    if self._held_end is not None and await self._rejoin_now(self._held_end):
-                        continue
-                    return
-                self._batches += 1
-                for event in batch:
-                    dispatch(event)
-        except asyncio.CancelledError:
-            self._abandoned()
-            raise
-        except Exception:  # never expected: a bug; say so rather than go quiet
-            log.exception("signalroom: the event pump of %r failed", self)
-        finally:
-            self._finish()
-
-    def _abandoned(self) -> None:
-        """The pump was cancelled: its event loop is shutting down (``asyncio.run`` returning)
-        with the session still on. Leave, so the server does not keep a ghost participant."""
-        if self._over or self._native.state == "disconnected":
-            return
-        self._native.close()
-        warnings.warn(
-            f"{self!r} was still connected when its event loop shut down; it was disconnected. "
-            "Leave explicitly with 'await session.disconnect()' or 'async with signalroom.connect(...)'",
-            ResourceWarning,
-            stacklevel=1,
-        )
-
-    async def _rejoin_now(self, lost: SessionDisconnectedEvent) -> bool:
-        """Joins again with fresh tokens, up to ``rejoin_attempts`` times; True once rejoined.
-        Otherwise delivers ``lost`` (the held ``sessionDisconnected``)."""
-        assert self._rejoin is not None
-        self._link_up.clear()
-        previous = self._connection
-        error: BaseException | None = None
-        for attempt in range(1, self._rejoin_attempts + 1):
-            if self._leaving.is_set():
-                break
-            try:
-                token = self._rejoin()
-                if inspect.isawaitable(token):
-                    token = await token
-                # A rejoin does not ask for the history again: it was delivered on the first join.
-                native = await _native.connect(token, **{**self._options, "history": False})
-            except Exception as e:  # noqa: BLE001 (retried; the last one is logged)
-                error = e
-                log.info("signalroom: rejoin attempt %d of %r failed: %s", attempt, self.session_id, e)
-                try:
-                    await asyncio.wait_for(self._leaving.wait(), self._rejoin_interval)
-                except asyncio.TimeoutError:
-                    pass
-                continue
-            if self._leaving.is_set():  # disconnect() was called meanwhile: leave this one too
-                await native.disconnect()
-                break
-            self._native = native
-            self._connection = native.connection
-            self._held_end = None
-            self._link_up.set()
-            log.info("signalroom: %r rejoined after %s (attempt %d)", self, lost.reason, attempt)
-            self._dispatch(RejoinedEvent(native.connection, previous, lost.reason, attempt))
-            return True
-        if error is not None:
-            log.warning("signalroom: %r could not rejoin: %s", self.session_id, error)
-        self._held_end = None
-        self._rejoin = None  # given up: this end is final
-        self._link_up.set()
-        self._dispatch(lost)
-        return False
-
-    def _dispatch(self, event: Event) -> None:
-        handlers = self._handlers
-        name = event.name
-        if type(event) is SignalEvent:
-            reserved = self._reserved.get(name)
-            if reserved is not None:
-                reserved(event)
-                return
-            fns = handlers.get("signal", ())
-            if name != "signal":
-                specific = handlers.get(name)
-                if specific:
-                    fns = fns + specific if fns else specific
-        else:
-            if type(event) is SessionDisconnectedEvent:
-                if (
-                    self._rejoin is not None
-                    and event.reason in REJOIN_REASONS
-                    and not self._leaving.is_set()
-                    and self._held_end is None
-                ):
-                    self._held_end = event  # not over yet: the pump rejoins once Rust is done
-                    return
-                self._ended = event
-            elif name == "connectionDestroyed":
-                left = event.connection.connection_id  # type: ignore[union-attr]
-                self._requests.left(left)
-                self._streams_in.left(left)
-            fns = handlers.get(name, ())
-        for observer in self._observers:
-            observer(event)
-        for fn in fns:
-            try:
-                result = fn(event)
-            except Exception as error:  # noqa: BLE001 (reported to on_error)
-                self._handler_failed(fn, event, error)
-                continue
-            if result is not None and inspect.isawaitable(result):
-                task = asyncio.ensure_future(result, loop=self._loop)
-                self._tasks.add(task)
-                task.add_done_callback(functools.partial(self._on_task_done, fn, event))
-        if self._waiters:
-            self._wake_waiters(event, name)
-        if self._streams and type(event) is SignalEvent:
-            self._push_to_streams(event, name)
-
-    def _push_to_streams(self, event: SignalEvent, name: str) -> None:
-        alive = []
-        for ref in self._streams:
-            stream = ref()
-            if stream is None or stream._ended:
-                continue
-            alive.append(ref)
-            if stream.name == "signal" or stream.name == name:
-                stream._push(event)
-        self._streams = alive
-
-    def _wake_waiters(self, event: Event, name: str) -> None:
-        is_signal = type(event) is SignalEvent
-        for waiter in list(self._waiters):
-            if waiter.future.done() or not (waiter.name == name or (is_signal and waiter.name == "signal")):
-                continue
-            if waiter.predicate is not None:
-                try:
-                    if not waiter.predicate(event):
-                        continue
-                except Exception as error:  # noqa: BLE001 (raised where wait_for() is awaited)
-                    waiter.future.set_exception(error)
-                    continue
-            waiter.future.set_result(event)
-
-    def _on_task_done(self, fn: Callable[..., object], event: Event, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            self._handler_failed(fn, event, error)
-
-    def _finish(self) -> None:
-        self._over = True
-        self._link_up.set()
-        self._observers = []
-        reason = self._ended.reason if self._ended is not None else self._native.end_reason
-        self._requests.ended(ConnectionLostError(f"the session ended ({reason}) before the reply came", reason=reason))
-        self._streams_in.ended(reason)
-        for waiter in list(self._waiters):
-            if not waiter.future.done():
-                waiter.future.set_exception(self._lost_error(waiter.name))
-        for ref in self._streams:
-            stream = ref()
-            if stream is not None:
-                stream._push(None)
-        self._streams = []

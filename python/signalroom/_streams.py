@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from ._native import Connection, SignalEvent
-from .errors import ConnectionLostError, InvalidArgumentError, StreamAbortedError, StreamError
+from .errors import ConnectionLostError, InvalidArgumentError, SignalTimeoutError, StreamAbortedError, StreamError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from ._session import Recipient, Session
+    from ._session import Recipient, Recipients, Session
 
 __all__ = [
     "ACK_TYPE",
@@ -390,7 +390,9 @@ class IncomingStream:
             return  # everything read: the writer is done with this reader
         self._acked = (self._read, self._read_chunks)
         body = json.dumps({"id": self.id, "read": self._read, "n": self._read_chunks})
-        self._session._spawn(self._session._requests._send_quietly(body, ACK_TYPE, self.sender.connection_id))
+        self._session._dispatcher.spawn(
+            self._session._requests._send_quietly(body, ACK_TYPE, self.sender.connection_id)
+        )
 
     def __aiter__(self) -> Self:
         return self
@@ -489,7 +491,9 @@ class Streams:
             if not self._claim(stream):
                 # Nobody reads it here: the writer need not wait for this participant.
                 body = json.dumps({"id": sid, "skip": True})
-                self._session._spawn(self._session._requests._send_quietly(body, ACK_TYPE, sender.connection_id))
+                self._session._dispatcher.spawn(
+                    self._session._requests._send_quietly(body, ACK_TYPE, sender.connection_id)
+                )
                 return
             self._incoming[key] = stream
             stream._push(message)
@@ -529,7 +533,7 @@ class Streams:
         self._queues = alive
         for fn in self._handlers.get(stream.topic, []) + self._handlers.get(None, []):
             claimed = True
-            self._session._run_handler(fn, stream)
+            self._session._dispatcher.run(fn, stream)
         return claimed
 
     def on_ack(self, event: SignalEvent) -> None:
@@ -580,7 +584,35 @@ class Streams:
                 streams._push(None)
         self._queues = []
 
-    def on(self, topic: str | None, fn: StreamHandler) -> None:
+    def open(self, to: Recipients | None, topic: str, total: int | None, binary: bool) -> StreamWriter:
+        """:meth:`Session.open_stream`."""
+        session = self._session
+        session._own_loop("open_stream")
+        if not isinstance(topic, str):
+            raise InvalidArgumentError(f"topic must be a string, not {type(topic).__name__}")
+        if total is not None and (not isinstance(total, int) or total < 0):
+            raise InvalidArgumentError(f"total must be a number of bytes >= 0 or None, not {total!r}")
+        writer = StreamWriter(session, self.next_id(), to=recipients_of(to), topic=topic, total=total, binary=binary)
+        if to is None:  # everyone here now is a reader until it says otherwise
+            writer._presumed = {c.connection_id for c in session._native.remote_connections}
+        session._streams_out[writer.id] = writer
+        return writer
+
+    def on(self, topic: str | None, fn: StreamHandler | None) -> Any:
+        """:meth:`Session.on_stream`."""
+        if fn is None:
+
+            def register(f: StreamHandler) -> StreamHandler:
+                self._add(topic, f)
+                return f
+
+            return register
+        if not callable(fn):
+            raise TypeError(f"handler must be callable, not {type(fn).__name__}")
+        self._add(topic, fn)
+        return fn
+
+    def _add(self, topic: str | None, fn: StreamHandler) -> None:
         handlers = self._handlers.setdefault(topic, [])
         if fn not in handlers:
             handlers.append(fn)
@@ -591,7 +623,14 @@ class Streams:
         elif fn in self._handlers.get(topic, []):
             self._handlers[topic].remove(fn)
 
-    def wait(self, topic: str | None, future: asyncio.Future[IncomingStream]) -> None:
+    def next(self, topic: str | None, timeout: float | None) -> asyncio.Future[IncomingStream]:
+        """:meth:`Session.next_stream`."""
+        session = self._session
+        loop = session._own_loop("next_stream")
+        future: asyncio.Future[IncomingStream] = loop.create_future()
+        if session._over:
+            future.set_exception(session._lost_error("stream"))
+            return future
         waiter = _StreamWaiter(topic, future)
         self._waiters.append(waiter)
 
@@ -600,6 +639,18 @@ class Streams:
                 self._waiters.remove(waiter)
 
         future.add_done_callback(forget)
+        if timeout is not None:
+            seconds = timeout
+
+            def expire() -> None:
+                if not future.done():
+                    future.set_exception(
+                        SignalTimeoutError(f"no stream of topic {topic!r} within {seconds:g} s", timeout=seconds)
+                    )
+
+            timer = loop.call_later(timeout, expire)
+            future.add_done_callback(lambda _f: timer.cancel())
+        return future
 
     def iterate(self, topic: str | None, over: bool) -> IncomingStreams:
         streams = IncomingStreams(topic, over)

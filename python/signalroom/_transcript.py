@@ -60,7 +60,7 @@ class Recorder:
         session, self._session = self._session, None
         if session is not None:
             try:
-                session._observers.remove(self._write)
+                session._dispatcher.observers.remove(self._write)
             except ValueError:
                 pass
         file, self._file = self._file, None

@@ -15,11 +15,18 @@ Enable it in the mypy configuration::
 
     [tool.mypy]
     plugins = ["signalroom.mypy_plugin"]
+
+It reads the event names from ``signalroom/_event_names.py`` by that file's path, never importing
+the package for them: given by its own path (``plugins = [".../signalroom/mypy_plugin.py"]``), it
+loads without the package's ``__init__`` and the compiled extension that imports.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 from mypy.errorcodes import ErrorCode
@@ -27,11 +34,24 @@ from mypy.nodes import Expression, StrExpr
 from mypy.plugin import MethodContext, MethodSigContext, Plugin
 from mypy.types import AnyType, FunctionLike, Type, TypeOfAny
 
-from ._event_names import SESSION_EVENTS as EVENT_NAMES
-from ._event_names import SIGNAL, SIGNAL_PREFIX
+
+def _load_event_names() -> ModuleType:
+    """``signalroom/_event_names.py``, the file beside this one, run as a module of its own: a
+    submodule's import would run the package's ``__init__``, which imports the compiled extension."""
+    path = Path(__file__).with_name("_event_names.py")
+    spec = importlib.util.spec_from_file_location("signalroom_mypy_plugin_event_names", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_names = _load_event_names()
+_SIGNAL: str = _names.SIGNAL
+_SIGNAL_PREFIX: str = _names.SIGNAL_PREFIX
 
 #: The names of the events besides signals (``signalroom._event_names``, where the session takes them from).
-SESSION_EVENTS = frozenset(EVENT_NAMES)
+SESSION_EVENTS: frozenset[str] = frozenset(_names.SESSION_EVENTS)
 
 #: The error code of an unknown event name (``# type: ignore[signalroom-event]``).
 EVENT_NAME = ErrorCode("signalroom-event", "Check signalroom event names", "signalroom")
@@ -44,11 +64,11 @@ CHECKED_METHODS = frozenset(
 
 
 def _problem(name: str) -> str | None:
-    if name == SIGNAL or name in SESSION_EVENTS:
+    if name == _SIGNAL or name in SESSION_EVENTS:
         return None
-    if name.startswith(SIGNAL_PREFIX):
-        return None if len(name) > len(SIGNAL_PREFIX) else 'empty signal type: write "signal" for every signal'
-    close = difflib.get_close_matches(name, [SIGNAL, *sorted(SESSION_EVENTS)], n=1, cutoff=0.6)
+    if name.startswith(_SIGNAL_PREFIX):
+        return None if len(name) > len(_SIGNAL_PREFIX) else 'empty signal type: write "signal" for every signal'
+    close = difflib.get_close_matches(name, [_SIGNAL, *sorted(SESSION_EVENTS)], n=1, cutoff=0.6)
     if close:
         return f'unknown signalroom event "{name}": did you mean "{close[0]}"?'
     others = ", ".join(sorted(SESSION_EVENTS))

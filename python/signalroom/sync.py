@@ -176,7 +176,7 @@ class Session:
         self._events: collections.deque[Event] = collections.deque()
         self._buffer = buffer
         self._dropped = 0
-        session._observers.append(self._keep)
+        session._dispatcher.observers.append(self._keep)
 
     # -- what the session is -------------------------------------------------------------------
 
@@ -256,7 +256,7 @@ class Session:
 
         def done(task: asyncio.Future[None]) -> None:
             if not task.cancelled() and task.exception() is not None:
-                session._handler_failed(self.signal, SessionDisconnectedEvent, task.exception())  # type: ignore[arg-type]
+                session._dispatcher.failed(self.signal, SessionDisconnectedEvent, task.exception())  # type: ignore[arg-type]
 
         task.add_done_callback(done)
 

@@ -145,7 +145,7 @@ def record_signals(session: Session) -> None:
     if session not in _recorders:
         recorder = _Recorder()
         _recorders[session] = recorder
-        session._observers.append(recorder)  # not a handler: session.handlers() shows only yours
+        session._dispatcher.observers.append(recorder)  # not a handler: session.handlers() shows only yours
 
 
 async def assert_signal(
