@@ -189,17 +189,8 @@ class Dispatcher:
             fns = handlers.get(name, ())
         for observer in self.observers:
             observer(event)
-        # The loop of run(), inline: this is every event's path.
         for fn in fns:
-            try:
-                result = fn(event)
-            except Exception as error:  # noqa: BLE001 (reported to on_error)
-                self.failed(fn, event, error)
-                continue
-            if result is not None and inspect.isawaitable(result):
-                task = asyncio.ensure_future(result, loop=self._loop)
-                self.tasks.add(task)
-                task.add_done_callback(functools.partial(self._handler_done, fn, event))
+            self.run(fn, event)
         waiting = self._waiting
         if waiting.waiters:
             waiting.wake(event, name)

@@ -80,6 +80,13 @@ fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
 }
 
+/// `redis-server`'s arguments for port `port`: loopback only, no persistence, and `extra`.
+fn redis_args<'a>(port: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A `redis-server` of the test's own: loopback, a free port, no persistence.
 pub struct RedisProcess {
     port: u16,
@@ -99,8 +106,7 @@ impl RedisProcess {
 
     fn spawn_on(port: u16, dir: &Path) -> Child {
         let port_arg = port.to_string();
-        let args = ["--port", &port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-        spawn("redis-server", &args, &[], dir, "redis.log")
+        spawn("redis-server", &redis_args(&port_arg, &[]), &[], dir, "redis.log")
     }
 
     /// The URL to give the nodes (`Config::broker`, `--broker`).
@@ -463,15 +469,7 @@ impl RedisCluster {
         start_on_free_port(&format!("cluster node {i}"), true, dir, &log, |port| {
             let p = port.to_string();
             let conf = format!("nodes-{p}.conf");
-            let args = [
-                "--port",
-                &p,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+            let cluster = [
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -479,6 +477,7 @@ impl RedisCluster {
                 "--cluster-node-timeout",
                 "1000",
             ];
+            let args = redis_args(&p, &cluster);
             spawn("redis-server", &args, &[], dir, &log)
         })
     }
@@ -571,9 +570,7 @@ impl RedisSentinel {
         let mut children = Vec::new();
         let data = |port: u16, extra: &[&str], dir: &Path, log: &str| {
             let p = port.to_string();
-            let mut args = vec!["--port", &p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-            args.extend_from_slice(extra);
-            spawn("redis-server", &args, &[], dir, log)
+            spawn("redis-server", &redis_args(&p, extra), &[], dir, log)
         };
         let (primary, child) = start_on_free_port("the primary", false, &dir.0, "primary.log", |port| {
             data(port, &[], &dir.0, "primary.log")
