@@ -76,16 +76,12 @@ impl LocalBroker {
         op: impl FnOnce(&mut Room) -> Result<Outcome<R>, Refusal>,
     ) -> Result<Applied<R>, Refusal> {
         let shared = self.cell(id).ok_or_else(|| Refusal::NoSession(id.to_owned()))?;
-        // The writes the pushes claim ([`crate::outbox::Sink`]) are made once the session's lock
-        // is released.
-        let deferring = crate::outbox::Deferring::begin();
         let mut guard = shared.lock();
         if guard.room.is_closed() {
             return Err(Refusal::NoSession(id.to_owned()));
         }
         let Outcome { value, effects, reply } = op(&mut guard.room)?;
-        let mut applied =
-            Applied { value, slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: None };
+        let mut applied = Applied::with(value, false);
         let mut reply = reply;
         let cell = &mut *guard;
         // A join: its caller enters the roster. A broadcast: the sender's place, for its reply.
@@ -124,7 +120,8 @@ impl LocalBroker {
         applied.closed = cell.room.is_closed();
         let session_id = cell.room.id.clone();
         drop(guard);
-        drop(deferring);
+        // The writes the pushes claimed ([`crate::outbox::Sink`]), now that the lock is released.
+        applied.writes.make();
         for left in &applied.left {
             self.rpc.remove_if(&left.rpc_id, |_, (s, c)| *s == session_id && *c == left.who);
         }

@@ -54,7 +54,7 @@ use tokio::sync::mpsc;
 use smallvec::SmallVec;
 
 use crate::op::{Op, SignalOp, Value};
-use crate::outbox::{Framed, Note, Order, Out, Outbox, Resumed};
+use crate::outbox::{Framed, Note, Order, Out, Outbox, Resumed, Writes};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Effects, Room};
 
@@ -90,12 +90,30 @@ pub(crate) struct Applied<R> {
     /// join: [`LocalBroker::after_join`]). The mark tells whether an operation held frames
     /// since ([`Held::newer_than`]).
     pub held: Option<u64>,
+    /// Socket writes its pushes claimed under the session's lock: made by whoever releases it
+    /// ([`Writes::make`]).
+    pub writes: Writes,
 }
 
 impl Applied<()> {
     /// What a ticket gives when it finished its signal itself (one through the signal hook).
     pub(crate) fn handled() -> Self {
-        Self { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: None }
+        Self::with((), false)
+    }
+}
+
+impl<R> Applied<R> {
+    /// Nothing done yet, for an operation that returned `value` (and closed its session, or not).
+    pub(crate) fn with(value: R, closed: bool) -> Self {
+        Self {
+            value,
+            slow: Vec::new(),
+            left: Vec::new(),
+            delivered: 0,
+            closed,
+            held: None,
+            writes: Writes::default(),
+        }
     }
 }
 
@@ -573,9 +591,10 @@ impl Held {
         if self.frames.is_empty() {
             return;
         }
+        let (slow_ones, writes) = (&mut applied.slow, &mut applied.writes);
         let mut slow = |id: &ConnectionId| {
-            if !applied.slow.contains(id) {
-                applied.slow.push(id.clone());
+            if !slow_ones.contains(id) {
+                slow_ones.push(id.clone());
             }
         };
         // Participants a reply is for: one by one.
@@ -609,7 +628,7 @@ impl Held {
             while ns.get(from).is_some_and(|&n| n <= place) {
                 from += 1;
             }
-            if !replied.contains(&place) && !outbox.push_framed(&framed, from as u32) {
+            if !replied.contains(&place) && !outbox.push_framed(&framed, from as u32, writes) {
                 slow(id);
             }
         }
@@ -643,15 +662,16 @@ pub(crate) fn deliver<R>(
         Effect::Reply => {
             if let (Some(outbox), Some(out)) = (caller, reply.take()) {
                 // The caller's own reply: a caller too slow to take it is found by its reader.
-                outbox.push(out);
+                outbox.push_later(out, &mut applied.writes);
             }
         }
         Effect::Leave { who, rpc_id, reason, close, stay } => {
             if let Some(outbox) = roster.shift_remove(&who) {
-                outbox.push(match close {
-                    CloseMode::Linger => Out::Order(Order::CloseAfter(linger)),
-                    CloseMode::Now => Out::Order(Order::Close { code: 1000, reason: "participant removed" }),
-                });
+                let order = match close {
+                    CloseMode::Linger => Order::CloseAfter(linger),
+                    CloseMode::Now => Order::Close { code: 1000, reason: "participant removed" },
+                };
+                outbox.push_later(Out::Order(order), &mut applied.writes);
             }
             applied.left.push(Left { who, rpc_id, reason, stay });
         }
@@ -666,7 +686,7 @@ fn notify<'a, R>(
 ) {
     for (id, outbox) in to {
         applied.delivered += 1;
-        if !outbox.push(Out::Note(note.clone())) && !applied.slow.contains(id) {
+        if !outbox.push_later(Out::Note(note.clone()), &mut applied.writes) && !applied.slow.contains(id) {
             applied.slow.push(id.clone());
         }
     }

@@ -1,10 +1,9 @@
 //! Writes by pushers: a socket's writer asleep on an empty outbox leaves the socket to the
 //! tasks that push to it ([`Sink`]), which write small frames at once themselves instead of
-//! waking the writer; [`Deferring`] leaves those writes until a session's lock is released. Who
+//! waking the writer; [`Writes`] holds those writes until a session's lock is released. Who
 //! may write at any moment is the outbox's [`Direct`] state, under its lock: the writer, or the
 //! one pusher that claimed the socket; never both.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -47,56 +46,53 @@ pub(super) enum Direct {
     Claimed { claim: u64, out: Out, wants: bool },
 }
 
-thread_local! {
-    /// The writes that pushes claimed while a [`Deferring`] lives on this thread.
-    static DEFERRED: RefCell<Deferred> = const { RefCell::new(Deferred { depth: 0, writes: Vec::new() }) };
-}
-
 /// A claimed write: the outbox, the claim, the socket and the frames.
-pub(super) type Claim = (Arc<Outbox>, u64, Arc<dyn Sink>, Out);
+type Claim = (Arc<Outbox>, u64, Arc<dyn Sink>, Out);
 
-pub(super) struct Deferred {
-    depth: u32,
-    writes: Vec<Claim>,
-}
-
-/// Writes one operation leaves to its own task at most ([`Deferring`]): the sockets of a larger
-/// fan-out past these are written by their writers, which other threads of the runtime can take
-/// on meanwhile (one task writing to a thousand sockets would keep them all to one thread).
+/// Writes one operation leaves for later at most ([`Writes`]): the sockets of a larger fan-out
+/// past these are written by their writers, which other threads of the runtime can take on
+/// meanwhile (one task writing to a thousand sockets would keep them all to one thread).
 pub(super) const DEFERRED_MAX: usize = 128;
 
-/// While one lives (on this thread), a push that claims a socket ([`Sink`]) leaves the write until
-/// the last is dropped: a session's lock is taken after one is made and released before it is
-/// dropped, so that a fan-out's writes are not made under the lock. It must not live across an
-/// `.await`. At most [`DEFERRED_MAX`] writes are claimed meanwhile.
-#[must_use]
-pub(crate) struct Deferring(());
+/// Socket writes that pushes made under a session's lock claimed ([`Outbox::push_later`]), to
+/// be made once the lock is released ([`Writes::make`]), so that a fan-out's writes are never
+/// made under it.
+///
+/// Invariants: a claim stops its socket's writer until the write is made, so every claim held
+/// here is made, by [`Writes::make`] or, should a `Writes` be dropped without it (an early
+/// return, a panic), by its `Drop`; and it holds at most [`DEFERRED_MAX`] claims (pushes past
+/// those queue for their writers).
+#[derive(Default)]
+pub(crate) struct Writes(Vec<Claim>);
 
-impl Deferring {
-    pub(crate) fn begin() -> Self {
-        DEFERRED.with_borrow_mut(|d| d.depth += 1);
-        Deferring(())
+impl Writes {
+    /// Makes the writes claimed so far (the session's lock is released).
+    pub(crate) fn make(&mut self) {
+        for (outbox, claim, sink, out) in self.0.drain(..) {
+            outbox.write_claimed(claim, &*sink, &out);
+        }
+    }
+
+    /// Whether one more claim may be left here.
+    pub(super) fn has_room(&self) -> bool {
+        self.0.len() < DEFERRED_MAX
+    }
+
+    /// Leaves the write of `out` to `outbox`'s socket, claimed (claim number `claim`), for later.
+    pub(super) fn defer(&mut self, outbox: Arc<Outbox>, claim: u64, sink: Arc<dyn Sink>, out: Out) {
+        self.0.push((outbox, claim, sink, out));
     }
 }
 
-impl Drop for Deferring {
+impl Drop for Writes {
     fn drop(&mut self) {
-        let mut writes = DEFERRED.with_borrow_mut(|d| {
-            d.depth -= 1;
-            if d.depth == 0 { std::mem::take(&mut d.writes) } else { Vec::new() }
-        });
-        if writes.is_empty() {
-            return;
-        }
-        for (outbox, claim, sink, out) in writes.drain(..) {
-            outbox.write_claimed(claim, &*sink, &out);
-        }
-        // The list's room is kept for the next fan-out of this thread.
-        DEFERRED.with_borrow_mut(|d| {
-            if d.writes.capacity() < writes.capacity() && d.writes.is_empty() {
-                d.writes = writes;
-            }
-        });
+        self.make();
+    }
+}
+
+impl std::fmt::Debug for Writes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Writes").field(&self.0.len()).finish()
     }
 }
 
@@ -213,27 +209,4 @@ impl Outbox {
         st.revoke();
         st.sink.take()
     }
-}
-
-impl Outbox {
-    /// Makes a write claimed by a push (see [`Outbox::push`]): now, or, while a [`Deferring`]
-    /// lives on this thread, when the last one is dropped.
-    pub(super) fn write_or_defer(self: &Arc<Self>, claim: u64, sink: Arc<dyn Sink>, out: Out) {
-        let now = DEFERRED.with_borrow_mut(|d| {
-            if d.depth == 0 {
-                return Some(out);
-            }
-            d.writes.push((Arc::clone(self), claim, Arc::clone(&sink), out));
-            None
-        });
-        if let Some(out) = now {
-            self.write_claimed(claim, &*sink, &out);
-        }
-    }
-}
-
-/// Whether a push may claim a socket now: no [`Deferring`] lives on this thread, or fewer than
-/// [`DEFERRED_MAX`] writes are deferred.
-pub(super) fn may_claim() -> bool {
-    DEFERRED.with_borrow(|d| d.depth == 0 || d.writes.len() < DEFERRED_MAX)
 }

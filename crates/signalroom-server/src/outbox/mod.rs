@@ -24,7 +24,7 @@
 //! the whole frame.
 //!
 //! What is queued ([`Out`], [`Framed`], [`Order`]) is in `out`; the writes by pushers
-//! ([`Sink`], [`Deferring`]) in `direct`; the queue itself, bounded and resumable, here.
+//! ([`Sink`], [`Writes`]) in `direct`; the queue itself, bounded and resumable, here.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -39,7 +39,7 @@ mod direct;
 mod out;
 
 use self::direct::Direct;
-pub(crate) use self::direct::{DIRECT_MAX, Deferring, Sink, Written};
+pub(crate) use self::direct::{DIRECT_MAX, Sink, Writes, Written};
 pub(crate) use self::out::{Framed, Note, Order, Out, one_by_one};
 
 /// A queue that grew past this many slots is shrunk back once drained.
@@ -257,13 +257,26 @@ impl Outbox {
     /// for a socket that is gone).
     ///
     /// A push that finds the writer asleep on an empty queue writes the frames itself ([`Sink`]),
-    /// at once or, while a [`Deferring`] lives on this thread, when the last one is dropped.
+    /// at once. (Under a session's lock, [`Outbox::push_later`] instead.)
     pub(crate) fn push(self: &Arc<Self>, out: Out) -> bool {
-        let may_claim = direct::may_claim();
+        self.push_with(out, None)
+    }
+
+    /// Queues `out` as [`Outbox::push`] does, but a write the push claims is left in `writes`, to
+    /// be made once the caller's session lock is released.
+    pub(crate) fn push_later(self: &Arc<Self>, out: Out, writes: &mut Writes) -> bool {
+        self.push_with(out, Some(writes))
+    }
+
+    fn push_with(self: &Arc<Self>, out: Out, writes: Option<&mut Writes>) -> bool {
+        let may_claim = writes.as_ref().is_none_or(|w| w.has_room());
         let mut st = self.state.lock();
         if let Some((claim, sink)) = if may_claim { st.claim(&out) } else { None } {
             drop(st);
-            self.write_or_defer(claim, sink, out);
+            match writes {
+                Some(writes) => writes.defer(Arc::clone(self), claim, sink, out),
+                None => self.write_claimed(claim, &*sink, &out),
+            }
             return true;
         }
         if let Err(out) = st.queue(out) {
@@ -298,12 +311,17 @@ impl Outbox {
     }
 
     /// Queues the notifications of `framed` from index `from` on, as [`Outbox::push_frames`]
-    /// would queue them.
-    pub(crate) fn push_framed(self: &Arc<Self>, framed: &Arc<Framed>, from: u32) -> bool {
+    /// would queue them (under a session's lock: a write claimed is left in `writes`).
+    pub(crate) fn push_framed(
+        self: &Arc<Self>,
+        framed: &Arc<Framed>,
+        from: u32,
+        writes: &mut Writes,
+    ) -> bool {
         if from as usize >= framed.len() {
             return true;
         }
-        self.push(Out::Order(Order::Write(Arc::clone(framed), from)))
+        self.push_later(Out::Order(Order::Write(Arc::clone(framed), from)), writes)
     }
 
     /// A full outbox refuses `out` (the receiver is too slow). A close order it cannot take means
@@ -670,12 +688,11 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        {
-            let _deferring = Deferring::begin();
-            assert!(o.push(note(1)));
-            assert!(o.push(note(2)));
-            assert!(r.wrote.lock().is_empty(), "written while the lock is held");
-        }
+        let mut writes = Writes::default();
+        assert!(o.push_later(note(1), &mut writes));
+        assert!(o.push_later(note(2), &mut writes));
+        assert!(r.wrote.lock().is_empty(), "written while the lock is held");
+        writes.make();
         assert_eq!(*r.wrote.lock(), [1]);
         // The writer is woken for what queued behind the write.
         let buf = tokio::time::timeout(Duration::from_secs(1), writer).await.unwrap().unwrap();
@@ -774,8 +791,9 @@ mod tests {
             tokio::spawn(async move {
                 for seq in 1..=FRAMES {
                     if seq % 3 == 0 {
-                        let _deferring = Deferring::begin();
-                        assert!(o.push(note(seq)));
+                        let mut writes = Writes::default();
+                        assert!(o.push_later(note(seq), &mut writes));
+                        writes.make();
                     } else {
                         assert!(o.push(note(seq)));
                     }
@@ -833,16 +851,33 @@ mod tests {
         for (o, me) in outboxes.iter().zip(1..) {
             sleep_on(o, me, &sink).await;
         }
-        {
-            let _deferring = Deferring::begin();
-            for o in &outboxes {
-                assert!(o.push(note(1)));
-            }
+        let mut writes = Writes::default();
+        for o in &outboxes {
+            assert!(o.push_later(note(1), &mut writes));
         }
+        assert!(r.wrote.lock().is_empty());
+        writes.make();
         assert_eq!(r.wrote.lock().len(), DEFERRED_MAX);
         let queued: Vec<usize> = outboxes.iter().map(|o| o.depth()).collect();
         assert_eq!(queued.iter().sum::<usize>(), 2, "the last two are their writers' to write");
         assert_eq!(queued[DEFERRED_MAX..], [1, 1]);
+    }
+
+    /// A claim stops its socket's writer until made: one left in a `Writes` dropped without
+    /// [`Writes::make`] (an early return) is made all the same.
+    #[tokio::test]
+    async fn writes_dropped_unmade_are_made() {
+        let (r, sink) = recorder();
+        let o = Outbox::new(LIMITS, 1);
+        sleep_on(&o, 1, &sink).await;
+        {
+            let mut writes = Writes::default();
+            assert!(o.push_later(note(1), &mut writes));
+            assert!(r.wrote.lock().is_empty());
+        }
+        assert_eq!(*r.wrote.lock(), [1]);
+        assert!(o.push(note(2)), "the socket is the pushers' again");
+        assert_eq!(*r.wrote.lock(), [1, 2]);
     }
 
     #[tokio::test]
@@ -852,10 +887,10 @@ mod tests {
         o.ack(0);
         sleep_on(&o, 1, &sink).await;
         assert!(o.push(note(1)));
-        let deferring = Deferring::begin();
-        assert!(o.push(note(2)));
+        let mut writes = Writes::default();
+        assert!(o.push_later(note(2), &mut writes));
         let resumed = o.resume(2, abort(), Some(0), |_| Utf8Bytes::from_static(""));
-        drop(deferring);
+        writes.make();
         assert_eq!(resumed, Resumed { recovered: Some(true), replayed: 2 });
         assert_eq!(seqs(&take(&o, 2).await), [1, 2]);
         // The old socket may have had it; nothing else changes.
@@ -1052,12 +1087,12 @@ mod tests {
 
         let o = Outbox::new(LIMITS, 1);
         assert!(o.push(note(0)));
-        assert!(o.push_framed(&f, 0), "4 frames: full, not over");
+        assert!(o.push_framed(&f, 0, &mut Writes::default()), "4 frames: full, not over");
         assert!(!o.push(note(4)), "full: the receiver is too slow");
-        assert!(o.push_framed(&f, 3), "nothing from the end on");
+        assert!(o.push_framed(&f, 3, &mut Writes::default()), "nothing from the end on");
         assert_eq!(seqs(&take(&o, 1).await), [0, 1, 2, 3]);
-        assert!(o.push_framed(&f, 1));
-        assert!(!o.push_framed(&framed(4..=6), 0), "2 + 3 frames are over 4");
+        assert!(o.push_framed(&f, 1, &mut Writes::default()));
+        assert!(!o.push_framed(&framed(4..=6), 0, &mut Writes::default()), "2 + 3 frames are over 4");
 
         // Detached, what was not written is replayed one by one, after the client's `lastSeq`.
         assert!(o.detach(1));
@@ -1067,7 +1102,7 @@ mod tests {
 
         // A client that acknowledges keeps them one by one.
         o.ack(3);
-        assert!(o.push_framed(&framed(4..=5), 0));
+        assert!(o.push_framed(&framed(4..=5), 0, &mut Writes::default()));
         take(&o, 2).await;
         o.ack(4);
         assert!(o.detach(2));

@@ -8,7 +8,9 @@
 //! Who writes to a socket: its writer, always, but while it sleeps on an empty outbox; then at
 //! most one pusher at a time, the one that claimed the socket under the outbox's lock, writes
 //! small frames it pushed itself (see `outbox::direct`: the claim is the outbox's `Direct`
-//! state, and the writer takes the socket back, after a claimed write, whenever it wakes). Both
+//! state, and the writer takes the socket back, after a claimed write, whenever it wakes). A
+//! push under a session's lock leaves its claimed write in the operation's `outbox::Writes`,
+//! made once the lock is released, never under it. Both
 //! write the server's frames framed by [`crate::wire`] straight from the queued payloads; the control
 //! frames tungstenite answers with go through the writer ([`transport`]).
 

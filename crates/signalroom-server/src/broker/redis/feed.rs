@@ -211,8 +211,7 @@ pub(super) async fn resume_replicas(shared: &Arc<Shared>) {
                 shared.replicas.remove_if(&session, |_, c| Arc::ptr_eq(c, &cell));
                 cell.applied.send_modify(|_| {});
                 shared.subscribed.lock().remove(&channel(session.as_str()));
-                // (Writes the pushes claim are made once the roster's lock is released.)
-                let _deferring = crate::outbox::Deferring::begin();
+                // (The roster is out of the replica's lock: pushes may write at once.)
                 for (who, outbox) in roster {
                     let params = signalroom_core::protocol::ParticipantLeft {
                         connection_id: who,

@@ -865,7 +865,6 @@ impl Broker for RedisBroker {
         // Everything numbered up to here was queued for it; nothing after will be.
         let mut batch = Batch::default();
         let written = {
-            let _deferring = crate::outbox::Deferring::begin();
             let mut guard = cell.replica.lock();
             let Some(replica) = guard.as_mut() else { return };
             // (What is held is for places in the roster: pushed before one leaves it.)
@@ -968,8 +967,8 @@ impl Broker for RedisBroker {
 
 impl Applied<Value> {
     fn map_value(self) -> Applied<()> {
-        let Applied { slow, left, delivered, closed, held, .. } = self;
-        Applied { value: (), slow, left, delivered, closed, held }
+        let Applied { slow, left, delivered, closed, held, writes, .. } = self;
+        Applied { value: (), slow, left, delivered, closed, held, writes }
     }
 }
 

@@ -158,7 +158,6 @@ pub(super) async fn unsubscribe_if_unfollowed(shared: &Shared, session: &Session
 pub(super) fn apply_ahead(shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>) {
     let mut batch = Batch::default();
     let missing = {
-        let _deferring = crate::outbox::Deferring::begin();
         let mut guard = cell.replica.lock();
         let Some(replica) = guard.as_mut() else { return };
         let mut held = std::mem::take(&mut replica.held);
@@ -223,7 +222,6 @@ pub(super) async fn release_when_due(
         tokio::time::sleep_until(due.into()).await;
         let mut batch = Batch::default();
         let next = {
-            let _deferring = crate::outbox::Deferring::begin();
             let mut guard = cell.replica.lock();
             let Some(replica) = guard.as_mut() else { return };
             let members = replica.roster.len();
@@ -315,12 +313,14 @@ pub(super) struct Batch {
 
 impl Default for Applied<()> {
     fn default() -> Self {
-        Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed: false, held: None }
+        Applied::with((), false)
     }
 }
 
 impl Batch {
-    pub(super) fn finish(self, shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>) {
+    pub(super) fn finish(mut self, shared: &Arc<Shared>, session: &SessionId, cell: &Arc<Cell>) {
+        // The writes the pushes claimed, now that the replica's lock is released.
+        self.applied.writes.make();
         for who in self.applied.slow {
             let _ = shared.notices.send(Notice::Lost {
                 session: session.clone(),
@@ -425,8 +425,7 @@ pub(super) fn apply_one(
         }
     };
     let closed = replica.room.is_closed();
-    let mut applied =
-        Applied { value: (), slow: Vec::new(), left: Vec::new(), delivered: 0, closed, held: None };
+    let mut applied = Applied::with((), closed);
     let mut present = before;
     for effect in &effects {
         match effect {
@@ -470,9 +469,10 @@ pub(super) fn apply_one(
             };
             let resumed = Resumed { recovered, replayed: frames.len() as u64 };
             if let Some(outbox) = &caller {
-                outbox.push(Out::Reply(build(resumed)));
+                let writes = &mut batch.applied.writes;
+                outbox.push_later(Out::Reply(build(resumed)), writes);
                 for note in frames {
-                    outbox.push(Out::Note(note));
+                    outbox.push_later(Out::Note(note), writes);
                 }
                 if let Some(last) = last_seq {
                     outbox.ack(last);
@@ -491,14 +491,14 @@ pub(super) fn apply_one(
                 if joining {
                     // The joiner entered the roster last: nothing held is for it, and what is
                     // held after it comes after its answer.
-                    caller.push(out);
+                    caller.push_later(out, &mut batch.applied.writes);
                     continue;
                 }
                 match (out, roster.values().position(|o| Arc::ptr_eq(o, caller))) {
                     (Out::Reply(frame), Some(at)) => held.hold_reply(frame, at),
                     (out, _) => {
                         held.release(roster, &mut batch.applied);
-                        caller.push(out);
+                        caller.push_later(out, &mut batch.applied.writes);
                     }
                 }
             }
@@ -513,7 +513,8 @@ pub(super) fn apply_one(
                 // Its new socket is on another node: this one's is closed.
                 held.release(roster, &mut batch.applied);
                 if let Some(old) = roster.shift_remove(&who) {
-                    old.push(Out::Order(Order::Close { code: 1000, reason: "replaced by a reconnection" }));
+                    let close = Order::Close { code: 1000, reason: "replaced by a reconnection" };
+                    old.push_later(Out::Order(close), &mut batch.applied.writes);
                 }
             }
             effect => {
@@ -531,7 +532,10 @@ pub(super) fn apply_one(
     }
     if let Some(done) = outcome {
         let Applied { slow, left, delivered, closed, held, .. } = applied;
-        batch.outcomes.push((done, Ok(Applied { value, slow, left, delivered, closed, held })));
+        batch.outcomes.push((
+            done,
+            Ok(Applied { slow, left, delivered, closed, held, ..Applied::with(value, closed) }),
+        ));
     }
     if closed {
         held.release(roster, &mut batch.applied);
