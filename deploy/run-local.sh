@@ -48,8 +48,15 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 work=$(mktemp -d "${TMPDIR:-/tmp}/signalroom-deploy.XXXXXX")
 pids=()
 node_pids=()
+ready=0
 stop() {
   trap - EXIT INT TERM
+  if [ "$ready" = 0 ]; then
+    # Stopped before it was ready: what the nodes said, for whoever waited.
+    for f in "$work"/node*.log; do
+      [ -s "$f" ] && { log "${f##*/} (last lines):"; tail -n 20 "$f" >&2; }
+    done
+  fi
   for pid in "${pids[@]}" "${node_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}" "${node_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
@@ -61,12 +68,14 @@ trap 'exit 143' TERM
 [ "$lb_port" = 0 ] && lb_port=$(free_port)
 public="http://127.0.0.1:$lb_port"
 
-# A port free with the one 10,000 above it (a cluster node's bus port).
+# A port free with the one 10,000 above it (a cluster node's bus port), both below the kernel's
+# ephemeral ports (which outgoing connections take).
 free_pair() {
   python3 -c '
 import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 while True:
-    p = random.randint(20000, 40000)
+    p = random.randint(10000, max(low - 10001, 11000))
     try:
         for q in (p, p + 10000):
             s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
@@ -128,9 +137,14 @@ case "$redis_kind" in
     done
     redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$work/cluster-create.log" 2>&1 \
       || { log "redis-cli --cluster create failed:"; cat "$work/cluster-create.log" >&2; exit 1; }
-    for _ in $(seq 100); do
-      redis-cli -p "${addrs[0]#*:}" cluster info | grep -q cluster_state:ok && break
-      sleep 0.1
+    # Every node agrees the cluster is up (each serves its slots) before a signalroom node connects.
+    for addr in "${addrs[@]}"; do
+      for _ in $(seq 300); do
+        redis-cli -p "${addr#*:}" cluster info 2>/dev/null | grep -q cluster_state:ok && break
+        sleep 0.1
+      done
+      redis-cli -p "${addr#*:}" cluster info 2>/dev/null | grep -q cluster_state:ok \
+        || { log "the Redis Cluster node at $addr is not ok after 30 s"; exit 1; }
     done
     broker="redis-cluster://$(IFS=,; echo "${addrs[*]:0:3}")"
     ;;
@@ -173,6 +187,7 @@ for _ in $(seq 100); do
 done
 log "haproxy at $public, round robin over ${node_addrs[*]}"
 echo "signalroom cluster ready: $public"
+ready=1
 
 # A rolling restart: each node drains (its participants move to the other, losing nothing), exits,
 # and starts again; the next one waits until the balancer may send it work (/health/ready).

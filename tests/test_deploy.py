@@ -21,7 +21,7 @@ from signalroom.testing import assert_signal, record_signals
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_PREFIX = "signalroom cluster ready: "
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 90.0  # (about 3 s here; each step of the script has a limit of its own and says which failed)
 STOP_TIMEOUT_S = 15.0
 TIMEOUT = 10.0
 
