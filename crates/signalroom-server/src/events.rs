@@ -73,9 +73,8 @@ pub enum ServerEvent {
         from: Option<ConnectionId>,
         /// The recipients asked for; empty: everyone in the session.
         to: Vec<ConnectionId>,
-        /// For a signal to everyone (`to` empty), everyone in the session, on every node, read
-        /// from the session once the signal is applied (a participant leaving at that moment
-        /// may be missing).
+        /// For a signal to everyone (`to` empty), everyone in the session, on every node, as
+        /// the signal was applied: who it went to.
         everyone: Vec<ConnectionId>,
         /// The wire type, if any.
         kind: Option<String>,

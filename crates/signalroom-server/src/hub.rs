@@ -13,10 +13,10 @@ use signalroom_core::rest::{ConnectionObject, ConnectionProperties, SessionObjec
 use signalroom_core::{ConnectionId, EndReason, RpcSessionId, SessionId};
 use tokio::sync::broadcast;
 
-use crate::broker::{AnyBroker, Applied, Broker, Later, Notice, Reply, Ticket};
+use crate::broker::{AnyBroker, Applied, Broker, Later, Notice, Reply, Signalled};
 use crate::config::Config;
 use crate::events::ServerEvent;
-use crate::op::{Op, SignalOp, Value};
+use crate::op::{Listed, Op, SignalOp, Value};
 use crate::outbox::{Limits, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{CloseMode, Joiner, Minted, Room};
@@ -140,7 +140,7 @@ impl Hub {
         signal: SignalOp<'_>,
     ) -> Result<Option<crate::hook::Rewrite>, Refusal> {
         let Some(hook) = &self.hook else { return Ok(None) };
-        let SignalOp { from, to, data, kind } = signal;
+        let SignalOp { from, to, data, kind, .. } = signal;
         let request = crate::hook::HookRequest {
             session_id: session.into(),
             from: from.cloned(),
@@ -153,8 +153,8 @@ impl Hub {
 
     /// A participant's signal that waited for the signal hook (or behind one that did), handed to
     /// the broker once those before it were: `submitted` is told then, so that the next one
-    /// follows in order. Its event is emitted here. `true`: its broadcast and reply are held back,
-    /// as [`Hub::signal`] says, for the socket's reader to release with the next ones (a
+    /// follows in order. Its event is emitted here. `true`: its broadcast and reply are held back
+    /// ([`Applied::held`]), for the socket's reader to release with the next ones (a
     /// burst of signals through the hook then reaches each receiver in one push, as without).
     pub(crate) async fn send_after_hook(
         self: &Arc<Self>,
@@ -164,15 +164,21 @@ impl Hub {
         reply: Option<Utf8Bytes>,
         submitted: tokio::sync::oneshot::Sender<()>,
     ) -> Result<bool, Refusal> {
-        if let Some(ticket) = self.start_message(session, signal, caller, reply.clone()) {
-            let _ = submitted.send(());
-            let applied = ticket.await?;
-            self.message_done(session, signal, applied).await;
-            return Ok(false);
-        }
-        let held = self.signal(session, signal, Some(caller), reply).await;
-        let _ = submitted.send(());
-        held
+        let outcome = match self.send_signal(session, signal, Some(caller), reply) {
+            Signalled::Waiting(ticket) => {
+                let outcome = ticket.await;
+                let _ = submitted.send(());
+                outcome
+            }
+            sent => {
+                let _ = submitted.send(());
+                sent.outcome().await
+            }
+        };
+        let applied = outcome?;
+        let held = applied.held.is_some();
+        self.signal_done(session, signal, applied).await;
+        Ok(held)
     }
 
     /// Evicts (with `networkDisconnect`) whoever the broker finds lost on its own: receivers too
@@ -705,27 +711,37 @@ impl Hub {
         }
     }
 
-    /// A signal from a participant (RPC) or from the server (`from: None`, REST). `true`: its
-    /// broadcast and reply are held back ([`Applied::held`]; a participant's signal, with a
-    /// caller, on the local broker); the caller releases them ([`Hub::release_now`]) before it
-    /// waits for its client or answers it otherwise.
-    pub(crate) async fn signal(
+    /// Hands a signal to the broker: from a participant (RPC; `caller`, its outbox, gets
+    /// `reply`) or from the server (`from: None`, REST). The broker applies it now or hands it
+    /// over ([`Signalled`]); whoever sent it finishes it with [`Hub::signal_done`], in order.
+    pub(crate) fn send_signal(
         &self,
         session: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Utf8Bytes>,
-    ) -> Result<bool, Refusal> {
-        let applied = self.broker.signal(session, signal, caller, reply.map(Out::Reply)).await?;
-        let held = applied.held.is_some();
-        self.signal_applied(session, signal, applied).await;
-        Ok(held)
+    ) -> Signalled {
+        // A broadcast's event names everyone it went to: listed as it is applied, when wanted.
+        let listed = signal.to.is_empty() && self.wants_signals.load(Ordering::Relaxed);
+        self.broker.signal(session, SignalOp { listed, ..signal }, caller, reply.map(Out::Reply))
+    }
+
+    /// A signal from the server (REST), applied and finished.
+    pub(crate) async fn signal(&self, session: &SessionId, signal: SignalOp<'_>) -> Result<(), Refusal> {
+        let applied = self.send_signal(session, signal, None, None).outcome().await?;
+        self.signal_done(session, signal, applied).await;
+        Ok(())
     }
 
     /// What follows a signal the broker applied: evictions of the receivers too slow for it, and
     /// its event.
-    async fn signal_applied(&self, session: &SessionId, signal: SignalOp<'_>, mut applied: Applied<()>) {
-        let SignalOp { from, to, data, kind } = signal;
+    pub(crate) async fn signal_done(
+        &self,
+        session: &SessionId,
+        signal: SignalOp<'_>,
+        mut applied: Applied<Listed>,
+    ) {
+        let SignalOp { from, to, data, kind, .. } = signal;
         if !applied.slow.is_empty() || !applied.left.is_empty() || applied.closed {
             // Rare (evictions): boxed, so that it does not size the futures of every signal.
             Box::pin(self.settle(session, &mut applied)).await;
@@ -734,14 +750,9 @@ impl Hub {
         if !self.wants_signals.load(Ordering::Relaxed) {
             return;
         }
-        // A broadcast went to everyone in the session, on every node (read from the session: the
-        // events of a cluster's nodes say the same).
-        let everyone = if to.is_empty() {
-            let ids = |room: &Room| room.participants().map(|(id, _, _)| id.clone()).collect();
-            Box::pin(self.broker.read(session, ids)).await.unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        // A broadcast went to everyone in the session, on every node: listed by the broker as it
+        // applied it ([`Hub::send_signal`]), so the events of a cluster's nodes say the same.
+        let everyone = std::mem::take(&mut applied.value);
         self.emit(|| ServerEvent::SignalSent {
             session: session.into(),
             from: from.cloned(),
@@ -752,24 +763,6 @@ impl Hub {
             recipients: applied.delivered,
             bytes: data.map_or(0, str::len),
         });
-    }
-
-    /// A participant's signal handed to the broker without waiting for it: the caller finishes
-    /// it with [`Hub::message_done`], in order. `None`: the broker applies signals at once; call
-    /// [`Hub::signal`].
-    pub(crate) fn start_message(
-        &self,
-        session: &SessionId,
-        signal: SignalOp<'_>,
-        caller: &Arc<Outbox>,
-        reply: Option<Utf8Bytes>,
-    ) -> Option<Ticket> {
-        self.broker.start_signal(session, signal, caller, reply.map(Out::Reply))
-    }
-
-    /// A signal handed over with [`Hub::start_message`] was applied.
-    pub(crate) async fn message_done(&self, session: &SessionId, signal: SignalOp<'_>, applied: Applied<()>) {
-        self.signal_applied(session, signal, applied).await;
     }
 
     /// `leaveRoom`.

@@ -19,8 +19,9 @@
 //!    verdict first when one is set, then the hub; outcomes come back in order, and a refusal goes
 //!    back to `ws::rpc` to answer. `ws` sees no broker type.
 //! 3. **`hub`**: the operation (`op::SignalOp`: session, sender, recipients, data, type) goes to
-//!    the broker: handed over without waiting when the broker numbers it elsewhere (Redis), applied
-//!    at once otherwise.
+//!    the broker in one call (`Broker::signal`), which answers with a `broker::Signalled`: applied
+//!    at once (in this process), or handed over and numbered elsewhere (Redis) while the socket's
+//!    next request is read; `sending` keeps the outcomes in order either way.
 //! 4. **`broker`**: under the session's lock, `room::Room::signal` routes it and serialises its
 //!    notification once, numbered in the session's sequence (`outbox::Note`); `broker::deliver`
 //!    pushes it to each receiver's outbox, or `broker::Held` holds a burst's broadcasts to push

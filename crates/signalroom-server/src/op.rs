@@ -35,6 +35,9 @@ pub(crate) enum Op {
         kind: Option<String>,
         #[serde(default)]
         at: u64,
+        /// A broadcast's recipients are listed in its value ([`Value::Listed`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        listed: bool,
     },
     /// `leaveRoom`.
     Leave { who: ConnectionId },
@@ -64,7 +67,13 @@ pub(crate) struct SignalOp<'a> {
     pub to: &'a [ConnectionId],
     pub data: Option<&'a str>,
     pub kind: Option<&'a str>,
+    /// A broadcast lists who it went to ([`Listed`]): asked only when its event is wanted.
+    pub listed: bool,
 }
+
+/// Everyone in the session when a broadcast was applied (what it went to, on every node); empty
+/// for a signal to chosen participants, or when not asked for ([`SignalOp::listed`]).
+pub(crate) type Listed = Vec<ConnectionId>;
 
 impl<'a> SignalOp<'a> {
     /// A participant's `sendMessage`.
@@ -74,12 +83,19 @@ impl<'a> SignalOp<'a> {
             to: &message.to,
             data: message.data.as_deref(),
             kind: message.kind.as_deref(),
+            listed: false,
         }
     }
 
     /// Runs on `room`, sent at `at` (ms): see [`Room::signal`].
-    pub(crate) fn run(self, room: &mut Room, at: u64) -> Result<Effects, Refusal> {
-        room.signal(self.from, self.to, self.data, self.kind, at)
+    pub(crate) fn run(self, room: &mut Room, at: u64) -> Result<(Listed, Effects), Refusal> {
+        let effects = room.signal(self.from, self.to, self.data, self.kind, at)?;
+        let listed = if self.listed && self.to.is_empty() {
+            room.participants().map(|(id, _, _)| id.clone()).collect()
+        } else {
+            Listed::new()
+        };
+        Ok((listed, effects))
     }
 
     /// As an operation a shared broker orders and every replica runs.
@@ -90,6 +106,7 @@ impl<'a> SignalOp<'a> {
             data: self.data.map(str::to_owned),
             kind: self.kind.map(str::to_owned),
             at,
+            listed: self.listed,
         }
     }
 }
@@ -105,6 +122,8 @@ pub(crate) enum Value {
     Joined(Box<JoinRoomResult>),
     /// Whether a stale session was collected.
     Collected(bool),
+    /// Who a broadcast went to ([`Op::Signal`] with `listed`).
+    Listed(Listed),
 }
 
 impl Op {
@@ -123,10 +142,16 @@ impl Op {
                 let (result, effects) = room.join(joiner)?;
                 (Value::Joined(Box::new(result)), effects)
             }
-            Op::Signal { from, to, data, kind, at } => {
-                let signal =
-                    SignalOp { from: from.as_ref(), to: &to, data: data.as_deref(), kind: kind.as_deref() };
-                (Value::Done, signal.run(room, at)?)
+            Op::Signal { from, to, data, kind, at, listed } => {
+                let signal = SignalOp {
+                    from: from.as_ref(),
+                    to: &to,
+                    data: data.as_deref(),
+                    kind: kind.as_deref(),
+                    listed,
+                };
+                let (everyone, effects) = signal.run(room, at)?;
+                (if listed { Value::Listed(everyone) } else { Value::Done }, effects)
             }
             Op::Leave { who } => (Value::Done, room.leave(&who)),
             Op::ForceDisconnect { by, target } => (Value::Done, room.force_disconnect(&by, &target)?),
@@ -171,6 +196,14 @@ impl Value {
         }
     }
 
+    /// Who a broadcast went to ([`Op::Signal`]; empty unless it was asked to list them).
+    pub(crate) fn listed(self) -> Listed {
+        match self {
+            Value::Listed(everyone) => everyone,
+            _ => Listed::new(),
+        }
+    }
+
     /// Whether [`Op::CollectIfStale`] collected the session.
     pub(crate) fn collected(&self) -> bool {
         matches!(self, Value::Collected(true))
@@ -209,6 +242,7 @@ mod tests {
                 data: Some("hé\n\"x\"".into()),
                 kind: None,
                 at: 5,
+                listed: true,
             },
             Op::UpdateConnection { id: "con_A".into(), role: Some(Role::Moderator), record: None },
             Op::EvictLost { who: "con_A".into(), node: "elsewhere".into() },

@@ -329,13 +329,14 @@ async fn send_signal(AxumState(hub): Shared, body: Bytes) -> ApiResult {
             .into());
         }
     };
-    let mut signal = SignalOp { from: None, to, data: req.data.as_deref(), kind: req.kind.as_deref() };
+    let mut signal =
+        SignalOp { from: None, to, data: req.data.as_deref(), kind: req.kind.as_deref(), listed: false };
     let rewrite = if hub.hooked(signal.kind) { hub.check_signal(session_id, signal).await? } else { None };
     if let Some(rewrite) = &rewrite {
         signal.data = rewrite.data.as_deref().or(signal.data);
         signal.to = rewrite.to.as_deref().unwrap_or(signal.to);
     }
-    hub.signal(session_id, signal, None, None).await?;
+    hub.signal(session_id, signal).await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -21,9 +21,9 @@ use signalroom_core::signal::SignalMessage;
 use signalroom_core::{ConnectionId, SessionId};
 use tokio::sync::oneshot;
 
-use crate::broker::{Applied, Ticket};
+use crate::broker::{Applied, Signalled, Ticket};
 use crate::hub::Hub;
-use crate::op::SignalOp;
+use crate::op::{Listed, SignalOp};
 use crate::outbox::Outbox;
 use crate::refusal::Refusal;
 
@@ -60,7 +60,7 @@ struct OnWay {
 }
 
 /// The outcome of the oldest signal on its way, for [`Sending::finish`].
-pub(crate) struct Outcome(Result<Applied<()>, Refusal>);
+pub(crate) struct Outcome(Result<Applied<Listed>, Refusal>);
 
 /// A signal refused after it was handed over: its request's id (`None`: a notification) and why.
 pub(crate) type Refused = (Option<Box<RawValue>>, Refusal);
@@ -77,6 +77,9 @@ pub(crate) struct Sending {
     /// it is handed to the broker: until then, this socket's next signals wait behind it, so
     /// that they are delivered in the order they were sent.
     hooked: Option<oneshot::Receiver<()>>,
+    /// A signal the broker has not handed over yet is on its way ([`Signalled::Waiting`]):
+    /// nothing more is handed over (or read) until every signal on its way is finished.
+    waiting: bool,
     /// The broker holds back frames of this socket's signals: released ([`Sending::release`])
     /// before the reader waits for the client, and before anything else is answered, so that
     /// the client gets its answers in order.
@@ -86,7 +89,7 @@ pub(crate) struct Sending {
 impl Sending {
     /// Whether another signal may be handed over: not too many on their way.
     pub(crate) fn can_take(&self) -> bool {
-        self.on_way.len() < MAX_ON_WAY && self.on_way_bytes < MAX_ON_WAY_BYTES
+        !self.waiting && self.on_way.len() < MAX_ON_WAY && self.on_way_bytes < MAX_ON_WAY_BYTES
     }
 
     /// Whether nothing is on its way.
@@ -126,13 +129,16 @@ impl Sending {
     pub(crate) async fn finish(&mut self, hub: &Hub, outcome: Outcome) -> Option<Refused> {
         let signal = self.on_way.pop_front()?;
         self.on_way_bytes -= signal.bytes;
+        self.waiting &= !self.on_way.is_empty();
         match (outcome.0, &signal.message) {
             (Ok(applied), Some(message)) => {
-                hub.message_done(&signal.session, SignalOp::message(&signal.from, message), applied).await;
+                self.held |= applied.held.is_some();
+                hub.signal_done(&signal.session, SignalOp::message(&signal.from, message), applied).await;
                 None
             }
             (Ok(applied), None) => {
-                // Held back by the broker (see `Hub::send_after_hook`): released with the next ones.
+                // Finished by its ticket (see `Hub::send_after_hook`); its frames may be held
+                // back, to be released with the next ones.
                 self.held |= applied.held.is_some();
                 None
             }
@@ -140,38 +146,41 @@ impl Sending {
         }
     }
 
-    /// Hands `signal` over: on its way (its outcome comes from [`Sending::next`]), or applied
-    /// now (refused now: its id and why). `Ok(Some(signal))`, untouched: the broker applies
-    /// signals at once and others of this socket are still on their way: finish them first,
-    /// then send it again.
+    /// Hands `signal` to the broker: finished now (refused now: its id and why), or on its way
+    /// (its outcome comes from [`Sending::next`]).
     pub(crate) async fn send(
         &mut self,
         hub: &Arc<Hub>,
         signal: Outgoing,
         caller: &Arc<Outbox>,
-    ) -> Result<Option<Outgoing>, Refused> {
+    ) -> Result<(), Refused> {
         let hooked = hub.hooked(signal.message.kind.as_deref());
         if hooked || self.behind_hook() {
             self.after_hook(hub, signal, hooked, caller);
-            return Ok(None);
+            return Ok(());
         }
-        let op = SignalOp::message(&signal.from, &signal.message);
-        if let Some(ticket) = hub.start_message(&signal.session, op, caller, signal.reply.clone()) {
-            // On its way: the next request is read meanwhile; the outcome comes in order.
-            let Outgoing { session, from, message, id, bytes, .. } = signal;
-            self.push(ticket, OnWay { id, session, from, message: Some(message), bytes });
-            return Ok(None);
-        }
-        if !self.on_way.is_empty() {
-            return Ok(Some(signal));
-        }
-        match hub.signal(&signal.session, op, Some(caller), signal.reply).await {
-            Ok(held) => {
-                self.held |= held;
-                Ok(None)
+        let Outgoing { session, from, message, id, reply, bytes } = signal;
+        let ticket = match hub.send_signal(&session, SignalOp::message(&from, &message), Some(caller), reply)
+        {
+            Signalled::Now(outcome) if self.on_way.is_empty() => {
+                let applied = outcome.map_err(|refusal| (id, refusal))?;
+                self.held |= applied.held.is_some();
+                hub.signal_done(&session, SignalOp::message(&from, &message), applied).await;
+                return Ok(());
             }
-            Err(refusal) => Err((signal.id, refusal)),
-        }
+            // Applied, and finished after this socket's signals still on their way: their
+            // answers and events come first.
+            Signalled::Now(outcome) => Box::pin(std::future::ready(outcome)),
+            // On its way: the next request is read meanwhile; the outcome comes in order.
+            Signalled::OnWay(ticket) => ticket,
+            // Not handed over yet: nothing more is read until it is.
+            Signalled::Waiting(ticket) => {
+                self.waiting = true;
+                ticket
+            }
+        };
+        self.push(ticket, OnWay { id, session, from, message: Some(message), bytes });
+        Ok(())
     }
 
     fn push(&mut self, ticket: Ticket, on_way: OnWay) {

@@ -166,29 +166,22 @@ impl Broker for LocalBroker {
         })
     }
 
-    async fn signal(
+    fn signal(
         &self,
         id: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<crate::outbox::Out>,
-    ) -> Result<Applied<()>, Refusal> {
+    ) -> super::Signalled {
         let id = id.as_str();
-        // A participant's broadcast is held back; its socket's reader makes the next operation.
+        // Applied at once, under the session's lock; a participant's broadcast is held back (its
+        // socket's reader makes the next operation).
         let sender = signal.from.filter(|_| caller.is_some());
         let at = crate::util::now_ms();
-        self.run(id, caller, sender, |room| Ok(Outcome::new((), signal.run(room, at)?, reply)))
-    }
-
-    fn start_signal(
-        &self,
-        _id: &SessionId,
-        _signal: SignalOp<'_>,
-        _caller: &Arc<Outbox>,
-        _reply: Option<crate::outbox::Out>,
-    ) -> Option<super::Ticket> {
-        // A signal is applied at once, under the session's lock.
-        None
+        super::Signalled::Now(self.run(id, caller, sender, |room| {
+            let (listed, effects) = signal.run(room, at)?;
+            Ok(Outcome::new(listed, effects, reply))
+        }))
     }
 
     async fn read<R: Send>(&self, id: &SessionId, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
@@ -318,7 +311,7 @@ mod tests {
     }
 
     fn sig<'a>(from: Option<&'a ConnectionId>, to: &'a [ConnectionId], data: &'a str) -> SignalOp<'a> {
-        SignalOp { from, to, data: Some(data), kind: None }
+        SignalOp { from, to, data: Some(data), kind: None, listed: false }
     }
 
     async fn broker() -> LocalBroker {
@@ -455,22 +448,53 @@ mod tests {
         let (from_b, from_c) = (ConnectionId::from("con_B"), ConnectionId::from("con_C"));
         for n in 1..=2 {
             let reply = Some(Out::Reply(format!("reply B{n}").into()));
-            let applied = broker.signal(&sid(), sig(Some(&from_b), &[], "x"), Some(&b), reply).await.unwrap();
+            let applied =
+                broker.signal(&sid(), sig(Some(&from_b), &[], "x"), Some(&b), reply).outcome().await.unwrap();
             assert!(applied.held.is_some());
             assert_eq!(applied.delivered, 3, "counted when held");
         }
         assert!(queued(&a, 1).is_empty() && queued(&b, 2).is_empty());
         let to_a = [ConnectionId::from("con_A")];
         let reply = Some(Out::Reply("reply C".into()));
-        let applied = broker.signal(&sid(), sig(Some(&from_c), &to_a, "y"), Some(&c), reply).await.unwrap();
+        let applied =
+            broker.signal(&sid(), sig(Some(&from_c), &to_a, "y"), Some(&c), reply).outcome().await.unwrap();
         assert!(applied.held.is_none(), "a targeted signal is not held");
         assert_eq!(queued(&a, 1), ["sendMessage con_B", "sendMessage con_B", "sendMessage con_C"]);
         assert_eq!(queued(&b, 2), ["sendMessage con_B", "reply B1", "sendMessage con_B", "reply B2"]);
         assert_eq!(queued(&c, 3), ["sendMessage con_B", "sendMessage con_B", "reply C"]);
 
-        let applied = broker.signal(&sid(), sig(None, &[], "z"), None, None).await.unwrap();
+        let applied = broker.signal(&sid(), sig(None, &[], "z"), None, None).outcome().await.unwrap();
         assert!(applied.held.is_none(), "the server's signal is pushed at once");
         assert_eq!(queued(&a, 1), ["sendMessage "]);
+    }
+
+    /// A broadcast asked to list its recipients lists everyone in the session as it is applied
+    /// (its event names them, whoever leaves right after); nothing is listed unless asked, nor
+    /// for a signal to chosen participants.
+    #[tokio::test]
+    async fn a_broadcast_lists_everyone_it_went_to_when_asked() {
+        let broker = broker().await;
+        let (a, _) = join(&broker, "A", 1).await;
+        let (b, _) = join(&broker, "B", 2).await;
+        let (_c, _) = join(&broker, "C", 3).await;
+        let from = ConnectionId::from("con_A");
+        let listed = SignalOp { listed: true, ..sig(Some(&from), &[], "x") };
+        let applied = broker.signal(&sid(), listed, Some(&a), None).outcome().await.unwrap();
+        let everyone: Vec<ConnectionId> = ["con_A", "con_B", "con_C"].map(ConnectionId::from).into();
+        assert_eq!(applied.value, everyone);
+        let who = ConnectionId::from("con_C");
+        broker.run("S", Some(&b), None, |room| Ok(Outcome::new((), room.leave(&who), None))).unwrap();
+
+        let applied =
+            broker.signal(&sid(), sig(Some(&from), &[], "x"), Some(&a), None).outcome().await.unwrap();
+        assert!(applied.value.is_empty(), "not asked");
+        let to_b = [ConnectionId::from("con_B")];
+        let targeted = SignalOp { listed: true, ..sig(Some(&from), &to_b, "y") };
+        let applied = broker.signal(&sid(), targeted, Some(&a), None).outcome().await.unwrap();
+        assert!(applied.value.is_empty(), "a targeted signal names its recipients itself");
+        let listed = SignalOp { listed: true, ..sig(None, &[], "z") };
+        let applied = broker.signal(&sid(), listed, None, None).outcome().await.unwrap();
+        assert_eq!(applied.value, everyone[..2], "after C left");
     }
 
     /// A receiver whose queue cannot take what is released is reported slow (to be evicted);
@@ -491,7 +515,8 @@ mod tests {
         let mut slow = Vec::new();
         for n in 0..8 {
             let reply = Some(Out::Reply(format!("reply {n}").into()));
-            let applied = broker.signal(&sid(), sig(Some(&from), &[], "x"), Some(&a), reply).await.unwrap();
+            let applied =
+                broker.signal(&sid(), sig(Some(&from), &[], "x"), Some(&a), reply).outcome().await.unwrap();
             assert_eq!(applied.held.is_some(), n % 4 != 3, "at most 8 frames (a quarter of 32) are held");
             slow.extend(applied.slow);
         }

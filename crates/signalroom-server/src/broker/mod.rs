@@ -53,7 +53,7 @@ use tokio::sync::mpsc;
 
 use smallvec::SmallVec;
 
-use crate::op::{Op, SignalOp, Value};
+use crate::op::{Listed, Op, SignalOp, Value};
 use crate::outbox::{Framed, Note, Order, Out, Outbox, Resumed, Writes};
 use crate::refusal::Refusal;
 use crate::room::{Audience, CloseMode, Effect, Effects, Room};
@@ -95,10 +95,10 @@ pub(crate) struct Applied<R> {
     pub writes: Writes,
 }
 
-impl Applied<()> {
+impl Applied<Listed> {
     /// What a ticket gives when it finished its signal itself (one through the signal hook).
     pub(crate) fn handled() -> Self {
-        Self::with((), false)
+        Self::with(Listed::new(), false)
     }
 }
 
@@ -143,27 +143,17 @@ pub(crate) trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Applied<Value>, Refusal>> + Send;
 
     /// A signal: what `apply` with [`Room::signal`] does, which a broker may do without the
-    /// whole room (a signal changes nothing but the session's sequence).
+    /// whole room (a signal changes nothing but the session's sequence). The one call for every
+    /// signal: the broker applies it now or hands it over ([`Signalled`]). Signals a caller hands
+    /// over one after another are applied in that order, and in order with the operations it
+    /// applies after them.
     fn signal(
         &self,
         id: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
-    ) -> impl Future<Output = Result<Applied<()>, Refusal>> + Send;
-
-    /// Hands a participant's signal over without waiting for it. Signals handed over one after
-    /// another are applied in that order, each as [`Broker::signal`] would apply it, and in order
-    /// with the operations the same caller applies after them; the ticket tells the outcome.
-    /// `None`: this broker does not hand signals over (it applies them at once): call
-    /// [`Broker::signal`].
-    fn start_signal(
-        &self,
-        id: &SessionId,
-        signal: SignalOp<'_>,
-        caller: &Arc<Outbox>,
-        reply: Option<Out>,
-    ) -> Option<Ticket>;
+    ) -> Signalled;
 
     /// Reads a session's room.
     fn read<R: Send>(
@@ -254,8 +244,30 @@ pub(crate) enum Later {
     At(std::time::Instant),
 }
 
-/// The outcome of a signal handed over ([`Broker::start_signal`]), on its way.
-pub(crate) type Ticket = std::pin::Pin<Box<dyn Future<Output = Result<Applied<()>, Refusal>> + Send>>;
+/// What a broker did with a signal ([`Broker::signal`]).
+pub(crate) enum Signalled {
+    /// Applied now (a participant's broadcast may be held back: [`Applied::held`]).
+    Now(Result<Applied<Listed>, Refusal>),
+    /// Handed over: the caller's next signals may be handed over at once, and are applied after
+    /// it; the ticket tells the outcome.
+    OnWay(Ticket),
+    /// Not handed over yet (the broker first has to load the session): the caller hands nothing
+    /// more over until the ticket has told the outcome, or the next signal could overtake it.
+    Waiting(Ticket),
+}
+
+impl Signalled {
+    /// The outcome, once there.
+    pub(crate) async fn outcome(self) -> Result<Applied<Listed>, Refusal> {
+        match self {
+            Signalled::Now(outcome) => outcome,
+            Signalled::OnWay(ticket) | Signalled::Waiting(ticket) => ticket.await,
+        }
+    }
+}
+
+/// The outcome of a signal handed over ([`Signalled`]), on its way.
+pub(crate) type Ticket = std::pin::Pin<Box<dyn Future<Output = Result<Applied<Listed>, Refusal>> + Send>>;
 
 /// The caller's reply to an operation, queued where its effects say ([`Effect::Reply`]).
 pub(crate) enum Reply {
@@ -372,24 +384,14 @@ impl Broker for AnyBroker {
         each_async!(self, b => b.apply(id, caller, op, reply))
     }
 
-    async fn signal(
+    fn signal(
         &self,
         id: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
-    ) -> Result<Applied<()>, Refusal> {
-        each_async!(self, b => b.signal(id, signal, caller, reply))
-    }
-
-    fn start_signal(
-        &self,
-        id: &SessionId,
-        signal: SignalOp<'_>,
-        caller: &Arc<Outbox>,
-        reply: Option<Out>,
-    ) -> Option<Ticket> {
-        each!(self, b => b.start_signal(id, signal, caller, reply))
+    ) -> Signalled {
+        each!(self, b => b.signal(id, signal, caller, reply))
     }
 
     async fn read<R: Send>(&self, id: &SessionId, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {

@@ -313,15 +313,7 @@ impl SocketConn {
         let Joined { session, connection: from } = me;
         let reply = self.ok_frame();
         let signal = Outgoing { session, from, message, id: self.request_id.take(), reply, bytes };
-        let sent = match self.sending.send(&self.hub, signal, &self.outbox).await {
-            Ok(Some(signal)) => {
-                // Applied at once, after this socket's signals still on their way.
-                self.drain().await;
-                self.sending.send(&self.hub, signal, &self.outbox).await.map(drop)
-            }
-            other => other.map(drop),
-        };
-        sent.map_err(|(id, refusal)| {
+        self.sending.send(&self.hub, signal, &self.outbox).await.map_err(|(id, refusal)| {
             // Refused at once: answered as the request being handled.
             self.request_id = id;
             refusal

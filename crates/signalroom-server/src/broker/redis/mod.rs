@@ -73,9 +73,9 @@ use signalroom_core::{ConnectionId, RpcSessionId, SessionId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{Applied, Broker, Held, Later, Notice, Reply, Ticket};
+use super::{Applied, Broker, Held, Later, Notice, Reply, Signalled};
 use crate::broker::link::{Feed, Link, Topology};
-use crate::op::{Op, SignalOp, Value};
+use crate::op::{Listed, Op, SignalOp, Value};
 use crate::outbox::{Limits, Note, Out, Outbox, Resumed};
 use crate::refusal::Refusal;
 use crate::room::{Audience, Room};
@@ -306,6 +306,8 @@ struct Shared {
     held: DashMap<SessionId, ()>,
     /// When this node started (the origin of [`Cell::used`]).
     started: Instant,
+    /// The number of this node's next operation ([`Waiter`]s are found by it).
+    next_op: AtomicU64,
 }
 
 impl Shared {
@@ -328,7 +330,6 @@ impl Shared {
 /// Sessions shared through Redis (see the module docs).
 pub(crate) struct RedisBroker {
     shared: Arc<Shared>,
-    next_op: AtomicU64,
     /// The operation writer's queue ([`write_ops`]).
     jobs: mpsc::UnboundedSender<Job>,
     notices_rx: Mutex<Option<mpsc::UnboundedReceiver<Notice>>>,
@@ -499,6 +500,7 @@ impl RedisBroker {
             trouble: AtomicU64::new(0),
             held: DashMap::new(),
             started: Instant::now(),
+            next_op: AtomicU64::new(1),
         });
         let mut beat = conn.clone();
         let _: () = beat.set_ex(node_key(&shared.node), 1, NODE_TTL.as_secs()).await?;
@@ -516,67 +518,12 @@ impl RedisBroker {
         if shared.acks > 0 {
             tasks.push(tokio::spawn(watch_replicas(Arc::clone(&shared))));
         }
-        Ok(Self { shared, next_op: AtomicU64::new(1), jobs, notices_rx: Mutex::new(Some(notices_rx)), tasks })
+        Ok(Self { shared, jobs, notices_rx: Mutex::new(Some(notices_rx)), tasks })
     }
 
     /// The session's replica on this node, loaded (and its channel subscribed) if it was not.
     async fn replica(&self, id: &str) -> Result<Arc<Cell>, Refusal> {
         follow(&self.shared, id).await
-    }
-
-    /// Hands `op` to the operation writer, in order with every other operation of this node; the
-    /// replica must be loaded. Resolves once this node applied it.
-    fn hand_over(
-        &self,
-        id: &str,
-        cell: &Cell,
-        caller: Option<&Arc<Outbox>>,
-        op: &Op,
-        answer: Answer,
-    ) -> impl Future<Output = Result<(), Refusal>> + Send + 'static {
-        cell.used.store(self.shared.now_ms(), Ordering::Relaxed);
-        let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
-        let session = SessionId::from(id);
-        self.shared.pending.insert(op_id, Mutex::new(Waiter { session, caller: caller.cloned(), answer }));
-        let mut cmd = redis::cmd("EVAL");
-        let keys = &cell.keys;
-        cmd.arg(SUBMIT)
-            .arg(4)
-            .arg(&keys.snap)
-            .arg(&keys.ver)
-            .arg(&keys.log)
-            .arg(&keys.channel)
-            .arg(&self.shared.node)
-            .arg(op_id)
-            .arg(serde_json::to_string(op).expect("operations serialise"))
-            .arg(if self.shared.acks == 0 { self.shared.publish } else { "" });
-        let (numbered, version) = oneshot::channel();
-        let _ = self.jobs.send(Job { cmd, session: SessionId::from(id), op_id, done: numbered });
-        let shared = Arc::clone(&self.shared);
-        async move {
-            let version =
-                version.await.unwrap_or_else(|_| Err(Failed::Refused("the operation writer stopped".into())));
-            match version {
-                Ok(v) if v > 0 => return Ok(()),
-                // Numbered or not: it comes back, or is refused, once Redis answers again
-                // ([`settle`]).
-                Err(Failed::Uncertain) => return Ok(()),
-                _ => {}
-            }
-            // Not numbered: it will not come back.
-            let waiter = shared.pending.remove(&op_id).map(|(_, w)| w.into_inner());
-            let refusal = match version {
-                Err(Failed::Refused(e)) => Refusal::BrokerDown(e),
-                Err(Failed::Uncertain) => unreachable!("returned above"),
-                Ok(_) => {
-                    Refusal::NoSession(waiter.as_ref().map_or_else(String::new, |w| w.session.to_string()))
-                }
-            };
-            if let Some(waiter) = waiter {
-                waiter.answer.fail(refusal.clone());
-            }
-            Err(refusal)
-        }
     }
 
     /// Submits `op` and waits for this node to apply it.
@@ -589,7 +536,8 @@ impl RedisBroker {
     ) -> Result<Applied<Value>, Refusal> {
         let cell = self.replica(id).await?;
         let (done, outcome) = oneshot::channel();
-        let numbered = self.hand_over(id, &cell, caller, &op, Answer::Reply(reply, done));
+        let numbered =
+            hand_over(&self.shared, &self.jobs, id, &cell, caller, &op, Answer::Reply(reply, done));
         outcome_of(numbered, outcome).await
     }
 
@@ -641,6 +589,60 @@ impl RedisBroker {
         if let Err(e) = done.await {
             tracing::warn!(session = id, error = %e, "could not forget what an operation ended");
         }
+    }
+}
+
+/// Hands `op` to the operation writer, in order with every other operation of this node; the
+/// replica must be loaded. Resolves once this node applied it.
+fn hand_over(
+    shared: &Arc<Shared>,
+    jobs: &mpsc::UnboundedSender<Job>,
+    id: &str,
+    cell: &Cell,
+    caller: Option<&Arc<Outbox>>,
+    op: &Op,
+    answer: Answer,
+) -> impl Future<Output = Result<(), Refusal>> + Send + 'static {
+    cell.used.store(shared.now_ms(), Ordering::Relaxed);
+    let op_id = shared.next_op.fetch_add(1, Ordering::Relaxed);
+    let session = SessionId::from(id);
+    shared.pending.insert(op_id, Mutex::new(Waiter { session, caller: caller.cloned(), answer }));
+    let mut cmd = redis::cmd("EVAL");
+    let keys = &cell.keys;
+    cmd.arg(SUBMIT)
+        .arg(4)
+        .arg(&keys.snap)
+        .arg(&keys.ver)
+        .arg(&keys.log)
+        .arg(&keys.channel)
+        .arg(&shared.node)
+        .arg(op_id)
+        .arg(serde_json::to_string(op).expect("operations serialise"))
+        .arg(if shared.acks == 0 { shared.publish } else { "" });
+    let (numbered, version) = oneshot::channel();
+    let _ = jobs.send(Job { cmd, session: SessionId::from(id), op_id, done: numbered });
+    let shared = Arc::clone(shared);
+    async move {
+        let version =
+            version.await.unwrap_or_else(|_| Err(Failed::Refused("the operation writer stopped".into())));
+        match version {
+            Ok(v) if v > 0 => return Ok(()),
+            // Numbered or not: it comes back, or is refused, once Redis answers again
+            // ([`settle`]).
+            Err(Failed::Uncertain) => return Ok(()),
+            _ => {}
+        }
+        // Not numbered: it will not come back.
+        let waiter = shared.pending.remove(&op_id).map(|(_, w)| w.into_inner());
+        let refusal = match version {
+            Err(Failed::Refused(e)) => Refusal::BrokerDown(e),
+            Err(Failed::Uncertain) => unreachable!("returned above"),
+            Ok(_) => Refusal::NoSession(waiter.as_ref().map_or_else(String::new, |w| w.session.to_string())),
+        };
+        if let Some(waiter) = waiter {
+            waiter.answer.fail(refusal.clone());
+        }
+        Err(refusal)
     }
 }
 
@@ -737,35 +739,32 @@ impl Broker for RedisBroker {
         Ok(applied)
     }
 
-    async fn signal(
+    fn signal(
         &self,
         id: &SessionId,
         signal: SignalOp<'_>,
         caller: Option<&Arc<Outbox>>,
         reply: Option<Out>,
-    ) -> Result<Applied<()>, Refusal> {
-        let id = id.as_str();
-        let op = signal.to_op(crate::util::now_ms());
-        let applied = self.submit(id, caller, op, Reply::Ready(reply)).await?;
-        Ok(Applied { value: (), ..applied.map_value() })
-    }
-
-    fn start_signal(
-        &self,
-        id: &SessionId,
-        signal: SignalOp<'_>,
-        caller: &Arc<Outbox>,
-        reply: Option<Out>,
-    ) -> Option<Ticket> {
-        let id = id.as_str();
-        let cell = self.shared.replicas.get(id).map(|c| Arc::clone(&c))?;
-        if !cell.live.load(Ordering::Acquire) {
-            return None;
-        }
+    ) -> Signalled {
         let op = signal.to_op(crate::util::now_ms());
         let (done, outcome) = oneshot::channel();
-        let numbered = self.hand_over(id, &cell, Some(caller), &op, Answer::Reply(Reply::Ready(reply), done));
-        Some(Box::pin(async move { outcome_of(numbered, outcome).await.map(Applied::map_value) }))
+        let answer = Answer::Reply(Reply::Ready(reply), done);
+        let live = self.shared.replicas.get(id.as_str()).map(|c| Arc::clone(&c));
+        if let Some(cell) = live.filter(|c| c.live.load(Ordering::Acquire)) {
+            // Numbered in Redis while the caller goes on.
+            let numbered = hand_over(&self.shared, &self.jobs, id.as_str(), &cell, caller, &op, answer);
+            return Signalled::OnWay(Box::pin(async move {
+                outcome_of(numbered, outcome).await.map(Applied::listed)
+            }));
+        }
+        // The session is not followed here yet: loaded first, then handed over.
+        let (shared, jobs, caller) = (Arc::clone(&self.shared), self.jobs.clone(), caller.cloned());
+        let id = id.clone();
+        Signalled::Waiting(Box::pin(async move {
+            let cell = follow(&shared, id.as_str()).await?;
+            let numbered = hand_over(&shared, &jobs, id.as_str(), &cell, caller.as_ref(), &op, answer);
+            outcome_of(numbered, outcome).await.map(Applied::listed)
+        }))
     }
 
     async fn read<R: Send>(&self, id: &SessionId, f: impl FnOnce(&Room) -> R + Send) -> Option<R> {
@@ -940,7 +939,9 @@ impl Broker for RedisBroker {
         self.holding(session).await?;
         let (done, resumed) = oneshot::channel();
         let op = Op::Relocate { who: who.clone(), node: self.shared.node.clone() };
-        let numbered = self.hand_over(
+        let numbered = hand_over(
+            &self.shared,
+            &self.jobs,
             session,
             &cell,
             Some(outbox),
@@ -966,9 +967,9 @@ impl Broker for RedisBroker {
 }
 
 impl Applied<Value> {
-    fn map_value(self) -> Applied<()> {
-        let Applied { slow, left, delivered, closed, held, writes, .. } = self;
-        Applied { value: (), slow, left, delivered, closed, held, writes }
+    fn listed(self) -> Applied<Listed> {
+        let Applied { value, slow, left, delivered, closed, held, writes } = self;
+        Applied { value: value.listed(), slow, left, delivered, closed, held, writes }
     }
 }
 
