@@ -3,9 +3,10 @@ the others), sending (signals, requests, streams), handlers, waiting (``wait_for
 and leaving. This is the public surface, documented and typed here; the session's parts below do
 the work.
 
-Events are queued by Rust and cross to asyncio in batches: one pump task per session, on the event
-loop that connected it, awaits ``_native.Session.next_events()`` (everything queued since its last
-call) and dispatches each event, in arrival order. With a ``rejoin`` policy the pump also rejoins,
+Events are queued by Rust and cross to asyncio in batches, those of every session of an event loop
+together (``_native.EventHub``: one task of the loop takes everything queued since its last call
+and hands each session its share); one pump task per session, on the event loop that connected
+it, dispatches its events, in arrival order. With a ``rejoin`` policy the pump also rejoins,
 with a fresh token, when the session was lost to the network or a server restart.
 
 The session's parts: the pump, the rejoin policy and the session's end (``_pump``); the handlers,

@@ -8,9 +8,10 @@ use pyo3::types::PyString;
 use pyo3_async_runtimes::tokio::get_runtime;
 use signalroom_client::{ConnectOptions, ConnectionId, EventReceiver, SessionState, Signal};
 
-use crate::bridge::future_into_py;
+use crate::bridge::{future_into_py, started_into_py};
 use crate::errors::{PyClientError, PyCoreError, invalid_argument, invalid_signal};
 use crate::events::{Batch, Connection};
+use crate::hub::EventHub;
 
 /// At most this many events cross to Python in one batch, so one burst cannot hold the event
 /// loop for long; the rest follow in the next batch.
@@ -72,7 +73,8 @@ pub(crate) fn connect<'py>(
 #[pyclass(frozen, module = "signalroom._native")]
 pub struct Session {
     session: signalroom_client::Session,
-    /// Only the Python pump reads it; a tokio mutex, so a cancelled `next_events` never loses it.
+    /// Read by `next_events` or by the hub it is attached to; a tokio mutex, so a cancelled
+    /// `next_events` never loses it.
     events: Arc<tokio::sync::Mutex<EventReceiver>>,
 }
 
@@ -136,11 +138,20 @@ impl Session {
         let signal = Signal::new(data, r#type.as_deref(), to).map_err(PyCoreError)?;
         // Queued now (Session::signal queues at call time): signals go out in the order of
         // the calls, even when several tasks send at once.
+        let connected = matches!(self.session.state(), SessionState::Connected);
         let sent = self.session.signal(signal);
-        future_into_py(py, async move {
+        let sent = async move {
             sent.await.map_err(PyClientError)?;
             Ok::<_, PyClientError>(())
-        })
+        };
+        if connected {
+            // The link is up: the writer sends the request at once, so there is nothing left for
+            // a cancellation to take back (its answer would only be ignored): no cancel hook.
+            started_into_py(py, sent)
+        } else {
+            // Held until the link is back: cancelling the await must keep it from being sent.
+            future_into_py(py, sent)
+        }
     }
 
     /// Every event queued since the last call, as a list (waits for at least one); `None` once
@@ -162,6 +173,12 @@ impl Session {
             }
             Ok::<_, PyClientError>(Some(Batch(batch)))
         })
+    }
+
+    /// Sends this session's events to `hub` from now on (where `next_events` gave them), under
+    /// the key returned; once they are over the hub says so. At most once per session.
+    fn attach(&self, hub: &EventHub) -> u64 {
+        hub.forward(Arc::clone(&self.events))
     }
 
     /// Leaves the session (`leaveRoom`, then the socket is closed). Resolves when done.
