@@ -109,10 +109,10 @@ async def test_events_of_many_sessions_blocked_together_arrive_in_order_in_one_b
         thread.start()
         assert sent.wait(30.0), "the sender thread did not finish"  # the loop is blocked meanwhile
 
-    last = [
-        r.wait_for("signal:b", predicate=lambda e, r=r: e.data == f"{r.connection_id} {per_receiver - 1}", timeout=30.0)
-        for r in receivers
-    ]
+    def is_last(receiver: signalroom.Session) -> Callable[[signalroom.SignalEvent], bool]:
+        return lambda event: event.data == f"{receiver.connection_id} {per_receiver - 1}"
+
+    last = [r.wait_for("signal:b", predicate=is_last(r), timeout=30.0) for r in receivers]
     await receivers[0].signal("", type="hold", to=[receivers[0].connection])
     await asyncio.gather(*last)
     assert errors == []
