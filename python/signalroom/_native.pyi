@@ -212,6 +212,18 @@ class Session:
         to: Iterable[_Recipient] | None = None,
     ) -> asyncio.Future[None]:
         """Sends a signal (queued now, in call order); resolves when the server accepted it."""
+    def start_signal(
+        self,
+        data: str,
+        *,
+        type: str | None = None,  # noqa: A002
+        to: Iterable[_Recipient] | None = None,
+    ) -> asyncio.Future[None]:
+        """:meth:`signal` without a cancel hook per call: cancelling the future does not reach
+        Rust by itself; whoever sees its await cancelled gives it to :meth:`abandon`."""
+    def abandon(self, sent: asyncio.Future[None]) -> None:
+        """The await of ``sent`` (from :meth:`start_signal`) was cancelled: a signal not written
+        yet is not written, its answer not waited for. Nothing happens once it was answered."""
     def next_events(self) -> Awaitable[list[_Event] | None]:
         """Every event queued since the last call (waits for one); ``None`` once the session is over.
         Not for a session attached to an :class:`EventHub`."""

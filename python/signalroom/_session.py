@@ -278,13 +278,16 @@ class Session:
         # (reply() does the same, inline: one coroutine per answered signal, not two.)
         if self._must_wait_to_send():
             await self._pump.until_rejoined()
+        sent = self._native.start_signal(data, type=type, to=to)
         try:
-            await self._native.signal(data, type=type, to=to)
+            await sent
+        except asyncio.CancelledError:
+            self._native.abandon(sent)  # not sent if not written yet, as before the await began
+            raise
         except ConnectionLostError:
             if not self._resend_after_rejoin():
                 raise
-            await self._pump.until_rejoined()
-            await self._native.signal(data, type=type, to=to)
+            await self._send_after_rejoin(data, type, to)
 
     def _must_wait_to_send(self) -> bool:
         """Before sending a signal: whether to wait for a rejoin first; raises
@@ -298,6 +301,16 @@ class Session:
                 reason=None,
             )
         return rejoining
+
+    async def _send_after_rejoin(self, data: str, type: str | None, to: Recipients | None) -> None:  # noqa: A002
+        """Waits for the rejoin, then sends the signal again (see :meth:`_resend_after_rejoin`)."""
+        await self._pump.until_rejoined()
+        sent = self._native.start_signal(data, type=type, to=to)
+        try:
+            await sent
+        except asyncio.CancelledError:
+            self._native.abandon(sent)
+            raise
 
     def _resend_after_rejoin(self) -> bool:
         """A signal failed with :class:`ConnectionLostError`: whether the link was down and, while
@@ -323,13 +336,16 @@ class Session:
         to = (event.from_,)
         if self._must_wait_to_send():
             await self._pump.until_rejoined()
+        sent = self._native.start_signal(data, type=type, to=to)
         try:
-            await self._native.signal(data, type=type, to=to)
+            await sent
+        except asyncio.CancelledError:
+            self._native.abandon(sent)  # not sent if not written yet, as before the await began
+            raise
         except ConnectionLostError:
             if not self._resend_after_rejoin():
                 raise
-            await self._pump.until_rejoined()
-            await self._native.signal(data, type=type, to=to)
+            await self._send_after_rejoin(data, type, to)
 
     async def force_disconnect(self, connection: Recipient) -> None:
         """Evicts a participant (needs the ``MODERATOR`` role; else :class:`RpcError` 401)."""

@@ -10,8 +10,8 @@
 //!   one GIL acquisition and hands each event loop its share in one `call_soon_threadsafe` (one
 //!   wake-up of the loop), where a thread hop, a GIL acquisition and a wake-up per result made
 //!   each `await session.signal(...)` cost more than the signal.
-//! - [`started_into_py`] is for work already under way (a request the writer sends at once):
-//!   no done callback, no wait for a cancellation, since there is nothing left to stop.
+//! - [`started_into_py`] has no done callback per call: its caller reports a cancelled await
+//!   itself ([`abandon`]), which is cheaper for the calls a process makes thousands of a second.
 //! - Delivery never enters Python once the interpreter is exiting: an `atexit` hook
 //!   ([`at_exit`]) forbids new deliveries and waits for those in flight. Without it, a delivery
 //!   thread inside `loop.call_soon_threadsafe` (which releases the GIL to write the loop's
@@ -19,10 +19,12 @@
 //!   the thread with `pthread_exit`, and the unwinding drops Python objects: a crash at exit.
 //!
 //! A delivery to a closed event loop is dropped silently (nobody can await it any more).
-//! Cancelling the asyncio future of [`future_into_py`] drops the Rust future; that of
-//! [`started_into_py`] leaves it to finish, and its result is dropped.
+//! Cancelling the asyncio future of [`future_into_py`] drops the Rust future; for
+//! [`started_into_py`], [`abandon`] does.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::{IntoPyObjectExt, intern};
 use pyo3_async_runtimes::tokio::get_runtime;
 use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 
 /// Set by [`at_exit`]: no delivery may enter Python any more.
 static EXITING: AtomicBool = AtomicBool::new(false);
@@ -53,10 +56,10 @@ where
     Ok(future)
 }
 
-/// Like [`future_into_py`] for a future whose work is already under way when it is made (a
-/// request already queued): cancelling the asyncio future does not stop it, its result is just
-/// dropped when it comes. This spares each call a done callback and the Rust side its wait for
-/// a cancellation, where a process answering thousands of signals a second pays per call.
+/// Like [`future_into_py`], without the done callback that tells the Rust side of a cancellation
+/// (a Python call, a context and a scheduled callback per call, where a process answering
+/// thousands of signals a second pays per call): the caller that sees its await cancelled calls
+/// [`abandon`] with the asyncio future instead, which drops the Rust future as the callback would.
 pub(crate) fn started_into_py<'py, F, T, E>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = Result<T, E>> + Send + 'static,
@@ -65,12 +68,31 @@ where
 {
     let event_loop = running_loop(py)?;
     let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    // The future's address names its work while the work runs: the work holds the future, so no
+    // other object can have that address meanwhile.
+    let key = future.as_ptr() as usize;
     let target = Target { event_loop: event_loop.unbind(), future: future.clone().unbind() };
-    get_runtime().spawn(async move {
+    // Locked over the spawn (no await), so the work cannot remove its entry before it is made.
+    let mut running = RUNNING.lock();
+    let task = get_runtime().spawn(async move {
         let result = fut.await;
+        RUNNING.lock().remove(&key);
         deliver_later(Delivery { target, outcome: Box::new(move |py| outcome(py, result)) });
     });
+    running.insert(key, task.abort_handle());
     Ok(future)
+}
+
+/// The work of [`started_into_py`] still running, by its asyncio future's address.
+static RUNNING: LazyLock<Mutex<HashMap<usize, AbortHandle>>> = LazyLock::new(Default::default);
+
+/// Drops the Rust future behind `future` (made by [`started_into_py`]) if it is still running:
+/// for the caller whose await of it was cancelled. Nothing happens once it has finished.
+pub(crate) fn abandon(future: &Bound<'_, PyAny>) {
+    let key = future.as_ptr() as usize;
+    if let Some(task) = RUNNING.lock().remove(&key) {
+        task.abort();
+    }
 }
 
 fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {

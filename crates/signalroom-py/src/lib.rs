@@ -6,7 +6,8 @@
 //!
 //! - Every coroutine is a Rust future on pyo3-async-runtimes' one tokio runtime
 //!   ([`pyo3_async_runtimes::tokio::future_into_py`]); inputs are owned before the future starts,
-//!   and cancelling the Python awaitable drops the Rust future (the client is cancel-safe).
+//!   and cancelling the Python awaitable drops the Rust future (the client is cancel-safe; for
+//!   `Session.start_signal`, the hot path, the caller reports the cancellation: `Session.abandon`).
 //! - Events cross to asyncio in batches, those of every session of an event loop together: each
 //!   session attached to its loop's `EventHub` forwards its events there, and `EventHub.next()`
 //!   returns everything queued since the previous call, grouped by session, converted under one

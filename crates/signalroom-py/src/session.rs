@@ -8,7 +8,7 @@ use pyo3::types::PyString;
 use pyo3_async_runtimes::tokio::get_runtime;
 use signalroom_client::{ConnectOptions, ConnectionId, EventReceiver, SessionState, Signal};
 
-use crate::bridge::{future_into_py, started_into_py};
+use crate::bridge::{abandon, future_into_py, started_into_py};
 use crate::errors::{PyClientError, PyCoreError, invalid_argument, invalid_signal};
 use crate::events::{Batch, Connection};
 use crate::hub::EventHub;
@@ -121,6 +121,13 @@ pub(crate) fn recipient(item: &Bound<'_, PyAny>, what: &str) -> PyResult<Connect
     }
 }
 
+/// A signal from Python's arguments, checked: bad input raises `InvalidSignalError` now, before
+/// anything is sent (the data's size is the server's to judge: its limit is configured).
+fn checked_signal(data: String, r#type: Option<String>, to: Option<&Bound<'_, PyAny>>) -> PyResult<Signal> {
+    let to = recipients(to)?;
+    Ok(Signal::new(data, r#type.as_deref(), to).map_err(PyCoreError)?)
+}
+
 #[pymethods]
 impl Session {
     /// Sends a signal; resolves when the server accepted it. Bad input raises
@@ -133,25 +140,39 @@ impl Session {
         r#type: Option<String>,
         to: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let to = recipients(to)?;
-        // The type is checked here; the data's size is the server's to judge (its limit is configured).
-        let signal = Signal::new(data, r#type.as_deref(), to).map_err(PyCoreError)?;
         // Queued now (Session::signal queues at call time): signals go out in the order of
         // the calls, even when several tasks send at once.
-        let connected = matches!(self.session.state(), SessionState::Connected);
-        let sent = self.session.signal(signal);
-        let sent = async move {
+        let sent = self.session.signal(checked_signal(data, r#type, to)?);
+        future_into_py(py, async move {
             sent.await.map_err(PyClientError)?;
             Ok::<_, PyClientError>(())
-        };
-        if connected {
-            // The link is up: the writer sends the request at once, so there is nothing left for
-            // a cancellation to take back (its answer would only be ignored): no cancel hook.
-            started_into_py(py, sent)
-        } else {
-            // Held until the link is back: cancelling the await must keep it from being sent.
-            future_into_py(py, sent)
-        }
+        })
+    }
+
+    /// `signal` without a cancel hook per call: cancelling the future returned does not reach
+    /// Rust by itself; the caller whose await was cancelled calls `abandon` with it. For
+    /// `signalroom.Session.signal` and `reply`, which a process may call thousands of times a
+    /// second.
+    #[pyo3(signature = (data, *, r#type = None, to = None))]
+    fn start_signal<'py>(
+        &self,
+        py: Python<'py>,
+        data: String,
+        r#type: Option<String>,
+        to: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let sent = self.session.signal(checked_signal(data, r#type, to)?);
+        started_into_py(py, async move {
+            sent.await.map_err(PyClientError)?;
+            Ok::<_, PyClientError>(())
+        })
+    }
+
+    /// The await of `sent` (a future of this session's `start_signal`) was cancelled: drops the
+    /// signal's Rust future, so a signal not written yet is not written and its answer is not
+    /// waited for. Nothing happens once it was answered.
+    fn abandon(&self, sent: &Bound<'_, PyAny>) {
+        abandon(sent);
     }
 
     /// Every event queued since the last call, as a list (waits for at least one); `None` once
