@@ -4,6 +4,7 @@ they are delivered together (in batches), successes and failures mixed, each to 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -62,3 +63,62 @@ async def test_a_cancelled_signal_await_does_not_disturb_the_others(participant:
         await first
     await asyncio.wait_for(last, TIMEOUT)
     assert [d for d in got if d != "0"] == [str(i) for i in range(1, 50)]
+
+
+async def test_events_of_many_sessions_blocked_together_arrive_in_order_in_one_batch_each(
+    participant: ParticipantFactory, server_api: signalroom.ServerApi
+) -> None:
+    """Events of 20 sessions of one loop, queued while the loop is busy, cross together (one hub
+    batch): each session gets its own, in order, in one batch, and none of another's."""
+    receivers = [await participant(f"hub-{i}") for i in range(20)]
+    tokens = [(await server_api.create_connection(f"hub-{i}")).token for i in range(20)]
+    per_receiver = 50
+    got: dict[str, list[str]] = {r.connection_id: [] for r in receivers}
+    for r in receivers:
+        r.on("signal:b", lambda e, r=r: got[r.connection_id].append(e.data))
+    sent = threading.Event()
+    errors: list[BaseException] = []
+
+    def send_from_another_loop() -> None:
+        async def main() -> None:
+            senders = [await signalroom.connect(t) for t in tokens]
+            try:
+                await asyncio.gather(
+                    *(
+                        s.signal(f"{r.connection_id} {n}", type="b", to=[r.connection])
+                        for n in range(per_receiver)
+                        for s, r in zip(senders, receivers)
+                    )
+                )
+            finally:
+                await asyncio.gather(*(s.disconnect() for s in senders))
+
+        try:
+            asyncio.run(main())
+        except BaseException as error:  # noqa: BLE001 (reported by the test)
+            errors.append(error)
+        finally:
+            sent.set()
+
+    before: list[int] = []
+
+    @receivers[0].on("signal:hold")
+    def hold(event: signalroom.SignalEvent) -> None:
+        before.extend(r._batches for r in receivers)
+        thread = threading.Thread(target=send_from_another_loop)
+        thread.start()
+        assert sent.wait(30.0), "the sender thread did not finish"  # the loop is blocked meanwhile
+
+    def is_last(receiver: signalroom.Session) -> Callable[[signalroom.SignalEvent], bool]:
+        return lambda event: event.data == f"{receiver.connection_id} {per_receiver - 1}"
+
+    last = [r.wait_for("signal:b", predicate=is_last(r), timeout=30.0) for r in receivers]
+    await receivers[0].signal("", type="hold", to=[receivers[0].connection])
+    await asyncio.gather(*last)
+    assert errors == []
+    for r in receivers:
+        assert got[r.connection_id] == [f"{r.connection_id} {n}" for n in range(per_receiver)]
+    crossings = [r._batches - b for r, b in zip(receivers, before)]
+    # The sender's joins and leaves reach every receiver too (connectionCreated/Destroyed), some
+    # maybe after the loop was released: a few batches at most, not one per signal.
+    assert all(1 <= c <= 3 for c in crossings), crossings

@@ -217,3 +217,39 @@ async def test_a_gap_larger_than_the_queue_is_reported_and_repeats_nothing() -> 
     assert seen.lost > 0, "a loss was reported but every signal arrived"
     assert seen.duplicated == 0
     assert seen.in_order, seen.data
+
+
+async def test_a_signal_whose_await_is_cancelled_while_the_link_is_down_is_never_sent() -> None:
+    """B's link is down (the proxy refuses it), B's signal waits for it and its await times out:
+    that signal is not sent once the link is back; the next one is."""
+    async with TcpProxy() as proxy, signalroom.Server(public_url=proxy.url) as server:
+        proxy.target = ("127.0.0.1", server.port)
+        direct = f"ws://127.0.0.1:{server.port}"
+        api = signalroom.ServerApi(f"http://127.0.0.1:{server.port}", server.secret)
+        await api.create_session("held")
+        b = await signalroom.connect(
+            (await api.create_connection("held")).token, reconnect_interval=0.05, reconnect_attempts=1000
+        )
+        a_token = (await api.create_connection("held")).token
+        a = await signalroom.connect(a_token.replace(f"ws://127.0.0.1:{proxy.port}", direct, 1))
+        got: list[str] = []
+        a.on("signal:n", lambda e: got.append(e.data))
+        after = a.wait_for("signal:n", predicate=lambda e: e.data == "after", timeout=TIMEOUT)
+        await b.signal("before", type="n", to=[a.connection])
+
+        reconnecting = b.wait_for("reconnecting", timeout=TIMEOUT)
+        proxy.target = None  # B's attempts to reconnect are refused
+        proxy.reset()
+        await reconnecting
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(b.signal("held", type="n", to=[a.connection]), 0.2)
+        assert b.state == "reconnecting"
+
+        reconnected = b.wait_for("reconnected", timeout=TIMEOUT)
+        proxy.target = ("127.0.0.1", server.port)
+        await reconnected
+        await b.signal("after", type="n", to=[a.connection])
+        await after
+        assert got == ["before", "after"]
+        await a.disconnect()
+        await b.disconnect()

@@ -16,6 +16,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ._events import AnyHandler, Event, HandlerErrorHook, check_name, name_of
@@ -135,10 +136,16 @@ class Dispatcher:
         except Exception as error:  # noqa: BLE001 (reported to on_error)
             self.failed(fn, arg, error)
             return
-        if result is not None and inspect.isawaitable(result):
+        if result is None:
+            return
+        if type(result) is CoroutineType:  # the common case, without ensure_future's checks
+            task = self._loop.create_task(result)
+        elif inspect.isawaitable(result):
             task = asyncio.ensure_future(result, loop=self._loop)
-            self.tasks.add(task)
-            task.add_done_callback(functools.partial(self._handler_done, fn, arg))
+        else:
+            return
+        self.tasks.add(task)
+        task.add_done_callback(functools.partial(self._handler_done, fn, arg))
 
     def _handler_done(self, fn: Callable[..., object], event: Event, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)

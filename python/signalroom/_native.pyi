@@ -14,6 +14,7 @@ __all__ = [
     "ConnectionEvent",
     "ConnectionObject",
     "ConnectionPropertyChangedEvent",
+    "EventHub",
     "ReconnectedEvent",
     "Server",
     "ServerApi",
@@ -189,6 +190,16 @@ _Event: TypeAlias = (
 )
 
 @final
+class EventHub:
+    """The events of the sessions of one event loop (:meth:`Session.attach`), taken together."""
+
+    def __init__(self) -> None:
+        """An empty hub: attach sessions to it."""
+    def next(self) -> Awaitable[list[tuple[int, list[_Event], bool]]]:
+        """Everything queued since the last call (waits for one event), grouped by session:
+        ``(key, events, over)``, ``over`` once that session's events are over."""
+
+@final
 class Session:
     """A joined session (native half). Use :class:`signalroom.Session`, which adds handlers,
     ``wait_for`` and streams on top of this."""
@@ -201,8 +212,23 @@ class Session:
         to: Iterable[_Recipient] | None = None,
     ) -> asyncio.Future[None]:
         """Sends a signal (queued now, in call order); resolves when the server accepted it."""
+    def start_signal(
+        self,
+        data: str,
+        *,
+        type: str | None = None,  # noqa: A002
+        to: Iterable[_Recipient] | None = None,
+    ) -> asyncio.Future[None]:
+        """:meth:`signal` without a cancel hook per call: cancelling the future does not reach
+        Rust by itself; whoever sees its await cancelled gives it to :meth:`abandon`."""
+    def abandon(self, sent: asyncio.Future[None]) -> None:
+        """The await of ``sent`` (from :meth:`start_signal`) was cancelled: a signal not written
+        yet is not written, its answer not waited for. Nothing happens once it was answered."""
     def next_events(self) -> Awaitable[list[_Event] | None]:
-        """Every event queued since the last call (waits for one); ``None`` once the session is over."""
+        """Every event queued since the last call (waits for one); ``None`` once the session is over.
+        Not for a session attached to an :class:`EventHub`."""
+    def attach(self, hub: EventHub) -> int:
+        """Sends this session's events to ``hub`` from now on, under the key returned (at most once)."""
     def disconnect(self) -> Awaitable[None]:
         """Leaves the session; resolves when done."""
     def close(self) -> None:

@@ -1,17 +1,25 @@
 """A session's life after joining: the pump, one task per session that takes the events Rust
-queued (``_native.Session.next_events()``, batch by batch) and dispatches them; the ``rejoin``
+queued, batch by batch, and dispatches them; the ``rejoin``
 policy (the lost session's end held, joining again with fresh tokens, a ``rejoined`` event or the
 end delivered at last); leaving (``Session.disconnect`` stops rejoining) and the end of it all:
 over for good, or abandoned by an event loop shutting down.
+
+The events of every session of an event loop cross from Rust together: each session is attached
+to its loop's :class:`_Hub` (``_native.EventHub``), whose one task takes everything queued for all
+of them in one crossing and hands each session's pump its batch. In a process joined to many
+sessions each usually has one event at a time: a crossing per session would cost more than the
+event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import warnings
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from . import _native
 from ._events import RejoinedEvent
@@ -25,6 +33,58 @@ __all__ = ["REJOIN_REASONS", "Pump"]
 
 log = logging.getLogger("signalroom")
 
+
+class _Hub:
+    """The events of the sessions of one event loop: a ``_native.EventHub`` and the task that
+    takes its batches (started with the first session attached, over once none is left)."""
+
+    __slots__ = ("native", "pumps", "task")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.native = _native.EventHub()
+        self.pumps: dict[int, Pump] = {}
+        self.task = loop.create_task(self._run(), name="signalroom events")
+
+    async def _run(self) -> None:
+        pumps = self.pumps
+        try:
+            while pumps:
+                for key, events, over in await self.native.next():
+                    pump = pumps.get(key)
+                    if pump is None:
+                        continue
+                    if events:
+                        pump.feed(events)
+                    if over:
+                        del pumps[key]
+                        pump.feed(None)
+        except Exception:  # never expected: a bug; say so rather than go quiet
+            log.exception("signalroom: the event hub of the loop failed")
+            for pump in pumps.values():
+                pump.feed(None)
+            pumps.clear()
+
+
+#: The hub of each event loop with sessions (removed once its task is over: no session left, or
+#: the loop shutting down).
+_hubs: dict[asyncio.AbstractEventLoop, _Hub] = {}
+
+
+def _attach(pump: Pump, native: _native.Session) -> None:
+    """Sends the events of ``native`` to ``pump`` through the hub of its event loop."""
+    loop = pump._session._loop
+    hub = _hubs.get(loop)
+    if hub is None or hub.task.done():
+        hub = _hubs[loop] = _Hub(loop)
+        hub.task.add_done_callback(functools.partial(_hub_done, loop, hub))
+    hub.pumps[native.attach(hub.native)] = pump
+
+
+def _hub_done(loop: asyncio.AbstractEventLoop, hub: _Hub, task: asyncio.Task[None]) -> None:
+    if _hubs.get(loop) is hub:
+        del _hubs[loop]
+
+
 #: Session end reasons after which a session with a ``rejoin`` policy rejoins: its link was lost
 #: for good, or its server stopped (a restart).
 REJOIN_REASONS: frozenset[str] = frozenset({"networkDisconnect", "openviduServerStopped"})
@@ -33,7 +93,19 @@ REJOIN_REASONS: frozenset[str] = frozenset({"networkDisconnect", "openviduServer
 class Pump:
     """A session's pump task and rejoin policy."""
 
-    __slots__ = ("_session", "attempts", "held_end", "interval", "leaving", "link_up", "rejoin", "task")
+    __slots__ = (
+        "_parked",
+        "_queued",
+        "_session",
+        "_wake",
+        "attempts",
+        "held_end",
+        "interval",
+        "leaving",
+        "link_up",
+        "rejoin",
+        "task",
+    )
 
     def __init__(self, session: Session, rejoin: TokenFactory | None, attempts: int, interval: float) -> None:
         self._session = session
@@ -44,6 +116,10 @@ class Pump:
         self.link_up = asyncio.Event()
         self.link_up.set()
         self.leaving = asyncio.Event()
+        self._queued: deque[list[Any] | Exception | None] = deque()  # from the hub, not dispatched yet
+        self._wake: asyncio.Future[None] | None = None  # the pump waits for a batch
+        self._parked = False  # the pump waits in _next with nothing queued
+        _attach(self, session._native)
         self.task = session._loop.create_task(self._run(), name=f"signalroom events of {session._native.connection_id}")
 
     # -- the rejoin policy ---------------------------------------------------------------------
@@ -92,6 +168,43 @@ class Pump:
 
     # -- the pump ------------------------------------------------------------------------------
 
+    def feed(self, batch: list[Any] | None) -> None:
+        """A batch of this session's events from the hub (``None``: its events are over).
+
+        When the pump waits with nothing queued, the batch is dispatched here and now, in the
+        hub's task: in arrival order as the pump would, without waking the pump for it (a
+        future, a task step and a scheduled callback per session and batch)."""
+        if batch is not None and self._parked and not self._queued:
+            session = self._session
+            session._batches += 1
+            dispatch = session._dispatcher.dispatch
+            try:
+                for event in batch:
+                    dispatch(event)
+            except Exception as error:  # noqa: BLE001 (never expected: a bug; the pump reports it and stops)
+                self._queued.append(error)
+            else:
+                return
+        else:
+            self._queued.append(batch)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _next(self) -> list[Any] | None:
+        queued = self._queued
+        while not queued:
+            self._wake = self._session._loop.create_future()
+            self._parked = True
+            try:
+                await self._wake
+            finally:
+                self._parked = False
+        batch = queued.popleft()
+        if isinstance(batch, Exception):
+            raise batch
+        return batch
+
     async def _run(self) -> None:
         """The pump: takes the events Rust queued, batch by batch, and dispatches them; rejoins
         when the session was lost and a ``rejoin`` policy is set."""
@@ -99,7 +212,7 @@ class Pump:
         dispatch = session._dispatcher.dispatch
         try:
             while True:
-                batch = await session._native.next_events()
+                batch = await self._next()
                 if batch is None:
                     if self.held_end is not None and await self._rejoin_now(self.held_end):
                         continue
@@ -159,6 +272,7 @@ class Pump:
                 break
             session._native = native
             session._connection = native.connection
+            _attach(self, native)
             self.held_end = None
             self.link_up.set()
             log.info("signalroom: %r rejoined after %s (attempt %d)", session, lost.reason, attempt)

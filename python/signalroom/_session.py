@@ -3,9 +3,10 @@ the others), sending (signals, requests, streams), handlers, waiting (``wait_for
 and leaving. This is the public surface, documented and typed here; the session's parts below do
 the work.
 
-Events are queued by Rust and cross to asyncio in batches: one pump task per session, on the event
-loop that connected it, awaits ``_native.Session.next_events()`` (everything queued since its last
-call) and dispatches each event, in arrival order. With a ``rejoin`` policy the pump also rejoins,
+Events are queued by Rust and cross to asyncio in batches, those of every session of an event loop
+together (``_native.EventHub``: one task of the loop takes everything queued since its last call
+and hands each session its share); one pump task per session, on the event loop that connected
+it, dispatches its events, in arrival order. With a ``rejoin`` policy the pump also rejoins,
 with a fresh token, when the session was lost to the network or a server restart.
 
 The session's parts: the pump, the rejoin policy and the session's end (``_pump``); the handlers,
@@ -274,26 +275,48 @@ class Session:
             raise InvalidSignalError(
                 f"to must be a list of connection ids, not a string: write to=[{to!r}]", field="to"
             )
-        rejoining = self._pump.rejoining()
-        if rejoining or self._native.state == "reconnecting":
-            if self._while_reconnecting == "fail":
-                raise ConnectionLostError(
-                    f"session {self.session_id!r} is reconnecting: the signal was not sent; send it again "
-                    "once the session is back ('reconnected' or 'rejoined' event), or use "
-                    "while_reconnecting='wait'",
-                    reason=None,
-                )
-            if rejoining:
-                await self._pump.until_rejoined()
-        try:
-            await self._native.signal(data, type=type, to=to)
-        except ConnectionLostError:
-            # The link was down and, while the signal waited for it, the session ended in a way
-            # that is rejoined: the signal waits for the rejoin, as when that was known first.
-            if self._while_reconnecting == "fail" or not self._pump.rejoining():
-                raise
+        # (reply() does the same, inline: one coroutine per answered signal, not two.)
+        if self._must_wait_to_send():
             await self._pump.until_rejoined()
-            await self._native.signal(data, type=type, to=to)
+        sent = self._native.start_signal(data, type=type, to=to)
+        try:
+            await sent
+        except asyncio.CancelledError:
+            self._native.abandon(sent)  # not sent if not written yet, as before the await began
+            raise
+        except ConnectionLostError:
+            if not self._resend_after_rejoin():
+                raise
+            await self._send_after_rejoin(data, type, to)
+
+    def _must_wait_to_send(self) -> bool:
+        """Before sending a signal: whether to wait for a rejoin first; raises
+        :class:`ConnectionLostError` while the link is down and ``while_reconnecting="fail"``."""
+        rejoining = self._pump.rejoining()
+        if (rejoining or self._native.state == "reconnecting") and self._while_reconnecting == "fail":
+            raise ConnectionLostError(
+                f"session {self.session_id!r} is reconnecting: the signal was not sent; send it again "
+                "once the session is back ('reconnected' or 'rejoined' event), or use "
+                "while_reconnecting='wait'",
+                reason=None,
+            )
+        return rejoining
+
+    async def _send_after_rejoin(self, data: str, type: str | None, to: Recipients | None) -> None:  # noqa: A002
+        """Waits for the rejoin, then sends the signal again (see :meth:`_resend_after_rejoin`)."""
+        await self._pump.until_rejoined()
+        sent = self._native.start_signal(data, type=type, to=to)
+        try:
+            await sent
+        except asyncio.CancelledError:
+            self._native.abandon(sent)
+            raise
+
+    def _resend_after_rejoin(self) -> bool:
+        """A signal failed with :class:`ConnectionLostError`: whether the link was down and, while
+        the signal waited for it, the session ended in a way that is rejoined; then the signal
+        waits for the rejoin, as when that was known first, and is sent again."""
+        return self._while_reconnecting != "fail" and self._pump.rejoining()
 
     async def reply(self, event: SignalEvent, data: str, *, type: str | None = None) -> None:  # noqa: A002
         """Answers a signal: sends ``data`` to its sender only, with the same type unless ``type``
@@ -308,7 +331,21 @@ class Session:
         """
         if event.from_ is None:
             raise InvalidSignalError(f"{event!r} came through the REST API: it has no sender to reply to", field="to")
-        await self.signal(data, type=event.type if type is None else type, to=[event.from_])
+        # signal(data, type=..., to=[event.from_]), inline (see signal()).
+        type = event.type if type is None else type  # noqa: A001
+        to = (event.from_,)
+        if self._must_wait_to_send():
+            await self._pump.until_rejoined()
+        sent = self._native.start_signal(data, type=type, to=to)
+        try:
+            await sent
+        except asyncio.CancelledError:
+            self._native.abandon(sent)  # not sent if not written yet, as before the await began
+            raise
+        except ConnectionLostError:
+            if not self._resend_after_rejoin():
+                raise
+            await self._send_after_rejoin(data, type, to)
 
     async def force_disconnect(self, connection: Recipient) -> None:
         """Evicts a participant (needs the ``MODERATOR`` role; else :class:`RpcError` 401)."""

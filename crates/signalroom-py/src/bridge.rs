@@ -10,6 +10,8 @@
 //!   one GIL acquisition and hands each event loop its share in one `call_soon_threadsafe` (one
 //!   wake-up of the loop), where a thread hop, a GIL acquisition and a wake-up per result made
 //!   each `await session.signal(...)` cost more than the signal.
+//! - [`started_into_py`] has no done callback per call: its caller reports a cancelled await
+//!   itself ([`abandon`]), which is cheaper for the calls a process makes thousands of a second.
 //! - Delivery never enters Python once the interpreter is exiting: an `atexit` hook
 //!   ([`at_exit`]) forbids new deliveries and waits for those in flight. Without it, a delivery
 //!   thread inside `loop.call_soon_threadsafe` (which releases the GIL to write the loop's
@@ -17,9 +19,12 @@
 //!   the thread with `pthread_exit`, and the unwinding drops Python objects: a crash at exit.
 //!
 //! A delivery to a closed event loop is dropped silently (nobody can await it any more).
-//! Cancelling the asyncio future drops the Rust future.
+//! Cancelling the asyncio future of [`future_into_py`] drops the Rust future; for
+//! [`started_into_py`], [`abandon`] does.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,6 +34,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::{IntoPyObjectExt, intern};
 use pyo3_async_runtimes::tokio::get_runtime;
 use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 
 /// Set by [`at_exit`]: no delivery may enter Python any more.
 static EXITING: AtomicBool = AtomicBool::new(false);
@@ -50,11 +56,54 @@ where
     Ok(future)
 }
 
+/// Like [`future_into_py`], without the done callback that tells the Rust side of a cancellation
+/// (a Python call, a context and a scheduled callback per call, where a process answering
+/// thousands of signals a second pays per call): the caller that sees its await cancelled calls
+/// [`abandon`] with the asyncio future instead, which drops the Rust future as the callback would.
+pub(crate) fn started_into_py<'py, F, T, E>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+    E: Into<PyErr> + Send + 'static,
+{
+    let event_loop = running_loop(py)?;
+    let future = event_loop.call_method0(intern!(py, "create_future"))?;
+    // The future's address names its work while the work runs: the work holds the future, so no
+    // other object can have that address meanwhile.
+    let key = future.as_ptr() as usize;
+    let target = Target { event_loop: event_loop.unbind(), future: future.clone().unbind() };
+    // Locked over the spawn (no await), so the work cannot remove its entry before it is made.
+    let mut running = RUNNING.lock();
+    let task = get_runtime().spawn(async move {
+        let result = fut.await;
+        RUNNING.lock().remove(&key);
+        deliver_later(Delivery { target, outcome: Box::new(move |py| outcome(py, result)) });
+    });
+    running.insert(key, task.abort_handle());
+    Ok(future)
+}
+
+/// The work of [`started_into_py`] still running, by its asyncio future's address.
+static RUNNING: LazyLock<Mutex<HashMap<usize, AbortHandle>>> = LazyLock::new(Default::default);
+
+/// Drops the Rust future behind `future` (made by [`started_into_py`]) if it is still running:
+/// for the caller whose await of it was cancelled. Nothing happens once it has finished.
+pub(crate) fn abandon(future: &Bound<'_, PyAny>) {
+    let key = future.as_ptr() as usize;
+    if let Some(task) = RUNNING.lock().remove(&key) {
+        task.abort();
+    }
+}
+
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    GET_RUNNING_LOOP.import(py, "asyncio", "get_running_loop")?.call0()
+}
+
 /// A new asyncio future of the running loop, where its result goes, and a future that resolves
 /// when it is cancelled.
 fn asyncio_future(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Target, impl Future<Output = ()> + use<>)> {
-    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let event_loop = GET_RUNNING_LOOP.import(py, "asyncio", "get_running_loop")?.call0()?;
+    let event_loop = running_loop(py)?;
     let future = event_loop.call_method0(intern!(py, "create_future"))?;
     let (cancel_tx, cancel_rx) = oneshot::channel();
     future
@@ -133,10 +182,6 @@ fn deliver_all(batch: &mut Vec<Delivery>) {
         batch.clear();
     } else {
         Python::attach(|py| {
-            let Ok(complete) = complete_all_fn(py) else {
-                batch.clear();
-                return;
-            };
             // (Loops are few: a process has one or a few; grouped by identity, in order.)
             let mut loops: Vec<(Py<PyAny>, Vec<Completion>)> = Vec::new();
             for Delivery { target, outcome } in batch.drain(..) {
@@ -151,30 +196,32 @@ fn deliver_all(batch: &mut Vec<Delivery>) {
                 items.push((target.future, ok, value));
             }
             for (event_loop, items) in loops {
+                let Ok(complete) = Bound::new(py, Completions { items: Mutex::new(items) }) else { continue };
                 // Fails only when the loop is closed: nobody can await the results any more.
-                let _ =
-                    event_loop.bind(py).call_method1(intern!(py, "call_soon_threadsafe"), (complete, items));
+                let _ = event_loop.bind(py).call_method1(intern!(py, "call_soon_threadsafe"), (complete,));
             }
         });
     }
     IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// Runs on the event loop: completes each `(future, ok, value)` of `items` unless it was
-/// cancelled meanwhile.
-#[pyfunction]
-fn complete_all(items: Vec<(Bound<'_, PyAny>, bool, Bound<'_, PyAny>)>) -> PyResult<()> {
-    for (future, ok, value) in items {
-        complete(&future, ok, &value)?;
-    }
-    Ok(())
+/// Results for one event loop, completed there in one call (a Rust list: no Python tuple per
+/// result).
+#[pyclass(frozen)]
+struct Completions {
+    items: Mutex<Vec<Completion>>,
 }
 
-fn complete_all_fn(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
-    static COMPLETE_ALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    COMPLETE_ALL
-        .get_or_try_init(py, || Ok::<_, PyErr>(wrap_pyfunction!(complete_all, py)?.into_any().unbind()))
-        .map(|f| f.bind(py))
+#[pymethods]
+impl Completions {
+    /// Runs on the event loop: completes each future unless it was cancelled meanwhile.
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let items = std::mem::take(&mut *self.items.lock());
+        for (future, ok, value) in items {
+            complete(future.bind(py), ok, value.bind(py))?;
+        }
+        Ok(())
+    }
 }
 
 /// A result as Python sees it: `(true, value)` or `(false, exception)`.

@@ -6,9 +6,12 @@
 //!
 //! - Every coroutine is a Rust future on pyo3-async-runtimes' one tokio runtime
 //!   ([`pyo3_async_runtimes::tokio::future_into_py`]); inputs are owned before the future starts,
-//!   and cancelling the Python awaitable drops the Rust future (the client is cancel-safe).
-//! - Events cross to asyncio in batches: `Session.next_events()` returns everything queued since
-//!   the previous call as one list, converted under one GIL acquisition.
+//!   and cancelling the Python awaitable drops the Rust future (the client is cancel-safe; for
+//!   `Session.start_signal`, the hot path, the caller reports the cancellation: `Session.abandon`).
+//! - Events cross to asyncio in batches, those of every session of an event loop together: each
+//!   session attached to its loop's `EventHub` forwards its events there, and `EventHub.next()`
+//!   returns everything queued since the previous call, grouped by session, converted under one
+//!   GIL acquisition ([`hub`]).
 //! - Errors become the classes of `signalroom.errors` ([`errors`]).
 //! - Blocking work (starting or stopping the embedded server) runs without the GIL.
 //!
@@ -28,6 +31,7 @@ mod api;
 mod bridge;
 mod errors;
 mod events;
+mod hub;
 mod server;
 mod session;
 
@@ -57,6 +61,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(enable_logging, m)?)?;
     m.add_function(wrap_pyfunction!(server::serve_cli, m)?)?;
     m.add_class::<session::Session>()?;
+    m.add_class::<hub::EventHub>()?;
     m.add_class::<events::Connection>()?;
     m.add_class::<events::SignalEvent>()?;
     m.add_class::<events::ConnectionEvent>()?;

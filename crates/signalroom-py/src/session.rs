@@ -8,9 +8,10 @@ use pyo3::types::PyString;
 use pyo3_async_runtimes::tokio::get_runtime;
 use signalroom_client::{ConnectOptions, ConnectionId, EventReceiver, SessionState, Signal};
 
-use crate::bridge::future_into_py;
+use crate::bridge::{abandon, future_into_py, started_into_py};
 use crate::errors::{PyClientError, PyCoreError, invalid_argument, invalid_signal};
 use crate::events::{Batch, Connection};
+use crate::hub::EventHub;
 
 /// At most this many events cross to Python in one batch, so one burst cannot hold the event
 /// loop for long; the rest follow in the next batch.
@@ -72,7 +73,8 @@ pub(crate) fn connect<'py>(
 #[pyclass(frozen, module = "signalroom._native")]
 pub struct Session {
     session: signalroom_client::Session,
-    /// Only the Python pump reads it; a tokio mutex, so a cancelled `next_events` never loses it.
+    /// Read by `next_events` or by the hub it is attached to; a tokio mutex, so a cancelled
+    /// `next_events` never loses it.
     events: Arc<tokio::sync::Mutex<EventReceiver>>,
 }
 
@@ -119,6 +121,13 @@ pub(crate) fn recipient(item: &Bound<'_, PyAny>, what: &str) -> PyResult<Connect
     }
 }
 
+/// A signal from Python's arguments, checked: bad input raises `InvalidSignalError` now, before
+/// anything is sent (the data's size is the server's to judge: its limit is configured).
+fn checked_signal(data: String, r#type: Option<String>, to: Option<&Bound<'_, PyAny>>) -> PyResult<Signal> {
+    let to = recipients(to)?;
+    Ok(Signal::new(data, r#type.as_deref(), to).map_err(PyCoreError)?)
+}
+
 #[pymethods]
 impl Session {
     /// Sends a signal; resolves when the server accepted it. Bad input raises
@@ -131,16 +140,39 @@ impl Session {
         r#type: Option<String>,
         to: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let to = recipients(to)?;
-        // The type is checked here; the data's size is the server's to judge (its limit is configured).
-        let signal = Signal::new(data, r#type.as_deref(), to).map_err(PyCoreError)?;
         // Queued now (Session::signal queues at call time): signals go out in the order of
         // the calls, even when several tasks send at once.
-        let sent = self.session.signal(signal);
+        let sent = self.session.signal(checked_signal(data, r#type, to)?);
         future_into_py(py, async move {
             sent.await.map_err(PyClientError)?;
             Ok::<_, PyClientError>(())
         })
+    }
+
+    /// `signal` without a cancel hook per call: cancelling the future returned does not reach
+    /// Rust by itself; the caller whose await was cancelled calls `abandon` with it. For
+    /// `signalroom.Session.signal` and `reply`, which a process may call thousands of times a
+    /// second.
+    #[pyo3(signature = (data, *, r#type = None, to = None))]
+    fn start_signal<'py>(
+        &self,
+        py: Python<'py>,
+        data: String,
+        r#type: Option<String>,
+        to: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let sent = self.session.signal(checked_signal(data, r#type, to)?);
+        started_into_py(py, async move {
+            sent.await.map_err(PyClientError)?;
+            Ok::<_, PyClientError>(())
+        })
+    }
+
+    /// The await of `sent` (a future of this session's `start_signal`) was cancelled: drops the
+    /// signal's Rust future, so a signal not written yet is not written and its answer is not
+    /// waited for. Nothing happens once it was answered.
+    fn abandon(&self, sent: &Bound<'_, PyAny>) {
+        abandon(sent);
     }
 
     /// Every event queued since the last call, as a list (waits for at least one); `None` once
@@ -162,6 +194,12 @@ impl Session {
             }
             Ok::<_, PyClientError>(Some(Batch(batch)))
         })
+    }
+
+    /// Sends this session's events to `hub` from now on (where `next_events` gave them), under
+    /// the key returned; once they are over the hub says so. At most once per session.
+    fn attach(&self, hub: &EventHub) -> u64 {
+        hub.forward(Arc::clone(&self.events))
     }
 
     /// Leaves the session (`leaveRoom`, then the socket is closed). Resolves when done.
