@@ -9,12 +9,17 @@ the first join), then obeys the load generator, one command a line on stdin:
 
 * ``reset``: counts from now (handled signals, loop lag); prints ``{"ok": true}``;
 * ``report``: prints ``{"handled": H, "seconds": S, "lag_max_ms": M, "lag_p99_ms": P,
-  "lag_samples": K, "rss": R}`` for the time since the last ``reset``;
+  "lag_samples": K, "lag_cpu_max_ms": U, "gc_max_ms": G, "gc_collections": C, "rss": R}``
+  for the time since the last ``reset``;
 * ``quit``: leaves every session and exits.
 
 The loop-lag probe sleeps 1 ms at a time and records how much later than asked it woke up: how
 long the event loop was held by whatever ran before it (the package's batches of events, the
-handlers).
+handlers, Python's cyclic garbage collector, which any allocation may start) or by the kernel
+giving the core to another process (the load generator shares it). ``lag_cpu_max_ms`` is the most
+CPU time the loop's thread used within one probe's wait (``time.thread_time``): how long work on
+the loop held it, without the time the core was elsewhere. ``gc_max_ms`` is the longest
+collection (``gc.callbacks``), part of that work.
 
 Two ways to be that service, doing the same user-visible job:
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -52,11 +58,25 @@ def rss() -> int:
 
 class Stats:
     def __init__(self) -> None:
+        self._gc_started = 0.0
         self.reset()
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_started = now
+            return
+        took = now - self._gc_started
+        self.gc_collections += 1
+        self.gc_max = max(self.gc_max, took)
 
     def reset(self) -> None:
         self.handled = 0
         self.lags: list[float] = []
+        self.lags_cpu: list[float] = []
+        self.gc_collections = 0
+        self.gc_max = 0.0
         self.since = time.perf_counter()
 
     def report(self) -> dict[str, Any]:
@@ -68,6 +88,9 @@ class Stats:
             "lag_max_ms": (lags[-1] if lags else 0.0) * 1e3,
             "lag_p99_ms": p99 * 1e3,
             "lag_samples": len(lags),
+            "lag_cpu_max_ms": max(self.lags_cpu, default=0.0) * 1e3,
+            "gc_max_ms": self.gc_max * 1e3,
+            "gc_collections": self.gc_collections,
             "rss": rss(),
         }
 
@@ -75,9 +98,10 @@ class Stats:
 async def probe(stats: Stats) -> None:
     loop = asyncio.get_running_loop()
     while True:
-        t = loop.time()
+        t, cpu = loop.time(), time.thread_time()
         await asyncio.sleep(PROBE_S)
         stats.lags.append(max(0.0, loop.time() - t - PROBE_S))
+        stats.lags_cpu.append(time.thread_time() - cpu)
 
 
 async def join_all(tokens: list[str], join: Callable[[str], Awaitable[Any]]) -> list[Any]:

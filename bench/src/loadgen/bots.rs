@@ -51,6 +51,11 @@ pub(crate) struct BotRun {
     /// The Python process's loop lag at the fixed load (its probe: 1 ms sleeps).
     pub rate_lag_max_ms: f64,
     pub rate_lag_p99_ms: f64,
+    /// … the most CPU time the loop's thread used within one probe's wait (work holding the loop,
+    /// without the time the kernel gave the core to another process), and the longest collection
+    /// of Python's cyclic GC (part of that work).
+    pub rate_lag_cpu_max_ms: f64,
+    pub rate_gc_max_ms: f64,
     /// Saturation (one signal in flight per participant): signals the handlers handled per second.
     pub handled_per_s: f64,
     pub saturated_answers_per_s: f64,
@@ -92,7 +97,8 @@ pub(crate) async fn bots(ctx: &Ctx) -> anyhow::Result<Bots> {
         let r = r.with_context(|| format!("{mode} service"))?;
         crate::progress(&format!(
             "bots {mode}: {} sessions, {:.1} KiB per session ({:.1} after the load), fixed load {:.0}/s: \
-             p50 {:.0} µs p99 {:.0} µs, loop lag max {:.1} ms; saturated {:.0} handled/s (loop lag max {:.1} ms)",
+             p50 {:.0} µs p99 {:.0} µs, loop lag max {:.1} ms (the loop's own work in one probe's wait \
+             at most {:.1} ms, the longest GC collection {:.1} ms); saturated {:.0} handled/s (loop lag max {:.1} ms)",
             r.sessions,
             r.bytes_per_session / 1024.0,
             r.bytes_per_session_after / 1024.0,
@@ -100,6 +106,8 @@ pub(crate) async fn bots(ctx: &Ctx) -> anyhow::Result<Bots> {
             r.rate_p50_us,
             r.rate_p99_us,
             r.rate_lag_max_ms,
+            r.rate_lag_cpu_max_ms,
+            r.rate_gc_max_ms,
             r.handled_per_s,
             r.saturated_lag_max_ms,
         ));
@@ -317,6 +325,8 @@ async fn run(ctx: &Ctx, py: &Path, server: &ServerProc, mode: &str) -> anyhow::R
         rate_samples: lat.len(),
         rate_lag_max_ms: f(&at_rate, "lag_max_ms"),
         rate_lag_p99_ms: f(&at_rate, "lag_p99_ms"),
+        rate_lag_cpu_max_ms: f(&at_rate, "lag_cpu_max_ms"),
+        rate_gc_max_ms: f(&at_rate, "gc_max_ms"),
         handled_per_s: f(&saturated, "handled") / f(&saturated, "seconds"),
         saturated_answers_per_s,
         saturated_lag_max_ms: f(&saturated, "lag_max_ms"),
