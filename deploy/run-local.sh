@@ -157,8 +157,11 @@ node_addrs=()
 start_node() {
   local n=$1 addr=$2 line=
   # The ready line shows the public URL (the balancer's): the node's own address is chosen here.
+  # Its files exist before it starts: the wait below may look before the node's shell opened them.
+  : >"$work/node$n.out"
+  : >>"$work/node$n.log"
   OPENVIDU_SECRET=$secret "$signalroom" serve --listen "$addr" --broker "$broker" --public-url "$public" \
-    --log warn >"$work/node$n.out" 2>>"$work/node$n.log" &
+    --log warn >>"$work/node$n.out" 2>>"$work/node$n.log" &
   node_pids[n]=$!
   for _ in $(seq 200); do
     line=$(sed -n 's/^signalroom ready: //p' "$work/node$n.out")
