@@ -276,18 +276,37 @@ class Session:
                 f"to must be a list of connection ids, not a string: write to=[{to!r}]", field="to"
             )
         # (reply() does the same, inline: one coroutine per answered signal, not two.)
-        if self._must_wait_to_send():
-            await self._pump.until_rejoined()
-        sent = self._native.start_signal(data, type=type, to=to)
+        sent = self._start_signal(data, type, to)
         try:
             await sent
-        except asyncio.CancelledError:
-            self._native.abandon(sent)  # not sent if not written yet, as before the await began
-            raise
-        except ConnectionLostError:
-            if not self._resend_after_rejoin():
-                raise
-            await self._send_after_rejoin(data, type, to)
+        except (asyncio.CancelledError, ConnectionLostError) as error:
+            await self._unsent(sent, error, data, type, to)
+
+    def _start_signal(self, data: str, type: str | None, to: Recipients | None) -> Awaitable[None]:  # noqa: A002
+        """Hands a signal to the session now, or, when a rejoin must come first, returns the
+        coroutine that waits for it and then sends (see :meth:`_must_wait_to_send`)."""
+        if self._must_wait_to_send():
+            return self._send_after_rejoin(data, type, to)
+        return self._native.start_signal(data, type=type, to=to)
+
+    async def _unsent(
+        self,
+        sent: Awaitable[None],
+        error: BaseException,
+        data: str,
+        type: str | None,  # noqa: A002
+        to: Recipients | None,
+    ) -> None:
+        """The await of a signal from :meth:`_start_signal` failed with ``error``: a cancelled one is
+        not sent if not written yet, as before the await began; one whose link was lost is sent
+        again after the rejoin when the session rejoins (:meth:`_resend_after_rejoin`)."""
+        if isinstance(error, asyncio.CancelledError):
+            if isinstance(sent, asyncio.Future):  # (_send_after_rejoin abandons its own)
+                self._native.abandon(sent)
+            raise error
+        if not self._resend_after_rejoin():
+            raise error
+        await self._send_after_rejoin(data, type, to)
 
     def _must_wait_to_send(self) -> bool:
         """Before sending a signal: whether to wait for a rejoin first; raises
@@ -334,18 +353,11 @@ class Session:
         # signal(data, type=..., to=[event.from_]), inline (see signal()).
         type = event.type if type is None else type  # noqa: A001
         to = (event.from_,)
-        if self._must_wait_to_send():
-            await self._pump.until_rejoined()
-        sent = self._native.start_signal(data, type=type, to=to)
+        sent = self._start_signal(data, type, to)
         try:
             await sent
-        except asyncio.CancelledError:
-            self._native.abandon(sent)  # not sent if not written yet, as before the await began
-            raise
-        except ConnectionLostError:
-            if not self._resend_after_rejoin():
-                raise
-            await self._send_after_rejoin(data, type, to)
+        except (asyncio.CancelledError, ConnectionLostError) as error:
+            await self._unsent(sent, error, data, type, to)
 
     async def force_disconnect(self, connection: Recipient) -> None:
         """Evicts a participant (needs the ``MODERATOR`` role; else :class:`RpcError` 401)."""
