@@ -87,8 +87,8 @@ impl<'a> SignalOp<'a> {
         }
     }
 
-    /// Runs on `room`, sent at `at` (ms): see [`Room::signal`].
-    pub(crate) fn run(self, room: &mut Room, at: u64) -> Result<(Listed, Effects), Refusal> {
+    /// Runs on `room`, sent at `at()` (ms): see [`Room::signal`].
+    pub(crate) fn run(self, room: &mut Room, at: impl FnOnce() -> u64) -> Result<(Listed, Effects), Refusal> {
         let effects = room.signal(self.from, self.to, self.data, self.kind, at)?;
         let listed = if self.listed && self.to.is_empty() {
             room.participants().map(|(id, _, _)| id.clone()).collect()
@@ -150,7 +150,7 @@ impl Op {
                     kind: kind.as_deref(),
                     listed,
                 };
-                let (everyone, effects) = signal.run(room, at)?;
+                let (everyone, effects) = signal.run(room, || at)?;
                 (if listed { Value::Listed(everyone) } else { Value::Done }, effects)
             }
             Op::Leave { who } => (Value::Done, room.leave(&who)),

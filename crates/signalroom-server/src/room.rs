@@ -507,7 +507,7 @@ impl Room {
     }
 
     /// A signal from participant `from` (RPC `sendMessage`) or from the server (`None`, REST),
-    /// sent at `at` (ms): the notification to its recipients, then the reply. The recipients are
+    /// sent at `at()` (ms, read only when the signal is kept): the notification to its recipients, then the reply. The recipients are
     /// checked all or nothing (spec §5.1). A broadcast of a type the session's `signalHistory`
     /// names is kept (signals to chosen participants never are: a late joiner would read others'
     /// private messages).
@@ -517,7 +517,7 @@ impl Room {
         to: &[ConnectionId],
         data: Option<&str>,
         kind: Option<&str>,
-        at: u64,
+        at: impl FnOnce() -> u64,
     ) -> Result<Effects, Refusal> {
         self.refuse_if_closed()?;
         if from.is_none() && !self.active {
@@ -545,7 +545,7 @@ impl Room {
         if let Some(setting) = self.props.signal_history.as_ref().filter(|h| kept && h.keeps(kind)) {
             let entry = HistoryEntry {
                 seq: self.last_seq,
-                created_at: at,
+                created_at: at(),
                 from: from.cloned(),
                 kind: kind.map(str::to_owned),
                 data: data.map(str::to_owned),
@@ -1089,23 +1089,27 @@ pub(crate) mod tests {
     #[test]
     fn a_signal_reaches_its_recipients_before_the_reply_and_is_all_or_nothing() {
         let mut room = room_with(&["A", "B", "C"]);
-        let effects = room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat"), 0).unwrap();
+        let effects = room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat"), || 0).unwrap();
         assert_eq!(
             lines(&effects),
             [r#"notify all sendMessage {"data":"hi","from":"con_A","type":"signal:chat"}"#, "reply"]
         );
-        let effects = room.signal(Some(&id("A")), &[id("C"), id("B"), id("C")], Some("x"), None, 0).unwrap();
+        let effects =
+            room.signal(Some(&id("A")), &[id("C"), id("B"), id("C")], Some("x"), None, || 0).unwrap();
         assert_eq!(lines(&effects)[0], r#"notify only con_C,con_B sendMessage {"data":"x","from":"con_A"}"#);
-        let err = room.signal(Some(&id("A")), &[id("B"), id("Z")], Some("x"), None, 0).unwrap_err();
+        let err = room.signal(Some(&id("A")), &[id("B"), id("Z")], Some("x"), None, || 0).unwrap_err();
         assert_eq!(err.rpc().code, 601);
-        assert_eq!(room.signal(None, &[id("Z")], Some("x"), None, 0).unwrap_err(), Refusal::NoValidRecipient);
+        assert_eq!(
+            room.signal(None, &[id("Z")], Some("x"), None, || 0).unwrap_err(),
+            Refusal::NoValidRecipient
+        );
     }
 
     #[test]
     fn a_signal_from_somebody_gone_is_refused() {
         let mut room = room_with(&["A"]);
         assert!(matches!(
-            room.signal(Some(&id("Z")), &[], Some("x"), None, 0),
+            room.signal(Some(&id("Z")), &[], Some("x"), None, || 0),
             Err(Refusal::NoLongerJoined(_))
         ));
     }
@@ -1113,14 +1117,14 @@ pub(crate) mod tests {
     #[test]
     fn a_server_signal_needs_an_active_session() {
         let mut room = Room::new("S".into(), props(), 0);
-        assert_eq!(room.signal(None, &[], Some("x"), None, 0).unwrap_err(), Refusal::NotActive);
+        assert_eq!(room.signal(None, &[], Some("x"), None, || 0).unwrap_err(), Refusal::NotActive);
     }
 
     #[test]
     fn sequence_numbers_increase_along_every_notification() {
         let mut room = room_with(&["A", "B"]);
         let seqs: Vec<u64> = (0..3)
-            .flat_map(|_| room.signal(Some(&id("A")), &[], Some("x"), None, 0).unwrap())
+            .flat_map(|_| room.signal(Some(&id("A")), &[], Some("x"), None, || 0).unwrap())
             .filter_map(|e| match e {
                 Effect::Notify { note, .. } => {
                     assert!(note.frame().as_str().ends_with(&format!(r#","seq":{}}}"#, note.seq())));
@@ -1182,7 +1186,7 @@ pub(crate) mod tests {
             ]
         );
         assert!(room.is_closed());
-        assert!(matches!(room.signal(None, &[], None, None, 0), Err(Refusal::NoSession(_))));
+        assert!(matches!(room.signal(None, &[], None, None, || 0), Err(Refusal::NoSession(_))));
     }
 
     #[test]
@@ -1246,18 +1250,18 @@ pub(crate) mod tests {
     #[test]
     fn history_keeps_the_last_broadcasts_of_its_types() {
         let mut room = room_with(&["A", "B"]);
-        room.signal(Some(&id("A")), &[], Some("before"), Some("signal:chat"), 1).unwrap();
+        room.signal(Some(&id("A")), &[], Some("before"), Some("signal:chat"), || 1).unwrap();
         assert!(kept(&room, 1).is_empty(), "nothing is kept without a setting");
         with_history(&mut room, 3, 0, 1 << 20);
         for (i, kind) in ["signal:chat", "signal:cursor", "signal:chat", "chat", "signal:chat", "signal:chat"]
             .into_iter()
             .enumerate()
         {
-            room.signal(Some(&id("A")), &[], Some(&format!("m{i}")), Some(kind), 10 + i as u64).unwrap();
+            room.signal(Some(&id("A")), &[], Some(&format!("m{i}")), Some(kind), || 10 + i as u64).unwrap();
         }
         // To chosen participants: never kept. From the server: kept.
-        room.signal(Some(&id("A")), &[id("B")], Some("private"), Some("signal:chat"), 20).unwrap();
-        room.signal(None, &[], Some("srv"), Some("signal:chat"), 21).unwrap();
+        room.signal(Some(&id("A")), &[id("B")], Some("private"), Some("signal:chat"), || 20).unwrap();
+        room.signal(None, &[], Some("srv"), Some("signal:chat"), || 21).unwrap();
         assert_eq!(kept(&room, 21), ["m4", "m5", "srv"]);
         let all = room.signal_history(21, 0, usize::MAX);
         assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "{all:?}");
@@ -1267,7 +1271,7 @@ pub(crate) mod tests {
         assert_eq!(room.signal_history(21, all[0].seq, usize::MAX).len(), 2);
         assert_eq!(room.signal_history(21, 0, 1)[0].data.as_deref(), Some("srv"));
         // Refused signals are not kept.
-        assert!(room.signal(Some(&id("Z")), &[], Some("no"), Some("signal:chat"), 22).is_err());
+        assert!(room.signal(Some(&id("Z")), &[], Some("no"), Some("signal:chat"), || 22).is_err());
         assert_eq!(kept(&room, 22), ["m4", "m5", "srv"]);
     }
 
@@ -1278,21 +1282,21 @@ pub(crate) mod tests {
         with_history(&mut room, 100, 1, 1000);
         let data = "x".repeat(100);
         for i in 0..10 {
-            room.signal(Some(&id("A")), &[], Some(&data), Some("signal:chat"), i).unwrap();
+            room.signal(Some(&id("A")), &[], Some(&data), Some("signal:chat"), || i).unwrap();
         }
         let entries = room.signal_history(10, 0, usize::MAX);
         assert_eq!(entries.len(), 5, "1000 bytes hold five entries of 180");
         assert!(entries.iter().map(HistoryEntry::cost).sum::<usize>() <= 1000);
         assert_eq!(entries.last().unwrap().created_at, 9);
         // One entry larger than the whole bound is not kept (and does not empty the history).
-        room.signal(Some(&id("A")), &[], Some(&"y".repeat(2000)), Some("signal:chat"), 10).unwrap();
+        room.signal(Some(&id("A")), &[], Some(&"y".repeat(2000)), Some("signal:chat"), || 10).unwrap();
         assert_eq!(room.signal_history(10, 0, usize::MAX).len(), 5);
         // Time: a second's TTL.
-        room.signal(Some(&id("A")), &[], Some("late"), Some("signal:chat"), 1_500).unwrap();
+        room.signal(Some(&id("A")), &[], Some("late"), Some("signal:chat"), || 1_500).unwrap();
         assert_eq!(kept(&room, 1_500), ["late"], "older than a second at 1.5 s: expired when a signal came");
         assert_eq!(kept(&room, 2_600), Vec::<String>::new(), "expired at reading time too");
         // The history is stored with the room (a shared broker's snapshot) and read back.
-        room.signal(Some(&id("A")), &[], Some("again"), Some("signal:chat"), 2_600).unwrap();
+        room.signal(Some(&id("A")), &[], Some("again"), Some("signal:chat"), || 2_600).unwrap();
         let back: Room = serde_json::from_str(&serde_json::to_string(&room).unwrap()).unwrap();
         assert_eq!(kept(&back, 2_600), ["again"]);
     }
@@ -1301,7 +1305,7 @@ pub(crate) mod tests {
     fn a_join_answer_carries_the_history_when_asked() {
         let mut room = room_with(&["A"]);
         with_history(&mut room, 10, 0, 1 << 20);
-        room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat"), 5).unwrap();
+        room.signal(Some(&id("A")), &[], Some("hi"), Some("signal:chat"), || 5).unwrap();
         let tok = pending(&mut room, "B", Role::Publisher);
         let (result, _) = room.join(joiner(&tok, "B")).unwrap();
         let raw = RawValue::from_string("7".into()).unwrap();

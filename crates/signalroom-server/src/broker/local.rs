@@ -177,9 +177,9 @@ impl Broker for LocalBroker {
         // Applied at once, under the session's lock; a participant's broadcast is held back (its
         // socket's reader makes the next operation).
         let sender = signal.from.filter(|_| caller.is_some());
-        let at = crate::util::now_ms();
         super::Signalled::Now(self.run(id, caller, sender, |room| {
-            let (listed, effects) = signal.run(room, at)?;
+            // (The clock is read only for a signal the session's history keeps.)
+            let (listed, effects) = signal.run(room, crate::util::now_ms)?;
             Ok(Outcome::new(listed, effects, reply))
         }))
     }
@@ -418,7 +418,7 @@ mod tests {
         let reply = Out::Reply("reply B".into());
         let applied = broker
             .run("S", Some(&b), None, |room| {
-                Ok(Outcome::new((), room.signal(Some(&from), &[], None, None, 0)?, Some(reply)))
+                Ok(Outcome::new((), room.signal(Some(&from), &[], None, None, || 0)?, Some(reply)))
             })
             .unwrap();
         assert!(applied.held.is_none());
