@@ -198,6 +198,21 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
                 }
                 let key = format!("fanout_{n}");
                 record(d.server_name(), &key, r.map(to_value), &mut failures);
+                if d == Dialect::Raw {
+                    let r = scenarios::fanout_protocol(&ctx, n).await;
+                    if let Ok(f) = &r {
+                        progress(&format!(
+                            "fan-out N={n} raw writing OpenVidu's signal bytes: {:.0} deliveries/s ({:.0} signals/s; \
+                             server {:.2} cores, loadgen {:.2}){}",
+                            f.deliveries_per_s,
+                            f.signals_per_s,
+                            f.server_cpu,
+                            f.loadgen_cpu,
+                            if f.complete { "" } else { " INCOMPLETE" }
+                        ));
+                    }
+                    record("raw", &format!("fanout_protocol_{n}"), r.map(to_value), &mut failures);
+                }
             }
         }
     }

@@ -118,6 +118,22 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
         );
         out.push(Target { name, goal, measured: m, pass: m.map(|x| x >= min) });
     }
+    for n in fanout_sizes(results).into_iter().filter(|&n| n <= 10) {
+        let m = ratio(
+            num(results, "signalroom", &[&format!("fanout_{n}"), "deliveries_per_s"]),
+            num(results, "raw", &[&format!("fanout_protocol_{n}"), "deliveries_per_s"]),
+        );
+        out.push(Target {
+            name: if n <= 2 {
+                "fan-out deliveries/s ÷ raw writing the same bytes (OpenVidu's answer, notifications), N = 2: a reference"
+            } else {
+                "fan-out deliveries/s ÷ raw writing the same bytes (OpenVidu's answer, notifications), N = 10: a reference"
+            },
+            goal: "—",
+            measured: m,
+            pass: None,
+        });
+    }
     let m = ratio(fan("signalroom"), fan("socketio"));
     out.push(Target {
         name: "fan-out deliveries/s at the largest N ÷ Socket.IO",
@@ -384,6 +400,19 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
             &|s| num(results, s, &[&key, "deliveries_per_s"]),
             &fmt_rate,
         );
+        // The raw column: `raw-server --protocol`, writing OpenVidu's bytes for each signal.
+        let same = format!("fanout_protocol_{n}");
+        if !results["servers"]["raw"][&same].is_null() {
+            row(
+                &format!("1. fan-out, N = {n}, raw writing OpenVidu's answer and notification"),
+                "deliveries/s",
+                &|s| match s {
+                    "raw" => num(results, "raw", &[&same, "deliveries_per_s"]),
+                    _ => num(results, s, &[&key, "deliveries_per_s"]),
+                },
+                &fmt_rate,
+            );
+        }
     }
     let load = format!(
         "2. latency at {} deliveries/s",

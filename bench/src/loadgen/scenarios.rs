@@ -314,14 +314,27 @@ pub(crate) async fn fanout(
     topology: Topology,
 ) -> anyhow::Result<Fanout> {
     let deployment = ctx.launch.deploy(dialect, &format!("fanout-{n}"), topology, &[]).await?;
-    let result = fanout_on(ctx, &deployment, n).await;
+    let result = fanout_on(ctx, &deployment, n, dialect).await;
     deployment.stop().await;
     result
 }
 
-async fn fanout_on(ctx: &Ctx, deployment: &Deployment, n: usize) -> anyhow::Result<Fanout> {
+/// Scenario 1 against `raw-server --protocol`: the raw server writing, for each signal, what
+/// OpenVidu writes (the answer, the notification to everyone) — the limit for the same bytes.
+/// The sender frames its signals as OpenVidu's `sendMessage` requests.
+pub(crate) async fn fanout_protocol(ctx: &Ctx, n: usize) -> anyhow::Result<Fanout> {
+    let node = ctx.launch.start(Dialect::Raw, &format!("fanout-protocol-{n}"), &["--protocol"]).await?;
+    let deployment = Deployment::single(node);
+    let result = fanout_on(ctx, &deployment, n, Dialect::OpenVidu).await;
+    deployment.stop().await;
+    result
+}
+
+/// Scenario 1 on `deployment`, the sender framing signals in `frames`.
+async fn fanout_on(ctx: &Ctx, deployment: &Deployment, n: usize, frames: Dialect) -> anyhow::Result<Fanout> {
     let plan = &ctx.plan;
     let (mut c, _) = crowd(ctx, &deployment.nodes, &format!("fanout{n}"), n, false, 0).await?;
+    c.blaster.speak(frames);
     let warm = Instant::now() + secs(plan.fanout_warmup_s);
     c.blaster.saturate(&c.receivers, &c.progress, WINDOW, warm).await?;
     let (server_cpu, loadgen_cpu) = (CpuMeter::start_all(&deployment.pids()), CpuMeter::start(0));
@@ -1568,7 +1581,7 @@ pub(crate) async fn extensions(ctx: &Ctx, n: usize) -> anyhow::Result<Extensions
         for (i, (name, extra)) in configs.iter().enumerate() {
             let label = format!("extensions-{name}-{round}");
             let deployment = ctx.launch.deploy(Dialect::OpenVidu, &label, Topology::Single, extra).await?;
-            let result = fanout_on(ctx, &deployment, n).await;
+            let result = fanout_on(ctx, &deployment, n, Dialect::OpenVidu).await;
             deployment.stop().await;
             let f = result?;
             complete &= f.complete;

@@ -38,6 +38,11 @@ impl Blaster {
         }
     }
 
+    /// Frames the signals from now on in `dialect` (a raw server answering as OpenVidu does).
+    pub(crate) fn speak(&mut self, dialect: Dialect) {
+        self.dialect = dialect;
+    }
+
     fn push(&mut self) {
         self.data.clear();
         signal_data(&mut self.data, now_ns(), self.sent, self.size);

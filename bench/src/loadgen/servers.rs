@@ -419,6 +419,11 @@ pub(crate) struct Deployment {
 }
 
 impl Deployment {
+    /// One node on its own.
+    pub(crate) fn single(node: ServerProc) -> Self {
+        Self { nodes: vec![node], redis: None, cluster: None }
+    }
+
     /// Every process of the deployment: the nodes, then Redis.
     pub(crate) fn pids(&self) -> Vec<u32> {
         let cluster = self.cluster.iter().flat_map(|c| c.pids.iter().copied());
