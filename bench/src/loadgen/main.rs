@@ -198,12 +198,12 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
                 }
                 let key = format!("fanout_{n}");
                 record(d.server_name(), &key, r.map(to_value), &mut failures);
-                if d == Dialect::Raw {
-                    let r = scenarios::fanout_protocol(&ctx, n).await;
+                for variant in scenarios::RawVariant::ALL.into_iter().filter(|_| d == Dialect::Raw) {
+                    let r = scenarios::fanout_raw(&ctx, n, variant).await;
                     if let Ok(f) = &r {
                         progress(&format!(
-                            "fan-out N={n} raw writing OpenVidu's signal bytes: {:.0} deliveries/s ({:.0} signals/s; \
-                             server {:.2} cores, loadgen {:.2}){}",
+                            "fan-out N={n} {}: {:.0} deliveries/s ({:.0} signals/s; server {:.2} cores, loadgen {:.2}){}",
+                            variant.describe(),
                             f.deliveries_per_s,
                             f.signals_per_s,
                             f.server_cpu,
@@ -211,7 +211,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<i32> {
                             if f.complete { "" } else { " INCOMPLETE" }
                         ));
                     }
-                    record("raw", &format!("fanout_protocol_{n}"), r.map(to_value), &mut failures);
+                    record("raw", &format!("{}_{n}", variant.key()), r.map(to_value), &mut failures);
                 }
             }
         }

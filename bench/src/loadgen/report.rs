@@ -1,5 +1,6 @@
 //! The table and the targets, computed from the results JSON (so a stored run can be re-read).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -8,7 +9,7 @@ use serde_json::Value;
 /// One target of the issue, checked on one run's ratios.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Target {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub goal: &'static str,
     /// The measured ratio (or share), when both figures exist.
     pub measured: Option<f64>,
@@ -116,27 +117,29 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
             num(results, "signalroom", &[&key, "deliveries_per_s"]),
             num(results, "raw", &[&key, "deliveries_per_s"]),
         );
-        out.push(Target { name, goal, measured: m, pass: m.map(|x| x >= min) });
+        out.push(Target { name: name.into(), goal, measured: m, pass: m.map(|x| x >= min) });
     }
-    for n in fanout_sizes(results).into_iter().filter(|&n| n <= 10) {
-        let m = ratio(
-            num(results, "signalroom", &[&format!("fanout_{n}"), "deliveries_per_s"]),
-            num(results, "raw", &[&format!("fanout_protocol_{n}"), "deliveries_per_s"]),
-        );
-        out.push(Target {
-            name: if n <= 2 {
-                "fan-out deliveries/s ÷ raw writing the same bytes (OpenVidu's answer, notifications), N = 2: a reference"
-            } else {
-                "fan-out deliveries/s ÷ raw writing the same bytes (OpenVidu's answer, notifications), N = 10: a reference"
-            },
-            goal: "—",
-            measured: m,
-            pass: None,
-        });
+    for (variant, what) in [
+        ("fanout_by_hand", "raw by hand (the leanest broadcast; a reference)"),
+        ("fanout_protocol", "raw writing the same bytes (OpenVidu's answer, notifications; a reference)"),
+    ] {
+        for n in fanout_sizes(results) {
+            let m = ratio(
+                num(results, "signalroom", &[&format!("fanout_{n}"), "deliveries_per_s"]),
+                num(results, "raw", &[&format!("{variant}_{n}"), "deliveries_per_s"]),
+            );
+            let size = fanout_goal(n).0.rsplit(", ").next().unwrap_or_default();
+            out.push(Target {
+                name: format!("fan-out deliveries/s ÷ {what}, {size}").into(),
+                goal: "—",
+                measured: m,
+                pass: None,
+            });
+        }
     }
     let m = ratio(fan("signalroom"), fan("socketio"));
     out.push(Target {
-        name: "fan-out deliveries/s at the largest N ÷ Socket.IO",
+        name: Cow::Borrowed("fan-out deliveries/s at the largest N ÷ Socket.IO"),
         goal: "≥ 15",
         measured: m,
         pass: check(m, |x| x >= 15.0),
@@ -144,14 +147,14 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
     let p99 = |s: &str| num(results, s, &["latency", "p99_us"]);
     let m = ratio(p99("signalroom"), p99("raw"));
     out.push(Target {
-        name: "p99 latency at fixed load ÷ raw",
+        name: Cow::Borrowed("p99 latency at fixed load ÷ raw"),
         goal: "≤ 1.0",
         measured: m,
         pass: check(m, |x| x <= 1.0),
     });
     let m = ratio(idle_per(results, "signalroom"), idle_per(results, "raw"));
     out.push(Target {
-        name: "RSS per idle participant (largest count) ÷ raw",
+        name: Cow::Borrowed("RSS per idle participant (largest count) ÷ raw"),
         goal: "≤ 1.5",
         measured: m,
         pass: check(m, |x| x <= 1.5),
@@ -159,21 +162,25 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
     let joins = |s: &str| num(results, s, &["joins", "joins_per_s"]);
     let m = ratio(joins("signalroom"), num(results, "raw", &["joins_answered", "joins_per_s"]));
     out.push(Target {
-        name: "joins/s into sessions of 1,000 ÷ raw writing the same bytes (answer, notifications)",
+        name: Cow::Borrowed(
+            "joins/s into sessions of 1,000 ÷ raw writing the same bytes (answer, notifications)",
+        ),
         goal: "≥ 0.8",
         measured: m,
         pass: check(m, |x| x >= 0.8),
     });
     let m = ratio(joins("signalroom"), joins("raw"));
     out.push(Target {
-        name: "joins/s into sessions of 1,000 ÷ raw's bare upgrade (different work: a reference)",
+        name: Cow::Borrowed(
+            "joins/s into sessions of 1,000 ÷ raw's bare upgrade (different work: a reference)",
+        ),
         goal: "—",
         measured: m,
         pass: None,
     });
     let m = results["python"]["ratio"].as_f64();
     out.push(Target {
-        name: "Python handler signals/s ÷ pure-Python participant",
+        name: Cow::Borrowed("Python handler signals/s ÷ pure-Python participant"),
         goal: "≥ 6",
         measured: m,
         pass: check(m, |x| x >= 6.0),
@@ -182,14 +189,14 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
     let m =
         ratio(small["signalroom"]["deliveries_per_s"].as_f64(), small["raw"]["deliveries_per_s"].as_f64());
     out.push(Target {
-        name: "small rooms (2,000 × 5) at raw's half-busy rate: deliveries/s ÷ raw",
+        name: Cow::Borrowed("small rooms (2,000 × 5) at raw's half-busy rate: deliveries/s ÷ raw"),
         goal: "— (reported)",
         measured: m,
         pass: None,
     });
     let m = ratio(small["signalroom"]["p99_us"].as_f64(), small["raw"]["p99_us"].as_f64());
     out.push(Target {
-        name: "small rooms: p99 delivery latency ÷ raw",
+        name: Cow::Borrowed("small rooms: p99 delivery latency ÷ raw"),
         goal: "— (reported)",
         measured: m,
         pass: None,
@@ -199,7 +206,7 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
         small["raw"]["cpu_ns_per_delivery"].as_f64(),
     );
     out.push(Target {
-        name: "small rooms: server CPU per delivery ÷ raw",
+        name: Cow::Borrowed("small rooms: server CPU per delivery ÷ raw"),
         goal: "— (reported)",
         measured: m,
         pass: None,
@@ -207,49 +214,51 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
     let bots = &results["bots"];
     let m = bots["signalroom"]["bytes_per_session"].as_f64().map(|b| b / 1024.0);
     out.push(Target {
-        name: "one Python process in 1,000 sessions: RSS KiB per session",
+        name: Cow::Borrowed("one Python process in 1,000 sessions: RSS KiB per session"),
         goal: "≤ 50 KB",
         measured: m,
         pass: check(m, |x| x * 1024.0 <= 50_000.0),
     });
     let m = bots["ratio"].as_f64();
     out.push(Target {
-        name: "one Python process in 1,000 sessions: handled signals/s ÷ pure-Python `websockets`",
+        name: Cow::Borrowed(
+            "one Python process in 1,000 sessions: handled signals/s ÷ pure-Python `websockets`",
+        ),
         goal: "≥ 5",
         measured: m,
         pass: check(m, |x| x >= 5.0),
     });
     let m = bots["signalroom"]["rate_lag_max_ms"].as_f64();
     out.push(Target {
-        name: "one Python process in 1,000 sessions: event loop lag at the fixed load, max ms",
+        name: Cow::Borrowed("one Python process in 1,000 sessions: event loop lag at the fixed load, max ms"),
         goal: "≤ 10",
         measured: m,
         pass: check(m, |x| x <= 10.0),
     });
     let m = bots["signalroom"]["rate_lag_cpu_max_ms"].as_f64();
     out.push(Target {
-        name: "… the loop's own work in one probe's wait, max ms (its thread's CPU time: without the core lent to other processes)",
+        name: Cow::Borrowed("… the loop's own work in one probe's wait, max ms (its thread's CPU time: without the core lent to other processes)"),
         goal: "≤ 10",
         measured: m,
         pass: check(m, |x| x <= 10.0),
     });
     let m = results["rpc"]["rate_ratio"].as_f64();
     out.push(Target {
-        name: "Python request/reply round trips/s ÷ the same by hand with two signals",
+        name: Cow::Borrowed("Python request/reply round trips/s ÷ the same by hand with two signals"),
         goal: "≥ 0.9",
         measured: m,
         pass: check(m, |x| x >= 0.9),
     });
     let m = isolation_share(results, "signalroom");
     out.push(Target {
-        name: "isolation: others' throughput with a stalled participant ÷ without",
+        name: Cow::Borrowed("isolation: others' throughput with a stalled participant ÷ without"),
         goal: "> 0.9",
         measured: m,
         pass: check(m, |x| x > 0.9),
     });
     let m = isolation_growth(results, "signalroom").map(|b| b / 1048576.0);
     out.push(Target {
-        name: "isolation: server RSS growth while a participant stalls (MiB)",
+        name: Cow::Borrowed("isolation: server RSS growth while a participant stalls (MiB)"),
         goal: "bounded (< 32 MiB)",
         measured: m,
         pass: isolation_growth(results, "signalroom").map(|b| b < BOUNDED_GROWTH),
@@ -257,28 +266,28 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
     let big = |k: &str| num(results, "signalroom", &["bigsession", k]);
     let m = big("fill_seconds");
     out.push(Target {
-        name: "big session: seconds to fill",
+        name: Cow::Borrowed("big session: seconds to fill"),
         goal: "≤ 15",
         measured: m,
         pass: check(m, |x| x <= BIG_FILL_S),
     });
     let m = ratio(big("filled_bytes_per_participant"), idle_per(results, "signalroom"));
     out.push(Target {
-        name: "big session: RSS per participant once filled ÷ idle per participant (3)",
+        name: Cow::Borrowed("big session: RSS per participant once filled ÷ idle per participant (3)"),
         goal: "≤ 2",
         measured: m,
         pass: check(m, |x| x <= 2.0),
     });
     let m = big("closed");
     out.push(Target {
-        name: "big session: participants evicted while reading as fast as they can",
+        name: Cow::Borrowed("big session: participants evicted while reading as fast as they can"),
         goal: "0",
         measured: m,
         pass: check(m, |x| x == 0.0),
     });
     let m = twonode_deliveries_ratio(results);
     out.push(Target {
-        name: "two nodes + Redis: fan-out deliveries/s ÷ one node",
+        name: Cow::Borrowed("two nodes + Redis: fan-out deliveries/s ÷ one node"),
         goal: "≥ 0.5",
         measured: m,
         pass: check(m, |x| x >= 0.5),
@@ -288,14 +297,16 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
         twonode(results, "two_node_fanout", "deliveries_per_s"),
     );
     out.push(Target {
-        name: "two nodes over a 3-primary Redis Cluster: fan-out deliveries/s ÷ over one Redis",
+        name: Cow::Borrowed(
+            "two nodes over a 3-primary Redis Cluster: fan-out deliveries/s ÷ over one Redis",
+        ),
         goal: "≥ 0.8",
         measured: m,
         pass: check(m, |x| x >= 0.8),
     });
     let m = twonode_p99_added(results).map(|us| us / 1000.0);
     out.push(Target {
-        name: "two nodes + Redis: p99 across nodes at fixed load − one node's p99 (ms)",
+        name: Cow::Borrowed("two nodes + Redis: p99 across nodes at fixed load − one node's p99 (ms)"),
         goal: "≤ 2",
         measured: m,
         pass: twonode_p99_added(results).map(|us| us <= TWONODE_P99_ALLOWANCE_US),
@@ -303,14 +314,16 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
     let so = |key: &str| results["scaleout"][key].as_f64();
     let m = ratio(so("deliveries"), so("expected_deliveries"));
     out.push(Target {
-        name: "scale-out (four nodes, 3-primary Redis Cluster): deliveries made ÷ signals × session size",
+        name: Cow::Borrowed(
+            "scale-out (four nodes, 3-primary Redis Cluster): deliveries made ÷ signals × session size",
+        ),
         goal: "1",
         measured: m,
         pass: check(m, |x| x == 1.0),
     });
     let m = so("shard_balance");
     out.push(Target {
-        name: "scale-out: Redis commands on the least busy shard ÷ the busiest",
+        name: Cow::Borrowed("scale-out: Redis commands on the least busy shard ÷ the busiest"),
         goal: "≥ 0.5",
         measured: m,
         pass: check(m, |x| x >= 0.5),
@@ -319,28 +332,32 @@ pub(crate) fn targets(results: &Value) -> Vec<Target> {
     let one = |key: &str| num(results, "signalroom", &["bigsession", key]);
     let m = bc("refused");
     out.push(Target {
-        name: "big session over two nodes + Redis: joins refused",
+        name: Cow::Borrowed("big session over two nodes + Redis: joins refused"),
         goal: "0",
         measured: m,
         pass: check(m, |x| x == 0.0),
     });
     let m = ratio(bc("fill_seconds"), one("fill_seconds"));
     out.push(Target {
-        name: "big session over two nodes + Redis: time to fill ÷ one node's",
+        name: Cow::Borrowed("big session over two nodes + Redis: time to fill ÷ one node's"),
         goal: "≤ 2",
         measured: m,
         pass: check(m, |x| x <= 2.0),
     });
     let m = ratio(bc("redis_in_bytes_per_join"), bc("redis_in_bytes_per_join_small"));
     out.push(Target {
-        name: "big session over two nodes + Redis: bytes written to Redis per join ÷ in a tenth the size",
+        name: Cow::Borrowed(
+            "big session over two nodes + Redis: bytes written to Redis per join ÷ in a tenth the size",
+        ),
         goal: "≤ 1.5",
         measured: m,
         pass: check(m, |x| x <= 1.5),
     });
     let m = ratio(bc("idle_bytes_per_participant"), one("idle_bytes_per_participant"));
     out.push(Target {
-        name: "big session over two nodes + Redis: RSS per participant (both nodes, settled) ÷ one node's",
+        name: Cow::Borrowed(
+            "big session over two nodes + Redis: RSS per participant (both nodes, settled) ÷ one node's",
+        ),
         goal: "≤ 1.5",
         measured: m,
         pass: check(m, |x| x <= 1.5),
@@ -400,14 +417,20 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
             &|s| num(results, s, &[&key, "deliveries_per_s"]),
             &fmt_rate,
         );
-        // The raw column: `raw-server --protocol`, writing OpenVidu's bytes for each signal.
-        let same = format!("fanout_protocol_{n}");
-        if !results["servers"]["raw"][&same].is_null() {
+        // The raw column: raw-server's other modes (`--by-hand`, `--protocol`).
+        for (variant, what) in [
+            ("fanout_by_hand", "raw by hand (the leanest broadcast)"),
+            ("fanout_protocol", "raw writing OpenVidu's answer and notification"),
+        ] {
+            let other = format!("{variant}_{n}");
+            if results["servers"]["raw"][&other].is_null() {
+                continue;
+            }
             row(
-                &format!("1. fan-out, N = {n}, raw writing OpenVidu's answer and notification"),
+                &format!("1. fan-out, N = {n}, {what}"),
                 "deliveries/s",
                 &|s| match s {
-                    "raw" => num(results, "raw", &[&same, "deliveries_per_s"]),
+                    "raw" => num(results, "raw", &[&other, "deliveries_per_s"]),
                     _ => num(results, s, &[&key, "deliveries_per_s"]),
                 },
                 &fmt_rate,

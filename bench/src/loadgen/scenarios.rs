@@ -319,13 +319,45 @@ pub(crate) async fn fanout(
     result
 }
 
-/// Scenario 1 against `raw-server --protocol`: the raw server writing, for each signal, what
-/// OpenVidu writes (the answer, the notification to everyone) — the limit for the same bytes.
-/// The sender frames its signals as OpenVidu's `sendMessage` requests.
-pub(crate) async fn fanout_protocol(ctx: &Ctx, n: usize) -> anyhow::Result<Fanout> {
-    let node = ctx.launch.start(Dialect::Raw, &format!("fanout-protocol-{n}"), &["--protocol"]).await?;
+/// The other ways raw-server runs scenario 1, beside its plain (tokio-tungstenite) mode.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RawVariant {
+    /// `--by-hand`: the same broadcast, the sockets read and written by hand (the leanest).
+    ByHand,
+    /// `--protocol`: for each signal, what OpenVidu writes (the answer, the notification to
+    /// everyone): the limit for the same bytes. The sender frames its signals as OpenVidu's
+    /// `sendMessage` requests.
+    Protocol,
+}
+
+impl RawVariant {
+    pub(crate) const ALL: [RawVariant; 2] = [RawVariant::ByHand, RawVariant::Protocol];
+
+    /// Its results' key prefix (`fanout_by_hand_N`) and name in progress lines.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            RawVariant::ByHand => "fanout_by_hand",
+            RawVariant::Protocol => "fanout_protocol",
+        }
+    }
+
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            RawVariant::ByHand => "raw by hand",
+            RawVariant::Protocol => "raw writing OpenVidu's signal bytes",
+        }
+    }
+}
+
+/// Scenario 1 against raw-server run as `variant`.
+pub(crate) async fn fanout_raw(ctx: &Ctx, n: usize, variant: RawVariant) -> anyhow::Result<Fanout> {
+    let (flag, frames) = match variant {
+        RawVariant::ByHand => ("--by-hand", Dialect::Raw),
+        RawVariant::Protocol => ("--protocol", Dialect::OpenVidu),
+    };
+    let node = ctx.launch.start(Dialect::Raw, &format!("{}-{n}", variant.key()), &[flag]).await?;
     let deployment = Deployment::single(node);
-    let result = fanout_on(ctx, &deployment, n, Dialect::OpenVidu).await;
+    let result = fanout_on(ctx, &deployment, n, frames).await;
     deployment.stop().await;
     result
 }
