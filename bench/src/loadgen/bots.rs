@@ -61,9 +61,14 @@ pub(crate) struct BotRun {
     pub saturated_answers_per_s: f64,
     pub saturated_lag_max_ms: f64,
     pub saturated_lag_p99_ms: f64,
-    /// Cores the Python process and the server used while saturated.
+    /// Cores the Python process, the server and the load generator used while saturated.
     pub python_cpu: f64,
     pub server_cpu: f64,
+    pub loadgen_cpu: f64,
+    /// The same, in µs of CPU per signal the handlers handled.
+    pub python_us_per_handled: f64,
+    pub server_us_per_handled: f64,
+    pub loadgen_us_per_handled: f64,
     pub closed: u64,
 }
 
@@ -98,7 +103,8 @@ pub(crate) async fn bots(ctx: &Ctx) -> anyhow::Result<Bots> {
         crate::progress(&format!(
             "bots {mode}: {} sessions, {:.1} KiB per session ({:.1} after the load), fixed load {:.0}/s: \
              p50 {:.0} µs p99 {:.0} µs, loop lag max {:.1} ms (the loop's own work in one probe's wait \
-             at most {:.1} ms, the longest GC collection {:.1} ms); saturated {:.0} handled/s (loop lag max {:.1} ms)",
+             at most {:.1} ms, the longest GC collection {:.1} ms); saturated {:.0} handled/s (loop lag max {:.1} ms; \
+             CPU per handled signal: Python {:.1} µs, server {:.1} µs, load generator {:.1} µs)",
             r.sessions,
             r.bytes_per_session / 1024.0,
             r.bytes_per_session_after / 1024.0,
@@ -110,6 +116,9 @@ pub(crate) async fn bots(ctx: &Ctx) -> anyhow::Result<Bots> {
             r.rate_gc_max_ms,
             r.handled_per_s,
             r.saturated_lag_max_ms,
+            r.python_us_per_handled,
+            r.server_us_per_handled,
+            r.loadgen_us_per_handled,
         ));
         runs.push(r);
     }
@@ -293,7 +302,7 @@ async fn run(ctx: &Ctx, py: &Path, server: &ServerProc, mode: &str) -> anyhow::R
     phase_tx.send(Phase::Closed)?;
     tokio::time::sleep(Duration::from_secs_f64(plan.bots_warmup_s)).await;
     service.command("reset").await?;
-    let cpu = CpuMeter::start_all(&[pid, server.pid]);
+    let cpu = CpuMeter::start_all(&[pid, server.pid, std::process::id()]);
     let (a1, t1) = (shared.answers.load(Ordering::Relaxed), Instant::now());
     tokio::time::sleep(Duration::from_secs_f64(plan.bots_saturate_s)).await;
     let saturated_answers_per_s =
@@ -308,6 +317,9 @@ async fn run(ctx: &Ctx, py: &Path, server: &ServerProc, mode: &str) -> anyhow::R
     tasks.abort_all();
 
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let handled_per_s = f(&saturated, "handled") / f(&saturated, "seconds");
+    let core = |i: usize| cores.get(i).copied().unwrap_or(f64::NAN);
+    let per_handled = |i: usize| core(i) / handled_per_s * 1e6;
     Ok(BotRun {
         mode: mode.to_owned(),
         sessions,
@@ -327,12 +339,16 @@ async fn run(ctx: &Ctx, py: &Path, server: &ServerProc, mode: &str) -> anyhow::R
         rate_lag_p99_ms: f(&at_rate, "lag_p99_ms"),
         rate_lag_cpu_max_ms: f(&at_rate, "lag_cpu_max_ms"),
         rate_gc_max_ms: f(&at_rate, "gc_max_ms"),
-        handled_per_s: f(&saturated, "handled") / f(&saturated, "seconds"),
+        handled_per_s,
         saturated_answers_per_s,
         saturated_lag_max_ms: f(&saturated, "lag_max_ms"),
         saturated_lag_p99_ms: f(&saturated, "lag_p99_ms"),
-        python_cpu: cores.first().copied().unwrap_or(f64::NAN),
-        server_cpu: cores.get(1).copied().unwrap_or(f64::NAN),
+        python_cpu: core(0),
+        server_cpu: core(1),
+        loadgen_cpu: core(2),
+        python_us_per_handled: per_handled(0),
+        server_us_per_handled: per_handled(1),
+        loadgen_us_per_handled: per_handled(2),
         closed: shared.closed.load(Ordering::Relaxed),
     })
 }

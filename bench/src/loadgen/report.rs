@@ -586,6 +586,9 @@ pub(crate) fn table(results: &Value, targets: &[Target]) -> String {
             ("… the loop's own work in one wait, max ms", "rate_lag_cpu_max_ms", 1.0, 1),
             ("longest GC collection ms at the fixed load", "rate_gc_max_ms", 1.0, 1),
             ("loop lag max ms, saturated", "saturated_lag_max_ms", 1.0, 1),
+            ("CPU µs per handled signal, saturated: the Python process", "python_us_per_handled", 1.0, 1),
+            ("… the server", "server_us_per_handled", 1.0, 1),
+            ("… the load generator (on the Python process's core)", "loadgen_us_per_handled", 1.0, 1),
         ] {
             let (a, b) = (f("signalroom", key).map(|v| v * scale), f("websockets", key).map(|v| v * scale));
             let _ = writeln!(
