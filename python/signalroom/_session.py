@@ -312,7 +312,8 @@ class Session:
         """Before sending a signal: whether to wait for a rejoin first; raises
         :class:`ConnectionLostError` while the link is down and ``while_reconnecting="fail"``."""
         rejoining = self._pump.rejoining()
-        if (rejoining or self._native.state == "reconnecting") and self._while_reconnecting == "fail":
+        # (The native state is asked only when it matters: a call per signal otherwise.)
+        if self._while_reconnecting == "fail" and (rejoining or self._native.state == "reconnecting"):
             raise ConnectionLostError(
                 f"session {self.session_id!r} is reconnecting: the signal was not sent; send it again "
                 "once the session is back ('reconnected' or 'rejoined' event), or use "
