@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
 
 from . import _native
@@ -301,7 +301,9 @@ class Session:
         not sent if not written yet, as before the await began; one whose link was lost is sent
         again after the rejoin when the session rejoins (:meth:`_resend_after_rejoin`)."""
         if isinstance(error, asyncio.CancelledError):
-            if isinstance(sent, asyncio.Future):  # (_send_after_rejoin abandons its own)
+            # (A cancelled native awaitable has dropped its signal itself; this covers a
+            # cancellation that reached the await otherwise. _send_after_rejoin abandons its own.)
+            if not isinstance(sent, CoroutineType):
                 self._native.abandon(sent)
             raise error
         if not self._resend_after_rejoin():

@@ -149,8 +149,8 @@ impl Session {
         })
     }
 
-    /// `signal` without a cancel hook per call: cancelling the future returned does not reach
-    /// Rust by itself; the caller whose await was cancelled calls `abandon` with it. For
+    /// `signal` as a [`Sent`](crate::bridge::Sent) rather than an asyncio future (lighter, see
+    /// there); a cancelled await of it drops the signal if it is not written yet. For
     /// `signalroom.Session.signal` and `reply`, which a process may call thousands of times a
     /// second.
     #[pyo3(signature = (data, *, r#type = None, to = None))]
@@ -168,7 +168,7 @@ impl Session {
         })
     }
 
-    /// The await of `sent` (a future of this session's `start_signal`) was cancelled: drops the
+    /// The await of `sent` (an awaitable of this session's `start_signal`) was cancelled: drops the
     /// signal's Rust future, so a signal not written yet is not written and its answer is not
     /// waited for. Nothing happens once it was answered.
     fn abandon(&self, sent: &Bound<'_, PyAny>) {
