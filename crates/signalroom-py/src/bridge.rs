@@ -223,14 +223,6 @@ impl Sent {
         sent_result(py, &state.outcome).map(|()| None)
     }
 
-    /// `__next__` for a caller that sends (a coroutine awaiting this under a tracer does).
-    fn send(slf: &Bound<'_, Self>, _value: &Bound<'_, PyAny>) -> PyResult<Py<Self>> {
-        match Self::__next__(slf)? {
-            Some(this) => Ok(this),
-            None => Err(pyo3::exceptions::PyStopIteration::new_err(())),
-        }
-    }
-
     #[getter(_asyncio_future_blocking)]
     fn blocking(&self) -> bool {
         self.state.lock().blocking
