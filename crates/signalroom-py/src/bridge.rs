@@ -11,7 +11,7 @@
 //!   wake-up of the loop), where a thread hop, a GIL acquisition and a wake-up per result made
 //!   each `await session.signal(...)` cost more than the signal.
 //! - [`started_into_py`] returns a [`Sent`] rather than an asyncio future: an awaitable that
-//!   asyncio's tasks wait on as they wait on a future, which the cyclic GC does not track, which
+//!   asyncio's tasks wait on as they wait on a future, made without a call into the loop, which
 //!   drops the Rust future itself when it is cancelled (no done callback per call), and which
 //!   resumes the tasks waiting on it when its result arrives, without a callback scheduled on the
 //!   loop for each: what a process answering thousands of signals a second pays per call.
@@ -33,6 +33,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 use pyo3::{IntoPyObjectExt, intern};
+use pyo3::{PyTraverseError, PyVisit};
 use pyo3_async_runtimes::tokio::get_runtime;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
@@ -90,11 +91,12 @@ pub(crate) fn abandon(sent: &Bound<'_, PyAny>) {
 ///
 /// A task awaits it as it awaits an asyncio future (the protocol asyncio's `Task` speaks with any
 /// future-like object: `_asyncio_future_blocking`, `get_loop`, `add_done_callback`, `result`,
-/// `cancel`), but it is lighter: the cyclic GC does not track it (no reference of it is kept
-/// beyond its callbacks, which it lets go once done), the result resumes the tasks waiting on it
-/// at once, from the delivery's own call on the loop (each in its context, as the loop would a
-/// moment later), and cancelling it drops the Rust future (a signal not written yet is not
-/// written). Awaited once, by the coroutine that made it; not for users.
+/// `cancel`), but it is lighter: it is made without a call into the loop, the result resumes the
+/// tasks waiting on it at once, from the delivery's own call on the loop (each in its context,
+/// as the loop would a moment later), and cancelling it drops the Rust future (a signal not
+/// written yet is not written). The cyclic GC sees what it holds (`__traverse__`): a failure's
+/// exception refers, through its traceback, to the frame that awaited this. Awaited once, by the
+/// coroutine that made it; not for users.
 #[pyclass(frozen, module = "signalroom._native")]
 pub(crate) struct Sent {
     event_loop: Py<PyAny>,
@@ -182,7 +184,7 @@ impl Sent {
     }
 
     /// Lets the callbacks go without calling them: for a result nobody can receive any more (its
-    /// loop is closed), so that no cycle through this untracked object outlives it.
+    /// loop is closed).
     fn forget_callbacks(&self) {
         let callbacks = std::mem::take(&mut self.state.lock().callbacks);
         drop(callbacks);
@@ -307,6 +309,33 @@ impl Sent {
             Self::schedule(slf, &callback, context.as_ref())?;
         }
         Ok(true)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.event_loop)?;
+        // (Never blocks: a collection can start while this thread holds the lock. Not visiting
+        // then only keeps the objects alive until a later collection.)
+        if let Some(state) = self.state.try_lock() {
+            for (callback, context) in &state.callbacks {
+                visit.call(callback)?;
+                visit.call(context)?;
+            }
+            match &state.outcome {
+                SentOutcome::Failed(error) => visit.call(error)?,
+                SentOutcome::Cancelled(msg) => visit.call(msg)?,
+                SentOutcome::Pending | SentOutcome::Done => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        if let Some(mut state) = self.state.try_lock() {
+            let callbacks = std::mem::take(&mut state.callbacks);
+            let outcome = std::mem::replace(&mut state.outcome, SentOutcome::Done);
+            drop(state);
+            drop((callbacks, outcome));
+        }
     }
 
     fn __repr__(&self) -> &'static str {
