@@ -215,9 +215,9 @@ class Session:
     def start_signal(
         self,
         data: str,
-        *,
-        type: str | None = None,  # noqa: A002
-        to: Iterable[_Recipient] | None = None,
+        type: str | None,  # noqa: A002
+        to: Iterable[_Recipient] | None,
+        /,
     ) -> Awaitable[None]:
         """:meth:`signal` for ``Session.signal`` and ``reply``: an awaitable lighter than an asyncio
         future, awaited once; a cancelled await of it drops the signal if not written yet."""

@@ -287,7 +287,7 @@ class Session:
         coroutine that waits for it and then sends (see :meth:`_must_wait_to_send`)."""
         if self._must_wait_to_send():
             return self._send_after_rejoin(data, type, to)
-        return self._native.start_signal(data, type=type, to=to)
+        return self._native.start_signal(data, type, to)
 
     async def _unsent(
         self,
@@ -327,7 +327,7 @@ class Session:
     async def _send_after_rejoin(self, data: str, type: str | None, to: Recipients | None) -> None:  # noqa: A002
         """Waits for the rejoin, then sends the signal again (see :meth:`_resend_after_rejoin`)."""
         await self._pump.until_rejoined()
-        sent = self._native.start_signal(data, type=type, to=to)
+        sent = self._native.start_signal(data, type, to)
         try:
             await sent
         except asyncio.CancelledError:

@@ -153,8 +153,9 @@ impl Session {
     /// `signal` as a [`Sent`](crate::bridge::Sent) rather than an asyncio future (lighter, see
     /// there); a cancelled await of it drops the signal if it is not written yet. For
     /// `signalroom.Session.signal` and `reply`, which a process may call thousands of times a
-    /// second.
-    #[pyo3(signature = (data, *, r#type = None, to = None))]
+    /// second. Its arguments are positional: with the abi3 module's calling convention, keywords
+    /// cost a dict per call.
+    #[pyo3(signature = (data, r#type, to, /))]
     fn start_signal<'py>(
         &self,
         py: Python<'py>,
