@@ -4,6 +4,7 @@ they are delivered together (in batches), successes and failures mixed, each to 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Callable
 
@@ -122,3 +123,24 @@ async def test_events_of_many_sessions_blocked_together_arrive_in_order_in_one_b
     # The sender's joins and leaves reach every receiver too (connectionCreated/Destroyed), some
     # maybe after the loop was released: a few batches at most, not one per signal.
     assert all(1 <= c <= 3 for c in crossings), crossings
+
+
+async def test_refused_signals_leave_nothing_behind_for_the_gc(participant: ParticipantFactory) -> None:
+    """A refused signal's error refers, through its traceback, to the frame that awaited the
+    signal, which refers to what it awaited, which holds the error: the cyclic GC must be able to
+    see that whole cycle and free it (else every failure would be kept for good)."""
+    session = await participant("lobby")
+
+    def errors() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, signalroom.RpcError))
+
+    before = errors()
+    for _ in range(20):
+        try:
+            await asyncio.wait_for(session.signal("x", type="n", to=["con_nobody"]), TIMEOUT)
+        except signalroom.RpcError as error:
+            assert error.code == 601
+        else:
+            pytest.fail("a signal to nobody was not refused")
+    assert errors() == before

@@ -12,7 +12,6 @@ The :class:`Session` keeps the public methods (their overloads and documentation
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
@@ -48,7 +47,18 @@ def _same_definition(a: object, b: object) -> bool:
 class Dispatcher:
     """A session's handlers, observers and tasks, and the delivery of its events to them."""
 
-    __slots__ = ("_loop", "_session", "_waiting", "handlers", "observers", "on_error", "reserved", "tasks")
+    __slots__ = (
+        "_loop",
+        "_on_handler_done",
+        "_on_spawned_done",
+        "_session",
+        "_waiting",
+        "handlers",
+        "observers",
+        "on_error",
+        "reserved",
+        "tasks",
+    )
 
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -58,7 +68,13 @@ class Dispatcher:
         #: The hook set (:attr:`Session.on_error`), ``None`` for the default.
         self.on_error: HandlerErrorHook | None = None
         self.observers: list[Callable[[Event], None]] = []  # recorders, sync buffers: not handlers
-        self.tasks: set[asyncio.Task[Any]] = set()
+        #: The tasks running (kept alive here), with the handler and the event of each handler's
+        #: task (``None`` for what :meth:`spawn` runs).
+        self.tasks: dict[asyncio.Task[Any], tuple[Callable[..., object], Any] | None] = {}
+        # One bound method each for every task's done callback (a ``functools.partial`` per task
+        # was three more objects per handled event for the cyclic GC, alive as long as the task).
+        self._on_handler_done = self._handler_done
+        self._on_spawned_done = self._spawned_done
         # Signals of these types are requests, replies and streams: handled here, not by handlers.
         self.reserved: dict[str, Callable[[SignalEvent], None]] = {
             f"signal:{REQUEST_TYPE}": session._requests.on_request,
@@ -144,26 +160,27 @@ class Dispatcher:
             task = asyncio.ensure_future(result, loop=self._loop)
         else:
             return
-        self.tasks.add(task)
-        task.add_done_callback(functools.partial(self._handler_done, fn, arg))
+        self.tasks[task] = (fn, arg)
+        task.add_done_callback(self._on_handler_done)
 
-    def _handler_done(self, fn: Callable[..., object], event: Event, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
+    def _handler_done(self, task: asyncio.Task[Any]) -> None:
+        ran = self.tasks.pop(task, None)
         if task.cancelled():
             return
         error = task.exception()
-        if error is not None:
+        if error is not None and ran is not None:
+            fn, event = ran
             self.failed(fn, event, error)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Runs ``coroutine`` as a task of the session (kept alive; an exception is logged)."""
         task = self._loop.create_task(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self._spawned_done)
+        self.tasks[task] = None
+        task.add_done_callback(self._on_spawned_done)
         return task
 
     def _spawned_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
+        self.tasks.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("signalroom: a task of %r failed", self._session, exc_info=task.exception())
 

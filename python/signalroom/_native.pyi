@@ -215,13 +215,13 @@ class Session:
     def start_signal(
         self,
         data: str,
-        *,
-        type: str | None = None,  # noqa: A002
-        to: Iterable[_Recipient] | None = None,
-    ) -> asyncio.Future[None]:
-        """:meth:`signal` without a cancel hook per call: cancelling the future does not reach
-        Rust by itself; whoever sees its await cancelled gives it to :meth:`abandon`."""
-    def abandon(self, sent: asyncio.Future[None]) -> None:
+        type: str | None,  # noqa: A002
+        to: Iterable[_Recipient] | None,
+        /,
+    ) -> Awaitable[None]:
+        """:meth:`signal` for ``Session.signal`` and ``reply``: an awaitable lighter than an asyncio
+        future, awaited once; a cancelled await of it drops the signal if not written yet."""
+    def abandon(self, sent: Awaitable[None]) -> None:
         """The await of ``sent`` (from :meth:`start_signal`) was cancelled: a signal not written
         yet is not written, its answer not waited for. Nothing happens once it was answered."""
     def next_events(self) -> Awaitable[list[_Event] | None]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, Union, overload
 
 from . import _native
@@ -287,7 +287,7 @@ class Session:
         coroutine that waits for it and then sends (see :meth:`_must_wait_to_send`)."""
         if self._must_wait_to_send():
             return self._send_after_rejoin(data, type, to)
-        return self._native.start_signal(data, type=type, to=to)
+        return self._native.start_signal(data, type, to)
 
     async def _unsent(
         self,
@@ -301,7 +301,9 @@ class Session:
         not sent if not written yet, as before the await began; one whose link was lost is sent
         again after the rejoin when the session rejoins (:meth:`_resend_after_rejoin`)."""
         if isinstance(error, asyncio.CancelledError):
-            if isinstance(sent, asyncio.Future):  # (_send_after_rejoin abandons its own)
+            # (A cancelled native awaitable has dropped its signal itself; this covers a
+            # cancellation that reached the await otherwise. _send_after_rejoin abandons its own.)
+            if not isinstance(sent, CoroutineType):
                 self._native.abandon(sent)
             raise error
         if not self._resend_after_rejoin():
@@ -312,7 +314,8 @@ class Session:
         """Before sending a signal: whether to wait for a rejoin first; raises
         :class:`ConnectionLostError` while the link is down and ``while_reconnecting="fail"``."""
         rejoining = self._pump.rejoining()
-        if (rejoining or self._native.state == "reconnecting") and self._while_reconnecting == "fail":
+        # (The native state is asked only when it matters: a call per signal otherwise.)
+        if self._while_reconnecting == "fail" and (rejoining or self._native.state == "reconnecting"):
             raise ConnectionLostError(
                 f"session {self.session_id!r} is reconnecting: the signal was not sent; send it again "
                 "once the session is back ('reconnected' or 'rejoined' event), or use "
@@ -324,7 +327,7 @@ class Session:
     async def _send_after_rejoin(self, data: str, type: str | None, to: Recipients | None) -> None:  # noqa: A002
         """Waits for the rejoin, then sends the signal again (see :meth:`_resend_after_rejoin`)."""
         await self._pump.until_rejoined()
-        sent = self._native.start_signal(data, type=type, to=to)
+        sent = self._native.start_signal(data, type, to)
         try:
             await sent
         except asyncio.CancelledError:

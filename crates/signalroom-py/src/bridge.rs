@@ -10,8 +10,11 @@
 //!   one GIL acquisition and hands each event loop its share in one `call_soon_threadsafe` (one
 //!   wake-up of the loop), where a thread hop, a GIL acquisition and a wake-up per result made
 //!   each `await session.signal(...)` cost more than the signal.
-//! - [`started_into_py`] has no done callback per call: its caller reports a cancelled await
-//!   itself ([`abandon`]), which is cheaper for the calls a process makes thousands of a second.
+//! - [`started_into_py`] returns a [`Sent`] rather than an asyncio future: an awaitable that
+//!   asyncio's tasks wait on as they wait on a future, made without a call into the loop, which
+//!   drops the Rust future itself when it is cancelled (no done callback per call), and which
+//!   resumes the tasks waiting on it when its result arrives, without a callback scheduled on the
+//!   loop for each: what a process answering thousands of signals a second pays per call.
 //! - Delivery never enters Python once the interpreter is exiting: an `atexit` hook
 //!   ([`at_exit`]) forbids new deliveries and waits for those in flight. Without it, a delivery
 //!   thread inside `loop.call_soon_threadsafe` (which releases the GIL to write the loop's
@@ -19,19 +22,18 @@
 //!   the thread with `pthread_exit`, and the unwinding drops Python objects: a crash at exit.
 //!
 //! A delivery to a closed event loop is dropped silently (nobody can await it any more).
-//! Cancelling the asyncio future of [`future_into_py`] drops the Rust future; for
-//! [`started_into_py`], [`abandon`] does.
+//! Cancelling the asyncio future of [`future_into_py`], or a [`Sent`], drops the Rust future.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 use pyo3::{IntoPyObjectExt, intern};
+use pyo3::{PyTraverseError, PyVisit};
 use pyo3_async_runtimes::tokio::get_runtime;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
@@ -56,42 +58,293 @@ where
     Ok(future)
 }
 
-/// Like [`future_into_py`], without the done callback that tells the Rust side of a cancellation
-/// (a Python call, a context and a scheduled callback per call, where a process answering
-/// thousands of signals a second pays per call): the caller that sees its await cancelled calls
-/// [`abandon`] with the asyncio future instead, which drops the Rust future as the callback would.
+/// Like [`future_into_py`], but the awaitable returned is a [`Sent`], not an asyncio future.
 pub(crate) fn started_into_py<'py, F, T, E>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = Result<T, E>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
     E: Into<PyErr> + Send + 'static,
 {
-    let event_loop = running_loop(py)?;
-    let future = event_loop.call_method0(intern!(py, "create_future"))?;
-    // The future's address names its work while the work runs: the work holds the future, so no
-    // other object can have that address meanwhile.
-    let key = future.as_ptr() as usize;
-    let target = Target { event_loop: event_loop.unbind(), future: future.clone().unbind() };
-    // Locked over the spawn (no await), so the work cannot remove its entry before it is made.
-    let mut running = RUNNING.lock();
+    let event_loop = running_loop(py)?.unbind();
+    let sent = Bound::new(
+        py,
+        Sent { event_loop: event_loop.clone_ref(py), state: Mutex::default(), work: Mutex::new(None) },
+    )?;
+    let target = Target { event_loop, future: sent.clone().into_any().unbind() };
     let task = get_runtime().spawn(async move {
         let result = fut.await;
-        RUNNING.lock().remove(&key);
         deliver_later(Delivery { target, outcome: Box::new(move |py| outcome(py, result)) });
     });
-    running.insert(key, task.abort_handle());
-    Ok(future)
+    *sent.get().work.lock() = Some(task.abort_handle());
+    Ok(sent.into_any())
 }
 
-/// The work of [`started_into_py`] still running, by its asyncio future's address.
-static RUNNING: LazyLock<Mutex<HashMap<usize, AbortHandle>>> = LazyLock::new(Default::default);
+/// Drops the Rust future behind `sent` (a [`Sent`]) if it is still running: for the caller whose
+/// await of it was cancelled. Nothing happens once it has finished, or for another object.
+pub(crate) fn abandon(sent: &Bound<'_, PyAny>) {
+    if let Ok(sent) = sent.cast::<Sent>() {
+        sent.get().abandon();
+    }
+}
 
-/// Drops the Rust future behind `future` (made by [`started_into_py`]) if it is still running:
-/// for the caller whose await of it was cancelled. Nothing happens once it has finished.
-pub(crate) fn abandon(future: &Bound<'_, PyAny>) {
-    let key = future.as_ptr() as usize;
-    if let Some(task) = RUNNING.lock().remove(&key) {
-        task.abort();
+/// The result of work on the runtime ([`started_into_py`]), awaited from asyncio.
+///
+/// A task awaits it as it awaits an asyncio future (the protocol asyncio's `Task` speaks with any
+/// future-like object: `_asyncio_future_blocking`, `get_loop`, `add_done_callback`, `result`,
+/// `cancel`), but it is lighter: it is made without a call into the loop, the result resumes the
+/// tasks waiting on it at once, from the delivery's own call on the loop (each in its context,
+/// as the loop would a moment later), and cancelling it drops the Rust future (a signal not
+/// written yet is not written). The cyclic GC sees what it holds (`__traverse__`): a failure's
+/// exception refers, through its traceback, to the frame that awaited this. Awaited once, by the
+/// coroutine that made it; not for users.
+#[pyclass(frozen, module = "signalroom._native")]
+pub(crate) struct Sent {
+    event_loop: Py<PyAny>,
+    state: Mutex<SentState>,
+    /// The work on the runtime, to drop when the await is cancelled.
+    work: Mutex<Option<AbortHandle>>,
+}
+
+#[derive(Default)]
+struct SentState {
+    outcome: SentOutcome,
+    /// `(callback, context)`, called with the `Sent` once it is done.
+    callbacks: Vec<(Py<PyAny>, Option<Py<PyAny>>)>,
+    /// asyncio's flag: set when yielded to the task that awaits it.
+    blocking: bool,
+}
+
+#[derive(Default)]
+enum SentOutcome {
+    #[default]
+    Pending,
+    Done,
+    Failed(Py<PyAny>),
+    Cancelled(Option<Py<PyAny>>),
+}
+
+/// What a [`Sent`] holds once done, as Python sees it: `Ok(())` or the exception to raise.
+fn sent_result(py: Python<'_>, outcome: &SentOutcome) -> PyResult<()> {
+    match outcome {
+        SentOutcome::Pending => Err(asyncio_error(py, "InvalidStateError", Some("Result is not set."))),
+        SentOutcome::Done => Ok(()),
+        SentOutcome::Failed(error) => Err(PyErr::from_value(error.bind(py).clone())),
+        SentOutcome::Cancelled(msg) => Err(cancelled_error(py, msg.as_ref())),
+    }
+}
+
+fn asyncio_error(py: Python<'_>, name: &str, message: Option<&str>) -> PyErr {
+    let class = py.import(intern!(py, "asyncio")).and_then(|m| m.getattr(name));
+    match class.and_then(|c| c.call1((message.unwrap_or(""),))) {
+        Ok(error) => PyErr::from_value(error),
+        Err(e) => e,
+    }
+}
+
+fn cancelled_error(py: Python<'_>, msg: Option<&Py<PyAny>>) -> PyErr {
+    static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let made = CANCELLED.import(py, "asyncio", "CancelledError").and_then(|class| match msg {
+        Some(msg) => class.call1((msg,)),
+        None => class.call0(),
+    });
+    match made {
+        Ok(error) => PyErr::from_value(error),
+        Err(e) => e,
+    }
+}
+
+impl Sent {
+    fn abandon(&self) {
+        if let Some(work) = self.work.lock().take() {
+            work.abort();
+        }
+    }
+
+    /// Sets the outcome (unless cancelled meanwhile) and calls the callbacks now, on the loop.
+    fn finish(slf: &Bound<'_, Self>, ok: bool, value: &Bound<'_, PyAny>) {
+        let py = slf.py();
+        let callbacks = {
+            let mut state = slf.get().state.lock();
+            if !matches!(state.outcome, SentOutcome::Pending) {
+                return;
+            }
+            state.outcome = if ok { SentOutcome::Done } else { SentOutcome::Failed(value.clone().unbind()) };
+            std::mem::take(&mut state.callbacks)
+        };
+        slf.get().work.lock().take();
+        for (callback, context) in callbacks {
+            let called = match context {
+                Some(context) => context.bind(py).call_method1(intern!(py, "run"), (&callback, slf)),
+                None => callback.bind(py).call1((slf,)),
+            };
+            if let Err(error) = called {
+                error.write_unraisable(py, Some(callback.bind(py)));
+            }
+        }
+    }
+
+    /// Lets the callbacks go without calling them: for a result nobody can receive any more (its
+    /// loop is closed).
+    fn forget_callbacks(&self) {
+        let callbacks = std::mem::take(&mut self.state.lock().callbacks);
+        drop(callbacks);
+    }
+
+    fn schedule(slf: &Bound<'_, Self>, callback: &Py<PyAny>, context: Option<&Py<PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "context"), context)?;
+        slf.get().event_loop.bind(py).call_method(
+            intern!(py, "call_soon"),
+            (callback, slf),
+            Some(&kwargs),
+        )?;
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Sent {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Yields itself to the task while pending (the task then waits for its callbacks); ends with
+    /// the result once done.
+    fn __next__(slf: &Bound<'_, Self>) -> PyResult<Option<Py<Self>>> {
+        let py = slf.py();
+        let state = &mut *slf.get().state.lock();
+        if let SentOutcome::Pending = state.outcome {
+            state.blocking = true;
+            return Ok(Some(slf.clone().unbind()));
+        }
+        sent_result(py, &state.outcome).map(|()| None)
+    }
+
+    #[getter(_asyncio_future_blocking)]
+    fn blocking(&self) -> bool {
+        self.state.lock().blocking
+    }
+
+    #[setter(_asyncio_future_blocking)]
+    fn set_blocking(&self, value: bool) {
+        self.state.lock().blocking = value;
+    }
+
+    fn get_loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.event_loop.clone_ref(py)
+    }
+
+    #[pyo3(signature = (callback, *, context = None))]
+    fn add_done_callback(
+        slf: &Bound<'_, Self>,
+        callback: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        {
+            let mut state = slf.get().state.lock();
+            if let SentOutcome::Pending = state.outcome {
+                state.callbacks.push((callback, context));
+                return Ok(());
+            }
+        }
+        Self::schedule(slf, &callback, context.as_ref())
+    }
+
+    fn remove_done_callback(&self, callback: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut state = self.state.lock();
+        let before = state.callbacks.len();
+        let mut error = None;
+        state.callbacks.retain(|(cb, _)| match cb.bind(callback.py()).eq(callback) {
+            Ok(same) => !same,
+            Err(e) => {
+                error.get_or_insert(e);
+                true
+            }
+        });
+        match error {
+            Some(e) => Err(e),
+            None => Ok(before - state.callbacks.len()),
+        }
+    }
+
+    fn done(&self) -> bool {
+        !matches!(self.state.lock().outcome, SentOutcome::Pending)
+    }
+
+    fn cancelled(&self) -> bool {
+        matches!(self.state.lock().outcome, SentOutcome::Cancelled(_))
+    }
+
+    fn result(&self, py: Python<'_>) -> PyResult<()> {
+        sent_result(py, &self.state.lock().outcome)
+    }
+
+    fn exception(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match &self.state.lock().outcome {
+            SentOutcome::Failed(error) => Ok(Some(error.clone_ref(py))),
+            SentOutcome::Done => Ok(None),
+            other => sent_result(py, other).map(|()| None),
+        }
+    }
+
+    /// Cancels the await: the Rust future is dropped (a signal not written yet is never written)
+    /// and the callbacks are scheduled on the loop, as an asyncio future's.
+    #[pyo3(signature = (msg = None))]
+    fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> PyResult<bool> {
+        let callbacks = {
+            let mut state = slf.get().state.lock();
+            if !matches!(state.outcome, SentOutcome::Pending) {
+                return Ok(false);
+            }
+            state.outcome = SentOutcome::Cancelled(msg);
+            std::mem::take(&mut state.callbacks)
+        };
+        slf.get().abandon();
+        for (callback, context) in callbacks {
+            Self::schedule(slf, &callback, context.as_ref())?;
+        }
+        Ok(true)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.event_loop)?;
+        // (Never blocks: a collection can start while this thread holds the lock. Not visiting
+        // then only keeps the objects alive until a later collection.)
+        if let Some(state) = self.state.try_lock() {
+            for (callback, context) in &state.callbacks {
+                visit.call(callback)?;
+                visit.call(context)?;
+            }
+            match &state.outcome {
+                SentOutcome::Failed(error) => visit.call(error)?,
+                SentOutcome::Cancelled(msg) => visit.call(msg)?,
+                SentOutcome::Pending | SentOutcome::Done => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        if let Some(mut state) = self.state.try_lock() {
+            let callbacks = std::mem::take(&mut state.callbacks);
+            let outcome = std::mem::replace(&mut state.outcome, SentOutcome::Done);
+            drop(state);
+            drop((callbacks, outcome));
+        }
+    }
+
+    fn __repr__(&self) -> &'static str {
+        match self.state.lock().outcome {
+            SentOutcome::Pending => "<signalroom Sent pending>",
+            SentOutcome::Done => "<signalroom Sent done>",
+            SentOutcome::Failed(_) => "<signalroom Sent failed>",
+            SentOutcome::Cancelled(_) => "<signalroom Sent cancelled>",
+        }
     }
 }
 
@@ -198,7 +451,17 @@ fn deliver_all(batch: &mut Vec<Delivery>) {
             for (event_loop, items) in loops {
                 let Ok(complete) = Bound::new(py, Completions { items: Mutex::new(items) }) else { continue };
                 // Fails only when the loop is closed: nobody can await the results any more.
-                let _ = event_loop.bind(py).call_method1(intern!(py, "call_soon_threadsafe"), (complete,));
+                if event_loop
+                    .bind(py)
+                    .call_method1(intern!(py, "call_soon_threadsafe"), (&complete,))
+                    .is_err()
+                {
+                    for (future, _, _) in complete.get().items.lock().drain(..) {
+                        if let Ok(sent) = future.bind(py).cast::<Sent>() {
+                            sent.get().forget_callbacks();
+                        }
+                    }
+                }
             }
         });
     }
@@ -244,6 +507,10 @@ struct Target {
 
 /// Completes `future` unless it was cancelled meanwhile (on its event loop).
 fn complete(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(sent) = future.cast::<Sent>() {
+        Sent::finish(sent, ok, value);
+        return Ok(());
+    }
     let py = future.py();
     if future.call_method0(intern!(py, "done"))?.is_truthy()? {
         return Ok(());

@@ -163,10 +163,10 @@ impl ReconnectedEvent {
 /// Events crossing to Python in one go: one list, converted under one GIL acquisition.
 pub(crate) struct Batch(pub(crate) Vec<Event>);
 
-/// Within a batch, consecutive signals of one type and sender share their Python strings and
-/// `Connection` object.
+/// Within a batch (of one session, or of all a hub takes at once), consecutive signals of one
+/// type and sender share their Python strings and `Connection` object.
 #[derive(Default)]
-struct Reuse {
+pub(crate) struct Reuse {
     kind: Option<(String, Py<PyString>, Py<PyString>)>,
     from: Option<(RustConnection, Py<Connection>)>,
 }
@@ -177,10 +177,16 @@ impl<'py> IntoPyObject<'py> for Batch {
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let mut reuse = Reuse::default();
+        self.convert(py, &mut Reuse::default())
+    }
+}
+
+impl Batch {
+    /// The events as a list, sharing what `reuse` holds from the batches converted before.
+    pub(crate) fn convert<'py>(self, py: Python<'py>, reuse: &mut Reuse) -> PyResult<Bound<'py, PyList>> {
         let mut items = Vec::with_capacity(self.0.len());
         for event in self.0 {
-            items.push(convert(py, event, &mut reuse)?);
+            items.push(convert(py, event, reuse)?);
         }
         PyList::new(py, items)
     }

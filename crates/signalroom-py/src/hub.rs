@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::bridge::future_into_py;
 use crate::errors::PyClientError;
-use crate::events::Batch;
+use crate::events::{Batch, Reuse};
 
 /// At most this many events cross to Python in one batch (all sessions together), so that one
 /// burst cannot hold the event loop for long; the rest follow in the next batch.
@@ -131,8 +131,10 @@ impl<'py> IntoPyObject<'py> for Groups {
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let mut out = Vec::with_capacity(self.0.len());
+        // One for all the sessions: their signals of one type share the type's strings.
+        let mut reuse = Reuse::default();
         for (key, events, over) in self.0 {
-            let events = Batch(events).into_pyobject(py)?;
+            let events = Batch(events).convert(py, &mut reuse)?;
             out.push((key, events, over).into_pyobject(py)?);
         }
         PyList::new(py, out)

@@ -6,8 +6,9 @@
 //!
 //! - Every coroutine is a Rust future on pyo3-async-runtimes' one tokio runtime
 //!   ([`pyo3_async_runtimes::tokio::future_into_py`]); inputs are owned before the future starts,
-//!   and cancelling the Python awaitable drops the Rust future (the client is cancel-safe; for
-//!   `Session.start_signal`, the hot path, the caller reports the cancellation: `Session.abandon`).
+//!   and cancelling the Python awaitable drops the Rust future (the client is cancel-safe;
+//!   `Session.start_signal`, the hot path, returns a lighter awaitable than an asyncio future,
+//!   [`bridge::Sent`], which does the same).
 //! - Events cross to asyncio in batches, those of every session of an event loop together: each
 //!   session attached to its loop's `EventHub` forwards its events there, and `EventHub.next()`
 //!   returns everything queued since the previous call, grouped by session, converted under one

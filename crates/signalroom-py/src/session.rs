@@ -93,13 +93,14 @@ pub(crate) fn recipients(to: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Connecti
     }
     let mut ids = Vec::new();
     for (i, item) in to.try_iter()?.enumerate() {
-        ids.push(recipient(&item?, &format!("to[{i}]"))?);
+        ids.push(recipient(&item?, || format!("to[{i}]"))?);
     }
     Ok(ids)
 }
 
-/// One recipient: a connection id string, or an object with a `connection_id`.
-pub(crate) fn recipient(item: &Bound<'_, PyAny>, what: &str) -> PyResult<ConnectionId> {
+/// One recipient: a connection id string, or an object with a `connection_id`. `what` names it
+/// in an error (made only then: this runs for every recipient of every signal).
+pub(crate) fn recipient(item: &Bound<'_, PyAny>, what: impl FnOnce() -> String) -> PyResult<ConnectionId> {
     if let Ok(s) = item.cast::<PyString>() {
         return Ok(ConnectionId::from(s.to_cow()?.as_ref()));
     }
@@ -109,14 +110,14 @@ pub(crate) fn recipient(item: &Bound<'_, PyAny>, what: &str) -> PyResult<Connect
     if item.is_none() {
         return Err(invalid_signal(
             "to",
-            format!("{what} is None: a signal sent through the REST API has no sender to answer"),
+            format!("{} is None: a signal sent through the REST API has no sender to answer", what()),
         ));
     }
     match item.getattr("connection_id").and_then(|v| v.extract::<String>()) {
         Ok(id) => Ok(ConnectionId::from(id)),
         Err(_) => Err(invalid_signal(
             "to",
-            format!("{what} is {}: give connection ids or Connection objects", item.repr()?),
+            format!("{} is {}: give connection ids or Connection objects", what(), item.repr()?),
         )),
     }
 }
@@ -149,11 +150,12 @@ impl Session {
         })
     }
 
-    /// `signal` without a cancel hook per call: cancelling the future returned does not reach
-    /// Rust by itself; the caller whose await was cancelled calls `abandon` with it. For
+    /// `signal` as a [`Sent`](crate::bridge::Sent) rather than an asyncio future (lighter, see
+    /// there); a cancelled await of it drops the signal if it is not written yet. For
     /// `signalroom.Session.signal` and `reply`, which a process may call thousands of times a
-    /// second.
-    #[pyo3(signature = (data, *, r#type = None, to = None))]
+    /// second. Its arguments are positional: with the abi3 module's calling convention, keywords
+    /// cost a dict per call.
+    #[pyo3(signature = (data, r#type, to, /))]
     fn start_signal<'py>(
         &self,
         py: Python<'py>,
@@ -168,7 +170,7 @@ impl Session {
         })
     }
 
-    /// The await of `sent` (a future of this session's `start_signal`) was cancelled: drops the
+    /// The await of `sent` (an awaitable of this session's `start_signal`) was cancelled: drops the
     /// signal's Rust future, so a signal not written yet is not written and its answer is not
     /// waited for. Nothing happens once it was answered.
     fn abandon(&self, sent: &Bound<'_, PyAny>) {
@@ -226,7 +228,7 @@ impl Session {
         py: Python<'py>,
         connection: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let id = recipient(connection, "connection")?;
+        let id = recipient(connection, || "connection".to_owned())?;
         let session = self.session.clone();
         future_into_py(py, async move {
             session.force_disconnect(&id).await.map_err(PyClientError)?;
