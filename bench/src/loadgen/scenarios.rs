@@ -333,7 +333,7 @@ pub(crate) enum RawVariant {
 impl RawVariant {
     pub(crate) const ALL: [RawVariant; 2] = [RawVariant::ByHand, RawVariant::Protocol];
 
-    /// Its results' key prefix (`fanout_by_hand_N`) and name in progress lines.
+    /// Its results' key prefix (`fanout_by_hand_N`).
     pub(crate) fn key(self) -> &'static str {
         match self {
             RawVariant::ByHand => "fanout_by_hand",
@@ -341,6 +341,7 @@ impl RawVariant {
         }
     }
 
+    /// Its name in progress lines.
     pub(crate) fn describe(self) -> &'static str {
         match self {
             RawVariant::ByHand => "raw by hand",
